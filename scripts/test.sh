@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Passes every test of the crate on a fresh machine: each feature combination that matters, doctests
+# included, against real SQLite and a real PostgreSQL 15 + pgvector.
+#
+#   scripts/test.sh
+#
+# Without PG_DATABASE_URL, scripts/with-pg.sh provisions PostgreSQL + pgvector and starts a throwaway
+# cluster for the run; being unable to do so fails the run (it never skips the PostgreSQL tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${PG_DATABASE_URL:-}" ] && [[ "${DATABASE_URL:-}" != postgres* ]]; then
+    exec scripts/with-pg.sh "$0" "$@"
+fi
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+step "features: none (value type and codecs only)"
+cargo check --no-default-features --lib
+
+step "features: sqlite (default: bundled SQLite, sqlite-vec compiled in)"
+cargo test
+
+step "features: sqlite with the system's libsqlite3 and no sqlite-vec"
+cargo test --no-default-features --features sqlite
+
+step "features: pg"
+cargo test --no-default-features --features pg
+
+step "features: all (pg + sqlite + r2d2 + serde)"
+cargo test --all-features
+
+step "all tests passed, PostgreSQL tests included"

@@ -1,0 +1,82 @@
+//! Vector embeddings for [Diesel] on PostgreSQL ([pgvector]) and SQLite ([sqlite-vec]), with the same
+//! models, schema and queries.
+//!
+//! - [`Vector`]: the value type, an owned list of `f32` that is valid by construction (non-empty, finite,
+//!   at most [`MAX_DIMS`] dimensions).
+//! - [`sql_types::Vector`]: one SQL type for both backends, pgvector's `vector` on PostgreSQL and a BLOB
+//!   of little-endian `f32` (the format sqlite-vec reads) on SQLite.
+//! - [`codec`]: the two wire formats as pure functions.
+//! - [`sqlite`]: opening SQLite connections with sqlite-vec registered and foreign keys on.
+//! - [`multi_connection_support!`]: the impls a `#[derive(MultiConnection)]` enum needs.
+//!
+//! # Features
+//!
+//! - `sqlite` (default): the SQLite backend.
+//! - `bundled` (default): build SQLite from source (modern SQLite); without it the system's libsqlite3 is used.
+//! - `sqlite-vec` (default): compile sqlite-vec in and register it on every SQLite connection.
+//! - `pg`: the PostgreSQL backend (pgvector), through libpq.
+//! - `serde`: `Serialize`/`Deserialize` for [`Vector`], as a sequence of numbers.
+//! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
+//!
+//! `pg` and `sqlite` can be on together; with neither, the value type and codecs still build.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use diesel::prelude::*;
+//! use diesel_vector::Vector;
+//!
+//! diesel::table! {
+//!     use diesel::sql_types::*;
+//!     use diesel_vector::sql_types::Vector;
+//!     items (id) {
+//!         id -> Integer,
+//!         embedding -> Vector,
+//!     }
+//! }
+//!
+//! let mut conn = diesel_vector::sqlite::establish(":memory:")?;
+//! diesel::sql_query("CREATE TABLE items (id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)").execute(&mut conn)?;
+//!
+//! let v = Vector::new(vec![0.25, -1.5, 3.0])?;
+//! diesel::insert_into(items::table)
+//!     .values((items::id.eq(1), items::embedding.eq(&v)))
+//!     .execute(&mut conn)?;
+//! let back: Vector = items::table.select(items::embedding).first(&mut conn)?;
+//! assert_eq!(back, v);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "sqlite"))] fn main() {}
+//! ```
+//!
+//! [Diesel]: https://diesel.rs
+//! [pgvector]: https://github.com/pgvector/pgvector
+//! [sqlite-vec]: https://github.com/asg017/sqlite-vec
+#![deny(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod codec;
+mod error;
+mod multi;
+pub mod sql_types;
+mod vector;
+
+#[cfg(feature = "pg")]
+mod pg;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use error::VectorError;
+pub use vector::{Vector, MAX_DIMS};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use diesel;
+}

@@ -1,0 +1,3 @@
+//! Everything PostgreSQL-specific: pgvector's binary format on the wire.
+
+mod types;

@@ -1,0 +1,79 @@
+//! Helpers shared by the test binaries (each includes this file with `#[path]`).
+#![allow(dead_code)]
+
+use diesel_vector::Vector;
+
+/// The edge values every round trip must carry bit-exact.
+pub fn edge_values() -> Vec<f32> {
+    vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::MAX,
+        f32::MIN,
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::from_bits(1),            // smallest subnormal
+        -f32::from_bits(0x007f_ffff), // largest negative subnormal
+        f32::EPSILON,
+        std::f32::consts::PI,
+        1e-30,
+        123_456.79,
+    ]
+}
+
+/// A deterministic vector of `dims` elements that includes the edge values.
+pub fn sample(dims: usize) -> Vector {
+    let edges = edge_values();
+    let values =
+        (0..dims).map(|i| if i < edges.len() { edges[i] } else { ((i as f32) * 0.618_034).sin() * 3.0 }).collect();
+    Vector::new(values).unwrap()
+}
+
+/// A deterministic vector of moderate values (no extremes), for distance computations.
+pub fn smooth(dims: usize, seed: f32) -> Vector {
+    Vector::new((0..dims).map(|i| ((i as f32) * 0.618_034 + seed).sin()).collect()).unwrap()
+}
+
+/// The dimension counts that round trips cover.
+pub const ROUND_TRIP_DIMS: [usize; 5] = [1, 3, 14, 1536, 16_000];
+
+pub fn bits(v: &Vector) -> Vec<u32> {
+    v.as_slice().iter().map(|x| x.to_bits()).collect()
+}
+
+/// Asserts two vectors are identical to the bit (so `-0.0` differs from `0.0`).
+#[track_caller]
+pub fn assert_bit_exact(actual: &Vector, expected: &Vector) {
+    assert_eq!(actual.dims(), expected.dims(), "dimensions differ");
+    assert!(bits(actual) == bits(expected), "vectors differ in their bits");
+}
+
+/// Cosine distance computed in f64, for comparisons with the databases' own.
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    1.0 - dot / (na.sqrt() * nb.sqrt())
+}
+
+/// The PostgreSQL URL: `PG_DATABASE_URL`, else `DATABASE_URL`. PostgreSQL tests never skip: without a
+/// URL they fail and say how to get one.
+#[track_caller]
+pub fn pg_url() -> String {
+    std::env::var("PG_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+        .unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL tests need PG_DATABASE_URL (or a postgres:// DATABASE_URL). \
+                 `scripts/test.sh` provisions PostgreSQL 15 + pgvector and sets it."
+            )
+        })
+}

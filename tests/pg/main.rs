@@ -1,0 +1,44 @@
+//! Tests against a real PostgreSQL with pgvector. They need `PG_DATABASE_URL` (or a postgres
+//! `DATABASE_URL`) and fail, never skip, without one: `scripts/test.sh` provisions a server.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod interop;
+mod round_trip;
+
+use std::sync::Once;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+/// A connection inside a test transaction (rolled back at the end), with pgvector created.
+pub fn conn() -> PgConnection {
+    static EXTENSION: Once = Once::new();
+    let url = common::pg_url();
+    EXTENSION.call_once(|| {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").unwrap();
+    });
+    let mut conn = PgConnection::establish(&url).unwrap();
+    conn.begin_test_transaction().unwrap();
+    conn
+}
+
+/// A connection with an `items` table (in the test transaction) matching [`items`].
+pub fn conn_with_items() -> PgConnection {
+    let mut conn = conn();
+    conn.batch_execute("CREATE TEMPORARY TABLE items (id integer PRIMARY KEY, embedding vector)").unwrap();
+    conn
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::Vector;
+
+    items (id) {
+        id -> Integer,
+        embedding -> Nullable<Vector>,
+    }
+}

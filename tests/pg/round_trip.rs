@@ -1,0 +1,61 @@
+use diesel::dsl::sql;
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Nullable, Text};
+use diesel_vector::{sql_types, Vector};
+
+use crate::common::{assert_bit_exact, sample, ROUND_TRIP_DIMS};
+use crate::{conn, conn_with_items, items};
+
+#[test]
+fn vectors_round_trip_bit_exact_through_a_bind() {
+    let mut conn = conn();
+    for dims in ROUND_TRIP_DIMS {
+        let v = sample(dims);
+        let back: Vector = diesel::select(v.clone().into_sql::<sql_types::Vector>()).get_result(&mut conn).unwrap();
+        assert_bit_exact(&back, &v);
+    }
+}
+
+#[test]
+fn vectors_round_trip_bit_exact_through_a_table() {
+    let mut conn = conn_with_items();
+    for (id, dims) in (1..).zip(ROUND_TRIP_DIMS) {
+        diesel::insert_into(items::table)
+            .values((items::id.eq(id), items::embedding.eq(sample(dims))))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let rows: Vec<(i32, Option<Vector>)> = items::table.order(items::id).load(&mut conn).unwrap();
+    assert_eq!(rows.len(), ROUND_TRIP_DIMS.len());
+    for ((_, back), dims) in rows.iter().zip(ROUND_TRIP_DIMS) {
+        assert_bit_exact(back.as_ref().unwrap(), &sample(dims));
+    }
+}
+
+#[test]
+fn stored_values_have_pgvectors_type() {
+    let mut conn = conn_with_items();
+    diesel::insert_into(items::table)
+        .values((items::id.eq(1), items::embedding.eq(sample(3))))
+        .execute(&mut conn)
+        .unwrap();
+    let (kind, dims): (String, i32) = items::table
+        .select((sql::<Text>("pg_typeof(embedding)::text"), sql::<Integer>("vector_dims(embedding)")))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!((kind.as_str(), dims), ("vector", 3));
+}
+
+#[test]
+fn null_round_trips_as_none() {
+    let mut conn = conn_with_items();
+    diesel::insert_into(items::table)
+        .values((items::id.eq(1), items::embedding.eq(None::<Vector>)))
+        .execute(&mut conn)
+        .unwrap();
+    let back: Option<Vector> = items::table.select(items::embedding).first(&mut conn).unwrap();
+    assert_eq!(back, None);
+    let none: Option<Vector> =
+        diesel::select(None::<Vector>.into_sql::<Nullable<sql_types::Vector>>()).get_result(&mut conn).unwrap();
+    assert_eq!(none, None);
+}
