@@ -8,6 +8,9 @@
 //! - [`codec`]: the two wire formats as pure functions.
 //! - [`sqlite`]: opening SQLite connections with sqlite-vec registered and foreign keys on.
 //! - [`multi_connection_support!`]: the impls a `#[derive(MultiConnection)]` enum needs.
+//! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
+//! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
+//!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
 //!
 //! # Features
 //!
@@ -63,8 +66,16 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod codec;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod database;
 mod error;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod migrations;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod models;
 mod multi;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod schema;
 pub mod sql_types;
 mod vector;
 

@@ -1,3 +1,5 @@
-//! Everything PostgreSQL-specific: pgvector's binary format on the wire.
+//! Everything PostgreSQL-specific: pgvector's binary format on the wire, and the migration runner's
+//! PostgreSQL side.
 
+mod migrations;
 mod types;

@@ -1,10 +1,16 @@
-//! Everything SQLite-specific: the BLOB format, connection set-up and sqlite-vec registration.
+//! Everything SQLite-specific: the BLOB format, connection set-up, sqlite-vec registration, the
+//! migration runner's SQLite side and the vec0 vector index.
 
 mod connection;
 mod extension;
+mod index;
+mod migrations;
 mod types;
 
 #[cfg(feature = "r2d2")]
 pub use connection::SqliteCustomizer;
 pub use connection::{establish, sqlite_vec_version, ConnectionOptions};
 pub use extension::{deregister_sqlite_vec, register_sqlite_vec, SQLITE_VEC_COMPILED_IN};
+pub use index::{
+    index_status, rebuild_index, sync_index, IndexError, IndexStatus, SyncReport, INDEX_DIMS, INDEX_TABLE,
+};

@@ -77,3 +77,17 @@ pub fn pg_url() -> String {
             )
         })
 }
+
+pub mod telemetry;
+
+/// Spawns this test binary again to run one `#[ignore]`d helper test in a separate process, with
+/// `env` set. Returns the child process.
+pub fn spawn_helper(test_name: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", test_name, "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.spawn().unwrap()
+}

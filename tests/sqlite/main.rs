@@ -6,7 +6,10 @@ mod common;
 mod bad_input;
 mod connection;
 #[cfg(feature = "sqlite-vec")]
+mod index;
+#[cfg(feature = "sqlite-vec")]
 mod interop;
+mod migrations;
 mod round_trip;
 
 use std::sync::RwLock;

@@ -1,0 +1,1 @@
+DROP TABLE fragment_embeddings;

@@ -1,0 +1,143 @@
+//! A connection to either backend, chosen from a database URL at run time.
+
+use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus};
+
+/// The backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite://PATH`, a `file:` URI, a plain path or `:memory:`.
+    Sqlite,
+}
+
+impl BackendKind {
+    /// Picks the backend from a URL, the way the diesel CLI does; `mysql://` and any other scheme are
+    /// [`MigrationError::UnsupportedDriver`].
+    ///
+    /// ```
+    /// use diesel_vector::database::BackendKind;
+    ///
+    /// assert_eq!(BackendKind::from_url("postgres://localhost/app")?, BackendKind::Postgres);
+    /// assert_eq!(BackendKind::from_url("app.db")?, BackendKind::Sqlite);
+    /// assert_eq!(BackendKind::from_url("sqlite:///tmp/app.db")?, BackendKind::Sqlite);
+    /// assert_eq!(
+    ///     BackendKind::from_url("mysql://localhost/app").unwrap_err().to_string(),
+    ///     "Unsupported driver: mysql (diesel-vector supports postgres://, postgresql:// and SQLite paths)"
+    /// );
+    /// # Ok::<(), diesel_vector::migrations::MigrationError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`MigrationError::UnsupportedDriver`] for any other `scheme://`.
+    pub fn from_url(url: &str) -> Result<Self, MigrationError> {
+        match url.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => Ok(Self::Postgres),
+            Some(("sqlite", _)) => Ok(Self::Sqlite),
+            Some((scheme, _))
+                if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                Err(MigrationError::UnsupportedDriver { driver: scheme.to_owned() })
+            }
+            _ => Ok(Self::Sqlite),
+        }
+    }
+}
+
+/// The SQLite path or URI in a URL: `sqlite://` is stripped; `file:` URIs, paths and `:memory:` pass.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://").unwrap_or(url)
+}
+
+/// A connection to whichever backend a URL names.
+#[allow(missing_debug_implementations)] // Diesel's connections are not Debug.
+#[non_exhaustive]
+pub enum DatabaseConnection {
+    /// PostgreSQL with pgvector.
+    #[cfg(feature = "pg")]
+    Pg(diesel::PgConnection),
+    /// SQLite, set up by [`crate::sqlite::establish`].
+    #[cfg(feature = "sqlite")]
+    Sqlite(diesel::SqliteConnection),
+}
+
+impl DatabaseConnection {
+    /// Opens `url` with the backend it names.
+    ///
+    /// # Errors
+    ///
+    /// [`MigrationError::UnsupportedDriver`], [`MigrationError::FeatureDisabled`] when this build lacks
+    /// the backend, or [`MigrationError::Connection`] with the backend's own error.
+    pub fn establish(url: &str) -> Result<Self, MigrationError> {
+        match BackendKind::from_url(url)? {
+            #[cfg(feature = "pg")]
+            BackendKind::Postgres => Ok(Self::Pg(<diesel::PgConnection as diesel::Connection>::establish(url)?)),
+            #[cfg(not(feature = "pg"))]
+            BackendKind::Postgres => Err(MigrationError::FeatureDisabled { backend: "PostgreSQL", feature: "pg" }),
+            #[cfg(feature = "sqlite")]
+            BackendKind::Sqlite => Ok(Self::Sqlite(crate::sqlite::establish(sqlite_path(url))?)),
+            #[cfg(not(feature = "sqlite"))]
+            BackendKind::Sqlite => Err(MigrationError::FeatureDisabled { backend: "SQLite", feature: "sqlite" }),
+        }
+    }
+
+    /// The backend of this connection.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            #[cfg(feature = "pg")]
+            Self::Pg(_) => BackendKind::Postgres,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// [`migrations::run_pending_migrations`] on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::run_pending_migrations`].
+    pub fn run_pending_migrations(&mut self) -> Result<Vec<AppliedMigration>, MigrationError> {
+        dispatch!(self, c => migrations::run_pending_migrations(c))
+    }
+
+    /// [`migrations::revert_last_migration`] on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::revert_last_migration`].
+    pub fn revert_last_migration(&mut self) -> Result<Option<String>, MigrationError> {
+        dispatch!(self, c => migrations::revert_last_migration(c))
+    }
+
+    /// [`migrations::redo_last_migration`] on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::redo_last_migration`].
+    pub fn redo_last_migration(&mut self) -> Result<Option<String>, MigrationError> {
+        dispatch!(self, c => migrations::redo_last_migration(c))
+    }
+
+    /// [`migrations::migration_status`] on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::migration_status`].
+    pub fn migration_status(&mut self) -> Result<Vec<MigrationStatus>, MigrationError> {
+        dispatch!(self, c => migrations::migration_status(c))
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            #[cfg(feature = "pg")]
+            DatabaseConnection::Pg($c) => $e,
+            #[cfg(feature = "sqlite")]
+            DatabaseConnection::Sqlite($c) => $e,
+        }
+    };
+}
+use dispatch;

@@ -1,0 +1,223 @@
+//! The migration runner's PostgreSQL side: pgvector checks, the advisory lock, catalog reads.
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::Migration;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel::sql_types::{Array, Bool, Nullable, Text};
+use diesel::PgConnection;
+use diesel_migrations::MigrationHarness;
+
+use crate::migrations::shape::{self, Catalog, Column, Creates, FoundColumn, Table};
+use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, Presence, PG_MIGRATIONS};
+
+/// Key of the session-level advisory lock that serialises migration runs ("dv_migr").
+const LOCK_KEY: i64 = 0x0064_765f_6d69_6772;
+
+const TIMESTAMP: &str = "timestamp without time zone";
+const VARCHAR_255: &str = "character varying(255)";
+
+/// What each PostgreSQL migration creates, in `format_type` spelling.
+const CREATES: &[Creates] = &[
+    Creates {
+        migration: "create_fragments",
+        tables: &[Table {
+            name: "fragments",
+            columns: &[
+                Column { name: "id", ty: "bigint", not_null: true },
+                Column { name: "content", ty: "text", not_null: true },
+                Column { name: "created_at", ty: TIMESTAMP, not_null: false },
+                Column { name: "updated_at", ty: TIMESTAMP, not_null: false },
+            ],
+            unique: &[&["id"]],
+        }],
+        others: &[],
+    },
+    Creates {
+        migration: "create_fragment_embeddings",
+        tables: &[Table {
+            name: "fragment_embeddings",
+            columns: &[
+                Column { name: "id", ty: "bigint", not_null: true },
+                Column { name: "fragment_id", ty: "bigint", not_null: true },
+                Column { name: "provider", ty: VARCHAR_255, not_null: true },
+                Column { name: "model", ty: VARCHAR_255, not_null: true },
+                Column { name: "dims", ty: "integer", not_null: true },
+                Column { name: "embedding", ty: "vector(1536)", not_null: false },
+                Column { name: "content_hash", ty: VARCHAR_255, not_null: true },
+                Column { name: "created_at", ty: TIMESTAMP, not_null: false },
+                Column { name: "updated_at", ty: TIMESTAMP, not_null: false },
+            ],
+            unique: &[&["id"], &["fragment_id", "provider", "model", "content_hash"]],
+        }],
+        others: &[],
+    },
+];
+
+#[derive(QueryableByName)]
+struct ExtensionState {
+    #[diesel(sql_type = Bool)]
+    available: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    installed: Option<String>,
+    #[diesel(sql_type = Text)]
+    role: String,
+    #[diesel(sql_type = Text)]
+    database: String,
+}
+
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    exists: bool,
+}
+
+#[derive(QueryableByName)]
+struct PgColumn {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    ty: String,
+    #[diesel(sql_type = Bool)]
+    not_null: bool,
+}
+
+#[derive(QueryableByName)]
+struct UniqueKey {
+    #[diesel(sql_type = Array<Text>)]
+    columns: Vec<String>,
+}
+
+impl sealed::Sealed for PgConnection {}
+
+impl MigrationTarget for PgConnection {
+    type Db = Pg;
+    const BACKEND: &'static str = "postgresql";
+
+    fn migrations() -> Result<Vec<Box<dyn Migration<Pg>>>, MigrationError> {
+        sorted(&PG_MIGRATIONS)
+    }
+
+    fn preflight(&mut self) -> Result<(), MigrationError> {
+        let state: ExtensionState = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS available, \
+                    (SELECT extversion::text FROM pg_extension WHERE extname = 'vector') AS installed, \
+                    current_user::text AS role, current_database()::text AS database",
+        )
+        .get_result(self)?;
+        if !state.available {
+            return Err(MigrationError::PgvectorNotInstalled);
+        }
+        if state.installed.is_some() {
+            return Ok(());
+        }
+        // May this role create it? Try, and always roll back: nothing changes here.
+        let attempt = self.transaction::<(), DieselError, _>(|conn| {
+            conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
+            Err(DieselError::RollbackTransaction)
+        });
+        match attempt {
+            Err(DieselError::RollbackTransaction) | Ok(()) => Ok(()),
+            Err(DieselError::DatabaseError(_, info)) => Err(MigrationError::PgvectorNotCreated {
+                database: state.database,
+                role: state.role,
+                reason: info.message().to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError> {
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
+            .execute(self)?;
+        let result = f(self);
+        let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(LOCK_KEY)
+            .execute(self);
+        let value = result?;
+        unlocked?;
+        Ok(value)
+    }
+
+    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
+        let exists: Exists =
+            diesel::sql_query("SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS exists")
+                .get_result(self)?;
+        if !exists.exists {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Version> =
+            diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(self)?;
+        Ok(rows.into_iter().map(|r| r.version).collect())
+    }
+
+    fn probe(&mut self, name: &str, _version: &str) -> Result<Presence, MigrationError> {
+        match shape::creates_for(CREATES, name) {
+            Some(creates) => shape::probe(self, name, creates),
+            None => Ok(Presence::Absent),
+        }
+    }
+
+    fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {
+        MigrationHarness::<Pg>::applied_migrations(self).map_err(MigrationError::Harness)?;
+        diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind::<Text, _>(version)
+            .execute(self)?;
+        Ok(())
+    }
+
+    fn run_one(&mut self, migration: &dyn Migration<Pg>) -> diesel::migration::Result<()> {
+        // Creates Diesel's bookkeeping table when missing: only now, after every check passed.
+        MigrationHarness::<Pg>::applied_migrations(self)?;
+        MigrationHarness::run_migration(self, migration).map(|_| ())
+    }
+
+    fn revert_one(&mut self, migration: &dyn Migration<Pg>) -> diesel::migration::Result<()> {
+        MigrationHarness::revert_migration(self, migration).map(|_| ())
+    }
+
+    fn after_revert(&mut self, _version: &str) -> Result<(), MigrationError> {
+        Ok(())
+    }
+}
+
+impl Catalog for PgConnection {
+    fn exists(&mut self, object: &str) -> Result<bool, MigrationError> {
+        let row: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+            .bind::<Text, _>(object)
+            .get_result(self)?;
+        Ok(row.exists)
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Vec<FoundColumn>, MigrationError> {
+        let rows: Vec<PgColumn> = diesel::sql_query(
+            "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS ty, attnotnull AS not_null \
+             FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        )
+        .bind::<Text, _>(table)
+        .load(self)?;
+        Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
+    }
+
+    fn unique_keys(&mut self, table: &str) -> Result<Vec<Vec<String>>, MigrationError> {
+        let rows: Vec<UniqueKey> = diesel::sql_query(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns \
+             FROM pg_index i \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique \
+             GROUP BY i.indexrelid",
+        )
+        .bind::<Text, _>(table)
+        .load(self)?;
+        Ok(rows.into_iter().map(|r| r.columns).collect())
+    }
+}
