@@ -165,9 +165,10 @@ pub fn run_pending_migrations<C: MigrationTarget>(conn: &mut C) -> Result<Vec<Ap
 }
 
 fn run_pending_inner<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigration>, MigrationError> {
-    conn.preflight()?;
     let migrations = C::migrations()?;
     conn.locked(|conn| {
+        // Under the lock: concurrent runners must not race each other's trial CREATE EXTENSION.
+        conn.preflight()?;
         let applied = conn.applied_versions()?;
         let pending: Vec<&dyn Migration<C::Db>> =
             migrations.iter().map(|m| &**m).filter(|m| !applied.contains(&m.name().version().to_string())).collect();
