@@ -54,6 +54,11 @@ if [ ! -x "$PG_BIN/postgres" ]; then
 fi
 [ -x "$PG_BIN/postgres" ] || die "PostgreSQL $PG_VERSION server not found in $PG_BIN"
 
+# libpq's headers, for the crate's `pg` feature (Diesel links libpq).
+if [ ! -f /usr/include/postgresql/libpq-fe.h ]; then
+    apt_install libpq-dev
+fi
+
 # 2. pgvector, built from Debian's source package (no binary package exists for bookworm).
 PG_SHAREDIR="/usr/share/postgresql/$PG_VERSION"
 if [ ! -f "$PG_SHAREDIR/extension/vector.control" ]; then

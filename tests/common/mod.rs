@@ -91,3 +91,28 @@ pub fn spawn_helper(test_name: &str, env: &[(&str, &str)]) -> std::process::Chil
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     cmd.spawn().unwrap()
 }
+
+/// The diesel CLI to test against: `DIESEL_CLI`, else `diesel` on the PATH. When neither runs, the
+/// test fails if `CI` or `DIESEL_VECTOR_REQUIRE_CLI` is set (scripts/test.sh sets it after installing
+/// the CLI), and otherwise says loudly that it is skipped.
+pub fn diesel_cli() -> Option<std::path::PathBuf> {
+    let cli = std::env::var_os("DIESEL_CLI").map(std::path::PathBuf::from).unwrap_or_else(|| "diesel".into());
+    let works = std::process::Command::new(&cli).arg("--version").output().is_ok_and(|o| o.status.success());
+    if works {
+        return Some(cli);
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("DIESEL_VECTOR_REQUIRE_CLI").is_some() {
+        panic!("the diesel CLI is required here but `{}` does not run: scripts/test.sh installs it", cli.display());
+    }
+    eprintln!("SKIPPED: the diesel CLI is not installed (scripts/test.sh installs it and runs this test)");
+    None
+}
+
+/// Runs the diesel CLI from the repository root (where diesel.toml lives) and returns its stdout;
+/// panics with its output when it fails.
+pub fn run_diesel(cli: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(cli).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "diesel {args:?} failed:\n{stdout}\n{stderr}");
+    stdout.into_owned()
+}

@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_input;
+mod diesel_cli;
 mod interop;
 mod migrations;
 mod round_trip;

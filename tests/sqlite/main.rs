@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod connection;
+mod diesel_cli;
 #[cfg(feature = "sqlite-vec")]
 mod index;
 #[cfg(feature = "sqlite-vec")]
