@@ -8,7 +8,7 @@ use crate::FreshDb;
 #[test]
 fn the_diesel_cli_runs_redoes_and_reverts_the_postgresql_migrations() {
     let Some(cli) = diesel_cli() else { return };
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let url = db.url.as_str();
     run_diesel(&cli, &["migration", "run", "--database-url", url]);
     run_diesel(&cli, &["migration", "redo", "--all", "--database-url", url]);

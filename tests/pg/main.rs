@@ -52,7 +52,7 @@ pub struct FreshDb {
 }
 
 impl FreshDb {
-    pub fn new() -> Self {
+    pub fn create() -> Self {
         Self::owned_by(None)
     }
 

@@ -100,7 +100,7 @@ fn add_rows(conn: &mut PgConnection, n: usize) {
 
 #[test]
 fn migrations_produce_exactly_the_original_schema() {
-    let (migrated, original) = (FreshDb::new(), FreshDb::new());
+    let (migrated, original) = (FreshDb::create(), FreshDb::create());
     let mut conn = migrated.conn();
     let (applied, events) = telemetry::capture(|| migrations::run_pending_migrations(&mut conn));
     let applied = applied.unwrap();
@@ -129,7 +129,7 @@ fn migrations_produce_exactly_the_original_schema() {
 
 #[test]
 fn up_down_up_restores_the_schema_and_keeps_pgvector() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let mut conn = db.conn();
     migrations::run_pending_migrations(&mut conn).unwrap();
     let first = catalog_snapshot(&mut conn);
@@ -151,7 +151,7 @@ fn up_down_up_restores_the_schema_and_keeps_pgvector() {
 
 #[test]
 fn a_database_made_by_the_original_sql_is_adopted_without_changing_a_row() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let mut conn = db.conn();
     conn.batch_execute(ORIGINAL_SQL).unwrap();
     add_rows(&mut conn, 5);
@@ -169,7 +169,7 @@ fn a_database_made_by_the_original_sql_is_adopted_without_changing_a_row() {
 
 #[test]
 fn a_table_of_another_shape_is_an_error_naming_the_difference_and_nothing_changes() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let mut conn = db.conn();
     conn.batch_execute(
         &ORIGINAL_SQL
@@ -192,7 +192,7 @@ fn a_table_of_another_shape_is_an_error_naming_the_difference_and_nothing_change
 
 #[test]
 fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let mut conn = db.conn();
     // A relation holding the index's name makes CREATE INDEX fail after CREATE TABLE succeeded.
     conn.batch_execute("CREATE TABLE fragment_embeddings_cosine_idx (x int)").unwrap();
@@ -231,7 +231,7 @@ fn a_role_that_may_not_create_pgvector_gets_told_what_to_do_and_nothing_is_writt
 
 #[test]
 fn database_connection_picks_postgres_from_the_url() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let mut conn = DatabaseConnection::establish(&db.url).unwrap();
     assert_eq!(conn.kind(), BackendKind::Postgres);
     assert_eq!(conn.run_pending_migrations().unwrap().len(), 2);
@@ -242,7 +242,7 @@ fn database_connection_picks_postgres_from_the_url() {
 
 #[test]
 fn eight_processes_migrating_one_fresh_database_all_succeed_once() {
-    let db = FreshDb::new();
+    let db = FreshDb::create();
     let children: Vec<_> = (0..8)
         .map(|_| spawn_helper("migrations::helper_process_runs_migrations", &[("DV_MIGRATE_URL", &db.url)]))
         .collect();
