@@ -16,7 +16,7 @@ fi
 step() { printf '\n=== %s\n' "$*" >&2; }
 
 # The real diesel CLI (2.3) for the tests that run the migrations through it.
-if ! diesel --version 2>/dev/null | grep -q '^diesel 2\.3\.'; then
+if ! diesel --version 2>/dev/null | grep -q 'Version: 2\.3\.'; then
     step "installing diesel_cli 2.3 (postgres + bundled sqlite)"
     cargo install diesel_cli --version "~2.3" --no-default-features --features postgres,sqlite-bundled --locked
 fi
