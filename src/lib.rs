@@ -76,11 +76,13 @@ pub mod models;
 mod multi;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod schema;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod search;
 pub mod sql_types;
 mod vector;
 
 #[cfg(feature = "pg")]
-mod pg;
+pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

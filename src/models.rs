@@ -91,3 +91,49 @@ impl<'a> NewFragmentEmbedding<'a> {
         }
     }
 }
+
+impl NewFragmentEmbedding<'_> {
+    /// Inserts the embedding, or, when one exists for the same (fragment, provider, model, content
+    /// hash), replaces its vector and dims and sets `updated_at`. Returns the row's id. On SQLite the
+    /// vector index follows (its triggers queue the change).
+    ///
+    /// # Errors
+    ///
+    /// The database's error, such as a foreign key violation for an unknown fragment.
+    pub fn upsert<C: Upsert>(&self, conn: &mut C) -> QueryResult<i64> {
+        conn.upsert_embedding(self)
+    }
+}
+
+/// Connections [`NewFragmentEmbedding::upsert`] works on (PostgreSQL and SQLite). Sealed.
+pub trait Upsert: crate::migrations::sealed::Sealed {
+    #[doc(hidden)]
+    fn upsert_embedding(&mut self, embedding: &NewFragmentEmbedding<'_>) -> QueryResult<i64>;
+}
+
+macro_rules! upsert_for {
+    ($conn:ty) => {
+        impl Upsert for $conn {
+            fn upsert_embedding(&mut self, embedding: &NewFragmentEmbedding<'_>) -> QueryResult<i64> {
+                use diesel::upsert::excluded;
+                use fragment_embeddings::dsl as e;
+                diesel::insert_into(e::fragment_embeddings)
+                    .values(embedding)
+                    .on_conflict((e::fragment_id, e::provider, e::model, e::content_hash))
+                    .do_update()
+                    .set((
+                        e::embedding.eq(excluded(e::embedding)),
+                        e::dims.eq(excluded(e::dims)),
+                        e::updated_at.eq(diesel::dsl::now.nullable()),
+                    ))
+                    .returning(e::id)
+                    .get_result(self)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "pg")]
+upsert_for!(diesel::PgConnection);
+#[cfg(feature = "sqlite")]
+upsert_for!(diesel::SqliteConnection);

@@ -33,19 +33,25 @@ CREATE TABLE fragment_embeddings_idx_state (
 );
 INSERT INTO fragment_embeddings_idx_state (id, needs_rebuild) VALUES (1, 1);
 
+-- No OR IGNORE / ON CONFLICT in the triggers: an outer statement's conflict policy (an upsert's, say)
+-- overrides the one written in a trigger.
 CREATE TRIGGER fragment_embeddings_idx_insert AFTER INSERT ON fragment_embeddings
 BEGIN
-    INSERT OR IGNORE INTO fragment_embeddings_idx_queue (embedding_id) VALUES (NEW.id);
+    INSERT INTO fragment_embeddings_idx_queue (embedding_id)
+        SELECT NEW.id WHERE NOT EXISTS (SELECT 1 FROM fragment_embeddings_idx_queue WHERE embedding_id = NEW.id);
 END;
 
 CREATE TRIGGER fragment_embeddings_idx_update AFTER UPDATE ON fragment_embeddings
 BEGIN
-    INSERT OR IGNORE INTO fragment_embeddings_idx_queue (embedding_id) VALUES (OLD.id);
-    INSERT OR IGNORE INTO fragment_embeddings_idx_queue (embedding_id) VALUES (NEW.id);
+    INSERT INTO fragment_embeddings_idx_queue (embedding_id)
+        SELECT OLD.id WHERE NOT EXISTS (SELECT 1 FROM fragment_embeddings_idx_queue WHERE embedding_id = OLD.id);
+    INSERT INTO fragment_embeddings_idx_queue (embedding_id)
+        SELECT NEW.id WHERE NOT EXISTS (SELECT 1 FROM fragment_embeddings_idx_queue WHERE embedding_id = NEW.id);
 END;
 
 -- Also fires for rows removed by ON DELETE CASCADE from fragments.
 CREATE TRIGGER fragment_embeddings_idx_delete AFTER DELETE ON fragment_embeddings
 BEGIN
-    INSERT OR IGNORE INTO fragment_embeddings_idx_queue (embedding_id) VALUES (OLD.id);
+    INSERT INTO fragment_embeddings_idx_queue (embedding_id)
+        SELECT OLD.id WHERE NOT EXISTS (SELECT 1 FROM fragment_embeddings_idx_queue WHERE embedding_id = OLD.id);
 END;

@@ -5,6 +5,7 @@ mod connection;
 mod extension;
 mod index;
 mod migrations;
+mod search;
 mod types;
 
 #[cfg(feature = "r2d2")]

@@ -116,3 +116,35 @@ pub fn run_diesel(cli: &std::path::Path, args: &[&str]) -> String {
     assert!(out.status.success(), "diesel {args:?} failed:\n{stdout}\n{stderr}");
     stdout.into_owned()
 }
+
+/// A small deterministic PRNG (splitmix64), so generated data is the same on every run and backend.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `n` embedding-like vectors of `dims` dimensions: points scattered around `clusters` random centres.
+pub fn clustered(seed: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vector> {
+    let mut rng = Rng::new(seed);
+    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dims).map(|_| rng.unit()).collect()).collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % clusters];
+            Vector::new(c.iter().map(|x| x + 0.35 * rng.unit()).collect()).unwrap()
+        })
+        .collect()
+}

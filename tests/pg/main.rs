@@ -9,6 +9,7 @@ mod diesel_cli;
 mod interop;
 mod migrations;
 mod round_trip;
+mod search;
 
 use std::sync::Once;
 

@@ -12,6 +12,7 @@ mod index;
 mod interop;
 mod migrations;
 mod round_trip;
+mod search;
 
 use std::sync::RwLock;
 

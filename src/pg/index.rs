@@ -1,0 +1,141 @@
+//! The ivfflat index `fragment_embeddings_cosine_idx`: its size, and rebuilding it for the data.
+//!
+//! ivfflat partitions vectors into `lists` clusters when the index is built; an index built on an empty
+//! table (as the migration does) has meaningless clusters and poor recall until it is rebuilt after the
+//! data is loaded. pgvector recommends `lists = rows / 1000` up to a million rows and `sqrt(rows)` beyond,
+//! and probing `sqrt(lists)` lists per query; [`rebuild_ivfflat_index`] and the search's default probes
+//! follow that.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable};
+use diesel::PgConnection;
+
+/// The index's name, as the original migration creates it.
+pub const IVFFLAT_INDEX: &str = "fragment_embeddings_cosine_idx";
+
+/// The ivfflat index's size against the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IvfflatStatus {
+    /// The lists the index was built with (pgvector's default is 100).
+    pub lists: i32,
+    /// Rows of `fragment_embeddings` with an embedding.
+    pub rows: i64,
+}
+
+impl IvfflatStatus {
+    /// The lists pgvector recommends for `rows`.
+    pub fn recommended_lists(&self) -> i32 {
+        recommended_lists(self.rows)
+    }
+
+    /// True when the index has far more lists than the data supports (as when it was built on an empty
+    /// table): more than twice the recommended count.
+    pub fn needs_rebuild(&self) -> bool {
+        self.lists > 2 * self.recommended_lists()
+    }
+}
+
+/// pgvector's recommendation: `rows / 1000` lists up to a million rows, `sqrt(rows)` beyond; at least 1.
+pub fn recommended_lists(rows: i64) -> i32 {
+    let lists = if rows <= 1_000_000 { rows / 1000 } else { rows.isqrt() };
+    i32::try_from(lists.max(1)).unwrap_or(i32::MAX)
+}
+
+/// pgvector's recommended probes for an index of `lists` lists: `sqrt(lists)`, at least 1.
+pub fn recommended_probes(lists: i32) -> u32 {
+    let lists = lists.max(1).unsigned_abs();
+    let root = lists.isqrt();
+    if root * root < lists {
+        root + 1
+    } else {
+        root
+    }
+}
+
+#[derive(QueryableByName)]
+struct Status {
+    #[diesel(sql_type = Nullable<Integer>)]
+    lists: Option<i32>,
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+}
+
+/// The index's lists and the rows it covers, or `None` when the index does not exist.
+///
+/// # Errors
+///
+/// A failing catalog query.
+pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStatus>> {
+    let status: Status = diesel::sql_query(
+        "SELECT (SELECT coalesce((SELECT option_value::int FROM pg_options_to_table(c.reloptions) \
+                                   WHERE option_name = 'lists'), 100) \
+                 FROM pg_class c WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) AS lists, \
+                (SELECT count(*) FROM fragment_embeddings WHERE embedding IS NOT NULL) AS rows",
+    )
+    .get_result(conn)?;
+    Ok(status.lists.map(|lists| IvfflatStatus { lists, rows: status.rows }))
+}
+
+/// The lists of the existing index (for the search's default probes), without counting rows.
+pub(crate) fn ivfflat_lists(conn: &mut PgConnection) -> QueryResult<Option<i32>> {
+    #[derive(QueryableByName)]
+    struct Lists {
+        #[diesel(sql_type = Nullable<Integer>)]
+        lists: Option<i32>,
+    }
+    let row: Lists = diesel::sql_query(
+        "SELECT (SELECT coalesce((SELECT option_value::int FROM pg_options_to_table(c.reloptions) \
+                                   WHERE option_name = 'lists'), 100) \
+                 FROM pg_class c WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) AS lists",
+    )
+    .get_result(conn)?;
+    Ok(row.lists)
+}
+
+/// Rebuilds `fragment_embeddings_cosine_idx` (same name, same operator class) with the lists pgvector
+/// recommends for the current row count, in one transaction; returns the lists.
+///
+/// # Errors
+///
+/// A failing query; the old index stays in place.
+pub fn rebuild_ivfflat_index(conn: &mut PgConnection) -> QueryResult<i32> {
+    conn.transaction(|conn| {
+        let rows = ivfflat_status(conn)?.map_or_else(|| count_rows(conn), |s| Ok(s.rows))?;
+        let lists = recommended_lists(rows);
+        conn.batch_execute(&format!(
+            "DROP INDEX IF EXISTS fragment_embeddings_cosine_idx; \
+             CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
+             USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists});"
+        ))?;
+        tracing::info!(target: "diesel_vector::index", backend = "postgresql", lists, rows, "ivfflat index rebuilt");
+        Ok(lists)
+    })
+}
+
+fn count_rows(conn: &mut PgConnection) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM fragment_embeddings WHERE embedding IS NOT NULL")
+        .get_result::<Count>(conn)
+        .map(|c| c.n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_probes_follow_pgvectors_advice() {
+        assert_eq!(recommended_lists(0), 1);
+        assert_eq!(recommended_lists(20_000), 20);
+        assert_eq!(recommended_lists(1_000_000), 1000);
+        assert_eq!(recommended_lists(4_000_000), 2000);
+        assert_eq!(recommended_probes(1), 1);
+        assert_eq!(recommended_probes(20), 5);
+        assert_eq!(recommended_probes(100), 10);
+    }
+}

@@ -1,0 +1,87 @@
+//! Nearest-neighbour search on PostgreSQL: pgvector's operators, the ivfflat index or a sequential scan.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel::PgConnection;
+
+use crate::search::{
+    candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
+    SearchTarget, Strategy,
+};
+use crate::sql_types::Vector;
+
+fn operator(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "<=>",
+        Metric::L2 => "<->",
+        Metric::L1 => "<+>",
+        Metric::InnerProduct => "<#>",
+    }
+}
+
+/// The search's SQL: only fixed fragments are spliced in (the operator, whether a fragment filter is
+/// bound); every value is a bind parameter.
+fn sql(metric: Metric, filtered: bool, exact: bool) -> String {
+    let op = operator(metric);
+    let filter = if filtered { " AND fragment_id = ANY($5)" } else { "" };
+    // A zero stored vector has a NaN cosine distance: it is nobody's neighbour.
+    // An index scan can only order by the distance; an exact scan breaks ties by id in SQL.
+    let tie_break = if exact { ", id" } else { "" };
+    let not_nan = if metric == Metric::Cosine { " AND (embedding <=> $1) <> 'NaN'::float8" } else { "" };
+    format!(
+        "SELECT id, fragment_id, (embedding {op} $1)::float8 AS distance FROM fragment_embeddings \
+         WHERE provider = $2 AND model = $3 AND embedding IS NOT NULL{filter}{not_nan} \
+         ORDER BY embedding {op} $1{tie_break} LIMIT $4"
+    )
+}
+
+fn run(conn: &mut PgConnection, search: &Search<'_>, limit: usize, exact: bool) -> QueryResult<Vec<Neighbor>> {
+    if exact {
+        conn.batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")?;
+    }
+    let filtered = search.fragment_ids.is_some();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let query = diesel::sql_query(sql(search.metric, filtered, exact))
+        .bind::<Vector, _>(search.query)
+        .bind::<Text, _>(search.provider)
+        .bind::<Text, _>(search.model)
+        .bind::<BigInt, _>(limit);
+    let rows: Vec<Row> = match search.fragment_ids {
+        Some(ids) => query.bind::<Array<BigInt>, _>(ids).load(conn)?,
+        None => query.load(conn)?,
+    };
+    Ok(rows.into_iter().map(Neighbor::from).collect())
+}
+
+impl SearchTarget for PgConnection {
+    const BACKEND: &'static str = "postgresql";
+
+    fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
+        let limit = candidates(search.k);
+        let exact = |conn: &mut PgConnection| conn.transaction(|conn| run(conn, search, limit, true));
+        if search.strategy == Strategy::Exact || search.metric != Metric::Cosine {
+            return Ok((exact(self)?, SearchPath::Exact));
+        }
+        let mut hits = self.transaction(|conn| {
+            // Iterative scans (pgvector 0.8) keep probing lists until enough rows pass the filters.
+            conn.batch_execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")?;
+            // Unless told otherwise, probe sqrt(lists) lists, as pgvector recommends.
+            let probes = match search.probes {
+                Some(p) => Some(p),
+                None => super::index::ivfflat_lists(conn)?.map(super::index::recommended_probes),
+            };
+            if let Some(probes) = probes {
+                conn.batch_execute(&format!("SET LOCAL ivfflat.probes = {}", probes.max(1)))?;
+            }
+            run(conn, search, limit, false)
+        })?;
+        sort_and_truncate(&mut hits, limit);
+        // Fewer than k (fewer rows match, or the index missed some), or a tie the index may have cut:
+        // only an exact scan can tell.
+        if hits.len() < search.k || tie_may_be_cut(&hits, search.k, limit) {
+            return Ok((exact(self)?, SearchPath::IvfflatThenExact));
+        }
+        Ok((hits, SearchPath::Ivfflat))
+    }
+}

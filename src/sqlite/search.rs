@@ -1,0 +1,82 @@
+//! Nearest-neighbour search on SQLite: sqlite-vec's vec0 KNN, or an exact scan.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel::SqliteConnection;
+
+use super::index::sync_index;
+use crate::search::{
+    candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
+    SearchTarget, Strategy,
+};
+use crate::sql_types::Vector;
+
+/// sqlite-vec's largest `k`.
+const VEC0_MAX_K: usize = 4096;
+
+fn function(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cosine => "vec_distance_cosine",
+        Metric::L2 => "vec_distance_l2",
+        Metric::L1 => "vec_distance_l1",
+        Metric::InnerProduct => "diesel_vector_neg_inner_product",
+    }
+}
+
+impl SearchTarget for SqliteConnection {
+    const BACKEND: &'static str = "sqlite";
+
+    fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
+        let limit = candidates(search.k);
+        let has_extension = super::sqlite_vec_version(self)?.is_some();
+        let use_index = has_extension
+            && search.strategy == Strategy::Auto
+            && search.metric == Metric::Cosine
+            && search.fragment_ids.is_none()
+            && limit <= VEC0_MAX_K;
+        if use_index {
+            sync_index(self).map_err(SearchError::Index)?;
+            let rows: Vec<Row> = diesel::sql_query(
+                "SELECT e.id AS id, e.fragment_id AS fragment_id, i.distance AS distance \
+                 FROM (SELECT rowid, distance FROM fragment_embeddings_idx \
+                       WHERE embedding MATCH ? AND k = ? AND provider = ? AND model = ?) i \
+                 JOIN fragment_embeddings e ON e.id = i.rowid",
+            )
+            .bind::<Vector, _>(search.query)
+            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind::<Text, _>(search.provider)
+            .bind::<Text, _>(search.model)
+            .load(self)?;
+            let mut hits: Vec<Neighbor> = rows.into_iter().map(Neighbor::from).collect();
+            sort_and_truncate(&mut hits, limit);
+            if !tie_may_be_cut(&hits, search.k, limit) {
+                return Ok((hits, SearchPath::Vec0));
+            }
+        }
+        // Exact scan: sqlite-vec's functions, or the crate's when the extension is absent. NULL
+        // distances (a zero vector under cosine) are nobody's neighbour.
+        let filter =
+            if search.fragment_ids.is_some() { " AND fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
+        let sql = format!(
+            "SELECT id, fragment_id, distance FROM (\
+                 SELECT id, fragment_id, {}(embedding, ?) AS distance FROM fragment_embeddings \
+                 WHERE provider = ? AND model = ? AND embedding IS NOT NULL{filter}) \
+             WHERE distance IS NOT NULL ORDER BY distance, id LIMIT ?",
+            function(search.metric)
+        );
+        let query = diesel::sql_query(sql)
+            .bind::<Vector, _>(search.query)
+            .bind::<Text, _>(search.provider)
+            .bind::<Text, _>(search.model);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = match search.fragment_ids {
+            Some(ids) => query.bind::<Text, _>(json_ids(ids)).bind::<BigInt, _>(limit).load(self)?,
+            None => query.bind::<BigInt, _>(limit).load(self)?,
+        };
+        Ok((rows.into_iter().map(Neighbor::from).collect(), SearchPath::ExactScan))
+    }
+}
+
+fn json_ids(ids: &[i64]) -> String {
+    format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+}

@@ -1,0 +1,121 @@
+//! Nearest-neighbour search on PostgreSQL: exact, ivfflat, filters, upsert.
+
+use diesel::prelude::*;
+use diesel_vector::models::{NewFragment, NewFragmentEmbedding};
+use diesel_vector::pg::{ivfflat_status, rebuild_ivfflat_index};
+use diesel_vector::schema::{fragment_embeddings, fragments};
+use diesel_vector::search::{Metric, Neighbor, Search, SearchError, Strategy};
+use diesel_vector::{migrations, Vector};
+
+use crate::common::{clustered, telemetry};
+use crate::FreshDb;
+
+/// `vectors` stored for ("p", "m"), fragment ids 1..=n, in one transaction.
+pub fn load(conn: &mut PgConnection, vectors: &[Vector]) {
+    conn.transaction(|conn| {
+        for chunk in vectors.chunks(500) {
+            let contents: Vec<String> = (0..chunk.len()).map(|i| format!("fragment {i}")).collect();
+            let new: Vec<NewFragment> = contents.iter().map(|c| NewFragment { content: c }).collect();
+            let ids: Vec<i64> =
+                diesel::insert_into(fragments::table).values(&new).returning(fragments::id).get_results(conn)?;
+            let rows: Vec<NewFragmentEmbedding> =
+                ids.iter().zip(chunk).map(|(id, v)| NewFragmentEmbedding::new(*id, "p", "m", v, "h")).collect();
+            diesel::insert_into(fragment_embeddings::table).values(&rows).execute(conn)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+}
+
+fn ids(hits: &[Neighbor]) -> Vec<i64> {
+    hits.iter().map(|h| h.fragment_id).collect()
+}
+
+#[test]
+fn ivfflat_and_exact_search_find_the_same_neighbours_once_the_index_fits_the_data() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let vectors = clustered(11, 2000, 1536, 10);
+    load(&mut conn, &vectors);
+    let status = ivfflat_status(&mut conn).unwrap().unwrap();
+    assert_eq!((status.lists, status.rows), (100, 2000));
+    assert!(status.needs_rebuild(), "built on an empty table with 100 lists");
+    assert_eq!(rebuild_ivfflat_index(&mut conn).unwrap(), 2);
+    assert!(!ivfflat_status(&mut conn).unwrap().unwrap().needs_rebuild());
+
+    for q in &clustered(12, 5, 1536, 10) {
+        let (indexed, events) = telemetry::capture(|| Search::new("p", "m", q).k(10).run(&mut conn).unwrap());
+        let exact = Search::new("p", "m", q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap();
+        assert_eq!(ids(&indexed), ids(&exact));
+        assert!(events.iter().any(|e| e.contains("backend=postgresql") && e.contains("path=ivfflat")), "{events:#?}");
+    }
+}
+
+#[test]
+fn a_filtered_search_never_loses_rows() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let vectors = clustered(21, 1500, 1536, 15);
+    load(&mut conn, &vectors);
+    rebuild_ivfflat_index(&mut conn).unwrap();
+    // A filter that only a few far-away rows pass: one probed list alone would return none of them.
+    let wanted: Vec<i64> = (1..=1500).filter(|i| i % 15 == 7).take(12).collect();
+    let hits = Search::new("p", "m", &vectors[0]).k(10).probes(1).fragment_ids(&wanted).run(&mut conn).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(hits.iter().all(|h| wanted.contains(&h.fragment_id)));
+    let exact = Search::new("p", "m", &vectors[0])
+        .k(10)
+        .fragment_ids(&wanted)
+        .strategy(Strategy::Exact)
+        .run(&mut conn)
+        .unwrap();
+    assert_eq!(ids(&hits), ids(&exact));
+}
+
+#[test]
+fn every_metric_ranks_a_vector_first_against_itself() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let vectors = clustered(5, 50, 1536, 5);
+    load(&mut conn, &vectors);
+    for metric in [Metric::Cosine, Metric::L2, Metric::L1, Metric::InnerProduct] {
+        let hits = Search::new("p", "m", &vectors[7]).k(3).metric(metric).run(&mut conn).unwrap();
+        assert_eq!(hits.len(), 3, "{metric:?}");
+        if metric != Metric::InnerProduct {
+            assert_eq!(hits[0].fragment_id, 8, "{metric:?}");
+        }
+        assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+    }
+}
+
+#[test]
+fn upsert_updates_the_existing_row() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let vectors = clustered(9, 3, 1536, 3);
+    load(&mut conn, &vectors);
+    let id = NewFragmentEmbedding::new(1, "p", "m", &vectors[2], "h").upsert(&mut conn).unwrap();
+    assert_eq!(id, 1);
+    let count: i64 = fragment_embeddings::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(count, 3);
+    let stored: Option<Vector> =
+        fragment_embeddings::table.find(1).select(fragment_embeddings::embedding).first(&mut conn).unwrap();
+    assert_eq!(stored.as_ref(), Some(&vectors[2]));
+    let other = NewFragmentEmbedding::new(1, "p", "m", &vectors[2], "new hash").upsert(&mut conn).unwrap();
+    assert_ne!(other, 1, "a new content hash is a new row");
+    let count: i64 = fragment_embeddings::table.count().get_result(&mut conn).unwrap();
+    assert_eq!(count, 4);
+}
+
+#[test]
+fn invalid_queries_are_clear_errors() {
+    let mut conn = crate::conn();
+    let zero = Vector::new(vec![0.0; 1536]).unwrap();
+    assert!(matches!(Search::new("p", "m", &zero).run(&mut conn), Err(SearchError::ZeroQuery)));
+    let short = Vector::new(vec![1.0; 3]).unwrap();
+    assert!(matches!(Search::new("p", "m", &short).run(&mut conn), Err(SearchError::InvalidQuery(_))));
+}
