@@ -78,6 +78,8 @@ pub fn pg_url() -> String {
         })
 }
 
+#[cfg(feature = "pg")]
+pub mod pg;
 pub mod telemetry;
 
 /// Spawns this test binary again to run one `#[ignore]`d helper test in a separate process, with

@@ -2,6 +2,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod search;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

@@ -1,0 +1,57 @@
+//! PostgreSQL helpers: a database per test.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+/// A database of its own for tests that migrate (outside any test transaction); dropped at the end.
+pub struct FreshDb {
+    pub url: String,
+    name: String,
+}
+
+impl FreshDb {
+    pub fn create() -> Self {
+        Self::owned_by(None)
+    }
+
+    /// A database owned by `owner` (a role name), or by the connecting superuser.
+    pub fn owned_by(owner: Option<&str>) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("dv_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut admin = PgConnection::establish(&super::pg_url()).unwrap();
+        let owner = owner.map(|o| format!(" OWNER {o}")).unwrap_or_default();
+        admin.batch_execute(&format!("CREATE DATABASE {name}{owner}")).unwrap();
+        Self { url: with_database(&super::pg_url(), &name), name }
+    }
+
+    pub fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url).unwrap()
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&super::pg_url()) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let host = rest.split_once('/').map_or(rest, |(h, _)| h);
+    match query {
+        Some(q) => format!("{scheme}://{host}/{database}?{q}"),
+        None => format!("{scheme}://{host}/{database}"),
+    }
+}
+
+/// `url` connecting as `user` with `password`.
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
+}
