@@ -113,8 +113,10 @@ macro_rules! store_and_search {
         let query = embed($query)?;
         let hits = Search::new(PROVIDER, MODEL, &query).k(5).run(conn)?;
         let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
-        let texts: Vec<(i64, String)> =
-            fragments::table.filter(fragments::id.eq_any(&ids)).select((fragments::id, fragments::content)).load(conn)?;
+        let texts: Vec<(i64, String)> = fragments::table
+            .filter(fragments::id.eq_any(&ids))
+            .select((fragments::id, fragments::content))
+            .load(conn)?;
         println!("nearest to {:?}:", $query);
         for hit in &hits {
             let text = texts.iter().find(|(id, _)| *id == hit.fragment_id).map_or("", |(_, t)| t.as_str());

@@ -154,3 +154,19 @@ fn syncing_before_the_migrations_says_so() {
     assert!(matches!(err, IndexError::NotMigrated), "{err}");
     assert!(err.to_string().contains("run_pending_migrations"));
 }
+
+#[test]
+fn a_search_after_writes_without_the_extension_sees_them() {
+    use diesel_vector::search::Search;
+    let (_dir, path) = migrated_file();
+    let mut conn = open(&path);
+    let first = add(&mut conn, "first", "m", &smooth(1536, 0.0));
+    assert_eq!(Search::new("p", "m", &smooth(1536, 0.0)).k(5).run(&mut conn).unwrap().len(), 1);
+
+    let mut plain = open_without_extension(&path);
+    let second = add(&mut plain, "second", "m", &smooth(1536, 0.05));
+    diesel::delete(fragment_embeddings::table.find(first)).execute(&mut plain).unwrap();
+
+    let hits = Search::new("p", "m", &smooth(1536, 0.0)).k(5).run(&mut conn).unwrap();
+    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [second]);
+}
