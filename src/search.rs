@@ -235,8 +235,8 @@ impl<'a> Search<'a> {
         self
     }
 
-    /// PostgreSQL: the ivfflat lists to probe (default: `sqrt(lists)` of the index, as pgvector
-    /// recommends). More probes, better recall, slower search.
+    /// PostgreSQL: the ivfflat lists to probe (default: [`crate::pg::recommended_probes`] for the index,
+    /// `sqrt(lists)` but at least 10). More probes, better recall, slower search.
     pub fn probes(mut self, probes: u32) -> Self {
         self.probes = Some(probes);
         self

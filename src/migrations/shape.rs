@@ -1,5 +1,7 @@
 //! What each migration creates, and the comparison of an existing table with it (for adoption).
 
+use diesel::QueryResult;
+
 use super::{MigrationError, Presence};
 
 /// A column as a migration creates it; `ty` is in the backend's catalog spelling.
@@ -39,10 +41,10 @@ pub(crate) struct FoundColumn {
 
 /// What a backend reads from its catalog for [`probe`].
 pub(crate) trait Catalog {
-    fn exists(&mut self, object: &str) -> Result<bool, MigrationError>;
-    fn columns(&mut self, table: &str) -> Result<Vec<FoundColumn>, MigrationError>;
+    fn exists(&mut self, object: &str) -> QueryResult<bool>;
+    fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>>;
     /// The column lists of the table's unique constraints and unique indexes.
-    fn unique_keys(&mut self, table: &str) -> Result<Vec<Vec<String>>, MigrationError>;
+    fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>>;
 }
 
 /// Finds the [`Creates`] entry for a migration folder name (`2025-01-01-000001_create_fragments`).

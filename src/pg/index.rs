@@ -3,8 +3,8 @@
 //! ivfflat partitions vectors into `lists` clusters when the index is built; an index built on an empty
 //! table (as the migration does) has meaningless clusters and poor recall until it is rebuilt after the
 //! data is loaded. pgvector recommends `lists = rows / 1000` up to a million rows and `sqrt(rows)` beyond,
-//! and probing `sqrt(lists)` lists per query; [`rebuild_ivfflat_index`] and the search's default probes
-//! follow that.
+//! and probing `sqrt(lists)` lists per query as a start; [`rebuild_ivfflat_index`] follows the first, and
+//! the search's default probes ([`recommended_probes`]) the second with a floor of 10 for recall.
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -42,15 +42,15 @@ pub fn recommended_lists(rows: i64) -> i32 {
     i32::try_from(lists.max(1)).unwrap_or(i32::MAX)
 }
 
-/// pgvector's recommended probes for an index of `lists` lists: `sqrt(lists)`, at least 1.
+/// The probes a search uses by default for an index of `lists` lists: pgvector's `sqrt(lists)`, but at
+/// least 10 (or every list, when there are fewer). Recall first: on 20k embedding-like vectors with 20
+/// lists, `sqrt(lists)` = 5 probes found 93-97% of the true 10 nearest depending on the k-means run,
+/// 10 probes all of them.
 pub fn recommended_probes(lists: i32) -> u32 {
     let lists = lists.max(1).unsigned_abs();
     let root = lists.isqrt();
-    if root * root < lists {
-        root + 1
-    } else {
-        root
-    }
+    let sqrt = if root * root < lists { root + 1 } else { root };
+    sqrt.max(lists.min(10))
 }
 
 #[derive(QueryableByName)]
@@ -135,7 +135,9 @@ mod tests {
         assert_eq!(recommended_lists(1_000_000), 1000);
         assert_eq!(recommended_lists(4_000_000), 2000);
         assert_eq!(recommended_probes(1), 1);
-        assert_eq!(recommended_probes(20), 5);
+        assert_eq!(recommended_probes(4), 4);
+        assert_eq!(recommended_probes(20), 10);
         assert_eq!(recommended_probes(100), 10);
+        assert_eq!(recommended_probes(1000), 32);
     }
 }

@@ -190,14 +190,14 @@ impl MigrationTarget for PgConnection {
 }
 
 impl Catalog for PgConnection {
-    fn exists(&mut self, object: &str) -> Result<bool, MigrationError> {
+    fn exists(&mut self, object: &str) -> QueryResult<bool> {
         let row: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
             .bind::<Text, _>(object)
             .get_result(self)?;
         Ok(row.exists)
     }
 
-    fn columns(&mut self, table: &str) -> Result<Vec<FoundColumn>, MigrationError> {
+    fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>> {
         let rows: Vec<PgColumn> = diesel::sql_query(
             "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS ty, attnotnull AS not_null \
              FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
@@ -207,7 +207,7 @@ impl Catalog for PgConnection {
         Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
     }
 
-    fn unique_keys(&mut self, table: &str) -> Result<Vec<Vec<String>>, MigrationError> {
+    fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>> {
         let rows: Vec<UniqueKey> = diesel::sql_query(
             "SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns \
              FROM pg_index i \

@@ -66,7 +66,7 @@ impl SearchTarget for PgConnection {
         let mut hits = self.transaction(|conn| {
             // Iterative scans (pgvector 0.8) keep probing lists until enough rows pass the filters.
             conn.batch_execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")?;
-            // Unless told otherwise, probe sqrt(lists) lists, as pgvector recommends.
+            // Unless told otherwise, probe sqrt(lists) lists (at least 10), see recommended_probes.
             let probes = match search.probes {
                 Some(p) => Some(p),
                 None => super::index::ivfflat_lists(conn)?.map(super::index::recommended_probes),

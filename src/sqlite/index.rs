@@ -35,7 +35,6 @@ use tracing::info;
 
 use super::migrations::count;
 use crate::migrations::shape::Catalog;
-use crate::migrations::MigrationError;
 
 /// The vec0 table's name.
 pub const INDEX_TABLE: &str = "fragment_embeddings_idx";
@@ -90,15 +89,6 @@ impl std::error::Error for IndexError {
 impl From<diesel::result::Error> for IndexError {
     fn from(e: diesel::result::Error) -> Self {
         Self::Query(e)
-    }
-}
-
-impl From<MigrationError> for IndexError {
-    fn from(e: MigrationError) -> Self {
-        match e {
-            MigrationError::Query(e) => Self::Query(e),
-            other => Self::Query(diesel::result::Error::QueryBuilderError(other.into())),
-        }
     }
 }
 
@@ -255,7 +245,7 @@ fn rebuild_in_transaction(conn: &mut SqliteConnection) -> Result<SyncReport, Ind
 }
 
 /// Drops the vec0 table if sqlite-vec is loaded; returns whether it could.
-pub(super) fn drop_index_table(conn: &mut SqliteConnection) -> Result<bool, MigrationError> {
+pub(super) fn drop_index_table(conn: &mut SqliteConnection) -> QueryResult<bool> {
     if super::sqlite_vec_version(conn)?.is_none() {
         return Ok(false);
     }

@@ -178,14 +178,14 @@ impl MigrationTarget for SqliteConnection {
 }
 
 impl Catalog for SqliteConnection {
-    fn exists(&mut self, object: &str) -> Result<bool, MigrationError> {
+    fn exists(&mut self, object: &str) -> QueryResult<bool> {
         let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?) AS \"exists\"")
             .bind::<Text, _>(object)
             .get_result(self)?;
         Ok(row.exists)
     }
 
-    fn columns(&mut self, table: &str) -> Result<Vec<FoundColumn>, MigrationError> {
+    fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>> {
         let rows: Vec<SqliteColumn> = diesel::sql_query(
             "SELECT name, type AS ty, \"notnull\" AS not_null FROM pragma_table_info(?) ORDER BY cid",
         )
@@ -194,7 +194,7 @@ impl Catalog for SqliteConnection {
         Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
     }
 
-    fn unique_keys(&mut self, table: &str) -> Result<Vec<Vec<String>>, MigrationError> {
+    fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>> {
         let indexes: Vec<IndexName> = diesel::sql_query("SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1")
             .bind::<Text, _>(table)
             .load(self)?;

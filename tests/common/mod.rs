@@ -139,14 +139,21 @@ impl Rng {
     }
 }
 
-/// `n` embedding-like vectors of `dims` dimensions: points scattered around `clusters` random centres.
+/// `n` embedding-like vectors of `dims` dimensions. Like real text embeddings they share a common
+/// direction (unrelated texts still have cosine similarity about 0.5) and cluster hierarchically:
+/// `clusters` subtopics grouped five to a topic (about 0.7 within a topic, 0.85 within a subtopic).
 pub fn clustered(seed: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vector> {
     let mut rng = Rng::new(seed);
-    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dims).map(|_| rng.unit()).collect()).collect();
+    let random = |rng: &mut Rng| -> Vec<f32> { (0..dims).map(|_| rng.unit()).collect() };
+    let common = random(&mut rng);
+    let topics: Vec<Vec<f32>> = (0..clusters.div_ceil(5)).map(|_| random(&mut rng)).collect();
+    let subtopics: Vec<Vec<f32>> = (0..clusters).map(|_| random(&mut rng)).collect();
+    let (a, b, c, d) = (0.5f32.sqrt(), 0.2f32.sqrt(), 0.15f32.sqrt(), 0.15f32.sqrt());
     (0..n)
         .map(|i| {
-            let c = &centres[i % clusters];
-            Vector::new(c.iter().map(|x| x + 0.35 * rng.unit()).collect()).unwrap()
+            let (s, t) = (&subtopics[i % clusters], &topics[(i % clusters) / 5]);
+            let v = (0..dims).map(|j| a * common[j] + b * t[j] + c * s[j] + d * rng.unit()).collect();
+            Vector::new(v).unwrap()
         })
         .collect()
 }
