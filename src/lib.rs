@@ -63,6 +63,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod codec;
+pub mod dsl;
 mod error;
 mod multi;
 pub mod sql_types;
@@ -73,6 +74,7 @@ mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use dsl::VectorExpressionMethods;
 pub use error::VectorError;
 pub use vector::{Vector, MAX_DIMS};
 

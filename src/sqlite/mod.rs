@@ -1,7 +1,9 @@
 //! Everything SQLite-specific: the BLOB format, connection set-up and sqlite-vec registration.
 
 mod connection;
+mod expression;
 mod extension;
+mod functions;
 mod types;
 
 #[cfg(feature = "r2d2")]
