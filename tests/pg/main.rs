@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_input;
+mod dsl;
 mod interop;
 mod round_trip;
 

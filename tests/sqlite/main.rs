@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod connection;
+mod dsl;
 #[cfg(feature = "sqlite-vec")]
 mod interop;
 mod round_trip;
