@@ -118,6 +118,20 @@ pub fn decode_sqlite(bytes: &[u8]) -> Result<Vector, VectorError> {
     decode_floats(bytes, f32::from_le_bytes).map(Vector::from_validated)
 }
 
+/// The elements of a sqlite-vec BLOB as little-endian 4-byte words, borrowed without a copy, for
+/// computing on a stored vector without decoding it into a `Vec` (each word is `f32::from_le_bytes`).
+///
+/// Checks what sqlite-vec's own functions check: the BLOB is non-empty and a whole number of floats.
+/// Elements are not checked for finiteness and the dimension limit does not apply: a distance function
+/// takes whatever sqlite-vec takes.
+#[cfg(feature = "sqlite")]
+pub(crate) fn sqlite_words(blob: &[u8]) -> Result<&[[u8; F32_LEN]], VectorError> {
+    if blob.is_empty() {
+        return Err(VectorError::Empty);
+    }
+    bytemuck::try_cast_slice(blob).map_err(|_| VectorError::InvalidBlobSize { blob_size: blob.len() })
+}
+
 fn check_blob_len(len: usize) -> Result<(), VectorError> {
     if len % F32_LEN != 0 {
         return Err(VectorError::InvalidBlobSize { blob_size: len });
@@ -281,6 +295,20 @@ mod tests {
             decode_sqlite(&le_bytes(&vec![0.5; 16_001])),
             Err(VectorError::TooManyDimensions { dims: 16_001, max: 16_000 })
         );
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_words_borrow_the_blob_after_sqlite_vecs_checks() {
+        let blob = le_bytes(&[1.0, -2.0]);
+        let words = sqlite_words(&blob).unwrap();
+        assert_eq!(words.iter().map(|w| f32::from_le_bytes(*w)).collect::<Vec<_>>(), [1.0, -2.0]);
+        assert_eq!(words.as_ptr().cast::<u8>(), blob.as_ptr(), "no copy");
+        assert_eq!(sqlite_words(&[]), Err(VectorError::Empty));
+        assert_eq!(sqlite_words(&[0; 7]), Err(VectorError::InvalidBlobSize { blob_size: 7 }));
+        // What sqlite-vec accepts, these accept: NaN and more than MAX_DIMS elements.
+        assert_eq!(sqlite_words(&le_bytes(&[f32::NAN])).unwrap().len(), 1);
+        assert_eq!(sqlite_words(&vec![0; 4 * 16_001]).unwrap().len(), 16_001);
     }
 
     #[test]

@@ -68,6 +68,7 @@
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod database;
+pub mod dsl;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
@@ -86,6 +87,7 @@ pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use dsl::VectorExpressionMethods;
 pub use error::VectorError;
 pub use vector::{Vector, MAX_DIMS};
 

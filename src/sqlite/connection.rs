@@ -78,7 +78,7 @@ impl ConnectionOptions {
             // Answers "memory" for in-memory databases, which keep their journal: nothing to do there.
             conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         }
-        Ok(())
+        super::functions::register(conn)
     }
 }
 

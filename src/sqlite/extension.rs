@@ -27,6 +27,15 @@ pub fn register_sqlite_vec() -> Result<(), i32> {
 /// Undoes [`register_sqlite_vec`]: connections opened afterwards do not have sqlite-vec (until it is
 /// registered again). Useful to check an application's behaviour when the extension is missing. Returns
 /// whether a registration was removed.
+///
+/// ```
+/// use diesel_vector::sqlite::{deregister_sqlite_vec, register_sqlite_vec, SQLITE_VEC_COMPILED_IN};
+///
+/// // Nothing to remove yet (and SQLite not even initialised: this is the first SQLite call).
+/// assert!(!deregister_sqlite_vec());
+/// register_sqlite_vec().expect("SQLite could not register sqlite-vec");
+/// assert_eq!(deregister_sqlite_vec(), SQLITE_VEC_COMPILED_IN);
+/// ```
 pub fn deregister_sqlite_vec() -> bool {
     #[cfg(feature = "sqlite-vec")]
     {
@@ -43,7 +52,10 @@ pub fn deregister_sqlite_vec() -> bool {
 mod imp {
     use std::ffi::{c_char, c_int};
 
-    use libsqlite3_sys::{sqlite3, sqlite3_api_routines, sqlite3_auto_extension, sqlite3_cancel_auto_extension};
+    use libsqlite3_sys::{
+        sqlite3, sqlite3_api_routines, sqlite3_auto_extension, sqlite3_cancel_auto_extension, sqlite3_initialize,
+        SQLITE_OK,
+    };
 
     type EntryPoint = unsafe extern "C" fn(*mut sqlite3, *mut *mut c_char, *const sqlite3_api_routines) -> c_int;
 
@@ -59,13 +71,20 @@ mod imp {
         //   libsqlite3-sys links (and Diesel uses); it never dereferences `pApi`.
         // - `sqlite3_auto_extension` and `sqlite3_cancel_auto_extension` are thread-safe (they take SQLite's
         //   static mutex) and only store or remove the pointer, which is valid for the program's lifetime.
+        // - Unlike `sqlite3_auto_extension`, `sqlite3_cancel_auto_extension` does not initialise SQLite: it
+        //   allocates the mutex through SQLite's mutex methods, which are a null pointer until
+        //   `sqlite3_initialize` has run (a segfault if nothing opened a connection yet). Initialising first
+        //   is always allowed and a no-op once done.
         unsafe {
             let entry: EntryPoint =
                 std::mem::transmute::<*const (), EntryPoint>(sqlite_vec::sqlite3_vec_init as *const ());
             if register {
                 sqlite3_auto_extension(Some(entry))
             } else {
-                sqlite3_cancel_auto_extension(Some(entry))
+                match sqlite3_initialize() {
+                    SQLITE_OK => sqlite3_cancel_auto_extension(Some(entry)),
+                    _ => 0,
+                }
             }
         }
     }

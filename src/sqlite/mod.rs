@@ -2,7 +2,9 @@
 //! migration runner's SQLite side and the vec0 vector index.
 
 mod connection;
+mod expression;
 mod extension;
+mod functions;
 mod index;
 mod migrations;
 mod search;

@@ -31,7 +31,7 @@ impl FromSql<sql_types::Vector, Sqlite> for crate::Vector {
     }
 }
 
-fn storage_class_name(ty: Option<SqliteType>) -> &'static str {
+pub(super) fn storage_class_name(ty: Option<SqliteType>) -> &'static str {
     match ty {
         Some(SqliteType::Text) => "TEXT",
         Some(SqliteType::Double | SqliteType::Float) => "REAL",

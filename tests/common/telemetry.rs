@@ -1,22 +1,22 @@
 //! Captures `tracing` events as `field=value` strings, for telemetry assertions.
+//!
+//! One global subscriber is installed for the whole test binary and routes each event to the capture
+//! buffer of the thread that emitted it. (Per-thread `with_default` subscribers miss events: tracing
+//! caches a callsite's interest globally, and a test thread without a subscriber can cache "never".)
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Once;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
-#[derive(Clone, Default)]
-pub struct Events(Arc<Mutex<Vec<String>>>);
-
-impl Events {
-    pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
+thread_local! {
+    static SINK: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
-struct Capture(Events);
+struct Capture;
 
 struct Line(String);
 
@@ -31,16 +31,25 @@ impl Visit for Line {
 
 impl<S: tracing::Subscriber> Layer<S> for Capture {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut line = Line(format!("{} {}", event.metadata().level(), event.metadata().target()));
-        event.record(&mut line);
-        self.0 .0.lock().unwrap().push(line.0);
+        SINK.with(|sink| {
+            if let Some(lines) = sink.borrow_mut().as_mut() {
+                let mut line = Line(format!("{} {}", event.metadata().level(), event.metadata().target()));
+                event.record(&mut line);
+                lines.push(line.0);
+            }
+        });
     }
 }
 
-/// Runs `f` with a subscriber that records every event, and returns them.
+/// Runs `f` and returns what it returned with every event it emitted on this thread.
 pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
-    let events = Events::default();
-    let subscriber = tracing_subscriber::registry().with(Capture(events.clone()));
-    let result = tracing::subscriber::with_default(subscriber, f);
-    (result, events.all())
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture))
+            .expect("no other global subscriber in the tests");
+    });
+    SINK.with(|sink| *sink.borrow_mut() = Some(Vec::new()));
+    let result = f();
+    let events = SINK.with(|sink| sink.borrow_mut().take().unwrap_or_default());
+    (result, events)
 }

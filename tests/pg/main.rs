@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod diesel_cli;
+mod dsl;
 mod interop;
 mod migrations;
 mod round_trip;

@@ -6,6 +6,7 @@ mod common;
 mod bad_input;
 mod connection;
 mod diesel_cli;
+mod dsl;
 #[cfg(feature = "sqlite-vec")]
 mod index;
 #[cfg(feature = "sqlite-vec")]
