@@ -21,7 +21,8 @@ use crate::VectorError;
 /// One `f32` as it sits in a buffer, in some byte order.
 pub(super) type Word = [u8; 4];
 
-/// Elements per block of the vectorised loops: 64 `f32`, 256 bytes.
+/// Elements per block of the vectorised loops: 64 `f32`, 256 bytes. Measured, not arbitrary: with 32
+/// LLVM 22 stops vectorising the big-endian byte swap and decoding gets three times slower.
 const BLOCK: usize = 64;
 
 /// Independent partial sums per block: four SSE registers of four lanes.
