@@ -27,14 +27,17 @@
 use std::borrow::Cow;
 use std::io;
 
-use crate::vector::{check_len, first_not_finite};
+use crate::vector::check_len;
 use crate::{Vector, VectorError};
+
+mod words;
+
+use words::{BigEndian, LittleEndian};
 
 /// Size of pgvector's binary header: `u16` dimensions and a reserved `u16`.
 pub const PG_HEADER_LEN: usize = 4;
 
 const F32_LEN: usize = std::mem::size_of::<f32>();
-const EXPONENT_MASK: u32 = 0x7f80_0000;
 
 /// Length of the pgvector binary encoding of a vector with `dims` dimensions.
 #[inline]
@@ -44,37 +47,21 @@ pub const fn pg_encoded_len(dims: usize) -> usize {
 
 /// Encodes a vector in pgvector's binary format.
 pub fn encode_pg(v: &Vector) -> Vec<u8> {
-    let mut out = Vec::with_capacity(pg_encoded_len(v.dims()));
-    write_pg(v, &mut out).unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
-    out
+    // A Vector has 1..=MAX_DIMS (16000) elements, which always fits the u16 header.
+    let dims = u16::try_from(v.dims()).unwrap_or(u16::MAX).to_be_bytes();
+    words::encode_be([dims[0], dims[1], 0, 0], v.as_slice())
 }
 
-/// Writes a vector in pgvector's binary format to `out`, a few kilobytes at a time, with no heap
-/// allocation of its own.
+/// Writes a vector in pgvector's binary format to `out` in one `write_all`, so that a growing buffer
+/// (Diesel's bind buffer starts empty) allocates once, at the right size.
 pub fn write_pg<W: io::Write + ?Sized>(v: &Vector, out: &mut W) -> io::Result<()> {
-    let values = v.as_slice();
-    // A Vector has 1..=MAX_DIMS (16000) elements, which always fits the u16 header.
-    let dims = u16::try_from(values.len()).map_err(|_| io::Error::other("vector too long for pgvector"))?;
-    let mut header = [0u8; PG_HEADER_LEN];
-    header[..2].copy_from_slice(&dims.to_be_bytes());
-    out.write_all(&header)?;
-
-    const CHUNK: usize = 1024;
-    let mut buf = [0u8; CHUNK * F32_LEN];
-    for chunk in values.chunks(CHUNK) {
-        let bytes = &mut buf[..chunk.len() * F32_LEN];
-        for (dst, x) in bytes.chunks_exact_mut(F32_LEN).zip(chunk) {
-            dst.copy_from_slice(&x.to_be_bytes());
-        }
-        out.write_all(bytes)?;
-    }
-    Ok(())
+    out.write_all(&encode_pg(v))
 }
 
 /// Decodes pgvector's binary format, validating the header, the length and every element.
 pub fn decode_pg(bytes: &[u8]) -> Result<Vector, VectorError> {
     let payload = pg_payload(bytes)?;
-    decode_floats(payload, f32::from_be_bytes).map(Vector::from_validated)
+    words::decode::<BigEndian>(as_words(payload)).map(Vector::from_validated)
 }
 
 /// Checks a pgvector binary value's header and length and returns the element bytes after the header.
@@ -115,7 +102,7 @@ pub fn encode_sqlite(v: &Vector) -> Cow<'_, [u8]> {
 /// Decodes a sqlite-vec BLOB (little-endian `f32`), validating its length and every element.
 pub fn decode_sqlite(bytes: &[u8]) -> Result<Vector, VectorError> {
     check_blob_len(bytes.len())?;
-    decode_floats(bytes, f32::from_le_bytes).map(Vector::from_validated)
+    words::decode::<LittleEndian>(as_words(bytes)).map(Vector::from_validated)
 }
 
 /// The elements of a sqlite-vec BLOB as little-endian 4-byte words, borrowed without a copy, for
@@ -139,6 +126,11 @@ fn check_blob_len(len: usize) -> Result<(), VectorError> {
     check_len(len / F32_LEN)
 }
 
+/// Views bytes whose length has been checked to be a multiple of 4 as 4-byte words.
+fn as_words(bytes: &[u8]) -> &[words::Word] {
+    bytemuck::cast_slice(bytes)
+}
+
 /// Converts a pgvector binary value straight into a sqlite-vec BLOB (byte swap, header dropped),
 /// validating it as [`decode_pg`] does, without building a `Vec<f32>`.
 ///
@@ -146,8 +138,7 @@ fn check_blob_len(len: usize) -> Result<(), VectorError> {
 pub fn pg_payload_to_sqlite(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), VectorError> {
     out.clear();
     let payload = pg_payload(bytes)?;
-    out.reserve(payload.len());
-    swap_words(payload, out, f32::from_be_bytes)
+    words::swap_into::<BigEndian>(as_words(payload), out)
 }
 
 /// Converts a sqlite-vec BLOB straight into pgvector's binary format, validating it as
@@ -161,44 +152,7 @@ pub fn sqlite_to_pg_payload(blob: &[u8], out: &mut Vec<u8>) -> Result<(), Vector
     out.reserve(PG_HEADER_LEN + blob.len());
     out.extend_from_slice(&dims.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    swap_words(blob, out, f32::from_le_bytes).inspect_err(|_| out.clear())
-}
-
-/// Appends `src` with every 4-byte word reversed, checking in the same pass that each word, read in
-/// the source's byte order by `read`, is a finite `f32`.
-fn swap_words(src: &[u8], out: &mut Vec<u8>, read: fn([u8; 4]) -> f32) -> Result<(), VectorError> {
-    let start = out.len();
-    out.resize(start + src.len(), 0);
-    let mut bad = false;
-    for (dst, w) in out[start..].chunks_exact_mut(F32_LEN).zip(src.chunks_exact(F32_LEN)) {
-        let w = [w[0], w[1], w[2], w[3]];
-        bad |= read(w).to_bits() & EXPONENT_MASK == EXPONENT_MASK;
-        dst.copy_from_slice(&[w[3], w[2], w[1], w[0]]);
-    }
-    if bad {
-        out.truncate(start);
-        return Err(first_not_finite(src.chunks_exact(F32_LEN).map(|w| read([w[0], w[1], w[2], w[3]]))));
-    }
-    Ok(())
-}
-
-/// One pass from bytes to floats, accumulating a "not finite" flag without branching so that the loop
-/// vectorises; the offending index is looked up only on failure.
-#[inline]
-fn decode_floats(bytes: &[u8], read: fn([u8; 4]) -> f32) -> Result<Vec<f32>, VectorError> {
-    let mut bad = false;
-    let values: Vec<f32> = bytes
-        .chunks_exact(F32_LEN)
-        .map(|w| {
-            let v = read([w[0], w[1], w[2], w[3]]);
-            bad |= v.to_bits() & EXPONENT_MASK == EXPONENT_MASK;
-            v
-        })
-        .collect();
-    if bad {
-        return Err(first_not_finite(values));
-    }
-    Ok(values)
+    words::swap_into::<LittleEndian>(as_words(blob), out).inspect_err(|_| out.clear())
 }
 
 #[cfg(test)]
@@ -324,6 +278,29 @@ mod tests {
         assert_eq!(pg_payload_to_sqlite(&[0, 1, 0, 1], &mut out), Err(VectorError::ReservedNotZero { value: 1 }));
     }
 
+    #[test]
+    fn a_sum_that_overflows_is_not_mistaken_for_an_infinite_element() {
+        // The decoders check finiteness with a running sum; values this large overflow it.
+        for dims in [1, 63, 64, 65, 1536] {
+            let values: Vec<f32> = (0..dims).map(|i| if i % 2 == 0 { f32::MAX } else { 3e38 }).collect();
+            let v = v(&values);
+            assert_eq!(decode_pg(&encode_pg(&v)).unwrap(), v);
+            assert_eq!(decode_sqlite(&encode_sqlite(&v)).unwrap(), v);
+            let mut out = Vec::new();
+            pg_payload_to_sqlite(&encode_pg(&v), &mut out).unwrap();
+            assert_eq!(out, &*encode_sqlite(&v));
+            sqlite_to_pg_payload(&encode_sqlite(&v), &mut out).unwrap();
+            assert_eq!(out, encode_pg(&v));
+        }
+    }
+
+    #[test]
+    fn pg_encoding_of_the_largest_vector_has_its_dims_in_the_header() {
+        let bytes = encode_pg(&v(&vec![0.25; crate::MAX_DIMS]));
+        assert_eq!(&bytes[..4], &[0x3e, 0x80, 0, 0]);
+        assert_eq!(bytes.len(), pg_encoded_len(crate::MAX_DIMS));
+    }
+
     fn finite_f32() -> impl Strategy<Value = f32> {
         // Every finite bit pattern: normals, subnormals, both zeros, the extremes.
         any::<u32>().prop_map(f32::from_bits).prop_filter("finite", |x| x.is_finite())
@@ -352,6 +329,28 @@ mod tests {
             let mut pg = Vec::new();
             sqlite_to_pg_payload(&blob, &mut pg).unwrap();
             prop_assert_eq!(pg, encode_pg(&v));
+        }
+
+        #[test]
+        fn every_decoder_names_the_first_element_that_is_not_finite(
+            values in prop::collection::vec(finite_f32(), 1..300),
+            pick in any::<prop::sample::Index>(),
+            bad in prop::sample::select(vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN]),
+        ) {
+            let mut values = values;
+            let index = pick.index(values.len());
+            values[index] = bad;
+            let pg = pg_bytes(u16::try_from(values.len()).unwrap(), 0, &values);
+            let lite = le_bytes(&values);
+            let is_ours = |e: VectorError| matches!(e, VectorError::NotFinite { index: i, value } if i == index && value.to_bits() == bad.to_bits());
+            prop_assert!(is_ours(decode_pg(&pg).unwrap_err()));
+            prop_assert!(is_ours(decode_sqlite(&lite).unwrap_err()));
+            let mut out = vec![1];
+            prop_assert!(is_ours(pg_payload_to_sqlite(&pg, &mut out).unwrap_err()));
+            prop_assert!(out.is_empty());
+            out.push(1);
+            prop_assert!(is_ours(sqlite_to_pg_payload(&lite, &mut out).unwrap_err()));
+            prop_assert!(out.is_empty());
         }
 
         #[test]
