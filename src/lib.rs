@@ -11,6 +11,11 @@
 //! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
+//! - [`dsl`]: typed distances (`l2_distance`, `cosine_distance`, `l1_distance`, `max_inner_product`) for your
+//!   own queries, rendering pgvector's operators or sqlite-vec's functions ([`VectorExpressionMethods`]).
+//! - [`search`]: k-nearest-neighbour search over `fragment_embeddings` with the same answers on both
+//!   backends, using pgvector's ivfflat or sqlite-vec's vec0 index where they help.
+//! - [`pg`]: the ivfflat index's status and rebuild.
 //!
 //! # Features
 //!
