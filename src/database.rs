@@ -141,3 +141,43 @@ macro_rules! dispatch {
     };
 }
 use dispatch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_their_backend() {
+        for url in ["postgres://u@h/db", "postgresql://h/db"] {
+            assert_eq!(BackendKind::from_url(url).unwrap(), BackendKind::Postgres);
+        }
+        for url in ["app.db", "/tmp/app.db", ":memory:", "file:app.db?mode=ro", "sqlite:///tmp/app.db"] {
+            assert_eq!(BackendKind::from_url(url).unwrap(), BackendKind::Sqlite, "{url}");
+        }
+        assert_eq!(sqlite_path("sqlite:///tmp/app.db"), "/tmp/app.db");
+        assert_eq!(sqlite_path("file:app.db?mode=ro"), "file:app.db?mode=ro");
+        let err = BackendKind::from_url("mysql://localhost/app").unwrap_err();
+        assert!(matches!(&err, MigrationError::UnsupportedDriver { driver } if driver == "mysql"));
+        assert!(err.to_string().starts_with("Unsupported driver: mysql"));
+    }
+
+    #[cfg(not(feature = "pg"))]
+    #[test]
+    fn a_build_without_pg_names_the_missing_feature() {
+        let err = DatabaseConnection::establish("postgres://localhost/app").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "this build of diesel-vector has no PostgreSQL support: enable the `pg` cargo feature"
+        );
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[test]
+    fn a_build_without_sqlite_names_the_missing_feature() {
+        let err = DatabaseConnection::establish("app.db").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "this build of diesel-vector has no SQLite support: enable the `sqlite` cargo feature"
+        );
+    }
+}
