@@ -54,8 +54,9 @@ pub struct FragmentEmbedding {
 
 /// An embedding to insert. Build it with [`NewFragmentEmbedding::new`], which fills `dims` from the
 /// vector so the two cannot disagree.
+/// `embedding: None` stores NULL (also as a changeset).
 #[derive(Debug, Clone, PartialEq, Insertable, AsChangeset)]
-#[diesel(table_name = fragment_embeddings)]
+#[diesel(table_name = fragment_embeddings, treat_none_as_default_value = false, treat_none_as_null = true)]
 pub struct NewFragmentEmbedding<'a> {
     /// The fragment it embeds.
     pub fragment_id: i64,
@@ -109,11 +110,15 @@ impl NewFragmentEmbedding<'_> {
 pub trait Upsert: crate::migrations::sealed::Sealed {
     #[doc(hidden)]
     fn upsert_embedding(&mut self, embedding: &NewFragmentEmbedding<'_>) -> QueryResult<i64>;
+    #[doc(hidden)]
+    fn insert_many(&mut self, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize>;
 }
 
 macro_rules! upsert_for {
-    ($conn:ty) => {
+    ($conn:ty, $insert_many:item) => {
         impl Upsert for $conn {
+            $insert_many
+
             fn upsert_embedding(&mut self, embedding: &NewFragmentEmbedding<'_>) -> QueryResult<i64> {
                 use diesel::upsert::excluded;
                 use fragment_embeddings::dsl as e;
@@ -134,6 +139,60 @@ macro_rules! upsert_for {
 }
 
 #[cfg(feature = "pg")]
-upsert_for!(diesel::PgConnection);
+upsert_for!(
+    diesel::PgConnection,
+    fn insert_many(&mut self, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize> {
+        // Binary COPY: each vector goes out in pgvector's binary format, the same bytes as a bind.
+        diesel::copy_from(fragment_embeddings::table).from_insertable(rows).execute(self)
+    }
+);
 #[cfg(feature = "sqlite")]
-upsert_for!(diesel::SqliteConnection);
+upsert_for!(
+    diesel::SqliteConnection,
+    fn insert_many(&mut self, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize> {
+        // One transaction; Diesel prepares the row statement once and reuses it from its cache.
+        self.transaction(|conn| {
+            let mut inserted = 0;
+            for row in rows {
+                inserted += diesel::insert_into(fragment_embeddings::table).values(row).execute(conn)?;
+            }
+            Ok(inserted)
+        })
+    }
+);
+
+/// Inserts many embeddings at once, the fastest way each backend offers, and returns how many were
+/// inserted: PostgreSQL streams them with binary `COPY FROM` (vectors in pgvector's binary format);
+/// SQLite inserts them in one transaction. All or nothing: a bad row (a duplicate key, an unknown
+/// fragment) fails the whole call and nothing is written.
+///
+/// Unlike [`NewFragmentEmbedding::upsert`], an existing (fragment, provider, model, content hash) is an
+/// error, not an update.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel::prelude::*;
+/// use diesel_vector::models::{insert_embeddings, NewFragmentEmbedding};
+/// use diesel_vector::{migrations, schema::fragments, Vector};
+///
+/// let mut conn = diesel_vector::sqlite::establish(":memory:")?;
+/// migrations::run_pending_migrations(&mut conn)?;
+/// let fragment: i64 = diesel::insert_into(fragments::table)
+///     .values(fragments::content.eq("hello"))
+///     .returning(fragments::id)
+///     .get_result(&mut conn)?;
+/// let vectors: Vec<Vector> = (0..3).map(|i| Vector::new(vec![i as f32 + 1.0; 1536])).collect::<Result<_, _>>()?;
+/// let hashes = ["a", "b", "c"];
+/// let rows: Vec<NewFragmentEmbedding> =
+///     vectors.iter().zip(hashes).map(|(v, h)| NewFragmentEmbedding::new(fragment, "p", "m", v, h)).collect();
+/// assert_eq!(insert_embeddings(&mut conn, &rows)?, 3);
+/// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
+///
+/// # Errors
+///
+/// The database's error; nothing was inserted.
+pub fn insert_embeddings<C: Upsert>(conn: &mut C, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize> {
+    conn.insert_many(rows)
+}

@@ -36,6 +36,13 @@ pub fn smooth(dims: usize, seed: f32) -> Vector {
     Vector::new((0..dims).map(|i| ((i as f32) * 0.618_034 + seed).sin()).collect()).unwrap()
 }
 
+/// A 1536-dim vector with the edge values, varied by `i`.
+pub fn sample_1536(i: usize) -> Vector {
+    let mut values = sample(1536).into_inner();
+    values[20] = i as f32;
+    Vector::new(values).unwrap()
+}
+
 /// The dimension counts that round trips cover.
 pub const ROUND_TRIP_DIMS: [usize; 5] = [1, 3, 14, 1536, 16_000];
 
@@ -78,6 +85,7 @@ pub fn pg_url() -> String {
         })
 }
 
+pub mod bulk;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod telemetry;

@@ -119,3 +119,9 @@ fn invalid_queries_are_clear_errors() {
     let short = Vector::new(vec![1.0; 3]).unwrap();
     assert!(matches!(Search::new("p", "m", &short).run(&mut conn), Err(SearchError::InvalidQuery(_))));
 }
+
+#[test]
+fn bulk_insert_with_copy_round_trips_and_is_all_or_nothing() {
+    let db = FreshDb::create();
+    crate::bulk_insert_round_trip!(&mut db.conn());
+}

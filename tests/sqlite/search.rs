@@ -145,3 +145,8 @@ fn ties_are_broken_by_id() {
         assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "{strategy:?}");
     }
 }
+
+#[test]
+fn bulk_insert_round_trips_and_is_all_or_nothing() {
+    crate::bulk_insert_round_trip!(&mut crate::conn());
+}
