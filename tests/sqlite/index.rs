@@ -170,3 +170,14 @@ fn a_search_after_writes_without_the_extension_sees_them() {
     let hits = Search::new("p", "m", &smooth(1536, 0.0)).k(5).run(&mut conn).unwrap();
     assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [second]);
 }
+
+#[test]
+fn migrating_without_sqlite_vec_works_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db").to_str().unwrap().to_owned();
+    let mut plain = open_without_extension(&path);
+    let (applied, events) = crate::common::telemetry::capture(|| migrations::run_pending_migrations(&mut plain));
+    assert_eq!(applied.unwrap().len(), 2);
+    let warning = events.iter().find(|e| e.starts_with("WARN")).expect("a warning");
+    assert!(warning.contains("sqlite-vec is not loaded on this connection"), "{warning}");
+}
