@@ -126,3 +126,26 @@ impl From<diesel::ConnectionError> for MigrationError {
         Self::Connection(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let missing = MigrationError::PgvectorNotInstalled.to_string();
+        assert!(
+            missing.starts_with("pgvector is not installed on the PostgreSQL server: install it on the database host")
+        );
+        let partial = MigrationError::PartiallyPresent {
+            migration: "2025-01-01-000002_create_fragment_embeddings".into(),
+            present: vec!["fragment_embeddings".into()],
+            missing: vec!["fragment_embeddings_idx_queue".into()],
+        };
+        assert_eq!(
+            partial.to_string(),
+            "migration 2025-01-01-000002_create_fragment_embeddings looks half applied by hand: fragment_embeddings \
+             exist but fragment_embeddings_idx_queue do not; nothing was changed"
+        );
+    }
+}
