@@ -303,3 +303,21 @@ fn helper_process_runs_migrations() {
     let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
     migrations::run_pending_migrations(&mut conn).unwrap();
 }
+
+#[test]
+fn a_hand_made_embeddings_table_without_the_index_queue_is_reported_half_applied() {
+    let mut conn = crate::conn();
+    conn.batch_execute(FRAGMENTS_UP).unwrap();
+    let table_only = EMBEDDINGS_UP.split("CREATE TABLE fragment_embeddings_idx_queue").next().unwrap();
+    conn.batch_execute(table_only).unwrap();
+    let before = schema_snapshot(&mut conn);
+    let err = migrations::run_pending_migrations(&mut conn).unwrap_err();
+    match &err {
+        MigrationError::PartiallyPresent { present, missing, .. } => {
+            assert_eq!(present, &["fragment_embeddings"]);
+            assert!(missing.contains(&"fragment_embeddings_idx_queue".to_owned()) && missing.len() == 5, "{missing:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(schema_snapshot(&mut conn), before);
+}
