@@ -30,12 +30,14 @@
 //! ```
 
 mod error;
-pub(crate) mod shape;
+#[doc(hidden)]
+pub mod shape;
 
 use std::time::Instant;
 
 use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
+use diesel_migrations::MigrationHarness;
 use tracing::{error, info, info_span};
 
 pub use error::MigrationError;
@@ -93,11 +95,14 @@ pub enum Presence {
 
 /// A connection the runner can migrate: [`diesel::PgConnection`] (feature `pg`) and
 /// [`diesel::SqliteConnection`] (feature `sqlite`). Sealed; the methods are the runner's internals.
-pub trait MigrationTarget: sealed::Sealed + Sized {
+pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> + shape::Catalog {
     #[doc(hidden)]
     type Db: Backend;
     #[doc(hidden)]
     const BACKEND: &'static str;
+    /// What each of the backend's migrations creates, for adoption.
+    #[doc(hidden)]
+    const CREATES: &'static [shape::Creates];
     #[doc(hidden)]
     fn migrations() -> Result<Vec<Box<dyn Migration<Self::Db>>>, MigrationError>;
     /// Checks the vector extension; changes nothing.
@@ -106,23 +111,48 @@ pub trait MigrationTarget: sealed::Sealed + Sized {
     /// Runs `f` holding the backend's migration lock.
     #[doc(hidden)]
     fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError>;
-    /// The versions recorded as applied, without creating Diesel's bookkeeping table.
-    #[doc(hidden)]
-    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError>;
-    /// Whether the objects migration `version` creates already exist, and are compatible.
-    #[doc(hidden)]
-    fn probe(&mut self, name: &str, version: &str) -> Result<Presence, MigrationError>;
     /// Records `version` as applied without running it.
     #[doc(hidden)]
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError>;
-    #[doc(hidden)]
-    fn run_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()>;
-    #[doc(hidden)]
-    fn revert_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()>;
     /// Clean-up after a revert that SQL alone cannot do (SQLite: drop the vec0 index).
     #[doc(hidden)]
     fn after_revert(&mut self, version: &str) -> Result<(), MigrationError>;
+
+    /// The versions recorded as applied, without creating Diesel's bookkeeping table.
+    #[doc(hidden)]
+    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
+        if !self.exists(BOOKKEEPING_TABLE)? {
+            return Ok(Vec::new());
+        }
+        let applied = MigrationHarness::applied_migrations(self).map_err(MigrationError::Harness)?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Whether the objects migration `name` creates already exist, and are compatible.
+    #[doc(hidden)]
+    fn probe(&mut self, name: &str) -> Result<Presence, MigrationError> {
+        match shape::creates_for(Self::CREATES, name) {
+            Some(creates) => shape::probe(self, name, creates),
+            None => Ok(Presence::Absent),
+        }
+    }
+
+    /// Runs one migration in its transaction, creating Diesel's bookkeeping table first when missing
+    /// (only now, after every check passed).
+    #[doc(hidden)]
+    fn run_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()> {
+        MigrationHarness::applied_migrations(self)?;
+        MigrationHarness::run_migration(self, migration).map(|_| ())
+    }
+
+    #[doc(hidden)]
+    fn revert_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()> {
+        MigrationHarness::revert_migration(self, migration).map(|_| ())
+    }
 }
+
+/// Diesel's bookkeeping table.
+const BOOKKEEPING_TABLE: &str = "__diesel_schema_migrations";
 
 pub(crate) mod sealed {
     pub trait Sealed {}
@@ -176,7 +206,7 @@ fn run_pending_inner<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigr
         let mut plan = Vec::with_capacity(pending.len());
         for m in pending {
             let (name, version) = (m.name().to_string(), m.name().version().to_string());
-            let presence = conn.probe(&name, &version)?;
+            let presence = conn.probe(&name)?;
             plan.push((m, name, version, presence));
         }
         let mut done = Vec::with_capacity(plan.len());

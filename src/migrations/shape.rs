@@ -6,41 +6,41 @@ use super::{MigrationError, Presence};
 
 /// A column as a migration creates it; `ty` is in the backend's catalog spelling.
 #[derive(Debug)]
-pub(crate) struct Column {
-    pub(crate) name: &'static str,
-    pub(crate) ty: &'static str,
-    pub(crate) not_null: bool,
+pub struct Column {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub not_null: bool,
 }
 
 /// A table a migration creates: its columns and unique keys. Extra columns in an existing table are
 /// tolerated (an application may have added its own); missing or different ones are not.
 #[derive(Debug)]
-pub(crate) struct Table {
-    pub(crate) name: &'static str,
-    pub(crate) columns: &'static [Column],
-    pub(crate) unique: &'static [&'static [&'static str]],
+pub struct Table {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    pub unique: &'static [&'static [&'static str]],
 }
 
 /// The objects one migration creates: tables with a checked shape, and other objects (tables, triggers)
 /// that must merely exist.
 #[derive(Debug)]
-pub(crate) struct Creates {
+pub struct Creates {
     /// The migration's name without its date, such as `create_fragments`.
-    pub(crate) migration: &'static str,
-    pub(crate) tables: &'static [Table],
-    pub(crate) others: &'static [&'static str],
+    pub migration: &'static str,
+    pub tables: &'static [Table],
+    pub others: &'static [&'static str],
 }
 
 /// A column as found in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FoundColumn {
-    pub(crate) name: String,
-    pub(crate) ty: String,
-    pub(crate) not_null: bool,
+pub struct FoundColumn {
+    pub name: String,
+    pub ty: String,
+    pub not_null: bool,
 }
 
-/// What a backend reads from its catalog for [`probe`].
-pub(crate) trait Catalog {
+/// What a backend reads from its catalog for `probe`.
+pub trait Catalog {
     fn exists(&mut self, object: &str) -> QueryResult<bool>;
     fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>>;
     /// The column lists of the table's unique constraints and unique indexes.

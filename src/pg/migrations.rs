@@ -9,8 +9,8 @@ use diesel::sql_types::{Array, Bool, Nullable, Text};
 use diesel::PgConnection;
 use diesel_migrations::MigrationHarness;
 
-use crate::migrations::shape::{self, Catalog, Column, Creates, FoundColumn, Table};
-use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, Presence, PG_MIGRATIONS};
+use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
+use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, PG_MIGRATIONS};
 
 /// Key of the session-level advisory lock that serialises migration runs ("dv_migr").
 const LOCK_KEY: i64 = 0x0064_765f_6d69_6772;
@@ -68,12 +68,6 @@ struct ExtensionState {
 }
 
 #[derive(QueryableByName)]
-struct Version {
-    #[diesel(sql_type = Text)]
-    version: String,
-}
-
-#[derive(QueryableByName)]
 struct Exists {
     #[diesel(sql_type = Bool)]
     exists: bool,
@@ -99,6 +93,7 @@ impl sealed::Sealed for PgConnection {}
 
 impl MigrationTarget for PgConnection {
     type Db = Pg;
+    const CREATES: &'static [Creates] = CREATES;
     const BACKEND: &'static str = "postgresql";
 
     fn migrations() -> Result<Vec<Box<dyn Migration<Pg>>>, MigrationError> {
@@ -147,41 +142,12 @@ impl MigrationTarget for PgConnection {
         Ok(value)
     }
 
-    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
-        let exists: Exists =
-            diesel::sql_query("SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS exists")
-                .get_result(self)?;
-        if !exists.exists {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<Version> =
-            diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(self)?;
-        Ok(rows.into_iter().map(|r| r.version).collect())
-    }
-
-    fn probe(&mut self, name: &str, _version: &str) -> Result<Presence, MigrationError> {
-        match shape::creates_for(CREATES, name) {
-            Some(creates) => shape::probe(self, name, creates),
-            None => Ok(Presence::Absent),
-        }
-    }
-
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {
         MigrationHarness::<Pg>::applied_migrations(self).map_err(MigrationError::Harness)?;
         diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind::<Text, _>(version)
             .execute(self)?;
         Ok(())
-    }
-
-    fn run_one(&mut self, migration: &dyn Migration<Pg>) -> diesel::migration::Result<()> {
-        // Creates Diesel's bookkeeping table when missing: only now, after every check passed.
-        MigrationHarness::<Pg>::applied_migrations(self)?;
-        MigrationHarness::run_migration(self, migration).map(|_| ())
-    }
-
-    fn revert_one(&mut self, migration: &dyn Migration<Pg>) -> diesel::migration::Result<()> {
-        MigrationHarness::revert_migration(self, migration).map(|_| ())
     }
 
     fn after_revert(&mut self, _version: &str) -> Result<(), MigrationError> {

@@ -10,8 +10,8 @@ use diesel_migrations::MigrationHarness;
 use tracing::warn;
 
 use super::index::{self, INDEX_TABLE};
-use crate::migrations::shape::{self, Catalog, Column, Creates, FoundColumn, Table};
-use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, Presence, SQLITE_MIGRATIONS};
+use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
+use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, SQLITE_MIGRATIONS};
 
 /// What each SQLite migration creates, in declared-type spelling. `INTEGER PRIMARY KEY` columns are
 /// reported nullable by SQLite's catalog, whatever they hold.
@@ -60,12 +60,6 @@ const CREATES: &[Creates] = &[
 const EMBEDDINGS_MIGRATION: &str = "create_fragment_embeddings";
 
 #[derive(QueryableByName)]
-struct Version {
-    #[diesel(sql_type = Text)]
-    version: String,
-}
-
-#[derive(QueryableByName)]
 struct Exists {
     #[diesel(sql_type = Bool)]
     exists: bool,
@@ -97,6 +91,7 @@ impl sealed::Sealed for SqliteConnection {}
 
 impl MigrationTarget for SqliteConnection {
     type Db = Sqlite;
+    const CREATES: &'static [Creates] = CREATES;
     const BACKEND: &'static str = "sqlite";
 
     fn migrations() -> Result<Vec<Box<dyn Migration<Sqlite>>>, MigrationError> {
@@ -127,37 +122,12 @@ impl MigrationTarget for SqliteConnection {
         outcome.unwrap_or_else(|| unreachable!("the closure ran"))
     }
 
-    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
-        if !self.exists("__diesel_schema_migrations")? {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<Version> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(self)?;
-        Ok(rows.into_iter().map(|r| r.version).collect())
-    }
-
-    fn probe(&mut self, name: &str, _version: &str) -> Result<Presence, MigrationError> {
-        match shape::creates_for(CREATES, name) {
-            Some(creates) => shape::probe(self, name, creates),
-            None => Ok(Presence::Absent),
-        }
-    }
-
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {
         MigrationHarness::<Sqlite>::applied_migrations(self).map_err(MigrationError::Harness)?;
         diesel::sql_query("INSERT OR IGNORE INTO __diesel_schema_migrations (version) VALUES (?)")
             .bind::<Text, _>(version)
             .execute(self)?;
         Ok(())
-    }
-
-    fn run_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
-        // Creates Diesel's bookkeeping table when missing: only now, after every check passed.
-        MigrationHarness::<Sqlite>::applied_migrations(self)?;
-        MigrationHarness::run_migration(self, migration).map(|_| ())
-    }
-
-    fn revert_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
-        MigrationHarness::revert_migration(self, migration).map(|_| ())
     }
 
     fn after_revert(&mut self, _version: &str) -> Result<(), MigrationError> {
