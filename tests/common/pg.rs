@@ -55,3 +55,22 @@ pub fn with_user(url: &str, user: &str, password: &str) -> String {
     let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     format!("{scheme}://{user}:{password}@{host}")
 }
+
+/// `vectors` stored as embeddings of ("p", "m") for fragments 1..=n (fresh table), bulk-inserted.
+pub fn load(conn: &mut PgConnection, vectors: &[diesel_vector::Vector]) {
+    use diesel_vector::models::{insert_embeddings, NewFragment, NewFragmentEmbedding};
+    use diesel_vector::schema::fragments;
+    conn.transaction(|conn| {
+        for chunk in vectors.chunks(1000) {
+            let contents: Vec<String> = (0..chunk.len()).map(|i| format!("fragment {i}")).collect();
+            let new: Vec<NewFragment> = contents.iter().map(|c| NewFragment { content: c }).collect();
+            let ids: Vec<i64> =
+                diesel::insert_into(fragments::table).values(&new).returning(fragments::id).get_results(conn)?;
+            let rows: Vec<NewFragmentEmbedding> =
+                ids.iter().zip(chunk).map(|(id, v)| NewFragmentEmbedding::new(*id, "p", "m", v, "h")).collect();
+            insert_embeddings(conn, &rows)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+}

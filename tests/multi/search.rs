@@ -102,19 +102,7 @@ fn ivfflat_recall_at_10_is_at_least_95_percent_at_the_default_settings() {
     let mut pg = PgConnection::establish(&db.url).unwrap();
     migrations::run_pending_migrations(&mut pg).unwrap();
     let vectors = clustered(2024, 20_000, 1536, 50);
-    pg.transaction(|conn| {
-        for chunk in vectors.chunks(1000) {
-            let contents: Vec<String> = (0..chunk.len()).map(|i| format!("fragment {i}")).collect();
-            let new: Vec<NewFragment> = contents.iter().map(|c| NewFragment { content: c }).collect();
-            let ids: Vec<i64> =
-                diesel::insert_into(fragments::table).values(&new).returning(fragments::id).get_results(conn)?;
-            let rows: Vec<NewFragmentEmbedding> =
-                ids.iter().zip(chunk).map(|(id, v)| NewFragmentEmbedding::new(*id, "p", "m", v, "h")).collect();
-            diesel::insert_into(fragment_embeddings::table).values(&rows).execute(conn)?;
-        }
-        QueryResult::Ok(())
-    })
-    .unwrap();
+    crate::common::pg::load(&mut pg, &vectors);
     let lists = diesel_vector::pg::rebuild_ivfflat_index(&mut pg).unwrap();
     assert_eq!(lists, 20);
 

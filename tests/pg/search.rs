@@ -1,31 +1,15 @@
 //! Nearest-neighbour search on PostgreSQL: exact, ivfflat, filters, upsert.
 
 use diesel::prelude::*;
-use diesel_vector::models::{NewFragment, NewFragmentEmbedding};
+use diesel_vector::models::NewFragmentEmbedding;
 use diesel_vector::pg::{ivfflat_status, rebuild_ivfflat_index};
-use diesel_vector::schema::{fragment_embeddings, fragments};
+use diesel_vector::schema::fragment_embeddings;
 use diesel_vector::search::{Metric, Neighbor, Search, SearchError, Strategy};
 use diesel_vector::{migrations, Vector};
 
+use crate::common::pg::load;
 use crate::common::{clustered, telemetry};
 use crate::FreshDb;
-
-/// `vectors` stored for ("p", "m"), fragment ids 1..=n, in one transaction.
-pub fn load(conn: &mut PgConnection, vectors: &[Vector]) {
-    conn.transaction(|conn| {
-        for chunk in vectors.chunks(500) {
-            let contents: Vec<String> = (0..chunk.len()).map(|i| format!("fragment {i}")).collect();
-            let new: Vec<NewFragment> = contents.iter().map(|c| NewFragment { content: c }).collect();
-            let ids: Vec<i64> =
-                diesel::insert_into(fragments::table).values(&new).returning(fragments::id).get_results(conn)?;
-            let rows: Vec<NewFragmentEmbedding> =
-                ids.iter().zip(chunk).map(|(id, v)| NewFragmentEmbedding::new(*id, "p", "m", v, "h")).collect();
-            diesel::insert_into(fragment_embeddings::table).values(&rows).execute(conn)?;
-        }
-        QueryResult::Ok(())
-    })
-    .unwrap();
-}
 
 fn ids(hits: &[Neighbor]) -> Vec<i64> {
     hits.iter().map(|h| h.fragment_id).collect()
