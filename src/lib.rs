@@ -11,6 +11,7 @@
 //! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
+//! - [`copy`] and `jsonl`: copying between databases (resumable, verified) and JSON lines.
 //!
 //! # Features
 //!
@@ -20,6 +21,7 @@
 //! - `pg`: the PostgreSQL backend (pgvector), through libpq.
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`], as a sequence of numbers.
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
+//! - `jsonl`: `jsonl::export` / `jsonl::import`, fragments and embeddings as JSON lines (adds `serde_json`).
 //!
 //! `pg` and `sqlite` can be on together; with neither, the value type and codecs still build.
 //!
@@ -67,6 +69,8 @@
 
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod copy;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod database;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
@@ -79,8 +83,12 @@ pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
 pub mod sql_types;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+mod transfer;
 mod vector;
 
+#[cfg(all(feature = "jsonl", any(feature = "pg", feature = "sqlite")))]
+pub mod jsonl;
 #[cfg(feature = "pg")]
 pub mod pg;
 #[cfg(feature = "sqlite")]

@@ -4,8 +4,10 @@
 mod index;
 mod migrations;
 mod search;
+mod transfer;
 mod types;
 
 pub use index::{
-    ivfflat_status, rebuild_ivfflat_index, recommended_lists, recommended_probes, IvfflatStatus, IVFFLAT_INDEX,
+    index_method, ivfflat_status, rebuild_hnsw_index, rebuild_ivfflat_index, recommended_lists, recommended_probes,
+    IvfflatStatus, IVFFLAT_INDEX,
 };

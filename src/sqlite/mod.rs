@@ -6,6 +6,7 @@ mod extension;
 mod index;
 mod migrations;
 mod search;
+mod transfer;
 mod types;
 
 #[cfg(feature = "r2d2")]
