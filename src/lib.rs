@@ -11,7 +11,8 @@
 //! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
-//! - [`copy`] and `jsonl`: copying between databases (resumable, verified) and JSON lines.
+//! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis and
+//!   index repair, JSON lines.
 //!
 //! # Features
 //!
@@ -72,6 +73,8 @@ pub mod codec;
 pub mod copy;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod database;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod doctor;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;

@@ -1,6 +1,7 @@
 //! Everything PostgreSQL-specific: pgvector's binary format on the wire, the migration runner's
 //! PostgreSQL side, search, and the ivfflat index.
 
+pub(crate) mod doctor;
 mod index;
 mod migrations;
 mod search;

@@ -2,6 +2,7 @@
 //! migration runner's SQLite side and the vec0 vector index.
 
 mod connection;
+pub(crate) mod doctor;
 mod extension;
 mod index;
 mod migrations;
