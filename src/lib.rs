@@ -12,7 +12,7 @@
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
 //! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis and
-//!   index repair, JSON lines.
+//!   index repair, JSON lines; the `diesel-vector` command line (feature `cli`) is a thin layer over them.
 //!
 //! # Features
 //!
@@ -23,6 +23,7 @@
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`], as a sequence of numbers.
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
 //! - `jsonl`: `jsonl::export` / `jsonl::import`, fragments and embeddings as JSON lines (adds `serde_json`).
+//! - `cli`: the `diesel-vector` binary (`pg`, `sqlite`, `jsonl` and `clap`).
 //!
 //! `pg` and `sqlite` can be on together; with neither, the value type and codecs still build.
 //!
