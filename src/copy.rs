@@ -14,8 +14,11 @@
 //!   still to be copied.
 //! - **Resumable**: each batch commits atomically and batches go in id order, so after a crash or a
 //!   `kill -9` every source row up to the target's largest id *within the source's id range* is there.
-//!   A new run resumes after that id (ids the application took are above the range and do not count).
-//!   Rows are inserted with `ON CONFLICT (id) DO NOTHING`: a run never overwrites a row on the target.
+//!   A new run resumes after that id (ids the application took are above the range and do not count),
+//!   once it has checked that the target holds as many rows up to it as the source; otherwise (rows that
+//!   did not come from this source, or skipped invalid rows) it starts from the beginning. Rows are
+//!   inserted with `ON CONFLICT (id) DO NOTHING`: a run never overwrites a row on the target, and rows
+//!   already there are simply passed over.
 //! - **Verified**: both sides are streamed in id order (keyset pagination: memory does not grow with
 //!   the table), every row is hashed in one backend-neutral form (ids, text, timestamps, the vector's
 //!   exact bits as little-endian `f32`), and the streams are merged by id. The report holds each side's
@@ -385,8 +388,10 @@ fn reserve<T: Store>(target: &mut T, fragments_max: i64, embeddings_max: i64) ->
     reserve(target).map_err(|source| CopyError::Query { context: "reserving ids on the target", source })
 }
 
-/// Copies the rows of `R`'s table with `id <= upto` that the target lacks, resuming after the largest
-/// id the target already holds in that range.
+/// Copies the rows of `R`'s table with `id <= upto` that the target lacks. Resumes after the largest id
+/// the target holds in that range when the target holds as many rows up to it as the source (what an
+/// interrupted copy leaves); otherwise (rows that did not come from the source, skipped invalid rows)
+/// starts from the beginning, which `ON CONFLICT (id) DO NOTHING` makes harmless.
 fn copy_table<R: Rows, S: Store, T: Store>(
     source: &mut S,
     target: &mut T,
@@ -395,7 +400,14 @@ fn copy_table<R: Rows, S: Store, T: Store>(
     on_event: &mut dyn FnMut(CopyEvent<'_>),
 ) -> Result<TableReport, CopyError> {
     let table = R::TABLE.name();
-    let resume_after = target.max_id(R::TABLE, upto).map_err(write_target)?;
+    let resume_after = match target.max_id(R::TABLE, upto).map_err(write_target)? {
+        Some(last) => {
+            let held = target.count(R::TABLE, BEFORE_ALL, last).map_err(write_target)?;
+            let expected = source.count(R::TABLE, BEFORE_ALL, last).map_err(read_source)?;
+            (held == expected).then_some(last)
+        }
+        None => None,
+    };
     let start = resume_after.unwrap_or(BEFORE_ALL);
     let source_rows = count(source.count(R::TABLE, BEFORE_ALL, upto).map_err(read_source)?);
     let to_copy = count(source.count(R::TABLE, start, upto).map_err(read_source)?);

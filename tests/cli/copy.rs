@@ -269,6 +269,26 @@ fn invalid_source_rows_stop_a_strict_copy_and_are_skipped_on_request() {
 }
 
 #[test]
+fn a_target_row_that_differs_from_the_source_fails_the_verification_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (sqlite_file(dir.path(), "source.db"), sqlite_file(dir.path(), "target.db"));
+    seed(&source, 5, 1);
+    // Someone else's row holds id 2 on the target: it is kept (never overwritten), the copy starts from
+    // the beginning rather than resuming after it, and the verification names it.
+    ok(&["--database-url", &target, "migration", "run"]);
+    let mut conn = diesel_vector::sqlite::establish(&target).unwrap();
+    conn.batch_execute("INSERT INTO fragments (id, content) VALUES (2, 'not from the source')").unwrap();
+    drop(conn);
+    let (stdout, stderr) = fails(&["copy", "--from", &source, "--to", &target]);
+    assert!(stdout.contains("DIFFERENT"), "{stdout}");
+    assert!(stderr.contains("error: verification failed: the target differs from the source"), "{stderr}");
+    assert!(stderr.contains("fragments: source 5 rows"), "{stderr}");
+    assert!(stderr.contains("1 id(s) differ, first: [2]"), "{stderr}");
+    assert!(!stderr.contains("  fragment_embeddings: source"), "the embeddings all match: {stderr}");
+    assert_eq!(count(&target, "fragment_embeddings"), 5);
+}
+
+#[test]
 fn copies_from_nothing_or_onto_themselves_are_refused_before_the_target_is_touched() {
     let dir = tempfile::tempdir().unwrap();
     let path = sqlite_file(dir.path(), "same.db");
