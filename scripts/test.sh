@@ -34,7 +34,7 @@ cargo test --no-default-features --features sqlite
 step "features: pg"
 cargo test --no-default-features --features pg
 
-step "features: all (pg + sqlite + r2d2 + serde)"
+step "features: all (pg + sqlite + r2d2 + serde + jsonl + cli: the diesel-vector binary and its tests)"
 cargo test --all-features
 
 step "all tests passed, PostgreSQL tests included"

@@ -1,6 +1,8 @@
 //! A connection to either backend, chosen from a database URL at run time.
 
 use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus};
+use crate::models::Fragment;
+use crate::search::{Neighbor, Search, SearchError};
 
 /// The backend a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,38 @@ pub fn sqlite_path(url: &str) -> &str {
     url.strip_prefix("sqlite://").unwrap_or(url)
 }
 
+/// The SQLite URI that opens the database of `url` read-only: `file:PATH?mode=ro`, with the characters
+/// URIs reserve (`?`, `#`, `%`) percent-encoded; a `file:` URI keeps its parameters and gets `mode=ro`.
+///
+/// ```
+/// use diesel_vector::database::sqlite_read_only_uri;
+///
+/// assert_eq!(sqlite_read_only_uri("sqlite:///var/app.db"), "file:/var/app.db?mode=ro");
+/// assert_eq!(sqlite_read_only_uri("data/what?.db"), "file:data/what%3F.db?mode=ro");
+/// assert_eq!(sqlite_read_only_uri("file:app.db?cache=shared&mode=rwc"), "file:app.db?cache=shared&mode=ro");
+/// ```
+pub fn sqlite_read_only_uri(url: &str) -> String {
+    let path = sqlite_path(url);
+    if let Some(rest) = path.strip_prefix("file:") {
+        let (base, query) = rest.split_once('?').map_or((rest, ""), |(b, q)| (b, q));
+        let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
+        params.push("mode=ro");
+        return format!("file:{base}?{}", params.join("&"));
+    }
+    let mut uri = String::with_capacity(path.len() + 16);
+    uri.push_str("file:");
+    for c in path.chars() {
+        match c {
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
 /// A connection to whichever backend a URL names.
 #[allow(missing_debug_implementations)] // Diesel's connections are not Debug.
 #[non_exhaustive]
@@ -80,6 +114,23 @@ impl DatabaseConnection {
             BackendKind::Sqlite => Ok(Self::Sqlite(crate::sqlite::establish(sqlite_path(url))?)),
             #[cfg(not(feature = "sqlite"))]
             BackendKind::Sqlite => Err(MigrationError::FeatureDisabled { backend: "SQLite", feature: "sqlite" }),
+        }
+    }
+
+    /// Opens `url` for reading: SQLite read-only through [`sqlite_read_only_uri`] (a missing file is an
+    /// error rather than a new database, and nothing is written, not even the journal mode); PostgreSQL
+    /// as [`DatabaseConnection::establish`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`DatabaseConnection::establish`].
+    pub fn establish_read_only(url: &str) -> Result<Self, MigrationError> {
+        match BackendKind::from_url(url)? {
+            #[cfg(feature = "sqlite")]
+            BackendKind::Sqlite => Ok(Self::Sqlite(
+                crate::sqlite::ConnectionOptions::default().wal(false).establish(&sqlite_read_only_uri(url))?,
+            )),
+            _ => Self::establish(url),
         }
     }
 
@@ -128,6 +179,26 @@ impl DatabaseConnection {
     pub fn migration_status(&mut self) -> Result<Vec<MigrationStatus>, MigrationError> {
         dispatch!(self, c => migrations::migration_status(c))
     }
+
+    /// Runs `search` ([`Search::run`]) on this connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Search::run`].
+    pub fn search(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
+        dispatch!(self, c => search.run(c))
+    }
+
+    /// The fragments with these ids, in id order (missing ids are left out).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub fn fragments(&mut self, ids: &[i64]) -> diesel::QueryResult<Vec<Fragment>> {
+        use crate::schema::fragments::dsl as f;
+        use diesel::prelude::*;
+        dispatch!(self, c => f::fragments.filter(f::id.eq_any(ids)).order(f::id).select(Fragment::as_select()).load(c))
+    }
 }
 
 macro_rules! dispatch {
@@ -140,7 +211,7 @@ macro_rules! dispatch {
         }
     };
 }
-use dispatch;
+pub(crate) use dispatch;
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,8 @@
 //! - [`search`]: k-nearest-neighbour search over `fragment_embeddings` with the same answers on both
 //!   backends, using pgvector's ivfflat or sqlite-vec's vec0 index where they help.
 //! - [`pg`]: the ivfflat index's status and rebuild.
+//! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis and
+//!   index repair, JSON lines; the `diesel-vector` command line (feature `cli`) is a thin layer over them.
 //!
 //! # Features
 //!
@@ -25,6 +27,8 @@
 //! - `pg`: the PostgreSQL backend (pgvector), through libpq.
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`], as a sequence of numbers.
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
+//! - `jsonl`: `jsonl::export` / `jsonl::import`, fragments and embeddings as JSON lines (adds `serde_json`).
+//! - `cli`: the `diesel-vector` binary (`pg`, `sqlite`, `jsonl` and `clap`).
 //!
 //! `pg` and `sqlite` can be on together; with neither, the value type and codecs still build.
 //!
@@ -72,7 +76,11 @@
 
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod copy;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod database;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub mod doctor;
 pub mod dsl;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
@@ -85,8 +93,12 @@ pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
 pub mod sql_types;
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+mod transfer;
 mod vector;
 
+#[cfg(all(feature = "jsonl", any(feature = "pg", feature = "sqlite")))]
+pub mod jsonl;
 #[cfg(feature = "pg")]
 pub mod pg;
 #[cfg(feature = "sqlite")]

@@ -8,7 +8,7 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::PgConnection;
 
 /// The index's name, as the original migration creates it.
@@ -110,6 +110,46 @@ pub fn rebuild_ivfflat_index(conn: &mut PgConnection) -> QueryResult<i32> {
         ))?;
         tracing::info!(target: "diesel_vector::index", backend = "postgresql", lists, rows, "ivfflat index rebuilt");
         Ok(lists)
+    })
+}
+
+/// The access method of `fragment_embeddings_cosine_idx` (`ivfflat`, `hnsw`, ...), or `None` when the
+/// index does not exist.
+///
+/// # Errors
+///
+/// A failing catalog query.
+pub fn index_method(conn: &mut PgConnection) -> QueryResult<Option<String>> {
+    #[derive(QueryableByName)]
+    struct Method {
+        #[diesel(sql_type = Nullable<Text>)]
+        method: Option<String>,
+    }
+    let row: Method = diesel::sql_query(
+        "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam \
+                 WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) AS method",
+    )
+    .get_result(conn)?;
+    Ok(row.method)
+}
+
+/// Replaces `fragment_embeddings_cosine_idx` with an hnsw index under the same name
+/// (`USING hnsw (embedding vector_cosine_ops)`, pgvector's default `m` and `ef_construction`), in one
+/// transaction. hnsw needs no rebuild as data grows and recalls well from the first row, at the cost of a
+/// slower build and more memory. [`rebuild_ivfflat_index`] goes back to ivfflat.
+///
+/// # Errors
+///
+/// A failing query; the old index stays in place.
+pub fn rebuild_hnsw_index(conn: &mut PgConnection) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        conn.batch_execute(
+            "DROP INDEX IF EXISTS fragment_embeddings_cosine_idx; \
+             CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
+             USING hnsw (embedding vector_cosine_ops);",
+        )?;
+        tracing::info!(target: "diesel_vector::index", backend = "postgresql", method = "hnsw", "vector index rebuilt");
+        Ok(())
     })
 }
 

@@ -1,12 +1,15 @@
 //! Everything PostgreSQL-specific: pgvector's binary format on the wire, the migration runner's
 //! PostgreSQL side, search, and the ivfflat index.
 
+pub(crate) mod doctor;
 mod expression;
 mod index;
 mod migrations;
 mod search;
+mod transfer;
 mod types;
 
 pub use index::{
-    ivfflat_status, rebuild_ivfflat_index, recommended_lists, recommended_probes, IvfflatStatus, IVFFLAT_INDEX,
+    index_method, ivfflat_status, rebuild_hnsw_index, rebuild_ivfflat_index, recommended_lists, recommended_probes,
+    IvfflatStatus, IVFFLAT_INDEX,
 };

@@ -2,12 +2,14 @@
 //! migration runner's SQLite side and the vec0 vector index.
 
 mod connection;
+pub(crate) mod doctor;
 mod expression;
 mod extension;
 mod functions;
 mod index;
 mod migrations;
 mod search;
+mod transfer;
 mod types;
 
 #[cfg(feature = "r2d2")]

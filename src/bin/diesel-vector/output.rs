@@ -1,0 +1,335 @@
+//! Printing: reports as text or JSON on standard output, progress on standard error (one line redrawn
+//! in place on a terminal, a plain line per batch otherwise).
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Instant;
+
+use diesel_vector::copy::{CopyEvent, CopyReport, TargetIndex};
+use diesel_vector::doctor::{Extension, IndexState, Level, Reindexed, Report};
+use diesel_vector::jsonl::JsonlReport;
+use diesel_vector::migrations::Outcome;
+use diesel_vector::models::Fragment;
+use diesel_vector::search::Neighbor;
+use serde_json::{json, Value};
+
+/// Progress on standard error.
+pub(crate) struct Progress {
+    command: &'static str,
+    tty: bool,
+    /// Whether a redrawn line is on screen (so the next message starts on a new line).
+    open_line: bool,
+    started: Instant,
+}
+
+impl Progress {
+    pub(crate) fn new(command: &'static str) -> Self {
+        Self { command, tty: io::stderr().is_terminal(), open_line: false, started: Instant::now() }
+    }
+
+    fn line(&mut self, text: &str) {
+        let mut err = io::stderr().lock();
+        if self.open_line {
+            let _ = writeln!(err);
+            self.open_line = false;
+        }
+        let _ = writeln!(err, "{}: {text}", self.command);
+    }
+
+    fn redraw(&mut self, text: &str) {
+        if self.tty {
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}: {text}", self.command);
+            let _ = err.flush();
+            self.open_line = true;
+        } else {
+            self.line(text);
+        }
+    }
+
+    pub(crate) fn copy_event(&mut self, event: &CopyEvent<'_>) {
+        match event {
+            CopyEvent::Migrated { applied } if *applied > 0 => {
+                self.line(&format!("target: applied {applied} migration(s)"))
+            }
+            CopyEvent::Table { table, source_rows, resume_after, to_copy } => {
+                self.started = Instant::now();
+                match resume_after {
+                    Some(id) => self.line(&format!(
+                        "{table}: {source_rows} rows on the source; resuming after id {id}, {to_copy} to go"
+                    )),
+                    None => self.line(&format!("{table}: {source_rows} rows on the source")),
+                }
+            }
+            CopyEvent::Batch { table, done, to_copy, last_id } => {
+                let rate = *done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+                let percent = if *to_copy == 0 { 100.0 } else { *done as f64 * 100.0 / *to_copy as f64 };
+                self.redraw(&format!(
+                    "{table}: {done}/{to_copy} rows ({percent:.1}%), last id {last_id}, {rate:.0} rows/s"
+                ));
+            }
+            CopyEvent::Skipped { rows } => {
+                for row in *rows {
+                    self.line(&format!("skipped invalid row {row}"));
+                }
+            }
+            CopyEvent::Verifying { table } => self.line(&format!("{table}: verifying")),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn count(&mut self, what: &str, n: u64) {
+        self.redraw(&format!("{n} {what}"));
+    }
+
+    pub(crate) fn finish(&mut self) {
+        if self.open_line {
+            let _ = writeln!(io::stderr());
+            self.open_line = false;
+        }
+    }
+}
+
+pub(crate) fn outcome(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Adopted => "Adopted (its tables already existed)",
+        _ => "Ran",
+    }
+}
+
+pub(crate) fn copy_report(report: &CopyReport) {
+    for t in &report.tables {
+        let resumed = t.resumed_after.map(|id| format!(", resumed after id {id}")).unwrap_or_default();
+        println!(
+            "{:<20} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
+            t.table,
+            t.source.rows,
+            t.source.checksum,
+            t.target.rows,
+            t.target.checksum,
+            if t.is_verified() { "verified" } else { "DIFFERENT" },
+            t.inserted,
+        );
+        if !t.is_verified() {
+            println!("{:<20} {} id(s) differ, first: {:?}", "", t.differing, t.differing_ids);
+        }
+    }
+    skipped(report.skipped_count, &report.skipped);
+    println!("index: {}", target_index(&report.index));
+}
+
+fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) {
+    if count == 0 {
+        return;
+    }
+    println!("skipped {count} invalid row(s):");
+    for row in rows {
+        println!("  {row}");
+    }
+    if count > rows.len() as u64 {
+        println!("  ... and {} more", count - rows.len() as u64);
+    }
+}
+
+fn target_index(index: &TargetIndex) -> String {
+    match index {
+        TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
+        TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
+        TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
+        TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
+            "ivfflat with {lists} lists for {rows} rows: built with little data, run `diesel-vector reindex` on the target"
+        ),
+        TargetIndex::Ivfflat { lists, rows, .. } => format!("ivfflat with {lists} lists for {rows} rows"),
+        TargetIndex::Other { method } => method.clone(),
+        TargetIndex::Missing => "none (searches scan every row; `diesel-vector reindex` creates one)".into(),
+        _ => "unknown".into(),
+    }
+}
+
+pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
+    let inserted = if verb == "imported" { format!(" ({} rows new)", report.inserted) } else { String::new() };
+    eprintln!(
+        "{verb} {} fragments (checksum {}) and {} embeddings (checksum {}){inserted}",
+        report.fragments.rows, report.fragments.checksum, report.embeddings.rows, report.embeddings.checksum
+    );
+    if report.skipped_count > 0 {
+        eprintln!("skipped {} invalid row(s):", report.skipped_count);
+        for row in &report.skipped {
+            eprintln!("  {row}");
+        }
+    }
+    if let Some(index) = &report.index {
+        eprintln!("index: {}", target_index(index));
+    }
+}
+
+pub(crate) fn reindexed(r: Reindexed) -> String {
+    match r {
+        Reindexed::Vec0 { rows } => format!("rebuilt the vec0 index: {rows} rows"),
+        Reindexed::Ivfflat { lists } => format!("rebuilt fragment_embeddings_cosine_idx: ivfflat, {lists} lists"),
+        Reindexed::Hnsw => "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)".into(),
+        _ => "rebuilt the index".into(),
+    }
+}
+
+fn extension_text(e: &Extension) -> (&'static str, String) {
+    match e {
+        Extension::Pgvector { available, installed, schema, on_search_path } => {
+            let text = match (installed, available) {
+                (Some(i), a) => format!(
+                    "{i} in schema {}{} (server has {})",
+                    schema.as_deref().unwrap_or("?"),
+                    if *on_search_path { "" } else { ", NOT on the search_path" },
+                    a.as_deref().unwrap_or("none")
+                ),
+                (None, Some(a)) => format!("not created in this database (server has {a})"),
+                (None, None) => "not installed on the server".into(),
+            };
+            ("pgvector", text)
+        }
+        Extension::SqliteVec { version } => {
+            ("sqlite-vec", version.clone().unwrap_or_else(|| "absent (searches scan exactly)".into()))
+        }
+        _ => ("extension", "unknown".into()),
+    }
+}
+
+fn index_text(index: &IndexState) -> String {
+    match index {
+        IndexState::Vec0(s) => {
+            let state = if s.sqlite_vec.is_none() {
+                "not maintained without sqlite-vec".to_owned()
+            } else if s.is_up_to_date() {
+                "up to date".to_owned()
+            } else if !s.table_exists {
+                "not built".to_owned()
+            } else if s.needs_rebuild {
+                "marked for rebuild".to_owned()
+            } else {
+                format!("{} pending change(s)", s.pending_changes)
+            };
+            let indexed = s.indexed_rows.map(|n| format!(", {n} indexed")).unwrap_or_default();
+            format!("vec0 {}: {state}{indexed}, {} embedded rows", diesel_vector::sqlite::INDEX_TABLE, s.embedded_rows)
+        }
+        IndexState::Ivfflat(s) => format!(
+            "ivfflat {}: {} lists for {} rows (recommended {})",
+            diesel_vector::pg::IVFFLAT_INDEX,
+            s.lists,
+            s.rows,
+            s.recommended_lists()
+        ),
+        IndexState::Other { method } => format!("{method} {}", diesel_vector::pg::IVFFLAT_INDEX),
+        IndexState::Missing => "none".into(),
+        _ => "unknown".into(),
+    }
+}
+
+pub(crate) fn doctor_text(r: &Report) {
+    let backend = match r.backend {
+        diesel_vector::database::BackendKind::Postgres => "postgresql",
+        _ => "sqlite",
+    };
+    println!("{:<13}{backend}: {}", "backend", r.server_version);
+    let (name, text) = extension_text(&r.extension);
+    println!("{name:<13}{text}");
+    let applied = r.migrations.iter().filter(|m| m.applied).count();
+    println!("{:<13}{applied} applied, {} pending", "migrations", r.migrations.len() - applied);
+    for m in &r.migrations {
+        println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, m.name);
+    }
+    if let Some(fk) = r.foreign_keys {
+        println!(
+            "{:<13}{}, {}",
+            "foreign key",
+            if fk.declared { "declared" } else { "NOT declared" },
+            if fk.enforced { "enforced" } else { "NOT enforced" }
+        );
+    }
+    if let Some(rows) = r.rows {
+        println!(
+            "{:<13}{} fragments, {} embeddings ({} with a vector, {} orphans)",
+            "rows", rows.fragments, rows.embeddings, rows.with_vector, rows.orphans
+        );
+    }
+    if let Some(index) = &r.index {
+        println!("{:<13}{}", "index", index_text(index));
+    }
+    println!("{:<13}{}", "verdict", r.verdict());
+    for f in &r.findings {
+        println!("  {} {}", if f.level == Level::Action { "ACTION: " } else { "warning:" }, f.message);
+    }
+}
+
+pub(crate) fn doctor_json(r: &Report) -> String {
+    let extension = match &r.extension {
+        Extension::Pgvector { available, installed, schema, on_search_path } => json!({
+            "name": "pgvector", "available": available, "installed": installed, "schema": schema,
+            "on_search_path": on_search_path,
+        }),
+        Extension::SqliteVec { version } => json!({ "name": "sqlite-vec", "installed": version }),
+        _ => Value::Null,
+    };
+    let index = r.index.as_ref().map(|index| match index {
+        IndexState::Vec0(s) => json!({
+            "method": "vec0", "sqlite_vec": s.sqlite_vec, "exists": s.table_exists, "up_to_date": s.is_up_to_date(),
+            "needs_rebuild": s.needs_rebuild, "pending_changes": s.pending_changes, "indexed_rows": s.indexed_rows,
+            "embedded_rows": s.embedded_rows,
+        }),
+        IndexState::Ivfflat(s) => json!({
+            "method": "ivfflat", "lists": s.lists, "rows": s.rows, "recommended_lists": s.recommended_lists(),
+            "needs_rebuild": s.rows > 0 && s.needs_rebuild(),
+        }),
+        IndexState::Other { method } => json!({ "method": method }),
+        IndexState::Missing => json!({ "method": null }),
+        _ => Value::Null,
+    });
+    let value = json!({
+        "backend": match r.backend { diesel_vector::database::BackendKind::Postgres => "postgresql", _ => "sqlite" },
+        "server_version": r.server_version,
+        "extension": extension,
+        "migrations": r.migrations.iter().map(|m| json!({ "version": m.version, "name": m.name, "applied": m.applied })).collect::<Vec<_>>(),
+        "foreign_keys": r.foreign_keys.map(|fk| json!({ "declared": fk.declared, "enforced": fk.enforced })),
+        "rows": r.rows.map(|n| json!({
+            "fragments": n.fragments, "embeddings": n.embeddings, "with_vector": n.with_vector, "orphans": n.orphans,
+        })),
+        "index": index,
+        "verdict": r.verdict(),
+        "needs_action": r.needs_action(),
+        "findings": r.findings.iter().map(|f| json!({
+            "level": if f.level == Level::Action { "action" } else { "warning" }, "message": f.message,
+        })).collect::<Vec<_>>(),
+    });
+    value.to_string()
+}
+
+fn content(fragments: &[Fragment], id: i64) -> &str {
+    fragments.iter().find(|f| f.id == id).map_or("", |f| f.content.as_str())
+}
+
+pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) {
+    println!("{:>4}  {:>10}  {:>10}  {:>10}  content", "rank", "distance", "id", "fragment");
+    for (rank, h) in hits.iter().enumerate() {
+        let text = content(fragments, h.fragment_id).replace('\n', " ");
+        // On a terminal, one line per hit; piped, the whole text.
+        let text = if tty && text.chars().count() > 80 {
+            format!("{}...", text.chars().take(77).collect::<String>())
+        } else {
+            text
+        };
+        println!("{:>4}  {:>10.6}  {:>10}  {:>10}  {text}", rank + 1, h.distance, h.id, h.fragment_id);
+    }
+}
+
+pub(crate) fn search_json(hits: &[Neighbor], fragments: &[Fragment]) -> String {
+    Value::Array(
+        hits.iter()
+            .enumerate()
+            .map(|(rank, h)| {
+                json!({
+                    "rank": rank + 1, "id": h.id, "fragment_id": h.fragment_id, "distance": h.distance,
+                    "content": content(fragments, h.fragment_id),
+                })
+            })
+            .collect(),
+    )
+    .to_string()
+}

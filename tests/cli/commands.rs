@@ -1,0 +1,266 @@
+//! `migration`, `doctor`, `reindex` and `search` on both backends, and the URL rules.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde_json::Value;
+
+use crate::{fails, ok, run, seed, seed_smooth, smooth, sqlite_file, FreshDb};
+
+/// Both backends, fresh: (name, URL, what keeps it alive).
+fn databases() -> Vec<(&'static str, String, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(dir.path(), "app.db");
+    let pg = FreshDb::create();
+    vec![("postgresql", pg.url.clone(), Box::new(pg)), ("sqlite", path, Box::new(dir))]
+}
+
+#[test]
+fn migration_run_status_revert_redo_on_both_backends() {
+    for (backend, url, _keep) in databases() {
+        let url = url.as_str();
+        if backend == "sqlite" {
+            let (_, stderr) = fails(&["--database-url", url, "migration", "status"]);
+            assert!(stderr.contains("unable to open database file"), "listing never creates a file: {stderr}");
+            std::fs::File::create(url).unwrap();
+        }
+        let status = ok(&["--database-url", url, "migration", "status"]);
+        assert!(status.contains("[ ] 2025-01-01-000001_create_fragments"), "{backend}: {status}");
+        let out = ok(&["--database-url", url, "migration", "run"]);
+        assert_eq!(
+            out,
+            "Ran migration 2025-01-01-000001_create_fragments\nRan migration 2025-01-01-000002_create_fragment_embeddings\n",
+            "{backend}"
+        );
+        assert_eq!(ok(&["--database-url", url, "migrate", "run"]), "No pending migrations\n", "{backend}: the alias");
+        let status = ok(&["--database-url", url, "migration", "list"]);
+        assert_eq!(
+            status,
+            "Migrations:\n  [X] 2025-01-01-000001_create_fragments\n  [X] 2025-01-01-000002_create_fragment_embeddings\n",
+            "{backend}"
+        );
+        let out = ok(&["--database-url", url, "migration", "redo"]);
+        assert!(out.contains("2025-01-01-000002_create_fragment_embeddings"), "{backend}: {out}");
+        let out = ok(&["--database-url", url, "migration", "revert"]);
+        assert_eq!(out, "Rolled back migration 2025-01-01-000002_create_fragment_embeddings\n", "{backend}");
+        let status = ok(&["--database-url", url, "migration", "status"]);
+        assert!(
+            status.contains("[X] 2025-01-01-000001") && status.contains("[ ] 2025-01-01-000002"),
+            "{backend}: {status}"
+        );
+    }
+}
+
+#[test]
+fn database_url_falls_back_to_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(dir.path(), "env.db");
+    let out = crate::bin().args(["migration", "run"]).env("DATABASE_URL", &path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, stderr) = fails(&["migration", "run"]);
+    assert_eq!(stderr, "error: no database: pass --database-url or set DATABASE_URL\n");
+}
+
+#[test]
+fn sqlite_urls_in_every_form_name_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(dir.path(), "forms.db");
+    ok(&["--database-url", &format!("sqlite://{path}"), "migration", "run"]);
+    for url in [path.clone(), format!("file:{path}"), format!("sqlite://{path}")] {
+        let status = ok(&["--database-url", &url, "migration", "status"]);
+        assert!(status.contains("[X] 2025-01-01-000002"), "{url}: {status}");
+    }
+    assert!(ok(&["--database-url", ":memory:", "migration", "run"]).contains("Ran migration"));
+}
+
+#[test]
+fn unsupported_drivers_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = sqlite_file(dir.path(), "never.db");
+    let cases: [&[&str]; 3] = [
+        &["--database-url", "mysql://localhost/app", "doctor"],
+        &["--database-url", "mysql://localhost/app", "migration", "run"],
+        &["copy", "--from", "mysql://localhost/app", "--to", &target],
+    ];
+    for args in cases {
+        let (_, stderr) = fails(args);
+        assert!(stderr.contains("Unsupported driver: mysql"), "{args:?}: {stderr}");
+    }
+    assert!(!std::path::Path::new(&target).exists(), "nothing is created when the source is refused");
+}
+
+#[test]
+fn doctor_reads_only_and_gives_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = sqlite_file(dir.path(), "missing.db");
+    let (_, stderr) = fails(&["--database-url", &missing, "doctor"]);
+    assert!(stderr.contains("unable to open database file"), "{stderr}");
+    assert!(!std::path::Path::new(&missing).exists(), "doctor never creates a database");
+
+    for (backend, url, _keep) in databases() {
+        let url = url.as_str();
+        if backend == "sqlite" {
+            std::fs::File::create(url).unwrap();
+        }
+        let (stdout, _) = fails(&["--database-url", url, "doctor"]);
+        assert!(stdout.contains("verdict      needs action"), "{backend}: {stdout}");
+        assert!(stdout.contains("2 pending migration(s)"), "{backend}: {stdout}");
+
+        seed(url, 50, 2);
+        // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's vec0
+        // table was never built.
+        let (stdout, _) = fails(&["--database-url", url, "doctor"]);
+        let finding =
+            if backend == "postgresql" { "it was built with little data" } else { "the vec0 index is missing" };
+        assert!(stdout.contains(finding), "{backend}: {stdout}");
+        ok(&["--database-url", url, "reindex"]);
+        let report = ok(&["--database-url", url, "doctor"]);
+        assert!(report.contains("2 applied, 0 pending"), "{backend}: {report}");
+        assert!(report.contains("foreign key  declared, enforced"), "{backend}: {report}");
+        let json: Value = serde_json::from_str(&ok(&["--database-url", url, "doctor", "--json"])).unwrap();
+        assert_eq!(json["backend"], backend);
+        assert_eq!(json["needs_action"], false, "{json}");
+        // 50 fragments, one deleted (id 97 does not exist here: none), 2 embeddings each, every 10th NULL.
+        assert_eq!(json["rows"]["fragments"], 50, "{json}");
+        assert_eq!(json["rows"]["embeddings"], 100);
+        assert_eq!(json["rows"]["with_vector"], 90);
+        assert_eq!(json["rows"]["orphans"], 0);
+        if backend == "postgresql" {
+            assert!(report.contains("pgvector     0.8"), "{report}");
+            assert_eq!(json["extension"]["schema"], "public");
+            assert_eq!(json["index"]["method"], "ivfflat");
+            assert_eq!(json["index"]["lists"], 1);
+        } else {
+            assert!(report.contains("sqlite-vec   v0.1.9"), "{report}");
+            assert!(report.contains("SQLite 3."), "{report}");
+            assert_eq!(json["index"]["method"], "vec0");
+        }
+    }
+}
+
+#[test]
+fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it() {
+    let db = FreshDb::create();
+    seed(&db.url, 600, 2);
+    let (stdout, _) = fails(&["--database-url", &db.url, "doctor"]);
+    assert!(stdout.contains("(recommended 1)"), "{stdout}");
+    assert!(stdout.contains("ACTION:  the ivfflat index has 100 lists for "), "{stdout}");
+    assert!(stdout.contains("run `diesel-vector reindex`"), "{stdout}");
+
+    assert_eq!(
+        ok(&["--database-url", &db.url, "reindex"]),
+        "rebuilt fragment_embeddings_cosine_idx: ivfflat, 1 lists\n"
+    );
+    let json: Value = serde_json::from_str(&ok(&["--database-url", &db.url, "doctor", "--json"])).unwrap();
+    assert_eq!(json["index"]["lists"], 1, "{json}");
+    assert_eq!(json["verdict"], "healthy");
+
+    assert_eq!(
+        ok(&["--database-url", &db.url, "reindex", "--hnsw"]),
+        "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)\n"
+    );
+    let json: Value = serde_json::from_str(&ok(&["--database-url", &db.url, "doctor", "--json"])).unwrap();
+    assert_eq!(json["index"]["method"], "hnsw", "{json}");
+    let mut conn = db.conn();
+    #[derive(QueryableByName)]
+    struct Def {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        def: String,
+    }
+    let def: Def = diesel::sql_query("SELECT pg_get_indexdef('fragment_embeddings_cosine_idx'::regclass) AS def")
+        .get_result(&mut conn)
+        .unwrap();
+    assert!(def.def.contains("USING hnsw (embedding vector_cosine_ops)"), "{}", def.def);
+}
+
+#[test]
+fn doctor_flags_a_stale_vec0_index_and_reindex_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(dir.path(), "stale.db");
+    seed(&path, 40, 1);
+    // Seeded rows are queued and the vec0 table was never built: the next search would build it.
+    let (stdout, _) = fails(&["--database-url", &path, "doctor"]);
+    assert!(stdout.contains("ACTION:  the vec0 index is missing for 36 embedding(s)"), "{stdout}");
+    assert_eq!(ok(&["--database-url", &path, "reindex"]), "rebuilt the vec0 index: 36 rows\n");
+    let report = ok(&["--database-url", &path, "doctor"]);
+    assert!(report.contains("up to date, 36 indexed"), "{report}");
+    assert!(report.contains("verdict      healthy\n"), "{report}");
+
+    // A write without the index applied is a warning, not an action: the next search applies it.
+    let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
+    conn.batch_execute("DELETE FROM fragments WHERE id = 1").unwrap();
+    let report = ok(&["--database-url", &path, "doctor"]);
+    assert!(report.contains("warning: 1 change(s) wait in the vec0 index queue"), "{report}");
+    assert!(report.contains("verdict      healthy, with warnings"), "{report}");
+
+    let (_, stderr) = fails(&["--database-url", &path, "reindex", "--hnsw"]);
+    assert!(stderr.contains("hnsw is a pgvector index"), "{stderr}");
+}
+
+#[test]
+fn doctor_flags_orphans_written_without_foreign_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sqlite_file(dir.path(), "orphans.db");
+    seed(&path, 5, 1);
+    let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+    conn.batch_execute("PRAGMA foreign_keys = OFF; DELETE FROM fragments WHERE id = 2;").unwrap();
+    let (stdout, _) = fails(&["--database-url", &path, "doctor"]);
+    assert!(stdout.contains("1 embedding(s) refer to fragments that do not exist"), "{stdout}");
+}
+
+#[test]
+fn search_prints_the_nearest_fragments_on_both_backends() {
+    for (backend, url, _keep) in databases() {
+        let url = url.as_str();
+        seed_smooth(url, 30, 2);
+        // Fragment 5's first embedding is the 8th (seeding numbers embeddings in order from 0).
+        let query = smooth(8).to_string();
+        let json: Value = serde_json::from_str(&ok(&[
+            "--database-url",
+            url,
+            "search",
+            "--provider",
+            "provider",
+            "--model",
+            "model-0",
+            "--vector",
+            &query,
+            "-k",
+            "3",
+            "--json",
+        ]))
+        .unwrap();
+        let hits = json.as_array().unwrap();
+        assert_eq!(hits.len(), 3, "{backend}: {json}");
+        assert_eq!(hits[0]["fragment_id"], 5, "{backend}: {json}");
+        assert_eq!(hits[0]["rank"], 1);
+        assert!(hits[0]["distance"].as_f64().unwrap().abs() < 1e-6, "{json}");
+        assert!(hits[0]["content"].as_str().unwrap().starts_with("fragment 4: \"quoted\""), "{json}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.txt");
+        std::fs::write(&file, &query).unwrap();
+        let text = ok(&[
+            "--database-url",
+            url,
+            "search",
+            "--provider",
+            "provider",
+            "--model",
+            "model-0",
+            "--vector",
+            &format!("@{}", file.display()),
+            "-k",
+            "2",
+            "--metric",
+            "l2",
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{backend}: {text}");
+        assert!(lines[0].starts_with("rank"), "{text}");
+        assert!(lines[1].contains("fragment 4: \"quoted\""), "{backend}: {text}");
+
+        let out = run(&["--database-url", url, "search", "--provider", "p", "--model", "m", "--vector", "[1,2]"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("1536 are expected"), "{backend}");
+    }
+}
