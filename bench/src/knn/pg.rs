@@ -185,8 +185,9 @@ pub fn run(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, BoxE
     groups.push(Group {
         title: "PostgreSQL: exact scan".to_owned(),
         note: format!(
-            "Hand-written SQL and the DSL in a transaction after `{EXACT_SETTINGS}`; `Search` with \
-             `Strategy::Exact` (which does the same). Plan: {}.",
+            "Hand-written SQL (the DSL's text, and the same returning distances as `Search` does) and the \
+             DSL in a transaction after `{EXACT_SETTINGS}`; `Search` with `Strategy::Exact` (which does the \
+             same). Plan: {}.",
             plan(&mut conn, EXACT_SETTINGS, &queries[0])?
         ),
         results: run_queries(&mut conn, &mut contenders, queries, reps)?,
@@ -219,8 +220,8 @@ pub fn run(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, BoxE
         groups.push(Group {
             title: format!("PostgreSQL: ivfflat, lists = {lists}, probes = {p}"),
             note: format!(
-                "Hand-written SQL and the DSL in a transaction after `{settings}`; `Search` with `.probes({p})`{}. \
-                 Plan: {}.",
+                "Hand-written SQL (the DSL's text, and the same returning distances) and the DSL in a \
+                 transaction after `{settings}`; `Search` with `.probes({p})`{}. Plan: {}.",
                 if p == default_probes { ", and without (the crate's default, from the index's lists)" } else { "" },
                 plan(&mut conn, &settings, &queries[0])?
             ),
@@ -258,7 +259,8 @@ pub fn run(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, BoxE
             note: format!(
                 "Hand-written SQL and the DSL in a transaction after `{settings}`{}. Plan: {}.",
                 if ef == DEFAULT_EF_SEARCH {
-                    "; `Search` as is (it only tunes ivfflat, so the index runs at pgvector's default ef_search)"
+                    "; the hand-written SQL returning distances, and `Search` as is (it only tunes ivfflat, so \
+                     the index runs at pgvector's default ef_search)"
                 } else {
                     ""
                 },
