@@ -35,7 +35,7 @@ fn parse_args() -> Result<Args, String> {
         migrations: true,
         sqlite: true,
         pg: true,
-        migrate: migrate::Settings { fresh_reps: 11, noop_reps: 7, noop_calls: 40 },
+        migrate: migrate::Settings { fresh_reps: 21, noop_reps: 7, noop_calls: 40 },
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
