@@ -162,6 +162,8 @@ pub enum Bar {
     AtLeastAsFast,
     /// The migration runner over the SQL it runs (or the cheapest equivalent check): at most 20% more.
     Runner,
+    /// No bar: a ratio printed below the group's table, to explain another.
+    Info,
 }
 
 /// A contender held against a baseline measured in the same run.

@@ -193,7 +193,7 @@ fn print_group(g: &Group, data: Option<&DataSet>) {
         if let (true, Some(data)) = (recall, data) {
             row.push_str(&format!(" {:.3} |", data.recall(m)));
         }
-        match g.comparisons.iter().find(|c| c.contender == m.name) {
+        match g.comparisons.iter().find(|c| c.contender == m.name && c.bar != Bar::Info) {
             Some(c) => {
                 let base = g.get(&c.baseline);
                 let r = m.ratio(base);
@@ -208,9 +208,20 @@ fn print_group(g: &Group, data: Option<&DataSet>) {
                     ids_cell(m, base)
                 ));
             }
-            None => row.push_str(" baseline | | |"),
+            None if g.comparisons.iter().any(|c| c.baseline == m.name && c.bar != Bar::Info) => {
+                row.push_str(" baseline | | |")
+            }
+            None => row.push_str(" reference | | |"),
         }
         println!("{row}");
+    }
+    for c in g.comparisons.iter().filter(|c| c.bar == Bar::Info) {
+        let (m, base) = (g.get(&c.contender), g.get(&c.baseline));
+        let (r, o) = (m.ratio(base), m.overhead_ms(base));
+        println!(
+            "\n{} / {}: {:.3} ({:.3}-{:.3}), {:+.3} ms per call.",
+            c.contender, c.baseline, r.median, r.min, r.max, o.median
+        );
     }
     let unstable: Vec<String> =
         g.results.iter().filter(|m| m.unstable > 0).map(|m| format!("{} ({} calls)", m.name, m.unstable)).collect();
@@ -243,6 +254,7 @@ fn print_bars(bars: &[(String, Group)]) {
                 Bar::Overhead => ("<= 2% or <= 0.2 ms, identical ids", (r.median <= 1.02 || o.median <= 0.2) && same),
                 Bar::AtLeastAsFast => ("at least as fast", r.median <= 1.0),
                 Bar::Runner => ("<= 1.2x", r.median <= 1.2),
+                Bar::Info => continue,
             };
             println!(
                 "| {label} | {} | {} | {} | {:.3} ({:.3}-{:.3}) | {:+.3} | {} | {bar} | {} |",

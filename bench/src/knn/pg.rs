@@ -13,7 +13,7 @@ use diesel_vector::search::{Search, Strategy};
 use diesel_vector::sql_types::Vector as SqlVector;
 use diesel_vector::{migrations, pg as dvpg, Vector, VectorExpressionMethods};
 
-use super::{ids, load_rows, pair_ids, seconds, BackendRun, DataSet, Hit, K_SQL, MODEL, PROVIDER};
+use super::{ids, load_rows, pair_ids, seconds, BackendRun, DataSet, Hit, K, K_SQL, MODEL, PROVIDER};
 use crate::db_harness::{run_queries, Bar, BoxError, Comparison, Group, QueryContender};
 use crate::pgdb::FreshDb;
 
@@ -90,16 +90,28 @@ fn hand(conn: &mut PgConnection, settings: &str, q: &Vector) -> Result<Vec<i64>,
 
 /// The hand-written query returning distances, in a transaction after `settings`.
 fn hand_dist(conn: &mut PgConnection, settings: &str, q: &Vector) -> Result<Vec<i64>, BoxError> {
-    Ok(conn.transaction(|c| {
-        c.batch_execute(settings)?;
-        diesel::sql_query(HAND_DIST_SQL)
-            .bind::<SqlVector, _>(q)
-            .bind::<Text, _>(PROVIDER)
-            .bind::<Text, _>(MODEL)
-            .bind::<BigInt, _>(K_SQL)
-            .load::<Hit>(c)
-            .map(ids)
-    })?)
+    hand_dist_limit(conn, settings, q, K_SQL)
+}
+
+/// `Search` fetches `k + k / 4 + 4` candidates (16 for k = 10) so that it can break ties by id.
+const SEARCH_CANDIDATES: i64 = K_SQL + K_SQL / 4 + 4;
+
+/// The hand-written query returning distances with `limit` rows (the ids of the first `K`).
+fn hand_dist_limit(conn: &mut PgConnection, settings: &str, q: &Vector, limit: i64) -> Result<Vec<i64>, BoxError> {
+    Ok(conn
+        .transaction(|c| {
+            c.batch_execute(settings)?;
+            diesel::sql_query(HAND_DIST_SQL)
+                .bind::<SqlVector, _>(q)
+                .bind::<Text, _>(PROVIDER)
+                .bind::<Text, _>(MODEL)
+                .bind::<BigInt, _>(limit)
+                .load::<Hit>(c)
+                .map(ids)
+        })?
+        .into_iter()
+        .take(K)
+        .collect())
 }
 
 /// The DSL query in the same transaction after the same settings.
@@ -133,6 +145,10 @@ fn plan(conn: &mut PgConnection, settings: &str, q: &Vector) -> Result<String, B
         .filter(|node| !node.contains(':'))
         .collect();
     Ok(nodes.join(" > "))
+}
+
+fn info(contender: &str, baseline: &str) -> Comparison {
+    Comparison { contender: contender.to_owned(), baseline: baseline.to_owned(), bar: Bar::Info }
 }
 
 fn overhead(contender: &str, baseline: &str) -> Comparison {
@@ -206,11 +222,19 @@ pub fn run(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, BoxE
             QueryContender::new(names::HAND, |c: &mut PgConnection, q: &Vector| hand(c, &settings, q)),
             QueryContender::new(names::DSL, |c: &mut PgConnection, q: &Vector| dsl(c, &settings, q)),
             QueryContender::new(names::HAND_DIST, |c: &mut PgConnection, q: &Vector| hand_dist(c, &settings, q)),
+            QueryContender::new(names::HAND_DIST_16, |c: &mut PgConnection, q: &Vector| {
+                hand_dist_limit(c, &settings, q, SEARCH_CANDIDATES)
+            }),
             QueryContender::new(names::SEARCH, move |c: &mut PgConnection, q: &Vector| {
                 search(c, Search::new(PROVIDER, MODEL, q).probes(p))
             }),
         ];
-        let mut comparisons = vec![overhead(names::DSL, names::HAND), overhead(names::SEARCH, names::HAND_DIST)];
+        let mut comparisons = vec![
+            overhead(names::DSL, names::HAND),
+            overhead(names::SEARCH, names::HAND_DIST),
+            info(names::SEARCH, names::HAND_DIST_16),
+            info(names::HAND_DIST_16, names::HAND_DIST),
+        ];
         if p == default_probes {
             contenders.push(QueryContender::new(names::SEARCH_DEFAULT, |c: &mut PgConnection, q: &Vector| {
                 search(c, Search::new(PROVIDER, MODEL, q))
@@ -249,10 +273,15 @@ pub fn run(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, BoxE
             contenders.push(QueryContender::new(names::HAND_DIST, |c: &mut PgConnection, q: &Vector| {
                 hand_dist(c, &settings, q)
             }));
+            contenders.push(QueryContender::new(names::HAND_DIST_16, |c: &mut PgConnection, q: &Vector| {
+                hand_dist_limit(c, &settings, q, SEARCH_CANDIDATES)
+            }));
             contenders.push(QueryContender::new(names::SEARCH, |c: &mut PgConnection, q: &Vector| {
                 search(c, Search::new(PROVIDER, MODEL, q))
             }));
             comparisons.push(overhead(names::SEARCH, names::HAND_DIST));
+            comparisons.push(info(names::SEARCH, names::HAND_DIST_16));
+            comparisons.push(info(names::HAND_DIST_16, names::HAND_DIST));
         }
         groups.push(Group {
             title: format!("PostgreSQL: HNSW, ef_search = {ef}"),
@@ -294,6 +323,7 @@ pub fn environment(conn: &mut PgConnection) -> Result<String, BoxError> {
 pub mod names {
     pub const HAND: &str = "hand SQL (the DSL's text)";
     pub const HAND_DIST: &str = "hand SQL with distances (what Search returns)";
+    pub const HAND_DIST_16: &str = "hand SQL with distances, LIMIT 16 (Search's candidates; reference)";
     pub const DSL: &str = "DSL: order(cosine_distance).limit(10)";
     pub const SEARCH: &str = "Search API";
     pub const SEARCH_DEFAULT: &str = "Search API (default probes)";
