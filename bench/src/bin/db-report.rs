@@ -120,17 +120,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         for &size in &args.sizes {
             let data = DataSet::generate(size, args.queries);
             eprintln!("db-report: {size} vectors generated ({:.1} s)", data.generate_s);
-            let mut runs = Vec::new();
-            if args.sqlite {
-                runs.push(knn::sqlite::run(&data, args.reps)?);
-            }
-            if let Some(server) = &server {
-                runs.push(knn::pg::run(server, &data, args.reps)?);
-            }
-            for run in runs {
+            // Each backend's tables are printed as soon as they are measured.
+            let mut record = |run: BackendRun| {
                 print_run(&run, &data);
                 let label = format!("KNN {}k", run.size / 1000);
                 bars.extend(run.groups.into_iter().map(|g| (label.clone(), g)));
+            };
+            if args.sqlite {
+                record(knn::sqlite::run(&data, args.reps)?);
+            }
+            if let Some(server) = &server {
+                record(knn::pg::run(server, &data, args.reps)?);
             }
         }
     }
