@@ -4,9 +4,9 @@
 # Rust distance functions against sqlite-vec's, recall@10 against an exact scan in Rust) and migrations (the
 # runner against the SQL it runs), contenders interleaved, as Markdown on stdout.
 #
-#   source /tmp/pgenv                    # or any PG_DATABASE_URL whose role may create databases and pgvector
-#   scripts/bench-db.sh                  # 10k vectors, ~6 min on 2 shared cores (first build ~2 min more)
-#   scripts/bench-db.sh --sizes 10000,100000 --queries 10     # adds 100k vectors (see BENCHMARKS.md)
+#   scripts/with-pg.sh scripts/bench-db.sh   # a throwaway PostgreSQL + pgvector, unless PG_DATABASE_URL is set
+#   scripts/bench-db.sh                  # 10k vectors, ~4 min on 2 shared cores (first build ~2 min more)
+#   scripts/bench-db.sh --sizes 10000,100000 --queries 10 --reps 5   # adds 100k vectors, ~12 min more
 #   scripts/bench-db.sh --only migrations --backend sqlite
 #
 # Without PG_DATABASE_URL the PostgreSQL workloads are skipped (said on stderr). Every run creates its own
