@@ -4,7 +4,17 @@
 use std::path::Path;
 use std::process::Command;
 
-const CRATES: &[&str] = &["diesel-vector", "diesel", "pgvector", "bytemuck", "criterion", "libsqlite3-sys"];
+const CRATES: &[&str] = &[
+    "diesel-vector",
+    "diesel",
+    "diesel_migrations",
+    "pgvector",
+    "bytemuck",
+    "criterion",
+    "libsqlite3-sys",
+    "sqlite-vec",
+    "pq-sys",
+];
 
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());

@@ -52,6 +52,13 @@ impl Stats {
     }
 }
 
+/// The `q` quantile (0 to 1) of a non-empty sample, interpolated between closest ranks.
+pub fn percentile(sample: &[f64], q: f64) -> f64 {
+    let mut s = sample.to_vec();
+    s.sort_by(f64::total_cmp);
+    quantile(&s, q)
+}
+
 /// Linear interpolation between closest ranks; `sorted` is non-empty.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;

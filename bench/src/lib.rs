@@ -1,7 +1,13 @@
-//! Benchmarks for diesel-vector. The workloads live here so that the criterion bench
-//! (`cargo bench -p diesel-vector-bench`) and the report (`scripts/bench-codec.sh`) time the same code.
+//! Benchmarks for diesel-vector. The codec workloads live here so that the criterion bench
+//! (`cargo bench -p diesel-vector-bench`) and the report (`scripts/bench-codec.sh`) time the same code;
+//! the database workloads (KNN, migrations) are run by `scripts/bench-db.sh`.
 #![deny(unsafe_code)]
 
+pub mod data;
+pub mod db_harness;
 pub mod environment;
 pub mod harness;
+pub mod knn;
+pub mod migrate;
+pub mod pgdb;
 pub mod workloads;

@@ -77,22 +77,6 @@ pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStat
     Ok(status.lists.map(|lists| IvfflatStatus { lists, rows: status.rows }))
 }
 
-/// The lists of the existing index (for the search's default probes), without counting rows.
-pub(crate) fn ivfflat_lists(conn: &mut PgConnection) -> QueryResult<Option<i32>> {
-    #[derive(QueryableByName)]
-    struct Lists {
-        #[diesel(sql_type = Nullable<Integer>)]
-        lists: Option<i32>,
-    }
-    let row: Lists = diesel::sql_query(
-        "SELECT (SELECT coalesce((SELECT option_value::int FROM pg_options_to_table(c.reloptions) \
-                                   WHERE option_name = 'lists'), 100) \
-                 FROM pg_class c WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) AS lists",
-    )
-    .get_result(conn)?;
-    Ok(row.lists)
-}
-
 /// Rebuilds `fragment_embeddings_cosine_idx` (same name, same operator class) with the lists pgvector
 /// recommends for the current row count, in one transaction; returns the lists.
 ///

@@ -1,7 +1,7 @@
 //! Nearest-neighbour search on SQLite: sqlite-vec's vec0 KNN, or an exact scan.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::SqliteConnection;
 
 use super::index::sync_index;
@@ -54,14 +54,16 @@ impl SearchTarget for SqliteConnection {
             }
         }
         // Exact scan: sqlite-vec's functions, or the crate's when the extension is absent. NULL
-        // distances (a zero vector under cosine) are nobody's neighbour.
+        // distances (a zero vector under cosine) are nobody's neighbour: sorted last, then dropped here.
+        // A `WHERE distance IS NOT NULL` would compute every row's distance twice (SQLite evaluates
+        // the function for the filter and again for the result); NULLS LAST needs SQLite 3.30, and the
+        // crate needs 3.35 for RETURNING anyway.
         let filter =
             if search.fragment_ids.is_some() { " AND fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
         let sql = format!(
-            "SELECT id, fragment_id, distance FROM (\
-                 SELECT id, fragment_id, {}(embedding, ?) AS distance FROM fragment_embeddings \
-                 WHERE provider = ? AND model = ? AND embedding IS NOT NULL{filter}) \
-             WHERE distance IS NOT NULL ORDER BY distance, id LIMIT ?",
+            "SELECT id, fragment_id, {}(embedding, ?) AS distance FROM fragment_embeddings \
+             WHERE provider = ? AND model = ? AND embedding IS NOT NULL{filter} \
+             ORDER BY distance NULLS LAST, id LIMIT ?",
             function(search.metric)
         );
         let query = diesel::sql_query(sql)
@@ -69,12 +71,27 @@ impl SearchTarget for SqliteConnection {
             .bind::<Text, _>(search.provider)
             .bind::<Text, _>(search.model);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<Row> = match search.fragment_ids {
+        let rows: Vec<ScanRow> = match search.fragment_ids {
             Some(ids) => query.bind::<Text, _>(json_ids(ids)).bind::<BigInt, _>(limit).load(self)?,
             None => query.bind::<BigInt, _>(limit).load(self)?,
         };
-        Ok((rows.into_iter().map(Neighbor::from).collect(), SearchPath::ExactScan))
+        let hits = rows
+            .into_iter()
+            .filter_map(|r| r.distance.map(|distance| Neighbor { id: r.id, fragment_id: r.fragment_id, distance }))
+            .collect();
+        Ok((hits, SearchPath::ExactScan))
     }
+}
+
+/// A row of the exact scan: the distance is NULL for a zero vector under cosine.
+#[derive(QueryableByName)]
+struct ScanRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    fragment_id: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    distance: Option<f64>,
 }
 
 fn json_ids(ids: &[i64]) -> String {

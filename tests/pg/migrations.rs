@@ -191,6 +191,18 @@ fn a_table_of_another_shape_is_an_error_naming_the_difference_and_nothing_change
 }
 
 #[test]
+fn a_run_with_nothing_pending_does_not_wait_for_another_runner() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    // Another session holds the runner's advisory lock ("dv_migr"), as a runner in progress does.
+    let mut other = db.conn();
+    other.batch_execute(&format!("SELECT pg_advisory_lock({})", 0x0064_765f_6d69_6772_i64)).unwrap();
+    conn.batch_execute("SET lock_timeout = '2s'").unwrap();
+    assert!(migrations::run_pending_migrations(&mut conn).unwrap().is_empty());
+}
+
+#[test]
 fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
     let db = FreshDb::create();
     let mut conn = db.conn();

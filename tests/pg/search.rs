@@ -1,8 +1,10 @@
 //! Nearest-neighbour search on PostgreSQL: exact, ivfflat, filters, upsert.
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 use diesel_vector::models::NewFragmentEmbedding;
-use diesel_vector::pg::{ivfflat_status, rebuild_ivfflat_index};
+use diesel_vector::pg::{ivfflat_status, rebuild_ivfflat_index, recommended_probes};
 use diesel_vector::schema::fragment_embeddings;
 use diesel_vector::search::{Metric, Neighbor, Search, SearchError, Strategy};
 use diesel_vector::{migrations, Vector};
@@ -105,7 +107,62 @@ fn invalid_queries_are_clear_errors() {
 }
 
 #[test]
-fn bulk_insert_with_copy_round_trips_and_is_all_or_nothing() {
+fn stored_zero_vectors_are_nobodys_cosine_neighbour() {
     let db = FreshDb::create();
-    crate::bulk_insert_round_trip!(&mut db.conn());
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let zero = Vector::new(vec![0.0; 1536]).unwrap();
+    let vectors = clustered(4, 3, 1536, 1);
+    // The zero vectors first, so that they hold the lowest ids.
+    let all: Vec<Vector> = std::iter::repeat_n(zero, 4).chain(vectors.iter().cloned()).collect();
+    load(&mut conn, &all);
+    for strategy in [Strategy::Auto, Strategy::Exact] {
+        let hits = Search::new("p", "m", &vectors[0]).k(10).strategy(strategy).run(&mut conn).unwrap();
+        let mut found = ids(&hits);
+        assert_eq!(found[0], 5, "{strategy:?}");
+        found.sort_unstable();
+        assert_eq!(found, [5, 6, 7], "{strategy:?}: only the non-zero vectors");
+        assert!(hits.iter().all(|h| !h.distance.is_nan()));
+    }
+    let l2 = Search::new("p", "m", &vectors[0]).k(10).metric(Metric::L2).run(&mut conn).unwrap();
+    assert_eq!(l2.len(), 7, "zero vectors have an L2 distance");
+}
+
+#[derive(QueryableByName)]
+struct Probes {
+    #[diesel(sql_type = Text)]
+    probes: String,
+}
+
+/// `ivfflat.probes` as a search left it in the surrounding transaction.
+fn probes_after(conn: &mut PgConnection, search: Search<'_>) -> String {
+    conn.transaction(|conn| {
+        search.run(conn).unwrap();
+        diesel::sql_query("SELECT current_setting('ivfflat.probes') AS probes").get_result::<Probes>(conn)
+    })
+    .unwrap()
+    .probes
+}
+
+#[test]
+fn the_default_probes_follow_the_index_lists() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let vectors = clustered(3, 40, 1536, 4);
+    load(&mut conn, &vectors);
+    // 150 lists: sqrt(lists) = 13 probes is above the floor of 10.
+    for lists in [1, 4, 17, 100, 150] {
+        conn.batch_execute(&format!(
+            "DROP INDEX fragment_embeddings_cosine_idx; CREATE INDEX fragment_embeddings_cosine_idx \
+             ON fragment_embeddings USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})"
+        ))
+        .unwrap();
+        let q = &vectors[1];
+        assert_eq!(probes_after(&mut conn, Search::new("p", "m", q)), recommended_probes(lists).to_string());
+        assert_eq!(probes_after(&mut conn, Search::new("p", "m", q).probes(3)), "3", "explicit probes win");
+    }
+    // Without the index, the session's own setting is left as it is.
+    conn.batch_execute("DROP INDEX fragment_embeddings_cosine_idx; SET ivfflat.probes = 7").unwrap();
+    assert_eq!(probes_after(&mut conn, Search::new("p", "m", &vectors[1])), "7");
 }

@@ -34,7 +34,7 @@ fn sql_of(query: impl QueryFragment<Sqlite>) -> String {
 
 /// An in-memory database without sqlite-vec, set up by [`ConnectionOptions::apply`], which registers
 /// the crate's own distance functions in its place.
-fn conn_without_sqlite_vec() -> SqliteConnection {
+pub(crate) fn conn_without_sqlite_vec() -> SqliteConnection {
     #[cfg(feature = "sqlite-vec")]
     let mut conn = {
         let _exclusive = crate::EXTENSION_REGISTRATION.write().unwrap();

@@ -150,3 +150,32 @@ fn ties_are_broken_by_id() {
 fn bulk_insert_round_trips_and_is_all_or_nothing() {
     crate::bulk_insert_round_trip!(&mut crate::conn());
 }
+
+#[test]
+fn stored_zero_vectors_are_nobodys_cosine_neighbour() {
+    for (mut conn, label) in
+        [(crate::conn(), "sqlite-vec"), (crate::dsl::conn_without_sqlite_vec(), "crate's functions")]
+    {
+        migrations::run_pending_migrations(&mut conn).unwrap();
+        let zero = Vector::new(vec![0.0; 1536]).unwrap();
+        let vectors = clustered(4, 3, 1536, 1);
+        // The zero vectors first, so that they hold the lowest ids.
+        for (i, v) in std::iter::repeat_n(&zero, 4).chain(&vectors).enumerate() {
+            let id: i64 = diesel::insert_into(fragments::table)
+                .values(fragments::content.eq(format!("f{i}")))
+                .returning(fragments::id)
+                .get_result(&mut conn)
+                .unwrap();
+            NewFragmentEmbedding::new(id, "p", "m", v, "h").upsert(&mut conn).unwrap();
+        }
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            let hits = Search::new("p", "m", &vectors[0]).k(10).strategy(strategy).run(&mut conn).unwrap();
+            let mut ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
+            assert_eq!(ids[0], 5, "{label}, {strategy:?}");
+            ids.sort_unstable();
+            assert_eq!(ids, [5, 6, 7], "{label}, {strategy:?}: only the non-zero vectors");
+        }
+        let l2 = Search::new("p", "m", &vectors[0]).k(10).metric(Metric::L2).run(&mut conn).unwrap();
+        assert_eq!(l2.len(), 7, "{label}: zero vectors have an L2 distance");
+    }
+}

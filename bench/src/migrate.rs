@@ -1,0 +1,303 @@
+//! Workload 5 of issue 6, migrations: the crate's runner against the SQL it runs, on a fresh database per
+//! call, and its no-op re-run against the cheapest check that gives the same answer on any database.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::MigrationHarness;
+use diesel_vector::migrations::{self, PG_MIGRATIONS, SQLITE_MIGRATIONS};
+use diesel_vector::sqlite;
+
+use crate::db_harness::{run_timed, Bar, BoxError, Comparison, Group, TimedContender};
+use crate::pgdb::FreshDb;
+
+/// Contender names.
+pub mod names {
+    pub const SQL: &str = "SQL itself: batch_execute of each up.sql";
+    pub const RUNNER: &str = "migrations::run_pending_migrations";
+    pub const DIESEL: &str = "diesel's MigrationHarness::run_pending_migrations (reference)";
+    pub const CHECK: &str = "cheapest equivalent check: table exists? then SELECT version";
+    pub const SELECT_ONLY: &str = "SELECT version alone (table known to exist; reference)";
+    pub const RUNNER_NOOP: &str = "migrations::run_pending_migrations (nothing pending)";
+    pub const DIESEL_PENDING: &str = "diesel's has_pending_migration (reference)";
+}
+
+/// How long to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Repetitions of the fresh-database runs (one call per contender each).
+    pub fresh_reps: usize,
+    /// Repetitions of the no-op runs, and calls per repetition.
+    pub noop_reps: usize,
+    pub noop_calls: usize,
+}
+
+/// Every `up.sql` of a migrations folder, oldest first.
+fn up_files(folder: &str) -> Result<Vec<String>, BoxError> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(folder);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    dirs.retain(|d| d.join("up.sql").is_file());
+    dirs.sort();
+    Ok(dirs.iter().map(|d| std::fs::read_to_string(d.join("up.sql"))).collect::<Result<_, _>>()?)
+}
+
+fn embedded_versions<DB: diesel::backend::Backend>(source: &dyn MigrationSource<DB>) -> Result<Vec<String>, BoxError> {
+    Ok(source.migrations()?.iter().map(|m| m.name().version().to_string()).collect())
+}
+
+#[derive(QueryableByName)]
+struct Version {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+fn timed<T>(f: impl FnOnce() -> Result<T, BoxError>) -> Result<(Duration, T), BoxError> {
+    let started = Instant::now();
+    let value = f()?;
+    Ok((started.elapsed(), value))
+}
+
+fn runner(contender: &str, baseline: &str) -> Comparison {
+    Comparison { contender: contender.to_owned(), baseline: baseline.to_owned(), bar: Bar::Runner }
+}
+
+/// PostgreSQL: a fresh database per call (created and dropped outside the timing).
+///
+/// # Errors
+///
+/// A failing set-up step or migration.
+pub fn pg(server: &str, settings: Settings) -> Result<Vec<Group>, BoxError> {
+    let files = up_files("migrations_pg")?;
+    let versions = embedded_versions::<diesel::pg::Pg>(&PG_MIGRATIONS)?;
+    let fresh = |f: fn(&mut PgConnection, &[String]) -> Result<(), BoxError>| {
+        let files = files.clone();
+        move || -> Result<Duration, BoxError> {
+            let db = FreshDb::create(server, "migr")?;
+            let mut conn = db.conn()?;
+            let (elapsed, ()) = timed(|| f(&mut conn, &files))?;
+            Ok(elapsed)
+        }
+    };
+    let mut contenders = vec![
+        TimedContender::new(
+            names::SQL,
+            fresh(|c, files| {
+                for sql in files {
+                    c.batch_execute(sql)?;
+                }
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::RUNNER,
+            fresh(|c, _| {
+                migrations::run_pending_migrations(c)?;
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::DIESEL,
+            fresh(|c, _| {
+                c.run_pending_migrations(PG_MIGRATIONS)?;
+                Ok(())
+            }),
+        ),
+    ];
+    let fresh_group = Group {
+        title: "PostgreSQL: the full set on a fresh database".to_owned(),
+        note: "A fresh database and connection per call (not timed); timed: applying both migrations.".to_owned(),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![runner(names::RUNNER, names::SQL)],
+        recall: false,
+    };
+    drop(contenders);
+
+    let db = FreshDb::create(server, "migr_noop")?;
+    let mut conn = db.conn()?;
+    migrations::run_pending_migrations(&mut conn)?;
+    let conn = std::cell::RefCell::new(conn);
+    let mut contenders = vec![
+        TimedContender::new(names::CHECK, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let exists: bool =
+                    diesel::select(diesel::dsl::sql::<Bool>("to_regclass('__diesel_schema_migrations') IS NOT NULL"))
+                        .get_result(c)?;
+                let applied: Vec<Version> = if exists {
+                    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(c)?
+                } else {
+                    Vec::new()
+                };
+                Ok(versions.iter().any(|v| !applied.iter().any(|a| a.version == *v)))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::SELECT_ONLY, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let applied: Vec<Version> =
+                    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(c)?;
+                Ok(versions.iter().any(|v| !applied.iter().any(|a| a.version == *v)))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::RUNNER_NOOP, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations(c)?))?;
+            assert!(done.is_empty(), "nothing was pending");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::DIESEL_PENDING, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| c.has_pending_migration(PG_MIGRATIONS))?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+    ];
+    let noop_group = Group {
+        title: "PostgreSQL: re-run with nothing pending".to_owned(),
+        note: "One migrated database and connection; every call asks whether anything is pending.".to_owned(),
+        results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
+        comparisons: vec![runner(names::RUNNER_NOOP, names::CHECK)],
+        recall: false,
+    };
+    Ok(vec![fresh_group, noop_group])
+}
+
+/// A fresh database file per call, removed afterwards.
+fn temp_sqlite() -> (String, impl Drop) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = self.0.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "dv-bench-migr-{}-{}.db",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    (path.to_string_lossy().into_owned(), Remove(path))
+}
+
+/// SQLite: a fresh database file per call, opened with `sqlite::establish` (sqlite-vec, WAL) outside the
+/// timing.
+///
+/// # Errors
+///
+/// A failing set-up step or migration.
+pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
+    let files = up_files("migrations_sqlite")?;
+    let versions = embedded_versions::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS)?;
+    let fresh = |f: fn(&mut SqliteConnection, &[String]) -> Result<(), BoxError>| {
+        let files = files.clone();
+        move || -> Result<Duration, BoxError> {
+            let (url, _remove) = temp_sqlite();
+            let mut conn = sqlite::establish(&url)?;
+            let (elapsed, ()) = timed(|| f(&mut conn, &files))?;
+            Ok(elapsed)
+        }
+    };
+    let mut contenders = vec![
+        TimedContender::new(
+            names::SQL,
+            fresh(|c, files| {
+                for sql in files {
+                    c.batch_execute(sql)?;
+                }
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::RUNNER,
+            fresh(|c, _| {
+                migrations::run_pending_migrations(c)?;
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::DIESEL,
+            fresh(|c, _| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)?;
+                Ok(())
+            }),
+        ),
+    ];
+    let fresh_group = Group {
+        title: "SQLite: the full set on a fresh database".to_owned(),
+        note: "A fresh database file and connection (`sqlite::establish`: sqlite-vec, WAL, foreign keys) per \
+               call, not timed; timed: applying both migrations."
+            .to_owned(),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![runner(names::RUNNER, names::SQL)],
+        recall: false,
+    };
+    drop(contenders);
+
+    let (url, _remove) = temp_sqlite();
+    let mut conn = sqlite::establish(&url)?;
+    migrations::run_pending_migrations(&mut conn)?;
+    let conn = std::cell::RefCell::new(conn);
+    let mut contenders = vec![
+        TimedContender::new(names::CHECK, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let exists: bool = diesel::select(diesel::dsl::sql::<Bool>(
+                    "EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__diesel_schema_migrations')",
+                ))
+                .get_result(c)?;
+                let applied: Vec<Version> = if exists {
+                    diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(c)?
+                } else {
+                    Vec::new()
+                };
+                Ok(versions.iter().any(|v| !applied.iter().any(|a| a.version == *v)))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::SELECT_ONLY, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let applied: Vec<Version> =
+                    diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(c)?;
+                Ok(versions.iter().any(|v| !applied.iter().any(|a| a.version == *v)))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::RUNNER_NOOP, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations(c)?))?;
+            assert!(done.is_empty(), "nothing was pending");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::DIESEL_PENDING, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| c.has_pending_migration(SQLITE_MIGRATIONS))?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+    ];
+    let noop_group = Group {
+        title: "SQLite: re-run with nothing pending".to_owned(),
+        note: "One migrated database file and connection; every call asks whether anything is pending.".to_owned(),
+        results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
+        comparisons: vec![runner(names::RUNNER_NOOP, names::CHECK)],
+        recall: false,
+    };
+    Ok(vec![fresh_group, noop_group])
+}
