@@ -135,6 +135,10 @@ pub enum CopyEvent<'a> {
         /// The table.
         table: &'static str,
     },
+    /// The rows are copied and verified; the target's vector index is being brought up to date (SQLite:
+    /// the vec0 index built or synced, which takes a while for many rows; PostgreSQL: `ANALYZE` and the
+    /// ivfflat check).
+    UpdatingIndex,
 }
 
 /// One table's copy and verification.
@@ -348,6 +352,7 @@ fn run<S: Store, T: Store>(
             verify::compare::<Embeddings, _, _>(source, target, embeddings_max, options.limit(), options.skip_invalid)?;
         Ok(([fragments, embeddings], [f, e]))
     })?;
+    on_event(CopyEvent::UpdatingIndex);
     let index = target.after_load()?;
     let mut skipped = Vec::new();
     let mut skipped_count = 0;
