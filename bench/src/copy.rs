@@ -345,7 +345,7 @@ struct PgRow {
 fn pg_keyset_read(conn: &mut PgConnection, batch: i64) -> QueryResult<usize> {
     let sql = "SELECT e.id, e.fragment_id, e.provider::text AS provider, e.model::text AS model, e.dims, \
                 vector_send(e.embedding) AS embedding, e.content_hash::text AS content_hash, e.created_at, \
-                e.updated_at, NOT EXISTS (SELECT 1 FROM fragments f WHERE f.id = e.fragment_id) AS orphan \
+                e.updated_at, (SELECT f.id FROM fragments f WHERE f.id = e.fragment_id) IS NULL AS orphan \
          FROM (SELECT * FROM fragment_embeddings WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3) e ORDER BY e.id";
     let (mut after, mut rows) = (i64::MIN, 0usize);
     loop {

@@ -105,11 +105,15 @@ const FRAGMENT_COLUMNS: &str = "SELECT id, content, created_at, updated_at FROM 
 /// The embeddings `inner` selects (a `WHERE` condition, possibly with `ORDER BY` and `LIMIT`), in `order`.
 /// The rows are picked in a subquery first, so that `vector_send` and the orphan check run only for them
 /// even when the planner (on a table never analysed, right after a load) sorts the whole id range.
+///
+/// The orphan check is a scalar subquery on the primary key, which PostgreSQL runs as one index probe
+/// per row. (`NOT EXISTS` let the planner hash the whole `fragments` table for every batch instead: 50 ms
+/// per 500-row batch at 100k fragments, quadratic over a copy.)
 fn embeddings_sql(inner: &str, order: &str) -> String {
     format!(
         "SELECT e.id, e.fragment_id, e.provider::text AS provider, e.model::text AS model, e.dims, \
                 vector_send(e.embedding) AS embedding, e.content_hash::text AS content_hash, e.created_at, \
-                e.updated_at, NOT EXISTS (SELECT 1 FROM fragments f WHERE f.id = e.fragment_id) AS orphan \
+                e.updated_at, (SELECT f.id FROM fragments f WHERE f.id = e.fragment_id) IS NULL AS orphan \
          FROM (SELECT * FROM fragment_embeddings WHERE {inner}) e ORDER BY {order}"
     )
 }
