@@ -211,8 +211,8 @@ pub(crate) struct Range {
 }
 
 /// The reads and writes of rows, per backend. Sealed: implemented for `PgConnection` and
-/// `SqliteConnection`.
-pub(crate) trait Store: crate::migrations::sealed::Sealed + Sized {
+/// `SqliteConnection`. `Send`, so that [`crate::copy`] can read the source on one thread while it writes the target on another.
+pub(crate) trait Store: crate::migrations::sealed::Sealed + Sized + Send {
     /// Whether `fragments` and `fragment_embeddings` exist.
     fn tables_exist(&mut self) -> Result<bool, crate::migrations::MigrationError>;
     /// The largest id of `table` not above `upto`, if any.
@@ -316,7 +316,8 @@ impl<'a> NewEmbeddingRow<'a> {
 /// A table's rows as the copy and verification see them: read raw, checked, hashed.
 pub(crate) trait Rows {
     type Raw;
-    type Row;
+    /// `Send`: checked rows are handed from the reading thread to the writing one.
+    type Row: Send;
     const TABLE: Table;
     fn read<S: Store>(store: &mut S, range: Range) -> QueryResult<Vec<Self::Raw>>;
     fn id(raw: &Self::Raw) -> i64;
