@@ -3,9 +3,9 @@
 # embeddings, interleaved, a fresh database per run, medians, spreads and ratios to the baselines measured in
 # the same run, the bars, and the environment, as Markdown on stdout (progress on stderr).
 #
-#   scripts/bench-load.sh                   # 10k rows, 5 repetitions after 1 warm-up round: ~2.5 min
+#   scripts/bench-load.sh                   # 10k rows, 7 repetitions after 1 warm-up round: ~3.5 min
 #   scripts/bench-load.sh --large           # and 100k rows: ~25 min more
-#   scripts/bench-load.sh --huge            # and 1M rows: hours, ~14 GB of memory
+#   scripts/bench-load.sh --huge            # and 1M rows: hours, ~13 GB of memory
 #   scripts/bench-load.sh --only copy --sizes 20000 --reps 7
 #
 # Needs PG_DATABASE_URL: a superuser URL on a PostgreSQL server with pgvector, where it creates and drops

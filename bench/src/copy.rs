@@ -94,6 +94,7 @@ impl<'a> CopyInputs<'a> {
     fn copy_to_sqlite(&self) -> Result<Sample, String> {
         let target = self.templates.scratch.path("copy_target.db");
         self.templates.scratch.remove_db(&target);
+        crate::fresh::sync();
         let result = run_child(&self.pg_source_url, &target);
         self.templates.scratch.remove_db(&target);
         result
@@ -102,6 +103,7 @@ impl<'a> CopyInputs<'a> {
     fn copy_to_pg(&self) -> Result<Sample, String> {
         let pg = self.templates.pg;
         pg.checkpoint()?;
+        crate::fresh::sync();
         let name = pg.name("copy_target");
         let url = pg.create(&name, None)?;
         let result = run_child(&self.sqlite_source, &url);
@@ -580,5 +582,14 @@ pub fn report(runs: &[Runs], dataset: &Dataset) -> Vec<Bar> {
         });
     }
     println!();
+    let mut per_rep: Vec<(&str, Vec<f64>)> = Vec::new();
+    for r in runs {
+        if r.name == names::PG_TO_SQLITE || r.name == names::SQLITE_TO_PG {
+            per_rep.push((r.name, r.phase("embeddings")));
+        } else {
+            per_rep.push((r.name, r.seconds()));
+        }
+    }
+    rounds::print_repetitions(" (copies: their `embeddings` phase)", &per_rep);
     bars
 }

@@ -187,20 +187,23 @@ impl<'a> Templates<'a> {
         Ok(Self { pg, scratch, pg_template, sqlite_template })
     }
 
-    /// A fresh PostgreSQL database copied from the template, after a `CHECKPOINT` (so a run does not pay
-    /// for the previous run's dirty buffers). Returns its name and URL; drop it with
-    /// [`PgServer::drop_database`].
+    /// A fresh PostgreSQL database copied from the template, after a `CHECKPOINT` and a `sync` (so a run
+    /// neither pays for the previous run's dirty buffers nor is slowed by the write-back of its WAL).
+    /// Returns its name and URL; drop it with [`PgServer::drop_database`].
     pub fn fresh_pg(&self, what: &str) -> Result<(String, String), String> {
         self.pg.checkpoint()?;
+        crate::fresh::sync();
         let name = self.pg.name(what);
         let url = self.pg.create(&name, Some(&self.pg_template))?;
         Ok((name, url))
     }
 
-    /// A fresh SQLite file copied from the template; remove it with [`ScratchDir::remove_db`].
+    /// A fresh SQLite file copied from the template, after a `sync`; remove it with
+    /// [`ScratchDir::remove_db`].
     pub fn fresh_sqlite(&self, what: &str) -> Result<String, String> {
         let path = self.scratch.path(&format!("{what}.db"));
         self.scratch.copy_db(&self.sqlite_template, &path)?;
+        crate::fresh::sync();
         Ok(path)
     }
 }

@@ -114,6 +114,12 @@ impl Drop for PgServer {
     }
 }
 
+/// Flushes every file's dirty pages to disk (`sync`), so that the write-back of one run's files does not
+/// throttle the next run. Best effort.
+pub fn sync() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// `url` with its database replaced by `name` (query parameters kept).
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));

@@ -11,8 +11,8 @@
 //!   transaction, and, for information, Diesel multi-row `INSERT`s.
 //!
 //! Every run gets its own database (PostgreSQL: `CREATE DATABASE ... TEMPLATE` of a migrated database
-//! with the fragments, after a `CHECKPOINT`; SQLite: a copy of a template file), which is checked after
-//! the clock stops (row count, and three rows read back bit for bit) and dropped.
+//! with the fragments, after a `CHECKPOINT` and a `sync`; SQLite: a copy of a template file), which is
+//! checked after the clock stops (row count, and three rows read back bit for bit) and dropped.
 
 use std::io::Write;
 use std::time::Instant;

@@ -97,6 +97,17 @@ pub fn throughput_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| y / x).collect()
 }
 
+/// Seconds of every repetition, in run order, one line per contender, so that a bimodal spread (a
+/// neighbour's burst of work on a shared machine) shows.
+pub fn print_repetitions(note: &str, rows: &[(&str, Vec<f64>)]) {
+    println!("Seconds per repetition, in order{note}:\n");
+    for (name, seconds) in rows {
+        let secs: Vec<String> = seconds.iter().map(|s| format!("{s:.3}")).collect();
+        println!("- {name}: {}", secs.join(", "));
+    }
+    println!();
+}
+
 /// A bar of the issue and whether this run met it.
 #[derive(Debug, Clone)]
 pub struct Bar {

@@ -7,8 +7,8 @@
 //! scripts/bench-load.sh [--large] [--huge] [--sizes N,M] [--reps N] [--warmup N] [--only insert|copy]
 //! ```
 //!
-//! The default size is 10k rows (about 2.5 minutes on 2 shared cores); `--large` adds 100k (about 25
-//! minutes) and `--huge` 1M (hours, and about 14 GB of memory for the generated rows).
+//! The default is 10k rows and 7 repetitions (about 3.5 minutes on 2 shared cores); `--large` adds 100k
+//! (about 25 minutes more) and `--huge` 1M (hours, and about 13 GB of memory for the generated rows).
 //!
 //! Needs `PG_DATABASE_URL`: a superuser URL on a server with pgvector (databases are created and dropped).
 
@@ -31,7 +31,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { sizes: vec![10_000], reps: 5, warmup: 1, insert: true, copy: true };
+    let mut args = Args { sizes: vec![10_000], reps: 7, warmup: 1, insert: true, copy: true };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -183,6 +183,8 @@ fn print_table(title: &str, runs: &[Runs], baseline: &str, dataset: &Dataset) {
         );
     }
     println!();
+    let per_rep: Vec<(&str, Vec<f64>)> = runs.iter().map(|r| (r.name, r.seconds())).collect();
+    rounds::print_repetitions("", &per_rep);
 }
 
 fn bar(what: String, runs: &[Runs], ours: &str, baseline: &str, at_least: f64) -> Bar {
