@@ -135,6 +135,10 @@ pub enum CopyEvent<'a> {
         /// The table.
         table: &'static str,
     },
+    /// The rows are copied and verified; the target's vector index is being brought up to date (SQLite:
+    /// the vec0 index built or synced, which takes a while for many rows; PostgreSQL: `ANALYZE` and the
+    /// ivfflat check).
+    UpdatingIndex,
 }
 
 /// One table's copy and verification.
@@ -348,6 +352,7 @@ fn run<S: Store, T: Store>(
             verify::compare::<Embeddings, _, _>(source, target, embeddings_max, options.limit(), options.skip_invalid)?;
         Ok(([fragments, embeddings], [f, e]))
     })?;
+    on_event(CopyEvent::UpdatingIndex);
     let index = target.after_load()?;
     let mut skipped = Vec::new();
     let mut skipped_count = 0;
@@ -392,6 +397,10 @@ fn reserve<T: Store>(target: &mut T, fragments_max: i64, embeddings_max: i64) ->
 /// the target holds in that range when the target holds as many rows up to it as the source (what an
 /// interrupted copy leaves); otherwise (rows that did not come from the source, skipped invalid rows)
 /// starts from the beginning, which `ON CONFLICT (id) DO NOTHING` makes harmless.
+///
+/// The source is read (and its rows checked) on a second thread while this one writes the previous
+/// batch, so the copy runs at about the speed of its slower side rather than the sum of both. At most
+/// [`BATCHES_IN_FLIGHT`] checked batches wait between the two, so memory stays bounded by the batch size.
 fn copy_table<R: Rows, S: Store, T: Store>(
     source: &mut S,
     target: &mut T,
@@ -412,32 +421,13 @@ fn copy_table<R: Rows, S: Store, T: Store>(
     let source_rows = count(source.count(R::TABLE, BEFORE_ALL, upto).map_err(read_source)?);
     let to_copy = count(source.count(R::TABLE, start, upto).map_err(read_source)?);
     on_event(CopyEvent::Table { table, source_rows, resume_after, to_copy });
-    let (mut after, mut done, mut inserted) = (start, 0u64, 0u64);
-    loop {
-        let raws = R::read(source, Range { after, upto, limit: options.limit() }).map_err(read_source)?;
-        let Some(last_id) = raws.last().map(R::id) else { break };
-        done += raws.len() as u64;
-        let mut rows = Vec::with_capacity(raws.len());
-        let mut invalid = Vec::new();
-        for raw in raws {
-            match R::check(raw) {
-                Ok(row) => rows.push(row),
-                Err(bad) => invalid.push(bad),
-            }
-        }
-        if !invalid.is_empty() {
-            if !options.skip_invalid {
-                return Err(CopyError::InvalidRows(invalid));
-            }
-            on_event(CopyEvent::Skipped { rows: &invalid });
-        }
-        if !rows.is_empty() {
-            let n = target.write_batch(|t| R::write(t, &rows)).map_err(write_target)?;
-            inserted += n as u64;
-        }
-        after = last_id;
-        on_event(CopyEvent::Batch { table, done, to_copy, last_id });
-    }
+    let range = Range { after: start, upto, limit: options.limit() };
+    let (done, inserted) = std::thread::scope(|scope| {
+        let (sender, batches) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        scope.spawn(move || read_batches::<R, S>(source, range, &sender));
+        // Returning early (an error) drops `batches`: the reader's next send fails and it stops.
+        write_batches::<R, T>(target, &batches, to_copy, options, on_event)
+    })?;
     Ok(TableReport {
         table,
         resumed_after: resume_after,
@@ -448,6 +438,79 @@ fn copy_table<R: Rows, S: Store, T: Store>(
         differing: 0,
         differing_ids: Vec::new(),
     })
+}
+
+/// Checked batches that may wait between the reading thread and the writing one.
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// A batch as read from the source and checked: the valid rows, the invalid ones, and the last id read.
+struct CheckedBatch<R: Rows> {
+    rows: Vec<R::Row>,
+    invalid: Vec<InvalidRow>,
+    read: u64,
+    last_id: i64,
+}
+
+/// The reading side: reads `range` batch by batch in id order, checks each row, and sends the batches
+/// until the source is exhausted, a read fails (the error is sent), or the writer hangs up.
+fn read_batches<R: Rows, S: Store>(
+    source: &mut S,
+    mut range: Range,
+    sender: &std::sync::mpsc::SyncSender<Result<CheckedBatch<R>, DieselError>>,
+) {
+    loop {
+        let raws = match R::read(source, range) {
+            Ok(raws) => raws,
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                return;
+            }
+        };
+        let Some(last_id) = raws.last().map(R::id) else { return };
+        let read = raws.len() as u64;
+        let mut rows = Vec::with_capacity(raws.len());
+        let mut invalid = Vec::new();
+        for raw in raws {
+            match R::check(raw) {
+                Ok(row) => rows.push(row),
+                Err(bad) => invalid.push(bad),
+            }
+        }
+        if sender.send(Ok(CheckedBatch { rows, invalid, read, last_id })).is_err() {
+            return;
+        }
+        range.after = last_id;
+    }
+}
+
+/// The writing side: writes each batch in its own transaction, in order. Returns the rows read and
+/// inserted.
+fn write_batches<R: Rows, T: Store>(
+    target: &mut T,
+    batches: &std::sync::mpsc::Receiver<Result<CheckedBatch<R>, DieselError>>,
+    to_copy: u64,
+    options: &CopyOptions,
+    on_event: &mut dyn FnMut(CopyEvent<'_>),
+) -> Result<(u64, u64), CopyError> {
+    let table = R::TABLE.name();
+    let (mut done, mut inserted) = (0u64, 0u64);
+    // The reader hangs up when the source is exhausted.
+    for batch in batches {
+        let CheckedBatch { rows, invalid, read, last_id } = batch.map_err(read_source)?;
+        done += read;
+        if !invalid.is_empty() {
+            if !options.skip_invalid {
+                return Err(CopyError::InvalidRows(invalid));
+            }
+            on_event(CopyEvent::Skipped { rows: &invalid });
+        }
+        if !rows.is_empty() {
+            let n = target.write_batch(|t| R::write(t, &rows)).map_err(write_target)?;
+            inserted += n as u64;
+        }
+        on_event(CopyEvent::Batch { table, done, to_copy, last_id });
+    }
+    Ok((done, inserted))
 }
 
 fn count(n: i64) -> u64 {

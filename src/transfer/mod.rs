@@ -211,8 +211,8 @@ pub(crate) struct Range {
 }
 
 /// The reads and writes of rows, per backend. Sealed: implemented for `PgConnection` and
-/// `SqliteConnection`.
-pub(crate) trait Store: crate::migrations::sealed::Sealed + Sized {
+/// `SqliteConnection`. `Send`, so that [`crate::copy`] can read the source on one thread while it writes the target on another.
+pub(crate) trait Store: crate::migrations::sealed::Sealed + Sized + Send {
     /// Whether `fragments` and `fragment_embeddings` exist.
     fn tables_exist(&mut self) -> Result<bool, crate::migrations::MigrationError>;
     /// The largest id of `table` not above `upto`, if any.
@@ -257,8 +257,9 @@ impl From<DieselError> for IndexUpdateError {
     }
 }
 
-/// How many rows go into one INSERT statement: 9 columns each, well under SQLite's 32766 and
-/// PostgreSQL's 65535 bind parameters.
+/// How many rows go into one multi-row INSERT statement (PostgreSQL, when COPY cannot be used): 9
+/// columns each, well under PostgreSQL's 65535 bind parameters.
+#[cfg(feature = "pg")]
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 /// Binds bytes already in the connection's vector format (pgvector binary on PostgreSQL, little-endian
@@ -316,7 +317,8 @@ impl<'a> NewEmbeddingRow<'a> {
 /// A table's rows as the copy and verification see them: read raw, checked, hashed.
 pub(crate) trait Rows {
     type Raw;
-    type Row;
+    /// `Send`: checked rows are handed from the reading thread to the writing one.
+    type Row: Send;
     const TABLE: Table;
     fn read<S: Store>(store: &mut S, range: Range) -> QueryResult<Vec<Self::Raw>>;
     fn id(raw: &Self::Raw) -> i64;

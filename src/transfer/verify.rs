@@ -91,8 +91,14 @@ impl Cursor {
     }
 }
 
+/// One page of a side's stream: `(id, row hash)` pairs and the last id read.
+type Page = (Vec<(i64, u64)>, i64);
+
 /// Compares the rows of `R`'s table with `id <= upto` on `source` and `target`. Invalid source rows are
 /// an error unless `skip_invalid`, when they are left out (they were not copied) and reported.
+///
+/// The source is read and hashed on a second thread, one page ahead of the merge, while this thread
+/// reads and hashes the target: the comparison takes about as long as the slower side.
 pub(crate) fn compare<R: Rows, S: Store, T: Store>(
     source: &mut S,
     target: &mut T,
@@ -100,28 +106,82 @@ pub(crate) fn compare<R: Rows, S: Store, T: Store>(
     batch: i64,
     skip_invalid: bool,
 ) -> Result<Comparison, CompareError> {
-    let mut out = Comparison::default();
+    std::thread::scope(|scope| {
+        let (sender, pages) = std::sync::mpsc::sync_channel(1);
+        let reader = scope.spawn(move || read_source::<R, S>(source, upto, batch, skip_invalid, &sender));
+        let merged = merge::<R, T>(target, upto, batch, &pages);
+        // An early return of the merge (an error) hangs up: the reader stops at its next page.
+        drop(pages);
+        let (skipped, skipped_count) = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let mut out = merged?;
+        out.skipped = skipped;
+        out.skipped_count = skipped_count;
+        Ok(out)
+    })
+}
+
+/// The source side: reads pages in id order, checks and hashes every row, and sends the pages (the
+/// last one empty) until the source is exhausted, a read fails or invalid rows are found in strict
+/// mode (the error is sent), or the merge hangs up. Returns the invalid rows left out (the first
+/// [`MAX_REPORTED_INVALID`]) and how many there were.
+fn read_source<R: Rows, S: Store>(
+    source: &mut S,
+    upto: i64,
+    limit: i64,
+    skip_invalid: bool,
+    sender: &std::sync::mpsc::SyncSender<Result<Page, CompareError>>,
+) -> (Vec<InvalidRow>, u64) {
     let (mut skipped, mut skipped_count) = (Vec::new(), 0u64);
-    let mut fetch_source = |range: Range| -> Result<(Vec<(i64, u64)>, i64), CompareError> {
-        let raws = R::read(source, range).map_err(CompareError::Source)?;
-        let last = raws.last().map_or(range.after, R::id);
-        let mut rows = Vec::with_capacity(raws.len());
-        let mut invalid = Vec::new();
-        for raw in raws {
-            match R::check(raw) {
-                Ok(row) => rows.push((R::row_id(&row), R::hash(&row))),
-                Err(bad) => invalid.push(bad),
+    let mut after = super::BEFORE_ALL;
+    loop {
+        let page = (|| {
+            let range = Range { after, upto, limit };
+            let raws = R::read(source, range).map_err(CompareError::Source)?;
+            let last = raws.last().map_or(range.after, R::id);
+            let mut rows = Vec::with_capacity(raws.len());
+            let mut invalid = Vec::new();
+            for raw in raws {
+                match R::check(raw) {
+                    Ok(row) => rows.push((R::row_id(&row), R::hash(&row))),
+                    Err(bad) => invalid.push(bad),
+                }
             }
+            if !invalid.is_empty() && !skip_invalid {
+                return Err(CompareError::Invalid(invalid));
+            }
+            skipped_count += invalid.len() as u64;
+            let room = MAX_REPORTED_INVALID.saturating_sub(skipped.len());
+            skipped.extend(invalid.into_iter().take(room));
+            Ok((rows, last))
+        })();
+        let last = match &page {
+            Ok((_, last)) => Some(*last),
+            Err(_) => None,
+        };
+        if sender.send(page).is_err() {
+            break;
         }
-        if !invalid.is_empty() && !skip_invalid {
-            return Err(CompareError::Invalid(invalid));
+        match last {
+            Some(last) if last > after => after = last,
+            // Exhausted (an empty page) or failed.
+            _ => break,
         }
-        skipped_count += invalid.len() as u64;
-        let room = MAX_REPORTED_INVALID.saturating_sub(skipped.len());
-        skipped.extend(invalid.into_iter().take(room));
-        Ok((rows, last))
-    };
-    let mut fetch_target = |range: Range| -> Result<(Vec<(i64, u64)>, i64), CompareError> {
+    }
+    (skipped, skipped_count)
+}
+
+/// Merges the source's pages with the target's rows, read and hashed here, by id.
+fn merge<R: Rows, T: Store>(
+    target: &mut T,
+    upto: i64,
+    batch: i64,
+    pages: &std::sync::mpsc::Receiver<Result<Page, CompareError>>,
+) -> Result<Comparison, CompareError> {
+    let mut out = Comparison::default();
+    // The reader sends pages in order; when it has hung up, the source is exhausted.
+    let mut fetch_source =
+        |range: Range| -> Result<Page, CompareError> { pages.recv().unwrap_or_else(|_| Ok((Vec::new(), range.after))) };
+    let mut fetch_target = |range: Range| -> Result<Page, CompareError> {
         let raws = R::read(target, range).map_err(CompareError::Target)?;
         let last = raws.last().map_or(range.after, R::id);
         let rows = raws
@@ -170,7 +230,5 @@ pub(crate) fn compare<R: Rows, S: Store, T: Store>(
             out.differing_ids.push(differing_id);
         }
     }
-    out.skipped = skipped;
-    out.skipped_count = skipped_count;
     Ok(out)
 }

@@ -289,6 +289,26 @@ fn a_target_row_that_differs_from_the_source_fails_the_verification_by_id() {
 }
 
 #[test]
+fn a_postgresql_target_row_in_the_copied_range_is_kept_and_named_by_the_verification() {
+    // PostgreSQL targets load batches with COPY unless the target already holds one of their ids: this
+    // batch takes the INSERT ... ON CONFLICT DO NOTHING path, and nothing else changes.
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_file(dir.path(), "source.db");
+    let target = FreshDb::create();
+    seed(&source, 5, 1);
+    ok(&["--database-url", &target.url, "migration", "run"]);
+    let mut conn = diesel::PgConnection::establish(&target.url).unwrap();
+    conn.batch_execute("INSERT INTO fragments (id, content) VALUES (2, 'not from the source')").unwrap();
+    drop(conn);
+    let (stdout, stderr) = fails(&["copy", "--from", &source, "--to", &target.url]);
+    assert!(stdout.contains("DIFFERENT"), "{stdout}");
+    assert!(stderr.contains("1 id(s) differ, first: [2]"), "{stderr}");
+    assert!(!stderr.contains("  fragment_embeddings: source"), "the embeddings all match: {stderr}");
+    assert_eq!((count(&target.url, "fragments"), count(&target.url, "fragment_embeddings")), (5, 5));
+    assert_eq!(dump(&target.url).0[1].1, "not from the source");
+}
+
+#[test]
 fn copies_from_nothing_or_onto_themselves_are_refused_before_the_target_is_touched() {
     let dir = tempfile::tempdir().unwrap();
     let path = sqlite_file(dir.path(), "same.db");

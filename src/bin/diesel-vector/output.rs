@@ -73,6 +73,7 @@ impl Progress {
                 }
             }
             CopyEvent::Verifying { table } => self.line(&format!("{table}: verifying")),
+            CopyEvent::UpdatingIndex => self.line("target: updating the vector index"),
             _ => {}
         }
     }
