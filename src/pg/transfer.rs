@@ -27,24 +27,6 @@ impl ToSql<crate::sql_types::Vector, Pg> for EncodedVector<'_> {
 }
 
 #[derive(QueryableByName)]
-struct PgFragment {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    content: String,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    created_at: Option<chrono::NaiveDateTime>,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    updated_at: Option<chrono::NaiveDateTime>,
-}
-
-impl From<PgFragment> for FragmentRow {
-    fn from(r: PgFragment) -> Self {
-        Self { id: r.id, content: r.content, created_at: r.created_at, updated_at: r.updated_at }
-    }
-}
-
-#[derive(QueryableByName)]
 struct PgEmbedding {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -188,13 +170,13 @@ impl Store for PgConnection {
     }
 
     fn fragments(&mut self, range: Range) -> QueryResult<Vec<FragmentRow>> {
-        let rows: Vec<PgFragment> =
+        let rows: Vec<FragmentRow> =
             diesel::sql_query(format!("{FRAGMENT_COLUMNS} WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"))
                 .bind::<BigInt, _>(range.after)
                 .bind::<BigInt, _>(range.upto)
                 .bind::<BigInt, _>(range.limit)
                 .load(self)?;
-        Ok(rows.into_iter().map(FragmentRow::from).collect())
+        Ok(rows)
     }
 
     fn embeddings(&mut self, range: Range) -> QueryResult<Vec<RawEmbedding>> {
@@ -219,10 +201,10 @@ impl Store for PgConnection {
 
     #[cfg(feature = "jsonl")]
     fn fragments_by_id(&mut self, ids: &[i64]) -> QueryResult<Vec<FragmentRow>> {
-        let rows: Vec<PgFragment> = diesel::sql_query(format!("{FRAGMENT_COLUMNS} WHERE id = ANY($1) ORDER BY id"))
+        let rows: Vec<FragmentRow> = diesel::sql_query(format!("{FRAGMENT_COLUMNS} WHERE id = ANY($1) ORDER BY id"))
             .bind::<diesel::sql_types::Array<BigInt>, _>(ids)
             .load(self)?;
-        Ok(rows.into_iter().map(FragmentRow::from).collect())
+        Ok(rows)
     }
 
     #[cfg(feature = "jsonl")]

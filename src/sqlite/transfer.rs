@@ -25,24 +25,6 @@ impl ToSql<crate::sql_types::Vector, Sqlite> for EncodedVector<'_> {
 }
 
 #[derive(QueryableByName)]
-struct SqliteFragment {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    content: String,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    created_at: Option<chrono::NaiveDateTime>,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    updated_at: Option<chrono::NaiveDateTime>,
-}
-
-impl From<SqliteFragment> for FragmentRow {
-    fn from(r: SqliteFragment) -> Self {
-        Self { id: r.id, content: r.content, created_at: r.created_at, updated_at: r.updated_at }
-    }
-}
-
-#[derive(QueryableByName)]
 struct SqliteEmbedding {
     #[diesel(sql_type = BigInt)]
     id: i64,
@@ -147,13 +129,13 @@ impl Store for SqliteConnection {
     }
 
     fn fragments(&mut self, range: Range) -> QueryResult<Vec<FragmentRow>> {
-        let rows: Vec<SqliteFragment> =
+        let rows: Vec<FragmentRow> =
             diesel::sql_query(format!("{FRAGMENT_COLUMNS} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"))
                 .bind::<BigInt, _>(range.after)
                 .bind::<BigInt, _>(range.upto)
                 .bind::<BigInt, _>(range.limit)
                 .load(self)?;
-        Ok(rows.into_iter().map(FragmentRow::from).collect())
+        Ok(rows)
     }
 
     fn embeddings(&mut self, range: Range) -> QueryResult<Vec<RawEmbedding>> {
@@ -180,11 +162,11 @@ impl Store for SqliteConnection {
 
     #[cfg(feature = "jsonl")]
     fn fragments_by_id(&mut self, ids: &[i64]) -> QueryResult<Vec<FragmentRow>> {
-        let rows: Vec<SqliteFragment> =
+        let rows: Vec<FragmentRow> =
             diesel::sql_query(format!("{FRAGMENT_COLUMNS} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"))
                 .bind::<Text, _>(json_ids(ids))
                 .load(self)?;
-        Ok(rows.into_iter().map(FragmentRow::from).collect())
+        Ok(rows)
     }
 
     #[cfg(feature = "jsonl")]

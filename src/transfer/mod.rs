@@ -36,12 +36,16 @@ impl Table {
     }
 }
 
-/// A row of `fragments`.
-#[derive(Debug, Clone, PartialEq)]
+/// A row of `fragments`, read the same way from either backend.
+#[derive(Debug, Clone, PartialEq, diesel::QueryableByName)]
 pub(crate) struct FragmentRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub(crate) id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub(crate) content: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     pub(crate) created_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
     pub(crate) updated_at: Option<NaiveDateTime>,
 }
 
