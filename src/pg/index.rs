@@ -80,6 +80,12 @@ pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStat
 /// Rebuilds `fragment_embeddings_cosine_idx` (same name, same operator class) with the lists pgvector
 /// recommends for the current row count, in one transaction; returns the lists.
 ///
+/// pgvector's k-means needs memory for its samples (about 60 MB at 100 lists of 1536 dimensions) and
+/// refuses to build when `maintenance_work_mem` (64 MB by default) is smaller. When it refuses, the build
+/// is retried once the setting is raised, for this transaction only (`SET LOCAL`), to the figure pgvector
+/// names in its error; an `info` event on `diesel_vector::index` records it. The session's own setting is
+/// never lowered and is back in force after the rebuild.
+///
 /// # Errors
 ///
 /// A failing query; the old index stays in place.
@@ -87,14 +93,43 @@ pub fn rebuild_ivfflat_index(conn: &mut PgConnection) -> QueryResult<i32> {
     conn.transaction(|conn| {
         let rows = ivfflat_status(conn)?.map_or_else(|| count_rows(conn), |s| Ok(s.rows))?;
         let lists = recommended_lists(rows);
-        conn.batch_execute(&format!(
-            "DROP INDEX IF EXISTS fragment_embeddings_cosine_idx; \
-             CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
-             USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists});"
-        ))?;
+        conn.batch_execute("DROP INDEX IF EXISTS fragment_embeddings_cosine_idx")?;
+        let create = format!(
+            "CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
+             USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})"
+        );
+        // pgvector checks memory twice (the samples, then the k-means as a whole), so a second refusal
+        // with a larger figure is possible; each attempt runs in a savepoint.
+        let mut raised = 0;
+        loop {
+            match conn.transaction(|conn| conn.batch_execute(&create)) {
+                Ok(()) => break,
+                Err(e) => {
+                    let mb = kmeans_memory_mb(&e).filter(|_| raised < 3).ok_or(e)?;
+                    raised += 1;
+                    conn.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{mb}MB'"))?;
+                    tracing::info!(
+                        target: "diesel_vector::index",
+                        backend = "postgresql",
+                        maintenance_work_mem_mb = mb,
+                        "maintenance_work_mem raised for this ivfflat rebuild, as pgvector asked"
+                    );
+                }
+            }
+        }
         tracing::info!(target: "diesel_vector::index", backend = "postgresql", lists, rows, "ivfflat index rebuilt");
         Ok(lists)
     })
+}
+
+/// The memory pgvector's ivfflat build asked for, from its error "memory required is N MB,
+/// maintenance_work_mem is M MB", or `None` for any other error.
+fn kmeans_memory_mb(e: &diesel::result::Error) -> Option<u64> {
+    let diesel::result::Error::DatabaseError(_, info) = e else { return None };
+    let rest = info.message().strip_prefix("memory required is ")?;
+    let (mb, rest) = rest.split_once(" MB")?;
+    rest.starts_with(", maintenance_work_mem is").then_some(())?;
+    mb.parse().ok()
 }
 
 /// The access method of `fragment_embeddings_cosine_idx` (`ivfflat`, `hnsw`, ...), or `None` when the
@@ -163,5 +198,18 @@ mod tests {
         assert_eq!(recommended_probes(20), 10);
         assert_eq!(recommended_probes(100), 10);
         assert_eq!(recommended_probes(1000), 32);
+    }
+
+    fn db_error(message: &str) -> diesel::result::Error {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn the_memory_pgvector_asks_for_is_read_from_its_error_and_nothing_else() {
+        let e = db_error("memory required is 65 MB, maintenance_work_mem is 64 MB");
+        assert_eq!(kmeans_memory_mb(&e), Some(65));
+        assert_eq!(kmeans_memory_mb(&db_error("memory required is lots")), None);
+        assert_eq!(kmeans_memory_mb(&db_error("relation \"x\" does not exist")), None);
+        assert_eq!(kmeans_memory_mb(&diesel::result::Error::NotFound), None);
     }
 }

@@ -19,3 +19,8 @@ pub use extension::{deregister_sqlite_vec, register_sqlite_vec, SQLITE_VEC_COMPI
 pub use index::{
     index_status, rebuild_index, sync_index, IndexError, IndexStatus, SyncReport, INDEX_DIMS, INDEX_TABLE,
 };
+
+/// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one bound parameter for any number of ids.
+fn json_ids(ids: &[i64]) -> String {
+    format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+}

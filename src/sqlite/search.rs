@@ -5,6 +5,7 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::SqliteConnection;
 
 use super::index::sync_index;
+use super::json_ids;
 use crate::search::{
     candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
     SearchTarget, Strategy,
@@ -92,8 +93,4 @@ struct ScanRow {
     fragment_id: i64,
     #[diesel(sql_type = Nullable<Double>)]
     distance: Option<f64>,
-}
-
-fn json_ids(ids: &[i64]) -> String {
-    format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
 }

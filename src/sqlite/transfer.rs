@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text, Timestamp
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
+use super::json_ids;
 use crate::migrations::shape::Catalog;
 use crate::migrations::MigrationError;
 use crate::schema::{fragment_embeddings, fragments};
@@ -104,10 +105,6 @@ fn load_embeddings<'q>(
 }
 
 #[cfg(feature = "jsonl")]
-fn json_ids(ids: &[i64]) -> String {
-    format!("[{}]", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
-}
-
 impl Store for SqliteConnection {
     fn tables_exist(&mut self) -> Result<bool, MigrationError> {
         Ok(self.exists("fragments")? && self.exists("fragment_embeddings")?)

@@ -39,6 +39,32 @@ fn ivfflat_and_exact_search_find_the_same_neighbours_once_the_index_fits_the_dat
 }
 
 #[test]
+fn a_rebuild_raises_maintenance_work_mem_for_itself_when_pgvector_asks_for_more() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    load(&mut conn, &clustered(13, 300, 1536, 3));
+    conn.batch_execute("SET maintenance_work_mem = '1MB'").unwrap();
+    let direct = conn.batch_execute(
+        "CREATE INDEX too_small ON fragment_embeddings USING ivfflat (embedding vector_cosine_ops) WITH (lists = 1)",
+    );
+    assert!(direct.unwrap_err().to_string().contains("memory required is"), "1 MB is too little for pgvector");
+
+    let (lists, events) = telemetry::capture(|| rebuild_ivfflat_index(&mut conn).unwrap());
+
+    assert_eq!(lists, 1);
+    assert_eq!(ivfflat_status(&mut conn).unwrap().unwrap().lists, 1);
+    assert!(events.iter().any(|e| e.contains("maintenance_work_mem raised")), "{events:#?}");
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        maintenance_work_mem: String,
+    }
+    let after: Setting = diesel::sql_query("SHOW maintenance_work_mem").get_result(&mut conn).unwrap();
+    assert_eq!(after.maintenance_work_mem, "1MB", "the session's own setting is back after the rebuild");
+}
+
+#[test]
 fn a_filtered_search_never_loses_rows() {
     let db = FreshDb::create();
     let mut conn = db.conn();
