@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text, Timestamp
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
+#[cfg(feature = "jsonl")]
 use super::json_ids;
 use crate::migrations::shape::Catalog;
 use crate::migrations::MigrationError;
@@ -104,7 +105,6 @@ fn load_embeddings<'q>(
     Ok(query.load::<SqliteEmbedding>(conn)?.into_iter().map(RawEmbedding::from).collect())
 }
 
-#[cfg(feature = "jsonl")]
 impl Store for SqliteConnection {
     fn tables_exist(&mut self) -> Result<bool, MigrationError> {
         Ok(self.exists("fragments")? && self.exists("fragment_embeddings")?)
