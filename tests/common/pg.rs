@@ -3,6 +3,19 @@
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
+/// A connection to the shared test database (`PG_DATABASE_URL`) where pgvector exists. The extension is
+/// created once per test process: `CREATE EXTENSION IF NOT EXISTS` run by parallel tests can race and
+/// fail with a duplicate key in `pg_extension`.
+pub fn shared_conn_with_pgvector() -> PgConnection {
+    static EXTENSION: std::sync::Once = std::sync::Once::new();
+    let url = super::pg_url();
+    EXTENSION.call_once(|| {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").unwrap();
+    });
+    PgConnection::establish(&url).unwrap()
+}
+
 /// A database of its own for tests that migrate (outside any test transaction); dropped at the end.
 pub struct FreshDb {
     pub url: String,

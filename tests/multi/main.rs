@@ -31,8 +31,7 @@ diesel::table! {
 }
 
 fn connections() -> Vec<(&'static str, AnyConnection)> {
-    let mut pg = PgConnection::establish(&common::pg_url()).unwrap();
-    pg.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").unwrap();
+    let mut pg = common::pg::shared_conn_with_pgvector();
     pg.begin_test_transaction().unwrap();
     pg.batch_execute("CREATE TEMPORARY TABLE items (id integer PRIMARY KEY, embedding vector)").unwrap();
     let mut lite = diesel_vector::sqlite::establish(":memory:").unwrap();

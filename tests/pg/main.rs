@@ -12,20 +12,12 @@ mod migrations;
 mod round_trip;
 mod search;
 
-use std::sync::Once;
-
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 /// A connection inside a test transaction (rolled back at the end), with pgvector created.
 pub fn conn() -> PgConnection {
-    static EXTENSION: Once = Once::new();
-    let url = common::pg_url();
-    EXTENSION.call_once(|| {
-        let mut conn = PgConnection::establish(&url).unwrap();
-        conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").unwrap();
-    });
-    let mut conn = PgConnection::establish(&url).unwrap();
+    let mut conn = common::pg::shared_conn_with_pgvector();
     conn.begin_test_transaction().unwrap();
     conn
 }
