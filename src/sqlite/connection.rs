@@ -1,6 +1,6 @@
 //! Opening SQLite connections the way the crate expects them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError, QueryResult};
@@ -75,10 +75,33 @@ impl ConnectionOptions {
         let millis = self.busy_timeout.as_millis().min(i32::MAX as u128);
         conn.batch_execute(&format!("PRAGMA busy_timeout = {millis}; PRAGMA foreign_keys = ON;"))?;
         if self.wal {
-            // Answers "memory" for in-memory databases, which keep their journal: nothing to do there.
-            conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+            switch_to_wal(conn, self.busy_timeout)?;
+            conn.batch_execute("PRAGMA synchronous = NORMAL;")?;
         }
         super::functions::register(conn)
+    }
+}
+
+/// `PRAGMA journal_mode = WAL`, tried again until `timeout` has passed while the file is locked.
+///
+/// Switching a new file to WAL needs an exclusive lock. When several connections open the same new file at
+/// once, each takes a shared lock first; SQLite then answers `database is locked` at once, without calling
+/// the busy handler (waiting could deadlock), to all but one of them. Once one has switched, the file stays
+/// in WAL and the others' retry is a read. Answers "memory" for in-memory databases, which keep their
+/// journal: nothing to do there.
+fn switch_to_wal(conn: &mut SqliteConnection, timeout: Duration) -> QueryResult<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.batch_execute("PRAGMA journal_mode = WAL") {
+            Err(DieselError::DatabaseError(_, info))
+                if info.message().contains("database is locked") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
     }
 }
 

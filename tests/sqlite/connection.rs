@@ -67,6 +67,32 @@ fn file_databases_use_wal_and_memory_databases_keep_their_journal() {
 }
 
 #[test]
+fn many_connections_opening_one_new_file_at_once_all_succeed() {
+    // Switching a new file to WAL needs an exclusive lock; SQLite answers `database is locked` at once,
+    // without waiting for the busy timeout, to the second of two connections that both hold a shared lock
+    // and want it. Applications open several connections at once (pools, workers): none may fail.
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db").to_str().unwrap().to_owned();
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        sqlite::establish(&path).map(|mut c| journal_mode(&mut c))
+                    })
+                })
+                .collect();
+            for handle in opened {
+                assert_eq!(handle.join().unwrap().unwrap(), "wal", "round {round}");
+            }
+        });
+    }
+}
+
+#[test]
 fn a_bad_path_is_a_connection_error() {
     let result = sqlite::establish("/nonexistent-dir/for/sure/app.db");
     assert!(matches!(result, Err(diesel::ConnectionError::BadConnection(_))), "{:?}", result.err());
