@@ -9,11 +9,11 @@
 //!   infinite once a term is; so one vector addition per four elements replaces a mask, a compare and an
 //!   or. A sum of finite terms can still overflow: that only sends the decoder down the exact,
 //!   element-by-element search, which then finds nothing and accepts the vector. Errors are unchanged.
-//! - **Byte swaps the compiler cannot recognise.** A vectorised `u32::swap_bytes` becomes `pshufb` with
-//!   SSSE3, but the baseline x86-64 target lacks it and LLVM lowers the swap to seven byte-shuffle
-//!   instructions per 16 bytes that all queue for the shuffle ports. Written with shifts and a mask that
-//!   the optimiser cannot see (see [`Swapper`]), it becomes eight plain ALU instructions that spread over
-//!   more ports: about 1.4 times faster. Targets with SSSE3, and all others, use `swap_bytes`.
+//! - **Byte swaps as 16-bit lanes.** A vectorised `u32::swap_bytes` becomes one `pshufb` with SSSE3, but
+//!   the baseline x86-64 target lacks it and LLVM lowers the swap to seven byte-unpack, shuffle and pack
+//!   instructions per 16 bytes. Written as "swap the two 16-bit halves, then the bytes of each half" over
+//!   a block seen as 16-bit lanes (see [`swap_block`]), it becomes `pshuflw`, `pshufhw` and three 16-bit
+//!   shift/or instructions. Targets with SSSE3, and all others, use `swap_bytes`.
 
 use crate::vector::first_not_finite;
 use crate::VectorError;
@@ -39,52 +39,55 @@ fn split_blocks(words: &[Word]) -> (&[[Word; BLOCK]], &[Word]) {
 const SHUFFLE_SWAP_IS_SLOW: bool =
     cfg!(all(any(target_arch = "x86", target_arch = "x86_64"), not(target_feature = "ssse3")));
 
-/// Reverses the bytes of 32-bit words (see the module docs for why this is not `u32::swap_bytes`).
-#[derive(Clone, Copy)]
-pub(super) struct Swapper {
-    mask: u32,
+/// Reverses the bytes of every word of a block.
+#[inline(always)]
+fn swap_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+    if SHUFFLE_SWAP_IS_SLOW {
+        // Seen as 16-bit lanes: each word's two halves trade places (a lane shuffle) and each half's two
+        // bytes trade places (a 16-bit rotate). Written per word, LLVM would recognise a 32-bit byte swap
+        // and emit its slow lowering; written over the lanes of the whole block, it keeps the two steps.
+        let halves: [[u8; 2]; 2 * BLOCK] = bytemuck::cast(*block);
+        let mut swapped = [0u16; 2 * BLOCK];
+        for i in 0..BLOCK {
+            swapped[2 * i] = u16::from_ne_bytes(halves[2 * i + 1]).rotate_left(8);
+            swapped[2 * i + 1] = u16::from_ne_bytes(halves[2 * i]).rotate_left(8);
+        }
+        bytemuck::cast(swapped)
+    } else {
+        block.map(|w| u32::from_ne_bytes(w).swap_bytes().to_ne_bytes())
+    }
 }
 
-impl Swapper {
-    #[inline(always)]
-    pub(super) fn new() -> Self {
-        // `black_box` hides the constant from the optimiser, which would otherwise prove that the shifts
-        // below only move bytes and turn them back into the slow shuffle.
-        Self { mask: std::hint::black_box(0x00ff_00ff) }
+/// A block of words in this machine's byte order, from (or to) little-endian words.
+#[inline(always)]
+fn le_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+    if cfg!(target_endian = "little") {
+        *block
+    } else {
+        swap_block(block)
     }
+}
 
-    #[inline(always)]
-    fn swap(self, x: u32) -> u32 {
-        if SHUFFLE_SWAP_IS_SLOW {
-            (((x & self.mask) << 8) | ((x >> 8) & self.mask)).rotate_left(16)
-        } else {
-            x.swap_bytes()
-        }
-    }
-
-    /// The bits of a big-endian `f32`.
-    #[inline(always)]
-    pub(super) fn read_be(self, w: Word) -> u32 {
-        if cfg!(target_endian = "little") {
-            self.swap(u32::from_ne_bytes(w))
-        } else {
-            u32::from_ne_bytes(w)
-        }
-    }
-
-    /// The big-endian bytes of an `f32`'s bits.
-    #[inline(always)]
-    pub(super) fn write_be(self, bits: u32) -> Word {
-        self.read_be(bits.to_ne_bytes()).to_ne_bytes()
+/// A block of words in this machine's byte order, from (or to) big-endian words.
+#[inline(always)]
+fn be_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+    if cfg!(target_endian = "big") {
+        *block
+    } else {
+        swap_block(block)
     }
 }
 
 /// Byte order of the words a loop reads.
 pub(super) trait Order {
     /// The bits of the `f32` stored in `w`.
-    fn read(swapper: Swapper, w: Word) -> u32;
+    fn read(w: Word) -> u32;
     /// `bits` stored in the other byte order.
-    fn write_other(swapper: Swapper, bits: u32) -> Word;
+    fn write_other(bits: u32) -> Word;
+    /// The words of a block in this machine's byte order.
+    fn read_block(block: &[Word; BLOCK]) -> [Word; BLOCK];
+    /// A block of words in this machine's byte order, stored in the other byte order.
+    fn write_other_block(block: &[Word; BLOCK]) -> [Word; BLOCK];
 }
 
 /// pgvector's binary format.
@@ -95,25 +98,45 @@ pub(super) struct LittleEndian;
 
 impl Order for BigEndian {
     #[inline(always)]
-    fn read(swapper: Swapper, w: Word) -> u32 {
-        swapper.read_be(w)
+    fn read(w: Word) -> u32 {
+        u32::from_be_bytes(w)
     }
 
     #[inline(always)]
-    fn write_other(_: Swapper, bits: u32) -> Word {
+    fn write_other(bits: u32) -> Word {
         bits.to_le_bytes()
+    }
+
+    #[inline(always)]
+    fn read_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+        be_block(block)
+    }
+
+    #[inline(always)]
+    fn write_other_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+        le_block(block)
     }
 }
 
 impl Order for LittleEndian {
     #[inline(always)]
-    fn read(_: Swapper, w: Word) -> u32 {
+    fn read(w: Word) -> u32 {
         u32::from_le_bytes(w)
     }
 
     #[inline(always)]
-    fn write_other(swapper: Swapper, bits: u32) -> Word {
-        swapper.write_be(bits)
+    fn write_other(bits: u32) -> Word {
+        bits.to_be_bytes()
+    }
+
+    #[inline(always)]
+    fn read_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+        le_block(block)
+    }
+
+    #[inline(always)]
+    fn write_other_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
+        be_block(block)
     }
 }
 
@@ -149,20 +172,19 @@ fn search_not_finite(values: &[f32]) -> Result<(), VectorError> {
 ///
 /// The vector is allocated once; its capacity is rounded up to a whole block (at most 63 spare elements).
 pub(super) fn decode<O: Order>(words: &[Word]) -> Result<Vec<f32>, VectorError> {
-    let swapper = Swapper::new();
     let (blocks, tail) = split_blocks(words);
     let mut sums = [0.0f32; LANES];
     // Whole blocks written through `extend` (one capacity check for all) and flattened without a copy:
     // the safe way to fill fresh memory without zeroing it first.
     let mut out: Vec<[f32; BLOCK]> = Vec::with_capacity(words.len().div_ceil(BLOCK));
     out.extend(blocks.iter().map(|block| {
-        let values: [f32; BLOCK] = std::array::from_fn(|i| f32::from_bits(O::read(swapper, block[i])));
+        let values: [f32; BLOCK] = bytemuck::cast(O::read_block(block));
         add_block(&mut sums, &values);
         values
     }));
     let mut out = out.into_flattened();
     let body = out.len();
-    out.extend(tail.iter().map(|&w| f32::from_bits(O::read(swapper, w))));
+    out.extend(tail.iter().map(|&w| f32::from_bits(O::read(w))));
     let tail_sum = out[body..].iter().fold(0.0f32, |acc, v| acc + v);
     if !total(&sums, tail_sum).is_finite() {
         search_not_finite(&out)?;
@@ -173,7 +195,6 @@ pub(super) fn decode<O: Order>(words: &[Word]) -> Result<Vec<f32>, VectorError> 
 /// Appends `words`, read in byte order `O`, to `out` as words in the other byte order, checking in the
 /// same pass that all are finite. On error `out` is left as it was.
 pub(super) fn swap_into<O: Order>(words: &[Word], out: &mut Vec<u8>) -> Result<(), VectorError> {
-    let swapper = Swapper::new();
     let start = out.len();
     out.resize(start + words.len() * 4, 0);
     let dst: &mut [Word] = bytemuck::cast_slice_mut(&mut out[start..]);
@@ -182,18 +203,18 @@ pub(super) fn swap_into<O: Order>(words: &[Word], out: &mut Vec<u8>) -> Result<(
     let (blocks, tail) = split_blocks(words);
     let mut sums = [0.0f32; LANES];
     for (dst, block) in dst_blocks.iter_mut().zip(blocks) {
-        let bits: [u32; BLOCK] = std::array::from_fn(|i| O::read(swapper, block[i]));
-        add_block(&mut sums, &bits.map(f32::from_bits));
-        *dst = bits.map(|b| O::write_other(swapper, b));
+        let native = O::read_block(block);
+        add_block(&mut sums, &bytemuck::cast(native));
+        *dst = O::write_other_block(&native);
     }
     let mut tail_sum = 0.0f32;
     for (dst, &w) in dst_tail.iter_mut().zip(tail) {
-        let bits = O::read(swapper, w);
+        let bits = O::read(w);
         tail_sum += f32::from_bits(bits);
-        *dst = O::write_other(swapper, bits);
+        *dst = O::write_other(bits);
     }
     if !total(&sums, tail_sum).is_finite() {
-        if let Err(e) = search_not_finite_words::<O>(swapper, words) {
+        if let Err(e) = search_not_finite_words::<O>(words) {
             out.truncate(start);
             return Err(e);
         }
@@ -203,8 +224,8 @@ pub(super) fn swap_into<O: Order>(words: &[Word], out: &mut Vec<u8>) -> Result<(
 
 #[cold]
 #[inline(never)]
-fn search_not_finite_words<O: Order>(swapper: Swapper, words: &[Word]) -> Result<(), VectorError> {
-    let values = words.iter().map(|&w| f32::from_bits(O::read(swapper, w)));
+fn search_not_finite_words<O: Order>(words: &[Word]) -> Result<(), VectorError> {
+    let values = words.iter().map(|&w| f32::from_bits(O::read(w)));
     if values.clone().all(f32::is_finite) {
         Ok(())
     } else {
@@ -214,9 +235,13 @@ fn search_not_finite_words<O: Order>(swapper: Swapper, words: &[Word]) -> Result
 
 /// Big-endian words of `values`, after `header`, in one new buffer.
 pub(super) fn encode_be(header: Word, values: &[f32]) -> Vec<u8> {
-    let swapper = Swapper::new();
-    // `Once` chained with a slice map has a trusted length: one allocation, and a loop that vectorises.
-    let words: Vec<Word> =
-        std::iter::once(header).chain(values.iter().map(|x| swapper.write_be(x.to_bits()))).collect();
-    words.into_flattened()
+    let words: &[Word] = bytemuck::cast_slice(values);
+    let (blocks, tail) = split_blocks(words);
+    // `Once`, chained with a flat map of arrays and a slice map, has a trusted length: one allocation, no
+    // zeroing, and a loop that vectorises.
+    let out: Vec<Word> = std::iter::once(header)
+        .chain(blocks.iter().flat_map(be_block))
+        .chain(tail.iter().map(|&w| u32::from_ne_bytes(w).to_be_bytes()))
+        .collect();
+    out.into_flattened()
 }
