@@ -25,6 +25,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io;
 
 use crate::vector::check_len;
@@ -47,15 +48,34 @@ pub const fn pg_encoded_len(dims: usize) -> usize {
 
 /// Encodes a vector in pgvector's binary format.
 pub fn encode_pg(v: &Vector) -> Vec<u8> {
+    words::encode_be(pg_header(v), v.as_slice())
+}
+
+/// The 4-byte header: dims and a reserved zero, both big-endian `u16`.
+fn pg_header(v: &Vector) -> words::Word {
     // A Vector has 1..=MAX_DIMS (16000) elements, which always fits the u16 header.
     let dims = u16::try_from(v.dims()).unwrap_or(u16::MAX).to_be_bytes();
-    words::encode_be([dims[0], dims[1], 0, 0], v.as_slice())
+    [dims[0], dims[1], 0, 0]
 }
 
 /// Writes a vector in pgvector's binary format to `out` in one `write_all`, so that a growing buffer
 /// (Diesel's bind buffer starts empty) allocates once, at the right size.
+///
+/// The bytes are prepared in a per-thread scratch buffer (at most 64 KB: 16000 dimensions), so that
+/// encoding allocates nothing but what `out` needs.
 pub fn write_pg<W: io::Write + ?Sized>(v: &Vector, out: &mut W) -> io::Result<()> {
-    out.write_all(&encode_pg(v))
+    thread_local! {
+        static SCRATCH: RefCell<Vec<words::Word>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut words) => {
+            words.clear();
+            words::encode_be_into(pg_header(v), v.as_slice(), &mut words);
+            out.write_all(words.as_flattened())
+        }
+        // `out` is itself encoding a vector on this thread: use a buffer of its own.
+        Err(_) => out.write_all(&encode_pg(v)),
+    })
 }
 
 /// Decodes pgvector's binary format, validating the header, the length and every element.
@@ -180,6 +200,30 @@ mod tests {
     #[test]
     fn pg_encoding_is_pgvector_binary_format() {
         assert_eq!(encode_pg(&v(&[1.0, -2.0, 0.5])), pg_bytes(3, 0, &[1.0, -2.0, 0.5]));
+    }
+
+    #[test]
+    fn write_pg_writes_what_encode_pg_returns_even_from_inside_another_write_pg() {
+        /// A writer that encodes another vector with `write_pg` while it is being written to.
+        struct Nested(Vec<u8>, Vector);
+        impl io::Write for Nested {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                let inner = self.1.clone();
+                write_pg(&inner, &mut self.0)?;
+                self.0.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (outer, inner) = (v(&[1.0; 100]), v(&[-2.5, 3.0]));
+        let mut plain = Vec::new();
+        write_pg(&outer, &mut plain).unwrap();
+        assert_eq!(plain, encode_pg(&outer));
+        let mut nested = Nested(Vec::new(), inner.clone());
+        write_pg(&outer, &mut nested).unwrap();
+        assert_eq!(nested.0, [encode_pg(&inner), encode_pg(&outer)].concat());
     }
 
     #[test]

@@ -235,13 +235,20 @@ fn search_not_finite_words<O: Order>(words: &[Word]) -> Result<(), VectorError> 
 
 /// Big-endian words of `values`, after `header`, in one new buffer.
 pub(super) fn encode_be(header: Word, values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + values.len());
+    encode_be_into(header, values, &mut out);
+    out.into_flattened()
+}
+
+/// Appends `header` and the big-endian words of `values` to `out`.
+pub(super) fn encode_be_into(header: Word, values: &[f32], out: &mut Vec<Word>) {
     let words: &[Word] = bytemuck::cast_slice(values);
     let (blocks, tail) = split_blocks(words);
-    // `Once`, chained with a flat map of arrays and a slice map, has a trusted length: one allocation, no
-    // zeroing, and a loop that vectorises.
-    let out: Vec<Word> = std::iter::once(header)
-        .chain(blocks.iter().flat_map(be_block))
-        .chain(tail.iter().map(|&w| u32::from_ne_bytes(w).to_be_bytes()))
-        .collect();
-    out.into_flattened()
+    // `Once`, chained with a flat map of arrays and a slice map, has a trusted length: one capacity check,
+    // no zeroing, and a loop that vectorises.
+    out.extend(
+        std::iter::once(header)
+            .chain(blocks.iter().flat_map(be_block))
+            .chain(tail.iter().map(|&w| u32::from_ne_bytes(w).to_be_bytes())),
+    );
 }
