@@ -4,8 +4,9 @@
 # interleaved on the same generated data in one process and prints medians, spreads, the ratios to the
 # baselines measured in the same run, its bars and the environment.
 #
-#   scripts/bench.sh            # codec, KNN at 10k, migrations, bulk insert and copy at 10k: about 12 min
-#   scripts/bench.sh --large    # and KNN, bulk insert and copy at 100k as well: about 50 min more
+#   scripts/bench.sh            # the default sizes, 10k and 100k rows: about 1 hour on 2 cores
+#   scripts/bench.sh --quick    # 10k rows only: about 12 minutes
+#   scripts/bench.sh --huge     # 10k, 100k and 1M rows: many hours, ~13 GB of memory, ~10 GB of disk
 #
 # Provisions a throwaway PostgreSQL 15 + pgvector (scripts/with-pg.sh) unless PG_DATABASE_URL is set.
 set -euo pipefail
@@ -13,12 +14,12 @@ cd "$(dirname "$0")/.."
 if [ -z "${PG_DATABASE_URL:-}" ] && [[ "${DATABASE_URL:-}" != postgres* ]]; then
     exec scripts/with-pg.sh "$0" "$@"
 fi
-db_args=() load_args=()
 case "${1:-}" in
-    "") ;;
-    --large) db_args=(--sizes 10000,100000); load_args=(--large) ;;
-    *) echo "usage: scripts/bench.sh [--large]" >&2; exit 2 ;;
+    "") sizes=10000,100000 ;;
+    --quick) sizes=10000 ;;
+    --huge) sizes=10000,100000,1000000 ;;
+    *) echo "usage: scripts/bench.sh [--quick | --huge]" >&2; exit 2 ;;
 esac
 scripts/bench-codec.sh
-scripts/bench-db.sh "${db_args[@]}"
-scripts/bench-load.sh "${load_args[@]}"
+scripts/bench-db.sh --sizes "$sizes"
+scripts/bench-load.sh --sizes "$sizes"
