@@ -43,11 +43,12 @@ pub const INDEX_TABLE: &str = "fragment_embeddings_idx";
 pub const INDEX_DIMS: usize = 1536;
 
 /// The vec0 table. `chunk_size=64`: vec0 keeps vectors in chunks, one BLOB per chunk, and writes each new
-/// vector into its chunk's BLOB in place. A row's cost grows with the chunk's size (SQLite reaches an
-/// offset in a large BLOB by walking its chain of overflow pages). sqlite-vec's default of 1024
-/// vectors of 1536 dims is a 6 MB BLOB, about 300 us per row; 64 vectors (384 KB) build the index over
-/// ten times faster at 10k and 100k rows and answer KNN queries as fast (BENCHMARKS.md). sqlite-vec
-/// requires a multiple of 8.
+/// vector into its chunk's BLOB in place. A row's cost grows with the chunk's size: SQLite reaches an
+/// offset in a large BLOB by walking its chain of overflow pages, and a chunk larger than the page cache
+/// (2 MB by default) is read back from the file for every row. sqlite-vec's default of 1024 vectors of
+/// 1536 dims is a 6 MB BLOB, about 300 us per row, mostly in system time; 64 vectors (384 KB) build the
+/// index over ten times faster at 10k and 100k rows and answer KNN queries as fast (BENCHMARKS.md).
+/// sqlite-vec requires a multiple of 8.
 const CREATE_INDEX: &str = "CREATE VIRTUAL TABLE fragment_embeddings_idx USING vec0(\
      provider text partition key, \
      model text partition key, \
