@@ -33,6 +33,7 @@ mod error;
 #[doc(hidden)]
 pub mod shape;
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use diesel::backend::Backend;
@@ -105,6 +106,9 @@ pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> +
     const CREATES: &'static [shape::Creates];
     #[doc(hidden)]
     fn migrations() -> Result<Vec<Box<dyn Migration<Self::Db>>>, MigrationError>;
+    /// The embedded migrations' versions, oldest first, listed once per process.
+    #[doc(hidden)]
+    fn versions() -> Result<&'static [String], MigrationError>;
     /// Checks the vector extension; changes nothing.
     #[doc(hidden)]
     fn preflight(&mut self) -> Result<(), MigrationError>;
@@ -124,8 +128,7 @@ pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> +
         if !self.exists(BOOKKEEPING_TABLE)? {
             return Ok(Vec::new());
         }
-        let applied = MigrationHarness::applied_migrations(self).map_err(MigrationError::Harness)?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+        Ok(self.recorded_versions()?)
     }
 
     /// Whether the objects migration `name` creates already exist, and are compatible.
@@ -196,15 +199,15 @@ pub fn run_pending_migrations<C: MigrationTarget>(conn: &mut C) -> Result<Vec<Ap
 }
 
 fn run_pending_inner<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigration>, MigrationError> {
-    let migrations = C::migrations()?;
     // Nothing pending, as at most start-ups: one read of the bookkeeping, without the lock and the
     // extension checks, which only guard changes. A version is recorded in the same transaction as its
     // migration's changes (or after its objects were found), so a database that records every version
     // has nothing left to do, whatever other runners are doing.
     let recorded = conn.applied_versions()?;
-    if migrations.iter().all(|m| recorded.contains(&m.name().version().to_string())) {
+    if C::versions()?.iter().all(|v| recorded.contains(v)) {
         return Ok(Vec::new());
     }
+    let migrations = C::migrations()?;
     conn.locked(|conn| {
         // Under the lock: concurrent runners must not race each other's trial CREATE EXTENSION.
         conn.preflight()?;
@@ -357,6 +360,18 @@ pub(crate) fn sorted<DB: Backend>(
     let mut migrations = source.migrations().map_err(MigrationError::Harness)?;
     migrations.sort_by_key(|m| m.name().version().to_string());
     Ok(migrations)
+}
+
+/// The versions of `source`'s migrations, oldest first, from `cache` once they have been listed.
+pub(crate) fn embedded_versions<DB: Backend>(
+    source: &dyn MigrationSource<DB>,
+    cache: &'static OnceLock<Vec<String>>,
+) -> Result<&'static [String], MigrationError> {
+    if let Some(versions) = cache.get() {
+        return Ok(versions);
+    }
+    let versions = sorted(source)?.iter().map(|m| m.name().version().to_string()).collect();
+    Ok(cache.get_or_init(|| versions))
 }
 
 fn elapsed_ms(started: Instant) -> f64 {

@@ -42,6 +42,10 @@ pub struct FoundColumn {
 /// What a backend reads from its catalog for `probe`.
 pub trait Catalog {
     fn exists(&mut self, object: &str) -> QueryResult<bool>;
+    /// The versions in Diesel's bookkeeping table, which must exist: one `SELECT` (Diesel's
+    /// `MigrationHarness::applied_migrations` runs `CREATE TABLE IF NOT EXISTS` first, which costs as much
+    /// again on a start-up with nothing to do).
+    fn recorded_versions(&mut self) -> QueryResult<Vec<String>>;
     fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>>;
     /// The column lists of the table's unique constraints and unique indexes.
     fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>>;

@@ -1,5 +1,7 @@
 //! The migration runner's PostgreSQL side: pgvector checks, the advisory lock, catalog reads.
 
+use std::sync::OnceLock;
+
 use diesel::connection::SimpleConnection;
 use diesel::migration::Migration;
 use diesel::pg::Pg;
@@ -10,7 +12,7 @@ use diesel::PgConnection;
 use diesel_migrations::MigrationHarness;
 
 use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
-use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, PG_MIGRATIONS};
+use crate::migrations::{embedded_versions, sealed, sorted, MigrationError, MigrationTarget, PG_MIGRATIONS};
 
 /// Key of the session-level advisory lock that serialises migration runs ("dv_migr").
 const LOCK_KEY: i64 = 0x0064_765f_6d69_6772;
@@ -76,6 +78,12 @@ struct Exists {
 }
 
 #[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+#[derive(QueryableByName)]
 struct PgColumn {
     #[diesel(sql_type = Text)]
     name: String,
@@ -100,6 +108,11 @@ impl MigrationTarget for PgConnection {
 
     fn migrations() -> Result<Vec<Box<dyn Migration<Pg>>>, MigrationError> {
         sorted(&PG_MIGRATIONS)
+    }
+
+    fn versions() -> Result<&'static [String], MigrationError> {
+        static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
+        embedded_versions::<Pg>(&PG_MIGRATIONS, &VERSIONS)
     }
 
     fn preflight(&mut self) -> Result<(), MigrationError> {
@@ -163,6 +176,12 @@ impl MigrationTarget for PgConnection {
 }
 
 impl Catalog for PgConnection {
+    fn recorded_versions(&mut self) -> QueryResult<Vec<String>> {
+        let rows: Vec<Recorded> =
+            diesel::sql_query("SELECT version FROM __diesel_schema_migrations ORDER BY version").load(self)?;
+        Ok(rows.into_iter().map(|r| r.version).collect())
+    }
+
     fn exists(&mut self, object: &str) -> QueryResult<bool> {
         let row: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
             .bind::<Text, _>(object)

@@ -1,6 +1,8 @@
 //! The migration runner's SQLite side: an immediate transaction as the lock, catalog reads, and the
 //! vec0 index table that SQL migrations cannot manage.
 
+use std::sync::OnceLock;
+
 use diesel::migration::Migration;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
@@ -11,7 +13,7 @@ use tracing::warn;
 
 use super::index::{self, INDEX_TABLE};
 use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
-use crate::migrations::{sealed, sorted, MigrationError, MigrationTarget, SQLITE_MIGRATIONS};
+use crate::migrations::{embedded_versions, sealed, sorted, MigrationError, MigrationTarget, SQLITE_MIGRATIONS};
 
 /// What each SQLite migration creates, in declared-type spelling. `INTEGER PRIMARY KEY` columns are
 /// reported nullable by SQLite's catalog, whatever they hold.
@@ -66,6 +68,12 @@ struct Exists {
 }
 
 #[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+#[derive(QueryableByName)]
 struct SqliteColumn {
     #[diesel(sql_type = Text)]
     name: String,
@@ -96,6 +104,11 @@ impl MigrationTarget for SqliteConnection {
 
     fn migrations() -> Result<Vec<Box<dyn Migration<Sqlite>>>, MigrationError> {
         sorted(&SQLITE_MIGRATIONS)
+    }
+
+    fn versions() -> Result<&'static [String], MigrationError> {
+        static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
+        embedded_versions::<Sqlite>(&SQLITE_MIGRATIONS, &VERSIONS)
     }
 
     fn preflight(&mut self) -> Result<(), MigrationError> {
@@ -148,6 +161,12 @@ impl MigrationTarget for SqliteConnection {
 }
 
 impl Catalog for SqliteConnection {
+    fn recorded_versions(&mut self) -> QueryResult<Vec<String>> {
+        let rows: Vec<Recorded> =
+            diesel::sql_query("SELECT version FROM __diesel_schema_migrations ORDER BY version").load(self)?;
+        Ok(rows.into_iter().map(|r| r.version).collect())
+    }
+
     fn exists(&mut self, object: &str) -> QueryResult<bool> {
         let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?) AS \"exists\"")
             .bind::<Text, _>(object)

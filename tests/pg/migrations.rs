@@ -203,6 +203,17 @@ fn a_run_with_nothing_pending_does_not_wait_for_another_runner() {
 }
 
 #[test]
+fn a_start_up_check_with_nothing_pending_works_on_a_read_only_session() {
+    // As on a hot standby, or for a role with read-only access: nothing to do means nothing to write.
+    let db = FreshDb::create();
+    migrations::run_pending_migrations(&mut db.conn()).unwrap();
+    let mut conn = db.conn();
+    conn.batch_execute("SET default_transaction_read_only = on").unwrap();
+    assert!(migrations::run_pending_migrations(&mut conn).unwrap().is_empty());
+    assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|m| m.applied));
+}
+
+#[test]
 fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
     let db = FreshDb::create();
     let mut conn = db.conn();

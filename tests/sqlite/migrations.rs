@@ -277,6 +277,17 @@ fn every_migration_is_reported_to_tracing() {
 }
 
 #[test]
+fn a_start_up_check_with_nothing_pending_works_on_a_read_only_file() {
+    let (_dir, path) = file_db();
+    migrations::run_pending_migrations(&mut open(&path)).unwrap();
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    let uri = diesel_vector::database::sqlite_read_only_uri(&path);
+    let mut conn = diesel_vector::sqlite::ConnectionOptions::default().wal(false).establish(&uri).unwrap();
+    assert!(migrations::run_pending_migrations(&mut conn).unwrap().is_empty());
+    assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|m| m.applied));
+}
+
+#[test]
 fn eight_processes_migrating_one_fresh_database_all_succeed_once() {
     let (_dir, path) = file_db();
     let children: Vec<_> = (0..8)
