@@ -55,8 +55,10 @@ use diesel::result::Error as DieselError;
 
 use crate::database::{dispatch, DatabaseConnection};
 use crate::migrations::MigrationError;
-use crate::transfer::verify::{self, CompareError, Comparison, MAX_REPORTED_INVALID};
-use crate::transfer::{Embeddings, Fragments, IndexUpdateError, Range, Rows, Store, BEFORE_ALL};
+use crate::transfer::verify::{self, CompareError, Comparison};
+use crate::transfer::{
+    keep_reported, partition_checked, Embeddings, Fragments, IndexUpdateError, Range, Rows, Store, BEFORE_ALL,
+};
 
 pub use crate::transfer::checksum::Checksum;
 pub use crate::transfer::verify::Sums;
@@ -361,8 +363,7 @@ fn run<S: Store, T: Store>(
         .zip(comparisons)
         .map(|(mut t, c): (TableReport, Comparison)| {
             skipped_count += c.skipped_count;
-            let room = MAX_REPORTED_INVALID.saturating_sub(skipped.len());
-            skipped.extend(c.skipped.into_iter().take(room));
+            keep_reported(&mut skipped, c.skipped);
             t.source = c.source;
             t.target = c.target;
             t.differing = c.differing;
@@ -468,14 +469,7 @@ fn read_batches<R: Rows, S: Store>(
         };
         let Some(last_id) = raws.last().map(R::id) else { return };
         let read = raws.len() as u64;
-        let mut rows = Vec::with_capacity(raws.len());
-        let mut invalid = Vec::new();
-        for raw in raws {
-            match R::check(raw) {
-                Ok(row) => rows.push(row),
-                Err(bad) => invalid.push(bad),
-            }
-        }
+        let (rows, invalid) = partition_checked(raws, R::check);
         if sender.send(Ok(CheckedBatch { rows, invalid, read, last_id })).is_err() {
             return;
         }

@@ -32,7 +32,8 @@ use crate::copy::{CopyOptions, InvalidRow, Sums, TargetIndex};
 use crate::database::{dispatch, DatabaseConnection};
 use crate::migrations::MigrationError;
 use crate::transfer::{
-    EmbeddingRow, FragmentRow, IndexUpdateError, Range, RawEmbedding, Store, StoredVector, Table, BEFORE_ALL,
+    keep_reported, partition_checked, EmbeddingRow, FragmentRow, IndexUpdateError, Range, RawEmbedding, Store,
+    StoredVector, Table, BEFORE_ALL,
 };
 use crate::Vector;
 
@@ -58,8 +59,7 @@ pub struct JsonlReport {
 impl JsonlReport {
     fn skip(&mut self, rows: Vec<InvalidRow>) {
         self.skipped_count += rows.len() as u64;
-        let room = crate::transfer::verify::MAX_REPORTED_INVALID.saturating_sub(self.skipped.len());
-        self.skipped.extend(rows.into_iter().take(room));
+        keep_reported(&mut self.skipped, rows);
     }
 }
 
@@ -193,14 +193,8 @@ fn export_from<S: Store>(
                 Some(f) if !last_batch => f.id,
                 _ => i64::MAX,
             };
-            let mut embeddings = Vec::new();
-            let mut invalid = Vec::new();
-            for raw in store.embeddings_of_fragments(after, upto)? {
-                match raw.validate() {
-                    Ok(row) => embeddings.push(row),
-                    Err(bad) => invalid.push(bad),
-                }
-            }
+            let (embeddings, invalid) =
+                partition_checked(store.embeddings_of_fragments(after, upto)?, RawEmbedding::validate);
             if !invalid.is_empty() {
                 if !options.skip_invalid {
                     return Err(JsonlError::InvalidRows(invalid));
@@ -314,13 +308,8 @@ fn import_into<T: Store>(
         }
         if !eof && !text.trim().is_empty() {
             let (fragment, own) = parse_line(&text).map_err(|reason| JsonlError::Line { line: number, reason })?;
-            let mut invalid = Vec::new();
-            for raw in own {
-                match raw.validate() {
-                    Ok(row) => embeddings.push(row),
-                    Err(bad) => invalid.push(bad),
-                }
-            }
+            let (valid, invalid) = partition_checked(own, RawEmbedding::validate);
+            embeddings.extend(valid);
             if !invalid.is_empty() {
                 if !options.skip_invalid {
                     return Err(JsonlError::InvalidRows(invalid));

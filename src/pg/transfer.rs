@@ -10,8 +10,6 @@ use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text, Timestamp};
 use diesel::PgConnection;
 
-use crate::migrations::shape::Catalog;
-use crate::migrations::MigrationError;
 use crate::schema::{fragment_embeddings, fragments};
 use crate::transfer::{
     EmbeddingRow, EncodedVector, FragmentRow, IndexUpdateError, NewEmbeddingRow, NewFragmentRow, Range, RawEmbedding,
@@ -150,10 +148,6 @@ struct Taken {
 }
 
 impl Store for PgConnection {
-    fn tables_exist(&mut self) -> Result<bool, MigrationError> {
-        Ok(self.exists("fragments")? && self.exists("fragment_embeddings")?)
-    }
-
     fn max_id(&mut self, table: Table, upto: i64) -> QueryResult<Option<i64>> {
         diesel::sql_query(format!("SELECT max(id) AS n FROM {} WHERE id <= $1", table.name()))
             .bind::<BigInt, _>(upto)

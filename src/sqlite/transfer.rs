@@ -10,8 +10,6 @@ use diesel::SqliteConnection;
 
 #[cfg(feature = "jsonl")]
 use super::json_ids;
-use crate::migrations::shape::Catalog;
-use crate::migrations::MigrationError;
 use crate::schema::{fragment_embeddings, fragments};
 use crate::transfer::{
     EmbeddingRow, EncodedVector, FragmentRow, IndexUpdateError, NewEmbeddingRow, NewFragmentRow, Range, RawEmbedding,
@@ -106,10 +104,6 @@ fn load_embeddings<'q>(
 }
 
 impl Store for SqliteConnection {
-    fn tables_exist(&mut self) -> Result<bool, MigrationError> {
-        Ok(self.exists("fragments")? && self.exists("fragment_embeddings")?)
-    }
-
     fn max_id(&mut self, table: Table, upto: i64) -> QueryResult<Option<i64>> {
         diesel::sql_query(format!("SELECT max(id) AS n FROM {} WHERE id <= ?", table.name()))
             .bind::<BigInt, _>(upto)

@@ -105,6 +105,29 @@ impl fmt::Display for InvalidRow {
     }
 }
 
+/// The rows that pass `check`, and the invalid ones, each in the order read.
+pub(crate) fn partition_checked<Raw, Row>(
+    raws: impl IntoIterator<Item = Raw>,
+    mut check: impl FnMut(Raw) -> Result<Row, InvalidRow>,
+) -> (Vec<Row>, Vec<InvalidRow>) {
+    let raws = raws.into_iter();
+    let mut rows = Vec::with_capacity(raws.size_hint().0);
+    let mut invalid = Vec::new();
+    for raw in raws {
+        match check(raw) {
+            Ok(row) => rows.push(row),
+            Err(bad) => invalid.push(bad),
+        }
+    }
+    (rows, invalid)
+}
+
+/// Adds skipped rows to a report's list, which keeps the first [`verify::MAX_REPORTED_INVALID`].
+pub(crate) fn keep_reported(kept: &mut Vec<InvalidRow>, rows: Vec<InvalidRow>) {
+    let room = verify::MAX_REPORTED_INVALID.saturating_sub(kept.len());
+    kept.extend(rows.into_iter().take(room));
+}
+
 impl RawEmbedding {
     /// Checks the row and converts its vector to little-endian `f32` bytes: the vector must decode (no
     /// NaN or infinity, a whole number of floats, a sound pgvector header), have `dims` dimensions and
@@ -216,9 +239,13 @@ pub(crate) struct Range {
 
 /// The reads and writes of rows, per backend. Sealed: implemented for `PgConnection` and
 /// `SqliteConnection`. `Send`, so that [`crate::copy`] can read the source on one thread while it writes the target on another.
-pub(crate) trait Store: crate::migrations::sealed::Sealed + Sized + Send {
+pub(crate) trait Store:
+    crate::migrations::sealed::Sealed + crate::migrations::shape::Catalog + Sized + Send
+{
     /// Whether `fragments` and `fragment_embeddings` exist.
-    fn tables_exist(&mut self) -> Result<bool, crate::migrations::MigrationError>;
+    fn tables_exist(&mut self) -> Result<bool, crate::migrations::MigrationError> {
+        Ok(self.exists("fragments")? && self.exists("fragment_embeddings")?)
+    }
     /// The largest id of `table` not above `upto`, if any.
     fn max_id(&mut self, table: Table, upto: i64) -> QueryResult<Option<i64>>;
     /// Rows of `table` with `after < id <= upto`.

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use diesel::result::Error as DieselError;
 
 use super::checksum::{Checksum, RowHasher};
-use super::{InvalidRow, Range, Rows, Store};
+use super::{keep_reported, partition_checked, InvalidRow, Range, Rows, Store};
 
 /// How many differing ids a comparison keeps to report.
 pub(crate) const MAX_REPORTED_IDS: usize = 20;
@@ -138,20 +138,13 @@ fn read_source<R: Rows, S: Store>(
             let range = Range { after, upto, limit };
             let raws = R::read(source, range).map_err(CompareError::Source)?;
             let last = raws.last().map_or(range.after, R::id);
-            let mut rows = Vec::with_capacity(raws.len());
-            let mut invalid = Vec::new();
-            for raw in raws {
-                match R::check(raw) {
-                    Ok(row) => rows.push((R::row_id(&row), R::hash(&row))),
-                    Err(bad) => invalid.push(bad),
-                }
-            }
+            let (rows, invalid) =
+                partition_checked(raws, |raw| R::check(raw).map(|row| (R::row_id(&row), R::hash(&row))));
             if !invalid.is_empty() && !skip_invalid {
                 return Err(CompareError::Invalid(invalid));
             }
             skipped_count += invalid.len() as u64;
-            let room = MAX_REPORTED_INVALID.saturating_sub(skipped.len());
-            skipped.extend(invalid.into_iter().take(room));
+            keep_reported(&mut skipped, invalid);
             Ok((rows, last))
         })();
         let last = match &page {
