@@ -83,6 +83,7 @@ pub mod database;
 pub mod doctor;
 pub mod dsl;
 mod error;
+pub mod index;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
 #[cfg(any(feature = "pg", feature = "sqlite"))]

@@ -49,31 +49,7 @@ use crate::{Vector, VectorError};
 /// The dimensions of the migrated `embedding` column (`vector(1536)`).
 pub const EMBEDDING_DIMS: usize = 1536;
 
-/// A distance; smaller is always nearer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Metric {
-    /// `1 - cos(a, b)`: pgvector `<=>`, sqlite-vec `vec_distance_cosine`.
-    Cosine,
-    /// Euclidean distance: pgvector `<->`, sqlite-vec `vec_distance_l2`.
-    L2,
-    /// Manhattan distance: pgvector `<+>`, sqlite-vec `vec_distance_l1`.
-    L1,
-    /// The negative inner product: pgvector `<#>`; on SQLite the crate's function.
-    InnerProduct,
-}
-
-impl Metric {
-    /// The metric's name, as used in telemetry.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cosine => "cosine",
-            Self::L2 => "l2",
-            Self::L1 => "l1",
-            Self::InnerProduct => "inner_product",
-        }
-    }
-}
+pub use crate::index::Metric;
 
 /// Whether a search may use the vector index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,6 +119,13 @@ pub enum SearchError {
     ZeroQuery,
     /// `k` must be at least 1.
     InvalidK,
+    /// The metric does not apply to the column's type (Hamming on `vector`, say).
+    MetricForType {
+        /// The metric asked for.
+        metric: Metric,
+        /// The column's type.
+        element: crate::index::Element,
+    },
     /// Bringing the SQLite index up to date failed.
     #[cfg(feature = "sqlite")]
     Index(crate::sqlite::IndexError),
@@ -158,6 +141,11 @@ impl fmt::Display for SearchError {
                 "the query vector is all zeros, which has no cosine distance: use another metric or a non-zero vector",
             ),
             Self::InvalidK => f.write_str("k must be at least 1"),
+            Self::MetricForType { metric, element } => write!(
+                f,
+                "the {metric} metric does not apply to `{element}` columns: use one of {}",
+                element.metrics().iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            ),
             #[cfg(feature = "sqlite")]
             Self::Index(e) => write!(f, "{e}"),
             Self::Query(e) => write!(f, "search query failed: {e}"),
@@ -254,6 +242,10 @@ impl<'a> Search<'a> {
         self.query.check_dims(EMBEDDING_DIMS).map_err(SearchError::InvalidQuery)?;
         if self.k == 0 {
             return Err(SearchError::InvalidK);
+        }
+        let element = crate::index::Element::Vector;
+        if !element.metrics().contains(&self.metric) {
+            return Err(SearchError::MetricForType { metric: self.metric, element });
         }
         if self.metric == Metric::Cosine && self.query.as_slice().iter().all(|x| *x == 0.0) {
             return Err(SearchError::ZeroQuery);

@@ -19,6 +19,8 @@ fn operator(metric: Metric) -> &'static str {
         Metric::L2 => "<->",
         Metric::L1 => "<+>",
         Metric::InnerProduct => "<#>",
+        Metric::Hamming => "<~>",
+        Metric::Jaccard => "<%>",
     }
 }
 

@@ -21,6 +21,8 @@ fn function(metric: Metric) -> &'static str {
         Metric::L2 => "vec_distance_l2",
         Metric::L1 => "vec_distance_l1",
         Metric::InnerProduct => "diesel_vector_neg_inner_product",
+        Metric::Hamming => "vec_distance_hamming",
+        Metric::Jaccard => "diesel_vector_jaccard_distance",
     }
 }
 

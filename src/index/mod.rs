@@ -1,0 +1,45 @@
+//! Vector indexes on any table: declared once ([`IndexSpec`]), recorded in the database ([`registry`]),
+//! created by generated migrations for both backends ([`generate`]).
+//!
+//! An index says which column of which table holds vectors, of what type, dimensions and metric, which
+//! columns a search may filter on by equality, and what each backend keeps to search it fast:
+//!
+//! | backend | structures |
+//! |---|---|
+//! | PostgreSQL | pgvector's HNSW or ivfflat index with the metric's operator class |
+//! | SQLite | a change queue filled by triggers (any writer keeps it repairable) and a state row; from them the crate keeps its quantized codes and/or sqlite-vec's `vec0` table |
+//!
+//! The crate's own `fragment_embeddings` is one such index (`fragment_embeddings_idx`), registered by the
+//! crate's third migration.
+//!
+//! ```
+//! use diesel_vector::index::{generate, IndexSpec, Metric};
+//!
+//! let spec = IndexSpec::builder("documents", "embedding", 768)
+//!     .metric(Metric::L2)
+//!     .partition_by(["lang"])
+//!     .build()?;
+//! let migration = generate::render(&spec, &generate::Options::default().add_column(true));
+//! // migration.pg_up, pg_down, sqlite_up, sqlite_down: write them with generate::write.
+//! # let _ = migration;
+//! # Ok::<(), diesel_vector::index::SpecError>(())
+//! ```
+
+pub mod generate;
+mod ident;
+pub mod registry;
+mod spec;
+
+pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
+pub use registry::{RegistryError, REGISTRY_TABLE};
+pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
+
+/// 64-bit FNV-1a: a stable hash for derived names.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}

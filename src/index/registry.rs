@@ -1,0 +1,423 @@
+//! The registry: one row per vector index, in the database itself.
+//!
+//! The migration that creates an index also records it in [`REGISTRY_TABLE`] (its name starts with `__`,
+//! so `diesel print-schema` leaves it out of the application's `schema.rs`). Any tool can then find every
+//! vector index of a database without the application's Rust code: the CLI's `search`, `doctor`,
+//! `reindex` and `copy` read it with [`load`].
+//!
+//! The table is the same on both backends:
+//!
+//! | column | holds |
+//! |---|---|
+//! | `name` | the index's name (primary key) |
+//! | `table_name`, `id_column`, `vector_column` | where the vectors are |
+//! | `element`, `dims`, `metric` | `vector` / `halfvec` / `bit` / `sparsevec`, dimensions, metric name |
+//! | `partition_by` | the equality-filter columns, a JSON array of names |
+//! | `pg_index`, `pg_index_name` | PostgreSQL's index: `hnsw`, `ivfflat` or `none`, and its name |
+//! | `sqlite_index` | what SQLite keeps: `codes`, `vec0`, `codes,vec0` or `none` |
+//! | `format` | the row's format version (1) |
+//!
+//! Like the pgvector extension, the registry table is shared by every index and stays when the last
+//! index is reverted; a down migration deletes only its own row.
+
+use std::fmt;
+
+use super::ident::{literal, quote};
+use super::spec::{IndexSpec, SpecError};
+
+/// The registry table's name.
+pub const REGISTRY_TABLE: &str = "__diesel_vector_indexes";
+
+/// The registry rows' format this build writes and reads.
+pub const REGISTRY_FORMAT: i32 = 1;
+
+/// `CREATE TABLE IF NOT EXISTS` for the registry: the same statement on both backends.
+pub fn create_table_sql() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n    \
+             name TEXT PRIMARY KEY NOT NULL,\n    \
+             table_name TEXT NOT NULL,\n    \
+             id_column TEXT NOT NULL,\n    \
+             vector_column TEXT NOT NULL,\n    \
+             element TEXT NOT NULL,\n    \
+             dims INTEGER NOT NULL CHECK (dims > 0),\n    \
+             metric TEXT NOT NULL,\n    \
+             partition_by TEXT NOT NULL DEFAULT '[]',\n    \
+             pg_index TEXT NOT NULL,\n    \
+             pg_index_name TEXT,\n    \
+             sqlite_index TEXT NOT NULL,\n    \
+             format INTEGER NOT NULL DEFAULT 1\n\
+         );",
+        quote(REGISTRY_TABLE)
+    )
+}
+
+/// The `INSERT` that records `spec`: the same statement on both backends. Every value is a literal
+/// (a migration file has no bind parameters), quoted by [`literal`].
+pub fn insert_sql(spec: &IndexSpec) -> String {
+    let pg_index_name = spec.pg_index_name().map_or_else(|| "NULL".to_owned(), literal);
+    format!(
+        "INSERT INTO {} (name, table_name, id_column, vector_column, element, dims, metric, partition_by, pg_index, \
+         pg_index_name, sqlite_index, format)\n    VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {REGISTRY_FORMAT});",
+        quote(REGISTRY_TABLE),
+        literal(spec.name()),
+        literal(spec.table()),
+        literal(spec.id_column()),
+        literal(spec.column()),
+        literal(spec.element().name()),
+        spec.dims(),
+        literal(spec.metric().name()),
+        literal(&json_names(spec.partition_by())),
+        literal(spec.pg_index().name()),
+        pg_index_name,
+        literal(spec.sqlite_index().name()),
+    )
+}
+
+/// The `DELETE` that forgets `spec` (its down migration).
+pub fn delete_sql(spec: &IndexSpec) -> String {
+    format!("DELETE FROM {} WHERE name = {};", quote(REGISTRY_TABLE), literal(spec.name()))
+}
+
+/// A registry row as stored, before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct RegistryRow {
+    /// `name`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub name: String,
+    /// `table_name`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub table_name: String,
+    /// `id_column`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id_column: String,
+    /// `vector_column`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub vector_column: String,
+    /// `element`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub element: String,
+    /// `dims`.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub dims: i64,
+    /// `metric`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub metric: String,
+    /// `partition_by`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub partition_by: String,
+    /// `pg_index`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub pg_index: String,
+    /// `pg_index_name`.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub pg_index_name: Option<String>,
+    /// `sqlite_index`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub sqlite_index: String,
+    /// `format`.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub format: i64,
+}
+
+/// The `SELECT` that [`load`] runs: every row, by name, with the integers as `BIGINT` on both backends.
+pub(crate) const SELECT_ROWS: &str = "SELECT name, table_name, id_column, vector_column, element, \
+     CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
+     CAST(format AS BIGINT) AS format FROM __diesel_vector_indexes ORDER BY name";
+
+impl RegistryRow {
+    /// Checks the row and makes the spec it records.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError::InvalidRow`] naming the row and what is wrong with it (a row edited by hand, or
+    /// written by a newer diesel-vector).
+    pub fn to_spec(&self) -> Result<IndexSpec, RegistryError> {
+        let invalid = |reason: String| RegistryError::InvalidRow { name: self.name.clone(), reason };
+        if self.format != i64::from(REGISTRY_FORMAT) {
+            return Err(invalid(format!(
+                "its format is {}, this diesel-vector reads format {REGISTRY_FORMAT}: upgrade diesel-vector",
+                self.format
+            )));
+        }
+        let spec_err = |e: SpecError| invalid(e.to_string());
+        let partition_by = parse_json_names(&self.partition_by).map_err(|reason| {
+            invalid(format!("partition_by {:?} is not a JSON array of names: {reason}", self.partition_by))
+        })?;
+        let dims = u64::try_from(self.dims).unwrap_or(0);
+        let mut builder = IndexSpec::builder(&self.table_name, &self.vector_column, dims)
+            .name(&self.name)
+            .id_column(&self.id_column)
+            .element(self.element.parse().map_err(spec_err)?)
+            .metric(self.metric.parse().map_err(spec_err)?)
+            .partition_by(partition_by)
+            .pg_index(self.pg_index.parse().map_err(spec_err)?)
+            .sqlite_index(self.sqlite_index.parse().map_err(spec_err)?);
+        if let Some(name) = &self.pg_index_name {
+            builder = builder.pg_index_name(name);
+        }
+        builder.build().map_err(spec_err)
+    }
+}
+
+/// Why the registry could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A row does not describe a valid index.
+    #[error("the vector index registry's row `{name}` is not valid: {reason}")]
+    InvalidRow {
+        /// The row's `name`.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No index of that name, or on that table and column, is registered.
+    #[error("{0}")]
+    NotFound(NotFound),
+    /// A query failed.
+    #[error("reading the vector index registry failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+/// What was looked for in the registry and not found, and what is there instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound {
+    /// What was asked for (`table documents`, `documents.embedding`, `index x`).
+    pub wanted: String,
+    /// The names of the indexes that are registered, as `table.column`.
+    pub registered: Vec<String>,
+}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no vector index is registered for {}", self.wanted)?;
+        if self.registered.is_empty() {
+            f.write_str(
+                ": this database has none (an index is registered by the migration that creates it; generate one \
+                 with diesel-vector's migration generator)",
+            )
+        } else {
+            write!(f, "; registered: {}", self.registered.join(", "))
+        }
+    }
+}
+
+/// Every index a database's registry records, by name; none when the registry does not exist.
+///
+/// # Errors
+///
+/// [`RegistryError::Query`] when reading fails, [`RegistryError::InvalidRow`] for a row that does not
+/// describe a valid index.
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+pub fn load<C>(conn: &mut C) -> Result<Vec<IndexSpec>, RegistryError>
+where
+    C: crate::migrations::shape::Catalog,
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, RegistryRow>,
+{
+    use diesel::RunQueryDsl;
+    if !conn.exists(REGISTRY_TABLE)? {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<RegistryRow> = diesel::sql_query(SELECT_ROWS).load(conn)?;
+    rows.iter().map(RegistryRow::to_spec).collect()
+}
+
+/// Finds one index among `specs`: by index name, by `table.column`, or by table alone when the table has
+/// exactly one index.
+///
+/// # Errors
+///
+/// [`RegistryError::NotFound`] naming what is registered; a table with several indexes needs its column.
+pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Result<&'a IndexSpec, RegistryError> {
+    let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
+    let found = match column {
+        Some(column) => on_table.iter().copied().find(|s| s.column() == column),
+        None if on_table.len() == 1 => Some(on_table[0]),
+        None => None,
+    };
+    found.ok_or_else(|| {
+        let wanted = match column {
+            Some(column) => format!("{table}.{column}"),
+            None if on_table.len() > 1 => format!("table {table} alone (it has several: name the column)"),
+            None => format!("table {table}"),
+        };
+        RegistryError::NotFound(NotFound {
+            wanted,
+            registered: specs.iter().map(|s| format!("{}.{}", s.table(), s.column())).collect(),
+        })
+    })
+}
+
+/// `names` as a JSON array of strings.
+pub(crate) fn json_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for (i, name) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in name.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push(']');
+    out
+}
+
+/// Parses a JSON array of strings (what [`json_names`] writes, or any equivalent JSON).
+pub(crate) fn parse_json_names(text: &str) -> Result<Vec<String>, String> {
+    let mut chars = text.trim().chars().peekable();
+    let skip_ws = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+    };
+    if chars.next() != Some('[') {
+        return Err("it does not start with `[`".into());
+    }
+    let mut names = Vec::new();
+    skip_ws(&mut chars);
+    if chars.peek() == Some(&']') {
+        chars.next();
+    } else {
+        loop {
+            skip_ws(&mut chars);
+            if chars.next() != Some('"') {
+                return Err("an element is not a string".into());
+            }
+            let mut name = String::new();
+            loop {
+                match chars.next().ok_or("a string is not closed")? {
+                    '"' => break,
+                    '\\' => match chars.next().ok_or("a string ends in `\\`")? {
+                        '"' => name.push('"'),
+                        '\\' => name.push('\\'),
+                        '/' => name.push('/'),
+                        'n' => name.push('\n'),
+                        't' => name.push('\t'),
+                        'r' => name.push('\r'),
+                        'b' => name.push('\u{8}'),
+                        'f' => name.push('\u{c}'),
+                        'u' => {
+                            let hex: String = (0..4).filter_map(|_| chars.next()).collect();
+                            let code =
+                                u32::from_str_radix(&hex, 16).map_err(|_| "a `\\u` escape is not 4 hex digits")?;
+                            name.push(char::from_u32(code).ok_or("a `\\u` escape is not a character")?);
+                        }
+                        _ => return Err("an unknown escape".into()),
+                    },
+                    c => name.push(c),
+                }
+            }
+            names.push(name);
+            skip_ws(&mut chars);
+            match chars.next() {
+                Some(',') => continue,
+                Some(']') => break,
+                _ => return Err("elements are not separated by `,` or closed by `]`".into()),
+            }
+        }
+    }
+    skip_ws(&mut chars);
+    if chars.next().is_some() {
+        return Err("text follows the closing `]`".into());
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Element, Metric, PgIndex, SqliteIndex};
+
+    #[test]
+    fn names_round_trip_through_json() {
+        let names = ["lang", r#"odd "name""#, r"back\slash", "ünï côdé", "a,b", "]"];
+        let json = json_names(names);
+        assert_eq!(parse_json_names(&json).unwrap(), names);
+        assert_eq!(parse_json_names("[]").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_json_names(r#" [ "a" , "b" ] "#).unwrap(), ["a", "b"]);
+        assert_eq!(parse_json_names(r#"["\u00e9\/"]"#).unwrap(), ["é/"]);
+        for bad in ["", "[", r#"["a""#, r#"["a",]"#, "[1]", r#"["a"] x"#, r#"["\q"]"#, r#"{"a":1}"#] {
+            assert!(parse_json_names(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn row(spec: &IndexSpec) -> RegistryRow {
+        RegistryRow {
+            name: spec.name().into(),
+            table_name: spec.table().into(),
+            id_column: spec.id_column().into(),
+            vector_column: spec.column().into(),
+            element: spec.element().name().into(),
+            dims: spec.dims().into(),
+            metric: spec.metric().name().into(),
+            partition_by: json_names(spec.partition_by()),
+            pg_index: spec.pg_index().name().into(),
+            pg_index_name: spec.pg_index_name().map(Into::into),
+            sqlite_index: spec.sqlite_index().name().into(),
+            format: 1,
+        }
+    }
+
+    #[test]
+    fn a_row_gives_back_its_spec() {
+        let spec = IndexSpec::builder("my docs", r#"emb"ed"#, 3072)
+            .id_column("doc id")
+            .metric(Metric::InnerProduct)
+            .partition_by(["lang", "tenant"])
+            .pg_index(PgIndex::Ivfflat)
+            .sqlite_index(SqliteIndex::NONE)
+            .build()
+            .unwrap();
+        assert_eq!(row(&spec).to_spec().unwrap(), spec);
+        let bits = IndexSpec::builder("t", "b", 1024).element(Element::Bit).pg_index(PgIndex::None).build().unwrap();
+        assert_eq!(row(&bits).to_spec().unwrap(), bits);
+    }
+
+    #[test]
+    fn a_row_edited_by_hand_is_named_with_its_fault() {
+        let spec = IndexSpec::builder("docs", "embedding", 768).build().unwrap();
+        let mut bad = row(&spec);
+        bad.dims = -5;
+        assert_eq!(
+            bad.to_spec().unwrap_err().to_string(),
+            "the vector index registry's row `__dv_docs_embedding` is not valid: 0 dimensions for a `vector` column: \
+             expected 1 to 16000"
+        );
+        let mut bad = row(&spec);
+        bad.metric = "dot".into();
+        assert!(bad.to_spec().unwrap_err().to_string().contains("unknown metric `dot`"));
+        let mut bad = row(&spec);
+        bad.partition_by = "lang".into();
+        assert!(bad.to_spec().unwrap_err().to_string().contains("not a JSON array"));
+        let mut bad = row(&spec);
+        bad.format = 2;
+        assert!(bad.to_spec().unwrap_err().to_string().contains("upgrade diesel-vector"));
+    }
+
+    #[test]
+    fn find_by_table_and_column() {
+        let a = IndexSpec::builder("docs", "embedding", 3).build().unwrap();
+        let b = IndexSpec::builder("docs", "title_embedding", 3).build().unwrap();
+        let c = IndexSpec::builder("images", "clip", 3).build().unwrap();
+        let specs = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(find(&specs, "images", None).unwrap(), &c);
+        assert_eq!(find(&specs, "docs", Some("title_embedding")).unwrap(), &b);
+        let err = find(&specs, "docs", None).unwrap_err().to_string();
+        assert!(err.contains("it has several: name the column"), "{err}");
+        let err = find(&specs, "users", None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no vector index is registered for table users; registered: docs.embedding, docs.title_embedding, images.clip"
+        );
+        assert!(find(&[], "users", None).unwrap_err().to_string().contains("this database has none"));
+    }
+}
