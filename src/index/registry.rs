@@ -120,6 +120,7 @@ pub struct RegistryRow {
     pub format: i64,
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 /// The `SELECT` that [`load`] runs: every row, by name, with the integers as `BIGINT` on both backends.
 pub(crate) const SELECT_ROWS: &str = "SELECT name, table_name, id_column, vector_column, element, \
      CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
