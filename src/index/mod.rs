@@ -30,6 +30,8 @@ mod ident;
 pub mod registry;
 mod spec;
 
+#[allow(unused_imports)] // each backend uses them
+pub(crate) use ident::{literal, quote};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
 pub use registry::{RegistryError, REGISTRY_TABLE};
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
