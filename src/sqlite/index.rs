@@ -186,7 +186,7 @@ fn indexable(spec: &IndexSpec) -> String {
 }
 
 /// vec0's name for partition column `i`: the column's own name when vec0's parser takes it (it reads no
-/// quoted names), otherwise `p<i>`.
+/// quoted names), otherwise `p<i>`. Statements on the vec0 table quote it like any other name.
 pub(crate) fn vec0_partition_column(i: usize, name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -224,7 +224,7 @@ fn fill_vec0(spec: &IndexSpec, from: &str) -> String {
     let mut targets = vec!["rowid".to_owned()];
     let mut values = vec![format!("t.{}", quote(spec.id_column()))];
     for (i, p) in spec.partition_by().enumerate() {
-        targets.push(vec0_partition_column(i, p));
+        targets.push(quote(&vec0_partition_column(i, p)));
         values.push(format!("CAST(t.{} AS TEXT)", quote(p)));
     }
     targets.push("embedding".to_owned());

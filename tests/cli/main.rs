@@ -6,6 +6,7 @@ mod common;
 
 mod commands;
 mod copy;
+mod generate;
 mod jsonl;
 
 use std::path::Path;
