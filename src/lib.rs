@@ -82,6 +82,7 @@ pub mod database;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod doctor;
 pub mod dsl;
+pub mod simd;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
