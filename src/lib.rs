@@ -74,6 +74,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod ann;
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod copy;
@@ -82,7 +83,6 @@ pub mod database;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod doctor;
 pub mod dsl;
-pub mod simd;
 mod error;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
@@ -93,6 +93,7 @@ mod multi;
 pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
+pub mod simd;
 pub mod sql_types;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 mod transfer;

@@ -312,7 +312,10 @@ mod tests {
     ) -> Result<(), TestCaseError> {
         match (a, b) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
-            (Err(VectorError::NotFinite { index: i, value: v }), Err(VectorError::NotFinite { index: j, value: w })) => {
+            (
+                Err(VectorError::NotFinite { index: i, value: v }),
+                Err(VectorError::NotFinite { index: j, value: w }),
+            ) => {
                 prop_assert_eq!((i, v.to_bits()), (j, w.to_bits()));
             }
             (a, b) => prop_assert!(false, "{a:?} vs {b:?}"),

@@ -188,13 +188,19 @@ fn plane_sums_agree_with_a_naive_sum_at_every_level() {
             let code = rng.words(words);
             let plane_words = rng.words(planes * words);
             // The query values the planes encode, and the naive sum over the code's set bits.
-            let value = |i: usize| (0..planes).map(|j| (plane_words[j * words + i / 64] >> (i % 64) & 1) << j).sum::<u64>();
+            let value =
+                |i: usize| (0..planes).map(|j| (plane_words[j * words + i / 64] >> (i % 64) & 1) << j).sum::<u64>();
             let set = |i: usize| code[i / 64] >> (i % 64) & 1 == 1;
             let expected_weighted: u64 = (0..words * 64).filter(|&i| set(i)).map(value).sum();
             let expected_ones = (0..words * 64).filter(|&i| set(i)).count() as u32;
             for simd in Simd::all_supported() {
                 let got = simd.plane_sums(&plane_words, &code);
-                assert_eq!(got, (expected_weighted as u32, expected_ones), "{} words={words} planes={planes}", simd.level());
+                assert_eq!(
+                    got,
+                    (expected_weighted as u32, expected_ones),
+                    "{} words={words} planes={planes}",
+                    simd.level()
+                );
             }
         }
     }

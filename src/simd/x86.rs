@@ -125,7 +125,10 @@ unsafe fn dot_and_norm_avx2(a: &[f32], b: &[f32]) -> (f32, f32) {
     });
     let rest = blocks * LANES..n;
     let (ra, rb) = (&a[rest.clone()], &b[rest]);
-    (finish(&lanes_avx2(dot[0], dot[1]), ra, rb, |x, y| x * y), finish(&lanes_avx2(norm[0], norm[1]), rb, rb, |_, y| y * y))
+    (
+        finish(&lanes_avx2(dot[0], dot[1]), ra, rb, |x, y| x * y),
+        finish(&lanes_avx2(norm[0], norm[1]), rb, rb, |_, y| y * y),
+    )
 }
 
 #[target_feature(enable = "avx2")]
@@ -138,7 +141,8 @@ unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f64 {
     for i in 0..blocks {
         // In bounds: i * 8 + 8 <= blocks * 8 <= n.
         let (x, y) = (_mm256_loadu_ps(pa.add(i * LANES_F64)), _mm256_loadu_ps(pb.add(i * LANES_F64)));
-        let d_lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        let d_lo =
+            _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
         let d_hi =
             _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
         lo = _mm256_add_pd(lo, _mm256_andnot_pd(sign, d_lo));
@@ -265,7 +269,9 @@ unsafe fn plane_sums_popcnt(planes: &[u64], code: &[u64]) -> (u32, u32) {
 /// Bytes of `x` replaced by their number of set bits (Mula's nibble table), summed into four `u64` lanes.
 #[inline(always)]
 unsafe fn popcount_avx2(x: __m256i) -> __m256i {
-    let table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    let table = _mm256_setr_epi8(
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+    );
     let low = _mm256_set1_epi8(0x0f);
     let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
     let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
@@ -295,7 +301,8 @@ unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mu
         let mut acc = _mm256_setzero_si256();
         for b in 0..blocks {
             // In bounds: b * 4 + 4 <= words.
-            let x = _mm256_xor_si256(_mm256_loadu_si256(q.add(b * 4).cast()), _mm256_loadu_si256(code.add(b * 4).cast()));
+            let x =
+                _mm256_xor_si256(_mm256_loadu_si256(q.add(b * 4).cast()), _mm256_loadu_si256(code.add(b * 4).cast()));
             acc = _mm256_add_epi64(acc, popcount_avx2(x));
         }
         let mut d = sum_u64x4(acc);
@@ -355,7 +362,8 @@ unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &
         let mut acc = _mm512_setzero_si512();
         for b in 0..blocks {
             // In bounds: b * 8 + 8 <= words.
-            let x = _mm512_xor_si512(_mm512_loadu_si512(q.add(b * 8).cast()), _mm512_loadu_si512(code.add(b * 8).cast()));
+            let x =
+                _mm512_xor_si512(_mm512_loadu_si512(q.add(b * 8).cast()), _mm512_loadu_si512(code.add(b * 8).cast()));
             acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
         }
         if rest > 0 {
