@@ -462,19 +462,28 @@ pub(super) fn extend_words(level: Level, src: &[[u8; 4]], swap: bool, out: &mut 
 ///
 /// Safety: `dst` is valid for `src.len() * 4` bytes of writes; the level's features are present.
 unsafe fn convert(level: Level, src: &[[u8; 4]], swap: bool, sum_src: bool, dst: *mut u8) -> f32 {
+    // The first few words one by one, so that the vector stores start on a 64-byte boundary: a store that
+    // straddles two cache lines costs two, and unaligned stores made decoding about twice as slow as `memcpy`
+    // (which aligns its destination the same way).
+    let misalign = dst as usize % 64;
+    let head = if misalign % 4 == 0 { ((64 - misalign) % 64 / 4).min(src.len()) } else { 0 };
+    let head_sum = convert_scalar(&src[..head], swap, sum_src, 0, dst, 0.0);
+    // In bounds: `dst` holds `src.len() * 4` bytes and `head <= src.len()`.
+    let (src, dst) = (&src[head..], dst.add(head * 4));
     // Without a swap the source and the copy are the same bits: summing either is the same.
-    match (level, swap, sum_src) {
-        (Level::Avx512, true, true) => convert_avx512::<true, true>(src, dst),
-        (Level::Avx512, true, false) => convert_avx512::<true, false>(src, dst),
-        (Level::Avx512, false, _) => convert_avx512::<false, false>(src, dst),
-        (Level::Avx2, true, true) => convert_avx2::<true, true>(src, dst),
-        (Level::Avx2, true, false) => convert_avx2::<true, false>(src, dst),
-        (Level::Avx2, false, _) => convert_avx2::<false, false>(src, dst),
-        (Level::Popcnt, true, true) => convert_ssse3::<true, true>(src, dst),
-        (Level::Popcnt, true, false) => convert_ssse3::<true, false>(src, dst),
-        (Level::Popcnt, false, _) => convert_ssse3::<false, false>(src, dst),
-        (Level::Portable, _, _) => convert_scalar(src, swap, sum_src, 0, dst, 0.0),
-    }
+    head_sum
+        + match (level, swap, sum_src) {
+            (Level::Avx512, true, true) => convert_avx512::<true, true>(src, dst),
+            (Level::Avx512, true, false) => convert_avx512::<true, false>(src, dst),
+            (Level::Avx512, false, _) => convert_avx512::<false, false>(src, dst),
+            (Level::Avx2, true, true) => convert_avx2::<true, true>(src, dst),
+            (Level::Avx2, true, false) => convert_avx2::<true, false>(src, dst),
+            (Level::Avx2, false, _) => convert_avx2::<false, false>(src, dst),
+            (Level::Popcnt, true, true) => convert_ssse3::<true, true>(src, dst),
+            (Level::Popcnt, true, false) => convert_ssse3::<true, false>(src, dst),
+            (Level::Popcnt, false, _) => convert_ssse3::<false, false>(src, dst),
+            (Level::Portable, _, _) => convert_scalar(src, swap, sum_src, 0, dst, 0.0),
+        }
 }
 
 /// The words of `src` from `from` on, written to `dst` at the same offsets; returns `sum` plus the sum of
@@ -490,6 +499,17 @@ unsafe fn convert_scalar(src: &[[u8; 4]], swap: bool, sum_src: bool, from: usize
     sum
 }
 
+/// Whether to copy from the end: when the destination lies less than 2 KB after the source modulo 4 KB,
+/// a forward loop's loads would look like they depend on its own recent stores (the CPU compares only
+/// the low 12 address bits: "4K aliasing") and wait for them, which made decoding twice as slow as
+/// `memcpy` for some allocations. Copying backward then keeps loads and recent stores apart, as glibc's
+/// `memmove` does.
+#[inline(always)]
+fn backward(src: &[[u8; 4]], dst: *mut u8) -> bool {
+    let delta = (dst as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
+    (1..2048).contains(&delta)
+}
+
 /// The `pshufb` pattern that reverses each 4-byte word of a 16-byte lane.
 const SWAP_WORDS: [i8; 16] = [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12];
 
@@ -500,7 +520,9 @@ unsafe fn convert_ssse3<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], 
     let pattern = _mm_loadu_si128(SWAP_WORDS.as_ptr().cast());
     let mut sums = [_mm_setzero_ps(); 4];
     let steps = src.len() / STEP;
-    for i in 0..steps {
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
         for (r, sum) in sums.iter_mut().enumerate() {
             // In bounds: (i * 16 + r * 4 + 4) words <= steps * 16 <= src.len(), for `src` and `dst` alike.
             let at = i * STEP * 4 + r * 16;
@@ -526,7 +548,9 @@ unsafe fn convert_avx2<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], d
     let pattern = _mm256_set_m128i(half, half);
     let mut sums = [_mm256_setzero_ps(); 4];
     let steps = src.len() / STEP;
-    for i in 0..steps {
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
         for (r, sum) in sums.iter_mut().enumerate() {
             // In bounds: (i * 32 + r * 8 + 8) words <= steps * 32 <= src.len().
             let at = i * STEP * 4 + r * 32;
@@ -552,7 +576,9 @@ unsafe fn convert_avx512<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]],
     let pattern = _mm512_broadcast_i32x4(quarter);
     let mut sums = [_mm512_setzero_ps(); 4];
     let steps = src.len() / STEP;
-    for i in 0..steps {
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
         for (r, sum) in sums.iter_mut().enumerate() {
             // In bounds: (i * 64 + r * 16 + 16) words <= steps * 64 <= src.len().
             let at = i * STEP * 4 + r * 64;
