@@ -136,7 +136,7 @@ impl QuantizedIndex {
         };
         let chunk = &mut self.chunks[chunk_no];
         chunk.partitions[slot] = partition;
-        chunk.factors[slot] = self.params.encode(vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
+        chunk.factors[slot] = self.params.encode_into(vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
         self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
         Ok(())
     }

@@ -235,13 +235,23 @@ impl Params {
         Ok(Params { metric, dims, centre, error_bound, fingerprint: checksum(&blob[..body_len]) })
     }
 
+    /// The binary code of `vector`: [`words`](Self::words) 64-bit words, bit `i % 64` of word `i / 64` set
+    /// when dimension `i` lies above the centre (after normalising, for cosine). What the index stores per
+    /// row, with three numbers for the distance estimate; given here for tools and benchmarks.
+    pub fn encode(&self, vector: &[f32]) -> Result<Vec<u64>, AnnError> {
+        self.check(vector)?;
+        let mut code = vec![0u64; self.words()];
+        self.encode_into(vector, &mut code);
+        Ok(code)
+    }
+
     /// Checks a vector's dimensions and finiteness.
     pub(super) fn check(&self, v: &[f32]) -> Result<(), AnnError> {
         check(v, self.dims)
     }
 
     /// Writes the code of a checked vector into `code` (`words()` long) and returns its factors.
-    pub(super) fn encode(&self, v: &[f32], code: &mut [u64]) -> Factors {
+    pub(super) fn encode_into(&self, v: &[f32], code: &mut [u64]) -> Factors {
         self.encode_prepared(&prepare(self.metric, v), code)
     }
 
