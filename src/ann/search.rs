@@ -47,7 +47,8 @@ pub struct SearchOptions {
     /// Most candidates whose exact distance is computed (fetched): the search stops earlier when the error
     /// bound proves the top `k` complete.
     pub max_rerank: usize,
-    /// Candidates fetched in the first call to the callback; later calls fetch `k` more each.
+    /// Candidates fetched in the first call to the callback (at least `k`); each later call fetches half as
+    /// many again as were fetched so far (at least `k`).
     pub first_fetch: usize,
     /// Multiplies the calibrated error bound: below 1 stops earlier (faster, lower recall), above 1 later.
     pub bound_scale: f64,
@@ -193,7 +194,9 @@ impl QuantizedIndex {
             ids.clear();
             ids.extend(candidates[next..end].iter().map(|c| c.id));
             next = end;
-            batch = k.max(1);
+            // Each later call asks for half as many again as were fetched so far (at least `k`): few calls
+            // (each is a query for the caller), at most 50% fetched beyond what the bound needed.
+            batch = k.max(1).max((stats.fetched + ids.len()) / 2);
             stats.fetched += ids.len();
             stats.fetch_calls += 1;
             let mut sink = |id: i64, vector: &[f32]| {
