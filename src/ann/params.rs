@@ -159,6 +159,7 @@ impl Params {
         // largest errors of tens of thousands of pairs would make every search rerank far more candidates
         // for the sake of a recall difference below 0.1% (BENCHMARKS.md measures it).
         errors.sort_by(f64::total_cmp);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a position within `errors`
         let at = ((errors.len() as f64 * BOUND_QUANTILE) as usize).min(errors.len().saturating_sub(1));
         errors.get(at).map_or(f32::INFINITY, |e| to_f32(*e))
     }

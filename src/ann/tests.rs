@@ -1,3 +1,6 @@
+//! The engine as the SQLite integration will use it: train, build, change, store, load, search.
+#![allow(clippy::cast_possible_truncation, clippy::type_complexity)]
+
 use std::collections::HashMap;
 
 use super::*;

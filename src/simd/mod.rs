@@ -54,6 +54,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 mod portable;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
+// The AVX-512 intrinsics are stable since Rust 1.89, above the crate's minimum; build.rs compiles those
+// kernels only with such a compiler (cfg `dv_avx512`).
+#[cfg_attr(dv_avx512, allow(clippy::incompatible_msrv))]
 mod x86;
 
 /// A set of SIMD instructions the kernels can use, ordered from the slowest to the fastest.
@@ -99,8 +102,10 @@ impl Level {
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => Level::Popcnt.is_supported() && is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
+            // The AVX-512 kernels need Rust 1.89 (build.rs sets `dv_avx512`).
             Level::Avx512 => {
-                Level::Avx2.is_supported()
+                cfg!(dv_avx512)
+                    && Level::Avx2.is_supported()
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vpopcntdq")
@@ -251,7 +256,7 @@ impl Simd {
     /// `out.len()` codes are compared, or fewer if `codes` or `keep` is shorter (the rest get `u16::MAX`).
     pub fn hamming_scan(self, query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
         let words = query.len();
-        let rows = if words == 0 { out.len() } else { (codes.len() / words).min(out.len()) }.min(keep.len() * 64);
+        let rows = codes.len().checked_div(words).map_or(out.len(), |r| r.min(out.len())).min(keep.len() * 64);
         let (scanned, rest) = out.split_at_mut(rows);
         rest.fill(u16::MAX);
         let codes = &codes[..rows * words];

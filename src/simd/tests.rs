@@ -1,5 +1,6 @@
 //! Every level against the portable reference, on random and edge inputs: lengths around every register
 //! width, values of every magnitude, NaN and infinities, masks that skip rows.
+#![allow(clippy::cast_possible_truncation)]
 
 use super::*;
 

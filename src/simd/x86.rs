@@ -17,37 +17,47 @@ use super::Level;
 // summing the same elements in the same order as the portable kernel, with a separate multiply and add.
 
 pub(super) fn dot(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY (every dispatch below): the level came from a `Simd`, so the CPU has the features the called
+    // function enables.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { dot_avx512(a, b) };
+    }
     match level {
-        // SAFETY: the level came from a `Simd`, so the CPU has the features these functions enable.
-        Level::Avx512 => unsafe { dot_avx512(a, b) },
-        Level::Avx2 => unsafe { dot_avx2(a, b) },
+        Level::Avx512 | Level::Avx2 => unsafe { dot_avx2(a, b) },
         Level::Popcnt | Level::Portable => portable::dot(a, b),
     }
 }
 
 pub(super) fn l2_squared(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { l2_squared_avx512(a, b) };
+    }
     match level {
-        // SAFETY: as in `dot`.
-        Level::Avx512 => unsafe { l2_squared_avx512(a, b) },
-        Level::Avx2 => unsafe { l2_squared_avx2(a, b) },
+        Level::Avx512 | Level::Avx2 => unsafe { l2_squared_avx2(a, b) },
         Level::Popcnt | Level::Portable => portable::l2_squared(a, b),
     }
 }
 
 pub(super) fn dot_and_norm(level: Level, a: &[f32], b: &[f32]) -> (f32, f32) {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { dot_and_norm_avx512(a, b) };
+    }
     match level {
-        // SAFETY: as in `dot`.
-        Level::Avx512 => unsafe { dot_and_norm_avx512(a, b) },
-        Level::Avx2 => unsafe { dot_and_norm_avx2(a, b) },
+        Level::Avx512 | Level::Avx2 => unsafe { dot_and_norm_avx2(a, b) },
         Level::Popcnt | Level::Portable => portable::dot_and_norm(a, b),
     }
 }
 
 pub(super) fn l1(level: Level, a: &[f32], b: &[f32]) -> f64 {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { l1_avx512(a, b) };
+    }
     match level {
-        // SAFETY: as in `dot`.
-        Level::Avx512 => unsafe { l1_avx512(a, b) },
-        Level::Avx2 => unsafe { l1_avx2(a, b) },
+        Level::Avx512 | Level::Avx2 => unsafe { l1_avx2(a, b) },
         Level::Popcnt | Level::Portable => portable::l1(a, b),
     }
 }
@@ -71,6 +81,7 @@ macro_rules! blocks_avx2 {
 }
 
 /// The same with AVX-512: one 16-lane register per block.
+#[cfg(dv_avx512)]
 macro_rules! blocks_avx512 {
     ($a:ident, $b:ident, $n:ident, $blocks:ident, |$x:ident, $y:ident| $body:block) => {
         let $n = $a.len().min($b.len());
@@ -157,6 +168,7 @@ unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Stores one 16-lane register as the 16 partial sums.
+#[cfg(dv_avx512)]
 #[inline(always)]
 unsafe fn lanes_avx512(v: __m512) -> [f32; LANES] {
     let mut acc = [0f32; LANES];
@@ -165,6 +177,7 @@ unsafe fn lanes_avx512(v: __m512) -> [f32; LANES] {
     acc
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = _mm512_setzero_ps();
@@ -175,6 +188,7 @@ unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
     finish(&lanes_avx512(acc), &a[rest.clone()], &b[rest], |x, y| x * y)
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f")]
 unsafe fn l2_squared_avx512(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = _mm512_setzero_ps();
@@ -186,6 +200,7 @@ unsafe fn l2_squared_avx512(a: &[f32], b: &[f32]) -> f32 {
     finish(&lanes_avx512(acc), &a[rest.clone()], &b[rest], |x, y| (x - y) * (x - y))
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f")]
 unsafe fn dot_and_norm_avx512(a: &[f32], b: &[f32]) -> (f32, f32) {
     let (mut dot, mut norm) = (_mm512_setzero_ps(), _mm512_setzero_ps());
@@ -198,6 +213,7 @@ unsafe fn dot_and_norm_avx512(a: &[f32], b: &[f32]) -> (f32, f32) {
     (finish(&lanes_avx512(dot), ra, rb, |x, y| x * y), finish(&lanes_avx512(norm), rb, rb, |_, y| y * y))
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f")]
 unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().min(b.len());
@@ -230,10 +246,13 @@ pub(super) fn hamming_scan(level: Level, query: &[u64], codes: &[u64], keep: &[u
     if codes.len() != out.len() * query.len() {
         return portable::hamming_scan(query, codes, keep, out);
     }
+    // Features as in `dot`; lengths checked above.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { hamming_scan_avx512(query, codes, keep, out) };
+    }
     match level {
-        // SAFETY: features as in `dot`; lengths checked above.
-        Level::Avx512 => unsafe { hamming_scan_avx512(query, codes, keep, out) },
-        Level::Avx2 => unsafe { hamming_scan_avx2(query, codes, keep, out) },
+        Level::Avx512 | Level::Avx2 => unsafe { hamming_scan_avx2(query, codes, keep, out) },
         Level::Popcnt => unsafe { hamming_scan_popcnt(query, codes, keep, out) },
         Level::Portable => portable::hamming_scan(query, codes, keep, out),
     }
@@ -247,10 +266,13 @@ pub(super) fn plane_sums(level: Level, planes: &[u64], code: &[u64]) -> (u32, u3
         return portable::plane_sums(planes, code);
     }
     let planes = &planes[..planes.len().min(MAX_PLANES * code.len()) / code.len() * code.len()];
+    // Features as in `dot`; `planes` is a whole number of planes of `code.len()` words.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { plane_sums_avx512(planes, code) };
+    }
     match level {
-        // SAFETY: features as in `dot`; `planes` is a whole number of planes of `code.len()` words.
-        Level::Avx512 => unsafe { plane_sums_avx512(planes, code) },
-        Level::Avx2 => unsafe { plane_sums_avx2(planes, code) },
+        Level::Avx512 | Level::Avx2 => unsafe { plane_sums_avx2(planes, code) },
         Level::Popcnt => unsafe { plane_sums_popcnt(planes, code) },
         Level::Portable => portable::plane_sums(planes, code),
     }
@@ -341,11 +363,13 @@ unsafe fn plane_sums_avx2(planes: &[u64], code: &[u64]) -> (u32, u32) {
 }
 
 /// The mask of the first `n` (< 8) lanes.
+#[cfg(dv_avx512)]
 #[inline(always)]
 fn first_lanes(n: usize) -> __mmask8 {
     u8::try_from((1u16 << n) - 1).unwrap_or(u8::MAX)
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
 unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     let words = query.len();
@@ -378,6 +402,7 @@ unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &
     }
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
 unsafe fn plane_sums_avx512(planes: &[u64], code: &[u64]) -> (u32, u32) {
     let words = code.len();
@@ -471,14 +496,20 @@ unsafe fn convert(level: Level, src: &[[u8; 4]], swap: bool, sum_src: bool, dst:
     // In bounds: `dst` holds `src.len() * 4` bytes and `head <= src.len()`.
     let (src, dst) = (&src[head..], dst.add(head * 4));
     // Without a swap the source and the copy are the same bits: summing either is the same.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return head_sum
+            + match (swap, sum_src) {
+                (true, true) => convert_avx512::<true, true>(src, dst),
+                (true, false) => convert_avx512::<true, false>(src, dst),
+                (false, _) => convert_avx512::<false, false>(src, dst),
+            };
+    }
     head_sum
         + match (level, swap, sum_src) {
-            (Level::Avx512, true, true) => convert_avx512::<true, true>(src, dst),
-            (Level::Avx512, true, false) => convert_avx512::<true, false>(src, dst),
-            (Level::Avx512, false, _) => convert_avx512::<false, false>(src, dst),
-            (Level::Avx2, true, true) => convert_avx2::<true, true>(src, dst),
-            (Level::Avx2, true, false) => convert_avx2::<true, false>(src, dst),
-            (Level::Avx2, false, _) => convert_avx2::<false, false>(src, dst),
+            (Level::Avx512 | Level::Avx2, true, true) => convert_avx2::<true, true>(src, dst),
+            (Level::Avx512 | Level::Avx2, true, false) => convert_avx2::<true, false>(src, dst),
+            (Level::Avx512 | Level::Avx2, false, _) => convert_avx2::<false, false>(src, dst),
             (Level::Popcnt, true, true) => convert_ssse3::<true, true>(src, dst),
             (Level::Popcnt, true, false) => convert_ssse3::<true, false>(src, dst),
             (Level::Popcnt, false, _) => convert_ssse3::<false, false>(src, dst),
@@ -568,6 +599,7 @@ unsafe fn convert_avx2<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], d
     convert_scalar(src, SWAP, SUM_SRC, steps * STEP, dst, lanes.iter().sum())
 }
 
+#[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn convert_avx512<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], dst: *mut u8) -> f32 {
     const STEP: usize = 64; // words per iteration: four 64-byte registers

@@ -7,6 +7,8 @@
 //! ```text
 //! scripts/bench-ann.sh [--rows N] [--queries Q] [--quick] [--no-sqlite]
 //! ```
+// Queries are numbered: `q` indexes the query set and its ground truth alike.
+#![allow(clippy::needless_range_loop)]
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -47,7 +49,9 @@ fn parse_args() -> Result<Args, String> {
             "--quick" => args.rows = 10_000,
             "--no-sqlite" => args.sqlite = false,
             "--bench" => {}
-            other => return Err(format!("unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite")),
+            other => {
+                return Err(format!("unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite"))
+            }
         }
     }
     Ok(args)
@@ -163,7 +167,10 @@ fn main() {
         args.rows, args.queries
     );
     println!("## Environment\n\n{}\n", environment::describe());
-    println!("- SIMD levels supported: {}", Simd::all_supported().iter().map(|s| s.level().name()).collect::<Vec<_>>().join(", "));
+    println!(
+        "- SIMD levels supported: {}",
+        Simd::all_supported().iter().map(|s| s.level().name()).collect::<Vec<_>>().join(", ")
+    );
     println!("- detected (default): {}\n", Simd::detect().level());
 
     for make in [clustered as fn(usize, usize) -> DataSet, spectrum] {
@@ -183,7 +190,8 @@ fn report(set: &DataSet, args: &Args) {
     // Training and encoding.
     let sample_stride = (rows / 10_000).max(1);
     let t = Instant::now();
-    let params = Params::train(Metric::Cosine, DIMS, (0..rows).step_by(sample_stride).map(|i| set.row(i))).expect("valid");
+    let params =
+        Params::train(Metric::Cosine, DIMS, (0..rows).step_by(sample_stride).map(|i| set.row(i))).expect("valid");
     let train_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let index = QuantizedIndex::build(params.clone(), (0..rows).map(|i| (i as i64 + 1, 0, set.row(i)))).expect("valid");
@@ -199,10 +207,25 @@ fn report(set: &DataSet, args: &Args) {
     drop((loaded, blobs));
     println!("### Index\n");
     println!("| step | measured |\n|---|---|");
-    println!("| training on {} rows (centre, error bound) | {} ms; bound {:.4} |", rows.div_ceil(sample_stride), ms(train_s), params.error_bound());
+    println!(
+        "| training on {} rows (centre, error bound) | {} ms; bound {:.4} |",
+        rows.div_ceil(sample_stride),
+        ms(train_s),
+        params.error_bound()
+    );
     println!("| encoding {rows} rows (build) | {} ms ({:.2} µs per row) |", ms(build_s), build_s * 1e6 / rows as f64);
-    println!("| memory of the index (codes, ids, partition keys, factors, id map) | {:.1} MB ({:.0} bytes per row) |", index.memory_bytes() as f64 / 1e6, index.memory_bytes() as f64 / rows as f64);
-    println!("| stored chunks | {} chunks, {:.1} MB; serialised in {} ms, loaded and checked in {} ms |", index.chunk_count(), blob_bytes as f64 / 1e6, ms(store_s), ms(load_s));
+    println!(
+        "| memory of the index (codes, ids, partition keys, factors, id map) | {:.1} MB ({:.0} bytes per row) |",
+        index.memory_bytes() as f64 / 1e6,
+        index.memory_bytes() as f64 / rows as f64
+    );
+    println!(
+        "| stored chunks | {} chunks, {:.1} MB; serialised in {} ms, loaded and checked in {} ms |",
+        index.chunk_count(),
+        blob_bytes as f64 / 1e6,
+        ms(store_s),
+        ms(load_s)
+    );
     println!();
 
     // Ground truth: the exact f32 path; and its agreement with an f64 reference.
@@ -216,7 +239,9 @@ fn report(set: &DataSet, args: &Args) {
         .collect();
     eprintln!("ann-report: truth in {:.1} s", t.elapsed().as_secs_f64());
     let checked = nq.min(20);
-    let identical = (0..checked).filter(|q| truth[*q].iter().map(|n| n.id).collect::<Vec<_>>() == f64_top10(set, set.query(*q))).count();
+    let identical = (0..checked)
+        .filter(|q| truth[*q].iter().map(|n| n.id).collect::<Vec<_>>() == f64_top10(set, set.query(*q)))
+        .count();
 
     // Scans per level.
     let ids: Vec<i64> = (1..=rows as i64).collect();
@@ -231,7 +256,11 @@ fn report(set: &DataSet, args: &Args) {
         black_box(set.data.iter().fold(0u32, |a, x| a.wrapping_add(x.to_bits())));
     });
     let f32_bytes = (rows * DIMS * 4) as f64;
-    println!("| read every byte (memory-bandwidth floor) | portable | {} | {:.1} | 1 |", ms(floor), f32_bytes / floor / 1e9);
+    println!(
+        "| read every byte (memory-bandwidth floor) | portable | {} | {:.1} | 1 |",
+        ms(floor),
+        f32_bytes / floor / 1e9
+    );
     let naive = median_time(3, || {
         let mut best = (f64::INFINITY, 0usize);
         for i in 0..rows {
@@ -242,7 +271,12 @@ fn report(set: &DataSet, args: &Args) {
         }
         black_box(best);
     });
-    println!("| exact f32 cosine, naive scalar (sqlite-vec's loop) | portable | {} | {:.1} | {:.2}x floor |", ms(naive), f32_bytes / naive / 1e9, naive / floor);
+    println!(
+        "| exact f32 cosine, naive scalar (sqlite-vec's loop) | portable | {} | {:.1} | {:.2}x floor |",
+        ms(naive),
+        f32_bytes / naive / 1e9,
+        naive / floor
+    );
     let mut exact_at_detected = 0.0;
     for simd in Simd::all_supported() {
         let s = median_time(5, || {
@@ -253,7 +287,14 @@ fn report(set: &DataSet, args: &Args) {
         if simd == Simd::detect() {
             exact_at_detected = s;
         }
-        println!("| exact f32 cosine top 10 (`ExactScan`) | {} | {} | {:.1} | {:.2}x floor, {:.1}x faster than naive |", simd.level(), ms(s), f32_bytes / s / 1e9, s / floor, naive / s);
+        println!(
+            "| exact f32 cosine top 10 (`ExactScan`) | {} | {} | {:.1} | {:.2}x floor, {:.1}x faster than naive |",
+            simd.level(),
+            ms(s),
+            f32_bytes / s / 1e9,
+            s / floor,
+            naive / s
+        );
     }
     let code_bytes = (codes.len() * 8) as f64;
     let naive_hamming = median_time(9, || {
@@ -268,13 +309,24 @@ fn report(set: &DataSet, args: &Args) {
         }
         black_box(&out);
     });
-    println!("| Hamming, bit by bit (naive scalar) | portable | {} | {:.1} | 1 |", ms(naive_hamming), code_bytes / naive_hamming / 1e9);
+    println!(
+        "| Hamming, bit by bit (naive scalar) | portable | {} | {:.1} | 1 |",
+        ms(naive_hamming),
+        code_bytes / naive_hamming / 1e9
+    );
     for simd in Simd::all_supported() {
         let s = median_time(21, || {
             simd.hamming_scan(&qcode, &codes, &keep, &mut out);
             black_box(&out);
         });
-        println!("| Hamming scan of the codes ({} bytes each) | {} | {} | {:.1} | {:.0}x faster than naive |", qcode.len() * 8, simd.level(), ms(s), code_bytes / s / 1e9, naive_hamming / s);
+        println!(
+            "| Hamming scan of the codes ({} bytes each) | {} | {} | {:.1} | {:.0}x faster than naive |",
+            qcode.len() * 8,
+            simd.level(),
+            ms(s),
+            code_bytes / s / 1e9,
+            naive_hamming / s
+        );
     }
     println!();
     println!("Exact path: `ExactScan` ids identical to an f64 reference in {identical} of {checked} queries.\n");
@@ -303,7 +355,8 @@ fn report(set: &DataSet, args: &Args) {
         for (col, rescore) in [(0, r), (1, 2000)] {
             let rec: f64 = (0..nq)
                 .map(|q| {
-                    let o = index.search(set.query(q), 10, &Filter::all(), &fixed(rescore, r), in_memory).expect("search");
+                    let o =
+                        index.search(set.query(q), 10, &Filter::all(), &fixed(rescore, r), in_memory).expect("search");
                     recall(&o.neighbours, &truth[q])
                 })
                 .sum::<f64>()
@@ -319,7 +372,13 @@ fn report(set: &DataSet, args: &Args) {
         println!("{row}");
     }
     let show = |x: Option<usize>| x.map_or("> 1000".to_owned(), |v| v.to_string());
-    println!("\nCandidates needed for recall@10 >= 0.95 / 0.99: Hamming only {} / {}; rescored {} / {}.\n", show(needed[0].0), show(needed[0].1), show(needed[1].0), show(needed[1].1));
+    println!(
+        "\nCandidates needed for recall@10 >= 0.95 / 0.99: Hamming only {} / {}; rescored {} / {}.\n",
+        show(needed[0].0),
+        show(needed[0].1),
+        show(needed[1].0),
+        show(needed[1].1)
+    );
 
     // The default search, candidates from memory.
     println!("### Default search (`SearchOptions::default()`, adaptive rerank)\n");
@@ -336,10 +395,20 @@ fn report(set: &DataSet, args: &Args) {
     }
     println!("| candidates from | recall@10 | mean reranked | stopped by the bound | p50 ms | p95 ms | x exact scan (p50) |\n|---|---:|---:|---:|---:|---:|---:|");
     let p50 = percentile(&lat, 0.5);
-    println!("| memory (`Vec<f32>`) | {:.3} | {:.1} | {}/{nq} | {} | {} | {:.0}x faster |", rec / nq as f64, fetched as f64 / nq as f64, bounded, ms(p50), ms(percentile(&lat, 0.95)), exact_at_detected / p50);
+    println!(
+        "| memory (`Vec<f32>`) | {:.3} | {:.1} | {}/{nq} | {} | {} | {:.0}x faster |",
+        rec / nq as f64,
+        fetched as f64 / nq as f64,
+        bounded,
+        ms(p50),
+        ms(percentile(&lat, 0.95)),
+        exact_at_detected / p50
+    );
 
     // A partition holding 1% of the rows: k results from the scan's filter.
-    let part = QuantizedIndex::build(params.clone(), (0..rows).map(|i| (i as i64 + 1, u64::from(i % 100 == 7), set.row(i)))).expect("valid");
+    let part =
+        QuantizedIndex::build(params.clone(), (0..rows).map(|i| (i as i64 + 1, u64::from(i % 100 == 7), set.row(i))))
+            .expect("valid");
     let members: Vec<usize> = (0..rows).filter(|i| i % 100 == 7).collect();
     let (mut prec, mut plat, mut full) = (0.0, Vec::new(), 0);
     for q in 0..nq {
@@ -381,7 +450,13 @@ fn sqlite_part(set: &DataSet, index: &QuantizedIndex, truth: &[Vec<Neighbour>], 
         for chunk in (0..set.rows()).collect::<Vec<_>>().chunks(500) {
             let rows: Vec<_> = chunk
                 .iter()
-                .map(|i| (ann_vectors::id.eq(*i as i64 + 1), ann_vectors::embedding.eq(codec::encode_sqlite(&Vector::from_slice(set.row(*i)).expect("finite")).into_owned())))
+                .map(|i| {
+                    (
+                        ann_vectors::id.eq(*i as i64 + 1),
+                        ann_vectors::embedding
+                            .eq(codec::encode_sqlite(&Vector::from_slice(set.row(*i)).expect("finite")).into_owned()),
+                    )
+                })
                 .collect();
             diesel::insert_into(ann_vectors::table).values(rows).execute(conn)?;
         }
@@ -392,7 +467,9 @@ fn sqlite_part(set: &DataSet, index: &QuantizedIndex, truth: &[Vec<Neighbour>], 
     let nq = set.query_count();
     // Warm: one pass over the table so that the page cache holds it, as in a warm process.
     // (`length()` reads every BLOB's overflow pages.)
-    let total = diesel::sql_query("SELECT sum(length(embedding)) AS n FROM ann_vectors").get_result::<Total>(&mut conn).expect("warm");
+    let total = diesel::sql_query("SELECT sum(length(embedding)) AS n FROM ann_vectors")
+        .get_result::<Total>(&mut conn)
+        .expect("warm");
     assert_eq!(total.n as usize, set.rows() * DIMS * 4);
     let mut lat = Vec::new();
     let mut fetch_lat = Vec::new();
@@ -409,7 +486,8 @@ fn sqlite_part(set: &DataSet, index: &QuantizedIndex, truth: &[Vec<Neighbour>], 
                     .load(&mut conn)
                     .map_err(|e| diesel_vector::ann::AnnError::Corrupt { reason: e.to_string() })?;
                 for (id, blob) in rows {
-                    let v = codec::decode_sqlite(&blob).map_err(|e| diesel_vector::ann::AnnError::Corrupt { reason: e.to_string() })?;
+                    let v = codec::decode_sqlite(&blob)
+                        .map_err(|e| diesel_vector::ann::AnnError::Corrupt { reason: e.to_string() })?;
                     sink(id, v.as_slice());
                 }
                 fetch_s += f.elapsed().as_secs_f64();
@@ -448,10 +526,12 @@ fn sqlite_part(set: &DataSet, index: &QuantizedIndex, truth: &[Vec<Neighbour>], 
         for q in 0..runs {
             let blob = codec::encode_sqlite(&Vector::from_slice(set.query(q)).expect("finite")).into_owned();
             let t = Instant::now();
-            let hits: Vec<Knn> = diesel::sql_query("SELECT rowid, distance FROM ann_vec0 WHERE embedding MATCH ? AND k = 10 ORDER BY distance")
-                .bind::<Binary, _>(&blob)
-                .load(&mut conn)
-                .expect("knn");
+            let hits: Vec<Knn> = diesel::sql_query(
+                "SELECT rowid, distance FROM ann_vec0 WHERE embedding MATCH ? AND k = 10 ORDER BY distance",
+            )
+            .bind::<Binary, _>(&blob)
+            .load(&mut conn)
+            .expect("knn");
             vlat.push(t.elapsed().as_secs_f64());
             let found: Vec<Neighbour> = hits.iter().map(|h| Neighbour { id: h.rowid, distance: h.distance }).collect();
             vrec += recall(&found, &truth[q]);
