@@ -68,6 +68,8 @@ pub enum Strategy {
 pub enum SearchPath {
     /// SQLite: sqlite-vec's vec0 KNN.
     Vec0,
+    /// SQLite: the crate's quantized codes, candidates reranked exactly.
+    Codes,
     /// SQLite: every matching row's distance, by sqlite-vec's or the crate's functions.
     ExactScan,
     /// PostgreSQL: the ivfflat index.
@@ -83,6 +85,7 @@ impl SearchPath {
     pub fn name(self) -> &'static str {
         match self {
             Self::Vec0 => "vec0",
+            Self::Codes => "codes",
             Self::ExactScan => "exact_scan",
             Self::Ivfflat => "ivfflat",
             Self::IvfflatThenExact => "ivfflat_then_exact",
@@ -161,6 +164,21 @@ impl std::error::Error for SearchError {
             Self::Index(e) => Some(e),
             Self::Query(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<crate::ann::AnnError> for SearchError {
+    fn from(e: crate::ann::AnnError) -> Self {
+        use crate::ann::AnnError;
+        match e {
+            AnnError::DimensionMismatch { expected, found } => {
+                Self::InvalidQuery(VectorError::DimensionMismatch { expected, found })
+            }
+            AnnError::NotFinite { index } => Self::InvalidQuery(VectorError::NotFinite { index, value: f32::NAN }),
+            AnnError::ZeroQuery => Self::ZeroQuery,
+            other => Self::Index(crate::sqlite::IndexError::Codes(other)),
         }
     }
 }
@@ -259,6 +277,10 @@ impl<'a> Search<'a> {
             path = tracing::field::Empty,
             rows = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
+            scanned = tracing::field::Empty,
+            reranked = tracing::field::Empty,
+            recall_estimate = tracing::field::Empty,
+            simd = tracing::field::Empty,
         );
         let _enter = span.enter();
         let started = Instant::now();
@@ -280,6 +302,18 @@ impl<'a> Search<'a> {
         );
         Ok(hits)
     }
+}
+
+/// Records a codes search's counters on the current search span: rows compared in the scan, candidates
+/// reranked exactly, the estimated recall (`1 - expected misses / k`, 1 when the error bound proved the
+/// result) and the SIMD level.
+#[cfg(feature = "sqlite")]
+pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
+    let span = tracing::Span::current();
+    span.record("scanned", stats.passed);
+    span.record("reranked", stats.fetched);
+    span.record("recall_estimate", stats.recall_estimate());
+    span.record("simd", stats.level.name());
 }
 
 /// How many candidates to fetch for `k` results: a few more, so that ties at the k-th distance can be

@@ -35,7 +35,13 @@ pub struct ExactScan<'q> {
 
 impl<'q> ExactScan<'q> {
     /// A scan for the `k` rows nearest to `query` (non-empty and finite) by `metric`.
+    ///
+    /// Errors: [`AnnError::UnsupportedMetric`] for a bit metric, [`AnnError::DimensionMismatch`] for an empty
+    /// query, [`AnnError::NotFinite`].
     pub fn new(metric: Metric, query: &'q [f32], k: usize) -> Result<ExactScan<'q>, AnnError> {
+        if !super::supports(metric) {
+            return Err(AnnError::UnsupportedMetric { metric });
+        }
         if query.is_empty() {
             return Err(AnnError::DimensionMismatch { expected: 1, found: 0 });
         }

@@ -136,7 +136,8 @@ impl QuantizedIndex {
         };
         let chunk = &mut self.chunks[chunk_no];
         chunk.partitions[slot] = partition;
-        chunk.factors[slot] = self.params.encode_into(vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
+        chunk.factors[slot] =
+            self.params.encode_into(self.simd, vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
         self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
         Ok(())
     }
@@ -239,6 +240,52 @@ impl QuantizedIndex {
             }
         }
         Ok(index)
+    }
+
+    /// Replaces one chunk with its stored form (written by another process, say), keeping every other
+    /// chunk: the incremental form of [`from_chunks`](Self::from_chunks). Returns the chunk's number.
+    ///
+    /// A damaged, truncated or foreign blob is an error and changes nothing. A row may move between chunks
+    /// in one change, so a row found in another chunk is not an error here: once every chunk of a change is
+    /// in, [`is_consistent`](Self::is_consistent) says whether each row is in one place; if not, load the
+    /// index again with `from_chunks`.
+    pub fn replace_chunk(&mut self, blob: &[u8]) -> Result<u32, AnnError> {
+        let (number, chunk) = self.read_chunk(blob)?;
+        let n = number as usize;
+        if self.chunks.len() <= n {
+            self.chunks.resize_with(n + 1, Chunk::default);
+        }
+        let old = std::mem::replace(&mut self.chunks[n], chunk);
+        for id in &old.ids {
+            if self.locations.get(id).is_some_and(|l| unplace(*l).0 == n) {
+                self.locations.remove(id);
+            }
+        }
+        for (slot, id) in self.chunks[n].ids.iter().enumerate() {
+            self.locations.insert(*id, place(n, slot));
+        }
+        let c = u32::try_from(n).unwrap_or(u32::MAX);
+        if self.chunks[n].len() < CHUNK_ROWS {
+            self.open.insert(c);
+        } else {
+            self.open.remove(&c);
+        }
+        self.dirty.remove(&c);
+        Ok(number)
+    }
+
+    /// Whether every row id is in exactly one place (after [`replace_chunk`](Self::replace_chunk)s).
+    ///
+    /// Only ids the chunks hold are ever located, each where it was last put, and an id is unlocated when
+    /// the chunk it was located in drops it: so the located ids number the rows of the chunks exactly when
+    /// no id is held twice (or held but unlocated).
+    pub fn is_consistent(&self) -> bool {
+        self.chunks.iter().map(Chunk::len).sum::<usize>() == self.locations.len()
+    }
+
+    /// The row ids of chunk `number`, slot by slot (empty past the last chunk).
+    pub fn chunk_ids(&self, number: u32) -> &[i64] {
+        self.chunks.get(number as usize).map_or(&[], |c| c.ids.as_slice())
     }
 
     fn read_chunk(&self, blob: &[u8]) -> Result<(u32, Chunk), AnnError> {

@@ -91,6 +91,7 @@ fn reference(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
         Metric::L2 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>().sqrt(),
         Metric::L1 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs()).sum(),
         Metric::InnerProduct => -dot(a, b),
+        other => unreachable!("{other} is not an f32 metric"),
     }
 }
 
@@ -211,7 +212,7 @@ fn an_allow_list_restricts_the_search_and_combines_with_the_partition() {
     let outcome = index.search(q, 50, &Filter::allow(&allowed), &SearchOptions::default(), store.fetch()).unwrap();
     let members: Vec<(i64, &Vec<f32>)> = (0..2000).step_by(97).map(|i| (id_of(i), &data[i])).collect();
     assert_eq!(outcome.neighbours, exact(Metric::Cosine, &members, q, 50));
-    let both = Filter { partition: Some(1), allow: Some(&allowed) };
+    let both = Filter { partition: Some(Partition { key: 1, mask: u64::MAX }), allow: Some(&allowed) };
     let outcome = index.search(q, 50, &both, &SearchOptions::default(), store.fetch()).unwrap();
     let odd: Vec<(i64, &Vec<f32>)> =
         (0..2000).step_by(97).filter(|i| i % 2 == 1).map(|i| (id_of(i), &data[i])).collect();

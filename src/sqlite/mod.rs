@@ -1,6 +1,7 @@
 //! Everything SQLite-specific: the BLOB format, connection set-up, sqlite-vec registration, the
 //! migration runner's SQLite side and the vec0 vector index.
 
+mod codes;
 mod connection;
 pub(crate) mod doctor;
 mod expression;
@@ -12,6 +13,7 @@ mod search;
 mod transfer;
 mod types;
 
+pub use codes::clear_codes_cache;
 #[cfg(feature = "r2d2")]
 pub use connection::SqliteCustomizer;
 pub use connection::{establish, sqlite_vec_version, ConnectionOptions};

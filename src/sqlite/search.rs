@@ -31,8 +31,12 @@ impl SearchTarget for SqliteConnection {
 
     fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
         let limit = candidates(search.k);
+        if let Some(hits) = codes_search(self, search, limit)? {
+            return Ok((hits, SearchPath::Codes));
+        }
         let has_extension = super::sqlite_vec_version(self)?.is_some();
         let use_index = has_extension
+            && crate::schema::fragment_embeddings_index().sqlite_index().vec0
             && search.strategy == Strategy::Auto
             && search.metric == Metric::Cosine
             && search.fragment_ids.is_none()
@@ -95,4 +99,89 @@ struct ScanRow {
     fragment_id: i64,
     #[diesel(sql_type = Nullable<Double>)]
     distance: Option<f64>,
+}
+
+#[derive(QueryableByName)]
+struct Exact {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    fragment_id: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    distance: Option<f64>,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// The seed's search through the quantized codes: the provider and model filter the scan (they are the
+/// index's partition columns), a fragment filter becomes the scan's allow list, and candidates get their
+/// exact distances from the table, filters checked again. `None` when the codes cannot answer.
+fn codes_search(
+    conn: &mut SqliteConnection,
+    search: &Search<'_>,
+    limit: usize,
+) -> Result<Option<Vec<Neighbor>>, SearchError> {
+    let spec = crate::schema::fragment_embeddings_index();
+    if search.strategy != Strategy::Auto || search.metric != spec.metric() || !spec.sqlite_index().codes {
+        return Ok(None);
+    }
+    super::index::sync(conn, spec).map_err(SearchError::Index)?;
+    let allow: Option<Vec<i64>> = match search.fragment_ids {
+        None => None,
+        Some(ids) => Some(
+            diesel::sql_query(
+                "SELECT e.id AS id FROM fragment_embeddings e \
+                 WHERE e.fragment_id IN (SELECT value FROM json_each(?)) AND e.provider = ? AND e.model = ?",
+            )
+            .bind::<Text, _>(json_ids(ids))
+            .bind::<Text, _>(search.provider)
+            .bind::<Text, _>(search.model)
+            .load::<Id>(conn)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect(),
+        ),
+    };
+    let filter = crate::ann::Filter {
+        partition: super::codes::partition_filter(spec, &[(0, Some(search.provider)), (1, Some(search.model))]),
+        allow: allow.as_deref(),
+    };
+    let mut fragments = std::collections::HashMap::new();
+    let sql = format!(
+        "SELECT e.id AS id, e.fragment_id AS fragment_id, {}(e.embedding, ?) AS distance FROM fragment_embeddings e \
+         WHERE e.id IN (SELECT value FROM json_each(?)) AND e.provider = ? AND e.model = ?",
+        function(search.metric)
+    );
+    let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
+        let rows: Vec<Exact> = diesel::sql_query(&sql)
+            .bind::<Vector, _>(search.query)
+            .bind::<Text, _>(json_ids(ids))
+            .bind::<Text, _>(search.provider)
+            .bind::<Text, _>(search.model)
+            .load(conn)?;
+        for row in rows {
+            fragments.insert(row.id, row.fragment_id);
+            sink(row.id, row.distance.unwrap_or(f64::NAN));
+        }
+        Ok::<(), SearchError>(())
+    };
+    let options = crate::ann::SearchOptions::default();
+    let Some(outcome) =
+        super::codes::search(conn, spec, search.query.as_slice(), limit, &filter, &options, &mut fetch)?
+    else {
+        return Ok(None);
+    };
+    crate::search::record_codes_stats(&outcome.stats);
+    Ok(Some(
+        outcome
+            .neighbours
+            .into_iter()
+            .filter(|n| !n.distance.is_nan())
+            .filter_map(|n| fragments.get(&n.id).map(|f| Neighbor { id: n.id, fragment_id: *f, distance: n.distance }))
+            .collect(),
+    ))
 }
