@@ -74,6 +74,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod bit;
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod copy;
@@ -83,6 +84,8 @@ pub mod database;
 pub mod doctor;
 pub mod dsl;
 mod error;
+mod halfvec;
+mod kind;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
@@ -92,6 +95,7 @@ mod multi;
 pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
+mod sparsevec;
 pub mod sql_types;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 mod transfer;
@@ -104,8 +108,12 @@ pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use bit::Bit;
 pub use dsl::VectorExpressionMethods;
 pub use error::VectorError;
+pub use halfvec::HalfVector;
+pub use kind::VectorKind;
+pub use sparsevec::SparseVector;
 pub use vector::{Vector, MAX_DIMS};
 
 #[doc(hidden)]
