@@ -185,7 +185,7 @@ pub enum VectorError {
     WrongType {
         /// The type being decoded.
         expected: VectorKind,
-        /// The type PostgreSQL sent, by name (or OID when it is not one of the vector types).
+        /// What PostgreSQL sent: "a `bit`", or the OID of a type that is neither `bit` nor `varbit`.
         found: String,
     },
 }
@@ -331,7 +331,7 @@ impl fmt::Display for VectorError {
             ),
             Self::WrongType { expected, found } => write!(
                 f,
-                "expected a `{expected}` value but PostgreSQL sent a `{found}`: does the `table!` declare the \
+                "expected a `{expected}` value but PostgreSQL sent {found}: does the `table!` declare the \
                  column's type as in the database?"
             ),
         }
