@@ -342,7 +342,8 @@ impl std::error::Error for VectorError {}
 
 impl VectorError {
     /// Finds the `VectorError` behind another error, such as the [`diesel::result::Error`] of a query
-    /// that loaded a malformed vector (Diesel wraps it in a `DeserializeFieldError` naming the column).
+    /// that loaded a malformed vector (Diesel wraps it in a `DeserializeFieldError` naming the column) or
+    /// bound a value that cannot be stored (a `SerializationError`).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -363,7 +364,15 @@ impl VectorError {
             if let Some(found) = e.downcast_ref::<VectorError>() {
                 return Some(found);
             }
-            current = e.source();
+            current = match e.downcast_ref::<diesel::result::Error>() {
+                // Diesel's `source()` skips the boxed error itself (it returns that error's source): look
+                // into it, so that a value refused by `ToSql` is found too.
+                Some(
+                    diesel::result::Error::SerializationError(inner)
+                    | diesel::result::Error::DeserializationError(inner),
+                ) => Some(&**inner),
+                _ => e.source(),
+            };
         }
         None
     }

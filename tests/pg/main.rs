@@ -11,6 +11,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod vector_types;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
