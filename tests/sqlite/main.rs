@@ -14,6 +14,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod vector_types;
 
 use std::sync::RwLock;
 
