@@ -33,8 +33,8 @@
 //! `f64` sums for L1; `f32` sums for the inner product, as pgvector): bit for bit below 16 dimensions, and
 //! within about 1e-6 above, where they add in a different, SIMD-friendly order. Those for `HalfVector` do
 //! pgvector's (`f32` sums of the elements converted to `f32`; pgvector's cosine formula), also in a
-//! SIMD-friendly order; those for `SparseVector` and `Bit` do pgvector's in pgvector's order: the same
-//! results to the bit. They read both BLOBs in place, without allocating. An argument that is NULL, not a
+//! SIMD-friendly order; those for `SparseVector` do pgvector's loops in pgvector's order, and those for
+//! `Bit` exact integer arithmetic, as pgvector. They read both BLOBs in place, without allocating. An argument that is NULL, not a
 //! BLOB or not of its type's layout, and vectors of different dimensions, are SQL errors naming the
 //! function and the argument; a NaN result (the cosine distance to a zero vector) is NULL. A connection
 //! opened some other way needs [`ConnectionOptions::apply`] before it can run these functions.
@@ -61,7 +61,8 @@
 //! - **Precision**: pgvector and sqlite-vec both sum in `f32`; sqlite-vec also rounds L2 and cosine
 //!   results to `f32`. For `Vector` and `HalfVector`, results agree to about 1e-6 of the magnitude of the
 //!   terms (relative for L1 and L2, absolute for cosine, relative to ‖a‖·‖b‖ for the inner product), not
-//!   to the bit; for `SparseVector` and `Bit` they are the same to the bit.
+//!   to the bit. For `SparseVector` they agree to about 1e-7 (the order of the sums is pgvector's, but
+//!   a pgvector built with its default `-march=native` may fuse multiply-adds); for `Bit` exactly.
 //! - **Bit lengths**: SQLite stores whole bytes only (see [`codec::bit`](crate::codec::bit)), and
 //!   sqlite-vec's `vec_distance_hamming` returns an `f32`: counts above 2²⁴ bits are rounded.
 //! - **Indexes**: on PostgreSQL, `ORDER BY embedding <=> $1 LIMIT k` can use an HNSW or IVFFlat index
