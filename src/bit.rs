@@ -233,7 +233,8 @@ mod tests {
         let v = Bit::new(&[true, false, true]);
         assert_eq!((v.len(), v.as_bytes()), (3, &[0b1010_0000][..]));
         let v = Bit::new(&[]);
-        assert!(v.is_empty() && v.len() == 0 && v.as_bytes().is_empty());
+        assert!(v.is_empty() && v.as_bytes().is_empty());
+        assert_eq!(v.len(), 0);
         assert_eq!(Bit::default(), v);
     }
 

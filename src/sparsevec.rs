@@ -76,7 +76,7 @@ impl SparseVector {
         }
         check_indices(&indices, dims_usize)?;
         check_values(&values)?;
-        let (indices, values) = if values.iter().any(|v| *v == 0.0) {
+        let (indices, values) = if values.contains(&0.0) {
             indices.into_iter().zip(values).filter(|(_, v)| *v != 0.0).unzip()
         } else {
             (indices, values)

@@ -109,3 +109,14 @@ pub struct SparseVector;
 #[cfg_attr(feature = "pg", diesel(postgres_type(oid = 1560, array_oid = 1561)))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
 pub struct Bit;
+
+/// [`HalfVector`] under the name `diesel print-schema` gives pgvector's `halfvec`, so that a generated schema
+/// with `import_types = ["diesel::sql_types::*", "diesel_vector::sql_types::*"]` compiles.
+pub type Halfvec = HalfVector;
+
+/// [`SparseVector`] under the name `diesel print-schema` gives pgvector's `sparsevec`.
+pub type Sparsevec = SparseVector;
+
+/// [`Bit`] under the name `diesel print-schema` gives PostgreSQL's `varbit` (a `bit varying` column reads and
+/// writes the same values as `bit`).
+pub type Varbit = Bit;

@@ -131,8 +131,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_encoded_blob_has_its_shape_and_no_other_dimension_matches(dims in 1usize..300, seed in any::<u32>()) {
-            let values: Vec<f32> = (0..dims).map(|i| if (i as u32 ^ seed) % 3 == 0 { 0.0 } else { i as f32 - 7.5 }).collect();
+        fn every_encoded_blob_has_its_shape_and_no_other_dimension_matches(dims in 1usize..300, seed in 0usize..1000) {
+            let values: Vec<f32> = (0..dims).map(|i| if (i ^ seed) % 3 == 0 { 0.0 } else { i as f32 - 7.5 }).collect();
             let shape = |kind, d| SqliteBlobShape::of(kind, d).unwrap();
             let v = Vector::new(values.clone()).unwrap();
             let h = HalfVector::from_f32_slice(&values).unwrap();

@@ -128,10 +128,10 @@
 //! let nearest: i32 = images::table.select(images::id).order(images::embedding.cosine_distance(&q)).first(conn)?;
 //! assert_eq!(nearest, 1);
 //!
-//! let code = Bit::from_bytes(&[0b1010_1010]);
+//! let code = Bit::from_bytes(&[0b1111_1111]);
 //! let distances: Vec<f64> =
 //!     images::table.select(images::code.hamming_distance(&code)).order(images::id).load(conn)?;
-//! assert_eq!(distances, [0.0, 8.0]);
+//! assert_eq!(distances, [0.0, 4.0]); // 11111111 and 01010101
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
@@ -538,7 +538,7 @@ impl<T: VectorSqlType> VectorOrNullableVector for Nullable<T> {
 /// use diesel_vector::dsl::{metric, HasMetric};
 /// use diesel_vector::sql_types;
 ///
-/// fn has<T: HasMetric<M>, M>() {}
+/// fn has<T: HasMetric<M>, M: metric::Metric>() {}
 /// has::<sql_types::SparseVector, metric::Cosine>();
 /// has::<sql_types::Bit, metric::Hamming>();
 /// ```

@@ -36,6 +36,9 @@ fn conn_with_items() -> PgConnection {
     conn
 }
 
+/// One row of `items`.
+type Row = (i32, Option<HalfVector>, Option<SparseVector>, Option<Bit>);
+
 fn h(values: &[f32]) -> HalfVector {
     HalfVector::from_f32_slice(values).unwrap()
 }
@@ -92,8 +95,7 @@ fn a_row_of_each_type_round_trips_through_a_table_nulls_included() {
         ])
         .execute(&mut conn)
         .unwrap();
-    let back: Vec<(i32, Option<HalfVector>, Option<SparseVector>, Option<Bit>)> =
-        items::table.order(items::id).load(&mut conn).unwrap();
+    let back: Vec<Row> = items::table.order(items::id).load(&mut conn).unwrap();
     assert_half_bit_exact(back[0].1.as_ref().unwrap(), &row.0);
     assert_sparse_bit_exact(back[0].2.as_ref().unwrap(), &row.1);
     assert_eq!(back[0].3.as_ref(), Some(&row.2));
@@ -181,7 +183,8 @@ fn binary_quantize_output_loads_as_bit() {
 #[test]
 fn the_column_types_refuse_other_dimensions_and_nothing_is_written() {
     let mut conn = conn_with_items();
-    let cases: [(&str, Box<dyn Fn(&mut PgConnection) -> QueryResult<usize>>); 3] = [
+    type Insert = Box<dyn Fn(&mut PgConnection) -> QueryResult<usize>>;
+    let cases: [(&str, Insert); 3] = [
         (
             "expected 3 dimensions, not 4",
             Box::new(|c| {

@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
-use diesel::sql_types::{Binary, Double, Integer, Nullable, Text};
+use diesel::sql_types::{Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel_vector::codec::SqliteBlobShape;
 use diesel_vector::{
@@ -48,6 +48,9 @@ fn flavours() -> Vec<(&'static str, SqliteConnection)> {
     }
     flavours
 }
+
+/// One row of `items`.
+type Row = (i32, Option<HalfVector>, Option<SparseVector>, Option<Bit>);
 
 fn h(values: &[f32]) -> HalfVector {
     HalfVector::from_f32_slice(values).unwrap()
@@ -104,8 +107,7 @@ fn a_row_of_each_type_round_trips_through_a_table_nulls_included() {
         ])
         .execute(&mut conn)
         .unwrap();
-    let back: Vec<(i32, Option<HalfVector>, Option<SparseVector>, Option<Bit>)> =
-        items::table.order(items::id).load(&mut conn).unwrap();
+    let back: Vec<Row> = items::table.order(items::id).load(&mut conn).unwrap();
     assert_half_bit_exact(back[0].1.as_ref().unwrap(), &row.0);
     assert_sparse_bit_exact(back[0].2.as_ref().unwrap(), &row.1);
     assert_eq!(back[0].3.as_ref(), Some(&row.2));
@@ -257,6 +259,7 @@ mod bad_input {
 #[cfg(feature = "sqlite-vec")]
 mod sqlite_vec_interop {
     use super::*;
+    use diesel::sql_types::Integer;
 
     #[test]
     fn vec_distance_hamming_reads_the_crates_bit_blobs() {
