@@ -118,8 +118,17 @@ pub fn decode_sqlite(bytes: &[u8]) -> Result<SparseVector, VectorError> {
     let parts = sqlite_parts(bytes)?;
     let dims = check_dims(i64::from(parts.dims))?;
     check_nnz(parts.indices.len())?;
-    let indices = read_indices(parts.indices, i32::from_le_bytes, dims)?;
+    check_indices(parts.indices, i32::from_le_bytes, dims)?;
     let values = read_values(parts.values, f32::from_le_bytes)?;
+    // On little-endian targets the BLOB's indices are their memory: one copy.
+    #[cfg(target_endian = "little")]
+    let indices: Vec<i32> = {
+        let mut indices = vec![0i32; parts.indices.len()];
+        bytemuck::cast_slice_mut::<i32, [u8; 4]>(&mut indices).copy_from_slice(parts.indices);
+        indices
+    };
+    #[cfg(not(target_endian = "little"))]
+    let indices: Vec<i32> = parts.indices.iter().map(|w| i32::from_le_bytes(*w)).collect();
     // `check_dims` accepted it: at most 10^9, which fits an i32.
     Ok(SparseVector::from_validated(i32::try_from(dims).unwrap_or(i32::MAX), indices, values))
 }
@@ -152,26 +161,55 @@ pub(crate) fn sqlite_parts(bytes: &[u8]) -> Result<SqliteParts<'_>, VectorError>
 
 /// Reads indices, checking that they are strictly ascending and below `dims`.
 fn read_indices(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<Vec<i32>, VectorError> {
-    let indices: Vec<i32> = words.iter().map(|w| read(*w)).collect();
-    let mut previous = None;
-    for (position, index) in indices.iter().enumerate() {
-        check_index(position, i64::from(*index), previous, dims)?;
-        previous = Some(i64::from(*index));
-    }
-    Ok(indices)
+    check_indices(words, read, dims)?;
+    Ok(words.iter().map(|w| read(*w)).collect())
 }
 
-/// Reads values, checking that they are finite and not zero.
+/// Checks that the indices in `words` are strictly ascending and below `dims`: one branch-free pass over
+/// neighbouring pairs (which vectorises), the exact search for the offending index only on failure.
+pub(crate) fn check_indices(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<(), VectorError> {
+    let ascending = words.windows(2).fold(true, |ok, pair| ok & (read(pair[0]) < read(pair[1])));
+    let in_range = match (words.first(), words.last()) {
+        (Some(first), Some(last)) => read(*first) >= 0 && usize::try_from(read(*last)).is_ok_and(|last| last < dims),
+        _ => true,
+    };
+    if ascending && in_range {
+        Ok(())
+    } else {
+        find_bad_index(words, read, dims)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn find_bad_index(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<(), VectorError> {
+    let mut previous = None;
+    for (position, word) in words.iter().enumerate() {
+        let index = i64::from(read(*word));
+        check_index(position, index, previous, dims)?;
+        previous = Some(index);
+    }
+    Ok(())
+}
+
+/// Reads values, checking that they are finite and not zero (one branch-free pass, then the exact search
+/// only on failure).
 fn read_values(words: &[[u8; 4]], read: fn([u8; 4]) -> f32) -> Result<Vec<f32>, VectorError> {
     let values: Vec<f32> = words.iter().map(|w| read(*w)).collect();
-    if let Some((position, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite() || **v == 0.0) {
-        return Err(if value.is_finite() {
-            VectorError::SparseZeroValue { position }
-        } else {
-            VectorError::NotFinite { index: position, value: *value }
-        });
+    if values.iter().fold(false, |bad, v| bad | !v.is_finite() | (*v == 0.0)) {
+        find_bad_value(&values)?;
     }
     Ok(values)
+}
+
+#[cold]
+#[inline(never)]
+fn find_bad_value(values: &[f32]) -> Result<(), VectorError> {
+    match values.iter().enumerate().find(|(_, v)| !v.is_finite() || **v == 0.0) {
+        Some((position, value)) if value.is_finite() => Err(VectorError::SparseZeroValue { position }),
+        Some((position, value)) => Err(VectorError::NotFinite { index: position, value: *value }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

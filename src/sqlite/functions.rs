@@ -104,12 +104,7 @@ impl BlobLayout for sql_types::SparseVector {
     fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError> {
         let parts = codec::sparsevec::sqlite_parts(blob)?;
         let dims = crate::sparsevec::check_dims(i64::from(parts.dims))?;
-        let mut previous = None;
-        for (position, index) in parts.indices.iter().enumerate() {
-            let index = i64::from(u32::from_le_bytes(*index));
-            crate::sparsevec::check_index(position, index, previous, dims)?;
-            previous = Some(index);
-        }
+        codec::sparsevec::check_indices(parts.indices, i32::from_le_bytes, dims)?;
         Ok(parts)
     }
 
