@@ -63,7 +63,8 @@ pub fn encode_pg(b: &Bit) -> Result<Vec<u8>, VectorError> {
     Ok(out)
 }
 
-/// Writes a bit string in PostgreSQL's binary format to `out`.
+/// Writes a bit string in PostgreSQL's binary format to `out` in one `write_all` (prepared in a per-thread
+/// buffer).
 ///
 /// # Errors
 ///
@@ -71,8 +72,12 @@ pub fn encode_pg(b: &Bit) -> Result<Vec<u8>, VectorError> {
 /// bits (nothing is written then), or the writer's error.
 pub fn write_pg<W: io::Write + ?Sized>(b: &Bit, out: &mut W) -> io::Result<()> {
     let header = pg_header(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    out.write_all(&header)?;
-    out.write_all(b.as_bytes())
+    // One `write_all`, so that a growing buffer allocates once.
+    super::scratch::write_all_via(out, |buf| {
+        buf.reserve(PG_HEADER_LEN + b.as_bytes().len());
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(b.as_bytes());
+    })
 }
 
 /// Decodes PostgreSQL's binary `bit` (or `varbit`), validating the length, the limit and that the bits

@@ -113,16 +113,7 @@ pub fn encode_sqlite(v: &HalfVector) -> Cow<'_, [u8]> {
 pub fn decode_sqlite(bytes: &[u8]) -> Result<HalfVector, VectorError> {
     let halves = sqlite_halves(bytes)?;
     check_len(halves.len())?;
-    // On little-endian targets the BLOB's bytes are the elements' memory: one copy.
-    #[cfg(target_endian = "little")]
-    let values: Vec<f16> = {
-        let mut values = vec![f16::ZERO; halves.len()];
-        bytemuck::cast_slice_mut::<f16, [u8; 2]>(&mut values).copy_from_slice(halves);
-        values
-    };
-    #[cfg(not(target_endian = "little"))]
-    let values: Vec<f16> = halves.iter().map(|w| f16::from_bits(u16::from_le_bytes(*w))).collect();
-    checked(values)
+    checked(halves.iter().map(|w| f16::from_bits(u16::from_le_bytes(*w))).collect())
 }
 
 /// The elements of an SQLite BLOB as little-endian 2-byte words, borrowed, after the checks a distance

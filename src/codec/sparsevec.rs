@@ -160,14 +160,21 @@ pub(crate) fn sqlite_parts(bytes: &[u8]) -> Result<SqliteParts<'_>, VectorError>
 }
 
 /// Reads indices, checking that they are strictly ascending and below `dims`.
-fn read_indices(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<Vec<i32>, VectorError> {
+fn read_indices(words: &[[u8; 4]], read: impl Fn([u8; 4]) -> i32 + Copy, dims: usize) -> Result<Vec<i32>, VectorError> {
     check_indices(words, read, dims)?;
     Ok(words.iter().map(|w| read(*w)).collect())
 }
 
 /// Checks that the indices in `words` are strictly ascending and below `dims`: one branch-free pass over
 /// neighbouring pairs (which vectorises), the exact search for the offending index only on failure.
-pub(crate) fn check_indices(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<(), VectorError> {
+///
+/// Generic over `read` (rather than taking a function pointer) so that each byte order gets its own
+/// inlined, vectorised loop.
+pub(crate) fn check_indices(
+    words: &[[u8; 4]],
+    read: impl Fn([u8; 4]) -> i32 + Copy,
+    dims: usize,
+) -> Result<(), VectorError> {
     let ascending = words.windows(2).fold(true, |ok, pair| ok & (read(pair[0]) < read(pair[1])));
     let in_range = match (words.first(), words.last()) {
         (Some(first), Some(last)) => read(*first) >= 0 && usize::try_from(read(*last)).is_ok_and(|last| last < dims),
@@ -182,7 +189,7 @@ pub(crate) fn check_indices(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: u
 
 #[cold]
 #[inline(never)]
-fn find_bad_index(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> Result<(), VectorError> {
+fn find_bad_index(words: &[[u8; 4]], read: impl Fn([u8; 4]) -> i32, dims: usize) -> Result<(), VectorError> {
     let mut previous = None;
     for (position, word) in words.iter().enumerate() {
         let index = i64::from(read(*word));
@@ -194,7 +201,7 @@ fn find_bad_index(words: &[[u8; 4]], read: fn([u8; 4]) -> i32, dims: usize) -> R
 
 /// Reads values, checking that they are finite and not zero (one branch-free pass, then the exact search
 /// only on failure).
-fn read_values(words: &[[u8; 4]], read: fn([u8; 4]) -> f32) -> Result<Vec<f32>, VectorError> {
+fn read_values(words: &[[u8; 4]], read: impl Fn([u8; 4]) -> f32) -> Result<Vec<f32>, VectorError> {
     let values: Vec<f32> = words.iter().map(|w| read(*w)).collect();
     if values.iter().fold(false, |bad, v| bad | !v.is_finite() | (*v == 0.0)) {
         find_bad_value(&values)?;
