@@ -105,6 +105,34 @@ pub struct SparseVector;
 /// ```
 ///
 /// `bit` is a built-in PostgreSQL type with a fixed OID (1560): no lookup is needed.
+///
+/// Diesel's `sql_types` also has a `Bit` (a hidden alias of `Binary`, for MySQL), so with both
+/// `use diesel::sql_types::*;` and `use diesel_vector::sql_types::*;` the name is ambiguous: import this
+/// one by name, which takes precedence over both globs. For `diesel print-schema` (which prints a `bit(n)`
+/// column as `Bit`), that is `import_types = ["diesel::sql_types::*", "diesel_vector::sql_types::*",
+/// "diesel_vector::sql_types::Bit"]`, which compiles the schema it prints:
+///
+/// ```
+/// diesel::table! {
+///     use diesel::sql_types::*;
+///     use diesel_vector::sql_types::*;
+///     use diesel_vector::sql_types::Bit;
+///
+///     items (id) {
+///         id -> Int4,
+///         embedding -> Nullable<Halfvec>,
+///         terms -> Nullable<Sparsevec>,
+///         #[max_length = 16]
+///         code -> Nullable<Bit>,
+///         codes -> Nullable<Varbit>,
+///         dense -> Nullable<Vector>,
+///     }
+/// }
+///
+/// use diesel::sql_types::Nullable;
+/// fn is_ours<T: diesel::Expression<SqlType = Nullable<diesel_vector::sql_types::Bit>>>(_: T) {}
+/// is_ours(items::code);
+/// ```
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
 #[cfg_attr(feature = "pg", diesel(postgres_type(oid = 1560, array_oid = 1561)))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
