@@ -184,6 +184,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Migration(args) => {
             let url = database_url(&cli)?;
+            // Checked before connecting, so that a mistyped folder creates no SQLite file.
+            if let Some(dir) = args.migration_dir.as_ref().filter(|d| !d.is_dir()) {
+                return Err(format!("--migration-dir {}: no such directory", dir.display()).into());
+            }
             // Listing reads only: it must not create an SQLite file.
             let mut conn = match args.command {
                 MigrationCommand::Status => DatabaseConnection::establish_read_only(url)?,
