@@ -242,7 +242,8 @@ impl DatabaseConnection {
         }
     }
 
-    /// [`migrations::run_pending_migrations`] on this connection.
+    /// [`migrations::run_pending_migrations`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::run_pending_migrations_from`].
     ///
     /// # Errors
     ///
@@ -251,7 +252,8 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::run_pending_migrations(c))
     }
 
-    /// [`migrations::revert_last_migration`] on this connection.
+    /// [`migrations::revert_last_migration`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::revert_last_migration_from`].
     ///
     /// # Errors
     ///
@@ -260,7 +262,8 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::revert_last_migration(c))
     }
 
-    /// [`migrations::redo_last_migration`] on this connection.
+    /// [`migrations::redo_last_migration`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::redo_last_migration_from`].
     ///
     /// # Errors
     ///
@@ -269,7 +272,8 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::redo_last_migration(c))
     }
 
-    /// [`migrations::migration_status`] on this connection.
+    /// [`migrations::migration_status`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::migration_status_from`].
     ///
     /// # Errors
     ///
@@ -282,7 +286,7 @@ impl DatabaseConnection {
     /// connection's backend.
     ///
     /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use diesel_vector::database::{AppMigrations, DatabaseConnection};
     ///
     /// let root = tempfile::tempdir()?;
@@ -296,6 +300,7 @@ impl DatabaseConnection {
     /// assert_eq!(conn.run_pending_migrations_from(&migrations)?.len(), 1);
     /// assert!(conn.migration_status_from(&migrations)?.iter().all(|m| m.applied));
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
     /// ```
     ///
     /// # Errors

@@ -34,16 +34,19 @@
 //!
 //! A migration the rehearsal cannot run (one that is not run in a transaction, or one that builds on
 //! objects the rehearsal does not have, such as an SQLite table made outside the migrations) and the
-//! ones after it are run without this check; a telemetry event says so. A database with no objects at
-//! all is not rehearsed.
+//! ones after it are run without this check; so are all of them when the rehearsal cannot start (on
+//! PostgreSQL it needs the right to create schemas in the database, and to read the tables it copies).
+//! A telemetry event says so. A database with no objects at all is not rehearsed.
 //!
 //! # pgvector
 //!
-//! When pgvector is not usable as things stand (not installed on the server, not created in the
-//! database and this role may not create it, or created in a schema missing from the `search_path`), a
-//! rehearsal failure that names it ends the run before anything changes, with
-//! [`MigrationError::PgvectorNotInstalled`], [`MigrationError::PgvectorNotCreated`] or
-//! [`MigrationError::PgvectorNotOnSearchPath`]. Migrations that do not use pgvector run on any server.
+//! pgvector may be unusable as things stand: not installed on the server, not created in the database
+//! and this role may not create it, or created in a schema missing from the `search_path` (its types
+//! then do not resolve: `to_regtype('vector')` is NULL). The crate's own set always needs it: the run
+//! then stops before anything changes with [`MigrationError::PgvectorNotInstalled`],
+//! [`MigrationError::PgvectorNotCreated`] or [`MigrationError::PgvectorNotOnSearchPath`]. An
+//! application's set gets the same errors, before anything changes, when a migration's rehearsal fails
+//! on pgvector's names; a set that does not use pgvector runs on any server.
 //!
 //! # Telemetry
 //!
@@ -179,13 +182,19 @@ impl VectorSupport {
         if !["vector", "halfvec", "sparsevec", "hnsw", "ivfflat"].iter().any(|w| message.contains(w)) {
             return None;
         }
+        self.error(&failure.message)
+    }
+
+    /// The error that pgvector's state is for a migration that needs it (`None` when it is usable);
+    /// `reason` is the database's message.
+    fn error(&self, reason: &str) -> Option<MigrationError> {
         match self {
             Self::Ready => None,
             Self::NotInstalled => Some(MigrationError::PgvectorNotInstalled),
             Self::MayNotCreate { database, role } => Some(MigrationError::PgvectorNotCreated {
                 database: database.clone(),
                 role: role.clone(),
-                reason: failure.message.clone(),
+                reason: reason.to_owned(),
             }),
             Self::NotOnSearchPath { database, schema, search_path } => Some(MigrationError::PgvectorNotOnSearchPath {
                 database: database.clone(),
@@ -218,6 +227,10 @@ pub trait MigrationTarget:
     /// Whether pgvector is usable; changes nothing.
     #[doc(hidden)]
     fn vector_support(&mut self) -> Result<VectorSupport, MigrationError>;
+    /// Tries `CREATE EXTENSION IF NOT EXISTS vector` and rolls it back: `Err` with the database's
+    /// message when this role may not create it. Changes nothing.
+    #[doc(hidden)]
+    fn try_create_vector(&mut self) -> Result<(), String>;
     /// Whether the database holds any object a migration could have made (Diesel's bookkeeping and the
     /// vector index registry aside): without any, nothing can be adopted and nothing is rehearsed.
     #[doc(hidden)]
@@ -404,13 +417,19 @@ fn run_pending_inner<C: MigrationTarget>(
     let migrations = set.migrations::<C>()?;
     conn.locked(|conn| {
         let applied = conn.applied_versions()?;
-        let (done, pending): (Vec<&dyn Migration<C::Db>>, Vec<&dyn Migration<C::Db>>) =
-            migrations.iter().map(|m| &**m).partition(|m| applied.contains(&version(*m)));
+        let (mut done, mut pending): (Vec<&dyn Migration<C::Db>>, Vec<_>) = (Vec::new(), Vec::new());
+        for migration in &migrations {
+            if applied.contains(&version(&**migration)) {
+                done.push(&**migration);
+            } else {
+                pending.push(&**migration);
+            }
+        }
         if pending.is_empty() {
             return Ok(Vec::new());
         }
         // Everything is decided before the first change, so a refusal leaves the database as it was.
-        let steps = plan_steps(conn, &done, &pending)?;
+        let steps = plan_steps(conn, &done, &pending, matches!(set, Set::Own))?;
         let mut out = Vec::with_capacity(pending.len());
         for (migration, step) in pending.into_iter().zip(steps) {
             out.push(apply(conn, migration, step)?);
@@ -426,8 +445,20 @@ fn plan_steps<C: MigrationTarget>(
     conn: &mut C,
     applied: &[&dyn Migration<C::Db>],
     pending: &[&dyn Migration<C::Db>],
+    needs_vector: bool,
 ) -> Result<Vec<Step>, MigrationError> {
-    let support = conn.vector_support()?;
+    let mut support = conn.vector_support()?;
+    if needs_vector {
+        // The crate's own set always needs pgvector: checked whether or not the rehearsal can run.
+        if let VectorSupport::MayNotCreate { .. } = support {
+            if let Err(reason) = conn.try_create_vector() {
+                return Err(support.error(&reason).unwrap_or(MigrationError::PgvectorNotInstalled));
+            }
+        } else if let Some(e) = support.error("") {
+            return Err(e);
+        }
+        support = VectorSupport::Ready;
+    }
     if support == VectorSupport::Ready && !conn.has_objects()? {
         return Ok(vec![Step::Run; pending.len()]);
     }

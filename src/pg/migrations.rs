@@ -189,6 +189,19 @@ impl MigrationTarget for PgConnection {
         })
     }
 
+    fn try_create_vector(&mut self) -> Result<(), String> {
+        // Rehearsed like a migration: pgvector's script runs, and is rolled back.
+        let attempt = self.transaction::<(), DieselError, _>(|conn| {
+            conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
+            Err(DieselError::RollbackTransaction)
+        });
+        match attempt {
+            Err(DieselError::RollbackTransaction) | Ok(()) => Ok(()),
+            Err(DieselError::DatabaseError(_, info)) => Err(info.message().to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn has_objects(&mut self) -> Result<bool, MigrationError> {
         let row: Exists = diesel::sql_query(concat!(
             "WITH s AS (SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))) \

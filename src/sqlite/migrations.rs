@@ -105,6 +105,10 @@ impl MigrationTarget for SqliteConnection {
         Ok(VectorSupport::Ready)
     }
 
+    fn try_create_vector(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn has_objects(&mut self) -> Result<bool, MigrationError> {
         let row: Exists = diesel::sql_query(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \

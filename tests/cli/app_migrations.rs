@@ -100,7 +100,8 @@ fn objects_made_by_hand_are_adopted_and_a_mistyped_folder_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = sqlite_file(dir.path(), "never.db");
     let missing = dir.path().join("migrations_sqlite");
-    let (_, stderr) = fails(&["--database-url", &path, "migration", "run", "--migration-dir", missing.to_str().unwrap()]);
+    let (_, stderr) =
+        fails(&["--database-url", &path, "migration", "run", "--migration-dir", missing.to_str().unwrap()]);
     assert!(stderr.contains("no such directory"), "{stderr}");
     assert!(!std::path::Path::new(&path).exists(), "no database file was created");
 }
@@ -147,7 +148,9 @@ fn the_diesel_cli_and_diesel_vector_run_the_same_application_folders() {
     for (backend, url, _keep) in databases() {
         let url = url.as_str();
         let dir = dirs.for_backend(backend).to_str().unwrap();
-        let run = |args: &[&str]| diesel(&cli, &dirs.root, &[args, &["--migration-dir", dir, "--database-url", url]].concat());
+        let run = |args: &[&str]| {
+            diesel(&cli, &dirs.root, &[args, &["--migration-dir", dir, "--database-url", url]].concat())
+        };
         run(&["migration", "run"]);
         let status = ok(&["--database-url", url, "migration", "status", "--migration-dir", dir]);
         assert!(!status.contains("[ ]"), "{backend}: diesel-vector agrees with the diesel CLI: {status}");

@@ -522,8 +522,10 @@ fn database_connection_runs_the_application_s_folder_for_its_backend() {
     assert_eq!(conn.revert_last_migration_from(&app).unwrap().as_deref(), Some(app::CREATE_INDEX));
     let missing = conn.run_pending_migrations_from(&AppMigrations::dir(dirs.root.join("nope"))).unwrap_err();
     assert!(matches!(missing, MigrationError::Harness(_)), "{missing:?}");
-    // Embedded sets work the same way (here the crate's own, embedded as an application would).
-    let embedded = AppMigrations::embedded(&migrations::PG_MIGRATIONS, &migrations::SQLITE_MIGRATIONS);
+    // Embedded sets work the same way (here the crate's own folders, embedded as an application would).
+    const PG_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_pg");
+    const SQLITE_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_sqlite");
+    let embedded = AppMigrations::embedded(&PG_SET, &SQLITE_SET);
     assert_eq!(conn.run_pending_migrations_from(&embedded).unwrap().len(), 3);
 }
 
