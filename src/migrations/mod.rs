@@ -21,16 +21,24 @@
 //! migrations: on PostgreSQL inside a transaction that is always rolled back, in a scratch schema put
 //! first on the `search_path` (with empty copies of the tables already on the `search_path` behind it,
 //! so that nothing touches the application's rows or locks them against writes); on SQLite in an
-//! in-memory database with the same functions. The applied migrations are replayed there first, then
-//! each pending one runs, and the catalog is read after each: tables (columns, types, nullability,
-//! unique keys), indexes, triggers, views, sequences, types, functions. Then, for each pending migration,
-//! the objects it creates, changes or drops are compared with the real database's:
+//! in-memory database with the same functions. Each pending migration runs there, and the catalog is
+//! read after each: tables (columns, types, nullability, unique keys), indexes, triggers, views,
+//! sequences, types, functions. Then, for each pending migration, the objects it creates, changes or
+//! drops are compared with the real database's:
 //!
 //! - all there as the migration leaves them: the migration is **adopted** (recorded as applied; the
 //!   vector indexes it registers are added to the registry when missing), and no row changes;
 //! - none there (or all as before it): it **runs**;
 //! - otherwise nothing changes and the run stops with [`MigrationError::IncompatibleTable`] or
 //!   [`MigrationError::PartiallyPresent`], naming the differences.
+//!
+//! A table a migration creates is compared whole (extra columns and unique keys tolerated); a table it
+//! changes is compared on what it changes (the columns it adds, drops or alters), so that a table that
+//! drifted from its history elsewhere still takes a new migration. The first rehearsal runs the pending
+//! migrations on the database as it is; when they would all simply run (the usual deploy), that is
+//! the answer. Otherwise a second rehearsal replays the applied migrations first, so that what a
+//! pending migration changes is compared with the state its history gives (a column added by hand to
+//! a table an earlier migration made is then adopted).
 //!
 //! A migration the rehearsal cannot run (one that is not run in a transaction, or one that builds on
 //! objects the rehearsal does not have, such as an SQLite table made outside the migrations) and the
@@ -462,11 +470,37 @@ fn plan_steps<C: MigrationTarget>(
     if support == VectorSupport::Ready && !conn.has_objects()? {
         return Ok(vec![Step::Run; pending.len()]);
     }
-    let rehearsal = conn.rehearse(applied, pending)?;
-    if let Some(failure) = &rehearsal.failure {
-        if let Some(e) = support.error_for(failure) {
-            return Err(e);
+    let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
+    let real = conn.real_state()?;
+    // First the pending migrations alone, on the database as it is: when every one of them runs (the
+    // usual deploy), that is the answer, without replaying the history.
+    let quick = conn.rehearse(&[], pending)?;
+    if let Some(e) = quick.failure.as_ref().and_then(|f| support.error_for(f)) {
+        return Err(e);
+    }
+    if applied.is_empty() {
+        note_failure::<C>(&quick);
+        return plan::plan(&names, &quick, real);
+    }
+    if quick.failure.is_none() {
+        if let Ok(steps) = plan::plan(&names, &quick, real.clone()) {
+            if steps.iter().all(|s| *s == Step::Run) {
+                return Ok(steps);
+            }
         }
+    }
+    // Something may exist already: compare with the state the applied migrations themselves give.
+    let full = conn.rehearse(applied, pending)?;
+    if let Some(e) = full.failure.as_ref().and_then(|f| support.error_for(f)) {
+        return Err(e);
+    }
+    note_failure::<C>(&full);
+    plan::plan(&names, &full, real)
+}
+
+/// The telemetry event for a rehearsal that stopped early.
+fn note_failure<C: MigrationTarget>(rehearsal: &Rehearsal) {
+    if let Some(failure) = &rehearsal.failure {
         info!(
             target: "diesel_vector::migrations",
             backend = C::BACKEND,
@@ -478,9 +512,6 @@ fn plan_steps<C: MigrationTarget>(
             if failure.replayed { "the pending migrations" } else { "it and the ones after it" }
         );
     }
-    let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
-    let real = conn.real_state()?;
-    plan::plan(&names, &rehearsal, real)
 }
 
 /// Runs or adopts one migration, with its span and event.

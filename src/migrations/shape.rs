@@ -150,10 +150,14 @@ pub struct Real {
     pub registry: Vec<IndexSpec>,
 }
 
-/// What a migration changes in a table, which a real table must then match exactly: the columns it
-/// adds, drops or changes, and the unique keys it adds or drops. Anything else tolerates extras.
+/// What a migration does to a table, which is what a real table is compared on. A table it creates (or
+/// drops) is compared whole: every column and unique key it has, extra ones tolerated (an application
+/// may have added its own). A table it changes is compared on what it changes: the columns it adds,
+/// drops or alters, and the unique keys it adds or drops; the rest of the table is not the migration's
+/// business (it may have drifted from the migrations' history without concerning this one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Focus {
+    whole: bool,
     columns: BTreeSet<String>,
     unique: Vec<Vec<String>>,
 }
@@ -168,8 +172,9 @@ impl Focus {
                 _ => None,
             }
         }
+        let whole = before.is_none() || after.is_none();
         let (a, b) = match (table(before), table(after)) {
-            (None, None) => return Self::default(),
+            (None, None) => return Self { whole, ..Self::default() },
             (a, b) => (a.unwrap_or(&empty), b.unwrap_or(&empty)),
         };
         let mut columns = BTreeSet::new();
@@ -185,7 +190,7 @@ impl Focus {
         }
         let mut unique: Vec<Vec<String>> = a.unique.iter().filter(|k| !b.unique.contains(k)).cloned().collect();
         unique.extend(b.unique.iter().filter(|k| !a.unique.contains(k)).cloned());
-        Self { columns, unique }
+        Self { whole, columns, unique }
     }
 }
 
@@ -206,7 +211,8 @@ pub fn matches(real: Option<&Shape>, expected: Option<&Shape>, focus: &Focus) ->
 /// Each way the real table `found` differs from `expected`, in words.
 pub fn table_differences(expected: &TableShape, found: &TableShape, focus: &Focus) -> Vec<String> {
     let mut out = Vec::new();
-    for column in &expected.columns {
+    let compared = |name: &str| focus.whole || focus.columns.contains(name);
+    for column in expected.columns.iter().filter(|c| compared(&c.name)) {
         match found.columns.iter().find(|f| f.name == column.name) {
             None => out.push(format!("column {} is missing", column.name)),
             Some(f) => {
@@ -225,7 +231,7 @@ pub fn table_differences(expected: &TableShape, found: &TableShape, focus: &Focu
             out.push(format!("column {name} exists, expected no such column"));
         }
     }
-    for key in &expected.unique {
+    for key in expected.unique.iter().filter(|k| focus.whole || focus.unique.contains(k)) {
         if !found.unique.contains(key) {
             out.push(format!("no unique constraint on ({})", key.join(", ")));
         }
@@ -270,14 +276,27 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_table_is_compared_on_what_the_change_touches() {
+        let before = table(&[col("id", "bigint", true), col("x", "text", false)], &[]);
+        let after = table(&[col("id", "bigint", true), col("x", "text", false), col("v", "vector(3)", false)], &[]);
+        let focus = Focus::of_change(Some(&before), Some(&after));
+        // The real table lost `x` by hand: not this migration's business.
+        let real = table(&[col("id", "bigint", true), col("v", "vector(3)", false)], &[]);
+        assert!(matches(Some(&real), Some(&after), &focus));
+        let created = Focus::of_change(None, Some(&after));
+        assert!(!matches(Some(&real), Some(&after), &created), "a table the migration creates is compared whole");
+    }
+
+    #[test]
     fn differences_are_worded_for_people() {
         let expected = TableShape {
             columns: vec![col("embedding", "vector(1536)", false), col("id", "bigint", true)],
             unique: vec![vec!["a".into(), "b".into()]],
         };
         let found = TableShape { columns: vec![col("embedding", "text", true)], unique: vec![] };
+        let whole = Focus { whole: true, ..Focus::default() };
         assert_eq!(
-            table_differences(&expected, &found, &Focus::default()),
+            table_differences(&expected, &found, &whole),
             [
                 "column embedding is text, expected vector(1536)",
                 "column embedding is NOT NULL, expected nullable",

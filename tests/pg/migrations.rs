@@ -727,3 +727,41 @@ fn an_application_without_vectors_migrates_where_pgvector_cannot_be_created() {
     drop(db);
     admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).unwrap();
 }
+
+/// Runs the application's first migration only, as an earlier deploy did.
+fn apply_documents_only(conn: &mut PgConnection, dirs: &app::AppDirs) {
+    let aside = dirs.root.join("aside");
+    std::fs::rename(dirs.pg.join(app::CREATE_INDEX), &aside).unwrap();
+    migrations::run_pending_migrations_from(conn, &app_source(dirs)).unwrap();
+    std::fs::rename(&aside, dirs.pg.join(app::CREATE_INDEX)).unwrap();
+}
+
+#[test]
+fn a_column_and_index_added_by_hand_after_an_earlier_deploy_are_adopted() {
+    let dirs = app::write();
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector; ALTER TABLE documents ADD COLUMN embedding vector(768)")
+        .unwrap();
+    conn.batch_execute(INDEX_BY_HAND).unwrap();
+    add_documents(&mut conn, 2);
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(
+        applied.iter().map(|m| (m.name.as_str(), m.outcome)).collect::<Vec<_>>(),
+        [(app::CREATE_INDEX, Outcome::Adopted)]
+    );
+    assert_eq!(diesel_vector::index::registry::load(&mut conn).unwrap(), [app::spec()]);
+}
+
+#[test]
+fn a_table_that_drifted_from_its_migrations_still_takes_a_new_migration() {
+    // A column of `documents` was dropped by hand: not the index migration's business.
+    let dirs = app::write();
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute("ALTER TABLE documents DROP COLUMN title").unwrap();
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
+}

@@ -670,3 +670,36 @@ fn an_application_s_migration_that_builds_on_a_table_made_elsewhere_runs() {
     assert_eq!(applied.unwrap().iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
     assert!(events.iter().any(|e| e.contains("the rehearsal stopped at migration")), "{events:#?}");
 }
+
+/// Runs the application's first migration only, as an earlier deploy did.
+fn apply_documents_only(conn: &mut SqliteConnection, dirs: &app::AppDirs) {
+    let aside = dirs.root.join("aside");
+    std::fs::rename(dirs.sqlite.join(app::CREATE_INDEX), &aside).unwrap();
+    migrations::run_pending_migrations_from(conn, &app_source(dirs)).unwrap();
+    std::fs::rename(&aside, dirs.sqlite.join(app::CREATE_INDEX)).unwrap();
+}
+
+#[test]
+fn an_index_made_by_hand_after_an_earlier_deploy_is_adopted() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute(&app::index_up(&dirs.sqlite)).unwrap();
+    add_documents(&mut conn, 2);
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(
+        applied.iter().map(|m| (m.name.as_str(), m.outcome)).collect::<Vec<_>>(),
+        [(app::CREATE_INDEX, Outcome::Adopted)]
+    );
+    assert_eq!(count(&mut conn, "documents"), 2);
+}
+
+#[test]
+fn a_table_that_drifted_from_its_migrations_still_takes_a_new_migration() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute("ALTER TABLE documents DROP COLUMN title").unwrap();
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
+}
