@@ -474,7 +474,11 @@ fn plan_steps<C: MigrationTarget>(
     let real = conn.real_state()?;
     // First the pending migrations alone, on the database as it is: when every one of them runs (the
     // usual deploy), that is the answer, without replaying the history.
-    let quick = conn.rehearse(&[], pending)?;
+    let quick = {
+        let _span =
+            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = 0).entered();
+        conn.rehearse(&[], pending)?
+    };
     if let Some(e) = quick.failure.as_ref().and_then(|f| support.error_for(f)) {
         return Err(e);
     }
@@ -490,7 +494,12 @@ fn plan_steps<C: MigrationTarget>(
         }
     }
     // Something may exist already: compare with the state the applied migrations themselves give.
-    let full = conn.rehearse(applied, pending)?;
+    let full = {
+        let _span =
+            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = applied.len())
+                .entered();
+        conn.rehearse(applied, pending)?
+    };
     if let Some(e) = full.failure.as_ref().and_then(|f| support.error_for(f)) {
         return Err(e);
     }
