@@ -85,6 +85,7 @@ pub fn pg_url() -> String {
         })
 }
 
+pub mod app;
 pub mod bulk;
 #[cfg(feature = "pg")]
 pub mod pg;
