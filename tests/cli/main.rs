@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod app_migrations;
 mod commands;
 mod copy;
 mod generate;
