@@ -210,7 +210,7 @@ impl MigrationTarget for SqliteConnection {
         let wanting: Vec<String> = self
             .registered_indexes()?
             .into_iter()
-            .filter(|s| s.sqlite_index().vec0)
+            .filter(|s| s.sqlite_index().vec0 && !(s.sqlite_index().codes && super::codes::supported(s)))
             .map(|s| s.name().to_owned())
             .collect();
         if !wanting.is_empty() {

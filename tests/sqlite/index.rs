@@ -187,12 +187,12 @@ fn a_search_after_writes_without_the_extension_sees_them() {
 }
 
 #[test]
-fn migrating_without_sqlite_vec_works_and_warns() {
+fn migrating_without_sqlite_vec_works_silently() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plain.db").to_str().unwrap().to_owned();
     let mut plain = open_without_extension(&path);
     let (applied, events) = crate::common::telemetry::capture(|| migrations::run_pending_migrations(&mut plain));
     assert_eq!(applied.unwrap().len(), 3);
-    let warning = events.iter().find(|e| e.starts_with("WARN")).expect("a warning");
-    assert!(warning.contains("sqlite-vec is not loaded on this connection"), "{warning}");
+    // The seed's index keeps codes, which need no extension: nothing to warn about.
+    assert!(!events.iter().any(|e| e.starts_with("WARN")), "{events:#?}");
 }
