@@ -1,5 +1,6 @@
 //! The exact path: every row's distance, from vectors laid out contiguously, top `k` by `(distance, id)`.
 
+use std::borrow::Cow;
 use std::collections::BinaryHeap;
 
 use super::{exact_distance, AnnError, Metric, Neighbour, Ranked};
@@ -26,7 +27,7 @@ use crate::simd::Simd;
 pub struct ExactScan<'q> {
     simd: Simd,
     metric: Metric,
-    query: &'q [f32],
+    query: Cow<'q, [f32]>,
     query_norm_sq: f32,
     k: usize,
     top: BinaryHeap<Ranked>,
@@ -39,6 +40,15 @@ impl<'q> ExactScan<'q> {
     /// Errors: [`AnnError::UnsupportedMetric`] for a bit metric, [`AnnError::DimensionMismatch`] for an empty
     /// query, [`AnnError::NotFinite`].
     pub fn new(metric: Metric, query: &'q [f32], k: usize) -> Result<ExactScan<'q>, AnnError> {
+        Self::with_query(metric, Cow::Borrowed(query), k)
+    }
+
+    /// [`ExactScan::new`] with a query of its own (a scan that outlives the query's owner).
+    pub fn owned(metric: Metric, query: Vec<f32>, k: usize) -> Result<ExactScan<'static>, AnnError> {
+        ExactScan::with_query(metric, Cow::Owned(query), k)
+    }
+
+    fn with_query(metric: Metric, query: Cow<'q, [f32]>, k: usize) -> Result<ExactScan<'q>, AnnError> {
         if !super::supports(metric) {
             return Err(AnnError::UnsupportedMetric { metric });
         }
@@ -52,8 +62,8 @@ impl<'q> ExactScan<'q> {
         Ok(ExactScan {
             simd,
             metric,
+            query_norm_sq: simd.norm_squared(&query),
             query,
-            query_norm_sq: simd.norm_squared(query),
             k,
             top: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
             rows: 0,
@@ -63,7 +73,7 @@ impl<'q> ExactScan<'q> {
     /// Uses the kernels of `simd` (tests and benchmarks force a level this way).
     pub fn with_simd(mut self, simd: Simd) -> ExactScan<'q> {
         self.simd = simd;
-        self.query_norm_sq = simd.norm_squared(self.query);
+        self.query_norm_sq = simd.norm_squared(&self.query);
         self
     }
 
@@ -82,7 +92,7 @@ impl<'q> ExactScan<'q> {
         for (id, row) in ids.iter().zip(vectors.chunks_exact(dims)) {
             let candidate = Neighbour {
                 id: *id,
-                distance: exact_distance(self.simd, self.metric, self.query, self.query_norm_sq, row),
+                distance: exact_distance(self.simd, self.metric, &self.query, self.query_norm_sq, row),
             };
             if self.top.len() < self.k {
                 self.top.push(Ranked(candidate));

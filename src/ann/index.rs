@@ -49,6 +49,8 @@ pub struct QuantizedIndex {
     /// Chunks with room, lowest first: new rows fill them before a chunk is added.
     open: BTreeSet<u32>,
     dirty: BTreeSet<u32>,
+    /// Row slots (`chunk * CHUNK_ROWS + slot`) written or emptied since the last `take_dirty_slots`.
+    dirty_slots: BTreeSet<u32>,
 }
 
 fn place(chunk: usize, slot: usize) -> u32 {
@@ -70,6 +72,7 @@ impl QuantizedIndex {
             locations: HashMap::new(),
             open: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            dirty_slots: BTreeSet::new(),
         }
     }
 
@@ -139,6 +142,7 @@ impl QuantizedIndex {
         chunk.factors[slot] =
             self.params.encode_into(self.simd, vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
         self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
+        self.dirty_slots.insert(place(chunk_no, slot));
         Ok(())
     }
 
@@ -162,6 +166,8 @@ impl QuantizedIndex {
         let c = u32::try_from(chunk_no).unwrap_or(u32::MAX);
         self.open.insert(c);
         self.dirty.insert(c);
+        self.dirty_slots.insert(place(chunk_no, slot));
+        self.dirty_slots.insert(place(chunk_no, last));
         true
     }
 
@@ -186,6 +192,19 @@ impl QuantizedIndex {
     /// [`chunk_bytes`](Self::chunk_bytes) (a chunk may have become empty: store it empty or delete it).
     pub fn take_dirty(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// The row slots (`chunk * CHUNK_ROWS + slot`) written or emptied since the last call, in order, and
+    /// forgets them: a row inserted or replaced, a row removed (its slot, now holding the chunk's last row,
+    /// and the last slot, now empty). For a store that keeps something per row in the codes' order.
+    pub fn take_dirty_slots(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.dirty_slots).into_iter().collect()
+    }
+
+    /// The row ids of chunk `number`, in slot order, with their partition keys (empty past the last
+    /// chunk).
+    pub fn chunk_rows(&self, number: usize) -> (&[i64], &[u64]) {
+        self.chunks.get(number).map_or((&[], &[]), |c| (c.ids.as_slice(), c.partitions.as_slice()))
     }
 
     /// The stored form of chunk `number`, or `None` past the last chunk: magic `DVQC`, format version, the
@@ -281,11 +300,6 @@ impl QuantizedIndex {
     /// no id is held twice (or held but unlocated).
     pub fn is_consistent(&self) -> bool {
         self.chunks.iter().map(Chunk::len).sum::<usize>() == self.locations.len()
-    }
-
-    /// The row ids of chunk `number`, slot by slot (empty past the last chunk).
-    pub fn chunk_ids(&self, number: u32) -> &[i64] {
-        self.chunks.get(number as usize).map_or(&[], |c| c.ids.as_slice())
     }
 
     fn read_chunk(&self, blob: &[u8]) -> Result<(u32, Chunk), AnnError> {

@@ -272,7 +272,7 @@ fn has_extension(conn: &mut SqliteConnection) -> Result<bool, IndexError> {
 /// [`IndexError::NotMigrated`] before the index's migration, or a failing query (nothing of the sync is
 /// kept).
 pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
-    run(conn, spec, false)
+    run(conn, spec, Rebuild::Nothing)
 }
 
 /// Rebuilds every structure of `spec`'s index from the table, in one immediate transaction (vec0 only where
@@ -282,7 +282,21 @@ pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport,
 ///
 /// As [`sync`].
 pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
-    run(conn, spec, true)
+    run(conn, spec, Rebuild::All)
+}
+
+/// Syncs `spec`'s index and rebuilds its codes whatever they look like: for a search that found the stored
+/// codes damaged.
+pub(crate) fn rebuild_codes(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    run(conn, spec, Rebuild::Codes)
+}
+
+/// What a sync rebuilds whatever the state says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rebuild {
+    Nothing,
+    Codes,
+    All,
 }
 
 /// The structures a connection maintains for `spec`.
@@ -325,10 +339,10 @@ fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<b
     .map(|n| n > 0)
 }
 
-fn run(conn: &mut SqliteConnection, spec: &IndexSpec, rebuild_all: bool) -> Result<SyncReport, IndexError> {
+fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
-    if !rebuild_all && before.needs_rebuild == 0 && before.pending == 0 && !plan.leftover_vec0 {
+    if forced == Rebuild::Nothing && before.needs_rebuild == 0 && before.pending == 0 && !plan.leftover_vec0 {
         let vec0_ready =
             !plan.vec0 || (conn.exists(spec.vec0_table())? && !(plan.codes && super::codes::vec0_stale(conn, spec)?));
         let codes_ready = !plan.codes || super::codes::is_current(conn, spec)?;
@@ -341,7 +355,7 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, rebuild_all: bool) -> Resu
     // TODO(rel): the crate's transaction helper that keeps SQLite's real error.
     let result = conn.immediate_transaction::<_, IndexError, _>(|conn| {
         let now = state(conn, spec)?;
-        let rebuild_all = rebuild_all || now.needs_rebuild != 0;
+        let rebuild_all = forced == Rebuild::All || now.needs_rebuild != 0;
         let next = if now.generation == i64::MAX { 0 } else { now.generation + 1 };
         let vec0_stale = plan.codes && super::codes::vec0_stale(conn, spec)?;
         let mut report = SyncReport { rebuilt: false, applied: 0 };
@@ -363,7 +377,8 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, rebuild_all: bool) -> Resu
         if let Some(shared) = &shared {
             let entry = locked.insert(super::codes::lock(shared));
             let vec0_missed = plan.vec0_elsewhere && (vec0_stale || rebuild_all || now.pending > 0);
-            let codes = super::codes::sync_in_transaction(conn, spec, entry, rebuild_all, next, vec0_missed)?;
+            let rebuild_codes = rebuild_all || forced == Rebuild::Codes;
+            let codes = super::codes::sync_in_transaction(conn, spec, entry, rebuild_codes, next, vec0_missed)?;
             report.rebuilt |= codes.rebuilt;
             report.applied = report.applied.max(i64::try_from(codes.applied).unwrap_or(i64::MAX));
         }

@@ -4,6 +4,7 @@
 mod codes;
 mod connection;
 pub(crate) mod doctor;
+mod exact;
 mod expression;
 mod extension;
 mod functions;

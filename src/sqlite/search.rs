@@ -60,6 +60,9 @@ impl SearchTarget for SqliteConnection {
                 return Ok((hits, SearchPath::Vec0));
             }
         }
+        if let Some(hits) = exact_search(self, search, limit)? {
+            return Ok((hits, SearchPath::ExactScan));
+        }
         // Exact scan: sqlite-vec's functions, or the crate's when the extension is absent. NULL
         // distances (a zero vector under cosine) are nobody's neighbour: sorted last, then dropped here.
         // A `WHERE distance IS NOT NULL` would compute every row's distance twice (SQLite evaluates
@@ -170,14 +173,87 @@ fn codes_search(
         Ok::<(), SearchError>(())
     };
     let options = crate::ann::SearchOptions::default();
-    let Some(outcome) =
-        super::codes::search(conn, spec, search.query.as_slice(), limit, &filter, &options, &mut fetch)?
-    else {
-        return Ok(None);
-    };
+    let mut outcome = None;
+    for attempt in 0..2 {
+        match super::codes::search(conn, spec, search.query.as_slice(), limit, &filter, &options, &mut fetch)? {
+            super::codes::Searched::Found(found) => {
+                outcome = Some(found);
+                break;
+            }
+            super::codes::Searched::Empty => return Ok(None),
+            super::codes::Searched::NotCurrent if attempt == 0 => {
+                super::index::sync(conn, spec).map_err(SearchError::Index)?;
+            }
+            super::codes::Searched::Damaged if attempt == 0 => {
+                super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
+            }
+            _ => return Ok(None),
+        }
+    }
+    let Some(outcome) = outcome else { return Ok(None) };
     crate::search::record_codes_stats(&outcome.stats);
     Ok(Some(
         outcome
+            .neighbours
+            .into_iter()
+            .filter(|n| !n.distance.is_nan())
+            .filter_map(|n| fragments.get(&n.id).map(|f| Neighbor { id: n.id, fragment_id: *f, distance: n.distance }))
+            .collect(),
+    ))
+}
+
+#[derive(QueryableByName)]
+struct Fragment {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    fragment_id: i64,
+}
+
+/// The seed's exact search through the SIMD scan of the rows where SQLite holds them (`None` for a metric
+/// the scan does not compute).
+fn exact_search(
+    conn: &mut SqliteConnection,
+    search: &Search<'_>,
+    limit: usize,
+) -> Result<Option<Vec<Neighbor>>, SearchError> {
+    if !crate::ann::supports(search.metric) {
+        return Ok(None);
+    }
+    let filter =
+        if search.fragment_ids.is_some() { " AND e.fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
+    let sql = format!(
+        "SELECT e.id AS id, e.embedding AS embedding FROM fragment_embeddings e \
+         WHERE e.provider = ? AND e.model = ?{filter}"
+    );
+    let query = diesel::sql_query(sql).bind::<Text, _>(search.provider).bind::<Text, _>(search.model);
+    let found = match search.fragment_ids {
+        Some(ids) => super::exact::top_k(
+            conn,
+            query.bind::<Text, _>(json_ids(ids)),
+            search.query.as_slice(),
+            search.metric,
+            limit,
+        ),
+        None => super::exact::top_k(conn, query, search.query.as_slice(), search.metric, limit),
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(super::exact::ExactError::Query(e)) => return Err(e.into()),
+        Err(super::exact::ExactError::Ann(e)) => return Err(e.into()),
+    };
+    let ids: Vec<i64> = found.neighbours.iter().map(|n| n.id).collect();
+    let fragments: std::collections::HashMap<i64, i64> = diesel::sql_query(
+        "SELECT e.id AS id, e.fragment_id AS fragment_id FROM fragment_embeddings e \
+         WHERE e.id IN (SELECT value FROM json_each(?))",
+    )
+    .bind::<Text, _>(json_ids(&ids))
+    .load::<Fragment>(conn)?
+    .into_iter()
+    .map(|f| (f.id, f.fragment_id))
+    .collect();
+    Ok(Some(
+        found
             .neighbours
             .into_iter()
             .filter(|n| !n.distance.is_nan())

@@ -57,6 +57,10 @@ use crate::index::{quote, Element, IndexSpec, Metric};
 use crate::migrations::shape::Catalog;
 use crate::simd::Simd;
 
+mod vectors;
+
+pub(crate) use vectors::exact as exact_from_vectors;
+
 /// The row holding the training parameters.
 const PARAMS_ROW: i64 = -1;
 /// The row holding the [`Record`].
@@ -149,6 +153,9 @@ fn layout(spec: &IndexSpec) -> u64 {
         text.push('\0');
         text.push_str(p);
     }
+    if spec.sqlite_index().vectors {
+        text.push_str("\0vectors");
+    }
     mix(crate::index::fnv1a(text.as_bytes()))
 }
 
@@ -207,8 +214,9 @@ pub(crate) fn partition_filter(spec: &IndexSpec, values: &[(usize, Option<&str>)
 struct Cached {
     generation: i64,
     record: Record,
-    /// `None` while nothing was trained.
-    index: Option<QuantizedIndex>,
+    /// `None` while nothing was trained. Shared so that an exact scan can hold it while SQLite hands it
+    /// rows (changed only under the entry's write lock, copied if a scan still holds it).
+    index: Option<Arc<QuantizedIndex>>,
 }
 
 /// One index of one database file in this process: its copy of the codes, if loaded.
@@ -337,9 +345,9 @@ fn load(
     if record.layout != layout(spec) {
         return Err(Unusable::Rebuild("codes made for another shape of the index".into()));
     }
-    let check = |index: &Option<QuantizedIndex>| -> Result<(), Unusable> {
+    let check = |index: &Option<Arc<QuantizedIndex>>| -> Result<(), Unusable> {
         let (chunks, rows) = index.as_ref().map_or((0, 0), |i| (i.chunk_count(), i.len()));
-        let consistent = index.as_ref().is_none_or(QuantizedIndex::is_consistent);
+        let consistent = index.as_ref().is_none_or(|i| i.is_consistent());
         if chunks as u64 != u64::from(record.chunks) || rows as u64 != record.rows || !consistent {
             return Err(Unusable::Rebuild(format!(
                 "the chunks hold {rows} rows in {chunks} chunks, the record says {} in {}",
@@ -351,9 +359,10 @@ fn load(
     // Patch a copy of the same build whose parameters did not change.
     if let Some(mut previous) = previous {
         if previous.record.build == record.build && !rows.iter().any(|r| r.chunk == PARAMS_ROW) {
-            let patched = (|| -> Result<Option<QuantizedIndex>, Unusable> {
+            let patched = (|| -> Result<Option<Arc<QuantizedIndex>>, Unusable> {
                 let mut index = previous.index.take();
                 if let Some(index) = &mut index {
+                    let index = Arc::make_mut(index);
                     for row in rows.iter().filter(|r| r.chunk >= 0) {
                         let number = index.replace_chunk(&row.data)?;
                         if i64::from(number) != row.chunk {
@@ -383,7 +392,10 @@ fn load(
             if params.metric() != spec.metric() || params.dims() != spec.dims() as usize {
                 return Err(Unusable::Rebuild("parameters of another index".into()));
             }
-            Some(QuantizedIndex::from_chunks(params, all.iter().filter(|r| r.chunk >= 0).map(|r| r.data.as_slice()))?)
+            Some(Arc::new(QuantizedIndex::from_chunks(
+                params,
+                all.iter().filter(|r| r.chunk >= 0).map(|r| r.data.as_slice()),
+            )?))
         }
     };
     check(&index)?;
@@ -497,8 +509,28 @@ fn corrupt(e: AnnError) -> IndexError {
     IndexError::Codes(e)
 }
 
-/// Builds the codes from the table and stores them (table dropped and made again): trained on a sample,
-/// every valid row encoded. Returns the new copy for memory.
+/// Rows read from the table per query when building or syncing (bounded memory: a few tens of MB of
+/// vectors at a time).
+const BATCH_ROWS: i64 = 4096;
+
+/// The table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id.
+fn table_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Vec<SourceRow>> {
+    let id = format!("t.{}", quote(spec.id_column()));
+    let after_clause = if after.is_some() { format!("WHERE {id} > ? ") } else { String::new() };
+    let sql = select_rows(
+        spec,
+        &id,
+        &format!("FROM {} t {after_clause}ORDER BY {id} LIMIT {BATCH_ROWS}", quote(spec.table())),
+    );
+    match after {
+        Some(after) => diesel::sql_query(sql).bind::<BigInt, _>(after).load(conn),
+        None => diesel::sql_query(sql).load(conn),
+    }
+}
+
+/// Builds the codes from the table and stores them (the tables dropped and made again): trained on a
+/// sample, every valid row encoded, read in batches by id. Writes the contiguous copy of the vectors too
+/// when the index keeps it. Returns the new copy for memory.
 fn rebuild(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
@@ -514,21 +546,33 @@ fn rebuild(
         Some(QuantizedIndex::new(params))
     };
     drop(sample);
-    if let Some(index) = &mut index {
-        let id = format!("t.{}", quote(spec.id_column()));
-        let sql = select_rows(spec, &id, &format!("FROM {} t", quote(spec.table())));
-        for row in diesel::sql_query(sql).load_iter::<SourceRow, diesel::connection::DefaultLoadingMode>(conn)? {
-            let row = row?;
-            if let Some(v) = row.indexable(spec.metric()) {
-                index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
-            }
-        }
-    }
     let codes = quote(&spec.codes_table());
     conn.batch_execute(&format!(
         "DROP TABLE IF EXISTS {codes}; \
          CREATE TABLE {codes} (chunk INTEGER PRIMARY KEY, generation INTEGER NOT NULL, data BLOB NOT NULL);"
     ))?;
+    let mut copy = vectors::Writer::create(conn, spec, generation)?;
+    if let Some(index) = &mut index {
+        let mut after = None;
+        loop {
+            let rows = table_batch(conn, spec, after)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            for row in &rows {
+                if let Some(v) = row.indexable(spec.metric()) {
+                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
+                    if let Some(copy) = &mut copy {
+                        // A fresh index fills its slots in order.
+                        copy.push(conn, spec, index.len() - 1, v)?;
+                    }
+                }
+            }
+        }
+        index.take_dirty_slots();
+    }
+    if let Some(copy) = copy {
+        copy.finish(conn, spec)?;
+    }
     #[derive(QueryableByName)]
     struct Random {
         #[diesel(sql_type = BigInt)]
@@ -556,7 +600,7 @@ fn rebuild(
         record.rows = index.len() as u64;
     }
     write_row(conn, spec, RECORD_ROW, generation, &record.to_bytes())?;
-    Ok(Cached { generation, record, index })
+    Ok(Cached { generation, record, index: index.map(Arc::new) })
 }
 
 fn write_row(
@@ -692,43 +736,77 @@ pub(crate) fn sync_in_transaction(
     if let Some(reason) = reason {
         return rebuild_into(conn, spec, entry, next, vec0_stale, &reason);
     }
-    let Some(cached) = entry.cached.as_mut() else {
-        return rebuild_into(conn, spec, entry, next, vec0_stale, "nothing loaded");
-    };
-    let id = "q.id".to_owned();
-    let from = format!(
-        "FROM {} q LEFT JOIN {} t ON t.{} = q.id",
-        quote(&spec.queue_table()),
-        quote(spec.table()),
-        quote(spec.id_column())
-    );
-    let rows: Vec<SourceRow> = diesel::sql_query(select_rows(spec, &id, &from)).load(conn)?;
     let metric = spec.metric();
-    let Some(index) = cached.index.as_mut() else {
-        // Nothing trained yet: train once a valid vector arrives.
-        if rows.iter().any(|r| r.indexable(metric).is_some()) {
-            return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
+    if entry.cached.as_ref().is_none_or(|c| c.index.is_none()) {
+        // Nothing trained yet (the table had no valid vector): train once one arrives.
+        let mut applied = 0u64;
+        let mut after = None;
+        loop {
+            let rows = queue_batch(conn, spec, after)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            applied += rows.len() as u64;
+            if entry.cached.is_none() || rows.iter().any(|r| r.indexable(metric).is_some()) {
+                return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
+            }
         }
+        let Some(cached) = entry.cached.as_mut() else {
+            return rebuild_into(conn, spec, entry, next, vec0_stale, "nothing loaded");
+        };
         cached.record.vec0_stale = vec0_stale;
         write_row(conn, spec, RECORD_ROW, next, &cached.record.to_bytes())?;
         cached.generation = next;
-        return Ok(CodesSync { rebuilt: false, applied: rows.len() as u64 });
-    };
-    for row in &rows {
-        match row.indexable(metric) {
-            Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
-            None => {
-                index.remove(row.id);
+        return Ok(CodesSync { rebuilt: false, applied });
+    }
+    let outcome = apply_queue(conn, spec, entry, next, vec0_stale)?;
+    match outcome {
+        Ok(applied) => Ok(CodesSync { rebuilt: false, applied }),
+        Err(reason) => rebuild_into(conn, spec, entry, next, vec0_stale, &reason),
+    }
+}
+
+/// Applies the queue to the loaded, trained codes and writes what changed; `Err(reason)` when they
+/// should be rebuilt instead (the index outgrew its training, the copy of the vectors does not check out).
+fn apply_queue(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    entry: &mut Entry,
+    next: i64,
+    vec0_stale: bool,
+) -> Result<Result<u64, String>, IndexError> {
+    let metric = spec.metric();
+    let Some(cached) = entry.cached.as_mut() else { return Ok(Err("nothing loaded".into())) };
+    let Some(shared) = cached.index.as_mut() else { return Ok(Err("nothing trained".into())) };
+    let index = Arc::make_mut(shared);
+    let mut applied = 0u64;
+    let mut after = None;
+    loop {
+        let rows = queue_batch(conn, spec, after)?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        applied += rows.len() as u64;
+        for row in &rows {
+            match row.indexable(metric) {
+                Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
+                None => {
+                    index.remove(row.id);
+                }
             }
         }
     }
     let trained = usize::try_from(index.params().sample_rows()).unwrap_or(usize::MAX);
     if trained < SAMPLE_ROWS && index.len() >= 2 * trained.max(RETRAIN_MIN_ROWS) {
-        return rebuild_into(conn, spec, entry, next, vec0_stale, "the index outgrew its training sample");
+        return Ok(Err("the index outgrew its training sample".into()));
     }
     for n in index.take_dirty() {
         if let Some(bytes) = index.chunk_bytes(n) {
             write_row(conn, spec, i64::from(n), next, &bytes)?;
+        }
+    }
+    let slots = index.take_dirty_slots();
+    if spec.sqlite_index().vectors {
+        if let Err(reason) = vectors::rewrite(conn, spec, index, &slots, next)? {
+            return Ok(Err(reason));
         }
     }
     cached.record.chunks = u32::try_from(index.chunk_count()).unwrap_or(u32::MAX);
@@ -736,7 +814,23 @@ pub(crate) fn sync_in_transaction(
     cached.record.vec0_stale = vec0_stale;
     write_row(conn, spec, RECORD_ROW, next, &cached.record.to_bytes())?;
     cached.generation = next;
-    Ok(CodesSync { rebuilt: false, applied: rows.len() as u64 })
+    Ok(Ok(applied))
+}
+
+/// Queued ids above `after` with their rows (a removed row has no vector), at most [`BATCH_ROWS`].
+fn queue_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Vec<SourceRow>> {
+    let after_clause = if after.is_some() { "WHERE q.id > ? " } else { "" };
+    let from = format!(
+        "FROM {} q LEFT JOIN {} t ON t.{} = q.id {after_clause}ORDER BY q.id LIMIT {BATCH_ROWS}",
+        quote(&spec.queue_table()),
+        quote(spec.table()),
+        quote(spec.id_column())
+    );
+    let sql = select_rows(spec, "q.id", &from);
+    match after {
+        Some(after) => diesel::sql_query(sql).bind::<BigInt, _>(after).load(conn),
+        None => diesel::sql_query(sql).load(conn),
+    }
 }
 
 fn rebuild_into(
@@ -768,8 +862,21 @@ fn rebuild_into(
 /// for each of `ids` that still exists and passes every filter.
 pub(crate) type Fetch<'f, E> = dyn FnMut(&mut SqliteConnection, &[i64], &mut dyn FnMut(i64, f64)) -> Result<(), E> + 'f;
 
-/// A search of the codes, or `None` when they cannot answer as they are stored (not built yet, marked for
-/// rebuild, stale, damaged): sync the index (which rebuilds them) and ask again, or search exactly.
+/// What a search of the codes came to.
+#[derive(Debug)]
+pub(crate) enum Searched {
+    /// The codes answered.
+    Found(SearchOutcome),
+    /// The codes hold no trained rows (the table has no valid vector): nothing to answer from.
+    Empty,
+    /// Not built yet, marked for rebuild, or behind the state: sync the index, then ask again.
+    NotCurrent,
+    /// The stored codes do not load (damaged, truncated, inconsistent): rebuild them
+    /// ([`super::index::rebuild_codes`]), then ask again.
+    Damaged,
+}
+
+/// A search of the codes (see [`Searched`] for when they cannot answer).
 ///
 /// The copy in memory is brought to the stored codes of the state's current generation first (a read
 /// transaction). Changes still in the queue are not in the codes: the caller syncs first, or adds the
@@ -782,43 +889,51 @@ pub(crate) fn search<E>(
     filter: &Filter<'_>,
     options: &SearchOptions,
     fetch: &mut Fetch<'_, E>,
-) -> Result<Option<SearchOutcome>, E>
+) -> Result<Searched, E>
 where
     E: From<AnnError> + From<diesel::result::Error>,
 {
     if !supported(spec) {
-        return Ok(None);
+        return Ok(Searched::NotCurrent);
     }
     let shared = entry(conn, spec)?;
     for _ in 0..3 {
-        let Some(now) = generations_if_stored(conn, spec)? else { return Ok(None) };
+        let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Searched::NotCurrent) };
         if now.needs_rebuild != 0 || now.codes_generation != Some(now.generation) {
-            return Ok(None);
+            return Ok(Searched::NotCurrent);
         }
         {
             let guard = read(&shared);
             if let Some(cached) = guard.cached.as_ref().filter(|c| c.generation == now.generation) {
-                // Nothing trained: the table has no valid vector, which the exact path says quickly.
-                let Some(index) = &cached.index else { return Ok(None) };
-                return index.search_distances(query, k, filter, options, |ids, sink| fetch(conn, ids, sink)).map(Some);
+                let Some(index) = cached.index.as_deref() else { return Ok(Searched::Empty) };
+                return index
+                    .search_distances(query, k, filter, options, |ids, sink| fetch(conn, ids, sink))
+                    .map(Searched::Found);
             }
         }
         let mut guard = write(&shared);
         let loaded = conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            let Some(now) = generations_if_stored(conn, spec)? else {
-                return Ok(Err(Unusable::Rebuild(String::new())));
-            };
-            Ok(ensure_loaded(conn, spec, &mut guard, &now))
+            let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Ok(false)) };
+            if now.needs_rebuild != 0 || now.codes_generation != Some(now.generation) {
+                return Ok(Ok(false));
+            }
+            Ok(ensure_loaded(conn, spec, &mut guard, &now).map(|()| true))
         })?;
         match loaded {
-            Ok(()) => continue,
+            Ok(true) => continue,
+            Ok(false) => return Ok(Searched::NotCurrent),
             Err(Unusable::Rebuild(reason)) => {
-                tracing::debug!(target: "diesel_vector::index", index = spec.name(), reason, "stored codes not usable");
-                return Ok(None);
+                tracing::warn!(
+                    target: "diesel_vector::index",
+                    index = spec.name(),
+                    reason,
+                    "the stored quantized codes do not load; they are rebuilt"
+                );
+                return Ok(Searched::Damaged);
             }
             Err(Unusable::Query(e)) => return Err(e.into()),
         }
     }
-    // The generation moved on three times while loading: another process writes fast; answer without codes.
-    Ok(None)
+    // The generation moved on three times while loading: another process writes fast.
+    Ok(Searched::NotCurrent)
 }
