@@ -105,6 +105,30 @@ impl<'q> ExactScan<'q> {
         Ok(())
     }
 
+    /// Scans one row, and keeps it only if its distance is a finite number: a row with NaN or infinite
+    /// elements, or a zero vector under cosine, has none. Returns whether it was kept (considered; it may
+    /// not be among the `k` nearest). The row must have the query's dimensions (checked in debug builds
+    /// only: callers check lengths before).
+    pub fn push_if_finite(&mut self, id: i64, row: &[f32]) -> bool {
+        debug_assert_eq!(row.len(), self.query.len());
+        self.rows += 1;
+        let distance = exact_distance(self.simd, self.metric, &self.query, self.query_norm_sq, row);
+        if !distance.is_finite() {
+            return false;
+        }
+        if self.k == 0 {
+            return true;
+        }
+        let candidate = Neighbour { id, distance };
+        if self.top.len() < self.k {
+            self.top.push(Ranked(candidate));
+        } else if self.top.peek().is_some_and(|worst| candidate.order(&worst.0).is_lt()) {
+            self.top.pop();
+            self.top.push(Ranked(candidate));
+        }
+        true
+    }
+
     /// Rows scanned so far.
     pub fn rows(&self) -> usize {
         self.rows

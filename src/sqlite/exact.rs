@@ -2,19 +2,18 @@
 //! vectors where SQLite holds them (no copy per row, no SQL function call per row), top `k` by
 //! `(distance, id)`. Used for exact searches, and wherever the quantized codes cannot answer.
 //!
-//! Reading 100k rows of 1536 dimensions means walking some 300k pages of the table (each row's vector
+//! Reading 100k rows of 1536 dimensions means walking some 200k pages of the table (each row's vector
 //! spills into overflow pages). Through SQLite's ordinary reads that costs a system call per page; with
-//! memory-mapped I/O it is a memory read. So the scan raises the connection's `PRAGMA mmap_size` to cover
-//! the database file for its duration, when it was lower, and puts it back afterwards (BENCHMARKS.md,
-//! "Exact path", measures both). Vectors are not copied into process memory: the scan holds one row at a
-//! time and the `k` best.
+//! memory-mapped reads, which [`super::ConnectionOptions`] turns on by default, it is a memory read
+//! (BENCHMARKS.md, "SQLite index", measures both). Vectors are not copied into process memory: the scan
+//! holds one row at a time and the `k` best.
 //!
 //! Rows whose stored value is not a vector of the query's dimensions with finite elements are skipped, as
 //! they are by the index; under cosine a zero vector has no distance and is skipped too.
 
 use std::cell::RefCell;
 
-use diesel::connection::{DefaultLoadingMode, SimpleConnection};
+use diesel::connection::DefaultLoadingMode;
 use diesel::deserialize::{self, QueryableByName};
 use diesel::prelude::*;
 use diesel::query_dsl::methods::LoadQuery;
@@ -25,10 +24,6 @@ use diesel::SqliteConnection;
 
 use crate::ann::{AnnError, ExactScan, Metric, Neighbour};
 
-/// Upper end of the memory map the scan asks for (SQLite caps it at its compile-time limit, 2 GB by
-/// default on 64-bit Linux; the rest of a larger file is read as usual).
-const MMAP_BYTES: i64 = 1 << 40;
-
 thread_local! {
     /// The scan in progress on this thread: rows hand their vectors to it as SQLite reads them.
     static SCAN: RefCell<Option<Scanning>> = const { RefCell::new(None) };
@@ -38,7 +33,6 @@ thread_local! {
 struct Scanning {
     scan: ExactScan<'static>,
     dims: usize,
-    cosine: bool,
     /// For vectors SQLite holds at an address not aligned for `f32`.
     scratch: Vec<f32>,
     skipped: u64,
@@ -77,12 +71,10 @@ impl QueryableByName<Sqlite> for Scored {
                     &s.scratch
                 }
             };
-            if !vector.iter().all(|x| x.is_finite()) || (s.cosine && vector.iter().all(|x| *x == 0.0)) {
+            // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
+            if !s.scan.push_if_finite(id, vector) {
                 s.skipped += 1;
-                return Ok(Scored);
             }
-            // The dimensions were checked just above.
-            s.scan.push(&[id], vector).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
             Ok(Scored)
         })
     }
@@ -107,37 +99,12 @@ impl From<AnnError> for ExactError {
     }
 }
 
-#[derive(QueryableByName)]
-struct MmapSize {
-    #[diesel(sql_type = BigInt)]
-    mmap_size: i64,
-}
-
 /// What the scan found: the `k` nearest, and how many rows it read and skipped.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Exact {
     pub(crate) neighbours: Vec<Neighbour>,
     pub(crate) rows: u64,
     pub(crate) skipped: u64,
-}
-
-/// Runs `f` with the connection's memory map raised to cover the database file (when it was lower), and
-/// puts it back afterwards.
-pub(crate) fn with_mmap<T, E: From<diesel::result::Error>>(
-    conn: &mut SqliteConnection,
-    f: impl FnOnce(&mut SqliteConnection) -> Result<T, E>,
-) -> Result<T, E> {
-    // No row for a database without a file (in memory): nothing to map.
-    let previous: Option<MmapSize> = diesel::sql_query("PRAGMA mmap_size").get_result(conn).optional()?;
-    let raise = previous.as_ref().is_some_and(|p| p.mmap_size < MMAP_BYTES);
-    if raise {
-        conn.batch_execute(&format!("PRAGMA mmap_size = {MMAP_BYTES}"))?;
-    }
-    let result = f(conn);
-    if let (true, Some(previous)) = (raise, previous) {
-        conn.batch_execute(&format!("PRAGMA mmap_size = {}", previous.mmap_size.max(0)))?;
-    }
-    result
 }
 
 /// The `k` rows nearest to `query` by `metric` among those `rows` selects (a query whose column 0 is the
@@ -153,16 +120,16 @@ where
     Q: RunQueryDsl<SqliteConnection> + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode> + 'q,
 {
     let scan = ExactScan::owned(metric, query.to_vec(), k)?;
-    let state = Scanning { scan, dims: query.len(), cosine: metric == Metric::Cosine, scratch: Vec::new(), skipped: 0 };
+    let state = Scanning { scan, dims: query.len(), scratch: Vec::new(), skipped: 0 };
     let outer = SCAN.with(|s| s.borrow_mut().replace(state));
     let mut read = 0u64;
-    let result = with_mmap(conn, |conn| -> Result<(), ExactError> {
+    let result = (|| -> Result<(), ExactError> {
         for row in rows.load_iter::<Scored, DefaultLoadingMode>(conn)? {
             row?;
             read += 1;
         }
         Ok(())
-    });
+    })();
     let state = SCAN.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
     result?;
     let state = state.ok_or_else(|| ExactError::Query(diesel::result::Error::NotFound))?;

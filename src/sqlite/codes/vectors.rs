@@ -182,6 +182,7 @@ thread_local! {
 }
 
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct Scanning {
     index: Arc<QuantizedIndex>,
     scan: ExactScan<'static>,
@@ -196,6 +197,7 @@ struct Scanning {
 
 /// A group of the copy as the scan reads it: column 0 its number, column 1 its vectors.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct Group;
 
 impl QueryableByName<Sqlite> for Group {
@@ -248,6 +250,7 @@ impl QueryableByName<Sqlite> for Group {
 /// `filter`; `None` when the copy cannot answer (the index keeps none, the codes are not current, the copy
 /// does not match them). Hash collisions of partition keys may let rows of other partitions in: the
 /// caller checks the rows it returns against the table.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn exact(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
@@ -263,7 +266,7 @@ pub(crate) fn exact(
     let allow = filter.allow.map(|ids| ids.iter().copied().collect::<HashSet<i64>>());
     let partition = filter.partition;
     let table = quote(&spec.vectors_table());
-    let outcome = super::super::exact::with_mmap(conn, |conn| {
+    let outcome = {
         conn.transaction::<_, IndexError, _>(|conn| {
             let Some(now) = generations_if_stored(conn, spec)? else { return Ok(None) };
             if now.needs_rebuild != 0 {
@@ -320,6 +323,6 @@ pub(crate) fn exact(
             }
             Ok(Some(state.scan.finish()))
         })
-    })?;
+    }?;
     Ok(outcome)
 }
