@@ -10,7 +10,7 @@ pub(super) const QUERY_BITS: usize = 4;
 
 /// Vectors of the sample whose codes the error bounds are measured on, and queries drawn from them.
 const CALIBRATION_ROWS: usize = 2000;
-const CALIBRATION_QUERIES: usize = 32;
+const CALIBRATION_QUERIES: usize = 16;
 /// Queries whose nearest sample rows (by estimate, the nearest 5%) give the error tail.
 const TAIL_QUERIES: usize = 128;
 /// Pairs below which the tail is not measured (the rule that uses it is then off): ten beyond its last
@@ -551,11 +551,9 @@ impl Params {
         for (i, v) in centred.iter().enumerate() {
             // In 0..=15 by construction of `low` and `step`; the clamp guards the rounding.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let u = ((v - low) / step).round().clamp(0.0, levels) as u32;
-            for (j, plane) in planes.chunks_exact_mut(words).enumerate() {
-                if u >> j & 1 == 1 {
-                    plane[i / 64] |= 1 << (i % 64);
-                }
+            let u = ((v - low) / step).round().clamp(0.0, levels) as u64;
+            for j in 0..QUERY_BITS {
+                planes[j * words + i / 64] |= (u >> j & 1) << (i % 64);
             }
         }
         Query {
@@ -635,6 +633,17 @@ pub(super) struct Estimate {
 fn check(v: &[f32], dims: usize) -> Result<(), AnnError> {
     if v.len() != dims {
         return Err(AnnError::DimensionMismatch { expected: dims, found: v.len() });
+    }
+    // `x - x` is 0 for every finite `x` and NaN otherwise: a sum the compiler vectorises says whether all
+    // are finite; the slow search for the first bad one runs only when one is.
+    let mut lanes = [0f32; LANES];
+    for block in v.chunks(LANES) {
+        for (lane, x) in lanes.iter_mut().zip(block) {
+            *lane += x - x;
+        }
+    }
+    if lanes.iter().sum::<f32>() == 0.0 {
+        return Ok(());
     }
     match v.iter().position(|x| !x.is_finite()) {
         Some(index) => Err(AnnError::NotFinite { index }),

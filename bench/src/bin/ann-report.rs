@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use diesel_vector::ann::{ExactScan, Filter, Metric, Neighbour, Params, QuantizedIndex, SearchOptions};
 use diesel_vector::simd::Simd;
-use diesel_vector::{codec, Vector};
+use diesel_vector::Vector;
 use diesel_vector_bench::data::{clusters_for, Clusters, Spectrum, DIMS, SEED};
 use diesel_vector_bench::environment;
 use diesel_vector_bench::harness::percentile;
@@ -51,10 +51,12 @@ fn parse_args() -> Result<Args, String> {
             "--no-maintenance" => args.maintenance = false,
             "--slow-queries" => args.slow_queries = value("--slow-queries")?.max(1),
             "--bench" => {}
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite, --no-maintenance, \
                      --slow-queries S"
-            )),
+            ))
+            }
         }
     }
     Ok(args)

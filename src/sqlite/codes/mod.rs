@@ -74,9 +74,13 @@ const RECORD_ROW: i64 = -2;
 /// Rows a rebuild trains on at most, and the memory their vectors may take.
 const SAMPLE_ROWS: usize = 10_000;
 const SAMPLE_BYTES: usize = 64 << 20;
-/// Codes trained on fewer than [`SAMPLE_ROWS`] rows are retrained (rebuilt) when the index has grown to
-/// twice the sample and at least this many rows: the centre of a few early rows need not be the data's.
-const RETRAIN_MIN_ROWS: usize = 1000;
+/// Codes trained on fewer rows than this are retrained (rebuilt) once the index holds [`RETRAIN_GROWTH`]
+/// times as many: the centre of a few early rows need not be the data's, and with fewer rows the error
+/// bounds are measured on fewer pairs (the calibration uses up to 2000 rows). Above it, the training stays
+/// until the index is rebuilt ([`super::rebuild`]): growth alone rarely moves the centre of thousands of
+/// rows, and a rebuild reads the whole table.
+const RETRAIN_BELOW: u64 = 2000;
+const RETRAIN_GROWTH: u64 = 4;
 
 const RECORD_MAGIC: &[u8; 4] = b"DVQR";
 /// Version of the record and of the partition-key scheme.
@@ -799,8 +803,8 @@ fn apply_queue(
             }
         }
     }
-    let trained = usize::try_from(index.params().sample_rows()).unwrap_or(usize::MAX);
-    if trained < SAMPLE_ROWS && index.len() >= 2 * trained.max(RETRAIN_MIN_ROWS) {
+    let trained = index.params().sample_rows();
+    if trained < RETRAIN_BELOW && index.len() as u64 >= RETRAIN_GROWTH * trained.max(1) {
         return Ok(Err("the index outgrew its training sample".into()));
     }
     for n in index.take_dirty() {
