@@ -125,8 +125,12 @@ impl Bounds {
             }
             _ => basis - kth,
         };
-        if !(gap > 0.0) || !(scale > 0.0) {
-            return if gap > 0.0 { 0.0 } else { 1.0 };
+        // Already nearer (or no number): certainly a miss if left out. No spread: the estimate is exact.
+        if gap.is_nan() || gap <= 0.0 {
+            return 1.0;
+        }
+        if scale.is_nan() || scale <= 0.0 {
+            return 0.0;
         }
         let g = gap / scale;
         let t = &self.tail;
@@ -634,12 +638,12 @@ fn check(v: &[f32], dims: usize) -> Result<(), AnnError> {
     if v.len() != dims {
         return Err(AnnError::DimensionMismatch { expected: dims, found: v.len() });
     }
-    // `x - x` is 0 for every finite `x` and NaN otherwise: a sum the compiler vectorises says whether all
+    // `x * 0` is 0 for every finite `x` and NaN otherwise: a sum the compiler vectorises says whether all
     // are finite; the slow search for the first bad one runs only when one is.
     let mut lanes = [0f32; LANES];
     for block in v.chunks(LANES) {
         for (lane, x) in lanes.iter_mut().zip(block) {
-            *lane += x - x;
+            *lane += x * 0.0;
         }
     }
     if lanes.iter().sum::<f32>() == 0.0 {
