@@ -340,6 +340,34 @@ fn index_findings(facts: &Facts, out: &mut Vec<Finding>) {
     let mut push = |level, message: String| out.push(Finding { level, message });
     match index {
         #[cfg(feature = "sqlite")]
+        IndexState::Vec0(s) if s.structures.codes => {
+            // The crate's codes: kept on any connection, no extension needed.
+            if (s.needs_rebuild || !s.codes_current) && s.embedded_rows > 0 {
+                let state = match (s.needs_rebuild, s.codes_rows) {
+                    (true, _) => "marked for rebuild",
+                    (false, None) => "not built",
+                    (false, Some(_)) => "stale",
+                };
+                push(
+                    Level::Action,
+                    format!(
+                        "the vector index's codes are {state} for {} embedding(s): the next search would stall \
+                         rebuilding them; run `diesel-vector reindex`",
+                        s.embedded_rows
+                    ),
+                );
+            } else if s.pending_changes > 0 {
+                push(
+                    Level::Warning,
+                    format!(
+                        "{} change(s) wait in the vector index queue: the next search applies them, or run \
+                         `diesel-vector reindex`",
+                        s.pending_changes
+                    ),
+                );
+            }
+        }
+        #[cfg(feature = "sqlite")]
         IndexState::Vec0(s) => {
             if s.sqlite_vec.is_none() {
                 return;
@@ -410,6 +438,13 @@ pub enum Reindexed {
         /// Rows indexed.
         rows: i64,
     },
+    /// SQLite: the index's structures (the crate's codes, and vec0 where kept and sqlite-vec is loaded).
+    Sqlite {
+        /// What the index keeps.
+        structures: crate::index::SqliteIndex,
+        /// Rows indexed.
+        rows: i64,
+    },
     /// PostgreSQL: ivfflat with this many lists (pgvector's advice for the row count).
     Ivfflat {
         /// The lists.
@@ -419,7 +454,7 @@ pub enum Reindexed {
     Hnsw,
 }
 
-/// Rebuilds the vector index: SQLite's vec0 table from `fragment_embeddings`
+/// Rebuilds the vector index: SQLite's structures (the crate's codes) from `fragment_embeddings`
 /// ([`crate::sqlite::rebuild_index`]); on PostgreSQL `fragment_embeddings_cosine_idx` as ivfflat sized
 /// for the rows ([`crate::pg::rebuild_ivfflat_index`]) or, with `hnsw`, as hnsw under the same name
 /// ([`crate::pg::rebuild_hnsw_index`]).
@@ -442,7 +477,12 @@ pub fn reindex(conn: &mut DatabaseConnection, hnsw: bool) -> Result<Reindexed, D
         #[cfg(feature = "sqlite")]
         DatabaseConnection::Sqlite(c) => {
             let report = crate::sqlite::rebuild_index(c).map_err(DoctorError::Index)?;
-            Ok(Reindexed::Vec0 { rows: report.applied })
+            let structures = crate::schema::fragment_embeddings_index().sqlite_index();
+            if structures == crate::index::SqliteIndex::VEC0 {
+                Ok(Reindexed::Vec0 { rows: report.applied })
+            } else {
+                Ok(Reindexed::Sqlite { structures, rows: report.applied })
+            }
         }
     }
 }

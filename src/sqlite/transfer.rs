@@ -226,10 +226,16 @@ impl Store for SqliteConnection {
     }
 
     fn after_load(&mut self) -> Result<TargetIndex, IndexUpdateError> {
-        if super::sqlite_vec_version(self)?.is_none() {
-            return Ok(TargetIndex::Vec0Pending);
+        let structures = crate::schema::fragment_embeddings_index().sqlite_index();
+        if structures == crate::index::SqliteIndex::VEC0 {
+            if super::sqlite_vec_version(self)?.is_none() {
+                return Ok(TargetIndex::Vec0Pending);
+            }
+            let report = super::sync_index(self).map_err(IndexUpdateError::Index)?;
+            return Ok(TargetIndex::Vec0Synced { rebuilt: report.rebuilt, applied: report.applied });
         }
+        // The crate's codes need no extension.
         let report = super::sync_index(self).map_err(IndexUpdateError::Index)?;
-        Ok(TargetIndex::Vec0Synced { rebuilt: report.rebuilt, applied: report.applied })
+        Ok(TargetIndex::Synced { structures, rebuilt: report.rebuilt, applied: report.applied })
     }
 }

@@ -207,6 +207,16 @@ pub enum TargetIndex {
     },
     /// SQLite without sqlite-vec: the changes wait in the queue for a connection that has it.
     Vec0Pending,
+    /// SQLite: the index's structures (the crate's codes; vec0 where kept and sqlite-vec is loaded) were
+    /// brought up to date.
+    Synced {
+        /// What the index keeps.
+        structures: crate::index::SqliteIndex,
+        /// Whether they were rebuilt from scratch.
+        rebuilt: bool,
+        /// Changes applied (rows indexed, on a rebuild).
+        applied: i64,
+    },
     /// PostgreSQL: the ivfflat index and whether it should be rebuilt for the data
     /// (`diesel-vector reindex`, [`crate::pg::rebuild_ivfflat_index`]).
     Ivfflat {

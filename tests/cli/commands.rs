@@ -110,11 +110,14 @@ fn doctor_reads_only_and_gives_a_verdict() {
         assert!(stdout.contains("3 pending migration(s)"), "{backend}: {stdout}");
 
         seed(url, 50, 2);
-        // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's vec0
-        // table was never built.
+        // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's codes were
+        // never built.
         let (stdout, _) = fails(&["--database-url", url, "doctor"]);
-        let finding =
-            if backend == "postgresql" { "it was built with little data" } else { "the vec0 index is missing" };
+        let finding = if backend == "postgresql" {
+            "it was built with little data"
+        } else {
+            "the vector index's codes are marked for rebuild"
+        };
         assert!(stdout.contains(finding), "{backend}: {stdout}");
         ok(&["--database-url", url, "reindex"]);
         let report = ok(&["--database-url", url, "doctor"]);
@@ -136,7 +139,8 @@ fn doctor_reads_only_and_gives_a_verdict() {
         } else {
             assert!(report.contains("sqlite-vec   v0.1.9"), "{report}");
             assert!(report.contains("SQLite 3."), "{report}");
-            assert_eq!(json["index"]["method"], "vec0");
+            assert_eq!(json["index"]["method"], "codes");
+            assert_eq!(json["index"]["codes_rows"], 90);
         }
     }
 }
@@ -177,14 +181,17 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
 }
 
 #[test]
-fn doctor_flags_a_stale_vec0_index_and_reindex_rebuilds_it() {
+fn doctor_flags_a_stale_index_and_reindex_rebuilds_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = sqlite_file(dir.path(), "stale.db");
     seed(&path, 40, 1);
-    // Seeded rows are queued and the vec0 table was never built: the next search would build it.
+    // Seeded rows are queued and the codes were never built: the next search would build them.
     let (stdout, _) = fails(&["--database-url", &path, "doctor"]);
-    assert!(stdout.contains("ACTION:  the vec0 index is missing for 36 embedding(s)"), "{stdout}");
-    assert_eq!(ok(&["--database-url", &path, "reindex"]), "rebuilt the vec0 index: 36 rows\n");
+    assert!(
+        stdout.contains("ACTION:  the vector index's codes are marked for rebuild for 36 embedding(s)"),
+        "{stdout}"
+    );
+    assert_eq!(ok(&["--database-url", &path, "reindex"]), "rebuilt the vector index (codes): 36 rows\n");
     let report = ok(&["--database-url", &path, "doctor"]);
     assert!(report.contains("up to date, 36 indexed"), "{report}");
     assert!(report.contains("verdict      healthy\n"), "{report}");
@@ -193,7 +200,7 @@ fn doctor_flags_a_stale_vec0_index_and_reindex_rebuilds_it() {
     let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
     conn.batch_execute("DELETE FROM fragments WHERE id = 1").unwrap();
     let report = ok(&["--database-url", &path, "doctor"]);
-    assert!(report.contains("warning: 1 change(s) wait in the vec0 index queue"), "{report}");
+    assert!(report.contains("warning: 1 change(s) wait in the vector index queue"), "{report}");
     assert!(report.contains("verdict      healthy, with warnings"), "{report}");
 
     let (_, stderr) = fails(&["--database-url", &path, "reindex", "--hnsw"]);

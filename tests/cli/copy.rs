@@ -55,7 +55,7 @@ fn ten_thousand_embeddings_go_postgresql_to_sqlite_to_postgresql_bit_exact() {
 
     let report = copy(&first.url, &lite, &["--batch-size", "700"]);
     assert_verified(&report);
-    assert!(report.contains("index: vec0 "), "{report}");
+    assert!(report.contains("index: codes "), "{report}");
     assert_eq!(dump(&lite), original, "PostgreSQL -> SQLite is bit-exact, timestamps included");
     let sqlite_bytes = std::fs::read(&lite).unwrap();
 
@@ -141,7 +141,7 @@ fn a_copy_killed_halfway_resumes_with_nothing_lost_or_doubled() {
     assert!(report.contains("resumed after id"), "{report}");
     assert_eq!(dump(&back), dump(&lite));
     let doctor = ok(&["--database-url", &back, "doctor"]);
-    assert!(doctor.contains("up to date"), "the vec0 index was brought up to date: {doctor}");
+    assert!(doctor.contains("up to date"), "the index was brought up to date: {doctor}");
 }
 
 #[test]

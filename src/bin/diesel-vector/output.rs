@@ -136,6 +136,10 @@ fn target_index(index: &TargetIndex) -> String {
         TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
         TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
         TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
+        TargetIndex::Synced { structures, rebuilt: true, applied } => format!("{structures} rebuilt, {applied} rows"),
+        TargetIndex::Synced { structures, applied, .. } => {
+            format!("{structures} up to date ({applied} changes applied)")
+        }
         TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
             "ivfflat with {lists} lists for {rows} rows: built with little data, run `diesel-vector reindex` on the target"
         ),
@@ -166,6 +170,7 @@ pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
 pub(crate) fn reindexed(r: Reindexed) -> String {
     match r {
         Reindexed::Vec0 { rows } => format!("rebuilt the vec0 index: {rows} rows"),
+        Reindexed::Sqlite { structures, rows } => format!("rebuilt the vector index ({structures}): {rows} rows"),
         Reindexed::Ivfflat { lists } => format!("rebuilt fragment_embeddings_cosine_idx: ivfflat, {lists} lists"),
         Reindexed::Hnsw => "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)".into(),
         _ => "rebuilt the index".into(),
@@ -196,6 +201,24 @@ fn extension_text(e: &Extension) -> (&'static str, String) {
 
 fn index_text(index: &IndexState) -> String {
     match index {
+        IndexState::Vec0(s) if s.structures.codes => {
+            let state = if s.is_up_to_date() {
+                "up to date".to_owned()
+            } else if s.needs_rebuild {
+                "marked for rebuild".to_owned()
+            } else if !s.codes_current {
+                "codes not built or stale".to_owned()
+            } else {
+                format!("{} pending change(s)", s.pending_changes)
+            };
+            let indexed = s.codes_rows.map(|n| format!(", {n} indexed")).unwrap_or_default();
+            format!(
+                "{} {}: {state}{indexed}, {} embedded rows",
+                s.structures,
+                diesel_vector::sqlite::INDEX_TABLE,
+                s.embedded_rows
+            )
+        }
         IndexState::Vec0(s) => {
             let state = if s.sqlite_vec.is_none() {
                 "not maintained without sqlite-vec".to_owned()
@@ -270,6 +293,11 @@ pub(crate) fn doctor_json(r: &Report) -> String {
         _ => Value::Null,
     };
     let index = r.index.as_ref().map(|index| match index {
+        IndexState::Vec0(s) if s.structures.codes => json!({
+            "method": s.structures.name(), "sqlite_vec": s.sqlite_vec, "up_to_date": s.is_up_to_date(),
+            "needs_rebuild": s.needs_rebuild, "pending_changes": s.pending_changes, "codes_rows": s.codes_rows,
+            "codes_current": s.codes_current, "embedded_rows": s.embedded_rows,
+        }),
         IndexState::Vec0(s) => json!({
             "method": "vec0", "sqlite_vec": s.sqlite_vec, "exists": s.table_exists, "up_to_date": s.is_up_to_date(),
             "needs_rebuild": s.needs_rebuild, "pending_changes": s.pending_changes, "indexed_rows": s.indexed_rows,
