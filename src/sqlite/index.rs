@@ -8,10 +8,13 @@
 //! the queue (or rebuilds from the table when the flag is set or an index structure is missing or
 //! damaged) in one immediate transaction; searches call it first.
 //!
-//! What is kept from the queue is the index's [`SqliteIndex`] choice. Today that is sqlite-vec's `vec0`
-//! table (named as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as
-//! partition keys), maintained on connections that have sqlite-vec; without the extension the queue
-//! waits and searches scan exactly.
+//! What is kept from the queue is the index's [`SqliteIndex`] choice: the crate's quantized codes
+//! (`<name>_codes`, see the `codes` module; the default, kept on any connection), optionally the contiguous
+//! copy of the vectors for exact scans (`<name>_vectors`), and optionally sqlite-vec's `vec0` table (named
+//! as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as partition keys),
+//! maintained on connections that have sqlite-vec. The queue is one for every structure: a sync without
+//! sqlite-vec applies it to the codes and records that vec0 missed changes, and the next sync with
+//! sqlite-vec rebuilds vec0.
 //!
 //! Rows whose stored vector is not a valid BLOB of the index's dimensions (NULL, another storage class,
 //! another length, NaN or infinite elements), and zero vectors under cosine, are left out of the index;
@@ -25,7 +28,7 @@
 //! migrations::run_pending_migrations(&mut conn)?;
 //! let spec = diesel_vector::schema::fragment_embeddings_index();
 //! let report = sqlite::sync(&mut conn, spec)?;
-//! assert!(report.rebuilt, "the first sync builds the vec0 table");
+//! assert!(report.rebuilt, "the first sync builds the index's codes");
 //! assert!(sqlite::status(&mut conn, spec)?.is_up_to_date());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite-vec"))] fn main() {}

@@ -1,5 +1,5 @@
 //! Everything SQLite-specific: the BLOB format, connection set-up, sqlite-vec registration, the
-//! migration runner's SQLite side and the vec0 vector index.
+//! migration runner's SQLite side and the vector index (the crate's quantized codes, sqlite-vec's vec0).
 
 mod codes;
 mod connection;
