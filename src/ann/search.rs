@@ -59,17 +59,27 @@ impl<'a> Filter<'a> {
 }
 
 /// How much work a search may do. The defaults were chosen by measurement (BENCHMARKS.md, "Quantized
-/// index engine"): reranking 200 candidates reached recall@10 1.000 on both of its generators at 100k rows
-/// (the clustered one needs that many: its near-ties fill a subtopic of 200 rows).
+/// index engine" and "SQLite index"): reranking 200 candidates reached recall@10 1.000 on both of its
+/// generators at 100k rows (the clustered one needs that many: its near-ties fill a subtopic of 200 rows).
+///
+/// A search stops at the first of: the hard bound proves the top `k` complete; the expected misses are at
+/// most `miss_budget`; `max_rerank` candidates were reranked and the estimated recall is at least
+/// `min_recall_estimate`; `rerank_limit` candidates were reranked (or the rescored candidates ran out). A
+/// query the codes cannot tell apart (one unlike the data, whose rows are all at nearly the same distance)
+/// so reranks more, up to every rescored candidate, rather than answering with a poor recall.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
     /// Rows kept by the Hamming scan for rescoring: `max(rescore_min, rescore_per_k * k)`.
     pub rescore_min: usize,
     /// See `rescore_min`.
     pub rescore_per_k: usize,
-    /// Most candidates whose exact distance is computed (fetched): the search stops earlier when the error
-    /// bound proves the top `k` complete.
+    /// Candidates whose exact distance is computed (fetched) after which a search stops if its estimated
+    /// recall is at least `min_recall_estimate`.
     pub max_rerank: usize,
+    /// Candidates reranked at most, whatever the estimate.
+    pub rerank_limit: usize,
+    /// The estimated recall (`SearchStats::recall_estimate`) a search must reach to stop at `max_rerank`.
+    pub min_recall_estimate: f64,
     /// Candidates fetched in the first call to the callback (at least `k`); each later call fetches half as
     /// many again as were fetched so far (at least `k`).
     pub first_fetch: usize,
@@ -90,6 +100,8 @@ impl Default for SearchOptions {
             rescore_min: 2000,
             rescore_per_k: 100,
             max_rerank: 200,
+            rerank_limit: 4000,
+            min_recall_estimate: 0.95,
             first_fetch: 20,
             bound_scale: 1.0,
             miss_budget: 0.05,
@@ -249,7 +261,11 @@ impl QuantizedIndex {
         stats.rescored = candidates.len();
         sort_candidates(&mut candidates);
         let exhaustive = stats.passed <= options.exhaustive_below;
-        let max_rerank = if exhaustive { usize::MAX } else { options.max_rerank };
+        let (max_rerank, limit) = if exhaustive {
+            (usize::MAX, usize::MAX)
+        } else {
+            (options.max_rerank, options.rerank_limit.max(options.max_rerank))
+        };
 
         let mut top: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
         let mut next = 0;
@@ -284,12 +300,16 @@ impl QuantizedIndex {
                     break;
                 }
                 stats.expected_misses = expected_misses(&bounds, kth, &candidates[next..]);
-                if stats.expected_misses <= options.miss_budget || stats.fetched >= max_rerank {
+                if stats.expected_misses <= options.miss_budget
+                    || stats.fetched >= limit
+                    || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate)
+                {
                     break;
                 }
             }
             // Within the cap while the top `k` is full (rows missing from the store may take it further).
-            let room = if top.len() == k { max_rerank.saturating_sub(stats.fetched).max(1) } else { batch };
+            let cap = if stats.fetched < max_rerank { max_rerank } else { limit };
+            let room = if top.len() == k { cap.saturating_sub(stats.fetched).max(1) } else { batch };
             let end = candidates.len().min(next + batch.min(room));
             ids.clear();
             ids.extend(candidates[next..end].iter().map(|c| c.id));

@@ -347,6 +347,8 @@ fn report(set: &DataSet, args: &Args) {
         rescore_min: rescore,
         rescore_per_k: 0,
         max_rerank: rerank,
+        rerank_limit: rerank,
+        min_recall_estimate: 0.0,
         first_fetch: rerank,
         bound_scale: f64::INFINITY,
         miss_budget: 0.0,
