@@ -34,6 +34,7 @@ use diesel::SqliteConnection;
 use tracing::info;
 
 use super::migrations::count;
+use super::transaction::{self, SavepointError};
 use crate::migrations::shape::Catalog;
 
 /// The vec0 table's name.
@@ -173,15 +174,17 @@ pub fn sync_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError>
     if before.needs_rebuild == 0 && before.pending == 0 && conn.exists(INDEX_TABLE)? {
         return Ok(SyncReport { rebuilt: false, applied: 0 });
     }
-    let report = conn.immediate_transaction(|conn| {
+    let report = transaction::immediate(conn, |conn| {
         let now = state(conn)?;
         if now.needs_rebuild != 0 || !conn.exists(INDEX_TABLE)? {
             return rebuild_in_transaction(conn);
         }
-        match apply_queue(conn) {
+        match transaction::savepoint(conn, apply_queue) {
             Ok(applied) => Ok(SyncReport { rebuilt: false, applied }),
             // A damaged vec0 table: start again from the base table.
-            Err(_) => rebuild_in_transaction(conn),
+            Err(SavepointError::RolledBack(_)) => rebuild_in_transaction(conn),
+            // SQLite ended the transaction (a full disk): nothing more may run in it.
+            Err(SavepointError::TransactionEnded(e)) => Err(e),
         }
     })?;
     info!(target: "diesel_vector::index", rebuilt = report.rebuilt, applied = report.applied, "sqlite vector index synced");
@@ -196,7 +199,7 @@ pub fn sync_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError>
 pub fn rebuild_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
     require_extension(conn)?;
     state(conn)?;
-    let report = conn.immediate_transaction(rebuild_in_transaction)?;
+    let report = transaction::immediate(conn, rebuild_in_transaction)?;
     info!(target: "diesel_vector::index", rebuilt = true, applied = report.applied, "sqlite vector index rebuilt");
     Ok(report)
 }

@@ -6,7 +6,9 @@ mod common;
 
 mod commands;
 mod copy;
+mod full_disk;
 mod jsonl;
+mod reliability;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -7,6 +7,7 @@ mod bad_input;
 mod connection;
 mod diesel_cli;
 mod dsl;
+mod full_disk;
 #[cfg(feature = "sqlite-vec")]
 mod index;
 #[cfg(feature = "sqlite-vec")]
