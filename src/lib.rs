@@ -72,7 +72,7 @@
     clippy::unwrap_used,
     clippy::cast_possible_truncation
 )]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
