@@ -158,8 +158,20 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
         ok(&["--database-url", &db.url, "reindex", "--hnsw"]),
         "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)\n"
     );
-    let json: Value = serde_json::from_str(&ok(&["--database-url", &db.url, "doctor", "--json"])).unwrap();
+    // pgvector before 0.8.3 can corrupt HNSW indexes: doctor says to upgrade (Debian trixie's 0.8.0 here).
+    let out = run(&["--database-url", &db.url, "doctor", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["index"]["method"], "hnsw", "{json}");
+    let installed = json["extension"]["installed"].as_str().unwrap().to_owned();
+    let old = installed.split('.').map(|n| n.parse::<u32>().unwrap()).collect::<Vec<_>>() < vec![0, 8, 3];
+    let upgrade = format!("pgvector {installed} can corrupt HNSW indexes");
+    let flagged = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["level"] == "action" && f["message"].as_str().unwrap().starts_with(&upgrade));
+    assert_eq!(flagged, old, "{json}");
+    assert_eq!(out.status.success(), !old);
     let mut conn = db.conn();
     #[derive(QueryableByName)]
     struct Def {
