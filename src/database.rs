@@ -19,6 +19,7 @@ use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus}
 use crate::models::Fragment;
 use crate::search::{Neighbor, Search, SearchError};
 
+#[cfg(feature = "sqlite")]
 pub(crate) use url::is_empty_location;
 pub use url::{sqlite_file, sqlite_path, sqlite_read_only_uri};
 

@@ -70,7 +70,6 @@
 //! all of them, also when your enum holds fewer.
 
 use diesel::query_builder::InsertStatement;
-use diesel::query_dsl::methods::ExecuteDsl;
 use diesel::{Insertable, QueryResult, Table};
 
 /// A `#[derive(MultiConnection)]` enum that can hand its backend connection to a [`BackendOperation`].
@@ -125,9 +124,9 @@ macro_rules! multi_connection_dispatch {
 
 /// A query PostgreSQL can execute (anything, in a build without `pg`).
 #[cfg(feature = "pg")]
-pub trait PgExecute: ExecuteDsl<diesel::PgConnection> {}
+pub trait PgExecute: diesel::query_dsl::methods::ExecuteDsl<diesel::PgConnection> {}
 #[cfg(feature = "pg")]
-impl<Q: ExecuteDsl<diesel::PgConnection>> PgExecute for Q {}
+impl<Q: diesel::query_dsl::methods::ExecuteDsl<diesel::PgConnection>> PgExecute for Q {}
 /// A query PostgreSQL can execute (anything, in a build without `pg`).
 #[cfg(not(feature = "pg"))]
 pub trait PgExecute {}
@@ -136,9 +135,9 @@ impl<Q> PgExecute for Q {}
 
 /// A query SQLite can execute (anything, in a build without `sqlite`).
 #[cfg(feature = "sqlite")]
-pub trait SqliteExecute: ExecuteDsl<diesel::SqliteConnection> {}
+pub trait SqliteExecute: diesel::query_dsl::methods::ExecuteDsl<diesel::SqliteConnection> {}
 #[cfg(feature = "sqlite")]
-impl<Q: ExecuteDsl<diesel::SqliteConnection>> SqliteExecute for Q {}
+impl<Q: diesel::query_dsl::methods::ExecuteDsl<diesel::SqliteConnection>> SqliteExecute for Q {}
 /// A query SQLite can execute (anything, in a build without `sqlite`).
 #[cfg(not(feature = "sqlite"))]
 pub trait SqliteExecute {}
@@ -173,11 +172,11 @@ impl<Q: PgExecute + SqliteExecute> BackendOperation for Execute<Q> {
     type Output = QueryResult<usize>;
     #[cfg(feature = "pg")]
     fn pg(self, conn: &mut diesel::PgConnection) -> QueryResult<usize> {
-        ExecuteDsl::execute(self.0, conn)
+        diesel::query_dsl::methods::ExecuteDsl::execute(self.0, conn)
     }
     #[cfg(feature = "sqlite")]
     fn sqlite(self, conn: &mut diesel::SqliteConnection) -> QueryResult<usize> {
-        ExecuteDsl::execute(self.0, conn)
+        diesel::query_dsl::methods::ExecuteDsl::execute(self.0, conn)
     }
 }
 

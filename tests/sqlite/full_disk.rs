@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel::SqliteConnection;
 use diesel_vector::models::{insert_embeddings, NewFragmentEmbedding};
-use diesel_vector::schema::{fragment_embeddings, fragments};
+use diesel_vector::schema::fragments;
 use diesel_vector::{migrations, Vector};
 
 use crate::common::smooth;
