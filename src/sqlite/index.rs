@@ -40,6 +40,7 @@ use diesel::SqliteConnection;
 use tracing::info;
 
 use super::migrations::count;
+use super::transaction::{self, SavepointError};
 use crate::index::{quote, IndexSpec, Metric, SqliteIndex};
 use crate::migrations::shape::Catalog;
 
@@ -260,15 +261,17 @@ pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport,
     if before.needs_rebuild == 0 && before.pending == 0 && (!vec0 || conn.exists(spec.vec0_table())?) {
         return Ok(SyncReport { rebuilt: false, applied: 0 });
     }
-    let report = conn.immediate_transaction(|conn| {
+    let report = transaction::immediate(conn, |conn| {
         let now = state(conn, spec)?;
         if now.needs_rebuild != 0 || (vec0 && !conn.exists(spec.vec0_table())?) {
             return rebuild_in_transaction(conn, spec);
         }
-        match apply_queue(conn, spec) {
+        match transaction::savepoint(conn, |conn| apply_queue(conn, spec)) {
             Ok(applied) => Ok(SyncReport { rebuilt: false, applied }),
             // A damaged vec0 table, or one of another shape: start again from the table.
-            Err(_) => rebuild_in_transaction(conn, spec),
+            Err(SavepointError::RolledBack(_)) => rebuild_in_transaction(conn, spec),
+            // SQLite ended the transaction (a full disk): nothing more may run in it.
+            Err(SavepointError::TransactionEnded(e)) => Err(e),
         }
     })?;
     info!(
@@ -291,7 +294,7 @@ pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncRepo
         return Err(IndexError::ExtensionMissing);
     }
     state(conn, spec)?;
-    let report = conn.immediate_transaction(|conn| rebuild_in_transaction(conn, spec))?;
+    let report = transaction::immediate(conn, |conn| rebuild_in_transaction(conn, spec))?;
     info!(target: "diesel_vector::index", index = spec.name(), rebuilt = true, applied = report.applied, "sqlite vector index rebuilt");
     Ok(report)
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod connection;
 mod diesel_cli;
 mod dsl;
+mod full_disk;
 #[cfg(feature = "sqlite-vec")]
 mod index;
 #[cfg(feature = "sqlite-vec")]
@@ -16,6 +17,7 @@ mod migrations;
 mod round_trip;
 mod search;
 mod vector_types;
+mod versions;
 
 use std::sync::RwLock;
 
