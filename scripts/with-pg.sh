@@ -48,6 +48,57 @@ apt_install() {
         || die "apt-get install $* failed"
 }
 
+# Prints `URIs: ...` and, when the entry has one, its `Signed-By:` field (continuation lines included) for
+# the first Debian archive entry of this machine's apt configuration: deb822 stanzas in
+# /etc/apt/sources.list.d/*.sources, then one-line entries in /etc/apt/sources.list and
+# /etc/apt/sources.list.d/*.list. An archive entry has type deb, a suite without a dash (not -updates or
+# -security) and the component main. Fails when there is none.
+debian_archive() {
+    local f out
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        out=$(awk '
+            function flush() {
+                if (types ~ /(^| )deb( |$)/ && suites ~ /(^| )[a-z]+( |$)/ && components ~ /(^| )main( |$)/ \
+                    && uris != "" && enabled !~ /^no$/) {
+                    split(uris, u, " "); print "URIs: " u[1]; if (signed != "") print signed; found = 1; exit
+                }
+                types = suites = components = uris = signed = enabled = ""; field = ""
+            }
+            /^#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            /^[ \t]/ { if (field == "signed-by") signed = signed "\n" $0; next }
+            {
+                name = tolower(substr($0, 1, index($0, ":") - 1)); value = substr($0, index($0, ":") + 1)
+                sub(/^[ \t]+/, "", value); sub(/[ \t]+$/, "", value); field = name
+                if (name == "types") types = value; else if (name == "suites") suites = value
+                else if (name == "components") components = value; else if (name == "uris") uris = value
+                else if (name == "enabled") enabled = tolower(value)
+                else if (name == "signed-by") signed = "Signed-By: " value
+            }
+            END { if (!found) flush(); if (!found) exit 1 }
+        ' "$f") && { printf '%s\n' "$out"; return 0; }
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        out=$(awk '
+            /^[ \t]*deb[ \t]/ {
+                i = 2; opts = ""
+                if ($2 ~ /^\[/) { while (i <= NF) { opts = opts " " $i; if ($i ~ /\]$/) { i++; break } i++ } }
+                uri = $i; suite = $(i + 1); main = 0
+                for (j = i + 2; j <= NF; j++) if ($j == "main") main = 1
+                if (suite ~ /^[a-z]+$/ && main) {
+                    print "URIs: " uri
+                    if (match(opts, /signed-by=[^] ]+/)) print "Signed-By: " substr(opts, RSTART + 10, RLENGTH - 10)
+                    found = 1; exit
+                }
+            }
+            END { if (!found) exit 1 }
+        ' "$f") && { printf '%s\n' "$out"; return 0; }
+    done
+    return 1
+}
+
 # 1. The server.
 if [ ! -x "$PG_BIN/postgres" ]; then
     apt_install "postgresql-$PG_VERSION"
@@ -67,17 +118,15 @@ if [ ! -f "$PG_SHAREDIR/extension/vector.control" ]; then
     fi
     work=$(mktemp -d)
     mkdir -p "$work/lists/partial"
-    signed_by=$(awk '/^Signed-By:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    : "${uris:=http://deb.debian.org/debian}"
-    : "${signed_by:=/usr/share/keyrings/debian-archive-keyring.gpg}"
-    cat >"$work/trixie-src.sources" <<SRC
-Types: deb-src
-URIs: $uris
-Suites: trixie
-Components: main
-Signed-By: $signed_by
-SRC
+    # The Debian archive this machine's apt already uses (its own configuration only: no host is named
+    # here): URIs and Signed-By, copied into a deb-src entry for trixie.
+    archive=$(debian_archive) || die "no Debian archive (a deb entry for a suite with component main) in this \
+machine's apt configuration (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list, /etc/apt/sources.list.d/*.list): \
+add one, or install pgvector by hand and set PG_DATABASE_URL"
+    {
+        printf 'Types: deb-src\nSuites: trixie\nComponents: main\n'
+        printf '%s\n' "$archive"
+    } >"$work/trixie-src.sources"
     apt_opts=(-o "Dir::Etc::SourceList=$work/trixie-src.sources" -o Dir::Etc::SourceParts=/dev/null
               -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
     log "fetching pgvector's Debian source package"

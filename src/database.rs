@@ -1,4 +1,16 @@
 //! A connection to either backend, chosen from a database URL at run time.
+//!
+//! Three ways to open one, by what the caller needs: [`DatabaseConnection::establish`] creates an
+//! SQLite file that does not exist (migrating a new database, the target of a copy);
+//! [`DatabaseConnection::establish_existing`] opens only a database that exists, for reading and writing
+//! (searching, reindexing, importing: a mistyped path is [`MigrationError::NoDatabase`], not a new empty
+//! file); [`DatabaseConnection::establish_read_only`] opens an existing database without writing anything,
+//! also a WAL database in a read-only directory. An empty URL is [`MigrationError::EmptyUrl`] for all three:
+//! SQLite would open a private temporary database that vanishes with the connection.
+
+#[cfg(feature = "sqlite")]
+mod read_only;
+mod url;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,6 +20,10 @@ use diesel_migrations::{EmbeddedMigrations, FileBasedMigrations};
 use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus};
 use crate::models::Fragment;
 use crate::search::{Neighbor, Search, SearchError};
+
+#[cfg(feature = "sqlite")]
+pub(crate) use url::is_empty_location;
+pub use url::{sqlite_file, sqlite_path, sqlite_read_only_uri};
 
 /// The backend a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +54,12 @@ impl BackendKind {
     ///
     /// # Errors
     ///
-    /// [`MigrationError::UnsupportedDriver`] for any other `scheme://`.
+    /// [`MigrationError::UnsupportedDriver`] for any other `scheme://`; [`MigrationError::EmptyUrl`] for an
+    /// empty URL, `sqlite://` alone, or a `file:` URI without a path.
     pub fn from_url(url: &str) -> Result<Self, MigrationError> {
+        if url::is_empty_location(url::sqlite_path(url)) {
+            return Err(MigrationError::EmptyUrl);
+        }
         match url.split_once("://") {
             Some(("postgres" | "postgresql", _)) => Ok(Self::Postgres),
             Some(("sqlite", _)) => Ok(Self::Sqlite),
@@ -51,43 +71,6 @@ impl BackendKind {
             _ => Ok(Self::Sqlite),
         }
     }
-}
-
-/// The SQLite path or URI in a URL: `sqlite://` is stripped; `file:` URIs, paths and `:memory:` pass.
-pub fn sqlite_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://").unwrap_or(url)
-}
-
-/// The SQLite URI that opens the database of `url` read-only: `file:PATH?mode=ro`, with the characters
-/// URIs reserve (`?`, `#`, `%`) percent-encoded; a `file:` URI keeps its parameters and gets `mode=ro`.
-///
-/// ```
-/// use diesel_vector::database::sqlite_read_only_uri;
-///
-/// assert_eq!(sqlite_read_only_uri("sqlite:///var/app.db"), "file:/var/app.db?mode=ro");
-/// assert_eq!(sqlite_read_only_uri("data/what?.db"), "file:data/what%3F.db?mode=ro");
-/// assert_eq!(sqlite_read_only_uri("file:app.db?cache=shared&mode=rwc"), "file:app.db?cache=shared&mode=ro");
-/// ```
-pub fn sqlite_read_only_uri(url: &str) -> String {
-    let path = sqlite_path(url);
-    if let Some(rest) = path.strip_prefix("file:") {
-        let (base, query) = rest.split_once('?').map_or((rest, ""), |(b, q)| (b, q));
-        let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("mode=")).collect();
-        params.push("mode=ro");
-        return format!("file:{base}?{}", params.join("&"));
-    }
-    let mut uri = String::with_capacity(path.len() + 16);
-    uri.push_str("file:");
-    for c in path.chars() {
-        match c {
-            '?' => uri.push_str("%3F"),
-            '#' => uri.push_str("%23"),
-            '%' => uri.push_str("%25"),
-            c => uri.push(c),
-        }
-    }
-    uri.push_str("?mode=ro");
-    uri
 }
 
 /// An application's own migrations, one set per backend: a [`DatabaseConnection`] runs the set of its
@@ -196,12 +179,12 @@ pub enum DatabaseConnection {
 }
 
 impl DatabaseConnection {
-    /// Opens `url` with the backend it names.
+    /// Opens `url` with the backend it names; a missing SQLite file is created.
     ///
     /// # Errors
     ///
-    /// [`MigrationError::UnsupportedDriver`], [`MigrationError::FeatureDisabled`] when this build lacks
-    /// the backend, or [`MigrationError::Connection`] with the backend's own error.
+    /// [`MigrationError::EmptyUrl`], [`MigrationError::UnsupportedDriver`], [`MigrationError::FeatureDisabled`]
+    /// when this build lacks the backend, or [`MigrationError::Connection`] with the backend's own error.
     pub fn establish(url: &str) -> Result<Self, MigrationError> {
         match BackendKind::from_url(url)? {
             #[cfg(feature = "pg")]
@@ -215,19 +198,56 @@ impl DatabaseConnection {
         }
     }
 
-    /// Opens `url` for reading: SQLite read-only through [`sqlite_read_only_uri`] (a missing file is an
-    /// error rather than a new database, and nothing is written, not even the journal mode); PostgreSQL
-    /// as [`DatabaseConnection::establish`] does.
+    /// Opens the existing database of `url` for reading and writing, as [`DatabaseConnection::establish`]
+    /// does, except that SQLite never creates a file (`mode=rw`): for work on a database that must already
+    /// be there, where a mistyped path should not leave an empty database behind.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] fn main() {
+    /// use diesel_vector::database::DatabaseConnection;
+    /// use diesel_vector::migrations::MigrationError;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("tpyo.db");
+    /// let err = DatabaseConnection::establish_existing(path.to_str().unwrap()).err().unwrap();
+    /// assert!(matches!(err, MigrationError::NoDatabase { .. }));
+    /// assert!(!path.exists());
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`DatabaseConnection::establish`].
+    /// [`MigrationError::NoDatabase`] when the SQLite file does not exist, or as
+    /// [`DatabaseConnection::establish`].
+    pub fn establish_existing(url: &str) -> Result<Self, MigrationError> {
+        match BackendKind::from_url(url)? {
+            #[cfg(feature = "sqlite")]
+            BackendKind::Sqlite => match sqlite_file(url) {
+                Some(path) => {
+                    require_file(&path)?;
+                    Ok(Self::Sqlite(crate::sqlite::establish(&url::sqlite_uri(url, "rw", &[]))?))
+                }
+                None => Self::establish(url),
+            },
+            _ => Self::establish(url),
+        }
+    }
+
+    /// Opens the existing database of `url` for reading: SQLite read-only through [`sqlite_read_only_uri`]
+    /// (nothing is written, not even the journal mode), and with `immutable=1` when it is a WAL database
+    /// whose shared-memory file is missing and cannot be created (a read-only directory) and whose
+    /// write-ahead log is empty; PostgreSQL as [`DatabaseConnection::establish`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`MigrationError::NoDatabase`] when the SQLite file does not exist,
+    /// [`MigrationError::WalUnreadable`] for a WAL database in a read-only directory whose log holds
+    /// changes, or as [`DatabaseConnection::establish`].
     pub fn establish_read_only(url: &str) -> Result<Self, MigrationError> {
         match BackendKind::from_url(url)? {
             #[cfg(feature = "sqlite")]
-            BackendKind::Sqlite => Ok(Self::Sqlite(
-                crate::sqlite::ConnectionOptions::default().wal(false).establish(&sqlite_read_only_uri(url))?,
-            )),
+            BackendKind::Sqlite => Ok(Self::Sqlite(open_sqlite_read_only(url)?)),
             _ => Self::establish(url),
         }
     }
@@ -381,6 +401,40 @@ impl DatabaseConnection {
     }
 }
 
+/// [`MigrationError::NoDatabase`] unless `path` is an existing file (or something SQLite may open).
+#[cfg(feature = "sqlite")]
+fn require_file(path: &Path) -> Result<(), MigrationError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(MigrationError::NoDatabase { path: path.to_path_buf() })
+        }
+        // Other errors (permissions) are SQLite's to report.
+        _ => Ok(()),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite_read_only(url: &str) -> Result<diesel::SqliteConnection, MigrationError> {
+    use diesel::connection::SimpleConnection;
+    let open = |uri: &str| -> Result<diesel::SqliteConnection, diesel::ConnectionError> {
+        let mut conn = crate::sqlite::ConnectionOptions::default().wal(false).establish(uri)?;
+        // Opening is lazy: read the schema now, so that a file SQLite cannot read fails here.
+        conn.batch_execute("SELECT count(*) FROM sqlite_master")
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+        Ok(conn)
+    };
+    let Some(path) = sqlite_file(url) else { return Ok(open(&sqlite_read_only_uri(url))?) };
+    require_file(&path)?;
+    match open(&sqlite_read_only_uri(url)) {
+        Err(e) if read_only::is_cant_open(&e) => match read_only::fallback(read_only::WalFacts::of(&path)) {
+            read_only::Fallback::Immutable => Ok(open(&url::sqlite_uri(url, "ro", &["immutable=1"]))?),
+            read_only::Fallback::WalUnreadable => Err(MigrationError::WalUnreadable { path }),
+            read_only::Fallback::None => Err(e.into()),
+        },
+        result => Ok(result?),
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
@@ -406,6 +460,9 @@ mod tests {
             assert_eq!(BackendKind::from_url(url).unwrap(), BackendKind::Sqlite, "{url}");
         }
         assert_eq!(sqlite_path("sqlite:///tmp/app.db"), "/tmp/app.db");
+        for url in ["", "  ", "sqlite://", "file:", "file:?mode=ro"] {
+            assert!(matches!(BackendKind::from_url(url), Err(MigrationError::EmptyUrl)), "{url:?}");
+        }
         assert_eq!(sqlite_path("file:app.db?mode=ro"), "file:app.db?mode=ro");
         let err = BackendKind::from_url("mysql://localhost/app").unwrap_err();
         assert!(matches!(&err, MigrationError::UnsupportedDriver { driver } if driver == "mysql"));

@@ -21,6 +21,8 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+mod versions;
+
 use std::fmt;
 
 use crate::database::{BackendKind, DatabaseConnection};
@@ -331,8 +333,30 @@ fn judge(migrations: &[MigrationStatus], facts: &Facts) -> Vec<Finding> {
             );
         }
     }
+    out.extend(versions::findings(&version_facts(facts)));
     out.sort_by_key(|f| f.level);
     out
+}
+
+/// What the version findings ([`versions`]) need from a backend's facts.
+fn version_facts(facts: &Facts) -> versions::VersionFacts<'_> {
+    let (pgvector, sqlite_vec) = match &facts.extension {
+        Extension::Pgvector { installed, .. } => (installed.as_deref(), None),
+        Extension::SqliteVec { version } => (None, version.as_deref()),
+    };
+    let method = match &facts.index {
+        Some(IndexState::Other { method }) => Some(method.as_str()),
+        #[cfg(feature = "pg")]
+        Some(IndexState::Ivfflat(_)) => Some("ivfflat"),
+        _ => None,
+    };
+    versions::VersionFacts {
+        pgvector,
+        hnsw_index: method == Some("hnsw"),
+        ann_index: matches!(method, Some("hnsw" | "ivfflat")),
+        sqlite: facts.server_version.strip_prefix("SQLite "),
+        sqlite_vec,
+    }
 }
 
 fn index_findings(facts: &Facts, out: &mut Vec<Finding>) {

@@ -9,7 +9,8 @@
 //!   (`halfvec`), [`SparseVector`] (`sparsevec`) and [`Bit`] (`bit`); [`VectorKind`] names the four.
 //! - [`codec`]: the wire formats as pure functions.
 //! - [`sqlite`]: opening SQLite connections with sqlite-vec registered and foreign keys on.
-//! - [`multi_connection_support!`]: the impls a `#[derive(MultiConnection)]` enum needs.
+//! - [`multi_connection_support!`]: the impls a `#[derive(MultiConnection)]` enum needs; [`multi_connection`]:
+//!   multi-row inserts and upserts through such an enum ([`multi_connection_dispatch!`]).
 //! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
@@ -76,7 +77,7 @@
     clippy::unwrap_used,
     clippy::cast_possible_truncation
 )]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod ann;
 mod bit;
@@ -97,6 +98,7 @@ pub mod migrations;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod models;
 mod multi;
+pub mod multi_connection;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]

@@ -151,7 +151,7 @@ upsert_for!(
     diesel::SqliteConnection,
     fn insert_many(&mut self, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize> {
         // One transaction; Diesel prepares the row statement once and reuses it from its cache.
-        self.transaction(|conn| {
+        crate::sqlite::transaction::deferred(self, |conn| {
             let mut inserted = 0;
             for row in rows {
                 inserted += diesel::insert_into(fragment_embeddings::table).values(row).execute(conn)?;

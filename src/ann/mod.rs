@@ -144,7 +144,9 @@ pub(crate) fn exact_distance(
     match metric {
         Metric::Cosine => {
             let (dot, row_norm_sq) = simd.dot_and_norm(query, row);
-            round_f32(1.0 - f64::from(dot) / (f64::from(query_norm_sq).sqrt() * f64::from(row_norm_sq).sqrt()))
+            // Clamped like the SQL function (and pgvector): `f32` sums can leave [-1, 1]; NaN stays NaN.
+            let similarity = f64::from(dot) / (f64::from(query_norm_sq).sqrt() * f64::from(row_norm_sq).sqrt());
+            round_f32(1.0 - similarity.clamp(-1.0, 1.0))
         }
         Metric::L2 => round_f32(f64::from(simd.l2_squared(query, row)).sqrt()),
         Metric::L1 => simd.l1(query, row),

@@ -18,6 +18,20 @@ pub enum MigrationError {
         /// The feature that would enable it, `pg` or `sqlite`.
         feature: &'static str,
     },
+    /// The database URL is empty (or `sqlite://` alone, or a `file:` URI without a path): SQLite would
+    /// open a private temporary database that vanishes when the connection closes.
+    EmptyUrl,
+    /// No SQLite database exists at this path, and the operation needs one (it is never created).
+    NoDatabase {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// The SQLite database is in WAL mode with changes in its write-ahead log, and SQLite cannot create
+    /// the log's index (`PATH-shm`) to read them: its directory is read-only.
+    WalUnreadable {
+        /// The database's path.
+        path: std::path::PathBuf,
+    },
     /// Opening the connection failed.
     Connection(diesel::ConnectionError),
     /// pgvector is not installed on the PostgreSQL server at all.
@@ -95,6 +109,23 @@ impl fmt::Display for MigrationError {
             Self::FeatureDisabled { backend, feature } => {
                 write!(f, "this build of diesel-vector has no {backend} support: enable the `{feature}` cargo feature")
             }
+            Self::EmptyUrl => f.write_str(
+                "the database URL is empty: give a PostgreSQL URL (postgres://...) or an SQLite path (:memory: for \
+                 a temporary in-memory database)",
+            ),
+            Self::NoDatabase { path } => write!(
+                f,
+                "no database at {}: check the path, or create the database by running the migrations on it",
+                path.display()
+            ),
+            Self::WalUnreadable { path } => write!(
+                f,
+                "the SQLite database at {0} has changes in its write-ahead log ({0}-wal) that SQLite cannot read \
+                 here: the directory is read-only, so the log's index ({0}-shm) cannot be created. Open the \
+                 database once where its directory is writable (that checkpoints the log), or copy it with its \
+                 -wal file to a writable directory",
+                path.display()
+            ),
             Self::Connection(e) => write!(f, "could not connect: {e}"),
             Self::PgvectorNotInstalled => f.write_str(
                 "pgvector is not installed on the PostgreSQL server: install it on the database host \

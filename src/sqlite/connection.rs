@@ -71,8 +71,15 @@ impl ConnectionOptions {
     ///
     /// # Errors
     ///
-    /// What [`SqliteConnection::establish`] returns, or the failure of a set-up statement.
+    /// [`ConnectionError::InvalidConnectionUrl`] for an empty path (SQLite would open a private temporary
+    /// database, gone with the connection: use `:memory:` for that), what [`SqliteConnection::establish`]
+    /// returns, or the failure of a set-up statement.
     pub fn establish(&self, database_url: &str) -> Result<SqliteConnection, ConnectionError> {
+        if crate::database::is_empty_location(database_url) {
+            return Err(ConnectionError::InvalidConnectionUrl(
+                "the SQLite path is empty: give a file path, or :memory: for a temporary in-memory database".into(),
+            ));
+        }
         register_sqlite_vec().map_err(|rc| {
             ConnectionError::BadConnection(format!("could not register sqlite-vec (SQLite error code {rc})"))
         })?;

@@ -43,6 +43,7 @@ use diesel::SqliteConnection;
 use tracing::info;
 
 use super::migrations::count;
+use super::transaction::{self, SavepointError};
 use crate::index::{quote, IndexSpec, Metric, SqliteIndex};
 use crate::migrations::shape::Catalog;
 
@@ -355,8 +356,7 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
     }
     let shared = if plan.codes { Some(super::codes::shared_entry(conn, spec)?) } else { None };
     let mut locked = None;
-    // TODO(rel): the crate's transaction helper that keeps SQLite's real error.
-    let result = conn.immediate_transaction::<_, IndexError, _>(|conn| {
+    let result = transaction::immediate::<_, IndexError>(conn, |conn| {
         let now = state(conn, spec)?;
         let rebuild_all = forced == Rebuild::All || now.needs_rebuild != 0;
         let next = if now.generation == i64::MAX { 0 } else { now.generation + 1 };
@@ -366,10 +366,12 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
             let part = if rebuild_all || vec0_stale || !conn.exists(spec.vec0_table())? {
                 rebuild_vec0(conn, spec)?
             } else {
-                match apply_queue(conn, spec) {
+                match transaction::savepoint(conn, |conn| apply_queue(conn, spec)) {
                     Ok(applied) => SyncReport { rebuilt: false, applied },
                     // A damaged vec0 table, or one of another shape: start again from the table.
-                    Err(_) => rebuild_vec0(conn, spec)?,
+                    Err(SavepointError::RolledBack(_)) => rebuild_vec0(conn, spec)?,
+                    // SQLite ended the transaction (a full disk): nothing more may run in it.
+                    Err(SavepointError::TransactionEnded(e)) => return Err(e),
                 }
             };
             report = part;

@@ -12,6 +12,7 @@ use diesel_migrations::MigrationHarness;
 use tracing::warn;
 
 use super::index;
+use super::transaction::{self, SavepointError};
 use crate::index::{registry, IndexSpec};
 use crate::migrations::shape::{
     Catalog, FoundColumn, Object, Real, Rehearsal, RehearsalFailure, Shape, Snapshot, Stage, TableShape, BOOKKEEPING,
@@ -164,13 +165,54 @@ impl MigrationTarget for SqliteConnection {
         // BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so concurrent
         // runners see each other's bookkeeping. Each migration runs in its own savepoint inside; the
         // transaction commits whatever succeeded, also when a later migration failed and rolled back.
-        // TODO(rel): the crate's transaction helper that keeps SQLite's own error.
+        // When SQLite ended the transaction itself (a full disk), the commit fails too: the migration's
+        // own error says more.
         let mut outcome = None;
-        self.immediate_transaction(|conn| {
+        let committed = transaction::immediate(self, |conn| {
             outcome = Some(f(conn));
             diesel::QueryResult::Ok(())
-        })?;
-        outcome.unwrap_or_else(|| unreachable!("the closure ran"))
+        });
+        match (outcome, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(e.into()),
+            (None, Ok(())) => unreachable!("the transaction committed, so its closure ran"),
+        }
+    }
+
+    fn run_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
+        // Diesel's harness, in a savepoint of the crate's own: Diesel's would replace a full disk's
+        // error with its failed rollback's.
+        MigrationHarness::<Sqlite>::applied_migrations(self)?;
+        let version = migration.name().version().to_string();
+        let apply = |conn: &mut Self| -> diesel::migration::Result<()> {
+            migration.run(conn)?;
+            diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
+                .bind::<Text, _>(&version)
+                .execute(conn)?;
+            Ok(())
+        };
+        if migration.metadata().run_in_transaction() {
+            transaction::savepoint(self, apply).map_err(SavepointError::into_inner)
+        } else {
+            apply(self)
+        }
+    }
+
+    fn revert_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
+        let version = migration.name().version().to_string();
+        let revert = |conn: &mut Self| -> diesel::migration::Result<()> {
+            migration.revert(conn)?;
+            diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = ?")
+                .bind::<Text, _>(&version)
+                .execute(conn)?;
+            Ok(())
+        };
+        if migration.metadata().run_in_transaction() {
+            transaction::savepoint(self, revert).map_err(SavepointError::into_inner)
+        } else {
+            revert(self)
+        }
     }
 
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {

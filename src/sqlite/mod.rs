@@ -11,6 +11,7 @@ mod functions;
 mod index;
 mod migrations;
 mod search;
+pub(crate) mod transaction;
 mod transfer;
 mod types;
 

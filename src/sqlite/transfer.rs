@@ -202,7 +202,7 @@ impl Store for SqliteConnection {
     fn reserve_ids(&mut self, table: Table, max: i64) -> QueryResult<()> {
         // AUTOINCREMENT hands out max(seq, largest rowid) + 1; raising seq reserves the ids up to max.
         // (SQLite raises seq itself when a row is inserted with an explicit larger id.)
-        self.immediate_transaction(|conn| {
+        super::transaction::immediate(self, |conn| {
             diesel::sql_query(
                 "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, 0 \
                  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
@@ -218,11 +218,11 @@ impl Store for SqliteConnection {
     }
 
     fn write_batch<R, E: From<DieselError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E> {
-        self.immediate_transaction(f)
+        super::transaction::immediate(self, f)
     }
 
     fn snapshot<R, E: From<DieselError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E> {
-        self.transaction(f)
+        super::transaction::deferred(self, f)
     }
 
     fn after_load(&mut self) -> Result<TargetIndex, IndexUpdateError> {

@@ -20,7 +20,7 @@ fn migration_run_status_revert_redo_on_both_backends() {
         let url = url.as_str();
         if backend == "sqlite" {
             let (_, stderr) = fails(&["--database-url", url, "migration", "status"]);
-            assert!(stderr.contains("unable to open database file"), "listing never creates a file: {stderr}");
+            assert!(stderr.contains("error: no database at "), "listing never creates a file: {stderr}");
             std::fs::File::create(url).unwrap();
         }
         let status = ok(&["--database-url", url, "migration", "status"]);
@@ -97,7 +97,7 @@ fn doctor_reads_only_and_gives_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let missing = sqlite_file(dir.path(), "missing.db");
     let (_, stderr) = fails(&["--database-url", &missing, "doctor"]);
-    assert!(stderr.contains("unable to open database file"), "{stderr}");
+    assert!(stderr.contains("error: no database at "), "{stderr}");
     assert!(!std::path::Path::new(&missing).exists(), "doctor never creates a database");
 
     for (backend, url, _keep) in databases() {
@@ -166,8 +166,20 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
         ok(&["--database-url", &db.url, "reindex", "--hnsw"]),
         "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)\n"
     );
-    let json: Value = serde_json::from_str(&ok(&["--database-url", &db.url, "doctor", "--json"])).unwrap();
+    // pgvector before 0.8.3 can corrupt HNSW indexes: doctor says to upgrade (Debian trixie's 0.8.0 here).
+    let out = run(&["--database-url", &db.url, "doctor", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["index"]["method"], "hnsw", "{json}");
+    let installed = json["extension"]["installed"].as_str().unwrap().to_owned();
+    let old = installed.split('.').map(|n| n.parse::<u32>().unwrap()).collect::<Vec<_>>() < vec![0, 8, 3];
+    let upgrade = format!("pgvector {installed} can corrupt HNSW indexes");
+    let flagged = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["level"] == "action" && f["message"].as_str().unwrap().starts_with(&upgrade));
+    assert_eq!(flagged, old, "{json}");
+    assert_eq!(out.status.success(), !old);
     let mut conn = db.conn();
     #[derive(QueryableByName)]
     struct Def {

@@ -42,6 +42,8 @@ fn export_and_import_move_rows_between_backends_bit_exact() {
         exported.contains("\"embedding\":[0,-0,1,-1,3.4028235e38,-3.4028235e38,1.1754944e-38,-1.1754944e-38,1e-45,")
     );
 
+    // import needs an existing database: a mistyped path must not become a new one.
+    ok(&["--database-url", &lite, "migration", "run"]);
     let out = import_stdin(&lite, exported.as_bytes(), &["--batch-size", "50"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(dump(&lite), original, "PostgreSQL -> JSON lines -> SQLite is bit-exact");
@@ -120,6 +122,7 @@ fn invalid_rows_stop_export_and_import_unless_skipped() {
 
     // A vector of the wrong size in a line: strict import names it, --skip-invalid leaves it out.
     let target = sqlite_file(dir.path(), "target.db");
+    ok(&["--database-url", &target, "migration", "run"]);
     let line = r#"{"id":9,"content":"x","created_at":null,"updated_at":null,"embeddings":[{"id":5,"provider":"p","model":"m","dims":2,"content_hash":"h","created_at":null,"updated_at":null,"embedding":[1,2]}]}"#;
     let out = import_stdin(&target, line.as_bytes(), &[]);
     assert!(!out.status.success());

@@ -7,8 +7,10 @@ mod common;
 mod app_migrations;
 mod commands;
 mod copy;
+mod full_disk;
 mod generate;
 mod jsonl;
+mod reliability;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -4,6 +4,7 @@
 mod common;
 #[path = "../common/distance.rs"]
 mod reference;
+mod rows;
 mod search;
 mod vector_types;
 
@@ -20,6 +21,7 @@ pub enum AnyConnection {
 }
 
 diesel_vector::multi_connection_support!(MultiBackend);
+diesel_vector::multi_connection_dispatch!(AnyConnection { Postgresql => pg, Sqlite => sqlite });
 
 diesel::table! {
     use diesel::sql_types::*;

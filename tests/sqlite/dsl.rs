@@ -220,6 +220,8 @@ fn the_crates_functions_agree_with_sqlite_vecs() {
             let ours = distances(&mut without, metric, &q);
             for ((id, theirs), (_, ours)) in theirs.iter().zip(&ours) {
                 let v = &rows[*id as usize];
+                // The crate clamps the cosine similarity to [-1, 1] as pgvector does; sqlite-vec does not.
+                let theirs = if metric == Metric::Cosine { &theirs.clamp(0.0, 2.0) } else { theirs };
                 if dims < 16 || metric == Metric::L1 {
                     // Shorter than one block of partial sums, the crate adds in sqlite-vec's order; L1 sums
                     // in f64 on both sides.

@@ -9,6 +9,7 @@ mod codes;
 mod connection;
 mod diesel_cli;
 mod dsl;
+mod full_disk;
 #[cfg(feature = "sqlite-vec")]
 mod index;
 #[cfg(feature = "sqlite-vec")]
@@ -17,6 +18,7 @@ mod migrations;
 mod round_trip;
 mod search;
 mod vector_types;
+mod versions;
 
 use std::sync::RwLock;
 

@@ -3,10 +3,11 @@
 //! `diesel_vector` (`database`, `doctor`, `copy`, `jsonl`, `search`); this file parses arguments and
 //! `output.rs` prints.
 
+mod files;
 mod output;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,7 +91,8 @@ enum Command {
         /// The embeddings' model.
         #[arg(long)]
         model: String,
-        /// The query, in pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file.
+        /// The query, in pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at most 512 KiB:
+        /// a vector has at most 16000 numbers).
         #[arg(long, allow_hyphen_values = true)]
         vector: String,
         /// How many neighbours.
@@ -255,14 +257,21 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", output::escape_keeping_lines(&output::error_text(&*e)));
             ExitCode::FAILURE
         }
     }
 }
 
 fn database_url(cli: &Cli) -> Result<&str> {
-    cli.database_url.as_deref().ok_or_else(|| "no database: pass --database-url or set DATABASE_URL".into())
+    match cli.database_url.as_deref() {
+        None => Err("no database: pass --database-url or set DATABASE_URL".into()),
+        Some(url) if url.trim().is_empty() => {
+            Err("the database URL is empty (--database-url or DATABASE_URL): give a postgres:// URL or an SQLite path"
+                .into())
+        }
+        Some(url) => Ok(url),
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -294,7 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Reindex { hnsw } => {
-            let mut conn = DatabaseConnection::establish(database_url(&cli)?)?;
+            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             println!("{}", output::reindexed(doctor::reindex(&mut conn, *hnsw)?));
         }
         Command::Copy { from, to, batch } => {
@@ -311,23 +320,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Export { output: path, batch } => {
-            let mut conn = DatabaseConnection::establish_read_only(database_url(&cli)?)?;
-            let mut out: Box<dyn Write> = match path {
-                Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(File::create(p)?)),
-                _ => Box::new(BufWriter::new(io::stdout().lock())),
-            };
+            let url = database_url(&cli)?;
+            let to_file = path.as_ref().filter(|p| p.as_os_str() != "-");
+            if let Some(p) = to_file {
+                files::refuse_database_as_output(url, p)?;
+            }
+            let mut conn = DatabaseConnection::establish_read_only(url)?;
             let mut progress = Progress::new("export");
-            let report = jsonl::export(&mut conn, &mut out, &batch.options(), &mut |n| progress.count("fragments", n));
-            progress.finish();
-            out.flush()?;
-            output::jsonl_report("exported", &report?);
+            let mut export = |out: &mut dyn Write| {
+                let report = jsonl::export(&mut conn, out, &batch.options(), &mut |n| progress.count("fragments", n));
+                progress.finish();
+                Ok::<_, Box<dyn std::error::Error>>(report?)
+            };
+            let report = match to_file {
+                Some(p) => files::write_atomically(p, |out| export(out))?,
+                None => {
+                    let mut out = io::BufWriter::new(io::stdout().lock());
+                    let report = export(&mut out)?;
+                    out.flush()?;
+                    report
+                }
+            };
+            output::jsonl_report("exported", &report);
         }
         Command::Import { input, batch } => {
-            let mut conn = DatabaseConnection::establish(database_url(&cli)?)?;
+            // The input first: a file that cannot be read must not leave anything behind.
             let mut reader: Box<dyn io::BufRead> = match input {
-                Some(p) if p.as_os_str() != "-" => Box::new(BufReader::new(File::open(p)?)),
+                Some(p) if p.as_os_str() != "-" => {
+                    Box::new(BufReader::new(File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?))
+                }
                 _ => Box::new(io::stdin().lock()),
             };
+            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             let mut progress = Progress::new("import");
             let report = jsonl::import(&mut conn, &mut reader, &batch.options(), &mut |n| progress.count("lines", n));
             progress.finish();
@@ -336,11 +360,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
         Command::Search { provider, model, vector, k, metric, json } => {
             let text = match vector.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)?,
+                Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
             };
             let query: Vector = text.parse()?;
-            let mut conn = DatabaseConnection::establish(database_url(&cli)?)?;
+            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             let hits = conn.search(&Search::new(provider, model, &query).k(*k).metric((*metric).into()))?;
             let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
             let fragments = conn.fragments(&ids)?;

@@ -1,16 +1,119 @@
 //! Printing: reports as text or JSON on standard output, progress on standard error (one line redrawn
 //! in place on a terminal, a plain line per batch otherwise).
+//!
+//! Text from a database (fragment contents, versions, names inside findings and errors) is printed
+//! through [`escape`]: control characters become visible escapes (`\r`, `\x1b`, `\u{202e}`), so stored
+//! text can neither forge or hide lines nor drive the terminal. JSON is escaped by serde_json for
+//! U+0000..U+001F; [`json_safe`] escapes the rest of those characters too.
 
+use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::time::Instant;
 
 use diesel_vector::copy::{CopyEvent, CopyReport, TargetIndex};
 use diesel_vector::doctor::{Extension, IndexState, Level, Reindexed, Report};
 use diesel_vector::jsonl::JsonlReport;
-use diesel_vector::migrations::Outcome;
+use diesel_vector::migrations::{MigrationError, Outcome};
 use diesel_vector::models::Fragment;
 use diesel_vector::search::Neighbor;
+use diesel_vector::sqlite::IndexError;
 use serde_json::{json, Value};
+
+/// Characters that must not reach a terminal as they are: C0 and C1 controls and DEL (`char::is_control`),
+/// and the invisible ones that reorder or separate text (bidirectional overrides and isolates, line and
+/// paragraph separators).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character of [`needs_escape`] written as a visible escape: `\n`, `\r`, `\t`,
+/// `\x1b` for the other controls below U+0100, `\u{202e}` above.
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
+    escape_with(text, false)
+}
+
+/// [`escape`], keeping line breaks: for messages of several lines.
+pub(crate) fn escape_keeping_lines(text: &str) -> Cow<'_, str> {
+    escape_with(text, true)
+}
+
+fn escape_with(text: &str, keep_lines: bool) -> Cow<'_, str> {
+    if !text.chars().any(|c| needs_escape(c) && !(keep_lines && c == '\n')) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' if keep_lines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && u32::from(c) < 0x100 => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// JSON text with the characters of [`needs_escape`] that serde_json leaves as they are (DEL, C1
+/// controls, bidirectional and separator characters) written as `\uXXXX`: the same JSON value, safe on a
+/// terminal. They can only occur inside strings, where the escape means the same character.
+pub(crate) fn json_safe(json: String) -> String {
+    if !json.chars().any(needs_escape) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An error's message for the command line: what the library says, with the calls it names replaced by
+/// the commands that make them.
+pub(crate) fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let replacement = if let Some(MigrationError::NoDatabase { path }) = e.downcast_ref::<MigrationError>() {
+            Some(format!(
+                "no database at {0}: check the path, or create it with `diesel-vector --database-url {0} migration run`",
+                path.display()
+            ))
+        } else {
+            match e.downcast_ref::<IndexError>() {
+                Some(IndexError::NotMigrated { index, .. }) if index == diesel_vector::sqlite::INDEX_TABLE => Some(
+                    "the database has no diesel-vector tables yet: run `diesel-vector migration run` first".to_owned(),
+                ),
+                Some(IndexError::NotMigrated { index, table }) => Some(format!(
+                    "the vector index {index} on {table} is not set up in this database: apply the migration that \
+                     creates it (`diesel-vector migration --migration-dir DIR run`, or `diesel migration run`)"
+                )),
+                Some(IndexError::ExtensionMissing) => Some(
+                    "this build of diesel-vector has no sqlite-vec, so there is no vec0 index to build: searches \
+                     scan every row exactly (build with the `sqlite-vec` feature for the index)"
+                        .to_owned(),
+                ),
+                _ => None,
+            }
+        };
+        if let Some(replacement) = replacement {
+            text = text.replace(&e.to_string(), &replacement);
+        }
+        cause = e.source();
+    }
+    // sqlite-vec replaces SQLite's error with its own when a write of its index fails.
+    if text.contains("sqlite-vec error: Could not insert") {
+        text.push_str(" (sqlite-vec gives no cause: usually the disk is full)");
+    }
+    text
+}
 
 /// Progress on standard error.
 pub(crate) struct Progress {
@@ -69,7 +172,7 @@ impl Progress {
             }
             CopyEvent::Skipped { rows } => {
                 for row in *rows {
-                    self.line(&format!("skipped invalid row {row}"));
+                    self.line(&format!("skipped invalid row {}", escape(&row.to_string())));
                 }
             }
             CopyEvent::Verifying { table } => self.line(&format!("{table}: verifying")),
@@ -124,7 +227,7 @@ fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) {
     }
     println!("skipped {count} invalid row(s):");
     for row in rows {
-        println!("  {row}");
+        println!("  {}", escape(&row.to_string()));
     }
     if count > rows.len() as u64 {
         println!("  ... and {} more", count - rows.len() as u64);
@@ -144,7 +247,7 @@ fn target_index(index: &TargetIndex) -> String {
             "ivfflat with {lists} lists for {rows} rows: built with little data, run `diesel-vector reindex` on the target"
         ),
         TargetIndex::Ivfflat { lists, rows, .. } => format!("ivfflat with {lists} lists for {rows} rows"),
-        TargetIndex::Other { method } => method.clone(),
+        TargetIndex::Other { method } => escape(method).into_owned(),
         TargetIndex::Missing => "none (searches scan every row; `diesel-vector reindex` creates one)".into(),
         _ => "unknown".into(),
     }
@@ -159,7 +262,7 @@ pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
     if report.skipped_count > 0 {
         eprintln!("skipped {} invalid row(s):", report.skipped_count);
         for row in &report.skipped {
-            eprintln!("  {row}");
+            eprintln!("  {}", escape(&row.to_string()));
         }
     }
     if let Some(index) = &report.index {
@@ -241,7 +344,7 @@ fn index_text(index: &IndexState) -> String {
             s.rows,
             s.recommended_lists()
         ),
-        IndexState::Other { method } => format!("{method} {}", diesel_vector::pg::IVFFLAT_INDEX),
+        IndexState::Other { method } => format!("{} {}", escape(method), diesel_vector::pg::IVFFLAT_INDEX),
         IndexState::Missing => "none".into(),
         _ => "unknown".into(),
     }
@@ -252,13 +355,13 @@ pub(crate) fn doctor_text(r: &Report) {
         diesel_vector::database::BackendKind::Postgres => "postgresql",
         _ => "sqlite",
     };
-    println!("{:<13}{backend}: {}", "backend", r.server_version);
+    println!("{:<13}{backend}: {}", "backend", escape(&r.server_version));
     let (name, text) = extension_text(&r.extension);
-    println!("{name:<13}{text}");
+    println!("{name:<13}{}", escape(&text));
     let applied = r.migrations.iter().filter(|m| m.applied).count();
     println!("{:<13}{applied} applied, {} pending", "migrations", r.migrations.len() - applied);
     for m in &r.migrations {
-        println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, m.name);
+        println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, escape(&m.name));
     }
     if let Some(fk) = r.foreign_keys {
         println!(
@@ -279,7 +382,7 @@ pub(crate) fn doctor_text(r: &Report) {
     }
     println!("{:<13}{}", "verdict", r.verdict());
     for f in &r.findings {
-        println!("  {} {}", if f.level == Level::Action { "ACTION: " } else { "warning:" }, f.message);
+        println!("  {} {}", if f.level == Level::Action { "ACTION: " } else { "warning:" }, escape(&f.message));
     }
 }
 
@@ -327,7 +430,7 @@ pub(crate) fn doctor_json(r: &Report) -> String {
             "level": if f.level == Level::Action { "action" } else { "warning" }, "message": f.message,
         })).collect::<Vec<_>>(),
     });
-    value.to_string()
+    json_safe(value.to_string())
 }
 
 fn content(fragments: &[Fragment], id: i64) -> &str {
@@ -337,7 +440,7 @@ fn content(fragments: &[Fragment], id: i64) -> &str {
 pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) {
     println!("{:>4}  {:>10}  {:>10}  {:>10}  content", "rank", "distance", "id", "fragment");
     for (rank, h) in hits.iter().enumerate() {
-        let text = content(fragments, h.fragment_id).replace('\n', " ");
+        let text = escape(content(fragments, h.fragment_id)).into_owned();
         // On a terminal, one line per hit; piped, the whole text.
         let text = if tty && text.chars().count() > 80 {
             format!("{}...", text.chars().take(77).collect::<String>())
@@ -349,16 +452,18 @@ pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) 
 }
 
 pub(crate) fn search_json(hits: &[Neighbor], fragments: &[Fragment]) -> String {
-    Value::Array(
-        hits.iter()
-            .enumerate()
-            .map(|(rank, h)| {
-                json!({
-                    "rank": rank + 1, "id": h.id, "fragment_id": h.fragment_id, "distance": h.distance,
-                    "content": content(fragments, h.fragment_id),
+    json_safe(
+        Value::Array(
+            hits.iter()
+                .enumerate()
+                .map(|(rank, h)| {
+                    json!({
+                        "rank": rank + 1, "id": h.id, "fragment_id": h.fragment_id, "distance": h.distance,
+                        "content": content(fragments, h.fragment_id),
+                    })
                 })
-            })
-            .collect(),
+                .collect(),
+        )
+        .to_string(),
     )
-    .to_string()
 }

@@ -921,7 +921,7 @@ where
             }
         }
         let mut guard = write(&shared);
-        let loaded = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        let loaded = super::transaction::deferred::<_, diesel::result::Error>(conn, |conn| {
             let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Ok(false)) };
             if now.needs_rebuild != 0 || now.codes_generation != Some(now.generation) {
                 return Ok(Ok(false));

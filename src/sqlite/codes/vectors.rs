@@ -267,7 +267,7 @@ pub(crate) fn exact(
     let partition = filter.partition;
     let table = quote(&spec.vectors_table());
     let outcome = {
-        conn.transaction::<_, IndexError, _>(|conn| {
+        super::super::transaction::deferred::<_, IndexError>(conn, |conn| {
             let Some(now) = generations_if_stored(conn, spec)? else { return Ok(None) };
             if now.needs_rebuild != 0 {
                 return Ok(None);

@@ -5,7 +5,7 @@
 //! | kernel | stands in for | sums in | result |
 //! |---|---|---|---|
 //! | [`l2`] | sqlite-vec's `vec_distance_l2` | `f32` | rounded to `f32` |
-//! | [`cosine`] | sqlite-vec's `vec_distance_cosine` | `f32` | `1 - dot / (‖a‖·‖b‖)` in `f64`, rounded to `f32` |
+//! | [`cosine`] | sqlite-vec's `vec_distance_cosine` | `f32` | `1 - dot / (‖a‖·‖b‖)` in `f64` (the ratio clamped to [-1, 1] as pgvector does), rounded to `f32` |
 //! | [`l1`] | sqlite-vec's `vec_distance_l1` | `f64` | `f64` |
 //! | [`neg_inner_product`] | pgvector's `<#>` | `f32` | `f64` |
 //!
@@ -87,7 +87,12 @@ pub(super) fn cosine(a: &[Word], b: &[Word]) -> f64 {
         }
         None => (sum_f32(a, b, |x, y| x * y), sum_f32(a, a, |x, _| x * x), sum_f32(b, b, |_, y| y * y)),
     };
-    round_f32(1.0 - f64::from(dot) / (f64::from(aa).sqrt() * f64::from(bb).sqrt()))
+    // The similarity is clamped to [-1, 1], as pgvector does: `f32` sums can leave that range, and a norm
+    // that underflows to zero while the dot product does not (elements below 1e-19 against large ones)
+    // would otherwise give a distance of -inf, ranked first (sqlite-vec returns it; found by fuzzing).
+    // NaN, a zero vector, stays NaN. `ann`'s exact distance does the same.
+    let similarity = f64::from(dot) / (f64::from(aa).sqrt() * f64::from(bb).sqrt());
+    round_f32(1.0 - similarity.clamp(-1.0, 1.0))
 }
 
 /// Manhattan distance, like sqlite-vec's `l1_f32`: `|a[i] - b[i]|` in `f64`, summed in `f64`.
@@ -217,6 +222,15 @@ mod tests {
             (loops(|x, y| x * y, &wa, &wb), loops(|x, _| x * x, &wa, &wa), loops(|_, y| y * y, &wb, &wb));
         let expected = round_f32(1.0 - f64::from(dot) / (f64::from(aa).sqrt() * f64::from(bb).sqrt()));
         assert_eq!(cosine(&wa, &wb).to_bits(), expected.to_bits());
+    }
+
+    #[test]
+    fn a_cosine_distance_stays_within_0_and_2_when_a_norm_underflows() {
+        // ‖a‖² underflows to 0 in f32 while a·b does not: sqlite-vec's loop gives 1 - 1/0 = -inf.
+        let (a, b) = ([1e-25f32], [1e15f32]);
+        assert_eq!(sqlite_vec::cosine(&a, &b), f64::NEG_INFINITY);
+        assert_eq!(cosine(&words(&a), &words(&b)), 0.0);
+        assert_eq!(cosine(&words(&a), &words(&[-1e15])), 2.0);
     }
 
     #[test]
