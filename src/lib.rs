@@ -89,17 +89,19 @@ pub mod database;
 pub mod doctor;
 pub mod dsl;
 mod error;
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
+mod exec;
 mod halfvec;
 pub mod index;
 mod kind;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod migrations;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod models;
 mod multi;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod schema;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod search;
 pub mod simd;
 mod sparsevec;
@@ -110,7 +112,7 @@ mod vector;
 
 #[cfg(all(feature = "jsonl", any(feature = "pg", feature = "sqlite")))]
 pub mod jsonl;
-#[cfg(feature = "pg")]
+#[cfg(feature = "pg-backend")]
 pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
