@@ -224,6 +224,19 @@ where
     rows.iter().map(RegistryRow::to_spec).collect()
 }
 
+/// [`load`] on a diesel-async connection (`AsyncPgConnection`, or `SyncConnectionWrapper<SqliteConnection>`
+/// with feature `sqlite`).
+///
+/// # Errors
+///
+/// As [`load`].
+#[cfg(feature = "async")]
+pub fn load_async<C: crate::migrations::AsyncMigrationTarget>(
+    conn: &mut C,
+) -> impl std::future::Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_ {
+    conn.registry()
+}
+
 /// Every row of the registry, which must exist, checked: [`load`] for the crate's sync and async
 /// connections alike.
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]

@@ -19,6 +19,8 @@ use super::backend::Listed;
 use super::recorded::RecordedMigration;
 use super::{redo_last, revert_last, run_pending, sealed, status, AppliedMigration, MigrationError, MigrationStatus};
 use crate::exec::AsyncPg;
+use crate::index::registry::{self, RegistryError};
+use crate::index::IndexSpec;
 
 /// The migrations an `_async` call works on, read beforehand: the crate's own set, or an application's.
 #[doc(hidden)]
@@ -74,6 +76,8 @@ pub trait AsyncMigrationTarget: sealed::Sealed + Send {
         &mut self,
         set: AsyncSet<Self::Db>,
     ) -> impl Future<Output = Result<Vec<MigrationStatus>, MigrationError>> + Send + '_;
+    #[doc(hidden)]
+    fn registry(&mut self) -> impl Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_;
 }
 
 impl sealed::Sealed for AsyncPgConnection {}
@@ -108,6 +112,16 @@ impl AsyncMigrationTarget for AsyncPgConnection {
     ) -> impl Future<Output = Result<Vec<MigrationStatus>, MigrationError>> + Send + '_ {
         async move { with_set!(set, &mut AsyncPg::new(self), status) }
     }
+
+    fn registry(&mut self) -> impl Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_ {
+        async move {
+            let mut conn = AsyncPg::new(self);
+            if !crate::pg::migrations::exists(&mut conn, registry::REGISTRY_TABLE).await? {
+                return Ok(Vec::new());
+            }
+            registry::load_rows(&mut conn).await
+        }
+    }
 }
 
 impl<DB: Backend + 'static> Listed<dyn Migration<DB>> for [RecordedMigration<DB>] {
@@ -126,6 +140,8 @@ mod sqlite {
 
     use super::{AsyncMigrationTarget, AsyncSet, RecordedMigration};
     use crate::exec::block_on;
+    use crate::index::registry::{self, RegistryError};
+    use crate::index::IndexSpec;
     use crate::migrations::{
         redo_last, revert_last, run_pending, sealed, status, AppliedMigration, MigrationError, MigrationStatus,
     };
@@ -174,6 +190,11 @@ mod sqlite {
             set: AsyncSet<Sqlite>,
         ) -> impl Future<Output = Result<Vec<MigrationStatus>, MigrationError>> + Send + '_ {
             blocking(self, set, async |conn, set| with_set!(set, conn, status))
+        }
+
+        fn registry(&mut self) -> impl Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_ {
+            let future = self.spawn_blocking(|conn| Ok(registry::load(conn)));
+            async move { future.await? }
         }
     }
 }
