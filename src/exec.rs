@@ -12,6 +12,8 @@
 //!
 //! Transactions go through each connection's own transaction manager ([`transaction`]), so nesting
 //! turns into savepoints exactly as Diesel's `Connection::transaction` does.
+// SQLite's runner is sync code that uses only part of this; PostgreSQL's uses all of it.
+#![cfg_attr(not(feature = "pg-backend"), allow(dead_code))]
 
 use std::future::Future;
 use std::pin::pin;
@@ -54,6 +56,7 @@ pub(crate) trait Exec {
     async fn begin(&mut self) -> QueryResult<()>;
 
     /// Opens a transaction with `sql` (SQLite's `BEGIN IMMEDIATE`); must not be nested.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     async fn begin_with(&mut self, sql: &str) -> QueryResult<()>;
 
     /// Commits what [`Exec::begin`] opened.
@@ -144,6 +147,7 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// The sync connections: each method runs at once.
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 macro_rules! sync_exec {
     ($conn:ty, $db:ty) => {
         impl Exec for $conn {

@@ -239,7 +239,7 @@ pub fn load_async<C: crate::migrations::AsyncMigrationTarget>(
 
 /// Every row of the registry, which must exist, checked: [`load`] for the crate's sync and async
 /// connections alike.
-#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
+#[cfg(feature = "pg-backend")]
 pub(crate) async fn load_rows<E: crate::exec::Exec>(conn: &mut E) -> Result<Vec<IndexSpec>, RegistryError>
 where
     RegistryRow: diesel::QueryableByName<E::Db>,

@@ -85,42 +85,28 @@ impl sealed::Sealed for AsyncPgConnection {}
 impl AsyncMigrationTarget for AsyncPgConnection {
     type Db = Pg;
 
-    fn run_pending(
-        &mut self,
-        set: AsyncSet<Pg>,
-    ) -> impl Future<Output = Result<Vec<AppliedMigration>, MigrationError>> + Send + '_ {
-        async move { with_set!(set, &mut AsyncPg::new(self), run_pending) }
+    async fn run_pending(&mut self, set: AsyncSet<Pg>) -> Result<Vec<AppliedMigration>, MigrationError> {
+        with_set!(set, &mut AsyncPg::new(self), run_pending)
     }
 
-    fn revert_last(
-        &mut self,
-        set: AsyncSet<Pg>,
-    ) -> impl Future<Output = Result<Option<String>, MigrationError>> + Send + '_ {
-        async move { with_set!(set, &mut AsyncPg::new(self), revert_last) }
+    async fn revert_last(&mut self, set: AsyncSet<Pg>) -> Result<Option<String>, MigrationError> {
+        with_set!(set, &mut AsyncPg::new(self), revert_last)
     }
 
-    fn redo_last(
-        &mut self,
-        set: AsyncSet<Pg>,
-    ) -> impl Future<Output = Result<Option<String>, MigrationError>> + Send + '_ {
-        async move { with_set!(set, &mut AsyncPg::new(self), redo_last) }
+    async fn redo_last(&mut self, set: AsyncSet<Pg>) -> Result<Option<String>, MigrationError> {
+        with_set!(set, &mut AsyncPg::new(self), redo_last)
     }
 
-    fn status(
-        &mut self,
-        set: AsyncSet<Pg>,
-    ) -> impl Future<Output = Result<Vec<MigrationStatus>, MigrationError>> + Send + '_ {
-        async move { with_set!(set, &mut AsyncPg::new(self), status) }
+    async fn status(&mut self, set: AsyncSet<Pg>) -> Result<Vec<MigrationStatus>, MigrationError> {
+        with_set!(set, &mut AsyncPg::new(self), status)
     }
 
-    fn registry(&mut self) -> impl Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_ {
-        async move {
-            let mut conn = AsyncPg::new(self);
-            if !crate::pg::migrations::exists(&mut conn, registry::REGISTRY_TABLE).await? {
-                return Ok(Vec::new());
-            }
-            registry::load_rows(&mut conn).await
+    async fn registry(&mut self) -> Result<Vec<IndexSpec>, RegistryError> {
+        let mut conn = AsyncPg::new(self);
+        if !crate::pg::migrations::exists(&mut conn, registry::REGISTRY_TABLE).await? {
+            return Ok(Vec::new());
         }
+        registry::load_rows(&mut conn).await
     }
 }
 

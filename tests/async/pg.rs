@@ -145,7 +145,7 @@ async fn dozens_of_tasks_on_a_deadpool_write_and_search_their_documents() {
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM documents WHERE embedding IS NOT NULL").await, 48);
     let specs = diesel_vector::index::registry::load_async(&mut *conn).await.unwrap();
     assert_eq!(specs, [app::spec()]);
-    let status = diesel_vector::pg::status_async(&mut *conn, &app::spec()).await.unwrap();
+    let status = diesel_vector::pg::status_async(&mut conn, &app::spec()).await.unwrap();
     assert_eq!((status.method.as_deref(), status.valid, status.rows), (Some("hnsw"), true, 48));
 }
 
@@ -292,11 +292,13 @@ async fn a_dropped_run_leaves_no_half_applied_migration_and_no_lock_for_the_next
     })
     .await
     .unwrap();
-    let in_transaction: Vec<Backend> =
-        diesel::sql_query("SELECT pid, state FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")
-            .load(&mut a)
-            .await
-            .unwrap();
+    let in_transaction: Vec<Backend> = diesel::sql_query(
+        "SELECT pid, state FROM pg_stat_activity \
+             WHERE state LIKE 'idle in transaction%' AND datname = current_database()",
+    )
+    .load(&mut a)
+    .await
+    .unwrap();
     assert!(in_transaction.is_empty());
 }
 
@@ -400,4 +402,16 @@ async fn wrong_dimensions_and_nan_are_errors_of_the_async_calls() {
     assert!(nan.contains("NaN not allowed in vector"), "{nan}");
     assert_eq!(count_after, 0, "nothing written");
     assert!(Vector::new(vec![f32::NAN]).is_err(), "a NaN query vector cannot even be built");
+}
+
+#[tokio::test]
+async fn the_runner_works_on_a_current_thread_runtime() {
+    let db = FreshDb::create().await;
+    let mut conn = db.conn().await;
+    assert_eq!(migrations::run_pending_migrations_async(&mut conn).await.unwrap().len(), 3);
+    assert_eq!(
+        migrations::redo_last_migration_async(&mut conn).await.unwrap().as_deref(),
+        Some("2025-01-01-000003_register_fragment_embeddings_index")
+    );
+    assert!(migrations::run_pending_migrations_async(&mut conn).await.unwrap().is_empty());
 }
