@@ -188,6 +188,23 @@ mod sqlite {
 /// [`run_pending_migrations`](super::run_pending_migrations) on an async connection: the crate's own set,
 /// with the same checks, lock, adoption and telemetry.
 ///
+/// ```
+/// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel_vector::{migrations, sqlite};
+///
+/// # let runtime = tokio::runtime::Runtime::new()?;
+/// # runtime.block_on(async {
+/// let mut conn = sqlite::establish_async(":memory:").await?; // or an AsyncPgConnection
+/// let applied = migrations::run_pending_migrations_async(&mut conn).await?;
+/// assert_eq!(applied.len(), 3);
+/// assert!(migrations::run_pending_migrations_async(&mut conn).await?.is_empty(), "a second run does nothing");
+/// assert!(migrations::migration_status_async(&mut conn).await?.iter().all(|m| m.applied));
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # })
+/// # }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
+///
 /// # Errors
 ///
 /// As [`run_pending_migrations_from`](super::run_pending_migrations_from).
@@ -198,7 +215,38 @@ pub fn run_pending_migrations_async<C: AsyncMigrationTarget>(
 }
 
 /// [`run_pending_migrations_from`](super::run_pending_migrations_from) on an async connection: an
-/// application's migrations, read from `source` when this function is called.
+/// application's migrations, read from `source` when this function is called (the future borrows only
+/// the connection, and can be spawned).
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel_migrations::FileBasedMigrations;
+/// use diesel_vector::index::{generate, registry, IndexSpec};
+/// use diesel_vector::{migrations, sqlite};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (pg_dir, sqlite_dir) = (dir.path().join("migrations_pg"), dir.path().join("migrations_sqlite"));
+/// std::fs::create_dir_all(sqlite_dir.join("2026-01-01-000000_create_documents"))?;
+/// std::fs::write(
+///     sqlite_dir.join("2026-01-01-000000_create_documents/up.sql"),
+///     "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL);",
+/// )?;
+/// std::fs::write(sqlite_dir.join("2026-01-01-000000_create_documents/down.sql"), "DROP TABLE documents;")?;
+/// let spec = IndexSpec::builder("documents", "embedding", 768).partition_by(["lang"]).build()?;
+/// generate::write(&generate::render(&spec, &generate::Options::default().add_column(true)), "20260101000001", &pg_dir, &sqlite_dir)?;
+///
+/// # let runtime = tokio::runtime::Runtime::new()?;
+/// # runtime.block_on(async {
+/// let mut conn = sqlite::establish_async(":memory:").await?;
+/// let source = FileBasedMigrations::from_path(&sqlite_dir)?;
+/// assert_eq!(migrations::run_pending_migrations_from_async(&mut conn, &source).await?.len(), 2);
+/// assert_eq!(registry::load_async(&mut conn).await?, [spec.clone()]);
+/// assert!(sqlite::sync_async(&mut conn, &spec).await?.rebuilt);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # })
+/// # }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
 ///
 /// # Errors
 ///

@@ -8,6 +8,7 @@ mod common;
 mod pg;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod types;
 
 diesel::table! {
     use diesel::sql_types::*;
