@@ -10,7 +10,7 @@
 /// `MultiBackend` type belongs to your crate.
 ///
 /// ```
-/// # #[cfg(all(feature = "pg-backend", feature = "sqlite"))] mod demo {
+/// # #[cfg(all(feature = "pg", feature = "sqlite"))] mod demo {
 /// #[derive(diesel::MultiConnection)]
 /// pub enum AnyConnection {
 ///     Postgresql(diesel::PgConnection),
