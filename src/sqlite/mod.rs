@@ -1,6 +1,8 @@
 //! Everything SQLite-specific: the BLOB format, connection set-up, sqlite-vec registration, the
 //! migration runner's SQLite side and the vec0 vector index.
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod connection;
 pub(crate) mod doctor;
 mod expression;
@@ -13,6 +15,11 @@ pub(crate) mod transaction;
 mod transfer;
 mod types;
 
+#[cfg(feature = "async")]
+pub use asynchronous::{
+    establish_async, index_status_async, rebuild_async, rebuild_index_async, status_async, sync_async,
+    sync_index_async, AsyncSqliteConnection,
+};
 #[cfg(feature = "r2d2")]
 pub use connection::SqliteCustomizer;
 pub use connection::{establish, sqlite_vec_version, ConnectionOptions};
