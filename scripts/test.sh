@@ -39,7 +39,13 @@ cargo test --no-default-features --features sqlite
 step "features: pg"
 cargo test --no-default-features --features pg
 
-step "features: all (pg + sqlite + r2d2 + serde + jsonl + cli: the diesel-vector binary and its tests)"
+step "features: async + bundled (diesel-async, no libpq): the async tests, the example, doctests"
+cargo check --no-default-features --features async --lib
+cargo test --no-default-features --features async,bundled --lib --test async --examples
+cargo test --no-default-features --features async,bundled --doc
+scripts/check-async-app.sh
+
+step "features: all (pg + sqlite + r2d2 + serde + jsonl + cli + async: the diesel-vector binary and its tests)"
 cargo test --all-features
 
 step "all tests passed, PostgreSQL tests included"

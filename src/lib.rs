@@ -28,14 +28,18 @@
 //! - `sqlite` (default): the SQLite backend.
 //! - `bundled` (default): build SQLite from source (modern SQLite); without it the system's libsqlite3 is used.
 //! - `sqlite-vec` (default): compile sqlite-vec in and register it on every SQLite connection.
-//! - `pg`: the PostgreSQL backend (pgvector), through libpq.
+//! - `pg`: the PostgreSQL backend (pgvector) on `diesel::PgConnection`, through libpq.
+//! - `pg-backend`: PostgreSQL without a connection (no libpq): the types, the DSL, `multi_connection_support!`.
+//! - `async`: `_async` twins of the runner, index maintenance and registry for diesel-async's `AsyncPgConnection`
+//!   (tokio-postgres, no libpq) and, with `sqlite`, its `SyncConnectionWrapper<SqliteConnection>`
+//!   ([`migrations::run_pending_migrations_async`], `sqlite::sync_async`, `pg::status_async`, ...).
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`] and [`HalfVector`] (sequences of numbers),
 //!   [`SparseVector`] and [`Bit`] (pgvector's text forms).
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
 //! - `jsonl`: `jsonl::export` / `jsonl::import`, fragments and embeddings as JSON lines (adds `serde_json`).
 //! - `cli`: the `diesel-vector` binary (`pg`, `sqlite`, `jsonl` and `clap`).
 //!
-//! `pg` and `sqlite` can be on together; with neither, the value type and codecs still build.
+//! `pg`, `sqlite` and `async` add up in any combination; with none, the value type and codecs still build.
 //!
 //! # Example
 //!
@@ -90,16 +94,18 @@ pub mod database;
 pub mod doctor;
 pub mod dsl;
 mod error;
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
+mod exec;
 mod halfvec;
 pub mod index;
 mod kind;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod migrations;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod models;
 mod multi;
 pub mod multi_connection;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
@@ -112,7 +118,7 @@ mod vector;
 
 #[cfg(all(feature = "jsonl", any(feature = "pg", feature = "sqlite")))]
 pub mod jsonl;
-#[cfg(feature = "pg")]
+#[cfg(feature = "pg-backend")]
 pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -114,6 +114,7 @@ pub trait Upsert: crate::migrations::sealed::Sealed {
     fn insert_many(&mut self, rows: &[NewFragmentEmbedding<'_>]) -> QueryResult<usize>;
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 macro_rules! upsert_for {
     ($conn:ty, $insert_many:item) => {
         impl Upsert for $conn {

@@ -104,7 +104,7 @@ macro_rules! __multi_connection_distance_impl {
     };
 }
 
-#[cfg(all(feature = "pg", feature = "sqlite"))]
+#[cfg(all(feature = "pg-backend", feature = "sqlite"))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __multi_connection_distance {
@@ -117,7 +117,7 @@ macro_rules! __multi_connection_distance {
     };
 }
 
-#[cfg(all(feature = "pg", not(feature = "sqlite")))]
+#[cfg(all(feature = "pg-backend", not(feature = "sqlite")))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __multi_connection_distance {
@@ -126,7 +126,7 @@ macro_rules! __multi_connection_distance {
     };
 }
 
-#[cfg(all(feature = "sqlite", not(feature = "pg")))]
+#[cfg(all(feature = "sqlite", not(feature = "pg-backend")))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __multi_connection_distance {
@@ -135,7 +135,7 @@ macro_rules! __multi_connection_distance {
     };
 }
 
-#[cfg(not(any(feature = "pg", feature = "sqlite")))]
+#[cfg(not(any(feature = "pg-backend", feature = "sqlite")))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __multi_connection_distance {

@@ -26,7 +26,7 @@
 /// print-schema`, set `import_types = ["diesel::sql_types::*", "diesel_vector::sql_types::*"]` and
 /// `generate_missing_sql_type_definitions = false` so the generated schema uses this type.
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
-#[cfg_attr(feature = "pg", diesel(postgres_type(name = "vector")))]
+#[cfg_attr(feature = "pg-backend", diesel(postgres_type(name = "vector")))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
 pub struct Vector;
 
@@ -52,7 +52,7 @@ pub struct Vector;
 ///
 /// Like [`Vector`], the PostgreSQL type is looked up by name (`halfvec`) once per connection.
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
-#[cfg_attr(feature = "pg", diesel(postgres_type(name = "halfvec")))]
+#[cfg_attr(feature = "pg-backend", diesel(postgres_type(name = "halfvec")))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
 pub struct HalfVector;
 
@@ -79,7 +79,7 @@ pub struct HalfVector;
 ///
 /// Like [`Vector`], the PostgreSQL type is looked up by name (`sparsevec`) once per connection.
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
-#[cfg_attr(feature = "pg", diesel(postgres_type(name = "sparsevec")))]
+#[cfg_attr(feature = "pg-backend", diesel(postgres_type(name = "sparsevec")))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
 pub struct SparseVector;
 
@@ -134,7 +134,7 @@ pub struct SparseVector;
 /// is_ours(items::code);
 /// ```
 #[derive(Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType)]
-#[cfg_attr(feature = "pg", diesel(postgres_type(oid = 1560, array_oid = 1561)))]
+#[cfg_attr(feature = "pg-backend", diesel(postgres_type(oid = 1560, array_oid = 1561)))]
 #[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Binary")))]
 pub struct Bit;
 

@@ -41,7 +41,7 @@ use super::{HasMetric, VectorOrNullableVector};
 /// ```
 #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId, diesel::sql_types::DieselNumericOps)]
 // Only the backends' `QueryFragment` impls read the operands.
-#[cfg_attr(not(any(feature = "pg", feature = "sqlite")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "pg-backend", feature = "sqlite")), allow(dead_code))]
 pub struct Distance<M, L, R> {
     metric: PhantomData<M>,
     pub(crate) left: L,

@@ -120,7 +120,7 @@ pub struct RegistryRow {
     pub format: i64,
 }
 
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 /// The `SELECT` that [`load`] runs: every row, by name, with the integers as `BIGINT` on both backends.
 pub(crate) const SELECT_ROWS: &str = "SELECT name, table_name, id_column, vector_column, element, \
      CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
@@ -210,7 +210,7 @@ impl fmt::Display for NotFound {
 ///
 /// [`RegistryError::Query`] when reading fails, [`RegistryError::InvalidRow`] for a row that does not
 /// describe a valid index.
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub fn load<C>(conn: &mut C) -> Result<Vec<IndexSpec>, RegistryError>
 where
     C: crate::migrations::shape::Catalog,
@@ -221,6 +221,30 @@ where
         return Ok(Vec::new());
     }
     let rows: Vec<RegistryRow> = diesel::sql_query(SELECT_ROWS).load(conn)?;
+    rows.iter().map(RegistryRow::to_spec).collect()
+}
+
+/// [`load`] on a diesel-async connection (`AsyncPgConnection`, or `SyncConnectionWrapper<SqliteConnection>`
+/// with feature `sqlite`).
+///
+/// # Errors
+///
+/// As [`load`].
+#[cfg(feature = "async")]
+pub fn load_async<C: crate::migrations::AsyncMigrationTarget>(
+    conn: &mut C,
+) -> impl std::future::Future<Output = Result<Vec<IndexSpec>, RegistryError>> + Send + '_ {
+    conn.registry()
+}
+
+/// Every row of the registry, which must exist, checked: [`load`] for the crate's sync and async
+/// connections alike.
+#[cfg(feature = "pg-backend")]
+pub(crate) async fn load_rows<E: crate::exec::Exec>(conn: &mut E) -> Result<Vec<IndexSpec>, RegistryError>
+where
+    RegistryRow: diesel::QueryableByName<E::Db>,
+{
+    let rows: Vec<RegistryRow> = conn.load(crate::exec::sql(SELECT_ROWS)).await?;
     rows.iter().map(RegistryRow::to_spec).collect()
 }
 

@@ -106,8 +106,14 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+#[cfg(feature = "async")]
+mod asynchronous;
+#[doc(hidden)]
+pub mod backend;
 mod error;
 mod plan;
+#[cfg(feature = "async")]
+pub(crate) mod recorded;
 #[doc(hidden)]
 pub mod shape;
 
@@ -117,17 +123,23 @@ use std::time::Instant;
 use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::Connection;
-use diesel_migrations::MigrationHarness;
-use tracing::{error, info, info_span};
+use tracing::{error, info, info_span, Instrument};
 
+#[cfg(feature = "async")]
+pub use asynchronous::{
+    migration_status_async, migration_status_from_async, redo_last_migration_async, redo_last_migration_from_async,
+    revert_last_migration_async, revert_last_migration_from_async, run_pending_migrations_async,
+    run_pending_migrations_from_async, AsyncMigrationTarget,
+};
+use backend::{Listed, Runner};
 pub use error::MigrationError;
 use plan::Step;
-use shape::{Real, Rehearsal, RehearsalFailure};
+use shape::{Rehearsal, RehearsalFailure};
 
-use crate::index::{registry, IndexSpec};
+use crate::exec::block_on;
 
 /// The PostgreSQL migrations (`migrations_pg/`), embedded at compile time.
-#[cfg(feature = "pg")]
+#[cfg(feature = "pg-backend")]
 pub const PG_MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_pg");
 
 /// The SQLite migrations (`migrations_sqlite/`), embedded at compile time.
@@ -213,138 +225,65 @@ impl VectorSupport {
     }
 }
 
-/// A connection the runner can migrate: [`diesel::PgConnection`] (feature `pg`) and
-/// [`diesel::SqliteConnection`] (feature `sqlite`). Sealed; the methods are the runner's internals.
+/// A sync connection the runner can migrate: [`diesel::PgConnection`] (feature `pg`) and
+/// [`diesel::SqliteConnection`] (feature `sqlite`). Sealed. The async connections have their own
+/// (`AsyncMigrationTarget`, feature `async`).
 pub trait MigrationTarget:
     sealed::Sealed
     + Sized
-    + Connection<Backend = <Self as MigrationTarget>::Db>
-    + MigrationHarness<Self::Db>
+    + Connection<Backend = <Self as Runner>::Db>
+    + Runner<Migration = dyn Migration<<Self as Runner>::Db>>
     + shape::Catalog
 {
-    #[doc(hidden)]
-    type Db: Backend;
-    #[doc(hidden)]
-    const BACKEND: &'static str;
-    /// The crate's own migrations for this backend, oldest first.
-    #[doc(hidden)]
-    fn own_migrations() -> Result<Vec<Box<dyn Migration<Self::Db>>>, MigrationError>;
-    /// The crate's own migrations' versions, oldest first, listed once per process.
-    #[doc(hidden)]
-    fn own_versions() -> Result<&'static [String], MigrationError>;
-    /// Whether pgvector is usable; changes nothing.
-    #[doc(hidden)]
-    fn vector_support(&mut self) -> Result<VectorSupport, MigrationError>;
-    /// Tries `CREATE EXTENSION IF NOT EXISTS vector` and rolls it back: `Err` with the database's
-    /// message when this role may not create it. Changes nothing.
-    #[doc(hidden)]
-    fn try_create_vector(&mut self) -> Result<(), String>;
-    /// Whether the database holds any object a migration could have made (Diesel's bookkeeping and the
-    /// vector index registry aside): without any, nothing can be adopted and nothing is rehearsed.
-    #[doc(hidden)]
-    fn has_objects(&mut self) -> Result<bool, MigrationError>;
-    /// Replays `applied` and runs `pending` in a scratch space that is thrown away, reading the catalog
-    /// before the first pending migration and after each. Changes nothing.
-    #[doc(hidden)]
-    fn rehearse(
-        &mut self,
-        applied: &[&dyn Migration<Self::Db>],
-        pending: &[&dyn Migration<Self::Db>],
-    ) -> Result<Rehearsal, MigrationError>;
-    /// The real database's objects and registry, to compare with a rehearsal.
-    #[doc(hidden)]
-    fn real_state(&mut self) -> Result<Real, MigrationError>;
-    /// Runs `f` holding the backend's migration lock.
-    #[doc(hidden)]
-    fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError>;
-    /// Records `version` as applied without running it (in the caller's transaction).
-    #[doc(hidden)]
-    fn record_applied(&mut self, version: &str) -> Result<(), MigrationError>;
-    /// The vector indexes the database's registry records.
-    #[doc(hidden)]
-    fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError>;
-
-    /// Clean-up after a revert that SQL alone cannot do: `removed` are the vector indexes the revert
-    /// took out of the registry (SQLite: drop their vec0 tables, which no plain SQL can).
-    #[doc(hidden)]
-    fn after_revert(&mut self, removed: &[IndexSpec]) -> Result<(), MigrationError>;
-
-    /// After migrations ran: warnings about what the connection lacks for what is now registered.
-    #[doc(hidden)]
-    fn after_run(&mut self) -> Result<(), MigrationError> {
-        Ok(())
-    }
-
-    /// The versions recorded as applied, without creating Diesel's bookkeeping table.
-    #[doc(hidden)]
-    fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
-        if !self.exists(BOOKKEEPING_TABLE)? {
-            return Ok(Vec::new());
-        }
-        Ok(self.recorded_versions()?)
-    }
-
-    /// Records an adopted migration and registers the indexes it would have registered, in one
-    /// transaction.
-    #[doc(hidden)]
-    fn adopt(&mut self, version: &str, register: &[IndexSpec]) -> Result<(), MigrationError> {
-        // TODO(rel): on SQLite, the crate's transaction helper that keeps SQLite's own error.
-        self.transaction(|conn| {
-            if !register.is_empty() {
-                conn.batch_execute(&registry::create_table_sql())?;
-                for spec in register {
-                    conn.batch_execute(&registry::insert_sql(spec))?;
-                }
-            }
-            conn.record_applied(version)
-        })
-    }
-
-    /// Runs one migration in its transaction, creating Diesel's bookkeeping table first when missing
-    /// (only now, after every check passed).
-    #[doc(hidden)]
-    fn run_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()> {
-        MigrationHarness::applied_migrations(self)?;
-        MigrationHarness::run_migration(self, migration).map(|_| ())
-    }
-
-    #[doc(hidden)]
-    fn revert_one(&mut self, migration: &dyn Migration<Self::Db>) -> diesel::migration::Result<()> {
-        MigrationHarness::revert_migration(self, migration).map(|_| ())
-    }
 }
 
 /// Diesel's bookkeeping table.
-const BOOKKEEPING_TABLE: &str = "__diesel_schema_migrations";
+pub(crate) const BOOKKEEPING_TABLE: &str = "__diesel_schema_migrations";
 
 pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
 /// Which migrations a call works on: the crate's own (versions listed once per process), or a source.
-enum Set<'a, DB: Backend> {
+enum Set<'a, S: ?Sized> {
     Own,
-    From(&'a dyn MigrationSource<DB>),
+    From(&'a S),
 }
 
-impl<DB: Backend> Set<'_, DB> {
-    fn migrations<C: MigrationTarget<Db = DB>>(&self) -> Result<Vec<Box<dyn Migration<DB>>>, MigrationError> {
+impl<S: ?Sized> Set<'_, S> {
+    fn migrations<R: Runner>(&self) -> Result<Vec<Box<R::Migration>>, MigrationError>
+    where
+        S: Listed<R::Migration>,
+    {
         match self {
-            Self::Own => C::own_migrations(),
-            Self::From(source) => sorted(*source),
+            Self::Own => R::own_migrations(),
+            Self::From(source) => source.list(),
         }
     }
 
     /// Whether every migration of the set is among `recorded`.
-    fn all_recorded<C: MigrationTarget<Db = DB>>(&self, recorded: &[String]) -> Result<bool, MigrationError> {
+    fn all_recorded<R: Runner>(&self, recorded: &[String]) -> Result<bool, MigrationError>
+    where
+        S: Listed<R::Migration>,
+    {
         Ok(match self {
-            Self::Own => C::own_versions()?.iter().all(|v| recorded.contains(v)),
-            Self::From(source) => sorted(*source)?.iter().all(|m| recorded.contains(&version(&**m))),
+            Self::Own => R::own_versions()?.iter().all(|v| recorded.contains(v)),
+            Self::From(source) => source.list()?.iter().all(|m| recorded.contains(&version(&**m))),
         })
+    }
+
+    fn is_own(&self) -> bool {
+        matches!(self, Self::Own)
     }
 }
 
-fn version<DB: Backend>(migration: &dyn Migration<DB>) -> String {
+impl<'s, DB: Backend> Listed<dyn Migration<DB>> for dyn MigrationSource<DB> + 's {
+    fn list(&self) -> Result<Vec<Box<dyn Migration<DB>>>, MigrationError> {
+        sorted(self)
+    }
+}
+
+fn version<DB: Backend, M: ?Sized + Migration<DB>>(migration: &M) -> String {
     migration.name().version().to_string()
 }
 
@@ -355,7 +294,7 @@ fn version<DB: Backend>(migration: &dyn Migration<DB>) -> String {
 ///
 /// As [`run_pending_migrations_from`].
 pub fn run_pending_migrations<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigration>, MigrationError> {
-    run_pending(conn, &Set::Own)
+    block_on(run_pending(conn, &Set::<dyn MigrationSource<C::Db>>::Own))
 }
 
 /// Applies (or adopts, see the [module docs](self)) every pending migration of `source`, holding the
@@ -378,54 +317,60 @@ pub fn run_pending_migrations_from<C: MigrationTarget>(
     conn: &mut C,
     source: &dyn MigrationSource<C::Db>,
 ) -> Result<Vec<AppliedMigration>, MigrationError> {
-    run_pending(conn, &Set::From(source))
+    block_on(run_pending(conn, &Set::From(source)))
 }
 
-fn run_pending<C: MigrationTarget>(
-    conn: &mut C,
-    set: &Set<'_, C::Db>,
-) -> Result<Vec<AppliedMigration>, MigrationError> {
-    let span = info_span!(target: "diesel_vector::migrations", "run_pending_migrations", backend = C::BACKEND);
-    let _enter = span.enter();
-    let started = Instant::now();
-    let result = run_pending_inner(conn, set);
-    match &result {
-        Ok(done) => info!(
-            target: "diesel_vector::migrations",
-            backend = C::BACKEND,
-            count = done.len(),
-            duration_ms = elapsed_ms(started),
-            outcome = "ok",
-            "migrations up to date"
-        ),
-        Err(e) => error!(
-            target: "diesel_vector::migrations",
-            backend = C::BACKEND,
-            duration_ms = elapsed_ms(started),
-            outcome = "failed",
-            error = %e,
-            "migration run failed"
-        ),
+async fn run_pending<R, S>(conn: &mut R, set: &Set<'_, S>) -> Result<Vec<AppliedMigration>, MigrationError>
+where
+    R: Runner,
+    S: ?Sized + Listed<R::Migration>,
+{
+    let span = info_span!(target: "diesel_vector::migrations", "run_pending_migrations", backend = R::BACKEND);
+    async {
+        let started = Instant::now();
+        let result = run_pending_inner(conn, set).await;
+        match &result {
+            Ok(done) => info!(
+                target: "diesel_vector::migrations",
+                backend = R::BACKEND,
+                count = done.len(),
+                duration_ms = elapsed_ms(started),
+                outcome = "ok",
+                "migrations up to date"
+            ),
+            Err(e) => error!(
+                target: "diesel_vector::migrations",
+                backend = R::BACKEND,
+                duration_ms = elapsed_ms(started),
+                outcome = "failed",
+                error = %e,
+                "migration run failed"
+            ),
+        }
+        result
     }
-    result
+    .instrument(span)
+    .await
 }
 
-fn run_pending_inner<C: MigrationTarget>(
-    conn: &mut C,
-    set: &Set<'_, C::Db>,
-) -> Result<Vec<AppliedMigration>, MigrationError> {
+async fn run_pending_inner<R, S>(conn: &mut R, set: &Set<'_, S>) -> Result<Vec<AppliedMigration>, MigrationError>
+where
+    R: Runner,
+    S: ?Sized + Listed<R::Migration>,
+{
     // Nothing pending, as at most start-ups: one read of the bookkeeping, without the lock and the
     // checks, which only guard changes. A version is recorded in the same transaction as its
     // migration's changes (or after its objects were found), so a database that records every version
     // has nothing left to do, whatever other runners are doing.
-    let recorded = conn.applied_versions()?;
-    if set.all_recorded::<C>(&recorded)? {
+    let recorded = conn.applied_versions().await?;
+    if set.all_recorded::<R>(&recorded)? {
         return Ok(Vec::new());
     }
-    let migrations = set.migrations::<C>()?;
-    conn.locked(|conn| {
-        let applied = conn.applied_versions()?;
-        let (mut done, mut pending): (Vec<&dyn Migration<C::Db>>, Vec<_>) = (Vec::new(), Vec::new());
+    let migrations = set.migrations::<R>()?;
+    let own = set.is_own();
+    locked(conn, async |conn: &mut R| {
+        let applied = conn.applied_versions().await?;
+        let (mut done, mut pending): (Vec<&R::Migration>, Vec<&R::Migration>) = (Vec::new(), Vec::new());
         for migration in &migrations {
             if applied.contains(&version(&**migration)) {
                 done.push(&**migration);
@@ -437,29 +382,44 @@ fn run_pending_inner<C: MigrationTarget>(
             return Ok(Vec::new());
         }
         // Everything is decided before the first change, so a refusal leaves the database as it was.
-        let steps = plan_steps(conn, &done, &pending, matches!(set, Set::Own))?;
+        let steps = plan_steps(conn, &done, &pending, own).await?;
         let mut out = Vec::with_capacity(pending.len());
         for (migration, step) in pending.into_iter().zip(steps) {
-            out.push(apply(conn, migration, step)?);
+            out.push(apply(conn, migration, step).await?);
         }
-        conn.after_run()?;
+        conn.after_run().await?;
         Ok(out)
     })
+    .await
+}
+
+/// Runs `body` holding the backend's migration lock; the lock's release is awaited even when `body`
+/// fails (an error releasing it is returned after `body`'s own).
+async fn locked<R: Runner, T>(
+    conn: &mut R,
+    body: impl AsyncFnOnce(&mut R) -> Result<T, MigrationError>,
+) -> Result<T, MigrationError> {
+    conn.lock().await?;
+    let result = body(conn).await;
+    let unlocked = conn.unlock().await;
+    let value = result?;
+    unlocked?;
+    Ok(value)
 }
 
 /// Rehearses the pending migrations (when the database could hold any of their objects, or pgvector
 /// needs checking) and decides what to do with each.
-fn plan_steps<C: MigrationTarget>(
-    conn: &mut C,
-    applied: &[&dyn Migration<C::Db>],
-    pending: &[&dyn Migration<C::Db>],
+async fn plan_steps<R: Runner>(
+    conn: &mut R,
+    applied: &[&R::Migration],
+    pending: &[&R::Migration],
     needs_vector: bool,
 ) -> Result<Vec<Step>, MigrationError> {
-    let mut support = conn.vector_support()?;
+    let mut support = conn.vector_support().await?;
     if needs_vector {
         // The crate's own set always needs pgvector: checked whether or not the rehearsal can run.
         if let VectorSupport::MayNotCreate { .. } = support {
-            if let Err(reason) = conn.try_create_vector() {
+            if let Err(reason) = conn.try_create_vector().await {
                 return Err(support.error(&reason).unwrap_or(MigrationError::PgvectorNotInstalled));
             }
         } else if let Some(e) = support.error("") {
@@ -467,23 +427,22 @@ fn plan_steps<C: MigrationTarget>(
         }
         support = VectorSupport::Ready;
     }
-    if support == VectorSupport::Ready && !conn.has_objects()? {
+    if support == VectorSupport::Ready && !conn.has_objects().await? {
         return Ok(vec![Step::Run; pending.len()]);
     }
     let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
-    let real = conn.real_state()?;
+    let real = conn.real_state().await?;
     // First the pending migrations alone, on the database as it is: when every one of them runs (the
     // usual deploy), that is the answer, without replaying the history.
-    let quick = {
-        let _span =
-            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = 0).entered();
-        conn.rehearse(&[], pending)?
-    };
+    let quick = conn
+        .rehearse(&[], pending)
+        .instrument(info_span!(target: "diesel_vector::migrations", "rehearsal", backend = R::BACKEND, replayed = 0))
+        .await?;
     if let Some(e) = quick.failure.as_ref().and_then(|f| support.error_for(f)) {
         return Err(e);
     }
     if applied.is_empty() {
-        note_failure::<C>(&quick);
+        note_failure::<R>(&quick);
         return plan::plan(&names, &quick, real);
     }
     if quick.failure.is_none() {
@@ -494,25 +453,28 @@ fn plan_steps<C: MigrationTarget>(
         }
     }
     // Something may exist already: compare with the state the applied migrations themselves give.
-    let full = {
-        let _span =
-            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = applied.len())
-                .entered();
-        conn.rehearse(applied, pending)?
-    };
+    let full = conn
+        .rehearse(applied, pending)
+        .instrument(info_span!(
+            target: "diesel_vector::migrations",
+            "rehearsal",
+            backend = R::BACKEND,
+            replayed = applied.len()
+        ))
+        .await?;
     if let Some(e) = full.failure.as_ref().and_then(|f| support.error_for(f)) {
         return Err(e);
     }
-    note_failure::<C>(&full);
+    note_failure::<R>(&full);
     plan::plan(&names, &full, real)
 }
 
 /// The telemetry event for a rehearsal that stopped early.
-fn note_failure<C: MigrationTarget>(rehearsal: &Rehearsal) {
+fn note_failure<R: Runner>(rehearsal: &Rehearsal) {
     if let Some(failure) = &rehearsal.failure {
         info!(
             target: "diesel_vector::migrations",
-            backend = C::BACKEND,
+            backend = R::BACKEND,
             migration = %failure.migration,
             error = %failure.message,
             "the rehearsal stopped at migration {} ({}): {} run without the adoption check",
@@ -524,48 +486,53 @@ fn note_failure<C: MigrationTarget>(rehearsal: &Rehearsal) {
 }
 
 /// Runs or adopts one migration, with its span and event.
-fn apply<C: MigrationTarget>(
-    conn: &mut C,
-    migration: &dyn Migration<C::Db>,
+async fn apply<R: Runner>(
+    conn: &mut R,
+    migration: &R::Migration,
     step: Step,
 ) -> Result<AppliedMigration, MigrationError> {
     let (name, version) = (migration.name().to_string(), version(migration));
-    let span = info_span!(target: "diesel_vector::migrations", "migration", backend = C::BACKEND, version = %version, name = %name);
-    let _enter = span.enter();
-    let started = Instant::now();
-    let (outcome, result) = match step {
-        Step::Adopt(register) => (Outcome::Adopted, conn.adopt(&version, &register)),
-        Step::Run => (
-            Outcome::Applied,
-            conn.run_one(migration).map_err(|source| MigrationError::Migration { migration: name.clone(), source }),
-        ),
-    };
-    match result {
-        Ok(()) => {
-            let outcome_name = if outcome == Outcome::Applied { "applied" } else { "adopted" };
-            info!(
-                target: "diesel_vector::migrations",
-                backend = C::BACKEND,
-                version = %version,
-                outcome = outcome_name,
-                duration_ms = elapsed_ms(started),
-                "migration {name} {outcome_name}"
-            );
-            Ok(AppliedMigration { version, name, outcome })
-        }
-        Err(e) => {
-            error!(
-                target: "diesel_vector::migrations",
-                backend = C::BACKEND,
-                version = %version,
-                outcome = "failed",
-                duration_ms = elapsed_ms(started),
-                error = %e,
-                "migration {name} failed"
-            );
-            Err(e)
+    let span = info_span!(target: "diesel_vector::migrations", "migration", backend = R::BACKEND, version = %version, name = %name);
+    async {
+        let started = Instant::now();
+        let (outcome, result) = match step {
+            Step::Adopt(register) => (Outcome::Adopted, conn.adopt(&version, &register).await),
+            Step::Run => (
+                Outcome::Applied,
+                conn.run_one(migration)
+                    .await
+                    .map_err(|source| MigrationError::Migration { migration: name.clone(), source }),
+            ),
+        };
+        match result {
+            Ok(()) => {
+                let outcome_name = if outcome == Outcome::Applied { "applied" } else { "adopted" };
+                info!(
+                    target: "diesel_vector::migrations",
+                    backend = R::BACKEND,
+                    version = %version,
+                    outcome = outcome_name,
+                    duration_ms = elapsed_ms(started),
+                    "migration {name} {outcome_name}"
+                );
+                Ok(AppliedMigration { version: version.clone(), name: name.clone(), outcome })
+            }
+            Err(e) => {
+                error!(
+                    target: "diesel_vector::migrations",
+                    backend = R::BACKEND,
+                    version = %version,
+                    outcome = "failed",
+                    duration_ms = elapsed_ms(started),
+                    error = %e,
+                    "migration {name} failed"
+                );
+                Err(e)
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 /// Reverts the most recently applied migration of the crate's own set: [`revert_last_migration_from`]
@@ -577,7 +544,7 @@ fn apply<C: MigrationTarget>(
 ///
 /// As [`revert_last_migration_from`].
 pub fn revert_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
-    revert_last(conn, &Set::Own)
+    block_on(revert_last(conn, &Set::<dyn MigrationSource<C::Db>>::Own))
 }
 
 /// Reverts the most recently applied migration of `source` (the last in version order among those the
@@ -592,40 +559,50 @@ pub fn revert_last_migration_from<C: MigrationTarget>(
     conn: &mut C,
     source: &dyn MigrationSource<C::Db>,
 ) -> Result<Option<String>, MigrationError> {
-    revert_last(conn, &Set::From(source))
+    block_on(revert_last(conn, &Set::From(source)))
 }
 
-fn revert_last<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Option<String>, MigrationError> {
-    let span = info_span!(target: "diesel_vector::migrations", "revert_last_migration", backend = C::BACKEND);
-    let _enter = span.enter();
-    let migrations = set.migrations::<C>()?;
-    conn.locked(|conn| Ok(revert_locked(conn, &migrations)?.map(|m| m.name().to_string())))
+async fn revert_last<R, S>(conn: &mut R, set: &Set<'_, S>) -> Result<Option<String>, MigrationError>
+where
+    R: Runner,
+    S: ?Sized + Listed<R::Migration>,
+{
+    let span = info_span!(target: "diesel_vector::migrations", "revert_last_migration", backend = R::BACKEND);
+    async {
+        let migrations = set.migrations::<R>()?;
+        locked(conn, async |conn: &mut R| Ok(revert_locked(conn, &migrations).await?.map(|m| m.name().to_string())))
+            .await
+    }
+    .instrument(span)
+    .await
 }
 
 /// Reverts the last applied migration among `migrations`, under the caller's lock, and returns it.
-fn revert_locked<'m, C: MigrationTarget>(
-    conn: &mut C,
-    migrations: &'m [Box<dyn Migration<C::Db>>],
-) -> Result<Option<&'m dyn Migration<C::Db>>, MigrationError> {
-    let applied = conn.applied_versions()?;
+async fn revert_locked<'m, R: Runner>(
+    conn: &mut R,
+    migrations: &'m [Box<R::Migration>],
+) -> Result<Option<&'m R::Migration>, MigrationError> {
+    let applied = conn.applied_versions().await?;
     let Some(last) = migrations.iter().rev().find(|m| applied.contains(&version(&***m))) else {
         return Ok(None);
     };
     let (name, version) = (last.name().to_string(), version(&**last));
     let started = Instant::now();
-    let before = conn.registered_indexes()?;
-    let result = conn
-        .revert_one(&**last)
-        .map_err(|source| MigrationError::Migration { migration: name.clone(), source })
-        .and_then(|()| {
-            let after = conn.registered_indexes()?;
+    let before = conn.registered_indexes().await?;
+    let mut result =
+        conn.revert_one(last).await.map_err(|source| MigrationError::Migration { migration: name.clone(), source });
+    if result.is_ok() {
+        result = async {
+            let after = conn.registered_indexes().await?;
             let removed: Vec<_> = before.into_iter().filter(|s| !after.contains(s)).collect();
-            conn.after_revert(&removed)
-        });
+            conn.after_revert(&removed).await
+        }
+        .await;
+    }
     match &result {
         Ok(()) => info!(
             target: "diesel_vector::migrations",
-            backend = C::BACKEND,
+            backend = R::BACKEND,
             version = %version,
             outcome = "reverted",
             duration_ms = elapsed_ms(started),
@@ -633,7 +610,7 @@ fn revert_locked<'m, C: MigrationTarget>(
         ),
         Err(e) => error!(
             target: "diesel_vector::migrations",
-            backend = C::BACKEND,
+            backend = R::BACKEND,
             version = %version,
             outcome = "failed",
             duration_ms = elapsed_ms(started),
@@ -651,7 +628,7 @@ fn revert_locked<'m, C: MigrationTarget>(
 ///
 /// As [`redo_last_migration_from`].
 pub fn redo_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
-    redo_last(conn, &Set::Own)
+    block_on(redo_last(conn, &Set::<dyn MigrationSource<C::Db>>::Own))
 }
 
 /// Reverts the most recently applied migration of `source` and applies that same migration again, as
@@ -666,19 +643,27 @@ pub fn redo_last_migration_from<C: MigrationTarget>(
     conn: &mut C,
     source: &dyn MigrationSource<C::Db>,
 ) -> Result<Option<String>, MigrationError> {
-    redo_last(conn, &Set::From(source))
+    block_on(redo_last(conn, &Set::From(source)))
 }
 
-fn redo_last<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Option<String>, MigrationError> {
-    let span = info_span!(target: "diesel_vector::migrations", "redo_last_migration", backend = C::BACKEND);
-    let _enter = span.enter();
-    let migrations = set.migrations::<C>()?;
-    conn.locked(|conn| {
-        let Some(migration) = revert_locked(conn, &migrations)? else {
-            return Ok(None);
-        };
-        apply(conn, migration, Step::Run).map(|m| Some(m.name))
-    })
+async fn redo_last<R, S>(conn: &mut R, set: &Set<'_, S>) -> Result<Option<String>, MigrationError>
+where
+    R: Runner,
+    S: ?Sized + Listed<R::Migration>,
+{
+    let span = info_span!(target: "diesel_vector::migrations", "redo_last_migration", backend = R::BACKEND);
+    async {
+        let migrations = set.migrations::<R>()?;
+        locked(conn, async |conn: &mut R| {
+            let Some(migration) = revert_locked(conn, &migrations).await? else {
+                return Ok(None);
+            };
+            apply(conn, migration, Step::Run).await.map(|m| Some(m.name))
+        })
+        .await
+    }
+    .instrument(span)
+    .await
 }
 
 /// Every migration of the crate's own set with whether it is applied: [`migration_status_from`] with
@@ -688,7 +673,7 @@ fn redo_last<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<O
 ///
 /// As [`migration_status_from`].
 pub fn migration_status<C: MigrationTarget>(conn: &mut C) -> Result<Vec<MigrationStatus>, MigrationError> {
-    status(conn, &Set::Own)
+    block_on(status(conn, &Set::<dyn MigrationSource<C::Db>>::Own))
 }
 
 /// Every migration of `source` with whether the database records it as applied, oldest first. Changes
@@ -701,13 +686,17 @@ pub fn migration_status_from<C: MigrationTarget>(
     conn: &mut C,
     source: &dyn MigrationSource<C::Db>,
 ) -> Result<Vec<MigrationStatus>, MigrationError> {
-    status(conn, &Set::From(source))
+    block_on(status(conn, &Set::From(source)))
 }
 
-fn status<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Vec<MigrationStatus>, MigrationError> {
-    let applied = conn.applied_versions()?;
+async fn status<R, S>(conn: &mut R, set: &Set<'_, S>) -> Result<Vec<MigrationStatus>, MigrationError>
+where
+    R: Runner,
+    S: ?Sized + Listed<R::Migration>,
+{
+    let applied = conn.applied_versions().await?;
     Ok(set
-        .migrations::<C>()?
+        .migrations::<R>()?
         .iter()
         .map(|m| {
             let version = version(&**m);

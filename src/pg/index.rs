@@ -7,11 +7,13 @@
 //! and probing `sqrt(lists)` lists per query as a start; [`rebuild_ivfflat_index`] follows the first, and
 //! the search's default probes ([`recommended_probes`]) the second with a floor of 10 for recall.
 
-use diesel::connection::SimpleConnection;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+#[cfg(feature = "pg")]
 use diesel::PgConnection;
 
+use crate::exec::{self, first, sql, transaction, Exec};
 use crate::index::generate::pg_create_index_sql;
 use crate::index::{quote, IndexSpec, PgIndex};
 
@@ -102,9 +104,24 @@ struct StatusRow {
 /// # Errors
 ///
 /// A failing query (the table or column missing, say).
+#[cfg(feature = "pg")]
 pub fn status(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
+    exec::block_on(status_with(conn, spec))
+}
+
+/// [`status`] on diesel-async's `AsyncPgConnection`.
+///
+/// # Errors
+///
+/// As [`status`].
+#[cfg(feature = "async")]
+pub async fn status_async(conn: &mut diesel_async::AsyncPgConnection, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
+    status_with(&mut exec::AsyncPg::new(conn), spec).await
+}
+
+async fn status_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
     let name = spec.pg_index_name().unwrap_or_default().to_owned();
-    let row: StatusRow = diesel::sql_query(
+    let row: StatusRow = first(conn, sql(
         "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) \
                     AS method, \
                 (SELECT CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT option_value::int \
@@ -112,9 +129,9 @@ pub fn status(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<PgIndexS
                  FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) AS lists, \
                 coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)), false) AS valid",
     )
-    .bind::<Text, _>(quote(&name))
-    .get_result(conn)?;
-    let rows = count_rows(conn, spec)?;
+    .bind::<Text, _>(quote(&name)))
+    .await?;
+    let rows = count_rows(conn, spec).await?;
     Ok(PgIndexStatus { name, method: row.method, lists: row.lists, valid: row.valid, rows })
 }
 
@@ -144,7 +161,27 @@ pub enum Rebuild {
 ///
 /// A failing query; [`diesel::result::Error::QueryBuilderError`] when the spec has no PostgreSQL index
 /// name or its metric has no index of that kind (see [`IndexSpec`]'s checks).
+#[cfg(feature = "pg")]
 pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> QueryResult<PgIndexStatus> {
+    exec::block_on(rebuild_with(conn, spec, how))
+}
+
+/// [`rebuild`] on diesel-async's `AsyncPgConnection`. Dropping the future before it finishes rolls the
+/// rebuild back (the old index stays).
+///
+/// # Errors
+///
+/// As [`rebuild`].
+#[cfg(feature = "async")]
+pub async fn rebuild_async(
+    conn: &mut diesel_async::AsyncPgConnection,
+    spec: &IndexSpec,
+    how: Rebuild,
+) -> QueryResult<PgIndexStatus> {
+    rebuild_with(&mut exec::AsyncPg::new(conn), spec, how).await
+}
+
+async fn rebuild_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec, how: Rebuild) -> QueryResult<PgIndexStatus> {
     let Some(name) = spec.pg_index_name() else {
         return Err(diesel::result::Error::QueryBuilderError(
             format!("the vector index {} has no PostgreSQL index to rebuild", spec.name()).into(),
@@ -154,10 +191,10 @@ pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> Query
         Rebuild::Ivfflat { lists } => (PgIndex::Ivfflat, Some(lists)),
         Rebuild::Hnsw => (PgIndex::Hnsw, None),
     };
-    conn.transaction(|conn| {
+    transaction(conn, async |conn: &mut E| {
         let lists = match lists {
             Some(Some(lists)) => Some(lists.max(1)),
-            Some(None) => Some(recommended_lists(count_rows(conn, spec)?)),
+            Some(None) => Some(recommended_lists(count_rows(conn, spec).await?)),
             None => None,
         };
         let with = lists.map(|l| format!(" WITH (lists = {l})")).unwrap_or_default();
@@ -166,17 +203,19 @@ pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> Query
                 format!("pgvector has no {method} index for {} on `{}` columns", spec.metric(), spec.element()).into(),
             )
         })?;
-        conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", quote(name)))?;
+        conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", quote(name))).await?;
         // pgvector checks memory twice (the samples, then the k-means as a whole), so a second refusal
         // with a larger figure is possible; each attempt runs in a savepoint.
         let mut raised = 0;
         loop {
-            match conn.transaction(|conn| conn.batch_execute(&create)) {
+            conn.begin().await?;
+            let attempt = conn.batch_execute(&create).await;
+            match exec::finish(conn, attempt).await {
                 Ok(()) => break,
                 Err(e) => {
                     let mb = kmeans_memory_mb(&e).filter(|_| raised < 3).ok_or(e)?;
                     raised += 1;
-                    conn.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{mb}MB'"))?;
+                    conn.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{mb}MB'")).await?;
                     tracing::info!(
                         target: "diesel_vector::index",
                         backend = "postgresql",
@@ -187,7 +226,7 @@ pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> Query
                 }
             }
         }
-        let status = status(conn, spec)?;
+        let status = status_with(conn, spec).await?;
         tracing::info!(
             target: "diesel_vector::index",
             backend = "postgresql",
@@ -199,9 +238,11 @@ pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> Query
         );
         Ok(status)
     })
+    .await
 }
 
 /// The seed's index as an [`IvfflatStatus`].
+#[cfg(feature = "pg")]
 #[derive(QueryableByName)]
 struct Status {
     #[diesel(sql_type = Nullable<Integer>)]
@@ -215,6 +256,7 @@ struct Status {
 /// # Errors
 ///
 /// A failing catalog query.
+#[cfg(feature = "pg")]
 pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStatus>> {
     let status: Status = diesel::sql_query(
         "SELECT (SELECT coalesce((SELECT option_value::int FROM pg_options_to_table(c.reloptions) \
@@ -232,6 +274,7 @@ pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStat
 /// # Errors
 ///
 /// A failing query; the old index stays in place.
+#[cfg(feature = "pg")]
 pub fn rebuild_ivfflat_index(conn: &mut PgConnection) -> QueryResult<i32> {
     let status = rebuild(conn, seed(), Rebuild::Ivfflat { lists: None })?;
     Ok(status.lists.unwrap_or(1))
@@ -253,6 +296,7 @@ fn kmeans_memory_mb(e: &diesel::result::Error) -> Option<u64> {
 /// # Errors
 ///
 /// A failing catalog query.
+#[cfg(feature = "pg")]
 pub fn index_method(conn: &mut PgConnection) -> QueryResult<Option<String>> {
     Ok(status(conn, seed())?.method)
 }
@@ -263,27 +307,32 @@ pub fn index_method(conn: &mut PgConnection) -> QueryResult<Option<String>> {
 /// # Errors
 ///
 /// A failing query; the old index stays in place.
+#[cfg(feature = "pg")]
 pub fn rebuild_hnsw_index(conn: &mut PgConnection) -> QueryResult<()> {
     rebuild(conn, seed(), Rebuild::Hnsw).map(|_| ())
 }
 
+#[cfg(feature = "pg")]
 fn seed() -> &'static IndexSpec {
     crate::schema::fragment_embeddings_index()
 }
 
-fn count_rows(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<i64> {
+async fn count_rows<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM {} t WHERE t.{} IS NOT NULL",
-        quote(spec.table()),
-        quote(spec.column())
-    ))
-    .get_result::<Count>(conn)
-    .map(|c| c.n)
+    let count: Count = first(
+        conn,
+        sql(format!(
+            "SELECT count(*) AS n FROM {} t WHERE t.{} IS NOT NULL",
+            quote(spec.table()),
+            quote(spec.column())
+        )),
+    )
+    .await?;
+    Ok(count.n)
 }
 
 #[cfg(test)]

@@ -10,26 +10,26 @@
 
 use std::sync::OnceLock;
 
-use diesel::connection::SimpleConnection;
-use diesel::migration::Migration;
+use diesel::migration::{Migration, CREATE_MIGRATIONS_TABLE};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
-use diesel::PgConnection;
-use diesel_migrations::MigrationHarness;
 
+use crate::exec::{self, first, sql, transaction, Exec};
 use crate::index::{quote, registry, IndexSpec};
+use crate::migrations::backend::Runner;
 use crate::migrations::shape::{
-    merge_first_wins, Catalog, FoundColumn, Object, Real, Rehearsal, RehearsalFailure, Shape, Snapshot, Stage,
-    TableShape, BOOKKEEPING,
+    merge_first_wins, FoundColumn, Object, Real, Rehearsal, RehearsalFailure, Shape, Snapshot, Stage, TableShape,
+    BOOKKEEPING,
 };
-use crate::migrations::{
-    embedded_versions, sealed, sorted, MigrationError, MigrationTarget, VectorSupport, PG_MIGRATIONS,
-};
+use crate::migrations::{embedded_versions, MigrationError, VectorSupport, BOOKKEEPING_TABLE, PG_MIGRATIONS};
 
 /// Key of the session-level advisory lock that serialises migration runs ("dv_migr").
 const LOCK_KEY: i64 = 0x0064_765f_6d69_6772;
+
+/// The statement that releases the lock, for an async connection whose future is dropped while it
+/// holds it (`src/exec.rs`); the key in decimal, checked against [`LOCK_KEY`] by a test.
+const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock(28277649900660594)";
 
 /// The rehearsal's scratch schema (never committed; `diesel print-schema` skips `__` names anyway).
 const SCRATCH: &str = "__dv_rehearsal";
@@ -79,6 +79,7 @@ struct Recorded {
     version: String,
 }
 
+#[cfg(feature = "pg")]
 #[derive(QueryableByName)]
 struct PgColumn {
     #[diesel(sql_type = Text)]
@@ -89,6 +90,7 @@ struct PgColumn {
     not_null: bool,
 }
 
+#[cfg(feature = "pg")]
 #[derive(QueryableByName)]
 struct UniqueKey {
     #[diesel(sql_type = Array<Text>)]
@@ -147,25 +149,108 @@ struct PathTable {
     constraints: Vec<String>,
 }
 
-impl sealed::Sealed for PgConnection {}
+/// The runner's PostgreSQL side for a connection: `PgConnection` (feature `pg`) and the crate's
+/// `AsyncPgConnection` guard (feature `async`), both over the functions below.
+macro_rules! pg_runner {
+    ($exec:ty, $migration:ty, $own:expr) => {
+        impl Runner for $exec {
+            type Db = Pg;
+            type Migration = $migration;
+            const BACKEND: &'static str = "postgresql";
 
-impl MigrationTarget for PgConnection {
-    type Db = Pg;
-    const BACKEND: &'static str = "postgresql";
+            fn own_migrations() -> Result<Vec<Box<Self::Migration>>, MigrationError> {
+                $own
+            }
 
-    fn own_migrations() -> Result<Vec<Box<dyn Migration<Pg>>>, MigrationError> {
-        sorted(&PG_MIGRATIONS)
-    }
+            fn own_versions() -> Result<&'static [String], MigrationError> {
+                own_versions()
+            }
 
-    fn own_versions() -> Result<&'static [String], MigrationError> {
-        static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
-        embedded_versions::<Pg>(&PG_MIGRATIONS, &VERSIONS)
-    }
+            async fn vector_support(&mut self) -> Result<VectorSupport, MigrationError> {
+                vector_support(self).await
+            }
 
-    fn vector_support(&mut self) -> Result<VectorSupport, MigrationError> {
-        // `resolvable`: the `vector` type this connection resolves by name (as Diesel does) is pgvector's.
-        let state: ExtensionState = diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS available, \
+            async fn try_create_vector(&mut self) -> Result<(), String> {
+                try_create_vector(self).await
+            }
+
+            async fn has_objects(&mut self) -> Result<bool, MigrationError> {
+                has_objects(self).await
+            }
+
+            async fn rehearse(
+                &mut self,
+                applied: &[&Self::Migration],
+                pending: &[&Self::Migration],
+            ) -> Result<Rehearsal, MigrationError> {
+                rehearse(self, applied, pending).await
+            }
+
+            async fn real_state(&mut self) -> Result<Real, MigrationError> {
+                real_state(self).await
+            }
+
+            async fn lock(&mut self) -> Result<(), MigrationError> {
+                lock(self).await
+            }
+
+            async fn unlock(&mut self) -> Result<(), MigrationError> {
+                unlock(self).await
+            }
+
+            async fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
+                applied_versions(self).await
+            }
+
+            async fn adopt(&mut self, version: &str, register: &[IndexSpec]) -> Result<(), MigrationError> {
+                adopt(self, version, register).await
+            }
+
+            async fn run_one(&mut self, migration: &Self::Migration) -> diesel::migration::Result<()> {
+                run_one(self, migration, true).await
+            }
+
+            async fn revert_one(&mut self, migration: &Self::Migration) -> diesel::migration::Result<()> {
+                run_one(self, migration, false).await
+            }
+
+            async fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError> {
+                registered_indexes(self).await
+            }
+
+            async fn after_revert(&mut self, _removed: &[IndexSpec]) -> Result<(), MigrationError> {
+                Ok(())
+            }
+        }
+    };
+}
+
+#[cfg(feature = "pg")]
+impl crate::migrations::sealed::Sealed for diesel::PgConnection {}
+
+#[cfg(feature = "pg")]
+impl crate::migrations::MigrationTarget for diesel::PgConnection {}
+
+#[cfg(feature = "pg")]
+pg_runner!(diesel::PgConnection, dyn Migration<Pg>, crate::migrations::sorted(&PG_MIGRATIONS));
+
+#[cfg(feature = "async")]
+pg_runner!(
+    exec::AsyncPg<'_>,
+    crate::migrations::recorded::RecordedMigration<Pg>,
+    Ok(crate::migrations::recorded::RecordedMigration::record_all(&PG_MIGRATIONS)?.into_iter().map(Box::new).collect())
+);
+
+fn own_versions() -> Result<&'static [String], MigrationError> {
+    static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
+    embedded_versions::<Pg>(&PG_MIGRATIONS, &VERSIONS)
+}
+
+async fn vector_support<E: Exec<Db = Pg>>(conn: &mut E) -> Result<VectorSupport, MigrationError> {
+    // `resolvable`: the `vector` type this connection resolves by name (as Diesel does) is pgvector's.
+    let state: ExtensionState = first(
+        conn,
+        sql("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS available, \
                     n.nspname::text AS schema, \
                     coalesce(to_regtype('vector')::oid = (SELECT t.oid FROM pg_type t \
                         WHERE t.typname = 'vector' AND t.typnamespace = e.extnamespace), false) AS resolvable, \
@@ -174,36 +259,38 @@ impl MigrationTarget for PgConnection {
                     current_setting('is_superuser') = 'on' AS superuser \
              FROM (SELECT 1) AS one \
              LEFT JOIN pg_extension e ON e.extname = 'vector' \
-             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace",
-        )
-        .get_result(self)?;
-        Ok(match state.schema {
-            Some(_) if state.resolvable => VectorSupport::Ready,
-            Some(schema) => {
-                VectorSupport::NotOnSearchPath { database: state.database, schema, search_path: state.search_path }
-            }
-            None if !state.available => VectorSupport::NotInstalled,
-            // A superuser may create any available extension.
-            None if state.superuser => VectorSupport::Ready,
-            None => VectorSupport::MayNotCreate { database: state.database, role: state.role },
-        })
-    }
-
-    fn try_create_vector(&mut self) -> Result<(), String> {
-        // Rehearsed like a migration: pgvector's script runs, and is rolled back.
-        let attempt = self.transaction::<(), DieselError, _>(|conn| {
-            conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
-            Err(DieselError::RollbackTransaction)
-        });
-        match attempt {
-            Err(DieselError::RollbackTransaction) | Ok(()) => Ok(()),
-            Err(DieselError::DatabaseError(_, info)) => Err(info.message().to_owned()),
-            Err(e) => Err(e.to_string()),
+             LEFT JOIN pg_namespace n ON n.oid = e.extnamespace"),
+    )
+    .await?;
+    Ok(match state.schema {
+        Some(_) if state.resolvable => VectorSupport::Ready,
+        Some(schema) => {
+            VectorSupport::NotOnSearchPath { database: state.database, schema, search_path: state.search_path }
         }
-    }
+        None if !state.available => VectorSupport::NotInstalled,
+        // A superuser may create any available extension.
+        None if state.superuser => VectorSupport::Ready,
+        None => VectorSupport::MayNotCreate { database: state.database, role: state.role },
+    })
+}
 
-    fn has_objects(&mut self) -> Result<bool, MigrationError> {
-        let row: Exists = diesel::sql_query(concat!(
+async fn try_create_vector<E: Exec<Db = Pg>>(conn: &mut E) -> Result<(), String> {
+    // Rehearsed like a migration: pgvector's script runs, and is rolled back.
+    let message = |e: diesel::result::Error| match e {
+        diesel::result::Error::DatabaseError(_, info) => info.message().to_owned(),
+        e => e.to_string(),
+    };
+    conn.begin().await.map_err(message)?;
+    let attempt = conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").await;
+    let rolled_back = conn.rollback().await;
+    attempt.map_err(message)?;
+    rolled_back.map_err(message)
+}
+
+async fn has_objects<E: Exec<Db = Pg>>(conn: &mut E) -> Result<bool, MigrationError> {
+    let row: Exists = first(
+        conn,
+        sql(concat!(
             "WITH s AS (SELECT oid FROM pg_namespace WHERE nspname = ANY (current_schemas(false))) \
              SELECT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM s) \
                  AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') \
@@ -215,70 +302,113 @@ impl MigrationTarget for PgConnection {
             ") OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM s) AND ",
             not_extension_member!("pg_proc", "p.oid"),
             ") AS exists"
-        ))
-        .get_result(self)?;
-        Ok(row.exists)
-    }
+        )),
+    )
+    .await?;
+    Ok(row.exists)
+}
 
-    fn rehearse(
-        &mut self,
-        applied: &[&dyn Migration<Pg>],
-        pending: &[&dyn Migration<Pg>],
-    ) -> Result<Rehearsal, MigrationError> {
-        let mut outcome = None;
-        let result = self.transaction::<(), DieselError, _>(|conn| {
-            outcome = Some(rehearse_in_scratch(conn, applied, pending));
-            Err(DieselError::RollbackTransaction)
-        });
-        match result {
-            Ok(()) | Err(DieselError::RollbackTransaction) => {}
-            Err(e) => return Err(e.into()),
+async fn rehearse<E: Exec<Db = Pg>>(
+    conn: &mut E,
+    applied: &[&E::Migration],
+    pending: &[&E::Migration],
+) -> Result<Rehearsal, MigrationError> {
+    conn.begin().await?;
+    let outcome = rehearse_in_scratch(conn, applied, pending).await;
+    conn.rollback().await?;
+    outcome
+}
+
+async fn real_state<E: Exec<Db = Pg>>(conn: &mut E) -> Result<Real, MigrationError> {
+    let path: Schemas = first(conn, sql("SELECT current_schemas(false)::text[] AS schemas")).await?;
+    Ok(Real { objects: path_snapshot(conn, &path.schemas).await?, registry: registered_indexes(conn).await? })
+}
+
+async fn lock<E: Exec<Db = Pg>>(conn: &mut E) -> Result<(), MigrationError> {
+    // Said before the request goes out: once sent, the server grants the lock even if no one waits.
+    conn.hold(Some(UNLOCK_SQL));
+    let locked = conn.execute(sql("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(LOCK_KEY)).await;
+    if locked.is_err() {
+        conn.hold(None);
+    }
+    locked?;
+    Ok(())
+}
+
+async fn unlock<E: Exec<Db = Pg>>(conn: &mut E) -> Result<(), MigrationError> {
+    conn.execute(sql("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(LOCK_KEY)).await?;
+    conn.hold(None);
+    Ok(())
+}
+
+async fn applied_versions<E: Exec<Db = Pg>>(conn: &mut E) -> Result<Vec<String>, MigrationError> {
+    if !exists(conn, BOOKKEEPING_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    Ok(recorded_versions(conn).await?)
+}
+
+async fn adopt<E: Exec<Db = Pg>>(conn: &mut E, version: &str, register: &[IndexSpec]) -> Result<(), MigrationError> {
+    transaction(conn, async |conn: &mut E| {
+        if !register.is_empty() {
+            conn.batch_execute(&registry::create_table_sql()).await?;
+            for spec in register {
+                conn.batch_execute(&registry::insert_sql(spec)).await?;
+            }
         }
-        outcome.unwrap_or_else(|| unreachable!("the closure ran"))
-    }
-
-    fn real_state(&mut self) -> Result<Real, MigrationError> {
-        let path: Schemas = diesel::sql_query("SELECT current_schemas(false)::text[] AS schemas").get_result(self)?;
-        Ok(Real { objects: path_snapshot(self, &path.schemas)?, registry: self.registered_indexes()? })
-    }
-
-    fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError> {
-        diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(LOCK_KEY).execute(self)?;
-        let result = f(self);
-        let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(LOCK_KEY).execute(self);
-        let value = result?;
-        unlocked?;
-        Ok(value)
-    }
-
-    fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {
-        MigrationHarness::<Pg>::applied_migrations(self).map_err(MigrationError::Harness)?;
-        diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind::<Text, _>(version)
-            .execute(self)?;
+        conn.batch_execute(CREATE_MIGRATIONS_TABLE).await?;
+        conn.execute(
+            sql("INSERT INTO __diesel_schema_migrations (version) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind::<Text, _>(version),
+        )
+        .await?;
         Ok(())
-    }
+    })
+    .await
+}
 
-    fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError> {
-        registry::load(self).map_err(MigrationError::Registry)
-    }
-
-    fn after_revert(&mut self, _removed: &[IndexSpec]) -> Result<(), MigrationError> {
+/// Runs one migration up (`up`) or down and records it, as Diesel's `MigrationHarness` does: in a
+/// transaction unless the migration runs without one.
+async fn run_one<E: Exec<Db = Pg>>(conn: &mut E, migration: &E::Migration, up: bool) -> diesel::migration::Result<()> {
+    conn.batch_execute(CREATE_MIGRATIONS_TABLE).await?;
+    let version = migration.name().version().to_string();
+    let body = async |conn: &mut E| -> diesel::migration::Result<()> {
+        conn.run_migration(migration, up).await?;
+        let bookkeeping = if up {
+            sql("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
+        } else {
+            sql("DELETE FROM __diesel_schema_migrations WHERE version = $1")
+        };
+        conn.execute(bookkeeping.bind::<Text, _>(version)).await?;
         Ok(())
+    };
+    if migration.metadata().run_in_transaction() {
+        conn.begin().await?;
+        let result = body(conn).await;
+        exec::finish(conn, result).await
+    } else {
+        body(conn).await
     }
 }
 
+async fn registered_indexes<E: Exec<Db = Pg>>(conn: &mut E) -> Result<Vec<IndexSpec>, MigrationError> {
+    if !exists(conn, registry::REGISTRY_TABLE).await? {
+        return Ok(Vec::new());
+    }
+    registry::load_rows(conn).await.map_err(MigrationError::Registry)
+}
+
 /// The rehearsal itself, inside the transaction the caller rolls back.
-fn rehearse_in_scratch(
-    conn: &mut PgConnection,
-    applied: &[&dyn Migration<Pg>],
-    pending: &[&dyn Migration<Pg>],
+async fn rehearse_in_scratch<E: Exec<Db = Pg>>(
+    conn: &mut E,
+    applied: &[&E::Migration],
+    pending: &[&E::Migration],
 ) -> Result<Rehearsal, MigrationError> {
     let failed = |migration: String, replayed: bool, message: String| Rehearsal {
         stages: Vec::new(),
         failure: Some(RehearsalFailure { migration, replayed, message }),
     };
-    let tables = tables_on_path(conn)?;
+    let tables = tables_on_path(conn).await?;
     let mut setup = format!("CREATE SCHEMA {}; CREATE SCHEMA {};\n", quote(SCRATCH), quote(SCRATCH_COPIES));
     for table in &tables {
         let copy = format!("{}.{}", quote(SCRATCH_COPIES), quote(&table.name));
@@ -291,12 +421,14 @@ fn rehearse_in_scratch(
             setup.push_str(&format!("ALTER TABLE {copy} ADD {constraint};\n"));
         }
     }
-    if let Err(e) = conn.batch_execute(&setup) {
+    if let Err(e) = conn.batch_execute(&setup).await {
         return Ok(failed("(copying the tables on the search_path)".to_owned(), true, e.to_string()));
     }
-    diesel::sql_query("SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), true)")
-        .bind::<Text, _>(format!("{}, {}", quote(SCRATCH), quote(SCRATCH_COPIES)))
-        .execute(conn)?;
+    conn.execute(
+        sql("SELECT set_config('search_path', $1 || ', ' || current_setting('search_path'), true)")
+            .bind::<Text, _>(format!("{}, {}", quote(SCRATCH), quote(SCRATCH_COPIES))),
+    )
+    .await?;
 
     for migration in applied {
         // One that may not run in a transaction (CREATE INDEX CONCURRENTLY) cannot be replayed here; what
@@ -304,11 +436,11 @@ fn rehearse_in_scratch(
         if !migration.metadata().run_in_transaction() {
             continue;
         }
-        if let Err(e) = migration.run(conn) {
+        if let Err(e) = conn.run_migration(migration, true).await {
             return Ok(failed(migration.name().to_string(), true, e.to_string()));
         }
     }
-    let mut rehearsal = Rehearsal { stages: vec![stage(conn)?], failure: None };
+    let mut rehearsal = Rehearsal { stages: vec![stage(conn).await?], failure: None };
     for migration in pending {
         if !migration.metadata().run_in_transaction() {
             rehearsal.failure = Some(RehearsalFailure {
@@ -318,8 +450,8 @@ fn rehearse_in_scratch(
             });
             break;
         }
-        match migration.run(conn) {
-            Ok(()) => rehearsal.stages.push(stage(conn)?),
+        match conn.run_migration(migration, true).await {
+            Ok(()) => rehearsal.stages.push(stage(conn).await?),
             Err(e) => {
                 rehearsal.failure = Some(RehearsalFailure {
                     migration: migration.name().to_string(),
@@ -335,19 +467,19 @@ fn rehearse_in_scratch(
 
 /// The scratch space as it stands: the scratch schema's objects, the copies', the lines of everything
 /// outside them, and the registry the `search_path` resolves.
-fn stage(conn: &mut PgConnection) -> Result<Stage, MigrationError> {
+async fn stage<E: Exec<Db = Pg>>(conn: &mut E) -> Result<Stage, MigrationError> {
     Ok(Stage {
-        objects: schema_snapshot(conn, SCRATCH)?,
-        copies: schema_snapshot(conn, SCRATCH_COPIES)?,
-        outside: outside_lines(conn)?,
-        registry: registry::load(conn).map_err(MigrationError::Registry)?,
+        objects: schema_snapshot(conn, SCRATCH).await?,
+        copies: schema_snapshot(conn, SCRATCH_COPIES).await?,
+        outside: outside_lines(conn).await?,
+        registry: registered_indexes(conn).await?,
     })
 }
 
 /// The tables on the `search_path` (the first of each name, in path order), with their primary key,
 /// unique and exclusion constraints, for the rehearsal's copies.
-fn tables_on_path(conn: &mut PgConnection) -> QueryResult<Vec<PathTable>> {
-    diesel::sql_query(concat!(
+async fn tables_on_path<E: Exec<Db = Pg>>(conn: &mut E) -> QueryResult<Vec<PathTable>> {
+    conn.load(sql(concat!(
         "SELECT DISTINCT ON (c.relname) n.nspname::text AS schema, c.relname::text AS name, \
                 ARRAY(SELECT pg_get_constraintdef(con.oid) FROM pg_constraint con \
                       WHERE con.conrelid = c.oid AND con.contype IN ('p', 'u', 'x') ORDER BY con.conname)::text[] \
@@ -358,49 +490,53 @@ fn tables_on_path(conn: &mut PgConnection) -> QueryResult<Vec<PathTable>> {
          WHERE c.relkind IN ('r', 'p') AND c.relname <> '__diesel_schema_migrations' AND ",
         not_extension_member!("pg_class", "c.oid"),
         " ORDER BY c.relname, p.ord"
-    ))
-    .load(conn)
+    )))
+    .await
 }
 
 /// The objects of `schemas`, as the `search_path` resolves them: the first schema with a name wins.
-fn path_snapshot(conn: &mut PgConnection, schemas: &[String]) -> QueryResult<Snapshot> {
+async fn path_snapshot<E: Exec<Db = Pg>>(conn: &mut E, schemas: &[String]) -> QueryResult<Snapshot> {
     let mut snapshot = Snapshot::new();
     for schema in schemas {
-        merge_first_wins(&mut snapshot, schema_snapshot(conn, schema)?);
+        merge_first_wins(&mut snapshot, schema_snapshot(conn, schema).await?);
     }
     Ok(snapshot)
 }
 
 /// Every object of one schema that adoption compares, Diesel's bookkeeping and the registry aside.
-fn schema_snapshot(conn: &mut PgConnection, schema: &str) -> QueryResult<Snapshot> {
+async fn schema_snapshot<E: Exec<Db = Pg>>(conn: &mut E, schema: &str) -> QueryResult<Snapshot> {
     let mut tables: std::collections::BTreeMap<String, TableShape> = std::collections::BTreeMap::new();
-    let columns: Vec<TableColumn> = diesel::sql_query(concat!(
-        "SELECT c.relname::text AS table_name, a.attname::text AS name, \
+    let columns: Vec<TableColumn> = conn
+        .load(
+            sql(concat!(
+                "SELECT c.relname::text AS table_name, a.attname::text AS name, \
                 format_type(a.atttypid, a.atttypmod) AS ty, a.attnotnull AS not_null \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND ",
-        not_extension_member!("pg_class", "c.oid"),
-        " ORDER BY c.relname, a.attnum"
-    ))
-    .bind::<Text, _>(schema)
-    .load(conn)?;
+                not_extension_member!("pg_class", "c.oid"),
+                " ORDER BY c.relname, a.attnum"
+            ))
+            .bind::<Text, _>(schema),
+        )
+        .await?;
     for row in columns {
         let table = tables.entry(row.table_name).or_default();
         if let (Some(name), Some(ty), Some(not_null)) = (row.name, row.ty, row.not_null) {
             table.columns.push(FoundColumn { name, ty, not_null });
         }
     }
-    let keys: Vec<TableKey> = diesel::sql_query(
-        "SELECT t.relname::text AS table_name, array_agg(a.attname::text ORDER BY k.ord) AS columns \
+    let keys: Vec<TableKey> = conn
+        .load(
+            sql("SELECT t.relname::text AS table_name, array_agg(a.attname::text ORDER BY k.ord) AS columns \
          FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
          WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND i.indisunique AND k.ord <= i.indnkeyatts \
-         GROUP BY i.indexrelid, t.relname",
-    )
-    .bind::<Text, _>(schema)
-    .load(conn)?;
+         GROUP BY i.indexrelid, t.relname")
+            .bind::<Text, _>(schema),
+        )
+        .await?;
     for key in keys {
         if let Some(table) = tables.get_mut(&key.table_name) {
             table.unique.push(key.columns);
@@ -413,8 +549,9 @@ fn schema_snapshot(conn: &mut PgConnection, schema: &str) -> QueryResult<Snapsho
     }
     // Indexes that no constraint owns (a primary key's or unique constraint's is a unique key of its
     // table, whatever its name), with a definition that names no schema.
-    let indexes: Vec<Owned> = diesel::sql_query(
-        "SELECT t.relname::text AS owner, ic.relname::text AS name, \
+    let indexes: Vec<Owned> = conn
+        .load(
+            sql("SELECT t.relname::text AS owner, ic.relname::text AS name, \
                 am.amname || CASE WHEN i.indisunique THEN ' unique' ELSE '' END || ' (' || \
                 (SELECT string_agg(pg_get_indexdef(i.indexrelid, k, true) || ' ' || coalesce(op.opcname, '?') \
                         || CASE WHEN i.indoption[k - 1] & 1 = 1 THEN ' desc' ELSE '' END \
@@ -426,26 +563,29 @@ fn schema_snapshot(conn: &mut PgConnection, schema: &str) -> QueryResult<Snapsho
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = ic.relam \
          WHERE n.nspname = $1 AND NOT EXISTS (SELECT 1 FROM pg_constraint con \
-             WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))",
-    )
-    .bind::<Text, _>(schema)
-    .load(conn)?;
+             WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))")
+            .bind::<Text, _>(schema),
+        )
+        .await?;
     for index in indexes {
         let definition = index.detail.unwrap_or_default();
         snapshot.insert(Object::Index { table: index.owner, name: index.name }, Shape::Index(definition));
     }
-    let triggers: Vec<Owned> = diesel::sql_query(
-        "SELECT t.relname::text AS owner, tg.tgname::text AS name, NULL::text AS detail \
+    let triggers: Vec<Owned> = conn
+        .load(
+            sql("SELECT t.relname::text AS owner, tg.tgname::text AS name, NULL::text AS detail \
          FROM pg_trigger tg JOIN pg_class t ON t.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
-         WHERE n.nspname = $1 AND NOT tg.tgisinternal",
-    )
-    .bind::<Text, _>(schema)
-    .load(conn)?;
+         WHERE n.nspname = $1 AND NOT tg.tgisinternal")
+            .bind::<Text, _>(schema),
+        )
+        .await?;
     for trigger in triggers {
         snapshot.insert(Object::Trigger { table: trigger.owner, name: trigger.name }, Shape::Exists);
     }
     // Sequences owned by a column (serial, identity) belong to their table's definition.
-    let others: Vec<Owned> = diesel::sql_query(concat!(
+    let others: Vec<Owned> = conn
+        .load(
+            sql(concat!(
         "SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' \
                 WHEN 'f' THEN 'foreign table' ELSE 'type' END AS owner, c.relname::text AS name, NULL::text AS detail \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -462,8 +602,9 @@ fn schema_snapshot(conn: &mut PgConnection, schema: &str) -> QueryResult<Snapsho
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND ",
         not_extension_member!("pg_proc", "p.oid")
     ))
-    .bind::<Text, _>(schema)
-    .load(conn)?;
+            .bind::<Text, _>(schema),
+        )
+        .await?;
     for other in others {
         let kind = match other.owner.as_str() {
             "view" => "view",
@@ -484,8 +625,8 @@ fn schema_snapshot(conn: &mut PgConnection, schema: &str) -> QueryResult<Snapsho
 /// A line per relation, column, trigger, function and type outside the rehearsal's schemas (and the
 /// system's), extension members aside: a migration that changes any of them could not be rehearsed
 /// away from the real database.
-fn outside_lines(conn: &mut PgConnection) -> QueryResult<std::collections::BTreeSet<String>> {
-    let lines: Vec<Line> = diesel::sql_query(concat!(
+async fn outside_lines<E: Exec<Db = Pg>>(conn: &mut E) -> QueryResult<std::collections::BTreeSet<String>> {
+    let lines: Vec<Line> = conn.load(sql(concat!(
         "WITH s AS (SELECT oid, nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', $1, $2) \
              AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%') \
          SELECT 'schema ' || s.nspname AS line FROM s \
@@ -508,45 +649,74 @@ fn outside_lines(conn: &mut PgConnection) -> QueryResult<std::collections::BTree
     ))
     .bind::<Text, _>(SCRATCH)
     .bind::<Text, _>(SCRATCH_COPIES)
-    .load(conn)?;
+    ).await?;
     Ok(lines.into_iter().map(|l| l.line).collect())
 }
 
-impl Catalog for PgConnection {
+/// Whether `object` (a name as the `search_path` resolves it) exists.
+pub(crate) async fn exists<E: Exec<Db = Pg>>(conn: &mut E, object: &str) -> QueryResult<bool> {
+    let row: Exists =
+        first(conn, sql("SELECT to_regclass($1) IS NOT NULL AS exists").bind::<Text, _>(object.to_owned())).await?;
+    Ok(row.exists)
+}
+
+async fn recorded_versions<E: Exec<Db = Pg>>(conn: &mut E) -> QueryResult<Vec<String>> {
+    let rows: Vec<Recorded> = conn.load(sql("SELECT version FROM __diesel_schema_migrations ORDER BY version")).await?;
+    Ok(rows.into_iter().map(|r| r.version).collect())
+}
+
+#[cfg(feature = "pg")]
+async fn columns<E: Exec<Db = Pg>>(conn: &mut E, table: &str) -> QueryResult<Vec<FoundColumn>> {
+    let rows: Vec<PgColumn> = conn
+        .load(
+            sql("SELECT attname::text AS name, format_type(atttypid, atttypmod) AS ty, attnotnull AS not_null \
+                 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+                 ORDER BY attnum")
+            .bind::<Text, _>(table.to_owned()),
+        )
+        .await?;
+    Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
+}
+
+#[cfg(feature = "pg")]
+async fn unique_keys<E: Exec<Db = Pg>>(conn: &mut E, table: &str) -> QueryResult<Vec<Vec<String>>> {
+    let rows: Vec<UniqueKey> = conn
+        .load(
+            sql("SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns \
+                 FROM pg_index i \
+                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique \
+                 GROUP BY i.indexrelid")
+            .bind::<Text, _>(table.to_owned()),
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.columns).collect())
+}
+
+#[cfg(feature = "pg")]
+impl crate::migrations::shape::Catalog for diesel::PgConnection {
     fn recorded_versions(&mut self) -> QueryResult<Vec<String>> {
-        let rows: Vec<Recorded> =
-            diesel::sql_query("SELECT version FROM __diesel_schema_migrations ORDER BY version").load(self)?;
-        Ok(rows.into_iter().map(|r| r.version).collect())
+        exec::block_on(recorded_versions(self))
     }
 
     fn exists(&mut self, object: &str) -> QueryResult<bool> {
-        let row: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
-            .bind::<Text, _>(object)
-            .get_result(self)?;
-        Ok(row.exists)
+        exec::block_on(exists(self, object))
     }
 
     fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>> {
-        let rows: Vec<PgColumn> = diesel::sql_query(
-            "SELECT attname::text AS name, format_type(atttypid, atttypmod) AS ty, attnotnull AS not_null \
-             FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        )
-        .bind::<Text, _>(table)
-        .load(self)?;
-        Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
+        exec::block_on(columns(self, table))
     }
 
     fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>> {
-        let rows: Vec<UniqueKey> = diesel::sql_query(
-            "SELECT array_agg(a.attname::text ORDER BY k.ord) AS columns \
-             FROM pg_index i \
-             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique \
-             GROUP BY i.indexrelid",
-        )
-        .bind::<Text, _>(table)
-        .load(self)?;
-        Ok(rows.into_iter().map(|r| r.columns).collect())
+        exec::block_on(unique_keys(self, table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_release_statement_names_the_lock() {
+        assert_eq!(super::UNLOCK_SQL, format!("SELECT pg_advisory_unlock({})", super::LOCK_KEY));
     }
 }

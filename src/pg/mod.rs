@@ -1,15 +1,23 @@
 //! Everything PostgreSQL-specific: pgvector's binary format on the wire, the migration runner's
-//! PostgreSQL side, search, and the ivfflat index.
+//! PostgreSQL side, search, and the vector indexes.
+//!
+//! With feature `pg-backend` alone (as under `async`) only what needs no `PgConnection` is built: the
+//! types, the DSL's rendering, and the runner's, search's and index's queries, which the `_async` twins
+//! run on diesel-async's `AsyncPgConnection`. Feature `pg` adds the sync entry points (libpq).
 
+#[cfg(feature = "pg")]
 pub(crate) mod doctor;
 mod expression;
 mod index;
-mod migrations;
+pub(crate) mod migrations;
+#[cfg(feature = "pg")]
 mod search;
+#[cfg(feature = "pg")]
 mod transfer;
 mod types;
 
-pub use index::{
-    index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebuild_ivfflat_index, recommended_lists,
-    recommended_probes, status, IvfflatStatus, PgIndexStatus, Rebuild, IVFFLAT_INDEX,
-};
+#[cfg(feature = "pg")]
+pub use index::{index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebuild_ivfflat_index, status};
+#[cfg(feature = "async")]
+pub use index::{rebuild_async, status_async};
+pub use index::{recommended_lists, recommended_probes, IvfflatStatus, PgIndexStatus, Rebuild, IVFFLAT_INDEX};

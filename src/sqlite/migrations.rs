@@ -14,12 +14,15 @@ use tracing::warn;
 use super::index;
 use super::transaction::{self, SavepointError};
 use crate::index::{registry, IndexSpec};
+use crate::migrations::backend::Runner;
 use crate::migrations::shape::{
     Catalog, FoundColumn, Object, Real, Rehearsal, RehearsalFailure, Shape, Snapshot, Stage, TableShape, BOOKKEEPING,
 };
 use crate::migrations::{
-    embedded_versions, sealed, sorted, MigrationError, MigrationTarget, VectorSupport, SQLITE_MIGRATIONS,
+    embedded_versions, sealed, sorted, MigrationError, MigrationTarget, VectorSupport, BOOKKEEPING_TABLE,
+    SQLITE_MIGRATIONS,
 };
+use diesel::connection::SimpleConnection;
 
 #[derive(QueryableByName)]
 struct Exists {
@@ -87,8 +90,13 @@ struct IndexKey {
 
 impl sealed::Sealed for SqliteConnection {}
 
-impl MigrationTarget for SqliteConnection {
+impl MigrationTarget for SqliteConnection {}
+
+/// SQLite's runner is sync code (an async application runs it on a blocking thread): each future below
+/// completes when first polled.
+impl Runner for SqliteConnection {
     type Db = Sqlite;
+    type Migration = dyn Migration<Sqlite>;
     const BACKEND: &'static str = "sqlite";
 
     fn own_migrations() -> Result<Vec<Box<dyn Migration<Sqlite>>>, MigrationError> {
@@ -100,17 +108,17 @@ impl MigrationTarget for SqliteConnection {
         embedded_versions::<Sqlite>(&SQLITE_MIGRATIONS, &VERSIONS)
     }
 
-    fn vector_support(&mut self) -> Result<VectorSupport, MigrationError> {
+    async fn vector_support(&mut self) -> Result<VectorSupport, MigrationError> {
         // Migrations need no extension on SQLite (none may name vec0); `after_run` warns when the
         // indexes they register would want sqlite-vec.
         Ok(VectorSupport::Ready)
     }
 
-    fn try_create_vector(&mut self) -> Result<(), String> {
+    async fn try_create_vector(&mut self) -> Result<(), String> {
         Ok(())
     }
 
-    fn has_objects(&mut self) -> Result<bool, MigrationError> {
+    async fn has_objects(&mut self) -> Result<bool, MigrationError> {
         let row: Exists = diesel::sql_query(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
                  AND name NOT IN ('__diesel_schema_migrations', '__diesel_vector_indexes')) AS \"exists\"",
@@ -119,10 +127,10 @@ impl MigrationTarget for SqliteConnection {
         Ok(row.exists)
     }
 
-    fn rehearse(
+    async fn rehearse(
         &mut self,
-        applied: &[&dyn Migration<Sqlite>],
-        pending: &[&dyn Migration<Sqlite>],
+        applied: &[&Self::Migration],
+        pending: &[&Self::Migration],
     ) -> Result<Rehearsal, MigrationError> {
         // An in-memory database with the crate's SQL functions (the registration is not touched: opening
         // it must not change what later connections get).
@@ -157,30 +165,43 @@ impl MigrationTarget for SqliteConnection {
         Ok(rehearsal)
     }
 
-    fn real_state(&mut self) -> Result<Real, MigrationError> {
-        Ok(Real { objects: snapshot(self)?, registry: self.registered_indexes()? })
+    async fn real_state(&mut self) -> Result<Real, MigrationError> {
+        Ok(Real { objects: snapshot(self)?, registry: registry::load(self).map_err(MigrationError::Registry)? })
     }
 
-    fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError> {
+    async fn lock(&mut self) -> Result<(), MigrationError> {
         // BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so concurrent
         // runners see each other's bookkeeping. Each migration runs in its own savepoint inside; the
         // transaction commits whatever succeeded, also when a later migration failed and rolled back.
-        // When SQLite ended the transaction itself (a full disk), the commit fails too: the migration's
-        // own error says more.
-        let mut outcome = None;
-        let committed = transaction::immediate(self, |conn| {
-            outcome = Some(f(conn));
-            diesel::QueryResult::Ok(())
-        });
-        match (outcome, committed) {
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(e)) => Err(e.into()),
-            (None, Ok(())) => unreachable!("the transaction committed, so its closure ran"),
-        }
+        // When SQLite ends the transaction itself (a full disk), the commit in `unlock` fails too: the
+        // migration's own error, returned first, says more.
+        Ok(transaction::begin_top(self, "BEGIN IMMEDIATE")?)
     }
 
-    fn run_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
+    async fn unlock(&mut self) -> Result<(), MigrationError> {
+        transaction::end_top(self, Ok(()))
+    }
+
+    async fn applied_versions(&mut self) -> Result<Vec<String>, MigrationError> {
+        if !self.exists(BOOKKEEPING_TABLE)? {
+            return Ok(Vec::new());
+        }
+        Ok(self.recorded_versions()?)
+    }
+
+    async fn adopt(&mut self, version: &str, register: &[IndexSpec]) -> Result<(), MigrationError> {
+        transaction::deferred(self, |conn| {
+            if !register.is_empty() {
+                SimpleConnection::batch_execute(conn, &registry::create_table_sql())?;
+                for spec in register {
+                    SimpleConnection::batch_execute(conn, &registry::insert_sql(spec))?;
+                }
+            }
+            record_applied(conn, version)
+        })
+    }
+
+    async fn run_one(&mut self, migration: &Self::Migration) -> diesel::migration::Result<()> {
         // Diesel's harness, in a savepoint of the crate's own: Diesel's would replace a full disk's
         // error with its failed rollback's.
         MigrationHarness::<Sqlite>::applied_migrations(self)?;
@@ -199,7 +220,7 @@ impl MigrationTarget for SqliteConnection {
         }
     }
 
-    fn revert_one(&mut self, migration: &dyn Migration<Sqlite>) -> diesel::migration::Result<()> {
+    async fn revert_one(&mut self, migration: &Self::Migration) -> diesel::migration::Result<()> {
         let version = migration.name().version().to_string();
         let revert = |conn: &mut Self| -> diesel::migration::Result<()> {
             migration.revert(conn)?;
@@ -215,19 +236,11 @@ impl MigrationTarget for SqliteConnection {
         }
     }
 
-    fn record_applied(&mut self, version: &str) -> Result<(), MigrationError> {
-        MigrationHarness::<Sqlite>::applied_migrations(self).map_err(MigrationError::Harness)?;
-        diesel::sql_query("INSERT OR IGNORE INTO __diesel_schema_migrations (version) VALUES (?)")
-            .bind::<Text, _>(version)
-            .execute(self)?;
-        Ok(())
-    }
-
-    fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError> {
+    async fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError> {
         registry::load(self).map_err(MigrationError::Registry)
     }
 
-    fn after_revert(&mut self, removed: &[IndexSpec]) -> Result<(), MigrationError> {
+    async fn after_revert(&mut self, removed: &[IndexSpec]) -> Result<(), MigrationError> {
         // The down migration took the index out of the registry: its vec0 table (if any) would only go
         // stale, and only a connection with sqlite-vec can drop it.
         for spec in removed.iter().filter(|s| s.sqlite_index().vec0) {
@@ -245,12 +258,12 @@ impl MigrationTarget for SqliteConnection {
         Ok(())
     }
 
-    fn after_run(&mut self) -> Result<(), MigrationError> {
+    async fn after_run(&mut self) -> Result<(), MigrationError> {
         if super::sqlite_vec_version(self)?.is_some() {
             return Ok(());
         }
-        let wanting: Vec<String> = self
-            .registered_indexes()?
+        let wanting: Vec<String> = registry::load(self)
+            .map_err(MigrationError::Registry)?
             .into_iter()
             .filter(|s| s.sqlite_index().vec0 && !(s.sqlite_index().codes && super::codes::supported(s)))
             .map(|s| s.name().to_owned())
@@ -266,6 +279,15 @@ impl MigrationTarget for SqliteConnection {
         }
         Ok(())
     }
+}
+
+/// Records `version` as applied without running it (in the caller's transaction).
+fn record_applied(conn: &mut SqliteConnection, version: &str) -> Result<(), MigrationError> {
+    MigrationHarness::<Sqlite>::applied_migrations(conn).map_err(MigrationError::Harness)?;
+    diesel::sql_query("INSERT OR IGNORE INTO __diesel_schema_migrations (version) VALUES (?)")
+        .bind::<Text, _>(version)
+        .execute(conn)?;
+    Ok(())
 }
 
 /// The scratch database as it stands.

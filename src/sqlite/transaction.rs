@@ -63,6 +63,18 @@ pub(crate) fn deferred<R, E: From<DieselError>>(
     finish(conn, result, top_level)
 }
 
+/// Begins a top-level transaction with `sql` ([`end_top`] ends it), for callers that cannot hand over a
+/// closure (the migration runner's lock, taken and released across awaits).
+pub(crate) fn begin_top(conn: &mut SqliteConnection, sql: &str) -> Result<(), DieselError> {
+    begin(conn, sql)
+}
+
+/// Ends what [`begin_top`] began, as [`immediate`] does: commits after `Ok`, rolls back after `Err`, and
+/// returns `result`'s error as it was.
+pub(crate) fn end_top<R, E: From<DieselError>>(conn: &mut SqliteConnection, result: Result<R, E>) -> Result<R, E> {
+    finish(conn, result, true)
+}
+
 /// Begins a top-level transaction with `sql`; a manager left broken by an earlier failure is brought back
 /// in step with SQLite first ([`resync`]).
 fn begin(conn: &mut SqliteConnection, sql: &str) -> Result<(), DieselError> {
