@@ -177,6 +177,11 @@ fn maintenance(input: &Input<'_>) {
         );
         if *kept == Some(SqliteIndex::CODES) {
             codes_path = Some(path);
+        } else {
+            // One database at a time on the disk.
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
         }
     }
     if let Some(path) = codes_path {
