@@ -1,14 +1,12 @@
 //! An order-independent checksum over rows: the wrapping sum of a 64-bit hash per row.
 //!
-//! Each row is written into the hash in one canonical form whatever backend it came from (ids as
-//! integers, text as length and UTF-8 bytes, timestamps as seconds and nanoseconds, the vector as its
-//! little-endian `f32` bytes, so the exact bits), hashed with FNV-1a and mixed with SplitMix64's finaliser.
+//! Each row is written into the hash in one canonical form whatever backend it came from (its values in
+//! the neutral form of `value.rs`: integers, text as length and UTF-8 bytes, timestamps as microseconds,
+//! floats and vectors by their exact bits), hashed with FNV-1a and mixed with SplitMix64's finaliser.
 //! Summing the row hashes makes the result independent of the order rows are read in, and unlike XOR a
 //! row counted twice does not cancel out.
 
 use std::fmt;
-
-use chrono::NaiveDateTime;
 
 /// The checksum of a set of rows; equal sets of rows give equal checksums on any backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -60,24 +58,6 @@ impl RowHasher {
         self.int(i64::try_from(value.len()).unwrap_or(i64::MAX)).bytes(value.as_bytes())
     }
 
-    pub(crate) fn timestamp(&mut self, value: Option<NaiveDateTime>) -> &mut Self {
-        match value {
-            None => self.bytes(&[0]),
-            Some(t) => {
-                let t = t.and_utc();
-                self.bytes(&[1]).int(t.timestamp()).int(i64::from(t.timestamp_subsec_nanos()))
-            }
-        }
-    }
-
-    /// A vector as little-endian `f32` bytes (`None` for SQL NULL).
-    pub(crate) fn vector(&mut self, le_bytes: Option<&[u8]>) -> &mut Self {
-        match le_bytes {
-            None => self.bytes(&[0]),
-            Some(b) => self.bytes(&[1]).int(i64::try_from(b.len()).unwrap_or(i64::MAX)).bytes(b),
-        }
-    }
-
     /// The row's hash: FNV-1a, then SplitMix64's finaliser so that sums of hashes are well mixed.
     pub(crate) fn finish(&self) -> u64 {
         let mut z = self.0;
@@ -117,14 +97,22 @@ mod tests {
     }
 
     #[test]
-    fn vectors_are_hashed_by_their_bits() {
-        let zero = 0f32.to_le_bytes();
-        let negative_zero = (-0f32).to_le_bytes();
-        assert_ne!(
-            RowHasher::new(b'E').vector(Some(&zero)).finish(),
-            RowHasher::new(b'E').vector(Some(&negative_zero)).finish()
-        );
-        assert_ne!(RowHasher::new(b'E').vector(None).finish(), RowHasher::new(b'E').vector(Some(&[])).finish());
+    fn values_are_hashed_by_their_bits_and_kind() {
+        use crate::transfer::value::Value;
+        let hash = |v: Value| {
+            let mut h = RowHasher::new(b'R');
+            v.hash(&mut h);
+            h.finish()
+        };
+        let zero = 0f32.to_le_bytes().to_vec();
+        let negative_zero = (-0f32).to_le_bytes().to_vec();
+        assert_ne!(hash(Value::Vector(zero.clone())), hash(Value::Vector(negative_zero)));
+        assert_ne!(hash(Value::Vector(zero.clone())), hash(Value::Bytes(zero)));
+        assert_ne!(hash(Value::Null), hash(Value::Vector(Vec::new())));
+        assert_ne!(hash(Value::Int(1)), hash(Value::Bool(true)));
+        assert_ne!(hash(Value::Real(0.0)), hash(Value::Real(-0.0)));
+        assert_eq!(hash(Value::Real(f64::NAN)), hash(Value::Real(-f64::NAN)));
+        assert_ne!(hash(Value::Timestamp(5)), hash(Value::Int(5)));
     }
 
     #[test]
