@@ -174,7 +174,7 @@ fn options(batch: &BatchArgs, tables: &TableArgs, migrations: Option<&MigrationA
 fn hint(e: &copy::CopyError) -> Option<&'static str> {
     use copy::{CopyError, SchemaError};
     match e {
-        CopyError::InvalidRows(_) => Some("--skip-invalid copies the rest and reports them"),
+        CopyError::InvalidRows(_) => Some("--skip-invalid leaves them out, writes the rest and reports them"),
         CopyError::Schema(SchemaError::MissingTables(_) | SchemaError::MissingColumns { .. }) => Some(
             "--migrations-pg DIR or --migrations-sqlite DIR runs the application's migrations on the target first; \
              --table T moves only the tables named",
