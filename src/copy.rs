@@ -330,7 +330,7 @@ impl fmt::Display for CopyError {
             Self::Migrations { dir, source } => {
                 write!(f, "target: the migrations in {} failed: {source}", dir.display())
             }
-            Self::Schema(e) => write!(f, "{e}; nothing was written"),
+            Self::Schema(e) => write!(f, "{e}"),
             Self::TargetDiffers { table, key_column, key } => write!(
                 f,
                 "the target's {table} already holds rows that differ from the source's (first: {key_column} {key}): it \

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod app;
 mod commands;
 mod copy;
 mod jsonl;
