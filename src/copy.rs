@@ -570,6 +570,10 @@ fn run<S: Store, T: Store>(
         t.report.target = c.target;
         t.report.differing = c.differing;
         t.report.differing_keys = c.differing_keys;
+        // The comparison met every invalid source row of the table (the copy only those after where it
+        // resumed); the rows the target refused are the copy's.
+        skipped_count += c.skipped_count;
+        keep_reported(&mut skipped, c.skipped);
     }
     on_event(CopyEvent::UpdatingIndex);
     let plans: Vec<TablePlan> = tables.iter().map(|t| t.plan.clone()).collect();
@@ -728,7 +732,8 @@ impl<T: Store> Writer<'_, T> {
                 if !self.options.skip_invalid {
                     return Err(CopyError::InvalidRows(invalid));
                 }
-                self.skip(invalid, on_event);
+                // Reported with the verification, which meets them again.
+                on_event(CopyEvent::Skipped { rows: &invalid });
             }
             if !rows.is_empty() {
                 let (n, refused) = write_rows(self.target, self.plan, &rows, self.options.skip_invalid)?;

@@ -7,6 +7,7 @@ mod common;
 mod app;
 mod commands;
 mod copy;
+mod defects;
 mod jsonl;
 
 use std::path::Path;
