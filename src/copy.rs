@@ -484,7 +484,8 @@ pub(crate) fn migrate<T: Store>(target: &mut T, crate_schema: bool, options: &Co
 // TODO(lead): run_pending_migrations_from (the crate's runner: pgvector preflight, lock, adoption).
 fn run_app_migrations<T: MigrationTarget>(target: &mut T, dir: &Path) -> Result<usize, CopyError> {
     use diesel_migrations::{FileBasedMigrations, MigrationHarness};
-    let failed = |source: Box<dyn std::error::Error + Send + Sync>| CopyError::Migrations { dir: dir.to_owned(), source };
+    let failed =
+        |source: Box<dyn std::error::Error + Send + Sync>| CopyError::Migrations { dir: dir.to_owned(), source };
     let migrations = FileBasedMigrations::from_path(dir).map_err(|e| failed(Box::new(e)))?;
     MigrationHarness::run_pending_migrations(target, migrations).map(|applied| applied.len()).map_err(failed)
 }
@@ -514,7 +515,8 @@ fn run<S: Store, T: Store>(
     // Every table is checked before any is written.
     let mut tables = Vec::with_capacity(plans.len());
     for plan in plans {
-        let upto = source.last_key(&plan, Side::Source, &KeyRange::default()).map_err(|e| read_source(&plan.name, e))?;
+        let upto =
+            source.last_key(&plan, Side::Source, &KeyRange::default()).map_err(|e| read_source(&plan.name, e))?;
         let mut report = TableReport::new(&plan);
         let mut checked_all = None;
         if let Some(max) = &upto {
@@ -529,9 +531,14 @@ fn run<S: Store, T: Store>(
                 };
                 let c = verify::compare(source, target, &scope)?;
                 if let Some(key) = c.first_foreign.clone() {
-                    return Err(CopyError::TargetDiffers { table: plan.name.clone(), key_column: plan.key_label.clone(), key });
+                    return Err(CopyError::TargetDiffers {
+                        table: plan.name.clone(),
+                        key_column: plan.key_label.clone(),
+                        key,
+                    });
                 }
-                report.resumed_after = if c.first_missing.is_none() { Some(last.clone()) } else { c.matched_until.clone() };
+                report.resumed_after =
+                    if c.first_missing.is_none() { Some(last.clone()) } else { c.matched_until.clone() };
                 if last == *max && c.first_missing.is_none() {
                     checked_all = Some(c);
                 }
@@ -547,7 +554,18 @@ fn run<S: Store, T: Store>(
     let (mut skipped, mut skipped_count) = (Vec::new(), 0u64);
     for t in &mut tables {
         let Some(upto) = &t.upto else { continue };
-        copy_table(source, target, &t.plan, upto, &mut t.report, options, &mut refused, &mut skipped, &mut skipped_count, on_event)?;
+        copy_table(
+            source,
+            target,
+            &t.plan,
+            upto,
+            &mut t.report,
+            options,
+            &mut refused,
+            &mut skipped,
+            &mut skipped_count,
+            on_event,
+        )?;
     }
     reserve(target, &tables)?;
     for t in &mut tables {

@@ -212,7 +212,11 @@ fn export_from<S: Store>(
         let plans = table::plan(&catalog, None, &options.tables).map_err(CopyError::Schema)?;
         let mut report = JsonlReport::default();
         let mut line = Vec::new();
-        write!(line, "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"crate_schema\":{}}}\n", catalog.uses_crate_schema)?;
+        writeln!(
+            line,
+            "{{\"format\":\"{FORMAT}\",\"version\":{VERSION},\"crate_schema\":{}}}",
+            catalog.uses_crate_schema
+        )?;
         for plan in &plans {
             write_header(&mut line, plan)?;
         }
@@ -231,7 +235,8 @@ fn export_from<S: Store>(
                     let key = key_of(&cells, plan).map_err(query(format!("reading {}", plan.name)))?;
                     match check(plan, &key, cells) {
                         Ok(values) => {
-                            write_row(&mut line, plan, &values).map_err(|reason| JsonlError::Line { line: 0, reason })?;
+                            write_row(&mut line, plan, &values)
+                                .map_err(|reason| JsonlError::Line { line: 0, reason })?;
                             sums.rows.add(hash_row(&values));
                         }
                         Err(bad) => invalid.push(bad),
@@ -343,7 +348,9 @@ fn parse_value(raw: &RawValue, class: Class) -> Result<Value, String> {
     }
     let string = || serde_json::from_str::<String>(text).map_err(|_| format!("{text} is not a string"));
     Ok(match class {
-        Class::Integer { .. } => Value::Int(serde_json::from_str(text).map_err(|_| format!("{text} is not an integer"))?),
+        Class::Integer { .. } => {
+            Value::Int(serde_json::from_str(text).map_err(|_| format!("{text} is not an integer"))?)
+        }
         Class::Real { bits, .. } => {
             let special = match text {
                 "\"NaN\"" => Some(f64::NAN),
@@ -487,7 +494,11 @@ fn parse_row(text: &str) -> Result<(String, HashMap<String, &RawValue>), String>
     let wrong = |e: serde_json::Error| format!("not a row line ({{\"table\":...,\"row\":{{...}}}}): {e}");
     let outer: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(wrong)?;
     let table = outer.get("table").map(|t| serde_json::from_str::<String>(t.get())).transpose().map_err(wrong)?;
-    let row = outer.get("row").map(|r| serde_json::from_str::<HashMap<String, &RawValue>>(r.get())).transpose().map_err(wrong)?;
+    let row = outer
+        .get("row")
+        .map(|r| serde_json::from_str::<HashMap<String, &RawValue>>(r.get()))
+        .transpose()
+        .map_err(wrong)?;
     match (table, row) {
         (Some(table), Some(row)) => Ok((table, row)),
         _ => Err("not a row line: it needs \"table\" and \"row\"".into()),
@@ -524,7 +535,8 @@ fn import_into<T: Store>(
     }
     let Some(meta) = meta else { return Ok(JsonlReport::default()) };
     let file = header_catalog(&headers).map_err(|reason| line_error(number, reason))?;
-    let mut report = JsonlReport { migrations_applied: migrate(store, meta.crate_schema, options)?, ..JsonlReport::default() };
+    let mut report =
+        JsonlReport { migrations_applied: migrate(store, meta.crate_schema, options)?, ..JsonlReport::default() };
     let target = store.catalog().map_err(|e| catalog_error("target", e))?;
     let plans = table::plan(&file, Some(&target), &options.tables).map_err(CopyError::Schema)?;
     report.tables = plans.iter().map(|p| TableSums { table: p.name.clone(), ..TableSums::default() }).collect();
@@ -591,15 +603,16 @@ fn header_catalog(headers: &[Header]) -> Result<Catalog, String> {
             .columns
             .iter()
             .map(|(name, ty)| {
-                Class::parse(ty).map(|class| ColumnSpec {
-                    name: name.clone(),
-                    ty: ColumnType { class: Some(class), name: ty.clone() },
-                    not_null: false,
-                    has_default: false,
-                    generated: false,
-                    identity_always: false,
-                })
-                .ok_or_else(|| format!("{}.{name}: unknown type {ty:?}", h.table))
+                Class::parse(ty)
+                    .map(|class| ColumnSpec {
+                        name: name.clone(),
+                        ty: ColumnType { class: Some(class), name: ty.clone() },
+                        not_null: false,
+                        has_default: false,
+                        generated: false,
+                        identity_always: false,
+                    })
+                    .ok_or_else(|| format!("{}.{name}: unknown type {ty:?}", h.table))
             })
             .collect::<Result<Vec<_>, _>>()?;
         tables.push(TableSpec {
@@ -648,7 +661,11 @@ fn flush<T: Store>(
     let conflicts: Vec<Key> =
         keyed.iter().filter(|(k, h)| before.get(k).is_some_and(|held| held != h)).map(|(k, _)| k.clone()).collect();
     if !conflicts.is_empty() {
-        return Err(JsonlError::Conflict { table: plan.name.clone(), key_column: plan.key_label.clone(), keys: conflicts });
+        return Err(JsonlError::Conflict {
+            table: plan.name.clone(),
+            key_column: plan.key_label.clone(),
+            keys: conflicts,
+        });
     }
     let (inserted, refused) = write_rows(store, plan, &rows, options.skip_invalid)?;
     report.tables[at].inserted += inserted as u64;
@@ -700,8 +717,10 @@ mod tests {
 
     #[test]
     fn every_kind_of_value_reads_back_bit_exact() {
-        let blob: Vec<u8> =
-            [0.0f32, -0.0, f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1), 0.1].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let blob: Vec<u8> = [0.0f32, -0.0, f32::MAX, f32::MIN_POSITIVE, f32::from_bits(1), 0.1]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let cases = [
             (Value::Int(i64::MIN), Class::Integer { bits: 64 }),
             (Value::Real(-0.0), Class::Real { bits: 64, sqlite: false }),
@@ -731,7 +750,9 @@ mod tests {
         assert_eq!(parse_value(&raw("1.5"), int).unwrap_err(), "1.5 is not an integer");
         assert!(parse_value(&raw("\"00FF\""), Class::Bytes).unwrap_err().contains("lowercase hexadecimal"));
         assert!(parse_value(&raw("\"yesterday\""), Class::Timestamp).unwrap_err().contains("not a timestamp"));
-        assert!(parse_value(&raw("\"2025-01-01T00:00:00.123456789\""), Class::Timestamp).unwrap_err().contains("nanoseconds"));
+        assert!(parse_value(&raw("\"2025-01-01T00:00:00.123456789\""), Class::Timestamp)
+            .unwrap_err()
+            .contains("nanoseconds"));
         assert!(parse_value(&raw("[1,2]"), Class::Vector { element: Element::Vector, dims: Some(3) }).is_err());
         assert!(parse_value(&raw("\"inf\""), Class::Real { bits: 64, sqlite: false }).is_err());
     }

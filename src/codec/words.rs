@@ -192,6 +192,7 @@ pub(super) fn decode<O: Order>(words: &[Word]) -> Result<Vec<f32>, VectorError> 
     Ok(out)
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite"))]
 /// Checks that every word, read in byte order `O`, is a finite float, without keeping the values (the
 /// same running sums as [`decode`]).
 pub(super) fn check<O: Order>(words: &[Word]) -> Result<(), VectorError> {

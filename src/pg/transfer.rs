@@ -16,7 +16,9 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::row::{Field, NamedRow, Row};
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{BigInt, Binary, Bool, Date, Double, Float, Integer, Nullable, SmallInt, Text, Time, Timestamp, Timestamptz};
+use diesel::sql_types::{
+    BigInt, Binary, Bool, Date, Double, Float, Integer, Nullable, SmallInt, Text, Time, Timestamp, Timestamptz,
+};
 use diesel::PgConnection;
 
 use crate::database::BackendKind;
@@ -25,7 +27,7 @@ use crate::migrations::MigrationTarget;
 use crate::transfer::sql::{Piece, Sql};
 use crate::transfer::table::{self, Catalog, ColumnSpec, ForeignKey, IdGenerator, TablePlan, TableSpec};
 use crate::transfer::value::{self, Class, ColumnType, KeyPart, Value};
-use crate::transfer::{Cells, CatalogError, IndexReport, IndexUpdateError, Store, TargetIndex};
+use crate::transfer::{CatalogError, Cells, IndexReport, IndexUpdateError, Store, TargetIndex};
 
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -69,12 +71,20 @@ fn decode(bytes: Option<&[u8]>, class: Class) -> Result<Value, String> {
     };
     let i64_of = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or_default());
     Ok(match class {
-        Class::Integer { bits: 16 } => Value::Int(i64::from(i16::from_be_bytes(fixed(2)?.try_into().unwrap_or_default()))),
-        Class::Integer { bits: 32 } => Value::Int(i64::from(i32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))),
+        Class::Integer { bits: 16 } => {
+            Value::Int(i64::from(i16::from_be_bytes(fixed(2)?.try_into().unwrap_or_default())))
+        }
+        Class::Integer { bits: 32 } => {
+            Value::Int(i64::from(i32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default())))
+        }
         Class::Integer { .. } => Value::Int(i64_of(fixed(8)?)),
-        Class::Real { bits: 32, .. } => Value::Real(f64::from(f32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))),
+        Class::Real { bits: 32, .. } => {
+            Value::Real(f64::from(f32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default())))
+        }
         Class::Real { .. } => Value::Real(f64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default())),
-        Class::Text { .. } => Value::Text(String::from_utf8(b.to_vec()).map_err(|_| "the text is not valid UTF-8".to_owned())?),
+        Class::Text { .. } => {
+            Value::Text(String::from_utf8(b.to_vec()).map_err(|_| "the text is not valid UTF-8".to_owned())?)
+        }
         Class::Bool => Value::Bool(fixed(1)?[0] != 0),
         Class::Timestamp | Class::TimestampTz => {
             let micros = i64_of(fixed(8)?);
@@ -254,7 +264,8 @@ struct CopyInto;
 
 impl CopyInto {
     fn set(plan: &TablePlan) -> Self {
-        COPY_INTO.with(|t| *t.borrow_mut() = Some((plan.name.clone(), plan.column_names().map(str::to_owned).collect())));
+        COPY_INTO
+            .with(|t| *t.borrow_mut() = Some((plan.name.clone(), plan.column_names().map(str::to_owned).collect())));
         Self
     }
 }
@@ -282,12 +293,13 @@ fn copy_rows(conn: &mut PgConnection, plan: &TablePlan, rows: &[Vec<Value>]) -> 
                 for (v, c) in row.iter().zip(&plan.columns) {
                     let at = tuple.len();
                     tuple.extend_from_slice(&[0; 4]);
-                    let len = if encode(v, c.target, &mut tuple).map_err(|e| DieselError::SerializationError(e.into()))? {
-                        i32::try_from(tuple.len() - at - 4)
-                            .map_err(|_| DieselError::SerializationError("a value over 2 GB".into()))?
-                    } else {
-                        -1
-                    };
+                    let len =
+                        if encode(v, c.target, &mut tuple).map_err(|e| DieselError::SerializationError(e.into()))? {
+                            i32::try_from(tuple.len() - at - 4)
+                                .map_err(|_| DieselError::SerializationError("a value over 2 GB".into()))?
+                        } else {
+                            -1
+                        };
                     tuple[at..at + 4].copy_from_slice(&len.to_be_bytes());
                 }
                 out.write_all(&tuple).map_err(io)?;
@@ -613,7 +625,10 @@ mod tests {
             (Class::Date, Value::Date(-1)),
             (Class::Time, Value::Time(86_399_999_999)),
             (Class::Bytes, Value::Bytes(vec![0, 255])),
-            (Class::Vector { element: Element::Vector, dims: Some(2) }, Value::Vector([1f32, -0.0].iter().flat_map(|x| x.to_le_bytes()).collect())),
+            (
+                Class::Vector { element: Element::Vector, dims: Some(2) },
+                Value::Vector([1f32, -0.0].iter().flat_map(|x| x.to_le_bytes()).collect()),
+            ),
         ];
         for (class, value) in cases {
             let mut bytes = Vec::new();

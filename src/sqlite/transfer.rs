@@ -25,7 +25,7 @@ use crate::migrations::MigrationTarget;
 use crate::transfer::sql::{Piece, Sql};
 use crate::transfer::table::{self, Catalog, ColumnSpec, ForeignKey, IdGenerator, TablePlan, TableSpec};
 use crate::transfer::value::{self, Class, ColumnType, KeyPart, Value};
-use crate::transfer::{Cells, CatalogError, IndexReport, IndexUpdateError, Store, TargetIndex};
+use crate::transfer::{CatalogError, Cells, IndexReport, IndexUpdateError, Store, TargetIndex};
 
 /// The class of an SQLite column from its declared type (see the module docs).
 fn class_of(declared: &str) -> Option<Class> {
@@ -121,9 +121,7 @@ fn decode(cell: Cell, class: Class) -> Result<Value, String> {
             crate::transfer::vector::check_blob(element, &b, dims)?;
             Value::Vector(b)
         }
-        (Class::Vector { element, .. }, c) => {
-            return Err(format!("{} where a `{element}` BLOB belongs", c.describe()))
-        }
+        (Class::Vector { element, .. }, c) => return Err(format!("{} where a `{element}` BLOB belongs", c.describe())),
     })
 }
 
@@ -263,7 +261,8 @@ const VEC0_TABLES: &str = "SELECT name FROM sqlite_master WHERE type = 'table' \
 fn read_tables(conn: &mut SqliteConnection, indexes: &[IndexSpec]) -> QueryResult<Vec<TableSpec>> {
     let names: Vec<TableRow> = diesel::sql_query(TABLES).load(conn)?;
     let vec0: Vec<Name> = diesel::sql_query(VEC0_TABLES).load(conn)?;
-    let shadow = |name: &str| vec0.iter().any(|v| name.strip_prefix(v.name.as_str()).is_some_and(|r| r.starts_with('_')));
+    let shadow =
+        |name: &str| vec0.iter().any(|v| name.strip_prefix(v.name.as_str()).is_some_and(|r| r.starts_with('_')));
     let mut tables = Vec::new();
     for TableRow { name, auto_increment } in names {
         if table::is_internal(&name, indexes) || shadow(&name) {
@@ -288,7 +287,10 @@ fn read_tables(conn: &mut SqliteConnection, indexes: &[IndexSpec]) -> QueryResul
             .filter(|c| c.hidden != 1)
             .map(|c| ColumnSpec {
                 name: c.name.clone(),
-                ty: ColumnType { class: class_of(&c.ty), name: if c.ty.is_empty() { "(no type)".into() } else { c.ty.clone() } },
+                ty: ColumnType {
+                    class: class_of(&c.ty),
+                    name: if c.ty.is_empty() { "(no type)".into() } else { c.ty.clone() },
+                },
                 not_null: c.not_null,
                 has_default: c.has_default || (rowid && primary_key.first() == Some(&c.name)),
                 generated: c.hidden >= 2,
@@ -311,7 +313,11 @@ fn read_tables(conn: &mut SqliteConnection, indexes: &[IndexSpec]) -> QueryResul
                 }
                 _ => foreign_keys.push((
                     fk.id,
-                    ForeignKey { columns: vec![fk.column_name], parent: fk.parent, parent_columns: vec![parent_column] },
+                    ForeignKey {
+                        columns: vec![fk.column_name],
+                        parent: fk.parent,
+                        parent_columns: vec![parent_column],
+                    },
                 )),
             }
         }
@@ -387,7 +393,10 @@ impl Store for SqliteConnection {
 
     fn load(&mut self, sql: Sql<'_>, classes: &[Class]) -> QueryResult<Vec<Cells>> {
         let rows: Vec<SqliteRow> = sql.load(self)?;
-        Ok(rows.into_iter().map(|row| row.0.into_iter().zip(classes).map(|(cell, class)| decode(cell, *class)).collect()).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| row.0.into_iter().zip(classes).map(|(cell, class)| decode(cell, *class)).collect())
+            .collect())
     }
 
     fn run(&mut self, sql: Sql<'_>) -> QueryResult<usize> {

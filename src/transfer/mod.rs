@@ -226,12 +226,14 @@ pub(crate) trait Store:
     }
 
     /// The rows with these keys, decoded into the target's classes (at most [`LOOKUP_CHUNK`] keys).
+    #[cfg(feature = "jsonl")]
     fn lookup(&mut self, plan: &TablePlan, keys: &[Key]) -> QueryResult<Vec<Cells>> {
         let classes: Vec<Class> = plan.columns.iter().map(|c| c.target).collect();
         self.load(sql::lookup(plan, keys, Self::BYTE_ORDER), &classes)
     }
 
     /// Whether a row's key is in `lo..=hi`.
+    #[cfg(feature = "pg")]
     fn any_between(&mut self, plan: &TablePlan, lo: &Key, hi: &Key) -> QueryResult<bool> {
         let rows = self.load(sql::any_between(plan, lo, hi, Self::BYTE_ORDER), &[Class::Integer { bits: 64 }])?;
         Ok(matches!(rows.first().and_then(|r| r.first()), Some(Ok(Value::Int(1)))))
@@ -243,7 +245,8 @@ pub(crate) trait Store:
     }
 }
 
-/// Keys per [`Store::lookup`].
+/// Keys per `Store::lookup`.
+#[cfg(feature = "jsonl")]
 pub(crate) const LOOKUP_CHUNK: usize = 500;
 
 /// The key of a row from its decoded cells (a whole row, or just the key's cells in key order).
@@ -270,14 +273,18 @@ pub(crate) fn key_of_row(plan: &TablePlan, row: &[Value]) -> QueryResult<Key> {
         .iter()
         .zip(plan.key_names())
         .map(|(&i, name)| {
-            row.get(i).and_then(Value::key_part).ok_or_else(|| unreadable_key(plan, name, "NULL or not an integer or text"))
+            row.get(i)
+                .and_then(Value::key_part)
+                .ok_or_else(|| unreadable_key(plan, name, "NULL or not an integer or text"))
         })
         .collect::<QueryResult<Vec<_>>>()
         .map(Key)
 }
 
 fn unreadable_key(plan: &TablePlan, column: &str, why: &str) -> DieselError {
-    DieselError::DeserializationError(format!("{}.{column}: a primary key value that cannot be read: {why}", plan.name).into())
+    DieselError::DeserializationError(
+        format!("{}.{column}: a primary key value that cannot be read: {why}", plan.name).into(),
+    )
 }
 
 /// A source row checked and converted to the target's classes, or why it cannot be.
@@ -356,13 +363,14 @@ pub(crate) fn unreadable_hash(key: &Key) -> u64 {
     h.finish()
 }
 
+#[cfg(feature = "pg")]
 /// `"name"` with inner quotes doubled: an identifier for SQL the crate writes as text (Diesel's
 /// `push_identifier` does the same for statements it renders).
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "pg"))]
 mod tests {
     use super::*;
 

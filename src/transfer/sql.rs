@@ -141,11 +141,7 @@ pub(crate) struct KeyRange<'a> {
 /// The classes a [`select`] returns, in order: the columns', then one integer per orphan check.
 pub(crate) fn select_classes(plan: &TablePlan, side: Side) -> Vec<Class> {
     let checks = if side == Side::Source { plan.orphan_checks.len() } else { 0 };
-    plan.columns
-        .iter()
-        .map(|c| c.class(side))
-        .chain(std::iter::repeat_n(Class::Integer { bits: 64 }, checks))
-        .collect()
+    plan.columns.iter().map(|c| c.class(side)).chain(std::iter::repeat_n(Class::Integer { bits: 64 }, checks)).collect()
 }
 
 /// `SELECT` of every planned column of `range`, in key order; on the source, followed by one `0`/`1` per
@@ -210,6 +206,7 @@ pub(crate) fn count<'a>(plan: &'a TablePlan, range: &KeyRange<'a>, byte_order: &
     sql
 }
 
+#[cfg(feature = "jsonl")]
 /// `SELECT` of every planned column of the rows with these keys (no orphan checks), in key order.
 pub(crate) fn lookup<'a>(plan: &'a TablePlan, keys: &'a [Key], byte_order: &'static str) -> Sql<'a> {
     let mut sql = Sql::default();
@@ -260,6 +257,7 @@ pub(crate) fn insert<'a, R: AsRef<[Value]>>(plan: &'a TablePlan, rows: &'a [R], 
     sql
 }
 
+#[cfg(feature = "pg")]
 /// Whether any row has a key in `lo..=hi`: `SELECT EXISTS (...)`.
 pub(crate) fn any_between<'a>(plan: &'a TablePlan, lo: &'a Key, hi: &'a Key, byte_order: &'static str) -> Sql<'a> {
     let mut sql = Sql::default();

@@ -38,11 +38,14 @@ pub(crate) enum IdGenerator {
     /// Nothing (a key the application chooses).
     None,
     /// PostgreSQL: a sequence (serial or identity), moved with `setval`.
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     Sequence,
     /// SQLite `AUTOINCREMENT`: `sqlite_sequence`, moved by hand.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Autoincrement,
     /// SQLite `INTEGER PRIMARY KEY` without `AUTOINCREMENT`: the next id is always the largest plus one;
     /// nothing to move (and nothing that could be moved ahead of the rows).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Rowid,
 }
 
@@ -285,7 +288,11 @@ fn lines(items: &[Unconvertible]) -> String {
 
 /// Matches `source`'s tables (all of them, or `selected`) with `target`'s: one plan per table, parents
 /// first. `target: None` plans an export (each column keeps its source class).
-pub(crate) fn plan(source: &Catalog, target: Option<&Catalog>, selected: &[String]) -> Result<Vec<TablePlan>, SchemaError> {
+pub(crate) fn plan(
+    source: &Catalog,
+    target: Option<&Catalog>,
+    selected: &[String],
+) -> Result<Vec<TablePlan>, SchemaError> {
     let tables = select(source, selected)?;
     if let Some(target) = target {
         let missing: Vec<String> =
@@ -434,7 +441,11 @@ fn plan_table(
             return Err(unsupported(ty));
         };
         if a != b {
-            return Err(unsupported(&format!("{} on the source, {} on the target", columns[i].source.name(), columns[i].target.name())));
+            return Err(unsupported(&format!(
+                "{} on the source, {} on the target",
+                columns[i].source.name(),
+                columns[i].target.name()
+            )));
         }
         key.push(i);
         key_kinds.push(a);
@@ -455,7 +466,11 @@ fn plan_table(
             .filter_map(|fk| {
                 let columns: Option<Vec<usize>> =
                     fk.columns.iter().map(|c| columns.iter().position(|p| &p.name == c)).collect();
-                Some(OrphanCheck { columns: columns?, parent: fk.parent.clone(), parent_columns: fk.parent_columns.clone() })
+                Some(OrphanCheck {
+                    columns: columns?,
+                    parent: fk.parent.clone(),
+                    parent_columns: fk.parent_columns.clone(),
+                })
             })
             .collect()
     } else {
@@ -572,7 +587,11 @@ mod tests {
             primary_key: vec!["id".into()],
             foreign_keys: fks
                 .iter()
-                .map(|(c, p)| ForeignKey { columns: vec![(*c).into()], parent: (*p).into(), parent_columns: vec!["id".into()] })
+                .map(|(c, p)| ForeignKey {
+                    columns: vec![(*c).into()],
+                    parent: (*p).into(),
+                    parent_columns: vec!["id".into()],
+                })
                 .collect(),
             ids: IdGenerator::Sequence,
         }
@@ -622,7 +641,10 @@ mod tests {
     fn what_the_target_lacks_is_named() {
         let source = catalog(
             BackendKind::Sqlite,
-            vec![table("t", vec![col("id", int(), "INTEGER"), col("x", text(), "TEXT")], &[]), table("u", vec![col("id", int(), "INTEGER")], &[])],
+            vec![
+                table("t", vec![col("id", int(), "INTEGER"), col("x", text(), "TEXT")], &[]),
+                table("u", vec![col("id", int(), "INTEGER")], &[]),
+            ],
         );
         let lacks_u = catalog(BackendKind::Postgres, vec![table("t", vec![col("id", int(), "int8")], &[])]);
         assert_eq!(plan(&source, Some(&lacks_u), &[]).unwrap_err(), SchemaError::MissingTables(vec!["u".into()]));
@@ -636,10 +658,7 @@ mod tests {
         );
         let mut required = col("y", text(), "text");
         required.not_null = true;
-        let demands_y = catalog(
-            BackendKind::Postgres,
-            vec![table("u", vec![col("id", int(), "int8"), required], &[])],
-        );
+        let demands_y = catalog(BackendKind::Postgres, vec![table("u", vec![col("id", int(), "int8"), required], &[])]);
         assert!(plan(&source, Some(&demands_y), &["u".into()]).unwrap_err().to_string().contains("requires column y"));
     }
 
@@ -668,18 +687,27 @@ mod tests {
         let err = plan(&source, Some(&target), &[]).unwrap_err();
         let SchemaError::Unconvertible(cols) = &err else { panic!("{err}") };
         assert_eq!(cols.iter().map(|c| c.column.as_str()).collect::<Vec<_>>(), ["payload", "score"]);
-        assert!(err.to_string().contains("events.payload: jsonb -> TEXT: a type the copy does not know how to read"), "{err}");
+        assert!(
+            err.to_string().contains("events.payload: jsonb -> TEXT: a type the copy does not know how to read"),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_sqlite_blob_facing_a_vector_is_read_as_one() {
         let v = Some(Class::Vector { element: Element::Vector, dims: Some(3) });
-        let lite = catalog(BackendKind::Sqlite, vec![table("d", vec![col("id", int(), "INTEGER"), col("e", Some(Class::Bytes), "BLOB")], &[])]);
-        let pg = catalog(BackendKind::Postgres, vec![table("d", vec![col("id", int(), "int8"), col("e", v, "vector(3)")], &[])]);
+        let lite = catalog(
+            BackendKind::Sqlite,
+            vec![table("d", vec![col("id", int(), "INTEGER"), col("e", Some(Class::Bytes), "BLOB")], &[])],
+        );
+        let pg = catalog(
+            BackendKind::Postgres,
+            vec![table("d", vec![col("id", int(), "int8"), col("e", v, "vector(3)")], &[])],
+        );
         let plans = plan(&lite, Some(&pg), &[]).unwrap();
-        assert_eq!(plans[0].columns[1].source, v.unwrap());
+        assert_eq!(Some(plans[0].columns[1].source), v);
         let back = plan(&pg, Some(&lite), &[]).unwrap();
-        assert_eq!(back[0].columns[1].target, v.unwrap());
+        assert_eq!(Some(back[0].columns[1].target), v);
         assert_eq!(plan(&lite, Some(&lite), &[]).unwrap()[0].columns[1].target, Class::Bytes);
     }
 

@@ -29,6 +29,7 @@ pub(crate) enum Class {
     /// A timestamp without time zone, to the microsecond (SQLite: Diesel's text form).
     Timestamp,
     /// PostgreSQL `timestamptz`: an instant, kept as its UTC timestamp.
+    #[cfg_attr(not(any(feature = "pg", feature = "jsonl")), allow(dead_code))]
     TimestampTz,
     /// A date (SQLite: `YYYY-MM-DD`).
     Date,
@@ -61,6 +62,7 @@ impl Class {
     }
 
     /// Parses [`Class::name`]'s output (texts and floats with no backend limits).
+    #[cfg(any(test, feature = "jsonl"))]
     pub(crate) fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "int16" => Self::Integer { bits: 16 },
@@ -304,7 +306,9 @@ fn fits(class: Class, value: Value) -> Result<Value, String> {
             if sqlite && v == 0.0 && v.is_sign_negative() {
                 return Err("-0.0, which an SQLite REAL column stores as 0.0".into());
             }
-            if bits == 32 && !v.is_nan() && f64::from(v as f32) != v {
+            #[allow(clippy::cast_possible_truncation)] // the point: whether the f32 is the same number
+            let narrowed = v as f32;
+            if bits == 32 && !v.is_nan() && f64::from(narrowed) != v {
                 return Err(format!("{v:?} is not exactly a 32-bit float"));
             }
             Ok(Value::Real(v))
@@ -337,6 +341,7 @@ fn fits(class: Class, value: Value) -> Result<Value, String> {
 /// Microseconds per second.
 const MICROS: i64 = 1_000_000;
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// A timestamp as microseconds since 1970, or why it has more precision than that.
 pub(crate) fn timestamp_micros(t: NaiveDateTime) -> Result<i64, String> {
     let t = t.and_utc();
@@ -347,9 +352,10 @@ pub(crate) fn timestamp_micros(t: NaiveDateTime) -> Result<i64, String> {
             t.format("%Y-%m-%d %H:%M:%S%.9f")
         ));
     }
-    t.timestamp().checked_mul(MICROS).and_then(|s| s.checked_add(i64::from(nanos / 1000))).ok_or_else(|| {
-        format!("{} is outside the range of timestamps", t.naive_utc())
-    })
+    t.timestamp()
+        .checked_mul(MICROS)
+        .and_then(|s| s.checked_add(i64::from(nanos / 1000)))
+        .ok_or_else(|| format!("{} is outside the range of timestamps", t.naive_utc()))
 }
 
 /// The timestamp of `micros` since 1970, if chrono can hold it.
@@ -363,6 +369,7 @@ fn epoch_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// A date as days since 1970.
 pub(crate) fn date_days(d: NaiveDate) -> Result<i32, String> {
     i32::try_from(d.signed_duration_since(epoch_date()).num_days()).map_err(|_| format!("{d} is out of range"))
@@ -373,6 +380,7 @@ pub(crate) fn days_date(days: i32) -> Option<NaiveDate> {
     epoch_date().checked_add_signed(chrono::TimeDelta::try_days(i64::from(days))?)
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// A time of day as microseconds since midnight, or why it has more precision than that.
 pub(crate) fn time_micros(t: NaiveTime) -> Result<i64, String> {
     use chrono::Timelike;
@@ -393,9 +401,11 @@ pub(crate) fn micros_time(micros: i64) -> Option<NaiveTime> {
     NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// Diesel's text form of timestamps on SQLite (`%F %T%.f`: `2025-01-02 03:04:05.123456`).
 pub(crate) const SQLITE_TIMESTAMP: &str = "%F %T%.f";
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// The text forms Diesel reads as timestamps on SQLite (`FromSql<Timestamp, Sqlite>`), in its order;
 /// a number there is read by Diesel as a Julian day, which this crate refuses (see [`parse_sqlite_timestamp`]).
 const SQLITE_TIMESTAMP_FORMATS: [&str; 18] = [
@@ -419,6 +429,7 @@ const SQLITE_TIMESTAMP_FORMATS: [&str; 18] = [
     "%FT%T%.f%:z",
 ];
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// Reads an SQLite timestamp text as Diesel does (any of its formats; an offset is ignored, as Diesel
 /// ignores it for `Timestamp`), into microseconds.
 pub(crate) fn parse_sqlite_timestamp(text: &str) -> Result<i64, String> {
@@ -430,8 +441,10 @@ pub(crate) fn parse_sqlite_timestamp(text: &str) -> Result<i64, String> {
     Err(format!("{text:?} is not a timestamp Diesel reads (such as 2025-01-02 03:04:05.123456)"))
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 const SQLITE_TIME_FORMATS: [&str; 9] = ["%T%.f", "%T", "%R", "%RZ", "%R%:z", "%TZ", "%T%:z", "%T%.fZ", "%T%.f%:z"];
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// Reads an SQLite time text as Diesel does, into microseconds.
 pub(crate) fn parse_sqlite_time(text: &str) -> Result<i64, String> {
     for format in SQLITE_TIME_FORMATS {
@@ -442,6 +455,7 @@ pub(crate) fn parse_sqlite_time(text: &str) -> Result<i64, String> {
     Err(format!("{text:?} is not a time Diesel reads (such as 03:04:05.123456)"))
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// Reads an SQLite date text (`YYYY-MM-DD`, as Diesel), into days.
 pub(crate) fn parse_sqlite_date(text: &str) -> Result<i32, String> {
     let d = NaiveDate::parse_from_str(text, "%F")
@@ -449,6 +463,7 @@ pub(crate) fn parse_sqlite_date(text: &str) -> Result<i32, String> {
     date_days(d)
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
 /// Why a number in an SQLite timestamp column is refused, for its message.
 pub(crate) const NUMERIC_TIMESTAMP: &str = "Diesel reads a number in a timestamp column as a Julian day, while \
      applications usually mean Unix seconds; convert the column to text first (for Unix seconds: \

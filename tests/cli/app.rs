@@ -86,8 +86,13 @@ impl App {
             .build()
             .unwrap();
         let migration = generate::render(&spec, &generate::Options::default());
-        generate::write(&migration, "20250201000002", &dir.path().join("migrations_pg"), &dir.path().join("migrations_sqlite"))
-            .unwrap();
+        generate::write(
+            &migration,
+            "20250201000002",
+            &dir.path().join("migrations_pg"),
+            &dir.path().join("migrations_sqlite"),
+        )
+        .unwrap();
         Self { dir }
     }
 
@@ -152,7 +157,14 @@ pub fn fill(path: &str, documents: usize, events: usize) {
                 .execute(conn)?;
         }
         for i in 0..events {
-            let at = timestamp(&format!("2025-01-{:02} {:02}:{:02}:{:02}.{:06}", 1 + i % 28, i % 24, i % 60, (i * 7) % 60, (i * 123_457) % 1_000_000));
+            let at = timestamp(&format!(
+                "2025-01-{:02} {:02}:{:02}:{:02}.{:06}",
+                1 + i % 28,
+                i % 24,
+                i % 60,
+                (i * 7) % 60,
+                (i * 123_457) % 1_000_000
+            ));
             let day = chrono::NaiveDate::from_ymd_opt(2024, 1 + (i % 12) as u32, 1 + (i % 28) as u32).unwrap();
             let payload: Option<Vec<u8>> = match i % 5 {
                 0 => None,
@@ -207,8 +219,10 @@ pub fn stored(path: &str, table: &str) -> Vec<String> {
         #[diesel(sql_type = Text)]
         name: String,
     }
-    let columns: Vec<Name> =
-        diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid").bind::<Text, _>(table).load(&mut conn).unwrap();
+    let columns: Vec<Name> = diesel::sql_query("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+        .bind::<Text, _>(table)
+        .load(&mut conn)
+        .unwrap();
     let values: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -283,7 +297,10 @@ fn an_application_goes_sqlite_to_postgresql_to_sqlite_bit_for_bit() {
         .get_result::<Embedding>(&mut conn)
         .unwrap()
         .embedding;
-    assert_eq!(v.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), embedding(2).as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        v.as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        embedding(2).as_slice().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
 
     // And back to a new SQLite database, migrated with the application's SQLite migrations.
     let back = app.path("back.db");
@@ -305,10 +322,12 @@ fn an_application_goes_sqlite_to_postgresql_to_sqlite_bit_for_bit() {
         .n;
     assert_eq!(next, 121);
     let mut lite = diesel_vector::sqlite::establish(&back).unwrap();
-    let next: i64 = diesel::sql_query("INSERT INTO events (kind, happened_at) VALUES ('new', '2025-02-01 00:00:00') RETURNING id AS n")
-        .get_result::<N>(&mut lite)
-        .unwrap()
-        .n;
+    let next: i64 = diesel::sql_query(
+        "INSERT INTO events (kind, happened_at) VALUES ('new', '2025-02-01 00:00:00') RETURNING id AS n",
+    )
+    .get_result::<N>(&mut lite)
+    .unwrap()
+    .n;
     assert_eq!(next, 701);
 }
 
@@ -332,8 +351,16 @@ fn export_and_import_move_the_application_between_backends() {
     let exported = ok(&["--database-url", &source, "export", "--batch-size", "16"]);
     let lines: Vec<&str> = exported.lines().collect();
     assert_eq!(lines[0], r#"{"format":"diesel-vector-jsonl","version":1,"crate_schema":false}"#);
-    assert!(lines[1].starts_with(r#"{"table":"documents","key":["id"],"columns":[{"name":"id","type":"int64"}"#), "{}", lines[1]);
-    assert!(lines[1].contains(r#"{"name":"embedding","type":"vector(768)"}"#), "the registry names the vector column: {}", lines[1]);
+    assert!(
+        lines[1].starts_with(r#"{"table":"documents","key":["id"],"columns":[{"name":"id","type":"int64"}"#),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains(r#"{"name":"embedding","type":"vector(768)"}"#),
+        "the registry names the vector column: {}",
+        lines[1]
+    );
     assert!(lines[2].contains(r#"{"name":"seen","type":"bool"}"#), "{}", lines[2]);
     assert_eq!(lines.len(), 3 + 30 + 90);
     let event = lines.iter().find(|l| l.starts_with(r#"{"table":"events","row":{"id":4,"#)).unwrap();
@@ -409,7 +436,9 @@ fn tables_can_be_named_and_what_the_target_lacks_is_named_before_anything_is_wri
     let pg = app.pg();
     let (_, stderr) = fails(&["copy", "--from", &source, "--to", &pg.url]);
     assert!(
-        stderr.contains("error: the target has no table audit: create it with the application's migrations first, or leave it out"),
+        stderr.contains(
+            "error: the target has no table audit: create it with the application's migrations first, or leave it out"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("--migrations-pg DIR or --migrations-sqlite DIR"), "{stderr}");
@@ -428,7 +457,10 @@ fn tables_can_be_named_and_what_the_target_lacks_is_named_before_anything_is_wri
     assert!(stderr.contains("error: the target's audit has no column what"), "{stderr}");
     pg.conn().batch_execute("ALTER TABLE audit ADD COLUMN what TEXT, ADD COLUMN who TEXT NOT NULL").unwrap();
     let (_, stderr) = fails(&["copy", "--from", &source, "--to", &pg.url, "--table", "audit"]);
-    assert!(stderr.contains("the target's audit requires column who (NOT NULL, no default), which the source lacks"), "{stderr}");
+    assert!(
+        stderr.contains("the target's audit requires column who (NOT NULL, no default), which the source lacks"),
+        "{stderr}"
+    );
     assert_eq!(count(&pg.url, "audit"), 0);
 }
 

@@ -72,7 +72,8 @@ fn integers_out_of_the_target_columns_range_and_text_in_integer_columns_are_inva
     assert!(report.contains(" verified "), "{report}");
     assert_eq!(count(&pg.url, "m"), 1);
     // SQLite holds 64-bit integers: only the text and the float are invalid there.
-    let target = lite(&dir, "target.db", "CREATE TABLE m (id INTEGER PRIMARY KEY, dims INTEGER NOT NULL, small INTEGER)");
+    let target =
+        lite(&dir, "target.db", "CREATE TABLE m (id INTEGER PRIMARY KEY, dims INTEGER NOT NULL, small INTEGER)");
     let report = ok(&["copy", "--from", &source, "--to", &target, "--skip-invalid"]);
     assert!(report.contains("skipped 2 invalid row(s)"), "{report}");
     assert_eq!(count(&target, "m"), 3);
@@ -116,7 +117,7 @@ fn malformed_vector_rows_are_named_by_copy_and_export() {
 /// 2 a timestamp stored as an integer (Unix seconds), 3 'yesterday', 4 nanoseconds, 5 text that is not
 /// UTF-8, 6 a NUL in text; 1 and 7 are fine.
 fn troubled(dir: &tempfile::TempDir) -> String {
-    let source = lite(
+    lite(
         dir,
         "source.db",
         "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT, created_at DATETIME);
@@ -127,8 +128,7 @@ fn troubled(dir: &tempfile::TempDir) -> String {
              (5, CAST(x'41ff42' AS TEXT), '2025-01-01 00:00:00'),
              (6, 'a' || char(0) || 'b', '2025-01-01 00:00:00'),
              (7, 'fine too', NULL);",
-    );
-    source
+    )
 }
 
 #[test]
@@ -161,7 +161,8 @@ fn values_the_target_cannot_hold_are_invalid_rows_named_and_skippable() {
     // Export names them too; into SQLite the NUL is fine, the rest is not.
     let (_, stderr) = fails(&["--database-url", &source, "export"]);
     assert!(stderr.contains("events id 2: created_at: an INTEGER (1700000000)"), "{stderr}");
-    let target = lite(&dir, "target.db", "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT, created_at DATETIME)");
+    let target =
+        lite(&dir, "target.db", "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT, created_at DATETIME)");
     let report = ok(&["copy", "--from", &source, "--to", &target, "--skip-invalid"]);
     assert!(report.contains("skipped 4 invalid row(s)"), "{report}");
     assert_eq!(count(&target, "events"), 3);

@@ -196,8 +196,5 @@ fn an_endless_line_is_refused_at_the_line_limit_with_bounded_memory() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("error: line 1: longer than 67108864 bytes, the most a line may hold"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("error: line 1: longer than 67108864 bytes, the most a line may hold"), "{stderr}");
 }

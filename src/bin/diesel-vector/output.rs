@@ -100,7 +100,8 @@ pub(crate) fn outcome(outcome: Outcome) -> &'static str {
 pub(crate) fn copy_report(report: &CopyReport) {
     let width = report.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(0).max(20);
     for t in &report.tables {
-        let resumed = t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
+        let resumed =
+            t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
         println!(
             "{:<width$} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
             t.table,
