@@ -807,7 +807,16 @@ pub(crate) fn write_rows<T: Store>(
         };
         CopyError::Query { context: format!("writing {}{span} to the target", plan.name), source }
     };
-    match target.write_batch(true, |t| t.insert(plan, rows)) {
+    // Diesel answers a rollback that fails (a connection that died) with the rollback's error: keep the
+    // insert's own.
+    let mut cause = None;
+    let written = target.write_batch(true, |t| {
+        t.insert(plan, rows).map_err(|e| {
+            cause = Some(e);
+            DieselError::RollbackTransaction
+        })
+    });
+    match written.map_err(|e| cause.take().unwrap_or(e)) {
         Ok(n) => return Ok((n, Vec::new())),
         Err(e) if is_refusal(&e) => {}
         Err(e) => return Err(failed(e)),

@@ -529,7 +529,16 @@ impl Store for PgConnection {
         let keys: Vec<_> = rows.iter().map(|r| crate::transfer::key_of_row(plan, r)).collect::<QueryResult<_>>()?;
         let (Some(lo), Some(hi)) = (keys.iter().min(), keys.iter().max()) else { return Ok(0) };
         if !self.any_between(plan, lo, hi)? {
-            match self.transaction(|conn| copy_rows(conn, plan, rows)) {
+            // Diesel answers a rollback that fails (on a connection that died during the COPY) with the
+            // rollback's error: keep the COPY's own.
+            let mut cause = None;
+            let copied = self.transaction(|conn| {
+                copy_rows(conn, plan, rows).map_err(|e| {
+                    cause = Some(e);
+                    DieselError::RollbackTransaction
+                })
+            });
+            match copied.map_err(|e| cause.take().unwrap_or(e)) {
                 Ok(n) => return Ok(n),
                 Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
                 Err(e) => return Err(e),

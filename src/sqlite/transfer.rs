@@ -346,6 +346,12 @@ fn read_tables(conn: &mut SqliteConnection, indexes: &[IndexSpec]) -> QueryResul
     Ok(tables)
 }
 
+/// Rows per `INSERT` statement (see [`Store::insert`]).
+const ROWS_PER_INSERT: usize = 32;
+
+/// SQLite's limit on bind parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER`, 32766 since 3.32).
+const MAX_BINDS: usize = 32_766;
+
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
@@ -403,12 +409,14 @@ impl Store for SqliteConnection {
         sql.execute(self)
     }
 
-    // One row per statement: Diesel prepares it once and reuses it from its cache, which SQLite runs
-    // faster than a multi-row INSERT compiled anew for every batch. The caller holds the transaction.
+    // A few rows per statement: a full chunk's statement is always the same text, which Diesel prepares
+    // once and reuses from its cache, and its SQL is rendered once per chunk rather than once per row. The
+    // caller holds the transaction.
     fn insert(&mut self, plan: &TablePlan, rows: &[Vec<Value>]) -> QueryResult<usize> {
+        let per_statement = ROWS_PER_INSERT.min(MAX_BINDS / plan.columns.len().max(1)).max(1);
         let mut inserted = 0;
-        for row in rows {
-            inserted += self.insert_one(plan, row)?;
+        for chunk in rows.chunks(per_statement) {
+            inserted += self.run(crate::transfer::sql::insert(plan, chunk, false))?;
         }
         Ok(inserted)
     }

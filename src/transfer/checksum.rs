@@ -2,7 +2,8 @@
 //!
 //! Each row is written into the hash in one canonical form whatever backend it came from (its values in
 //! the neutral form of `value.rs`: integers, text as length and UTF-8 bytes, timestamps as microseconds,
-//! floats and vectors by their exact bits), hashed with FNV-1a and mixed with SplitMix64's finaliser.
+//! floats and vectors by their exact bits), hashed eight bytes at a time (FNV-1a for the last few) and
+//! mixed with SplitMix64's finaliser.
 //! Summing the row hashes makes the result independent of the order rows are read in, and unlike XOR a
 //! row counted twice does not cancel out.
 
@@ -32,6 +33,7 @@ pub(crate) struct RowHasher(u64);
 impl RowHasher {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
+    const WORD: u64 = 0x9e37_79b9_7f4a_7c15;
 
     /// A hasher for a row of the table tagged `tag`, so equal values in different tables differ.
     pub(crate) fn new(tag: u8) -> Self {
@@ -40,9 +42,18 @@ impl RowHasher {
         h
     }
 
+    /// Eight bytes at a time (as a little-endian word, multiplied by a full-width odd constant: each step
+    /// is a bijection, so inputs of one length that differ in one word always differ), then the rest one
+    /// at a time as FNV-1a does. Vectors and blobs hash eight times faster than byte by byte.
     pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
         let mut h = self.0;
-        for b in bytes {
+        let words = bytes.chunks_exact(8);
+        let rest = words.remainder();
+        for w in words {
+            let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            h = (h ^ word).wrapping_mul(Self::WORD);
+        }
+        for b in rest {
             h ^= u64::from(*b);
             h = h.wrapping_mul(Self::PRIME);
         }
@@ -117,9 +128,9 @@ mod tests {
 
     #[test]
     fn the_hash_is_stable() {
-        // FNV-1a over b"F", 1i64 LE, 1i64 LE, b"a", then SplitMix64's finaliser (checked by hand). A
+        // b"F" by FNV-1a, 1i64 and 1i64 as words, b"a" by FNV-1a, then SplitMix64's finaliser. A
         // change here changes every checksum ever printed: only on purpose.
-        assert_eq!(Checksum(row(1, "a")).to_string(), "2c1e45cf67a303e4");
+        assert_eq!(Checksum(row(1, "a")).to_string(), "cd8040e8363bce82");
         let mut sum = Checksum::default();
         sum.add(u64::MAX);
         sum.add(2);
