@@ -84,22 +84,28 @@ impl<'a> Sql<'a> {
     }
 
     /// The key's columns as an expression ordered by bytes for text: `t."id"`, or
-    /// `(t."a", t."b" COLLATE "C")` for several.
+    /// `(t."a", t."b" COLLATE "C")` for several (a row value, compared column by column).
     fn key_expr(&mut self, plan: &'a TablePlan, byte_order: &'static str) -> &mut Self {
         let many = plan.key.len() > 1;
         if many {
             self.push("(");
         }
+        self.key_list(plan, byte_order, "");
+        if many {
+            self.push(")");
+        }
+        self
+    }
+
+    /// The key's columns as a list, each followed by `suffix` (for `ORDER BY`, which takes no row value).
+    fn key_list(&mut self, plan: &'a TablePlan, byte_order: &'static str, suffix: &'static str) -> &mut Self {
         self.list(plan.key.iter().zip(&plan.key_kinds), |s, (&i, kind)| {
             s.column(&plan.columns[i].name);
             if *kind == super::value::KeyKind::Text {
                 s.push(" COLLATE ").push(byte_order);
             }
-        });
-        if many {
-            self.push(")");
-        }
-        self
+            s.push(suffix);
+        })
     }
 
     fn key_value(&mut self, key: &'a Key) -> &mut Self {
@@ -171,7 +177,7 @@ pub(crate) fn select<'a>(plan: &'a TablePlan, side: Side, range: &KeyRange<'a>, 
         }
     }
     sql.push(" FROM ").ident(&plan.name).push(" ").push(ALIAS);
-    sql.range(plan, range, byte_order).push(" ORDER BY ").key_expr(plan, byte_order);
+    sql.range(plan, range, byte_order).push(" ORDER BY ").key_list(plan, byte_order, "");
     if let Some(limit) = range.limit {
         sql.push(" LIMIT ").int(limit);
     }
@@ -185,16 +191,8 @@ pub(crate) fn last_key<'a>(plan: &'a TablePlan, range: &KeyRange<'a>, byte_order
         s.column(name);
     });
     sql.push(" FROM ").ident(&plan.name).push(" ").push(ALIAS);
-    sql.range(plan, range, byte_order).push(" ORDER BY ");
-    // Descending on each column: the same order as the key expression reversed.
-    sql.list(plan.key.iter().zip(&plan.key_kinds), |s, (&i, kind)| {
-        s.column(&plan.columns[i].name);
-        if *kind == super::value::KeyKind::Text {
-            s.push(" COLLATE ").push(byte_order);
-        }
-        s.push(" DESC");
-    });
-    sql.push(" LIMIT 1");
+    // Descending on each column: the key order reversed.
+    sql.range(plan, range, byte_order).push(" ORDER BY ").key_list(plan, byte_order, " DESC").push(" LIMIT 1");
     sql
 }
 
@@ -229,7 +227,7 @@ pub(crate) fn lookup<'a>(plan: &'a TablePlan, keys: &'a [Key], byte_order: &'sta
     sql.push(" IN (").list(keys, |s, key| {
         s.key_value(key);
     });
-    sql.push(") ORDER BY ").key_expr(plan, byte_order);
+    sql.push(") ORDER BY ").key_list(plan, byte_order, "");
     sql
 }
 

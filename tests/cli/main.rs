@@ -9,6 +9,7 @@ mod commands;
 mod copy;
 mod defects;
 mod jsonl;
+mod keys;
 
 use std::path::Path;
 use std::process::{Command, Output};
