@@ -28,6 +28,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io;
 
+use crate::simd::Simd;
 use crate::vector::check_len;
 use crate::{Vector, VectorError};
 
@@ -48,7 +49,7 @@ pub const fn pg_encoded_len(dims: usize) -> usize {
 
 /// Encodes a vector in pgvector's binary format.
 pub fn encode_pg(v: &Vector) -> Vec<u8> {
-    words::encode_be(pg_header(v), v.as_slice())
+    words::encode_be(Simd::detect(), pg_header(v), v.as_slice())
 }
 
 /// The 4-byte header: dims and a reserved zero, both big-endian `u16`.
@@ -70,7 +71,7 @@ pub fn write_pg<W: io::Write + ?Sized>(v: &Vector, out: &mut W) -> io::Result<()
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut words) => {
             words.clear();
-            words::encode_be_into(pg_header(v), v.as_slice(), &mut words);
+            words::encode_be_into(Simd::detect(), pg_header(v), v.as_slice(), &mut words);
             out.write_all(words.as_flattened())
         }
         // `out` is itself encoding a vector on this thread: use a buffer of its own.
@@ -81,7 +82,7 @@ pub fn write_pg<W: io::Write + ?Sized>(v: &Vector, out: &mut W) -> io::Result<()
 /// Decodes pgvector's binary format, validating the header, the length and every element.
 pub fn decode_pg(bytes: &[u8]) -> Result<Vector, VectorError> {
     let payload = pg_payload(bytes)?;
-    words::decode::<BigEndian>(as_words(payload)).map(Vector::from_validated)
+    words::decode::<BigEndian>(Simd::detect(), as_words(payload)).map(Vector::from_validated)
 }
 
 /// Checks a pgvector binary value's header and length and returns the element bytes after the header.
@@ -122,7 +123,7 @@ pub fn encode_sqlite(v: &Vector) -> Cow<'_, [u8]> {
 /// Decodes a sqlite-vec BLOB (little-endian `f32`), validating its length and every element.
 pub fn decode_sqlite(bytes: &[u8]) -> Result<Vector, VectorError> {
     check_blob_len(bytes.len())?;
-    words::decode::<LittleEndian>(as_words(bytes)).map(Vector::from_validated)
+    words::decode::<LittleEndian>(Simd::detect(), as_words(bytes)).map(Vector::from_validated)
 }
 
 /// The elements of a sqlite-vec BLOB as little-endian 4-byte words, borrowed without a copy, for
@@ -158,7 +159,7 @@ fn as_words(bytes: &[u8]) -> &[words::Word] {
 pub fn pg_payload_to_sqlite(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), VectorError> {
     out.clear();
     let payload = pg_payload(bytes)?;
-    words::swap_into::<BigEndian>(as_words(payload), out)
+    words::swap_into::<BigEndian>(Simd::detect(), as_words(payload), out)
 }
 
 /// Converts a sqlite-vec BLOB straight into pgvector's binary format, validating it as
@@ -172,7 +173,7 @@ pub fn sqlite_to_pg_payload(blob: &[u8], out: &mut Vec<u8>) -> Result<(), Vector
     out.reserve(PG_HEADER_LEN + blob.len());
     out.extend_from_slice(&dims.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    words::swap_into::<LittleEndian>(as_words(blob), out).inspect_err(|_| out.clear())
+    words::swap_into::<LittleEndian>(Simd::detect(), as_words(blob), out).inspect_err(|_| out.clear())
 }
 
 #[cfg(any(feature = "pg", feature = "sqlite"))]
@@ -193,7 +194,7 @@ pub(crate) fn append_sqlite_as_pg(blob: &[u8], out: &mut Vec<u8>) -> Result<(), 
     let dims = u16::try_from(blob.len() / F32_LEN).unwrap_or(u16::MAX);
     out.extend_from_slice(&dims.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    words::swap_into::<LittleEndian>(as_words(blob), out).inspect_err(|_| out.truncate(start))
+    words::swap_into::<LittleEndian>(Simd::detect(), as_words(blob), out).inspect_err(|_| out.truncate(start))
 }
 
 #[cfg(test)]

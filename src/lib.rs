@@ -74,6 +74,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod ann;
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod copy;
@@ -93,6 +94,7 @@ mod multi;
 pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
+pub mod simd;
 pub mod sql_types;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 mod transfer;

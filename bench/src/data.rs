@@ -72,6 +72,58 @@ impl Clusters {
     }
 }
 
+/// A second kind of embedding-like data, for the quantized index: a shared direction, a decaying spectrum
+/// in a random basis (like the principal components of real text embeddings) and many overlapping topics
+/// (each vector mixes three of them). Binary codes behave differently here than on [`Clusters`], where
+/// near-ties inside a subtopic dominate.
+#[derive(Debug, Clone)]
+pub struct Spectrum {
+    common: Vec<f32>,
+    topics: Vec<Vec<f32>>,
+    basis: Vec<Vec<f32>>,
+}
+
+/// Directions of the decaying spectrum, and its decay exponent.
+const SPECTRUM_DIRECTIONS: usize = 128;
+const SPECTRUM_DECAY: f32 = 0.7;
+
+impl Spectrum {
+    /// `topics` topics of `dims` dimensions drawn from `seed`.
+    pub fn new(seed: u64, dims: usize, topics: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        let random = |rng: &mut Rng| -> Vec<f32> { (0..dims).map(|_| rng.unit()).collect() };
+        let common = random(&mut rng);
+        let topics = (0..topics).map(|_| random(&mut rng)).collect();
+        let basis = (0..SPECTRUM_DIRECTIONS).map(|_| random(&mut rng)).collect();
+        Self { common, topics, basis }
+    }
+
+    /// `n` vectors, flat (`n * dims` values): `0.5 * common + three topics weighted 0.15-0.45 + the spectrum
+    /// (direction m weighted (m + 1)^-0.7) + 0.1 isotropic noise`, the random choices drawn from `noise_seed`.
+    pub fn vectors(&self, noise_seed: u64, n: usize) -> Vec<f32> {
+        let dims = self.common.len();
+        let mut rng = Rng::new(noise_seed);
+        let mut out = Vec::with_capacity(n * dims);
+        let mut v = vec![0f32; dims];
+        for _ in 0..n {
+            for (x, c) in v.iter_mut().zip(&self.common) {
+                *x = 0.5 * c + 0.1 * rng.unit();
+            }
+            for _ in 0..3 {
+                let t = &self.topics[(rng.next_u64() % self.topics.len() as u64) as usize];
+                let w = 0.3 + 0.15 * rng.unit();
+                v.iter_mut().zip(t).for_each(|(x, t)| *x += w * t);
+            }
+            for (m, b) in self.basis.iter().enumerate() {
+                let w = rng.unit() * 1.2 * ((m + 1) as f32).powf(-SPECTRUM_DECAY);
+                v.iter_mut().zip(b).for_each(|(x, b)| *x += w * b);
+            }
+            out.extend_from_slice(&v);
+        }
+        out
+    }
+}
+
 /// The subtopics of a data set of `n` vectors: one per 200 vectors, at least 10 (50 at 10k, 500 at 100k).
 pub fn clusters_for(n: usize) -> usize {
     (n / 200).max(10)

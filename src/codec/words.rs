@@ -14,7 +14,13 @@
 //!   instructions per 16 bytes. Written as "swap the two 16-bit halves, then the bytes of each half" over
 //!   a block seen as 16-bit lanes (see [`swap_block`]), it becomes `pshuflw`, `pshufhw` and three 16-bit
 //!   shift/or instructions. Targets with SSSE3, and all others, use `swap_bytes`.
+//!
+//! On x86-64 CPUs with SSSE3 (all since about 2009) these loops are not used: each function hands the work
+//! to the SIMD module's conversions (`pshufb` chosen at run time, `crate::simd`), which copy, swap and sum
+//! in one pass straight into the output's spare capacity. The loops here remain the fallback, for other
+//! targets and for `DIESEL_VECTOR_SIMD=portable`, and are tested against the SIMD paths below.
 
+use crate::simd::Simd;
 use crate::vector::first_not_finite;
 use crate::VectorError;
 
@@ -80,6 +86,8 @@ fn be_block(block: &[Word; BLOCK]) -> [Word; BLOCK] {
 
 /// Byte order of the words a loop reads.
 pub(super) trait Order {
+    /// Whether reading a word of this order on this machine reverses its bytes.
+    const SWAPS: bool;
     /// The bits of the `f32` stored in `w`.
     fn read(w: Word) -> u32;
     /// `bits` stored in the other byte order.
@@ -97,6 +105,7 @@ pub(super) struct BigEndian;
 pub(super) struct LittleEndian;
 
 impl Order for BigEndian {
+    const SWAPS: bool = cfg!(target_endian = "little");
     #[inline(always)]
     fn read(w: Word) -> u32 {
         u32::from_be_bytes(w)
@@ -119,6 +128,7 @@ impl Order for BigEndian {
 }
 
 impl Order for LittleEndian {
+    const SWAPS: bool = cfg!(target_endian = "big");
     #[inline(always)]
     fn read(w: Word) -> u32 {
         u32::from_le_bytes(w)
@@ -171,7 +181,14 @@ fn search_not_finite(values: &[f32]) -> Result<(), VectorError> {
 /// Reads words in byte order `O` into a new `Vec<f32>`, checking in the same pass that all are finite.
 ///
 /// The vector is allocated once; its capacity is rounded up to a whole block (at most 63 spare elements).
-pub(super) fn decode<O: Order>(words: &[Word]) -> Result<Vec<f32>, VectorError> {
+pub(super) fn decode<O: Order>(simd: Simd, words: &[Word]) -> Result<Vec<f32>, VectorError> {
+    if simd.converts_words() {
+        let mut out = Vec::with_capacity(words.len());
+        if !simd.extend_f32(words, O::SWAPS, &mut out) {
+            search_not_finite(&out)?;
+        }
+        return Ok(out);
+    }
     let (blocks, tail) = split_blocks(words);
     let mut sums = [0.0f32; LANES];
     // Whole blocks written through `extend` (one capacity check for all) and flattened without a copy:
@@ -211,8 +228,19 @@ pub(super) fn check<O: Order>(words: &[Word]) -> Result<(), VectorError> {
 
 /// Appends `words`, read in byte order `O`, to `out` as words in the other byte order, checking in the
 /// same pass that all are finite. On error `out` is left as it was.
-pub(super) fn swap_into<O: Order>(words: &[Word], out: &mut Vec<u8>) -> Result<(), VectorError> {
+pub(super) fn swap_into<O: Order>(simd: Simd, words: &[Word], out: &mut Vec<u8>) -> Result<(), VectorError> {
     let start = out.len();
+    if simd.converts_words() {
+        // From one byte order to the other: every word is reversed, whatever this machine's order. The values
+        // are the source words when those are in this machine's order, else the written ones.
+        if !simd.extend_bytes(words, true, !O::SWAPS, out) {
+            if let Err(e) = search_not_finite_words::<O>(words) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+        return Ok(());
+    }
     out.resize(start + words.len() * 4, 0);
     let dst: &mut [Word] = bytemuck::cast_slice_mut(&mut out[start..]);
     let (dst_blocks, dst_tail) = dst.split_at_mut(dst.len() - dst.len() % BLOCK);
@@ -251,15 +279,22 @@ fn search_not_finite_words<O: Order>(words: &[Word]) -> Result<(), VectorError> 
 }
 
 /// Big-endian words of `values`, after `header`, in one new buffer.
-pub(super) fn encode_be(header: Word, values: &[f32]) -> Vec<u8> {
+pub(super) fn encode_be(simd: Simd, header: Word, values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + values.len());
-    encode_be_into(header, values, &mut out);
+    encode_be_into(simd, header, values, &mut out);
     out.into_flattened()
 }
 
 /// Appends `header` and the big-endian words of `values` to `out`.
-pub(super) fn encode_be_into(header: Word, values: &[f32], out: &mut Vec<Word>) {
+pub(super) fn encode_be_into(simd: Simd, header: Word, values: &[f32], out: &mut Vec<Word>) {
     let words: &[Word] = bytemuck::cast_slice(values);
+    if simd.converts_words() {
+        out.reserve(1 + words.len());
+        out.push(header);
+        // The values of a `Vector` are finite: the check's answer is not needed.
+        simd.extend_words(words, cfg!(target_endian = "little"), out);
+        return;
+    }
     let (blocks, tail) = split_blocks(words);
     // `Once`, chained with a flat map of arrays and a slice map, has a trusted length: one capacity check,
     // no zeroing, and a loop that vectorises.
@@ -268,4 +303,64 @@ pub(super) fn encode_be_into(header: Word, values: &[f32], out: &mut Vec<Word>) 
             .chain(blocks.iter().flat_map(be_block))
             .chain(tail.iter().map(|&w| u32::from_ne_bytes(w).to_be_bytes())),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn words_of(bits: &[u32]) -> Vec<Word> {
+        bits.iter().map(|b| b.to_ne_bytes()).collect()
+    }
+
+    /// Bit patterns that are mostly finite floats, with NaN and infinities now and then.
+    fn value_bits() -> impl Strategy<Value = u32> {
+        prop_oneof![
+            8 => (-1e6f32..1e6).prop_map(f32::to_bits),
+            1 => any::<u32>(),
+            1 => prop::sample::select(vec![f32::NAN.to_bits(), f32::INFINITY.to_bits(), f32::MAX.to_bits()]),
+        ]
+    }
+
+    fn same_result<T: PartialEq + std::fmt::Debug>(
+        a: &Result<T, VectorError>,
+        b: &Result<T, VectorError>,
+    ) -> Result<(), TestCaseError> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (
+                Err(VectorError::NotFinite { index: i, value: v }),
+                Err(VectorError::NotFinite { index: j, value: w }),
+            ) => {
+                prop_assert_eq!((i, v.to_bits()), (j, w.to_bits()));
+            }
+            (a, b) => prop_assert!(false, "{a:?} vs {b:?}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn every_simd_level_converts_like_the_portable_loops(bits in prop::collection::vec(value_bits(), 0..400)) {
+            let words = words_of(&bits);
+            let portable = Simd::portable();
+            for simd in Simd::all_supported() {
+                let bits_of = |r: Result<Vec<f32>, VectorError>| r.map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                same_result(&bits_of(decode::<BigEndian>(simd, &words)), &bits_of(decode::<BigEndian>(portable, &words)))?;
+                same_result(&bits_of(decode::<LittleEndian>(simd, &words)), &bits_of(decode::<LittleEndian>(portable, &words)))?;
+                for order_is_big in [true, false] {
+                    let (mut ours, mut theirs) = (vec![1u8, 2], vec![1u8, 2]);
+                    let (a, b) = if order_is_big {
+                        (swap_into::<BigEndian>(simd, &words, &mut ours), swap_into::<BigEndian>(portable, &words, &mut theirs))
+                    } else {
+                        (swap_into::<LittleEndian>(simd, &words, &mut ours), swap_into::<LittleEndian>(portable, &words, &mut theirs))
+                    };
+                    same_result(&a.map(|()| ours), &b.map(|()| theirs))?;
+                }
+                let values: Vec<f32> = bits.iter().map(|b| f32::from_bits(*b)).collect();
+                prop_assert_eq!(encode_be(simd, [1, 2, 3, 4], &values), encode_be(portable, [1, 2, 3, 4], &values));
+            }
+        }
+    }
 }

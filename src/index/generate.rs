@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use super::ident::{literal, quote};
 use super::registry;
-use super::spec::{Element, IndexSpec, PgIndex};
+use super::spec::{Element, IndexSpec, Metric, PgIndex};
 
 /// What the generated migration does besides the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,20 +105,28 @@ fn header(spec: &IndexSpec, backend: &str) -> String {
 
 /// The `CREATE INDEX` for PostgreSQL, or `None` without an index.
 pub(crate) fn pg_create_index(spec: &IndexSpec) -> Option<String> {
-    let (index, name) = match (spec.pg_index(), spec.pg_index_name()) {
-        (PgIndex::None, _) | (_, None) => return None,
-        (index, Some(name)) => (index, name),
-    };
+    pg_create_index_sql(spec, spec.pg_index(), "")
+}
+
+/// `CREATE INDEX <name> ON <table> USING <method> (<column or cast> <opclass>)<with>;`, or `None` when the
+/// spec has no PostgreSQL index name or pgvector has no such index for its type and metric.
+pub(crate) fn pg_create_index_sql(spec: &IndexSpec, method: PgIndex, with: &str) -> Option<String> {
+    let name = spec.pg_index_name()?;
+    let ivfflat_unsupported =
+        matches!(spec.metric(), Metric::L1 | Metric::Jaccard) || spec.element() == Element::SparseVector;
+    if method == PgIndex::None || (method == PgIndex::Ivfflat && ivfflat_unsupported) {
+        return None;
+    }
     let column = quote(spec.column());
     let (operand, element) = match spec.pg_cast() {
         Some(cast) => (format!("({column}::{})", cast.pg_type(spec.dims())), cast),
         None => (column, spec.element()),
     };
     Some(format!(
-        "CREATE INDEX {} ON {} USING {} ({operand} {}_{}_ops);",
+        "CREATE INDEX {} ON {} USING {} ({operand} {}_{}_ops){with};",
         quote(name),
         quote(spec.table()),
-        index.name(),
+        method.name(),
         element.name(),
         spec.metric().opclass_suffix(),
     ))
@@ -445,7 +453,7 @@ fn write_folder(dir: &Path, up: &str, down: &str) -> Result<(), WriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Metric, SqliteIndex};
+    use crate::index::SqliteIndex;
 
     #[test]
     fn pg_index_uses_the_metrics_operator_class() {

@@ -25,11 +25,17 @@
 //! # Ok::<(), diesel_vector::index::SpecError>(())
 //! ```
 
+mod declare;
 pub mod generate;
 mod ident;
 pub mod registry;
 mod spec;
 
+#[doc(hidden)]
+pub use declare::__check;
+pub use declare::{IntegerSqlType, VectorIndex, VectorSqlType};
+#[allow(unused_imports)] // each backend uses them
+pub(crate) use ident::{literal, quote};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
 pub use registry::{RegistryError, REGISTRY_TABLE};
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};

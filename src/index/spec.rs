@@ -34,7 +34,7 @@ impl Element {
     }
 
     /// The most dimensions a column of this type may declare (pgvector's limits).
-    pub fn max_dims(self) -> u32 {
+    pub const fn max_dims(self) -> u32 {
         match self {
             Self::Vector | Self::HalfVector => 16_000,
             Self::Bit => 83_886_080,

@@ -59,6 +59,8 @@ pub enum MigrationError {
     Query(diesel::result::Error),
     /// Diesel's migration harness failed outside any one migration.
     Harness(Box<dyn std::error::Error + Send + Sync>),
+    /// The vector index registry could not be read.
+    Registry(crate::index::RegistryError),
 }
 
 impl fmt::Display for MigrationError {
@@ -100,6 +102,7 @@ impl fmt::Display for MigrationError {
             }
             Self::Query(e) => write!(f, "migration bookkeeping failed: {e}"),
             Self::Harness(e) => write!(f, "migration harness failed: {e}"),
+            Self::Registry(e) => write!(f, "{e}"),
         }
     }
 }
@@ -110,6 +113,7 @@ impl std::error::Error for MigrationError {
             Self::Connection(e) => Some(e),
             Self::Query(e) => Some(e),
             Self::Migration { source, .. } | Self::Harness(source) => Some(&**source),
+            Self::Registry(e) => Some(e),
             _ => None,
         }
     }

@@ -23,7 +23,7 @@
 //!
 //! let mut conn = diesel_vector::sqlite::establish(":memory:")?;
 //! let applied = migrations::run_pending_migrations(&mut conn)?;
-//! assert_eq!(applied.len(), 2);
+//! assert_eq!(applied.len(), 3);
 //! assert!(migrations::run_pending_migrations(&mut conn)?.is_empty(), "a second run does nothing");
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
@@ -118,9 +118,14 @@ pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> +
     /// Records `version` as applied without running it.
     #[doc(hidden)]
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError>;
-    /// Clean-up after a revert that SQL alone cannot do (SQLite: drop the vec0 index).
+    /// The vector indexes the database's registry records.
     #[doc(hidden)]
-    fn after_revert(&mut self, version: &str) -> Result<(), MigrationError>;
+    fn registered_indexes(&mut self) -> Result<Vec<crate::index::IndexSpec>, MigrationError>;
+
+    /// Clean-up after a revert that SQL alone cannot do: `removed` are the vector indexes the revert
+    /// took out of the registry (SQLite: drop their vec0 tables, which no plain SQL can).
+    #[doc(hidden)]
+    fn after_revert(&mut self, removed: &[crate::index::IndexSpec]) -> Result<(), MigrationError>;
 
     /// The versions recorded as applied, without creating Diesel's bookkeeping table.
     #[doc(hidden)]
@@ -289,10 +294,15 @@ pub fn revert_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<
         };
         let (name, version) = (last.name().to_string(), last.name().version().to_string());
         let started = Instant::now();
+        let before = conn.registered_indexes()?;
         let result = conn
             .revert_one(&**last)
             .map_err(|source| MigrationError::Migration { migration: name.clone(), source })
-            .and_then(|()| conn.after_revert(&version));
+            .and_then(|()| {
+                let after = conn.registered_indexes()?;
+                let removed: Vec<_> = before.into_iter().filter(|s| !after.contains(s)).collect();
+                conn.after_revert(&removed)
+            });
         match &result {
             Ok(()) => info!(
                 target: "diesel_vector::migrations",

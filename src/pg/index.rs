@@ -1,4 +1,5 @@
-//! The ivfflat index `fragment_embeddings_cosine_idx`: its size, and rebuilding it for the data.
+//! pgvector's index of a vector index ([`IndexSpec`]): how it stands ([`status`]) and rebuilding it as
+//! ivfflat or HNSW ([`rebuild`]); the seed's `fragment_embeddings_cosine_idx` through the same functions.
 //!
 //! ivfflat partitions vectors into `lists` clusters when the index is built; an index built on an empty
 //! table (as the migration does) has meaningless clusters and poor recall until it is rebuilt after the
@@ -8,8 +9,11 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::PgConnection;
+
+use crate::index::generate::pg_create_index_sql;
+use crate::index::{quote, IndexSpec, PgIndex};
 
 /// The index's name, as the original migration creates it.
 pub const IVFFLAT_INDEX: &str = "fragment_embeddings_cosine_idx";
@@ -53,6 +57,151 @@ pub fn recommended_probes(lists: i32) -> u32 {
     sqrt.max(lists.min(10))
 }
 
+/// A vector index on PostgreSQL and how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgIndexStatus {
+    /// The index's name in PostgreSQL.
+    pub name: String,
+    /// Its access method (`hnsw`, `ivfflat`, ...), `None` when the index does not exist.
+    pub method: Option<String>,
+    /// ivfflat's lists (pgvector's default is 100), `None` for other methods.
+    pub lists: Option<i32>,
+    /// Whether PostgreSQL can use it (`false` after a failed `CREATE INDEX CONCURRENTLY`).
+    pub valid: bool,
+    /// Rows of the table with a vector.
+    pub rows: i64,
+}
+
+impl PgIndexStatus {
+    /// The lists pgvector recommends for the rows.
+    pub fn recommended_lists(&self) -> i32 {
+        recommended_lists(self.rows)
+    }
+
+    /// True for an ivfflat index with far more lists than the data supports (as when it was built on an
+    /// empty table): more than twice the recommended count. Such an index recalls poorly until rebuilt.
+    pub fn needs_rebuild(&self) -> bool {
+        self.lists.is_some_and(|lists| lists > 2 * self.recommended_lists())
+    }
+}
+
+#[derive(QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    method: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    lists: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    valid: bool,
+}
+
+/// The PostgreSQL index of `spec` (by its registered name) and the rows it covers. An index that does not
+/// exist has `method: None`; a spec without a PostgreSQL index is described the same way.
+///
+/// # Errors
+///
+/// A failing query (the table or column missing, say).
+pub fn status(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
+    let name = spec.pg_index_name().unwrap_or_default().to_owned();
+    let row: StatusRow = diesel::sql_query(
+        "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) \
+                    AS method, \
+                (SELECT CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT option_value::int \
+                          FROM pg_options_to_table(c.reloptions) WHERE option_name = 'lists'), 100) END \
+                 FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) AS lists, \
+                coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)), false) AS valid",
+    )
+    .bind::<Text, _>(quote(&name))
+    .get_result(conn)?;
+    let rows = count_rows(conn, spec)?;
+    Ok(PgIndexStatus { name, method: row.method, lists: row.lists, valid: row.valid, rows })
+}
+
+/// How [`rebuild`] builds an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rebuild {
+    /// ivfflat with `lists` lists (`None`: the lists pgvector recommends for the rows).
+    Ivfflat {
+        /// The lists.
+        lists: Option<i32>,
+    },
+    /// HNSW with pgvector's defaults (`m` 16, `ef_construction` 64).
+    Hnsw,
+}
+
+/// Rebuilds `spec`'s PostgreSQL index under its name, with its operator class (and its halfvec cast above
+/// 2000 dimensions), in one transaction; returns what was built. The old index stays in place if
+/// anything fails.
+///
+/// An ivfflat build needs memory for pgvector's k-means (about 60 MB at 100 lists of 1536 dimensions) and
+/// is refused when `maintenance_work_mem` (64 MB by default) is smaller. When it is, the build is retried
+/// once the setting is raised, for this transaction only (`SET LOCAL`), to the figure pgvector names in
+/// its error; an `info` event on `diesel_vector::index` records it.
+///
+/// # Errors
+///
+/// A failing query; [`diesel::result::Error::QueryBuilderError`] when the spec has no PostgreSQL index
+/// name or its metric has no index of that kind (see [`IndexSpec`]'s checks).
+pub fn rebuild(conn: &mut PgConnection, spec: &IndexSpec, how: Rebuild) -> QueryResult<PgIndexStatus> {
+    let Some(name) = spec.pg_index_name() else {
+        return Err(diesel::result::Error::QueryBuilderError(
+            format!("the vector index {} has no PostgreSQL index to rebuild", spec.name()).into(),
+        ));
+    };
+    let (method, lists) = match how {
+        Rebuild::Ivfflat { lists } => (PgIndex::Ivfflat, Some(lists)),
+        Rebuild::Hnsw => (PgIndex::Hnsw, None),
+    };
+    conn.transaction(|conn| {
+        let lists = match lists {
+            Some(Some(lists)) => Some(lists.max(1)),
+            Some(None) => Some(recommended_lists(count_rows(conn, spec)?)),
+            None => None,
+        };
+        let with = lists.map(|l| format!(" WITH (lists = {l})")).unwrap_or_default();
+        let create = pg_create_index_sql(spec, method, &with).ok_or_else(|| {
+            diesel::result::Error::QueryBuilderError(
+                format!("pgvector has no {method} index for {} on `{}` columns", spec.metric(), spec.element()).into(),
+            )
+        })?;
+        conn.batch_execute(&format!("DROP INDEX IF EXISTS {}", quote(name)))?;
+        // pgvector checks memory twice (the samples, then the k-means as a whole), so a second refusal
+        // with a larger figure is possible; each attempt runs in a savepoint.
+        let mut raised = 0;
+        loop {
+            match conn.transaction(|conn| conn.batch_execute(&create)) {
+                Ok(()) => break,
+                Err(e) => {
+                    let mb = kmeans_memory_mb(&e).filter(|_| raised < 3).ok_or(e)?;
+                    raised += 1;
+                    conn.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{mb}MB'"))?;
+                    tracing::info!(
+                        target: "diesel_vector::index",
+                        backend = "postgresql",
+                        index = name,
+                        maintenance_work_mem_mb = mb,
+                        "maintenance_work_mem raised for this ivfflat rebuild, as pgvector asked"
+                    );
+                }
+            }
+        }
+        let status = status(conn, spec)?;
+        tracing::info!(
+            target: "diesel_vector::index",
+            backend = "postgresql",
+            index = name,
+            method = method.name(),
+            lists = status.lists,
+            rows = status.rows,
+            "vector index rebuilt"
+        );
+        Ok(status)
+    })
+}
+
+/// The seed's index as an [`IvfflatStatus`].
 #[derive(QueryableByName)]
 struct Status {
     #[diesel(sql_type = Nullable<Integer>)]
@@ -61,7 +210,7 @@ struct Status {
     rows: i64,
 }
 
-/// The index's lists and the rows it covers, or `None` when the index does not exist.
+/// The lists and rows of `fragment_embeddings_cosine_idx`, or `None` when it does not exist.
 ///
 /// # Errors
 ///
@@ -77,49 +226,15 @@ pub fn ivfflat_status(conn: &mut PgConnection) -> QueryResult<Option<IvfflatStat
     Ok(status.lists.map(|lists| IvfflatStatus { lists, rows: status.rows }))
 }
 
-/// Rebuilds `fragment_embeddings_cosine_idx` (same name, same operator class) with the lists pgvector
-/// recommends for the current row count, in one transaction; returns the lists.
-///
-/// pgvector's k-means needs memory for its samples (about 60 MB at 100 lists of 1536 dimensions) and
-/// refuses to build when `maintenance_work_mem` (64 MB by default) is smaller. When it refuses, the build
-/// is retried once the setting is raised, for this transaction only (`SET LOCAL`), to the figure pgvector
-/// names in its error; an `info` event on `diesel_vector::index` records it. The session's own setting is
-/// never lowered and is back in force after the rebuild.
+/// Rebuilds `fragment_embeddings_cosine_idx` as ivfflat with the lists pgvector recommends for the rows
+/// ([`rebuild`] for the seed's index); returns the lists.
 ///
 /// # Errors
 ///
 /// A failing query; the old index stays in place.
 pub fn rebuild_ivfflat_index(conn: &mut PgConnection) -> QueryResult<i32> {
-    conn.transaction(|conn| {
-        let rows = ivfflat_status(conn)?.map_or_else(|| count_rows(conn), |s| Ok(s.rows))?;
-        let lists = recommended_lists(rows);
-        conn.batch_execute("DROP INDEX IF EXISTS fragment_embeddings_cosine_idx")?;
-        let create = format!(
-            "CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
-             USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})"
-        );
-        // pgvector checks memory twice (the samples, then the k-means as a whole), so a second refusal
-        // with a larger figure is possible; each attempt runs in a savepoint.
-        let mut raised = 0;
-        loop {
-            match conn.transaction(|conn| conn.batch_execute(&create)) {
-                Ok(()) => break,
-                Err(e) => {
-                    let mb = kmeans_memory_mb(&e).filter(|_| raised < 3).ok_or(e)?;
-                    raised += 1;
-                    conn.batch_execute(&format!("SET LOCAL maintenance_work_mem = '{mb}MB'"))?;
-                    tracing::info!(
-                        target: "diesel_vector::index",
-                        backend = "postgresql",
-                        maintenance_work_mem_mb = mb,
-                        "maintenance_work_mem raised for this ivfflat rebuild, as pgvector asked"
-                    );
-                }
-            }
-        }
-        tracing::info!(target: "diesel_vector::index", backend = "postgresql", lists, rows, "ivfflat index rebuilt");
-        Ok(lists)
-    })
+    let status = rebuild(conn, seed(), Rebuild::Ivfflat { lists: None })?;
+    Ok(status.lists.unwrap_or(1))
 }
 
 /// The memory pgvector's ivfflat build asked for, from its error "memory required is N MB,
@@ -139,48 +254,36 @@ fn kmeans_memory_mb(e: &diesel::result::Error) -> Option<u64> {
 ///
 /// A failing catalog query.
 pub fn index_method(conn: &mut PgConnection) -> QueryResult<Option<String>> {
-    #[derive(QueryableByName)]
-    struct Method {
-        #[diesel(sql_type = Nullable<Text>)]
-        method: Option<String>,
-    }
-    let row: Method = diesel::sql_query(
-        "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam \
-                 WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) AS method",
-    )
-    .get_result(conn)?;
-    Ok(row.method)
+    Ok(status(conn, seed())?.method)
 }
 
-/// Replaces `fragment_embeddings_cosine_idx` with an hnsw index under the same name
-/// (`USING hnsw (embedding vector_cosine_ops)`, pgvector's default `m` and `ef_construction`), in one
-/// transaction. hnsw needs no rebuild as data grows and recalls well from the first row, at the cost of a
-/// slower build and more memory. [`rebuild_ivfflat_index`] goes back to ivfflat.
+/// Replaces `fragment_embeddings_cosine_idx` with an hnsw index under the same name ([`rebuild`] for the
+/// seed's index with [`Rebuild::Hnsw`]).
 ///
 /// # Errors
 ///
 /// A failing query; the old index stays in place.
 pub fn rebuild_hnsw_index(conn: &mut PgConnection) -> QueryResult<()> {
-    conn.transaction(|conn| {
-        conn.batch_execute(
-            "DROP INDEX IF EXISTS fragment_embeddings_cosine_idx; \
-             CREATE INDEX fragment_embeddings_cosine_idx ON fragment_embeddings \
-             USING hnsw (embedding vector_cosine_ops);",
-        )?;
-        tracing::info!(target: "diesel_vector::index", backend = "postgresql", method = "hnsw", "vector index rebuilt");
-        Ok(())
-    })
+    rebuild(conn, seed(), Rebuild::Hnsw).map(|_| ())
 }
 
-fn count_rows(conn: &mut PgConnection) -> QueryResult<i64> {
+fn seed() -> &'static IndexSpec {
+    crate::schema::fragment_embeddings_index()
+}
+
+fn count_rows(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    diesel::sql_query("SELECT count(*) AS n FROM fragment_embeddings WHERE embedding IS NOT NULL")
-        .get_result::<Count>(conn)
-        .map(|c| c.n)
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {} t WHERE t.{} IS NOT NULL",
+        quote(spec.table()),
+        quote(spec.column())
+    ))
+    .get_result::<Count>(conn)
+    .map(|c| c.n)
 }
 
 #[cfg(test)]

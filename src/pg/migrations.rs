@@ -170,7 +170,11 @@ impl MigrationTarget for PgConnection {
         Ok(())
     }
 
-    fn after_revert(&mut self, _version: &str) -> Result<(), MigrationError> {
+    fn registered_indexes(&mut self) -> Result<Vec<crate::index::IndexSpec>, MigrationError> {
+        crate::index::registry::load(self).map_err(MigrationError::Registry)
+    }
+
+    fn after_revert(&mut self, _removed: &[crate::index::IndexSpec]) -> Result<(), MigrationError> {
         Ok(())
     }
 }

@@ -10,6 +10,6 @@ mod transfer;
 mod types;
 
 pub use index::{
-    index_method, ivfflat_status, rebuild_hnsw_index, rebuild_ivfflat_index, recommended_lists, recommended_probes,
-    IvfflatStatus, IVFFLAT_INDEX,
+    index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebuild_ivfflat_index, recommended_lists,
+    recommended_probes, status, IvfflatStatus, PgIndexStatus, Rebuild, IVFFLAT_INDEX,
 };

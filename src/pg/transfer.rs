@@ -17,7 +17,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::row::{Field, NamedRow, Row};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{
-    BigInt, Binary, Bool, Date, Double, Float, Integer, Nullable, SmallInt, Text, Time, Timestamp, Timestamptz,
+    BigInt, Binary, Bool, Date, Double, Float, Integer, SmallInt, Text, Time, Timestamp, Timestamptz,
 };
 use diesel::PgConnection;
 
@@ -448,46 +448,16 @@ fn read_tables(conn: &mut PgConnection, indexes: &[IndexSpec]) -> QueryResult<Ve
     Ok(tables)
 }
 
-/// Rows-changed of `SELECT`s that return one integer.
-#[derive(QueryableByName)]
-struct Number {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    n: Option<i64>,
-}
-
-#[derive(QueryableByName)]
-struct Method {
-    #[diesel(sql_type = Nullable<Text>)]
-    method: Option<String>,
-    #[diesel(sql_type = Nullable<Integer>)]
-    lists: Option<i32>,
-}
-
-/// How a registered index stands on PostgreSQL: its access method, and for ivfflat whether it was built
-/// for far less data than the table now holds.
-// TODO(lead): a generic `pg::index` status over `IndexSpec` (today's `ivfflat_status` is the seed's).
+/// How a registered index stands after a load: its access method, and for ivfflat whether it was built
+/// for far less data than the table now holds (as when its migration built it on an empty table).
 fn index_state(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<TargetIndex> {
-    let Some(name) = spec.pg_index_name() else { return Ok(TargetIndex::Missing) };
-    let m: Method = diesel::sql_query(
-        "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam \
-                 WHERE c.oid = to_regclass(format('%I.%I', current_schema(), $1))) AS method, \
-                (SELECT coalesce((SELECT option_value::int FROM pg_options_to_table(c.reloptions) \
-                                  WHERE option_name = 'lists'), 100) \
-                 FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', current_schema(), $1))) AS lists",
-    )
-    .bind::<Text, _>(name)
-    .get_result(conn)?;
-    Ok(match (m.method, m.lists) {
+    let status = crate::pg::status(conn, spec)?;
+    Ok(match (status.method.as_deref(), status.lists) {
         (None, _) => TargetIndex::Missing,
-        (Some(method), Some(lists)) if method == "ivfflat" => {
-            let mut count = Sql::default();
-            count.push("SELECT count(*) AS n FROM ").ident(spec.table()).push(" t WHERE t.").ident(spec.column());
-            count.push(" IS NOT NULL");
-            let rows = count.get_result::<Number>(conn)?.n.unwrap_or(0);
-            let status = crate::pg::IvfflatStatus { lists, rows };
-            TargetIndex::Ivfflat { lists, rows, needs_rebuild: rows > 0 && status.needs_rebuild() }
+        (Some("ivfflat"), Some(lists)) => {
+            TargetIndex::Ivfflat { lists, rows: status.rows, needs_rebuild: status.rows > 0 && status.needs_rebuild() }
         }
-        (Some(method), _) => TargetIndex::Other { method },
+        (Some(method), _) => TargetIndex::Other { method: method.to_owned() },
     })
 }
 

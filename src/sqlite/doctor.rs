@@ -34,7 +34,7 @@ pub(crate) fn facts(conn: &mut SqliteConnection) -> Result<Facts, DoctorError> {
     let rows: RowCountsRow = diesel::sql_query(ROW_COUNTS).get_result(conn)?;
     let index = match super::index_status(conn) {
         Ok(status) => Some(IndexState::Vec0(status)),
-        Err(super::IndexError::NotMigrated) => None,
+        Err(super::IndexError::NotMigrated { .. }) => None,
         Err(e) => return Err(DoctorError::Index(e)),
     };
     Ok(Facts {

@@ -1,16 +1,21 @@
-//! The SQLite vector index: sqlite-vec's `vec0` table `fragment_embeddings_idx`, kept in step with
-//! `fragment_embeddings` by a change queue.
+//! The SQLite side of a vector index ([`IndexSpec`]), on any table.
 //!
-//! No migration names vec0 (the diesel CLI cannot load sqlite-vec). Instead the migrations install plain
-//! triggers that record the id of every inserted, updated or deleted embedding in
-//! `fragment_embeddings_idx_queue`; they work on any connection, so no write ever fails for want of the
-//! extension. On a connection that has sqlite-vec, [`sync_index`] applies the queue to the vec0 table in
-//! one transaction (creating or rebuilding the table when it is missing or marked for rebuild); searches
-//! call it first. Without sqlite-vec, searches scan `fragment_embeddings` exactly instead.
+//! The migration that creates an index (generated, or the crate's own for `fragment_embeddings`)
+//! installs plain triggers that record the id of every inserted, updated or deleted row in the index's
+//! change queue (`<name>_queue`), and a one-row state (`<name>_state`: a rebuild flag, set by the
+//! migration, and a generation that changes with every update). They work on any connection, so no write
+//! ever fails for want of an extension, and no writer can leave the index silently stale: [`sync`] applies
+//! the queue (or rebuilds from the table when the flag is set or an index structure is missing or
+//! damaged) in one immediate transaction; searches call it first.
 //!
-//! The vec0 table partitions by `provider` and `model`, so a KNN query for one model only reads that
-//! model's vectors, and uses cosine distance over 1536 dimensions. Zero vectors, which have no cosine
-//! distance, are left out of it.
+//! What is kept from the queue is the index's [`SqliteIndex`] choice. Today that is sqlite-vec's `vec0`
+//! table (named as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as
+//! partition keys), maintained on connections that have sqlite-vec; without the extension the queue
+//! waits and searches scan exactly.
+//!
+//! Rows whose stored vector is not a valid BLOB of the index's dimensions (NULL, another storage class,
+//! another length, NaN or infinite elements), and zero vectors under cosine, are left out of the index;
+//! [`IndexStatus::indexed_rows`] against [`IndexStatus::embedded_rows`] shows how many.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite-vec")] fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,9 +23,10 @@
 //!
 //! let mut conn = sqlite::establish(":memory:")?;
 //! migrations::run_pending_migrations(&mut conn)?;
-//! let report = sqlite::sync_index(&mut conn)?;
+//! let spec = diesel_vector::schema::fragment_embeddings_index();
+//! let report = sqlite::sync(&mut conn, spec)?;
 //! assert!(report.rebuilt, "the first sync builds the vec0 table");
-//! assert!(sqlite::index_status(&mut conn)?.is_up_to_date());
+//! assert!(sqlite::status(&mut conn, spec)?.is_up_to_date());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite-vec"))] fn main() {}
 //! ```
@@ -34,38 +40,37 @@ use diesel::SqliteConnection;
 use tracing::info;
 
 use super::migrations::count;
+use crate::index::{quote, IndexSpec, Metric, SqliteIndex};
 use crate::migrations::shape::Catalog;
 
-/// The vec0 table's name.
+/// The seed's vec0 table's name.
 pub const INDEX_TABLE: &str = "fragment_embeddings_idx";
 
-/// The dimensions the vec0 index holds (the schema's `vector(1536)`).
+/// The dimensions the seed's vec0 index holds (the schema's `vector(1536)`).
 pub const INDEX_DIMS: usize = 1536;
 
-/// The vec0 table. `chunk_size=64`: vec0 keeps vectors in chunks, one BLOB per chunk, and writes each new
-/// vector into its chunk's BLOB in place. A row's cost grows with the chunk's size: SQLite reaches an
-/// offset in a large BLOB by walking its chain of overflow pages, and a chunk larger than the page cache
-/// (2 MB by default) is read back from the file for every row. sqlite-vec's default of 1024 vectors of
-/// 1536 dims is a 6 MB BLOB, about 300 us per row, mostly in system time; 64 vectors (384 KB) build the
-/// index over ten times faster at 10k and 100k rows and answer KNN queries as fast (BENCHMARKS.md).
-/// sqlite-vec requires a multiple of 8.
-const CREATE_INDEX: &str = "CREATE VIRTUAL TABLE fragment_embeddings_idx USING vec0(\
-     provider text partition key, \
-     model text partition key, \
-     embedding float[1536] distance_metric=cosine, \
-     chunk_size=64)";
+/// vec0 keeps vectors in chunks, one BLOB per chunk, and writes each new vector into its chunk's BLOB in
+/// place. A row's cost grows with the chunk's size: SQLite reaches an offset in a large BLOB by walking its
+/// chain of overflow pages, and a chunk larger than the page cache (2 MB by default) is read back from the
+/// file for every row. sqlite-vec's default of 1024 vectors of 1536 dims is a 6 MB BLOB; 64 vectors build
+/// the index over ten times faster and answer KNN queries as fast (BENCHMARKS.md). A multiple of 8, as
+/// sqlite-vec requires.
+const VEC0_CHUNK_SIZE: usize = 64;
 
-/// Rows that belong in the index: an embedding that is not the zero vector.
-const INDEXABLE: &str = "e.embedding IS NOT NULL AND vec_distance_l2(e.embedding, zeroblob(length(e.embedding))) > 0";
-
-/// Why the index could not be brought up to date.
+/// Why an index could not be brought up to date.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum IndexError {
-    /// sqlite-vec is not loaded on this connection (searches fall back to an exact scan).
+    /// The index keeps only sqlite-vec's vec0 table and sqlite-vec is not loaded on this connection
+    /// (searches fall back to an exact scan).
     ExtensionMissing,
-    /// The migrations have not created `fragment_embeddings` and its change queue yet.
-    NotMigrated,
+    /// The index's change queue and state do not exist: the migration that creates the index has not run.
+    NotMigrated {
+        /// The index.
+        index: String,
+        /// The table it indexes.
+        table: String,
+    },
     /// A query failed.
     Query(diesel::result::Error),
 }
@@ -77,8 +82,10 @@ impl fmt::Display for IndexError {
                 "sqlite-vec is not loaded on this connection: open it with diesel_vector::sqlite::establish in a \
                  build with the `sqlite-vec` feature",
             ),
-            Self::NotMigrated => f.write_str(
-                "fragment_embeddings and its index queue do not exist: run diesel_vector::migrations::run_pending_migrations first",
+            Self::NotMigrated { index, table } => write!(
+                f,
+                "the vector index {index} on {table} is not set up in this database (its change queue and state \
+                 are missing): apply the migration that creates it"
             ),
             Self::Query(e) => write!(f, "updating the vector index failed: {e}"),
         }
@@ -100,18 +107,23 @@ impl From<diesel::result::Error> for IndexError {
     }
 }
 
-/// What [`sync_index`] or [`rebuild_index`] did.
+/// What [`sync`] or [`rebuild`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {
-    /// Whether the vec0 table was (re)built from `fragment_embeddings`.
+    /// Whether the index was (re)built from the table.
     pub rebuilt: bool,
     /// How many queued changes were applied (or rows indexed, on a rebuild).
     pub applied: i64,
 }
 
-/// The state of the index, readable with or without sqlite-vec.
+/// The state of an index, readable with or without sqlite-vec.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IndexStatus {
+    /// The index's name.
+    pub index: String,
+    /// What the index keeps.
+    pub structures: SqliteIndex,
     /// sqlite-vec's version on this connection, if loaded.
     pub sqlite_vec: Option<String>,
     /// Whether the vec0 table exists.
@@ -122,14 +134,17 @@ pub struct IndexStatus {
     pub pending_changes: i64,
     /// Rows in the vec0 table (only countable with sqlite-vec).
     pub indexed_rows: Option<i64>,
-    /// Rows of `fragment_embeddings` that belong in the index (non-null embedding).
+    /// Rows of the table that have a vector (not NULL).
     pub embedded_rows: i64,
+    /// The state's generation: changes with every update of the index.
+    pub generation: i64,
 }
 
 impl IndexStatus {
-    /// True when the vec0 table exists, nothing is pending and no rebuild is due.
+    /// True when nothing is pending, no rebuild is due and, for an index that keeps a vec0 table, the
+    /// table exists.
     pub fn is_up_to_date(&self) -> bool {
-        self.table_exists && !self.needs_rebuild && self.pending_changes == 0
+        (self.table_exists || !self.structures.vec0) && !self.needs_rebuild && self.pending_changes == 0
     }
 }
 
@@ -138,125 +153,285 @@ struct State {
     #[diesel(sql_type = BigInt)]
     needs_rebuild: i64,
     #[diesel(sql_type = BigInt)]
+    generation: i64,
+    #[diesel(sql_type = BigInt)]
     pending: i64,
 }
 
-fn state(conn: &mut SqliteConnection) -> Result<State, IndexError> {
-    if !conn.exists("fragment_embeddings_idx_state")? || !conn.exists("fragment_embeddings")? {
-        return Err(IndexError::NotMigrated);
+fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
+    if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
+        return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
     }
-    Ok(diesel::sql_query(
-        "SELECT (SELECT needs_rebuild FROM fragment_embeddings_idx_state) AS needs_rebuild, \
-                (SELECT count(*) FROM fragment_embeddings_idx_queue) AS pending",
-    )
+    Ok(diesel::sql_query(format!(
+        "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
+                (SELECT s.generation FROM {state} s) AS generation, \
+                (SELECT count(*) FROM {queue}) AS pending",
+        state = quote(&spec.state_table()),
+        queue = quote(&spec.queue_table()),
+    ))
     .get_result(conn)?)
 }
 
-fn require_extension(conn: &mut SqliteConnection) -> Result<(), IndexError> {
-    match super::sqlite_vec_version(conn)? {
-        Some(_) => Ok(()),
-        None => Err(IndexError::ExtensionMissing),
+/// The SQL condition (over `t`, the indexed table's alias) a row must meet to be indexed: a BLOB of the
+/// index's dimensions, every element finite (sqlite-vec's L2 distance of a vector to itself is NULL for
+/// NaN and infinite elements, which SQLite turns into NULL), and under cosine not the zero vector.
+fn indexable(spec: &IndexSpec) -> String {
+    let v = format!("t.{}", quote(spec.column()));
+    let bytes = 4 * u64::from(spec.dims());
+    let mut sql = format!("typeof({v}) = 'blob' AND length({v}) = {bytes} AND vec_distance_l2({v}, {v}) IS NOT NULL");
+    if spec.metric() == Metric::Cosine {
+        sql.push_str(&format!(" AND vec_distance_l2({v}, zeroblob({bytes})) > 0"));
+    }
+    sql
+}
+
+/// vec0's name for partition column `i`: the column's own name when vec0's parser takes it (it reads no
+/// quoted names), otherwise `p<i>`. Statements on the vec0 table quote it like any other name.
+pub(crate) fn vec0_partition_column(i: usize, name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !["embedding", "distance", "k", "rowid"].contains(&name.to_ascii_lowercase().as_str());
+    if plain {
+        name.to_owned()
+    } else {
+        format!("p{i}")
     }
 }
 
-/// Brings the vec0 index up to date: applies the queued changes, or rebuilds the table from
-/// `fragment_embeddings` when it is missing, marked for rebuild, or cannot be updated. One immediate
-/// transaction; a no-op (one read) when nothing is pending.
+fn vec0_metric(metric: Metric) -> &'static str {
+    match metric {
+        Metric::L2 => "l2",
+        Metric::L1 => "l1",
+        // IndexSpec refuses vec0 for any other metric.
+        _ => "cosine",
+    }
+}
+
+fn create_vec0(spec: &IndexSpec) -> String {
+    let mut columns: Vec<String> = spec
+        .partition_by()
+        .enumerate()
+        .map(|(i, p)| format!("{} text partition key", vec0_partition_column(i, p)))
+        .collect();
+    columns.push(format!("embedding float[{}] distance_metric={}", spec.dims(), vec0_metric(spec.metric())));
+    columns.push(format!("chunk_size={VEC0_CHUNK_SIZE}"));
+    format!("CREATE VIRTUAL TABLE {} USING vec0({})", quote(spec.vec0_table()), columns.join(", "))
+}
+
+/// `INSERT INTO vec0 (rowid, partitions..., embedding) SELECT ... FROM table t` plus `rest` (a join or a
+/// filter).
+fn fill_vec0(spec: &IndexSpec, from: &str) -> String {
+    let mut targets = vec!["rowid".to_owned()];
+    let mut values = vec![format!("t.{}", quote(spec.id_column()))];
+    for (i, p) in spec.partition_by().enumerate() {
+        targets.push(quote(&vec0_partition_column(i, p)));
+        values.push(format!("CAST(t.{} AS TEXT)", quote(p)));
+    }
+    targets.push("embedding".to_owned());
+    values.push(format!("t.{}", quote(spec.column())));
+    format!(
+        "INSERT INTO {} ({}) SELECT {} {from} AND {}",
+        quote(spec.vec0_table()),
+        targets.join(", "),
+        values.join(", "),
+        indexable(spec),
+    )
+}
+
+fn has_extension(conn: &mut SqliteConnection) -> Result<bool, IndexError> {
+    Ok(super::sqlite_vec_version(conn)?.is_some())
+}
+
+/// Brings `spec`'s index up to date: applies the queued changes, or rebuilds the index from the table
+/// when it is missing, marked for rebuild, or cannot be updated. One immediate transaction; one read when
+/// nothing is pending.
 ///
 /// # Errors
 ///
-/// [`IndexError::ExtensionMissing`] without sqlite-vec, [`IndexError::NotMigrated`] before the
-/// migrations, or a failing query (nothing of the sync is kept).
-pub fn sync_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
-    require_extension(conn)?;
-    let before = state(conn)?;
-    if before.needs_rebuild == 0 && before.pending == 0 && conn.exists(INDEX_TABLE)? {
+/// [`IndexError::ExtensionMissing`] for a vec0 index on a connection without sqlite-vec,
+/// [`IndexError::NotMigrated`] before the index's migration, or a failing query (nothing of the sync is
+/// kept).
+pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    if spec.sqlite_index().vec0 && !has_extension(conn)? {
+        return Err(IndexError::ExtensionMissing);
+    }
+    let before = state(conn, spec)?;
+    let vec0 = spec.sqlite_index().vec0;
+    if before.needs_rebuild == 0 && before.pending == 0 && (!vec0 || conn.exists(spec.vec0_table())?) {
         return Ok(SyncReport { rebuilt: false, applied: 0 });
     }
     let report = conn.immediate_transaction(|conn| {
-        let now = state(conn)?;
-        if now.needs_rebuild != 0 || !conn.exists(INDEX_TABLE)? {
-            return rebuild_in_transaction(conn);
+        let now = state(conn, spec)?;
+        if now.needs_rebuild != 0 || (vec0 && !conn.exists(spec.vec0_table())?) {
+            return rebuild_in_transaction(conn, spec);
         }
-        match apply_queue(conn) {
+        match apply_queue(conn, spec) {
             Ok(applied) => Ok(SyncReport { rebuilt: false, applied }),
-            // A damaged vec0 table: start again from the base table.
-            Err(_) => rebuild_in_transaction(conn),
+            // A damaged vec0 table, or one of another shape: start again from the table.
+            Err(_) => rebuild_in_transaction(conn, spec),
         }
     })?;
-    info!(target: "diesel_vector::index", rebuilt = report.rebuilt, applied = report.applied, "sqlite vector index synced");
+    info!(
+        target: "diesel_vector::index",
+        index = spec.name(),
+        rebuilt = report.rebuilt,
+        applied = report.applied,
+        "sqlite vector index synced"
+    );
     Ok(report)
 }
 
-/// Drops and rebuilds the vec0 table from `fragment_embeddings`, in one immediate transaction.
+/// Rebuilds `spec`'s index from the table, in one immediate transaction.
 ///
 /// # Errors
 ///
-/// As [`sync_index`].
-pub fn rebuild_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
-    require_extension(conn)?;
-    state(conn)?;
-    let report = conn.immediate_transaction(rebuild_in_transaction)?;
-    info!(target: "diesel_vector::index", rebuilt = true, applied = report.applied, "sqlite vector index rebuilt");
+/// As [`sync`].
+pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    if spec.sqlite_index().vec0 && !has_extension(conn)? {
+        return Err(IndexError::ExtensionMissing);
+    }
+    state(conn, spec)?;
+    let report = conn.immediate_transaction(|conn| rebuild_in_transaction(conn, spec))?;
+    info!(target: "diesel_vector::index", index = spec.name(), rebuilt = true, applied = report.applied, "sqlite vector index rebuilt");
     Ok(report)
 }
 
-/// The index's state. Works without sqlite-vec (then `indexed_rows` is `None`).
+/// `spec`'s index's state. Works without sqlite-vec (then `indexed_rows` is `None`).
 ///
 /// # Errors
 ///
-/// [`IndexError::NotMigrated`] before the migrations, or a failing query.
-pub fn index_status(conn: &mut SqliteConnection) -> Result<IndexStatus, IndexError> {
-    let state = state(conn)?;
+/// [`IndexError::NotMigrated`] before the index's migration, or a failing query.
+pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStatus, IndexError> {
+    let state = state(conn, spec)?;
     let sqlite_vec = super::sqlite_vec_version(conn)?;
-    let table_exists = conn.exists(INDEX_TABLE)?;
+    let table_exists = conn.exists(spec.vec0_table())?;
     let indexed_rows = match (&sqlite_vec, table_exists) {
-        (Some(_), true) => Some(count(conn, "SELECT count(*) AS count FROM fragment_embeddings_idx")?),
+        (Some(_), true) => Some(count(conn, &format!("SELECT count(*) AS count FROM {}", quote(spec.vec0_table())))?),
         _ => None,
     };
-    let embedded_rows = count(conn, "SELECT count(*) AS count FROM fragment_embeddings WHERE embedding IS NOT NULL")?;
+    let embedded_rows = count(
+        conn,
+        &format!(
+            "SELECT count(*) AS count FROM {} t WHERE t.{} IS NOT NULL",
+            quote(spec.table()),
+            quote(spec.column())
+        ),
+    )?;
     Ok(IndexStatus {
+        index: spec.name().to_owned(),
+        structures: spec.sqlite_index(),
         sqlite_vec,
         table_exists,
         needs_rebuild: state.needs_rebuild != 0,
         pending_changes: state.pending,
         indexed_rows,
         embedded_rows,
+        generation: state.generation,
     })
 }
 
-fn apply_queue(conn: &mut SqliteConnection) -> Result<i64, IndexError> {
-    let pending = count(conn, "SELECT count(*) AS count FROM fragment_embeddings_idx_queue")?;
-    // vec0 has no working upsert: delete every queued id, then insert the rows that still exist.
-    conn.batch_execute(&format!(
-        "DELETE FROM fragment_embeddings_idx WHERE rowid IN (SELECT embedding_id FROM fragment_embeddings_idx_queue);
-         INSERT INTO fragment_embeddings_idx (rowid, provider, model, embedding)
-             SELECT e.id, e.provider, e.model, e.embedding
-             FROM fragment_embeddings_idx_queue q JOIN fragment_embeddings e ON e.id = q.embedding_id
-             WHERE {INDEXABLE};
-         DELETE FROM fragment_embeddings_idx_queue;"
-    ))?;
+fn apply_queue(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<i64, IndexError> {
+    let queue = quote(&spec.queue_table());
+    let pending = count(conn, &format!("SELECT count(*) AS count FROM {queue}"))?;
+    if spec.sqlite_index().vec0 {
+        // vec0 has no working upsert: delete every queued id, then insert the rows that still exist.
+        let from =
+            format!("FROM {queue} q JOIN {} t ON t.{} = q.id WHERE 1", quote(spec.table()), quote(spec.id_column()));
+        conn.batch_execute(&format!(
+            "DELETE FROM {vec0} WHERE rowid IN (SELECT q.id FROM {queue} q); {fill};",
+            vec0 = quote(spec.vec0_table()),
+            fill = fill_vec0(spec, &from),
+        ))?;
+    }
+    finish(conn, spec)?;
     Ok(pending)
 }
 
-fn rebuild_in_transaction(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
-    conn.batch_execute(&format!(
-        "DROP TABLE IF EXISTS fragment_embeddings_idx;
-         {CREATE_INDEX};
-         INSERT INTO fragment_embeddings_idx (rowid, provider, model, embedding)
-             SELECT e.id, e.provider, e.model, e.embedding FROM fragment_embeddings e WHERE {INDEXABLE};
-         DELETE FROM fragment_embeddings_idx_queue;
-         UPDATE fragment_embeddings_idx_state SET needs_rebuild = 0;"
-    ))?;
-    let applied = count(conn, "SELECT count(*) AS count FROM fragment_embeddings_idx")?;
+fn rebuild_in_transaction(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    let mut applied = 0;
+    if spec.sqlite_index().vec0 {
+        let vec0 = quote(spec.vec0_table());
+        let from = format!("FROM {} t WHERE 1", quote(spec.table()));
+        conn.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {vec0}; {}; {};",
+            create_vec0(spec),
+            fill_vec0(spec, &from)
+        ))?;
+        applied = count(conn, &format!("SELECT count(*) AS count FROM {vec0}"))?;
+    }
+    finish(conn, spec)?;
     Ok(SyncReport { rebuilt: true, applied })
 }
 
-/// Drops the vec0 table if sqlite-vec is loaded; returns whether it could.
-pub(super) fn drop_index_table(conn: &mut SqliteConnection) -> QueryResult<bool> {
+/// Empties the queue, clears the rebuild flag and moves the generation on.
+fn finish(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<(), IndexError> {
+    conn.batch_execute(&format!(
+        "DELETE FROM {}; UPDATE {} SET needs_rebuild = 0, generation = generation + 1;",
+        quote(&spec.queue_table()),
+        quote(&spec.state_table()),
+    ))?;
+    Ok(())
+}
+
+/// Drops `spec`'s vec0 table if sqlite-vec is loaded; returns whether it could.
+pub(super) fn drop_vec0(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
     if super::sqlite_vec_version(conn)?.is_none() {
         return Ok(false);
     }
-    conn.batch_execute("DROP TABLE IF EXISTS fragment_embeddings_idx")?;
+    conn.batch_execute(&format!("DROP TABLE IF EXISTS {}", quote(spec.vec0_table())))?;
     Ok(true)
+}
+
+fn seed() -> &'static IndexSpec {
+    crate::schema::fragment_embeddings_index()
+}
+
+/// [`sync`] for the crate's own `fragment_embeddings` index.
+///
+/// # Errors
+///
+/// As [`sync`].
+pub fn sync_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
+    sync(conn, seed())
+}
+
+/// [`rebuild`] for the crate's own `fragment_embeddings` index.
+///
+/// # Errors
+///
+/// As [`sync`].
+pub fn rebuild_index(conn: &mut SqliteConnection) -> Result<SyncReport, IndexError> {
+    rebuild(conn, seed())
+}
+
+/// [`status`] of the crate's own `fragment_embeddings` index.
+///
+/// # Errors
+///
+/// As [`status`].
+pub fn index_status(conn: &mut SqliteConnection) -> Result<IndexStatus, IndexError> {
+    status(conn, seed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec0_columns_keep_plain_names_only() {
+        assert_eq!(vec0_partition_column(0, "provider"), "provider");
+        assert_eq!(vec0_partition_column(1, "my lang"), "p1");
+        assert_eq!(vec0_partition_column(2, "Embedding"), "p2");
+        assert_eq!(vec0_partition_column(3, "1st"), "p3");
+        assert_eq!(vec0_partition_column(4, "é"), "p4");
+    }
+
+    #[test]
+    fn the_seeds_vec0_keeps_its_shape() {
+        assert_eq!(
+            create_vec0(seed()),
+            "CREATE VIRTUAL TABLE \"fragment_embeddings_idx\" USING vec0(provider text partition key, model text \
+             partition key, embedding float[1536] distance_metric=cosine, chunk_size=64)"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use diesel::SqliteConnection;
 use diesel_migrations::MigrationHarness;
 use tracing::warn;
 
-use super::index::{self, INDEX_TABLE};
+use super::index;
 use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
 use crate::migrations::{embedded_versions, sealed, sorted, MigrationError, MigrationTarget, SQLITE_MIGRATIONS};
 
@@ -143,17 +143,23 @@ impl MigrationTarget for SqliteConnection {
         Ok(())
     }
 
-    fn after_revert(&mut self, _version: &str) -> Result<(), MigrationError> {
-        // The base table is gone: its vec0 index (if any) would only go stale.
-        if self.exists(INDEX_TABLE)? && !self.exists("fragment_embeddings")? {
-            if index::drop_index_table(self)? {
-                return Ok(());
+    fn registered_indexes(&mut self) -> Result<Vec<crate::index::IndexSpec>, MigrationError> {
+        crate::index::registry::load(self).map_err(MigrationError::Registry)
+    }
+
+    fn after_revert(&mut self, removed: &[crate::index::IndexSpec]) -> Result<(), MigrationError> {
+        // The down migration took the index out of the registry: its vec0 table (if any) would only go
+        // stale, and only a connection with sqlite-vec can drop it.
+        for spec in removed.iter().filter(|s| s.sqlite_index().vec0) {
+            if !self.exists(spec.vec0_table())? || index::drop_vec0(self, spec)? {
+                continue;
             }
             warn!(
                 target: "diesel_vector::migrations",
                 backend = "sqlite",
-                "the vec0 table {INDEX_TABLE} outlives fragment_embeddings because sqlite-vec is not loaded on \
-                 this connection; it is rebuilt when the migrations run again"
+                "the vec0 table {} outlives its index because sqlite-vec is not loaded on this connection; it is \
+                 rebuilt when the index's migration runs again",
+                spec.vec0_table()
             );
         }
         Ok(())

@@ -352,30 +352,18 @@ const ROWS_PER_INSERT: usize = 32;
 /// SQLite's limit on bind parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER`, 32766 since 3.32).
 const MAX_BINDS: usize = 32_766;
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// How a registered index stands after a load: the seed's vec0 index is synced; other indexes keep
-/// the copied rows in their queue, applied by the crate on the index's next search.
-// TODO(lead): `sqlite::sync(conn, &spec)` for every index once it is generic.
+/// Brings a registered index up to date after a load: its queue (filled by its triggers as the rows went
+/// in) applied, or the index rebuilt from the table.
 fn after_load_index(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<TargetIndex, IndexUpdateError> {
-    if spec.name() == "fragment_embeddings_idx" {
-        if super::sqlite_vec_version(conn)?.is_none() {
-            return Ok(TargetIndex::Vec0Pending);
-        }
-        let report = super::sync_index(conn).map_err(IndexUpdateError::Index)?;
-        return Ok(TargetIndex::Vec0Synced { rebuilt: report.rebuilt, applied: report.applied });
+    if spec.sqlite_index().vec0 && super::sqlite_vec_version(conn)?.is_none() {
+        return Ok(TargetIndex::Vec0Pending);
     }
-    let queue = spec.queue_table();
-    if !crate::migrations::shape::Catalog::exists(conn, &queue)? {
-        return Ok(TargetIndex::Queued { pending: 0 });
-    }
-    let mut sql = Sql::default();
-    sql.push("SELECT count(*) AS n FROM ").ident(&queue);
-    Ok(TargetIndex::Queued { pending: sql.get_result::<Count>(conn)?.n })
+    let report = super::sync(conn, spec).map_err(IndexUpdateError::Index)?;
+    Ok(if spec.sqlite_index().vec0 {
+        TargetIndex::Vec0Synced { rebuilt: report.rebuilt, applied: report.applied }
+    } else {
+        TargetIndex::Synced { rebuilt: report.rebuilt, applied: report.applied }
+    })
 }
 
 impl Store for SqliteConnection {

@@ -75,11 +75,13 @@ pub enum TargetIndex {
     },
     /// SQLite without sqlite-vec: the changes wait in the queue for a connection that has it.
     Vec0Pending,
-    /// SQLite: the index's triggers queued the copied rows; the crate applies the queue on the next
-    /// search of the index.
-    Queued {
-        /// Changes waiting.
-        pending: i64,
+    /// SQLite, an index without vec0 (the crate's codes): its queue was applied, or it was marked for a
+    /// rebuild from the table, which the crate's codes follow on the index's next search.
+    Synced {
+        /// Whether it was rebuilt from the table.
+        rebuilt: bool,
+        /// Changes applied.
+        applied: i64,
     },
     /// PostgreSQL: an ivfflat index and whether it should be rebuilt for the data (`diesel-vector
     /// reindex`, [`crate::pg::rebuild_ivfflat_index`]): built on an empty table, it recalls poorly.

@@ -100,10 +100,9 @@ pub(crate) fn is_internal(name: &str, indexes: &[IndexSpec]) -> bool {
         || indexes.iter().any(|s| s.sqlite_internal_tables().iter().any(|t| t == name))
 }
 
-/// The crate's own index on `fragment_embeddings`, as its registry row will describe it. Until the
-/// crate's migrations register it, a database that has its SQLite structures (or its PostgreSQL index)
-/// is taken to have it.
-// TODO(lead): drop once the crate's third migration registers `fragment_embeddings_idx`.
+/// The crate's own index on `fragment_embeddings`, as its third migration registers it. A source migrated
+/// before that migration (which a copy only reads, never migrates) has its structures but no registry row:
+/// it is taken to have the index all the same, so that its queue and state tables are not taken for data.
 pub(crate) fn seed_index() -> Option<IndexSpec> {
     use crate::index::{PgIndex, SqliteIndex};
     IndexSpec::builder("fragment_embeddings", "embedding", 1536)

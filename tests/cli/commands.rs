@@ -28,18 +28,22 @@ fn migration_run_status_revert_redo_on_both_backends() {
         let out = ok(&["--database-url", url, "migration", "run"]);
         assert_eq!(
             out,
-            "Ran migration 2025-01-01-000001_create_fragments\nRan migration 2025-01-01-000002_create_fragment_embeddings\n",
+            "Ran migration 2025-01-01-000001_create_fragments\nRan migration 2025-01-01-000002_create_fragment_embeddings\n\
+             Ran migration 2025-01-01-000003_register_fragment_embeddings_index\n",
             "{backend}"
         );
         assert_eq!(ok(&["--database-url", url, "migrate", "run"]), "No pending migrations\n", "{backend}: the alias");
         let status = ok(&["--database-url", url, "migration", "list"]);
         assert_eq!(
             status,
-            "Migrations:\n  [X] 2025-01-01-000001_create_fragments\n  [X] 2025-01-01-000002_create_fragment_embeddings\n",
+            "Migrations:\n  [X] 2025-01-01-000001_create_fragments\n  [X] 2025-01-01-000002_create_fragment_embeddings\n  \
+             [X] 2025-01-01-000003_register_fragment_embeddings_index\n",
             "{backend}"
         );
         let out = ok(&["--database-url", url, "migration", "redo"]);
-        assert!(out.contains("2025-01-01-000002_create_fragment_embeddings"), "{backend}: {out}");
+        assert!(out.contains("2025-01-01-000003_register_fragment_embeddings_index"), "{backend}: {out}");
+        let out = ok(&["--database-url", url, "migration", "revert"]);
+        assert_eq!(out, "Rolled back migration 2025-01-01-000003_register_fragment_embeddings_index\n", "{backend}");
         let out = ok(&["--database-url", url, "migration", "revert"]);
         assert_eq!(out, "Rolled back migration 2025-01-01-000002_create_fragment_embeddings\n", "{backend}");
         let status = ok(&["--database-url", url, "migration", "status"]);
@@ -103,7 +107,7 @@ fn doctor_reads_only_and_gives_a_verdict() {
         }
         let (stdout, _) = fails(&["--database-url", url, "doctor"]);
         assert!(stdout.contains("verdict      needs action"), "{backend}: {stdout}");
-        assert!(stdout.contains("2 pending migration(s)"), "{backend}: {stdout}");
+        assert!(stdout.contains("3 pending migration(s)"), "{backend}: {stdout}");
 
         seed(url, 50, 2);
         // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's vec0
@@ -114,7 +118,7 @@ fn doctor_reads_only_and_gives_a_verdict() {
         assert!(stdout.contains(finding), "{backend}: {stdout}");
         ok(&["--database-url", url, "reindex"]);
         let report = ok(&["--database-url", url, "doctor"]);
-        assert!(report.contains("2 applied, 0 pending"), "{backend}: {report}");
+        assert!(report.contains("3 applied, 0 pending"), "{backend}: {report}");
         assert!(report.contains("foreign key  declared, enforced"), "{backend}: {report}");
         let json: Value = serde_json::from_str(&ok(&["--database-url", url, "doctor", "--json"])).unwrap();
         assert_eq!(json["backend"], backend);

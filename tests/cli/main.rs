@@ -8,6 +8,7 @@ mod app;
 mod commands;
 mod copy;
 mod defects;
+mod generate;
 mod jsonl;
 mod keys;
 

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod any_table;
 mod bad_input;
 mod diesel_cli;
 mod dsl;

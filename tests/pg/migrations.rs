@@ -104,11 +104,16 @@ fn migrations_produce_exactly_the_original_schema() {
     let mut conn = migrated.conn();
     let (applied, events) = telemetry::capture(|| migrations::run_pending_migrations(&mut conn));
     let applied = applied.unwrap();
-    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied, Outcome::Applied]);
+    assert_eq!(
+        applied.iter().map(|m| m.outcome).collect::<Vec<_>>(),
+        [Outcome::Applied, Outcome::Applied, Outcome::Applied]
+    );
     assert!(
-        events.iter().filter(|e| e.contains("backend=postgresql") && e.contains("outcome=applied")).count() == 2,
+        events.iter().filter(|e| e.contains("backend=postgresql") && e.contains("outcome=applied")).count() == 3,
         "{events:#?}"
     );
+    let registered = diesel_vector::index::registry::load(&mut conn).unwrap();
+    assert_eq!(registered, [diesel_vector::schema::fragment_embeddings_index().clone()]);
 
     let mut reference = original.conn();
     reference.batch_execute(ORIGINAL_SQL).unwrap();
@@ -144,9 +149,10 @@ fn up_down_up_restores_the_schema_and_keeps_pgvector() {
     assert_eq!(catalog_snapshot(&mut conn), first);
     assert_eq!(
         migrations::redo_last_migration(&mut conn).unwrap().as_deref(),
-        Some("2025-01-01-000002_create_fragment_embeddings")
+        Some("2025-01-01-000003_register_fragment_embeddings_index")
     );
     assert_eq!(catalog_snapshot(&mut conn), first);
+    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM __diesel_vector_indexes"), 1);
 }
 
 #[test]
@@ -158,7 +164,11 @@ fn a_database_made_by_the_original_sql_is_adopted_without_changing_a_row() {
     let (before_schema, before_rows) = (catalog_snapshot(&mut conn), checksum(&mut conn));
 
     let applied = migrations::run_pending_migrations(&mut conn).unwrap();
-    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Adopted, Outcome::Adopted]);
+    assert_eq!(
+        applied.iter().map(|m| m.outcome).collect::<Vec<_>>(),
+        [Outcome::Adopted, Outcome::Adopted, Outcome::Applied],
+        "the registering migration runs: it only records the index"
+    );
     assert_eq!(catalog_snapshot(&mut conn), before_schema);
     assert_eq!(checksum(&mut conn), before_rows);
     assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|s| s.applied));
@@ -227,7 +237,7 @@ fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
     assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(scalar(&mut conn, "SELECT count(*) FROM pg_class WHERE relname = 'fragment_embeddings'"), 0);
     let status = migrations::migration_status(&mut conn).unwrap();
-    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false, false]);
 }
 
 #[test]
@@ -246,7 +256,7 @@ fn a_role_that_may_not_create_pgvector_gets_told_what_to_do_and_nothing_is_writt
 
     // Once a superuser has created it, the same role migrates.
     db.conn().batch_execute("CREATE EXTENSION vector").unwrap();
-    assert_eq!(migrations::run_pending_migrations(&mut conn).unwrap().len(), 2);
+    assert_eq!(migrations::run_pending_migrations(&mut conn).unwrap().len(), 3);
     drop(conn);
     drop(db);
     admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).unwrap();
@@ -257,7 +267,7 @@ fn database_connection_picks_postgres_from_the_url() {
     let db = FreshDb::create();
     let mut conn = DatabaseConnection::establish(&db.url).unwrap();
     assert_eq!(conn.kind(), BackendKind::Postgres);
-    assert_eq!(conn.run_pending_migrations().unwrap().len(), 2);
+    assert_eq!(conn.run_pending_migrations().unwrap().len(), 3);
     assert!(conn.migration_status().unwrap().iter().all(|s| s.applied));
     let bad = DatabaseConnection::establish(&db.url.replace("/dv_test", "/no_such_db_dv_test"));
     assert!(matches!(bad, Err(MigrationError::Connection(_))));
@@ -279,7 +289,7 @@ fn eight_processes_migrating_one_fresh_database_all_succeed_once() {
         );
     }
     let mut conn = db.conn();
-    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM __diesel_schema_migrations"), 2);
+    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM __diesel_schema_migrations"), 3);
     assert_eq!(scalar(&mut conn, "SELECT count(*) FROM pg_class WHERE relname = 'fragment_embeddings'"), 1);
 }
 

@@ -120,12 +120,14 @@ fn a_vec0_table_left_over_from_an_earlier_install_is_rebuilt() {
     sync_index(&mut conn).unwrap();
     // What `diesel migration revert` then `run` does: plain SQL, leaving the vec0 table behind.
     let mut plain = open_without_extension(&path);
-    plain
-        .batch_execute(include_str!("../../migrations_sqlite/2025-01-01-000002_create_fragment_embeddings/down.sql"))
-        .unwrap();
-    plain
-        .batch_execute(include_str!("../../migrations_sqlite/2025-01-01-000002_create_fragment_embeddings/up.sql"))
-        .unwrap();
+    for sql in [
+        include_str!("../../migrations_sqlite/2025-01-01-000003_register_fragment_embeddings_index/down.sql"),
+        include_str!("../../migrations_sqlite/2025-01-01-000002_create_fragment_embeddings/down.sql"),
+        include_str!("../../migrations_sqlite/2025-01-01-000002_create_fragment_embeddings/up.sql"),
+        include_str!("../../migrations_sqlite/2025-01-01-000003_register_fragment_embeddings_index/up.sql"),
+    ] {
+        plain.batch_execute(sql).unwrap();
+    }
     let fresh = add(&mut plain, "new", "m", &smooth(1536, 2.0));
     assert_eq!(fresh, 1, "ids start again, so the stale entry would collide");
 
@@ -151,8 +153,12 @@ fn zero_vectors_stay_out_of_the_cosine_index() {
 fn syncing_before_the_migrations_says_so() {
     let mut conn = crate::conn();
     let err = sync_index(&mut conn).unwrap_err();
-    assert!(matches!(err, IndexError::NotMigrated), "{err}");
-    assert!(err.to_string().contains("run_pending_migrations"));
+    assert!(matches!(err, IndexError::NotMigrated { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the vector index fragment_embeddings_idx on fragment_embeddings is not set up in this database (its change \
+         queue and state are missing): apply the migration that creates it"
+    );
 }
 
 #[test]
@@ -177,7 +183,7 @@ fn migrating_without_sqlite_vec_works_and_warns() {
     let path = dir.path().join("plain.db").to_str().unwrap().to_owned();
     let mut plain = open_without_extension(&path);
     let (applied, events) = crate::common::telemetry::capture(|| migrations::run_pending_migrations(&mut plain));
-    assert_eq!(applied.unwrap().len(), 2);
+    assert_eq!(applied.unwrap().len(), 3);
     let warning = events.iter().find(|e| e.starts_with("WARN")).expect("a warning");
     assert!(warning.contains("sqlite-vec is not loaded on this connection"), "{warning}");
 }

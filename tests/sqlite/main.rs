@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod any_table;
 mod bad_input;
 mod connection;
 mod diesel_cli;

@@ -41,7 +41,7 @@ fn schema_snapshot(conn: &mut SqliteConnection) -> Vec<(String, String, Option<S
     // which the crate (not the migrations) manages.
     diesel::sql_query(
         "SELECT type AS kind, name, sql FROM sqlite_master \
-         WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '__diesel%' \
+         WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_\\_diesel%' ESCAPE '\\' \
            AND NOT (name LIKE 'fragment_embeddings_idx%' AND name NOT IN ('fragment_embeddings_idx_queue', \
                 'fragment_embeddings_idx_state', 'fragment_embeddings_idx_insert', 'fragment_embeddings_idx_update', \
                 'fragment_embeddings_idx_delete')) \
@@ -67,7 +67,7 @@ fn insert_fragment(conn: &mut SqliteConnection, content: &str) -> i64 {
 }
 
 #[test]
-fn a_fresh_database_gets_both_migrations_once() {
+fn a_fresh_database_gets_every_migration_once() {
     let mut conn = crate::conn();
     let applied = migrations::run_pending_migrations(&mut conn).unwrap();
     let names: Vec<_> = applied.iter().map(|m| (m.name.as_str(), m.outcome)).collect();
@@ -75,13 +75,16 @@ fn a_fresh_database_gets_both_migrations_once() {
         names,
         [
             ("2025-01-01-000001_create_fragments", Outcome::Applied),
-            ("2025-01-01-000002_create_fragment_embeddings", Outcome::Applied)
+            ("2025-01-01-000002_create_fragment_embeddings", Outcome::Applied),
+            ("2025-01-01-000003_register_fragment_embeddings_index", Outcome::Applied)
         ]
     );
     assert!(migrations::run_pending_migrations(&mut conn).unwrap().is_empty());
     let status = migrations::migration_status(&mut conn).unwrap();
     assert!(status.iter().all(|s| s.applied), "{status:?}");
-    assert_eq!(status.len(), 2);
+    assert_eq!(status.len(), 3);
+    let registered = diesel_vector::index::registry::load(&mut conn).unwrap();
+    assert_eq!(registered, [diesel_vector::schema::fragment_embeddings_index().clone()]);
 }
 
 #[test]
@@ -157,9 +160,8 @@ fn deleting_a_fragment_deletes_its_embeddings_and_queues_their_index_entries() {
     conn.batch_execute("DELETE FROM fragment_embeddings_idx_queue").unwrap();
     diesel::delete(fragments::table.find(gone)).execute(&mut conn).unwrap();
     assert_eq!(count(&mut conn, "fragment_embeddings"), 1);
-    let queued: i64 = diesel::select(sql::<BigInt>("(SELECT embedding_id FROM fragment_embeddings_idx_queue)"))
-        .get_result(&mut conn)
-        .unwrap();
+    let queued: i64 =
+        diesel::select(sql::<BigInt>("(SELECT id FROM fragment_embeddings_idx_queue)")).get_result(&mut conn).unwrap();
     assert_eq!(queued, 2, "the cascaded delete of embedding 2 is queued for the index");
 }
 
@@ -174,21 +176,32 @@ fn up_down_up_leaves_the_schema_as_it_was() {
 
     assert_eq!(
         migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
+        Some("2025-01-01-000003_register_fragment_embeddings_index")
+    );
+    #[cfg(feature = "sqlite-vec")]
+    assert_eq!(
+        count(&mut conn, "sqlite_master WHERE name = 'fragment_embeddings_idx'"),
+        0,
+        "the vec0 table went with it"
+    );
+    assert_eq!(
+        migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
         Some("2025-01-01-000002_create_fragment_embeddings")
     );
-    assert_eq!(count(&mut conn, "sqlite_master WHERE name LIKE 'fragment_embeddings%'"), 0, "the vec0 table went too");
+    assert_eq!(count(&mut conn, "sqlite_master WHERE name LIKE 'fragment_embeddings%'"), 0);
     assert_eq!(
         migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
         Some("2025-01-01-000001_create_fragments")
     );
     assert_eq!(migrations::revert_last_migration(&mut conn).unwrap(), None);
     assert_eq!(schema_snapshot(&mut conn), vec![]);
+    assert_eq!(count(&mut conn, "__diesel_vector_indexes"), 0, "the shared registry stays, empty");
 
     migrations::run_pending_migrations(&mut conn).unwrap();
     assert_eq!(schema_snapshot(&mut conn), first);
     assert_eq!(
         migrations::redo_last_migration(&mut conn).unwrap().as_deref(),
-        Some("2025-01-01-000002_create_fragment_embeddings")
+        Some("2025-01-01-000003_register_fragment_embeddings_index")
     );
     assert_eq!(schema_snapshot(&mut conn), first);
 }
@@ -208,7 +221,7 @@ fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
     assert_eq!(count(&mut conn, "sqlite_master WHERE name LIKE 'fragment_embeddings_idx%'"), 0);
     // The migration before it stays applied; the failed one is still pending.
     let status = migrations::migration_status(&mut conn).unwrap();
-    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false, false]);
 }
 
 #[test]
@@ -222,11 +235,21 @@ fn existing_tables_of_the_same_shape_are_adopted_without_touching_rows() {
         .values(NewFragmentEmbedding::new(id, "p", "m", &v, "h"))
         .execute(&mut conn)
         .unwrap();
-    let before = schema_snapshot(&mut conn);
+    let tables = |conn: &mut SqliteConnection| -> Vec<_> {
+        schema_snapshot(conn)
+            .into_iter()
+            .filter(|(_, name, _)| name.starts_with("fragment") && !name.contains("_idx"))
+            .collect()
+    };
+    let before = tables(&mut conn);
 
     let applied = migrations::run_pending_migrations(&mut conn).unwrap();
-    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Adopted, Outcome::Adopted]);
-    assert_eq!(schema_snapshot(&mut conn), before);
+    assert_eq!(
+        applied.iter().map(|m| m.outcome).collect::<Vec<_>>(),
+        [Outcome::Adopted, Outcome::Adopted, Outcome::Applied],
+        "the registering migration runs: it only records the index"
+    );
+    assert_eq!(tables(&mut conn), before);
     assert_eq!((count(&mut conn, "fragments"), count(&mut conn, "fragment_embeddings")), (1, 1));
     let back: Option<Vector> =
         fragment_embeddings::table.select(fragment_embeddings::embedding).first(&mut conn).unwrap();
@@ -258,13 +281,13 @@ fn every_migration_is_reported_to_tracing() {
     let (result, events) = telemetry::capture(|| migrations::run_pending_migrations(&mut conn));
     result.unwrap();
     let applied: Vec<_> = events.iter().filter(|e| e.contains("outcome=applied")).collect();
-    assert_eq!(applied.len(), 2, "{events:#?}");
+    assert_eq!(applied.len(), 3, "{events:#?}");
     assert!(
         applied[0].contains("backend=sqlite")
             && applied[0].contains("version=20250101000001")
             && applied[0].contains("duration_ms=")
     );
-    assert!(events.iter().any(|e| e.contains("migrations up to date") && e.contains("count=2")), "{events:#?}");
+    assert!(events.iter().any(|e| e.contains("migrations up to date") && e.contains("count=3")), "{events:#?}");
 
     let mut broken = crate::conn();
     broken
@@ -303,7 +326,7 @@ fn eight_processes_migrating_one_fresh_database_all_succeed_once() {
         );
     }
     let mut conn = open(&path);
-    assert_eq!(count(&mut conn, "__diesel_schema_migrations"), 2);
+    assert_eq!(count(&mut conn, "__diesel_schema_migrations"), 3);
     assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|s| s.applied));
 }
 

@@ -90,6 +90,9 @@ enum Command {
         #[command(flatten)]
         batch: BatchArgs,
     },
+    /// Generate migrations (see `generate vector-index --help`).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Print the fragments nearest to a vector.
     Search {
         /// The embeddings' provider.
@@ -111,6 +114,84 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// Write a migration that creates a vector index on a table of yours, into both backends' migration
+    /// folders (same version and name in each); `diesel migration run` and `diesel-vector migration run`
+    /// apply it. Nothing needs sqlite-vec.
+    VectorIndex(VectorIndexArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VectorIndexArgs {
+    /// The table.
+    #[arg(long)]
+    table: String,
+    /// The vector column.
+    #[arg(long)]
+    column: String,
+    /// The vector's dimensions.
+    #[arg(long)]
+    dims: u64,
+    /// The primary-key column (an integer).
+    #[arg(long, default_value = "id")]
+    id: String,
+    /// The column's type.
+    #[arg(long = "type", value_enum, default_value_t = ElementArg::Vector)]
+    element: ElementArg,
+    /// The distance the index is built for [default: cosine; hamming for bit].
+    #[arg(long, value_enum)]
+    metric: Option<MetricArg>,
+    /// A column searches may filter on by equality, pushed into the index (repeat for several).
+    #[arg(long = "partition-by")]
+    partition_by: Vec<String>,
+    /// PostgreSQL's index.
+    #[arg(long, value_enum, default_value_t = PgIndexArg::Hnsw)]
+    index: PgIndexArg,
+    /// What SQLite keeps for searches [default: codes; none for sparsevec].
+    #[arg(long, value_enum)]
+    sqlite_index: Option<SqliteIndexArg>,
+    /// The index's name [default: __dv_<table>_<column>]; SQLite names its tables after it.
+    #[arg(long)]
+    name: Option<String>,
+    /// Also add the vector column (nullable) to the existing table.
+    #[arg(long)]
+    add_column: bool,
+    /// PostgreSQL's migration folder.
+    #[arg(long, default_value = "migrations_pg")]
+    migrations_pg: PathBuf,
+    /// SQLite's migration folder.
+    #[arg(long, default_value = "migrations_sqlite")]
+    migrations_sqlite: PathBuf,
+    /// The migration's version, YYYYMMDDHHMMSS [default: now, UTC].
+    #[arg(long)]
+    migration_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ElementArg {
+    Vector,
+    Halfvec,
+    Bit,
+    Sparsevec,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PgIndexArg {
+    Hnsw,
+    Ivfflat,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SqliteIndexArg {
+    Codes,
+    Vec0,
+    #[value(name = "codes,vec0")]
+    CodesAndVec0,
+    None,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +279,8 @@ enum MetricArg {
     L2,
     L1,
     InnerProduct,
+    Hamming,
+    Jaccard,
 }
 
 impl From<MetricArg> for Metric {
@@ -207,6 +290,8 @@ impl From<MetricArg> for Metric {
             MetricArg::L2 => Metric::L2,
             MetricArg::L1 => Metric::L1,
             MetricArg::InnerProduct => Metric::InnerProduct,
+            MetricArg::Hamming => Metric::Hamming,
+            MetricArg::Jaccard => Metric::Jaccard,
         }
     }
 }
@@ -295,6 +380,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             progress.finish();
             output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
+        Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
         Command::Search { provider, model, vector, k, metric, json } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => std::fs::read_to_string(path)?,
@@ -320,6 +406,46 @@ fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
         jsonl::JsonlError::Database(e) => with_hint(e),
         e => Box::new(e),
     }
+}
+
+fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
+    use diesel_vector::index::{generate, Element, IndexSpec, PgIndex, SqliteIndex};
+    let element = match args.element {
+        ElementArg::Vector => Element::Vector,
+        ElementArg::Halfvec => Element::HalfVector,
+        ElementArg::Bit => Element::Bit,
+        ElementArg::Sparsevec => Element::SparseVector,
+    };
+    let mut builder = IndexSpec::builder(&args.table, &args.column, args.dims)
+        .id_column(&args.id)
+        .element(element)
+        .partition_by(args.partition_by.iter().cloned())
+        .pg_index(match args.index {
+            PgIndexArg::Hnsw => PgIndex::Hnsw,
+            PgIndexArg::Ivfflat => PgIndex::Ivfflat,
+            PgIndexArg::None => PgIndex::None,
+        });
+    if let Some(metric) = args.metric {
+        builder = builder.metric(metric.into());
+    }
+    if let Some(sqlite) = args.sqlite_index {
+        builder = builder.sqlite_index(match sqlite {
+            SqliteIndexArg::Codes => SqliteIndex::CODES,
+            SqliteIndexArg::Vec0 => SqliteIndex::VEC0,
+            SqliteIndexArg::CodesAndVec0 => SqliteIndex::CODES_AND_VEC0,
+            SqliteIndexArg::None => SqliteIndex::NONE,
+        });
+    }
+    if let Some(name) = &args.name {
+        builder = builder.name(name);
+    }
+    let spec = builder.build()?;
+    let migration = generate::render(&spec, &generate::Options::default().add_column(args.add_column));
+    let version = args.migration_version.clone().unwrap_or_else(generate::version_now);
+    let (pg, sqlite) = generate::write(&migration, &version, &args.migrations_pg, &args.migrations_sqlite)?;
+    println!("Created {}", pg.display());
+    println!("Created {}", sqlite.display());
+    Ok(())
 }
 
 fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand) -> Result<()> {
@@ -349,4 +475,12 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -145,9 +145,8 @@ fn target_index(index: &TargetIndex) -> String {
         TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
         TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
         TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
-        TargetIndex::Queued { pending } => {
-            format!("{pending} change(s) queued, applied on the index's next search")
-        }
+        TargetIndex::Synced { rebuilt: true, .. } => "up to date (rebuilt from the table)".into(),
+        TargetIndex::Synced { applied, .. } => format!("up to date ({applied} changes applied)"),
         TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
             "ivfflat with {lists} lists for {rows} rows: built with little data, searches recall poorly until \
              `diesel-vector reindex` on the target"

@@ -1,0 +1,141 @@
+//! The stored formats' building blocks: a little-endian writer, a reader that never reads past the end (a
+//! short blob is an error, not a panic), and the checksum that guards every blob.
+
+use super::AnnError;
+
+/// A 64-bit checksum of `bytes` (not cryptographic: it detects truncation, torn writes and bit flips).
+pub(super) fn checksum(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = 0x6476_7175_616e_7431 ^ (bytes.len() as u64).wrapping_mul(K);
+    let (words, rest) = bytes.split_at(bytes.len() - bytes.len() % 8);
+    for w in words.chunks_exact(8) {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+    }
+    for (i, b) in rest.iter().enumerate() {
+        h = (h ^ (u64::from(*b) << (8 * i))).wrapping_mul(K).rotate_left(29);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    h ^ (h >> 32)
+}
+
+/// Appends values in little-endian order.
+#[derive(Debug, Default)]
+pub(super) struct Writer(pub(super) Vec<u8>);
+
+impl Writer {
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Writer(Vec::with_capacity(n))
+    }
+    pub(super) fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    pub(super) fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub(super) fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub(super) fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub(super) fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub(super) fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub(super) fn f32(&mut self, v: f32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    /// Appends the checksum of everything written so far and returns the bytes.
+    pub(super) fn finish(mut self) -> Vec<u8> {
+        let sum = checksum(&self.0);
+        self.u64(sum);
+        self.0
+    }
+}
+
+/// Reads values in little-endian order; every read past the end is an error naming `what`.
+#[derive(Debug)]
+pub(super) struct Reader<'a> {
+    rest: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    /// Checks the trailing checksum and magic, and returns a reader over what lies between them.
+    pub(super) fn open(blob: &'a [u8], what: &'static str, magic: &[u8; 4]) -> Result<Self, AnnError> {
+        let Some((body, sum)) = blob.split_last_chunk::<8>() else {
+            return Err(AnnError::corrupt(format!("{what}: {} bytes, too short", blob.len())));
+        };
+        if checksum(body) != u64::from_le_bytes(*sum) {
+            return Err(AnnError::corrupt(format!("{what}: checksum mismatch (truncated or damaged)")));
+        }
+        let mut reader = Reader { rest: body, what };
+        if reader.take(4)? != magic {
+            return Err(AnnError::corrupt(format!("{what}: not a {what} (wrong magic bytes)")));
+        }
+        Ok(reader)
+    }
+
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], AnnError> {
+        if self.rest.len() < n {
+            return Err(AnnError::corrupt(format!("{}: truncated", self.what)));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], AnnError> {
+        let bytes = self.take(N)?;
+        bytes.try_into().map_err(|_| AnnError::corrupt(format!("{}: truncated", self.what)))
+    }
+
+    pub(super) fn u8(&mut self) -> Result<u8, AnnError> {
+        Ok(self.array::<1>()?[0])
+    }
+    pub(super) fn u16(&mut self) -> Result<u16, AnnError> {
+        self.array().map(u16::from_le_bytes)
+    }
+    pub(super) fn u32(&mut self) -> Result<u32, AnnError> {
+        self.array().map(u32::from_le_bytes)
+    }
+    pub(super) fn u64(&mut self) -> Result<u64, AnnError> {
+        self.array().map(u64::from_le_bytes)
+    }
+    pub(super) fn f32(&mut self) -> Result<f32, AnnError> {
+        self.array().map(f32::from_le_bytes)
+    }
+
+    /// `n` little-endian 8-byte values.
+    pub(super) fn words<T>(&mut self, n: usize, from: fn([u8; 8]) -> T) -> Result<Vec<T>, AnnError> {
+        let bytes =
+            self.take(n.checked_mul(8).ok_or_else(|| AnnError::corrupt(format!("{}: truncated", self.what)))?)?;
+        Ok(bytes.chunks_exact(8).map(|w| from(w.try_into().unwrap_or_default())).collect())
+    }
+
+    /// `n` little-endian `f32`, each finite.
+    pub(super) fn finite_f32s(&mut self, n: usize) -> Result<Vec<f32>, AnnError> {
+        let bytes =
+            self.take(n.checked_mul(4).ok_or_else(|| AnnError::corrupt(format!("{}: truncated", self.what)))?)?;
+        let values: Vec<f32> =
+            bytes.chunks_exact(4).map(|w| f32::from_le_bytes(w.try_into().unwrap_or_default())).collect();
+        if values.iter().all(|v| v.is_finite()) {
+            Ok(values)
+        } else {
+            Err(AnnError::corrupt(format!("{}: a stored number is NaN or infinite", self.what)))
+        }
+    }
+
+    /// Errors unless everything was read.
+    pub(super) fn end(self) -> Result<(), AnnError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(AnnError::corrupt(format!("{}: {} unexpected bytes at the end", self.what, self.rest.len())))
+        }
+    }
+}

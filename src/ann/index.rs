@@ -1,0 +1,298 @@
+//! The in-memory index: codes in chunks of [`CHUNK_ROWS`] rows, a map from row id to place, and the
+//! chunks' stored form.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::bytes::{Reader, Writer};
+use super::params::Factors;
+use super::{AnnError, Params};
+use crate::simd::Simd;
+
+/// Rows per chunk: the unit of storage (one BLOB of about 56 KB at 1536 dimensions) and of change
+/// tracking. A change to one row rewrites its chunk only.
+pub const CHUNK_ROWS: usize = 256;
+
+const MAGIC: &[u8; 4] = b"DVQC";
+const VERSION: u16 = 1;
+
+/// One chunk: up to [`CHUNK_ROWS`] rows, each field contiguous.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Chunk {
+    pub(super) ids: Vec<i64>,
+    pub(super) partitions: Vec<u64>,
+    pub(super) factors: Vec<Factors>,
+    /// `ids.len() * words` words.
+    pub(super) codes: Vec<u64>,
+}
+
+impl Chunk {
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A quantized index of one vector column: a binary code per row, with the row's id and partition key,
+/// searched by [`QuantizedIndex::search`].
+///
+/// Rows are added, replaced and removed by id ([`insert`](Self::insert), [`remove`](Self::remove)), which
+/// is what a change queue feeds. The codes live in numbered chunks of [`CHUNK_ROWS`] rows: a change marks
+/// its chunk dirty, [`take_dirty`](Self::take_dirty) says which chunks to store again, and
+/// [`chunk_bytes`](Self::chunk_bytes) gives a chunk's stored form; [`from_chunks`](Self::from_chunks)
+/// loads them back, refusing anything damaged.
+#[derive(Debug, Clone)]
+pub struct QuantizedIndex {
+    pub(super) params: Params,
+    pub(super) simd: Simd,
+    pub(super) chunks: Vec<Chunk>,
+    /// Row id to `chunk * CHUNK_ROWS + slot`.
+    locations: HashMap<i64, u32>,
+    /// Chunks with room, lowest first: new rows fill them before a chunk is added.
+    open: BTreeSet<u32>,
+    dirty: BTreeSet<u32>,
+}
+
+fn place(chunk: usize, slot: usize) -> u32 {
+    u32::try_from(chunk * CHUNK_ROWS + slot).unwrap_or(u32::MAX)
+}
+
+fn unplace(location: u32) -> (usize, usize) {
+    let location = location as usize;
+    (location / CHUNK_ROWS, location % CHUNK_ROWS)
+}
+
+impl QuantizedIndex {
+    /// An empty index with these parameters, using the fastest SIMD level of this CPU.
+    pub fn new(params: Params) -> QuantizedIndex {
+        QuantizedIndex {
+            params,
+            simd: Simd::detect(),
+            chunks: Vec::new(),
+            locations: HashMap::new(),
+            open: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Uses the kernels of `simd` from now on (tests and benchmarks force a level this way).
+    pub fn with_simd(mut self, simd: Simd) -> QuantizedIndex {
+        self.simd = simd;
+        self
+    }
+
+    /// The SIMD level in use.
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    /// The training parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Rows in the index.
+    pub fn len(&self) -> usize {
+        self.locations.len()
+    }
+
+    /// Whether the index has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.locations.is_empty()
+    }
+
+    /// Whether row `id` is in the index.
+    pub fn contains(&self, id: i64) -> bool {
+        self.locations.contains_key(&id)
+    }
+
+    /// Adds row `id` with partition key `partition` (use 0 when the table has none), or replaces it if the
+    /// index has it. The vector must have the index's dimensions and be finite.
+    pub fn insert(&mut self, id: i64, partition: u64, vector: &[f32]) -> Result<(), AnnError> {
+        self.params.check(vector)?;
+        let words = self.params.words();
+        let (chunk_no, slot) = match self.locations.get(&id) {
+            Some(location) => unplace(*location),
+            None => {
+                let chunk_no = match self.open.first() {
+                    Some(c) => *c as usize,
+                    None => {
+                        self.chunks.push(Chunk::default());
+                        let c = self.chunks.len() - 1;
+                        self.open.insert(u32::try_from(c).unwrap_or(u32::MAX));
+                        c
+                    }
+                };
+                let chunk = &mut self.chunks[chunk_no];
+                chunk.ids.push(id);
+                chunk.partitions.push(partition);
+                chunk.factors.push(Factors::default());
+                chunk.codes.resize(chunk.codes.len() + words, 0);
+                let slot = chunk.len() - 1;
+                if chunk.len() == CHUNK_ROWS {
+                    self.open.remove(&u32::try_from(chunk_no).unwrap_or(u32::MAX));
+                }
+                self.locations.insert(id, place(chunk_no, slot));
+                (chunk_no, slot)
+            }
+        };
+        let chunk = &mut self.chunks[chunk_no];
+        chunk.partitions[slot] = partition;
+        chunk.factors[slot] = self.params.encode_into(vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
+        self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    /// Removes row `id`; returns whether it was there. The last row of its chunk takes its place.
+    pub fn remove(&mut self, id: i64) -> bool {
+        let Some(location) = self.locations.remove(&id) else {
+            return false;
+        };
+        let (chunk_no, slot) = unplace(location);
+        let words = self.params.words();
+        let chunk = &mut self.chunks[chunk_no];
+        let last = chunk.len() - 1;
+        chunk.ids.swap_remove(slot);
+        chunk.partitions.swap_remove(slot);
+        chunk.factors.swap_remove(slot);
+        if slot != last {
+            chunk.codes.copy_within(last * words..(last + 1) * words, slot * words);
+            self.locations.insert(chunk.ids[slot], place(chunk_no, slot));
+        }
+        chunk.codes.truncate(last * words);
+        let c = u32::try_from(chunk_no).unwrap_or(u32::MAX);
+        self.open.insert(c);
+        self.dirty.insert(c);
+        true
+    }
+
+    /// Builds an index of `rows` (id, partition key, vector).
+    pub fn build<'a>(
+        params: Params,
+        rows: impl IntoIterator<Item = (i64, u64, &'a [f32])>,
+    ) -> Result<QuantizedIndex, AnnError> {
+        let mut index = QuantizedIndex::new(params);
+        for (id, partition, vector) in rows {
+            index.insert(id, partition, vector)?;
+        }
+        Ok(index)
+    }
+
+    /// Numbers of the chunks (`0..chunk_count()`).
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// The chunks changed since the last call, in order, and forgets them: store each one's
+    /// [`chunk_bytes`](Self::chunk_bytes) (a chunk may have become empty: store it empty or delete it).
+    pub fn take_dirty(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// The stored form of chunk `number`, or `None` past the last chunk: magic `DVQC`, format version, the
+    /// parameters' fingerprint, the chunk number, the row count, then the ids, partition keys, factors and
+    /// codes, each contiguous and little-endian, and a checksum of all that.
+    pub fn chunk_bytes(&self, number: u32) -> Option<Vec<u8>> {
+        let chunk = self.chunks.get(number as usize)?;
+        let words = self.params.words();
+        let mut w = Writer::with_capacity(40 + chunk.len() * (28 + 8 * words));
+        w.bytes(MAGIC);
+        w.u16(VERSION);
+        w.u16(0);
+        w.u64(self.params.fingerprint());
+        w.u32(number);
+        w.u32(u32::try_from(chunk.len()).unwrap_or(0));
+        w.u32(u32::try_from(words).unwrap_or(0));
+        chunk.ids.iter().for_each(|id| w.i64(*id));
+        chunk.partitions.iter().for_each(|p| w.u64(*p));
+        chunk.factors.iter().flat_map(|f| f.to_array()).for_each(|x| w.f32(x));
+        chunk.codes.iter().for_each(|c| w.u64(*c));
+        Some(w.finish())
+    }
+
+    /// Loads an index from its parameters and every stored chunk (in any order; numbers may have gaps,
+    /// which stay as empty chunks). Any damaged, truncated or foreign chunk, a chunk number given twice, or
+    /// a row id in two places is an error and nothing is loaded: rebuild the codes from the vectors then.
+    pub fn from_chunks<'a>(
+        params: Params,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<QuantizedIndex, AnnError> {
+        let mut index = QuantizedIndex::new(params);
+        let mut seen = BTreeSet::new();
+        for blob in chunks {
+            let (number, chunk) = index.read_chunk(blob)?;
+            if !seen.insert(number) {
+                return Err(AnnError::corrupt(format!("chunk {number} given twice")));
+            }
+            let n = number as usize;
+            if index.chunks.len() <= n {
+                index.chunks.resize_with(n + 1, Chunk::default);
+            }
+            for (slot, id) in chunk.ids.iter().enumerate() {
+                if index.locations.insert(*id, place(n, slot)).is_some() {
+                    return Err(AnnError::DuplicateRow { id: *id });
+                }
+            }
+            index.chunks[n] = chunk;
+        }
+        for (n, chunk) in index.chunks.iter().enumerate() {
+            if chunk.len() < CHUNK_ROWS {
+                index.open.insert(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
+        Ok(index)
+    }
+
+    fn read_chunk(&self, blob: &[u8]) -> Result<(u32, Chunk), AnnError> {
+        let what = "index chunk";
+        let mut r = Reader::open(blob, what, MAGIC)?;
+        let version = r.u16()?;
+        if version != VERSION {
+            return Err(AnnError::corrupt(format!("{what}: format version {version}, this build reads {VERSION}")));
+        }
+        r.u16()?;
+        if r.u64()? != self.params.fingerprint() {
+            return Err(AnnError::corrupt(format!("{what}: made with other index parameters")));
+        }
+        let number = r.u32()?;
+        // Chunk numbers beyond what 2^32 rows need cannot have been written by `chunk_bytes`.
+        if number as usize > u32::MAX as usize / CHUNK_ROWS {
+            return Err(AnnError::corrupt(format!("{what}: chunk number {number}")));
+        }
+        let rows = r.u32()? as usize;
+        if rows > CHUNK_ROWS {
+            return Err(AnnError::corrupt(format!("{what} {number}: {rows} rows, at most {CHUNK_ROWS}")));
+        }
+        let words = r.u32()? as usize;
+        if words != self.params.words() {
+            return Err(AnnError::corrupt(format!("{what} {number}: codes of {words} words")));
+        }
+        let ids = r.words(rows, i64::from_le_bytes)?;
+        let partitions = r.words(rows, u64::from_le_bytes)?;
+        let factors =
+            r.finite_f32s(rows * 3)?.chunks_exact(3).map(|f| Factors::from_array([f[0], f[1], f[2]])).collect();
+        let codes = r.words(rows * words, u64::from_le_bytes)?;
+        r.end()?;
+        Ok((number, Chunk { ids, partitions, factors, codes }))
+    }
+
+    /// Bytes of memory the index holds (codes, ids, partition keys, factors and the id map), for reports.
+    pub fn memory_bytes(&self) -> usize {
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|c| {
+                c.ids.capacity() * 8
+                    + c.partitions.capacity() * 8
+                    + c.factors.capacity() * std::mem::size_of::<Factors>()
+                    + c.codes.capacity() * 8
+            })
+            .sum();
+        // hashbrown: one control byte per bucket plus the entry, buckets a power of two at most 7/8 full.
+        let buckets = (self.locations.capacity() * 8 / 7).checked_next_power_of_two().unwrap_or(0);
+        chunks + buckets * (1 + std::mem::size_of::<(i64, u32)>()) + std::mem::size_of::<Self>()
+    }
+
+    /// The location of row `id`: its chunk and slot.
+    pub(super) fn location(&self, id: i64) -> Option<(usize, usize)> {
+        self.locations.get(&id).map(|l| unplace(*l))
+    }
+}

@@ -1,0 +1,443 @@
+//! The engine as the SQLite integration will use it: train, build, change, store, load, search.
+#![allow(clippy::cast_possible_truncation, clippy::type_complexity)]
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::simd::Simd;
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// Embedding-like data as the crate's tests generate it: a shared direction, topics and subtopics.
+/// Data sets made with the same `seed` share their structure (queries are drawn with another `noise`).
+fn clustered(seed: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vec<f32>> {
+    clustered_noise(seed, seed ^ 0xabc, n, dims, clusters)
+}
+
+fn clustered_noise(seed: u64, noise: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let mut random = |n: usize| -> Vec<Vec<f32>> { (0..n).map(|_| (0..dims).map(|_| rng.unit()).collect()).collect() };
+    let common = random(1).remove(0);
+    let topics = random(clusters.div_ceil(5));
+    let subtopics = random(clusters);
+    let mut rng = Rng(noise);
+    (0..n)
+        .map(|i| {
+            let (s, t) = (&subtopics[i % clusters], &topics[(i % clusters) / 5]);
+            (0..dims).map(|j| 0.7 * common[j] + 0.45 * t[j] + 0.39 * s[j] + 0.39 * rng.unit()).collect()
+        })
+        .collect()
+}
+
+/// The store a search reads candidates from, by id (row `i` has id `i * 3 + 1`, to keep ids and positions apart).
+struct Store {
+    rows: HashMap<i64, Vec<f32>>,
+}
+
+impl Store {
+    fn new(vectors: &[Vec<f32>]) -> Store {
+        Store { rows: vectors.iter().enumerate().map(|(i, v)| (id_of(i), v.clone())).collect() }
+    }
+
+    fn fetch(&self) -> impl FnMut(&[i64], &mut dyn FnMut(i64, &[f32])) -> Result<(), AnnError> + '_ {
+        |ids, sink| {
+            for id in ids {
+                if let Some(v) = self.rows.get(id) {
+                    sink(*id, v);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn id_of(i: usize) -> i64 {
+    i as i64 * 3 + 1
+}
+
+fn index_of(metric: Metric, vectors: &[Vec<f32>], partition: impl Fn(usize) -> u64) -> QuantizedIndex {
+    let params = Params::train(metric, vectors[0].len(), vectors.iter().map(Vec::as_slice)).unwrap();
+    QuantizedIndex::build(params, vectors.iter().enumerate().map(|(i, v)| (id_of(i), partition(i), v.as_slice())))
+        .unwrap()
+}
+
+fn exact(metric: Metric, vectors: &[(i64, &Vec<f32>)], query: &[f32], k: usize) -> Vec<Neighbour> {
+    let mut scan = ExactScan::new(metric, query, k).unwrap();
+    for (id, v) in vectors {
+        scan.push(&[*id], v).unwrap();
+    }
+    scan.finish()
+}
+
+/// The `f64` value of each metric.
+fn reference(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>();
+    match metric {
+        Metric::Cosine => 1.0 - dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt()),
+        Metric::L2 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>().sqrt(),
+        Metric::L1 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs()).sum(),
+        Metric::InnerProduct => -dot(a, b),
+    }
+}
+
+const METRICS: [Metric; 4] = [Metric::Cosine, Metric::L2, Metric::L1, Metric::InnerProduct];
+
+#[test]
+fn searches_find_the_exact_neighbours_at_every_simd_level_and_metric() {
+    let data = clustered(1, 3000, 96, 30);
+    let queries = clustered_noise(1, 2, 20, 96, 30);
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    for metric in METRICS {
+        let index = index_of(metric, &data, |_| 0);
+        for simd in Simd::all_supported() {
+            let index = index.clone().with_simd(simd);
+            let (mut found, mut wanted) = (0, 0);
+            for q in &queries {
+                let truth = exact(metric, &all, q, 10);
+                let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+                assert_eq!(outcome.neighbours.len(), 10);
+                assert_eq!(outcome.stats.level, simd.level());
+                // Whatever is returned carries its exact distance, in the exact scan's order.
+                for n in &outcome.neighbours {
+                    let v = &store.rows[&n.id];
+                    assert_eq!(n.distance.to_bits(), exact(metric, &[(n.id, v)], q, 1)[0].distance.to_bits());
+                }
+                assert!(outcome.neighbours.windows(2).all(|w| w[0].order(&w[1]).is_lt()));
+                found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+                wanted += truth.len();
+            }
+            let recall = found as f64 / wanted as f64;
+            assert!(recall >= 0.97, "{metric} at {}: recall {recall}", simd.level());
+        }
+    }
+}
+
+#[test]
+fn every_simd_level_returns_the_same_neighbours() {
+    let data = clustered(3, 2000, 200, 20);
+    let store = Store::new(&data);
+    let index = index_of(Metric::Cosine, &data, |_| 0);
+    let q = &clustered_noise(3, 4, 1, 200, 20)[0];
+    let results: Vec<Vec<Neighbour>> = Simd::all_supported()
+        .into_iter()
+        .map(|simd| {
+            index
+                .clone()
+                .with_simd(simd)
+                .search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch())
+                .unwrap()
+                .neighbours
+        })
+        .collect();
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn the_exact_scan_returns_the_ids_of_an_f64_reference_at_every_level() {
+    let data = clustered(5, 2000, 130, 40);
+    for metric in METRICS {
+        for simd in Simd::all_supported() {
+            for q in &clustered_noise(5, 6, 5, 130, 40) {
+                let mut scan = ExactScan::new(metric, q, 10).unwrap().with_simd(simd);
+                // Streamed in uneven chunks, as from a file.
+                let flat: Vec<f32> = data.iter().flatten().copied().collect();
+                let ids: Vec<i64> = (0..data.len()).map(id_of).collect();
+                for (ids, rows) in ids.chunks(333).zip(flat.chunks(333 * 130)) {
+                    scan.push(ids, rows).unwrap();
+                }
+                assert_eq!(scan.rows(), 2000);
+                let got: Vec<i64> = scan.finish().iter().map(|n| n.id).collect();
+                let mut truth: Vec<(f64, i64)> =
+                    data.iter().enumerate().map(|(i, v)| (reference(metric, q, v), id_of(i))).collect();
+                truth.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let want: Vec<i64> = truth[..10].iter().map(|t| t.1).collect();
+                assert_eq!(got, want, "{metric} at {}", simd.level());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_exact_scan_ranks_nan_last_breaks_ties_by_id_and_rejects_bad_chunks() {
+    let mut scan = ExactScan::new(Metric::Cosine, &[1.0, 0.0], 3).unwrap();
+    scan.push(&[5, 4, 3], &[0.0, 0.0, 2.0, 0.0, 1.0, 0.0]).unwrap();
+    let got = scan.finish();
+    assert_eq!(got.iter().map(|n| n.id).collect::<Vec<_>>(), [3, 4, 5]);
+    assert!(got[2].distance.is_nan());
+    let mut scan = ExactScan::new(Metric::L2, &[1.0, 0.0], 3).unwrap();
+    assert_eq!(scan.push(&[1, 2], &[0.0; 3]), Err(AnnError::DimensionMismatch { expected: 2, found: 1 }));
+    assert_eq!(ExactScan::new(Metric::L2, &[f32::NAN], 1).unwrap_err(), AnnError::NotFinite { index: 0 });
+}
+
+#[test]
+fn a_partition_filter_gives_k_results_when_k_rows_match_however_few() {
+    let data = clustered(7, 3000, 64, 30);
+    let store = Store::new(&data);
+    // 12 rows in partition 7, scattered; the rest in partition 1.
+    let index = index_of(Metric::L2, &data, |i| if i % 250 == 3 { 7 } else { 1 });
+    let q = &clustered_noise(7, 8, 1, 64, 30)[0];
+    let outcome = index.search(q, 10, &Filter::partition(7), &SearchOptions::default(), store.fetch()).unwrap();
+    let members: Vec<(i64, &Vec<f32>)> = (0..3000).filter(|i| i % 250 == 3).map(|i| (id_of(i), &data[i])).collect();
+    assert_eq!(outcome.neighbours, exact(Metric::L2, &members, q, 10));
+    assert_eq!(outcome.stats.passed, 12);
+    // A partition no row has: nothing, and no fetch.
+    let outcome = index.search(q, 10, &Filter::partition(99), &SearchOptions::default(), store.fetch()).unwrap();
+    assert!(outcome.neighbours.is_empty());
+    assert_eq!(outcome.stats.fetch_calls, 0);
+}
+
+#[test]
+fn an_allow_list_restricts_the_search_and_combines_with_the_partition() {
+    let data = clustered(9, 2000, 64, 20);
+    let store = Store::new(&data);
+    let index = index_of(Metric::Cosine, &data, |i| (i % 2) as u64);
+    let q = &clustered_noise(9, 10, 1, 64, 20)[0];
+    let allowed: Vec<i64> = (0..2000).step_by(97).map(id_of).chain([-5, 999_999]).collect();
+    let outcome = index.search(q, 50, &Filter::allow(&allowed), &SearchOptions::default(), store.fetch()).unwrap();
+    let members: Vec<(i64, &Vec<f32>)> = (0..2000).step_by(97).map(|i| (id_of(i), &data[i])).collect();
+    assert_eq!(outcome.neighbours, exact(Metric::Cosine, &members, q, 50));
+    let both = Filter { partition: Some(1), allow: Some(&allowed) };
+    let outcome = index.search(q, 50, &both, &SearchOptions::default(), store.fetch()).unwrap();
+    let odd: Vec<(i64, &Vec<f32>)> =
+        (0..2000).step_by(97).filter(|i| i % 2 == 1).map(|i| (id_of(i), &data[i])).collect();
+    assert_eq!(outcome.neighbours, exact(Metric::Cosine, &odd, q, 50));
+}
+
+#[test]
+fn rows_missing_from_the_store_are_skipped_and_k_results_still_come_back() {
+    let data = clustered(11, 2000, 64, 20);
+    let mut store = Store::new(&data);
+    let index = index_of(Metric::L2, &data, |_| 0);
+    let q = &clustered_noise(11, 12, 1, 64, 20)[0];
+    // Delete from the store (not the index) the 30 nearest rows.
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    for n in exact(Metric::L2, &all, q, 30) {
+        store.rows.remove(&n.id);
+    }
+    let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+    assert_eq!(outcome.neighbours.len(), 10);
+    assert!(outcome.stats.returned < outcome.stats.fetched);
+    // With only 5 rows left in the store, those 5 are found however far they rank.
+    let keep: Vec<i64> = store.rows.keys().copied().take(5).collect();
+    store.rows.retain(|id, _| keep.contains(id));
+    let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+    assert_eq!(outcome.neighbours.len(), 5);
+}
+
+#[test]
+fn inserts_replace_and_removals_take_effect_and_match_a_fresh_build() {
+    let data = clustered(13, 1500, 64, 15);
+    let mut index = index_of(Metric::Cosine, &data, |_| 0);
+    let mut store = Store::new(&data);
+    // Remove every third row, replace every fifth with another vector, add new rows.
+    let extra = clustered_noise(13, 14, 300, 64, 15);
+    for i in (0..1500).step_by(3) {
+        assert!(index.remove(id_of(i)));
+        store.rows.remove(&id_of(i));
+    }
+    assert!(!index.remove(id_of(0)), "already gone");
+    for (j, i) in (1..1500).step_by(5).enumerate() {
+        if store.rows.contains_key(&id_of(i)) {
+            index.insert(id_of(i), 0, &extra[j % 300]).unwrap();
+            store.rows.insert(id_of(i), extra[j % 300].clone());
+        }
+    }
+    for (j, v) in extra.iter().enumerate() {
+        index.insert(10_000 + j as i64, 0, v).unwrap();
+        store.rows.insert(10_000 + j as i64, v.clone());
+    }
+    assert_eq!(index.len(), store.rows.len());
+    let fresh =
+        QuantizedIndex::build(index.params().clone(), store.rows.iter().map(|(id, v)| (*id, 0, v.as_slice()))).unwrap();
+    for q in &clustered_noise(13, 15, 10, 64, 15) {
+        let a = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        let b = fresh.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        assert_eq!(a.neighbours, b.neighbours);
+        assert!(a.neighbours.iter().all(|n| store.rows.contains_key(&n.id)));
+    }
+}
+
+#[test]
+fn changes_mark_their_chunks_dirty() {
+    let data = clustered(16, 600, 32, 6);
+    let mut index = index_of(Metric::L2, &data, |_| 0);
+    assert_eq!(index.chunk_count(), 3);
+    assert_eq!(index.take_dirty(), [0, 1, 2]);
+    assert!(index.take_dirty().is_empty());
+    index.remove(id_of(300));
+    assert_eq!(index.take_dirty(), [1]);
+    // The next new row fills the hole in chunk 1 before chunk 2's free room.
+    index.insert(-1, 0, &data[0]).unwrap();
+    assert_eq!(index.take_dirty(), [1]);
+    index.insert(id_of(599), 0, &data[1]).unwrap();
+    assert_eq!(index.take_dirty(), [2]);
+}
+
+#[test]
+fn stored_chunks_and_parameters_load_back_to_the_same_index() {
+    let data = clustered(17, 700, 100, 7);
+    let store = Store::new(&data);
+    let mut index = index_of(Metric::InnerProduct, &data, |i| i as u64 % 3);
+    index.remove(id_of(5));
+    let params = Params::from_bytes(&index.params().to_bytes()).unwrap();
+    assert_eq!(&params, index.params());
+    let blobs: Vec<Vec<u8>> = (0..index.chunk_count()).rev().map(|c| index.chunk_bytes(c as u32).unwrap()).collect();
+    assert!(index.chunk_bytes(99).is_none());
+    let loaded = QuantizedIndex::from_chunks(params, blobs.iter().map(Vec::as_slice)).unwrap();
+    assert_eq!(loaded.len(), index.len());
+    let q = &clustered_noise(17, 18, 1, 100, 7)[0];
+    for filter in [Filter::all(), Filter::partition(2)] {
+        let a = index.search(q, 10, &filter, &SearchOptions::default(), store.fetch()).unwrap();
+        let b = loaded.search(q, 10, &filter, &SearchOptions::default(), store.fetch()).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn damaged_truncated_or_foreign_blobs_are_errors_never_trusted() {
+    let data = clustered(19, 300, 70, 3);
+    let index = index_of(Metric::L2, &data, |_| 0);
+    let params = index.params().to_bytes();
+    let chunk = index.chunk_bytes(0).unwrap();
+    for blob in [&params, &chunk] {
+        let is_params = std::ptr::eq(blob, &params);
+        let load = |b: &[u8]| {
+            if is_params {
+                Params::from_bytes(b).map(|_| ())
+            } else {
+                QuantizedIndex::from_chunks(index.params().clone(), [b]).map(|_| ())
+            }
+        };
+        assert!(load(blob).is_ok());
+        for len in (0..blob.len()).step_by(7).chain([blob.len() - 1]) {
+            assert!(matches!(load(&blob[..len]), Err(AnnError::Corrupt { .. })), "truncated to {len}");
+        }
+        for at in (0..blob.len()).step_by(13) {
+            let mut flipped = blob.clone();
+            flipped[at] ^= 0x10;
+            assert!(matches!(load(&flipped), Err(AnnError::Corrupt { .. })), "bit flipped at {at}");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(load(&longer).is_err());
+    }
+    // Codes made with other parameters are refused.
+    let other = Params::train(Metric::L2, 70, data[..50].iter().map(Vec::as_slice)).unwrap();
+    assert!(matches!(QuantizedIndex::from_chunks(other, [chunk.as_slice()]), Err(AnnError::Corrupt { .. })));
+    // The same chunk twice, or a row in two chunks.
+    let p = index.params().clone();
+    assert!(matches!(
+        QuantizedIndex::from_chunks(p.clone(), [chunk.as_slice(), chunk.as_slice()]),
+        Err(AnnError::Corrupt { .. })
+    ));
+    let mut moved = index.clone();
+    moved.insert(id_of(299), 0, &data[0]).unwrap();
+    let second = QuantizedIndex::build(p.clone(), [(id_of(0), 0, data[0].as_slice())]).unwrap();
+    let mut renumbered = second.clone();
+    renumbered.insert(-7, 0, &data[1]).unwrap();
+    let _ = renumbered;
+    let a = index.chunk_bytes(0).unwrap();
+    let b = {
+        // A chunk numbered 1 that holds row id_of(0), which chunk 0 also holds.
+        let mut two = QuantizedIndex::new(p.clone());
+        for i in 0..=CHUNK_ROWS {
+            two.insert(if i == CHUNK_ROWS { id_of(0) } else { -(i as i64) - 1 }, 0, &data[0]).unwrap();
+        }
+        two.chunk_bytes(1).unwrap()
+    };
+    assert_eq!(
+        QuantizedIndex::from_chunks(p, [a.as_slice(), b.as_slice()]).unwrap_err(),
+        AnnError::DuplicateRow { id: id_of(0) }
+    );
+}
+
+#[test]
+fn bad_vectors_and_queries_are_typed_errors() {
+    let data = clustered(20, 100, 16, 2);
+    let mut index = index_of(Metric::Cosine, &data, |_| 0);
+    let store = Store::new(&data);
+    assert_eq!(index.insert(1, 0, &[1.0; 15]), Err(AnnError::DimensionMismatch { expected: 16, found: 15 }));
+    let mut nan = vec![1.0; 16];
+    nan[4] = f32::NAN;
+    assert_eq!(index.insert(1, 0, &nan), Err(AnnError::NotFinite { index: 4 }));
+    let search =
+        |q: &[f32]| index.search(q, 3, &Filter::all(), &SearchOptions::default(), store.fetch()).map(|o| o.neighbours);
+    assert_eq!(search(&[0.0; 16]), Err(AnnError::ZeroQuery));
+    assert_eq!(search(&nan), Err(AnnError::NotFinite { index: 4 }));
+    assert_eq!(search(&[1.0; 3]), Err(AnnError::DimensionMismatch { expected: 16, found: 3 }));
+    // A store that returns vectors of other dimensions, or fails.
+    let wrong = index.search(&data[0], 3, &Filter::all(), &SearchOptions::default(), |ids, sink| {
+        sink(ids[0], &[1.0; 4]);
+        Ok::<(), AnnError>(())
+    });
+    assert_eq!(wrong.unwrap_err(), AnnError::DimensionMismatch { expected: 16, found: 4 });
+    #[derive(Debug, PartialEq)]
+    enum AppError {
+        Db,
+        Index(AnnError),
+    }
+    impl From<AnnError> for AppError {
+        fn from(e: AnnError) -> Self {
+            AppError::Index(e)
+        }
+    }
+    let failing = index.search(&data[0], 3, &Filter::all(), &SearchOptions::default(), |_, _| Err(AppError::Db));
+    assert_eq!(failing.unwrap_err(), AppError::Db);
+    assert_eq!(Params::train(Metric::L2, 4, std::iter::empty()), Err(AnnError::EmptySample));
+    assert_eq!(Params::train(Metric::L2, 0, [&[][..]]), Err(AnnError::EmptySample));
+    assert!(index.insert(1, 0, &[0.0; 16]).is_ok(), "a zero vector is stored; its cosine distance is NaN");
+}
+
+#[test]
+fn zero_rows_under_cosine_rank_last_like_the_exact_scan() {
+    let mut data = clustered(21, 300, 32, 3);
+    data[7] = vec![0.0; 32];
+    let store = Store::new(&data);
+    let index = index_of(Metric::Cosine, &data, |_| 0);
+    let q = &data[0].clone();
+    let outcome = index
+        .search(q, 300, &Filter::all(), &SearchOptions { max_rerank: 300, ..SearchOptions::default() }, store.fetch())
+        .unwrap();
+    let last = outcome.neighbours.last().unwrap();
+    assert_eq!(last.id, id_of(7));
+    assert!(last.distance.is_nan());
+}
+
+#[test]
+fn a_small_training_sample_gives_no_bound_and_searches_stay_exact_within_the_cap() {
+    let data = clustered(22, 8, 16, 2);
+    let params = Params::train(Metric::L2, 16, data.iter().map(Vec::as_slice)).unwrap();
+    assert!(params.error_bound().is_infinite());
+    let index =
+        QuantizedIndex::build(params, data.iter().enumerate().map(|(i, v)| (id_of(i), 0, v.as_slice()))).unwrap();
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    let q = &data[3];
+    let outcome = index.search(q, 4, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+    assert_eq!(outcome.neighbours, exact(Metric::L2, &all, q, 4));
+    assert!(!outcome.stats.bounded);
+}
+
+#[test]
+fn the_index_reports_its_memory() {
+    let data = clustered(23, 1000, 1536, 10);
+    let index = index_of(Metric::Cosine, &data, |_| 0);
+    let per_row = index.memory_bytes() as f64 / 1000.0;
+    // 192 bytes of code, 8 id, 8 partition, 12 factors, and the id map.
+    assert!((220.0..300.0).contains(&per_row), "{per_row} bytes per row");
+}

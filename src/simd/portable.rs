@@ -1,0 +1,140 @@
+//! The portable kernels: plain Rust, the reference every other level is tested against, and the fallback.
+//!
+//! The `f32` sums are written exactly like `src/sqlite/functions/kernels.rs` (16 partial sums, added in
+//! order with `Iterator::sum`, then the rest): the x86 kernels reproduce this order, lane for lane.
+
+/// Partial sums of the `f32` kernels.
+pub(super) const LANES: usize = 16;
+/// Partial sums of the `f64` kernel (L1).
+pub(super) const LANES_F64: usize = 8;
+
+/// The final step shared by every level: the partial sums in order, then the rest of the elements.
+#[inline(always)]
+pub(super) fn finish(acc: &[f32; LANES], a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let tail: f32 = a.iter().zip(b).map(|(x, y)| term(*x, *y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The final step of L1 at every level.
+#[inline(always)]
+pub(super) fn finish_l1(acc: &[f64; LANES_F64], a: &[f32], b: &[f32]) -> f64 {
+    let tail: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs()).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+#[inline(always)]
+fn sum_f32(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+    let mut acc = [0f32; LANES];
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for i in 0..LANES {
+            acc[i] += term(x[i], y[i]);
+        }
+    }
+    finish(&acc, rest_a, rest_b, term)
+}
+
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    sum_f32(a, b, |x, y| x * y)
+}
+
+pub(super) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    sum_f32(a, b, |x, y| (x - y) * (x - y))
+}
+
+pub(super) fn dot_and_norm(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let b = &b[..a.len().min(b.len())];
+    (sum_f32(a, b, |x, y| x * y), sum_f32(b, b, |_, y| y * y))
+}
+
+pub(super) fn l1(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES_F64), b.chunks_exact(LANES_F64));
+    let (rest_a, rest_b) = (chunks_a.remainder(), chunks_b.remainder());
+    let mut acc = [0f64; LANES_F64];
+    for (x, y) in chunks_a.zip(chunks_b) {
+        for i in 0..LANES_F64 {
+            acc[i] += (f64::from(x[i]) - f64::from(y[i])).abs();
+        }
+    }
+    finish_l1(&acc, rest_a, rest_b)
+}
+
+/// A distance as the `u16` the scan stores: saturated below the "skipped" marker.
+#[inline(always)]
+pub(super) fn saturate(d: u32) -> u16 {
+    u16::try_from(d).unwrap_or(u16::MAX).min(u16::MAX - 1)
+}
+
+/// Whether row `row` is set in the bit mask `keep`.
+#[inline(always)]
+pub(super) fn kept(keep: &[u64], row: usize) -> bool {
+    keep.get(row / 64).is_some_and(|w| w >> (row % 64) & 1 == 1)
+}
+
+pub(super) fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+#[inline(always)]
+pub(super) fn hamming_scan(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
+    if query.is_empty() {
+        for (row, o) in out.iter_mut().enumerate() {
+            *o = if kept(keep, row) { 0 } else { u16::MAX };
+        }
+        return;
+    }
+    for (row, (code, o)) in codes.chunks_exact(query.len()).zip(out.iter_mut()).enumerate() {
+        *o = if kept(keep, row) { saturate(hamming(query, code)) } else { u16::MAX };
+    }
+}
+
+#[inline(always)]
+pub(super) fn plane_sums(planes: &[u64], code: &[u64]) -> (u32, u32) {
+    let ones = code.iter().map(|w| w.count_ones()).sum();
+    if code.is_empty() {
+        return (0, ones);
+    }
+    let weighted = planes
+        .chunks_exact(code.len())
+        .enumerate()
+        .map(|(j, plane)| plane.iter().zip(code).map(|(p, c)| (p & c).count_ones()).sum::<u32>() << j)
+        .sum();
+    (weighted, ones)
+}
+
+#[inline(always)]
+fn word(w: [u8; 4], swap: bool) -> [u8; 4] {
+    if swap {
+        [w[3], w[2], w[1], w[0]]
+    } else {
+        w
+    }
+}
+
+pub(super) fn extend_f32(src: &[[u8; 4]], swap: bool, out: &mut Vec<f32>) -> bool {
+    let start = out.len();
+    out.extend(src.iter().map(|w| f32::from_ne_bytes(word(*w, swap))));
+    out[start..].iter().sum::<f32>().is_finite()
+}
+
+pub(super) fn extend_bytes(src: &[[u8; 4]], swap: bool, sum_src: bool, out: &mut Vec<u8>) -> bool {
+    out.reserve(src.len() * 4);
+    let mut sum = 0f32;
+    for s in src {
+        let w = word(*s, swap);
+        sum += f32::from_ne_bytes(if sum_src { *s } else { w });
+        out.extend_from_slice(&w);
+    }
+    sum.is_finite()
+}
+
+pub(super) fn extend_words(src: &[[u8; 4]], swap: bool, out: &mut Vec<[u8; 4]>) -> bool {
+    let start = out.len();
+    out.extend(src.iter().map(|w| word(*w, swap)));
+    out[start..].iter().map(|w| f32::from_ne_bytes(*w)).sum::<f32>().is_finite()
+}

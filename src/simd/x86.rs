@@ -1,0 +1,635 @@
+//! The x86-64 kernels, with `#[target_feature]` and `core::arch` intrinsics: the only `unsafe` of the SIMD
+//! module. The safety argument is in the module docs (`mod.rs`): (1) each `unsafe fn` here is called only
+//! from the dispatch functions at the top of each section, on a [`Level`] taken from a `Simd`, whose
+//! features were detected; (2) every pointer access is within a slice or reserved capacity whose length the
+//! same function checked, as the comments at each access say; (3) all values are plain bits.
+//!
+//! The dispatch functions are safe and total: a level without a kernel here (the caller normally filters it
+//! out) falls back to the portable kernel.
+
+use std::arch::x86_64::*;
+
+use super::portable::{self, finish, finish_l1, kept, saturate, LANES, LANES_F64};
+use super::Level;
+
+// ------------------------------------------------------------------------------------------------------
+// f32 distances: AVX2 (two 8-lane registers = 16 partial sums) and AVX-512 (one 16-lane register), each lane
+// summing the same elements in the same order as the portable kernel, with a separate multiply and add.
+
+pub(super) fn dot(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY (every dispatch below): the level came from a `Simd`, so the CPU has the features the called
+    // function enables.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { dot_avx512(a, b) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { dot_avx2(a, b) },
+        Level::Popcnt | Level::Portable => portable::dot(a, b),
+    }
+}
+
+pub(super) fn l2_squared(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { l2_squared_avx512(a, b) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { l2_squared_avx2(a, b) },
+        Level::Popcnt | Level::Portable => portable::l2_squared(a, b),
+    }
+}
+
+pub(super) fn dot_and_norm(level: Level, a: &[f32], b: &[f32]) -> (f32, f32) {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { dot_and_norm_avx512(a, b) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { dot_and_norm_avx2(a, b) },
+        Level::Popcnt | Level::Portable => portable::dot_and_norm(a, b),
+    }
+}
+
+pub(super) fn l1(level: Level, a: &[f32], b: &[f32]) -> f64 {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { l1_avx512(a, b) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { l1_avx2(a, b) },
+        Level::Popcnt | Level::Portable => portable::l1(a, b),
+    }
+}
+
+/// Loops over the whole 16-element blocks of `a` and `b` with AVX2, keeping the 16 partial sums in `$lo`
+/// (lanes 0-7) and `$hi` (lanes 8-15); `$body` adds one block's terms from `$x` and `$y`.
+macro_rules! blocks_avx2 {
+    ($a:ident, $b:ident, $n:ident, $blocks:ident, |$x:ident, $y:ident, $half:ident| $body:block) => {
+        let $n = $a.len().min($b.len());
+        let $blocks = $n / LANES;
+        let (pa, pb) = ($a.as_ptr(), $b.as_ptr());
+        for i in 0..$blocks {
+            for $half in 0..2 {
+                // In bounds: i * 16 + half * 8 + 8 <= blocks * 16 <= n, the length of both slices.
+                let o = i * LANES + $half * 8;
+                let ($x, $y) = (_mm256_loadu_ps(pa.add(o)), _mm256_loadu_ps(pb.add(o)));
+                $body
+            }
+        }
+    };
+}
+
+/// The same with AVX-512: one 16-lane register per block.
+#[cfg(dv_avx512)]
+macro_rules! blocks_avx512 {
+    ($a:ident, $b:ident, $n:ident, $blocks:ident, |$x:ident, $y:ident| $body:block) => {
+        let $n = $a.len().min($b.len());
+        let $blocks = $n / LANES;
+        let (pa, pb) = ($a.as_ptr(), $b.as_ptr());
+        for i in 0..$blocks {
+            // In bounds: i * 16 + 16 <= blocks * 16 <= n, the length of both slices.
+            let ($x, $y) = (_mm512_loadu_ps(pa.add(i * LANES)), _mm512_loadu_ps(pb.add(i * LANES)));
+            $body
+        }
+    };
+}
+
+/// Stores two 8-lane registers as the 16 partial sums.
+#[inline(always)]
+unsafe fn lanes_avx2(lo: __m256, hi: __m256) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    // In bounds: `acc` has 16 elements, each store writes 8.
+    _mm256_storeu_ps(acc.as_mut_ptr(), lo);
+    _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
+    acc
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    blocks_avx2!(a, b, n, blocks, |x, y, half| {
+        acc[half] = _mm256_add_ps(acc[half], _mm256_mul_ps(x, y));
+    });
+    let rest = blocks * LANES..n;
+    finish(&lanes_avx2(acc[0], acc[1]), &a[rest.clone()], &b[rest], |x, y| x * y)
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn l2_squared_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    blocks_avx2!(a, b, n, blocks, |x, y, half| {
+        let d = _mm256_sub_ps(x, y);
+        acc[half] = _mm256_add_ps(acc[half], _mm256_mul_ps(d, d));
+    });
+    let rest = blocks * LANES..n;
+    finish(&lanes_avx2(acc[0], acc[1]), &a[rest.clone()], &b[rest], |x, y| (x - y) * (x - y))
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dot_and_norm_avx2(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let mut dot = [_mm256_setzero_ps(); 2];
+    let mut norm = [_mm256_setzero_ps(); 2];
+    blocks_avx2!(a, b, n, blocks, |x, y, half| {
+        dot[half] = _mm256_add_ps(dot[half], _mm256_mul_ps(x, y));
+        norm[half] = _mm256_add_ps(norm[half], _mm256_mul_ps(y, y));
+    });
+    let rest = blocks * LANES..n;
+    let (ra, rb) = (&a[rest.clone()], &b[rest]);
+    (
+        finish(&lanes_avx2(dot[0], dot[1]), ra, rb, |x, y| x * y),
+        finish(&lanes_avx2(norm[0], norm[1]), rb, rb, |_, y| y * y),
+    )
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let blocks = n / LANES_F64;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let sign = _mm256_set1_pd(-0.0);
+    let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    for i in 0..blocks {
+        // In bounds: i * 8 + 8 <= blocks * 8 <= n.
+        let (x, y) = (_mm256_loadu_ps(pa.add(i * LANES_F64)), _mm256_loadu_ps(pb.add(i * LANES_F64)));
+        let d_lo =
+            _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        let d_hi =
+            _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+        lo = _mm256_add_pd(lo, _mm256_andnot_pd(sign, d_lo));
+        hi = _mm256_add_pd(hi, _mm256_andnot_pd(sign, d_hi));
+    }
+    let mut acc = [0f64; LANES_F64];
+    // In bounds: `acc` has 8 elements, each store writes 4.
+    _mm256_storeu_pd(acc.as_mut_ptr(), lo);
+    _mm256_storeu_pd(acc.as_mut_ptr().add(4), hi);
+    let rest = blocks * LANES_F64..n;
+    finish_l1(&acc, &a[rest.clone()], &b[rest])
+}
+
+/// Stores one 16-lane register as the 16 partial sums.
+#[cfg(dv_avx512)]
+#[inline(always)]
+unsafe fn lanes_avx512(v: __m512) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    // In bounds: `acc` has 16 elements.
+    _mm512_storeu_ps(acc.as_mut_ptr(), v);
+    acc
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    blocks_avx512!(a, b, n, blocks, |x, y| {
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(x, y));
+    });
+    let rest = blocks * LANES..n;
+    finish(&lanes_avx512(acc), &a[rest.clone()], &b[rest], |x, y| x * y)
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f")]
+unsafe fn l2_squared_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    blocks_avx512!(a, b, n, blocks, |x, y| {
+        let d = _mm512_sub_ps(x, y);
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(d, d));
+    });
+    let rest = blocks * LANES..n;
+    finish(&lanes_avx512(acc), &a[rest.clone()], &b[rest], |x, y| (x - y) * (x - y))
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_and_norm_avx512(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let (mut dot, mut norm) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    blocks_avx512!(a, b, n, blocks, |x, y| {
+        dot = _mm512_add_ps(dot, _mm512_mul_ps(x, y));
+        norm = _mm512_add_ps(norm, _mm512_mul_ps(y, y));
+    });
+    let rest = blocks * LANES..n;
+    let (ra, rb) = (&a[rest.clone()], &b[rest]);
+    (finish(&lanes_avx512(dot), ra, rb, |x, y| x * y), finish(&lanes_avx512(norm), rb, rb, |_, y| y * y))
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f")]
+unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let blocks = n / LANES_F64;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = _mm512_setzero_pd();
+    for i in 0..blocks {
+        // In bounds: i * 8 + 8 <= blocks * 8 <= n.
+        let (x, y) = (_mm256_loadu_ps(pa.add(i * LANES_F64)), _mm256_loadu_ps(pb.add(i * LANES_F64)));
+        acc = _mm512_add_pd(acc, _mm512_abs_pd(_mm512_sub_pd(_mm512_cvtps_pd(x), _mm512_cvtps_pd(y))));
+    }
+    let mut lanes = [0f64; LANES_F64];
+    // In bounds: `lanes` has 8 elements.
+    _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
+    let rest = blocks * LANES_F64..n;
+    finish_l1(&lanes, &a[rest.clone()], &b[rest])
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Bit codes: Hamming distances (one query, many codes) and bit-plane sums (one quantised query, one code).
+// POPCNT runs the portable loops with the `popcnt` instruction; AVX2 counts bits with a nibble table
+// (`vpshufb`, Mula's method); AVX-512 with `vpopcntq`.
+
+pub(super) fn hamming_scan(level: Level, query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
+    if query.is_empty() {
+        return portable::hamming_scan(query, codes, keep, out);
+    }
+    // The kernels read `out.len()` codes of `query.len()` words: the caller (`Simd::hamming_scan`) cut
+    // `codes` to exactly that length; checked again here because the pointer arithmetic relies on it.
+    if codes.len() != out.len() * query.len() {
+        return portable::hamming_scan(query, codes, keep, out);
+    }
+    // Features as in `dot`; lengths checked above.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { hamming_scan_avx512(query, codes, keep, out) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { hamming_scan_avx2(query, codes, keep, out) },
+        Level::Popcnt => unsafe { hamming_scan_popcnt(query, codes, keep, out) },
+        Level::Portable => portable::hamming_scan(query, codes, keep, out),
+    }
+}
+
+/// At most this many planes are summed (the weights stay within `u32`).
+pub(super) const MAX_PLANES: usize = 8;
+
+pub(super) fn plane_sums(level: Level, planes: &[u64], code: &[u64]) -> (u32, u32) {
+    if code.is_empty() {
+        return portable::plane_sums(planes, code);
+    }
+    let planes = &planes[..planes.len().min(MAX_PLANES * code.len()) / code.len() * code.len()];
+    // Features as in `dot`; `planes` is a whole number of planes of `code.len()` words.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { plane_sums_avx512(planes, code) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { plane_sums_avx2(planes, code) },
+        Level::Popcnt => unsafe { plane_sums_popcnt(planes, code) },
+        Level::Portable => portable::plane_sums(planes, code),
+    }
+}
+
+#[target_feature(enable = "popcnt")]
+unsafe fn hamming_scan_popcnt(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
+    portable::hamming_scan(query, codes, keep, out)
+}
+
+#[target_feature(enable = "popcnt")]
+unsafe fn plane_sums_popcnt(planes: &[u64], code: &[u64]) -> (u32, u32) {
+    portable::plane_sums(planes, code)
+}
+
+/// Bytes of `x` replaced by their number of set bits (Mula's nibble table), summed into four `u64` lanes.
+#[inline(always)]
+unsafe fn popcount_avx2(x: __m256i) -> __m256i {
+    let table = _mm256_setr_epi8(
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+    );
+    let low = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
+    let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
+    _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+}
+
+#[inline(always)]
+unsafe fn sum_u64x4(v: __m256i) -> u32 {
+    let mut lanes = [0u64; 4];
+    // In bounds: 4 lanes of 8 bytes.
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v);
+    u32::try_from(lanes.iter().sum::<u64>()).unwrap_or(u32::MAX)
+}
+
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
+    let words = query.len();
+    let blocks = words / 4;
+    let q = query.as_ptr();
+    for (row, o) in out.iter_mut().enumerate() {
+        if !kept(keep, row) {
+            *o = u16::MAX;
+            continue;
+        }
+        // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
+        let code = codes.as_ptr().add(row * words);
+        let mut acc = _mm256_setzero_si256();
+        for b in 0..blocks {
+            // In bounds: b * 4 + 4 <= words.
+            let x =
+                _mm256_xor_si256(_mm256_loadu_si256(q.add(b * 4).cast()), _mm256_loadu_si256(code.add(b * 4).cast()));
+            acc = _mm256_add_epi64(acc, popcount_avx2(x));
+        }
+        let mut d = sum_u64x4(acc);
+        for w in blocks * 4..words {
+            // In bounds: w < words.
+            d += (*q.add(w) ^ *code.add(w)).count_ones();
+        }
+        *o = saturate(d);
+    }
+}
+
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn plane_sums_avx2(planes: &[u64], code: &[u64]) -> (u32, u32) {
+    let words = code.len();
+    let blocks = words / 4;
+    let c = code.as_ptr();
+    let mut ones = _mm256_setzero_si256();
+    for b in 0..blocks {
+        // In bounds: b * 4 + 4 <= words.
+        ones = _mm256_add_epi64(ones, popcount_avx2(_mm256_loadu_si256(c.add(b * 4).cast())));
+    }
+    let ones = sum_u64x4(ones) + code[blocks * 4..].iter().map(|w| w.count_ones()).sum::<u32>();
+    let mut weighted = 0u32;
+    for (j, plane) in planes.chunks_exact(words).enumerate() {
+        let p = plane.as_ptr();
+        let mut acc = _mm256_setzero_si256();
+        for b in 0..blocks {
+            // In bounds: b * 4 + 4 <= words, the length of `code` and of `plane`.
+            let x = _mm256_and_si256(_mm256_loadu_si256(p.add(b * 4).cast()), _mm256_loadu_si256(c.add(b * 4).cast()));
+            acc = _mm256_add_epi64(acc, popcount_avx2(x));
+        }
+        let rest: u32 = plane[blocks * 4..].iter().zip(&code[blocks * 4..]).map(|(p, c)| (p & c).count_ones()).sum();
+        weighted += (sum_u64x4(acc) + rest) << j;
+    }
+    (weighted, ones)
+}
+
+/// The mask of the first `n` (< 8) lanes.
+#[cfg(dv_avx512)]
+#[inline(always)]
+fn first_lanes(n: usize) -> __mmask8 {
+    u8::try_from((1u16 << n) - 1).unwrap_or(u8::MAX)
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
+unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
+    let words = query.len();
+    let (blocks, rest) = (words / 8, words % 8);
+    let rest_mask = first_lanes(rest);
+    let q = query.as_ptr();
+    for (row, o) in out.iter_mut().enumerate() {
+        if !kept(keep, row) {
+            *o = u16::MAX;
+            continue;
+        }
+        // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
+        let code = codes.as_ptr().add(row * words);
+        let mut acc = _mm512_setzero_si512();
+        for b in 0..blocks {
+            // In bounds: b * 8 + 8 <= words.
+            let x =
+                _mm512_xor_si512(_mm512_loadu_si512(q.add(b * 8).cast()), _mm512_loadu_si512(code.add(b * 8).cast()));
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+        }
+        if rest > 0 {
+            // Masked loads touch only the first `rest` words after the blocks: blocks * 8 + rest == words.
+            let x = _mm512_xor_si512(
+                _mm512_maskz_loadu_epi64(rest_mask, q.add(blocks * 8).cast()),
+                _mm512_maskz_loadu_epi64(rest_mask, code.add(blocks * 8).cast()),
+            );
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+        }
+        *o = saturate(u32::try_from(_mm512_reduce_add_epi64(acc)).unwrap_or(u32::MAX));
+    }
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
+unsafe fn plane_sums_avx512(planes: &[u64], code: &[u64]) -> (u32, u32) {
+    let words = code.len();
+    let (blocks, rest) = (words / 8, words % 8);
+    let rest_mask = first_lanes(rest);
+    let c = code.as_ptr();
+    // Each 8-word step of the code, the rest masked: `blocks * 8 + rest == words`.
+    let load = |p: *const u64, b: usize| {
+        if b < blocks {
+            _mm512_loadu_si512(p.add(b * 8).cast())
+        } else {
+            _mm512_maskz_loadu_epi64(rest_mask, p.add(b * 8).cast())
+        }
+    };
+    let steps = blocks + usize::from(rest > 0);
+    let mut ones = _mm512_setzero_si512();
+    for b in 0..steps {
+        ones = _mm512_add_epi64(ones, _mm512_popcnt_epi64(load(c, b)));
+    }
+    let mut weighted = 0u32;
+    for (j, plane) in planes.chunks_exact(words).enumerate() {
+        let p = plane.as_ptr();
+        let mut acc = _mm512_setzero_si512();
+        for b in 0..steps {
+            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_and_si512(load(p, b), load(c, b))));
+        }
+        weighted += u32::try_from(_mm512_reduce_add_epi64(acc)).unwrap_or(u32::MAX) << j;
+    }
+    (weighted, u32::try_from(_mm512_reduce_add_epi64(ones)).unwrap_or(u32::MAX))
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Byte conversions for the codecs: copy 4-byte words, reversing each when asked (`pshufb`), and sum them as
+// `f32` on the way (a finite sum proves every value finite).
+
+pub(super) fn extend_f32(level: Level, src: &[[u8; 4]], swap: bool, out: &mut Vec<f32>) -> bool {
+    if level < Level::Popcnt {
+        return portable::extend_f32(src, swap, out);
+    }
+    out.reserve(src.len());
+    let start = out.len();
+    // SAFETY: features as in `dot`. `reserve` made room for `src.len()` more `f32` after `start`; `convert`
+    // writes exactly `src.len() * 4` bytes from there, so every element up to the new length is initialised
+    // (with plain bits, valid for `f32`) before `set_len`.
+    unsafe {
+        let sum = convert(level, src, swap, false, out.as_mut_ptr().add(start).cast());
+        out.set_len(start + src.len());
+        sum.is_finite()
+    }
+}
+
+pub(super) fn extend_bytes(level: Level, src: &[[u8; 4]], swap: bool, sum_src: bool, out: &mut Vec<u8>) -> bool {
+    if level < Level::Popcnt {
+        return portable::extend_bytes(src, swap, sum_src, out);
+    }
+    out.reserve(src.len() * 4);
+    let start = out.len();
+    // SAFETY: as in `extend_f32`, with `src.len() * 4` bytes reserved and written.
+    unsafe {
+        let sum = convert(level, src, swap, sum_src, out.as_mut_ptr().add(start));
+        out.set_len(start + src.len() * 4);
+        sum.is_finite()
+    }
+}
+
+pub(super) fn extend_words(level: Level, src: &[[u8; 4]], swap: bool, out: &mut Vec<[u8; 4]>) -> bool {
+    if level < Level::Popcnt {
+        return portable::extend_words(src, swap, out);
+    }
+    out.reserve(src.len());
+    let start = out.len();
+    // SAFETY: as in `extend_f32`, with `src.len()` words reserved and written.
+    unsafe {
+        let sum = convert(level, src, swap, false, out.as_mut_ptr().add(start).cast());
+        out.set_len(start + src.len());
+        sum.is_finite()
+    }
+}
+
+/// Writes `src.len() * 4` bytes to `dst` and returns the sum of the source words (`sum_src`) or of the
+/// written ones, as `f32` in this machine's byte order.
+///
+/// Safety: `dst` is valid for `src.len() * 4` bytes of writes; the level's features are present.
+unsafe fn convert(level: Level, src: &[[u8; 4]], swap: bool, sum_src: bool, dst: *mut u8) -> f32 {
+    // The first few words one by one, so that the vector stores start on a 64-byte boundary: a store that
+    // straddles two cache lines costs two, and unaligned stores made decoding about twice as slow as `memcpy`
+    // (which aligns its destination the same way).
+    let misalign = dst as usize % 64;
+    let head = if misalign % 4 == 0 { ((64 - misalign) % 64 / 4).min(src.len()) } else { 0 };
+    let head_sum = convert_scalar(&src[..head], swap, sum_src, 0, dst, 0.0);
+    // In bounds: `dst` holds `src.len() * 4` bytes and `head <= src.len()`.
+    let (src, dst) = (&src[head..], dst.add(head * 4));
+    // Without a swap the source and the copy are the same bits: summing either is the same.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return head_sum
+            + match (swap, sum_src) {
+                (true, true) => convert_avx512::<true, true>(src, dst),
+                (true, false) => convert_avx512::<true, false>(src, dst),
+                (false, _) => convert_avx512::<false, false>(src, dst),
+            };
+    }
+    head_sum
+        + match (level, swap, sum_src) {
+            (Level::Avx512 | Level::Avx2, true, true) => convert_avx2::<true, true>(src, dst),
+            (Level::Avx512 | Level::Avx2, true, false) => convert_avx2::<true, false>(src, dst),
+            (Level::Avx512 | Level::Avx2, false, _) => convert_avx2::<false, false>(src, dst),
+            (Level::Popcnt, true, true) => convert_ssse3::<true, true>(src, dst),
+            (Level::Popcnt, true, false) => convert_ssse3::<true, false>(src, dst),
+            (Level::Popcnt, false, _) => convert_ssse3::<false, false>(src, dst),
+            (Level::Portable, _, _) => convert_scalar(src, swap, sum_src, 0, dst, 0.0),
+        }
+}
+
+/// The words of `src` from `from` on, written to `dst` at the same offsets; returns `sum` plus the sum of
+/// the source words (`sum_src`) or of the written ones, as `f32` in this machine's byte order.
+#[inline(always)]
+unsafe fn convert_scalar(src: &[[u8; 4]], swap: bool, sum_src: bool, from: usize, dst: *mut u8, mut sum: f32) -> f32 {
+    for (i, s) in src.iter().enumerate().skip(from) {
+        let w = if swap { [s[3], s[2], s[1], s[0]] } else { *s };
+        sum += f32::from_ne_bytes(if sum_src { *s } else { w });
+        // In bounds: i < src.len(), and `dst` holds `src.len() * 4` bytes.
+        std::ptr::copy_nonoverlapping(w.as_ptr(), dst.add(i * 4), 4);
+    }
+    sum
+}
+
+/// Whether to copy from the end: when the destination lies less than 2 KB after the source modulo 4 KB,
+/// a forward loop's loads would look like they depend on its own recent stores (the CPU compares only
+/// the low 12 address bits: "4K aliasing") and wait for them, which made decoding twice as slow as
+/// `memcpy` for some allocations. Copying backward then keeps loads and recent stores apart, as glibc's
+/// `memmove` does.
+#[inline(always)]
+fn backward(src: &[[u8; 4]], dst: *mut u8) -> bool {
+    let delta = (dst as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
+    (1..2048).contains(&delta)
+}
+
+/// The `pshufb` pattern that reverses each 4-byte word of a 16-byte lane.
+const SWAP_WORDS: [i8; 16] = [3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12];
+
+#[target_feature(enable = "ssse3")]
+unsafe fn convert_ssse3<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], dst: *mut u8) -> f32 {
+    const STEP: usize = 16; // words per iteration: four 16-byte registers
+    let p = src.as_ptr().cast::<u8>();
+    let pattern = _mm_loadu_si128(SWAP_WORDS.as_ptr().cast());
+    let mut sums = [_mm_setzero_ps(); 4];
+    let steps = src.len() / STEP;
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
+        for (r, sum) in sums.iter_mut().enumerate() {
+            // In bounds: (i * 16 + r * 4 + 4) words <= steps * 16 <= src.len(), for `src` and `dst` alike.
+            let at = i * STEP * 4 + r * 16;
+            let loaded = _mm_loadu_si128(p.add(at).cast());
+            let v = if SWAP { _mm_shuffle_epi8(loaded, pattern) } else { loaded };
+            _mm_storeu_si128(dst.add(at).cast(), v);
+            *sum = _mm_add_ps(*sum, _mm_castsi128_ps(if SUM_SRC { loaded } else { v }));
+        }
+    }
+    let mut lanes = [0f32; 16];
+    for (r, sum) in sums.iter().enumerate() {
+        // In bounds: 4 registers of 4 lanes.
+        _mm_storeu_ps(lanes.as_mut_ptr().add(r * 4), *sum);
+    }
+    convert_scalar(src, SWAP, SUM_SRC, steps * STEP, dst, lanes.iter().sum())
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn convert_avx2<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], dst: *mut u8) -> f32 {
+    const STEP: usize = 32; // words per iteration: four 32-byte registers
+    let p = src.as_ptr().cast::<u8>();
+    let half = _mm_loadu_si128(SWAP_WORDS.as_ptr().cast());
+    let pattern = _mm256_set_m128i(half, half);
+    let mut sums = [_mm256_setzero_ps(); 4];
+    let steps = src.len() / STEP;
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
+        for (r, sum) in sums.iter_mut().enumerate() {
+            // In bounds: (i * 32 + r * 8 + 8) words <= steps * 32 <= src.len().
+            let at = i * STEP * 4 + r * 32;
+            let loaded = _mm256_loadu_si256(p.add(at).cast());
+            let v = if SWAP { _mm256_shuffle_epi8(loaded, pattern) } else { loaded };
+            _mm256_storeu_si256(dst.add(at).cast(), v);
+            *sum = _mm256_add_ps(*sum, _mm256_castsi256_ps(if SUM_SRC { loaded } else { v }));
+        }
+    }
+    let mut lanes = [0f32; 32];
+    for (r, sum) in sums.iter().enumerate() {
+        // In bounds: 4 registers of 8 lanes.
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(r * 8), *sum);
+    }
+    convert_scalar(src, SWAP, SUM_SRC, steps * STEP, dst, lanes.iter().sum())
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn convert_avx512<const SWAP: bool, const SUM_SRC: bool>(src: &[[u8; 4]], dst: *mut u8) -> f32 {
+    const STEP: usize = 64; // words per iteration: four 64-byte registers
+    let p = src.as_ptr().cast::<u8>();
+    let quarter = _mm_loadu_si128(SWAP_WORDS.as_ptr().cast());
+    let pattern = _mm512_broadcast_i32x4(quarter);
+    let mut sums = [_mm512_setzero_ps(); 4];
+    let steps = src.len() / STEP;
+    let backward = backward(src, dst);
+    for k in 0..steps {
+        let i = if backward { steps - 1 - k } else { k };
+        for (r, sum) in sums.iter_mut().enumerate() {
+            // In bounds: (i * 64 + r * 16 + 16) words <= steps * 64 <= src.len().
+            let at = i * STEP * 4 + r * 64;
+            let loaded = _mm512_loadu_si512(p.add(at).cast());
+            let v = if SWAP { _mm512_shuffle_epi8(loaded, pattern) } else { loaded };
+            _mm512_storeu_si512(dst.add(at).cast(), v);
+            *sum = _mm512_add_ps(*sum, _mm512_castsi512_ps(if SUM_SRC { loaded } else { v }));
+        }
+    }
+    // The rest, up to 63 words, one 16-word register at a time, then word by word.
+    let mut done = steps * STEP;
+    while done + 16 <= src.len() {
+        // In bounds: done + 16 <= src.len().
+        let loaded = _mm512_loadu_si512(p.add(done * 4).cast());
+        let v = if SWAP { _mm512_shuffle_epi8(loaded, pattern) } else { loaded };
+        _mm512_storeu_si512(dst.add(done * 4).cast(), v);
+        sums[0] = _mm512_add_ps(sums[0], _mm512_castsi512_ps(if SUM_SRC { loaded } else { v }));
+        done += 16;
+    }
+    let total = _mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3]));
+    convert_scalar(src, SWAP, SUM_SRC, done, dst, _mm512_reduce_add_ps(total))
+}

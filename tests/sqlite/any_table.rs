@@ -1,0 +1,334 @@
+//! A vector index on a table of the application's own: generated migrations, the registry, and the index
+//! kept by every writer.
+#![cfg_attr(not(feature = "sqlite-vec"), allow(dead_code, unused_imports))]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_vector::index::{generate, registry, IndexSpec, Metric, SqliteIndex};
+use diesel_vector::{sqlite, Vector, VectorExpressionMethods};
+
+use crate::common::{smooth, Rng};
+use crate::EXTENSION_REGISTRATION;
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::Vector;
+
+    documents (id) {
+        id -> BigInt,
+        lang -> Text,
+        body -> Text,
+        embedding -> Nullable<Vector>,
+    }
+}
+
+const DOCUMENTS: &str = "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, body TEXT NOT NULL)";
+
+fn spec(structures: SqliteIndex) -> IndexSpec {
+    IndexSpec::builder("documents", "embedding", 8)
+        .metric(Metric::L2)
+        .partition_by(["lang"])
+        .sqlite_index(structures)
+        .build()
+        .unwrap()
+}
+
+fn file_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db").to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+fn open(path: &str) -> SqliteConnection {
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    sqlite::establish(path).unwrap()
+}
+
+/// A connection without sqlite-vec, like the diesel CLI's or the sqlite3 shell's.
+#[cfg(feature = "sqlite-vec")]
+fn open_without_extension(path: &str) -> SqliteConnection {
+    let _exclusive = EXTENSION_REGISTRATION.write().unwrap();
+    sqlite::deregister_sqlite_vec();
+    let conn = SqliteConnection::establish(path);
+    sqlite::register_sqlite_vec().unwrap();
+    conn.unwrap()
+}
+
+fn vector(rng: &mut Rng) -> Vector {
+    Vector::new((0..8).map(|_| rng.unit()).collect()).unwrap()
+}
+
+fn insert(conn: &mut SqliteConnection, id: i64, lang: &str, v: Option<&Vector>) {
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(id),
+            documents::lang.eq(lang),
+            documents::body.eq("text"),
+            documents::embedding.eq(v),
+        ))
+        .execute(conn)
+        .unwrap();
+}
+
+/// Every object in the schema with its SQL, leaving out SQLite's own and the crate's vec0 tables.
+fn schema(conn: &mut SqliteConnection) -> Vec<(String, Option<String>)> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        sql: Option<String>,
+    }
+    diesel::sql_query(
+        "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name <> '__diesel_vector_indexes' \
+         AND NOT (name LIKE '__dv_documents_embedding%' AND name NOT GLOB '*_queue' AND name NOT GLOB '*_state' \
+                  AND name NOT GLOB '*_insert' AND name NOT GLOB '*_update' AND name NOT GLOB '*_delete' \
+                  AND name NOT GLOB '*_check_*') ORDER BY name",
+    )
+    .load::<Row>(conn)
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.name, r.sql))
+    .collect()
+}
+
+fn count(conn: &mut SqliteConnection, from: &str) -> i64 {
+    diesel::select(diesel::dsl::sql::<BigInt>(&format!("(SELECT count(*) FROM {from})"))).get_result(conn).unwrap()
+}
+
+/// The k nearest ids by L2 in `lang`, computed by the distance DSL (an exact scan).
+fn exact(conn: &mut SqliteConnection, q: &Vector, lang: &str, k: i64) -> Vec<i64> {
+    documents::table
+        .filter(documents::lang.eq(lang).and(documents::embedding.is_not_null()))
+        .select(documents::id)
+        .order((documents::embedding.l2_distance(q), documents::id))
+        .limit(k)
+        .load(conn)
+        .unwrap()
+}
+
+#[cfg(feature = "sqlite-vec")]
+fn vec0_knn(conn: &mut SqliteConnection, q: &Vector, lang: &str, k: i64) -> Vec<i64> {
+    #[derive(QueryableByName)]
+    struct Hit {
+        #[diesel(sql_type = BigInt)]
+        rowid: i64,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        distance: f64,
+    }
+    let mut hits = diesel::sql_query(
+        "SELECT rowid, distance FROM __dv_documents_embedding WHERE embedding MATCH ? AND k = ? AND lang = ?",
+    )
+    .bind::<diesel_vector::sql_types::Vector, _>(q)
+    .bind::<BigInt, _>(k)
+    .bind::<Text, _>(lang)
+    .load::<Hit>(conn)
+    .unwrap();
+    hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.rowid.cmp(&b.rowid)));
+    hits.into_iter().map(|h| h.rowid).collect()
+}
+
+#[test]
+fn the_generated_migration_registers_the_index_and_down_undoes_it() {
+    let mut conn = crate::conn();
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let before = schema(&mut conn);
+    let spec = spec(SqliteIndex::CODES);
+    let m = generate::render(&spec, &generate::Options::default().add_column(true));
+    conn.batch_execute(&m.sqlite_up).unwrap();
+    assert_eq!(registry::load(&mut conn).unwrap(), std::slice::from_ref(&spec));
+    assert!(sqlite::status(&mut conn, &spec).unwrap().needs_rebuild, "a new index is built from the table first");
+    conn.batch_execute(&m.sqlite_down).unwrap();
+    assert_eq!(schema(&mut conn), before, "down undoes up (the shared registry table stays)");
+    assert!(registry::load(&mut conn).unwrap().is_empty());
+    // And up again, as `diesel migration redo` does.
+    conn.batch_execute(&m.sqlite_up).unwrap();
+    assert_eq!(registry::load(&mut conn).unwrap(), [spec]);
+}
+
+#[test]
+fn blobs_of_the_wrong_shape_are_refused_by_the_column_or_its_triggers() {
+    for add_column in [true, false] {
+        let mut conn = crate::conn();
+        conn.batch_execute(DOCUMENTS).unwrap();
+        if !add_column {
+            conn.batch_execute("ALTER TABLE documents ADD COLUMN embedding BLOB").unwrap();
+        }
+        let m = generate::render(&spec(SqliteIndex::CODES), &generate::Options::default().add_column(add_column));
+        conn.batch_execute(&m.sqlite_up).unwrap();
+        insert(&mut conn, 1, "en", Some(&smooth(8, 0.0)));
+        insert(&mut conn, 2, "en", None);
+        for (value, what) in [("x'00'", "short BLOB"), ("'[1,2,3,4,5,6,7,8]'", "TEXT"), ("1.5", "REAL")] {
+            let err = conn
+                .batch_execute(&format!(
+                    "INSERT INTO documents (id, lang, body, embedding) VALUES (9, 'en', 'b', {value})"
+                ))
+                .unwrap_err()
+                .to_string();
+            let expected = if add_column {
+                "CHECK constraint failed"
+            } else {
+                "documents.embedding must be NULL or a BLOB of 8 little-endian f32 (32 bytes)"
+            };
+            assert!(err.contains(expected), "{what}, add_column {add_column}: {err}");
+            let err =
+                conn.batch_execute(&format!("UPDATE documents SET embedding = {value} WHERE id = 1")).unwrap_err();
+            assert!(err.to_string().contains(expected), "{what}: {err}");
+        }
+        assert_eq!(count(&mut conn, "documents"), 2, "nothing of the refused writes stayed");
+    }
+}
+
+#[test]
+fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_nothing() {
+    let cases = [
+        ("CREATE TABLE documents (id INTEGER PRIMARY KEY, body TEXT)", true, "documents.lang must exist"),
+        (
+            "CREATE TABLE documents (id TEXT PRIMARY KEY, lang TEXT)",
+            true,
+            "documents.id must exist and be an INTEGER primary key",
+        ),
+        (
+            "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT)",
+            false,
+            "documents.embedding must exist and be declared BLOB",
+        ),
+        (
+            "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT, embedding TEXT)",
+            false,
+            "documents.embedding must exist and be declared BLOB",
+        ),
+    ];
+    for (table, add_column, message) in cases {
+        let mut conn = crate::conn();
+        conn.batch_execute(table).unwrap();
+        let before = schema(&mut conn);
+        let m = generate::render(&spec(SqliteIndex::CODES), &generate::Options::default().add_column(add_column));
+        // As the runner and the diesel CLI do: the migration in one transaction.
+        let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
+        assert!(err.contains(message), "{table}: {err}");
+        assert_eq!(schema(&mut conn), before, "{table}: nothing stays");
+    }
+}
+
+#[test]
+fn names_that_need_quoting_work_everywhere() {
+    let mut conn = crate::conn();
+    conn.batch_execute(r#"CREATE TABLE "my ""docs""" ("row id" INTEGER PRIMARY KEY, "select" TEXT)"#).unwrap();
+    let spec = IndexSpec::builder(r#"my "docs""#, "em'bed ding", 4)
+        .id_column("row id")
+        .partition_by(["select"])
+        .sqlite_index(SqliteIndex::VEC0)
+        .build()
+        .unwrap();
+    let m = generate::render(&spec, &generate::Options::default().add_column(true));
+    conn.batch_execute(&m.sqlite_up).unwrap();
+    assert_eq!(registry::load(&mut conn).unwrap(), std::slice::from_ref(&spec));
+    conn.batch_execute(r#"INSERT INTO "my ""docs""" ("row id", "select", "em'bed ding") VALUES (7, 'a', x'0000803f000000000000000000000000')"#)
+        .unwrap();
+    #[cfg(feature = "sqlite-vec")]
+    {
+        let report = sqlite::sync(&mut conn, &spec).unwrap();
+        assert_eq!((report.rebuilt, report.applied), (true, 1));
+        assert!(sqlite::status(&mut conn, &spec).unwrap().is_up_to_date());
+    }
+    conn.batch_execute(&m.sqlite_down).unwrap();
+    assert!(registry::load(&mut conn).unwrap().is_empty());
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn every_writer_leaves_the_index_repairable_and_the_next_sync_applies_it() {
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let spec = spec(SqliteIndex::VEC0);
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let mut rng = Rng::new(7);
+    for id in 1..=60 {
+        insert(&mut conn, id, if id % 3 == 0 { "fr" } else { "en" }, Some(&vector(&mut rng)));
+    }
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert_eq!((report.rebuilt, report.applied), (true, 60));
+
+    // The sqlite3 shell, the diesel CLI or an application without the extension: plain writes.
+    let mut plain = open_without_extension(&path);
+    assert!(sqlite::sync(&mut plain, &spec).is_err(), "no vec0 without sqlite-vec");
+    plain.batch_execute("DELETE FROM documents WHERE id IN (3, 4)").unwrap();
+    plain.batch_execute("UPDATE documents SET lang = 'fr' WHERE id = 5").unwrap();
+    plain.batch_execute("UPDATE documents SET embedding = NULL WHERE id = 6").unwrap();
+    insert(&mut plain, 61, "fr", Some(&vector(&mut rng)));
+    let status = sqlite::status(&mut conn, &spec).unwrap();
+    assert_eq!(status.pending_changes, 5, "{status:?}");
+
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert_eq!((report.rebuilt, report.applied), (false, 5));
+    let status = sqlite::status(&mut conn, &spec).unwrap();
+    assert!(status.is_up_to_date() && status.indexed_rows == Some(58) && status.embedded_rows == 58, "{status:?}");
+    for lang in ["en", "fr"] {
+        for _ in 0..5 {
+            let q = vector(&mut rng);
+            assert_eq!(vec0_knn(&mut conn, &q, lang, 7), exact(&mut conn, &q, lang, 7), "{lang}");
+        }
+    }
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn a_vec0_table_that_outlived_a_revert_is_never_served() {
+    // The user's first version of this returned 10 ids from an empty table after `diesel migration redo`.
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let spec = spec(SqliteIndex::VEC0);
+    let m = generate::render(&spec, &generate::Options::default().add_column(true));
+    conn.batch_execute(&m.sqlite_up).unwrap();
+    let mut rng = Rng::new(8);
+    for id in 1..=10 {
+        insert(&mut conn, id, "en", Some(&vector(&mut rng)));
+    }
+    sqlite::sync(&mut conn, &spec).unwrap();
+
+    // `diesel migration redo` with the stock CLI: plain SQL, no sqlite-vec, so the vec0 table stays.
+    let mut plain = open_without_extension(&path);
+    plain.batch_execute(&m.sqlite_down).unwrap();
+    plain.batch_execute("DELETE FROM documents").unwrap();
+    plain.batch_execute(&m.sqlite_up).unwrap();
+    assert_eq!(count(&mut conn, "__dv_documents_embedding"), 10, "the stale vec0 table is still there");
+
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert!(report.rebuilt);
+    assert_eq!(count(&mut conn, "__dv_documents_embedding"), 0);
+    assert!(vec0_knn(&mut conn, &vector(&mut rng), "en", 10).is_empty());
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn rows_the_index_cannot_hold_are_left_out_instead_of_failing_every_sync() {
+    let mut conn = crate::conn();
+    // A table without the generated CHECK (the index declared on an existing column, with the refusing
+    // triggers dropped by hand): the kind of data an index must survive.
+    conn.batch_execute(
+        "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, body TEXT, embedding BLOB)",
+    )
+    .unwrap();
+    let spec = spec(SqliteIndex::VEC0);
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    conn.batch_execute(
+        "DROP TRIGGER __dv_documents_embedding_check_insert; DROP TRIGGER __dv_documents_embedding_check_update",
+    )
+    .unwrap();
+    insert(&mut conn, 1, "en", Some(&smooth(8, 0.0)));
+    let nan = [f32::NAN; 8].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    diesel::sql_query(
+        "INSERT INTO documents (id, lang, embedding) VALUES (2, 'en', ?), (3, 'en', x'00'), (4, 'en', 'text')",
+    )
+    .bind::<diesel::sql_types::Binary, _>(nan)
+    .execute(&mut conn)
+    .unwrap();
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert_eq!(report.applied, 1, "only the valid row is indexed");
+    let status = sqlite::status(&mut conn, &spec).unwrap();
+    assert_eq!((status.indexed_rows, status.embedded_rows), (Some(1), 4));
+}
