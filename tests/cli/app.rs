@@ -306,7 +306,10 @@ fn an_application_goes_sqlite_to_postgresql_to_sqlite_bit_for_bit() {
     let back = app.path("back.db");
     let report = copy(&pg.url, &back, &args);
     assert_verified(&report, &["documents", "events"]);
-    assert!(report.contains("index __dv_documents_embedding on documents.embedding: up to date (rebuilt from the table)"), "{report}");
+    assert!(
+        report.contains("index __dv_documents_embedding on documents.embedding: up to date (rebuilt from the table)"),
+        "{report}"
+    );
     assert_eq!(stored(&back, "documents"), documents, "documents bit for bit");
     assert_eq!(stored(&back, "events"), events, "events bit for bit");
 
