@@ -550,6 +550,7 @@ fn run<S: Store, T: Store>(
     // from now on, so they can neither collide with rows still to come nor be taken for copied rows when
     // a later run looks for where to resume.
     reserve(target, &tables)?;
+    target.begin_load().map_err(|source| CopyError::Query { context: "preparing the target".into(), source })?;
     let mut refused = HashSet::new();
     let (mut skipped, mut skipped_count) = (Vec::new(), 0u64);
     for t in &mut tables {
@@ -821,7 +822,7 @@ pub(crate) fn write_rows<T: Store>(
         Err(e) if is_refusal(&e) => {}
         Err(e) => return Err(failed(e)),
     }
-    let result = target.write_batch(false, |t| -> Result<(usize, Vec<InvalidRow>), CopyError> {
+    let result = target.write_batch(false, |t| -> Result<(usize, Vec<InvalidRow>), RowByRow> {
         let (mut inserted, mut refused) = (0, Vec::new());
         for row in rows {
             match t.savepoint(|t| t.insert_one(plan, row)) {
@@ -829,19 +830,32 @@ pub(crate) fn write_rows<T: Store>(
                 Err(e) if is_refusal(&e) => refused.push(InvalidRow {
                     table: plan.name.clone(),
                     key_column: plan.key_label.clone(),
-                    key: crate::transfer::key_of_row(plan, row).map_err(failed)?,
+                    key: crate::transfer::key_of_row(plan, row)?,
                     reason: format!("the target refused it: {e}"),
                 }),
-                Err(e) => return Err(failed(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         if !refused.is_empty() && !skip_invalid {
-            return Err(CopyError::InvalidRows(refused));
+            return Err(RowByRow::Refused(refused));
         }
         Ok((inserted, refused))
     });
-    match result {
-        Err(CopyError::Query { context, source }) if context == "transaction" => Err(failed(source)),
-        other => other,
+    result.map_err(|e| match e {
+        RowByRow::Failed(source) => failed(source),
+        RowByRow::Refused(rows) => CopyError::InvalidRows(rows),
+    })
+}
+
+/// How writing a batch row by row ends when it does not commit.
+enum RowByRow {
+    Failed(DieselError),
+    /// Rows the target refused, in strict mode: the batch is rolled back.
+    Refused(Vec<InvalidRow>),
+}
+
+impl From<DieselError> for RowByRow {
+    fn from(e: DieselError) -> Self {
+        Self::Failed(e)
     }
 }

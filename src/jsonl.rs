@@ -235,8 +235,7 @@ fn export_from<S: Store>(
                     let key = key_of(&cells, plan).map_err(query(format!("reading {}", plan.name)))?;
                     match check(plan, &key, cells) {
                         Ok(values) => {
-                            write_row(&mut line, plan, &values)
-                                .map_err(|reason| JsonlError::Line { line: 0, reason })?;
+                            write_row(&mut line, plan, &values).map_err(|e| JsonlError::Io(io::Error::other(e)))?;
                             sums.rows.add(hash_row(&values));
                         }
                         Err(bad) => invalid.push(bad),
@@ -489,6 +488,12 @@ fn parse_header(text: &str) -> Result<Header, String> {
     Ok(Header { table, key, columns })
 }
 
+/// Whether a line (after the format line) is a row: a JSON object with a `row` member (a header has
+/// `columns`; a column named `row` is inside them).
+fn is_row_line(text: &str) -> bool {
+    serde_json::from_str::<HashMap<String, &RawValue>>(text).is_ok_and(|o| o.contains_key("row"))
+}
+
 /// A row line: its table and its values, borrowed from the line.
 fn parse_row(text: &str) -> Result<(String, HashMap<String, &RawValue>), String> {
     let wrong = |e: serde_json::Error| format!("not a row line ({{\"table\":...,\"row\":{{...}}}}): {e}");
@@ -527,7 +532,7 @@ fn import_into<T: Store>(
             meta = Some(parse_meta(text).map_err(|reason| line_error(number, reason))?);
             continue;
         }
-        if text.contains("\"row\"") {
+        if is_row_line(text) {
             first_row = Some(text.to_owned());
             break;
         }
@@ -540,6 +545,7 @@ fn import_into<T: Store>(
     let target = store.catalog().map_err(|e| catalog_error("target", e))?;
     let plans = table::plan(&file, Some(&target), &options.tables).map_err(CopyError::Schema)?;
     report.tables = plans.iter().map(|p| TableSums { table: p.name.clone(), ..TableSums::default() }).collect();
+    store.begin_load().map_err(query("preparing the target".into()))?;
     let mut pending: Option<(usize, Vec<Vec<Value>>)> = None;
     let mut text = first_row;
     loop {
@@ -755,6 +761,13 @@ mod tests {
             .contains("nanoseconds"));
         assert!(parse_value(&raw("[1,2]"), Class::Vector { element: Element::Vector, dims: Some(3) }).is_err());
         assert!(parse_value(&raw("\"inf\""), Class::Real { bits: 64, sqlite: false }).is_err());
+    }
+
+    #[test]
+    fn a_header_with_a_column_named_row_is_not_a_row() {
+        assert!(!is_row_line(r#"{"table":"t","key":["id"],"columns":[{"name":"row","type":"int64"}]}"#));
+        assert!(is_row_line(r#"{"table":"t","row":{"id":1}}"#));
+        assert!(!is_row_line("not json"));
     }
 
     #[test]

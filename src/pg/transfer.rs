@@ -210,18 +210,32 @@ impl QueryFragment<Pg> for Sql<'_> {
     }
 }
 
-/// A row of any query, each field's bytes in PostgreSQL's binary format.
-struct PgRow(Vec<Option<Vec<u8>>>);
+/// A row of any query: every field's bytes in PostgreSQL's binary format, one after the other in one
+/// buffer (one allocation per row), and where each is (`None`: NULL).
+struct PgRow {
+    bytes: Vec<u8>,
+    fields: Vec<Option<std::ops::Range<usize>>>,
+}
+
+impl PgRow {
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.fields.get(i).cloned().flatten().map(|r| &self.bytes[r])
+    }
+}
 
 impl QueryableByName<Pg> for PgRow {
     fn build<'a>(row: &impl NamedRow<'a, Pg>) -> deserialize::Result<Self> {
         let n = Row::field_count(row);
-        let mut fields = Vec::with_capacity(n);
+        let mut out = Self { bytes: Vec::new(), fields: Vec::with_capacity(n) };
         for i in 0..n {
             let field = Row::get(row, i).ok_or("a field of the row is missing")?;
-            fields.push(Field::value(&field).map(|v| v.as_bytes().to_vec()));
+            out.fields.push(Field::value(&field).map(|v| {
+                let start = out.bytes.len();
+                out.bytes.extend_from_slice(v.as_bytes());
+                start..out.bytes.len()
+            }));
         }
-        Ok(Self(fields))
+        Ok(out)
     }
 }
 
@@ -482,8 +496,8 @@ impl Store for PgConnection {
     fn load(&mut self, sql: Sql<'_>, classes: &[Class]) -> QueryResult<Vec<Cells>> {
         let rows: Vec<PgRow> = sql.load(self)?;
         Ok(rows
-            .into_iter()
-            .map(|row| row.0.iter().zip(classes).map(|(bytes, class)| decode(bytes.as_deref(), *class)).collect())
+            .iter()
+            .map(|row| classes.iter().enumerate().map(|(i, class)| decode(row.field(i), *class)).collect())
             .collect())
     }
 

@@ -202,8 +202,13 @@ pub(crate) trait Store:
     fn savepoint<R, E: From<DieselError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E>;
     /// Runs `f` in a read-only transaction that sees one snapshot of the database.
     fn snapshot<R, E: From<DieselError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, E>) -> Result<R, E>;
+    /// Before a load: settings for many writes in a row (SQLite: checkpoints of the write-ahead log every
+    /// 64 MiB instead of every 4 MiB).
+    fn begin_load(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
     /// After a load: refreshes the planner's statistics (PostgreSQL) and brings each registered index up
-    /// to date (SQLite) or says whether it needs a rebuild (PostgreSQL).
+    /// to date (SQLite) or says whether it needs a rebuild (PostgreSQL); undoes [`Store::begin_load`].
     fn after_load(&mut self, plans: &[TablePlan], indexes: &[IndexSpec]) -> Result<Vec<IndexReport>, IndexUpdateError>;
 
     /// Rows of `range` in key order, decoded into `side`'s classes.
@@ -329,11 +334,13 @@ pub(crate) fn check(plan: &TablePlan, key: &Key, cells: Cells) -> Result<Vec<Val
             }
         }
     }
-    values
-        .into_iter()
-        .zip(&plan.columns)
-        .map(|(v, c)| c.step.apply(v).map_err(|reason| invalid(format!("{}: {reason}", c.name))))
-        .collect()
+    for (v, c) in values.iter_mut().zip(&plan.columns) {
+        *v = c
+            .step
+            .apply(std::mem::replace(v, Value::Null))
+            .map_err(|reason| invalid(format!("{}: {reason}", c.name)))?;
+    }
+    Ok(values)
 }
 
 fn show(v: &Value) -> String {
