@@ -346,12 +346,6 @@ fn read_tables(conn: &mut SqliteConnection, indexes: &[IndexSpec]) -> QueryResul
     Ok(tables)
 }
 
-/// Rows per `INSERT` statement (see [`Store::insert`]).
-const ROWS_PER_INSERT: usize = 32;
-
-/// SQLite's limit on bind parameters per statement (`SQLITE_MAX_VARIABLE_NUMBER`, 32766 since 3.32).
-const MAX_BINDS: usize = 32_766;
-
 /// Brings a registered index up to date after a load: its queue (filled by its triggers as the rows went
 /// in) applied, or the index rebuilt from the table.
 fn after_load_index(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<TargetIndex, IndexUpdateError> {
@@ -397,14 +391,13 @@ impl Store for SqliteConnection {
         sql.execute(self)
     }
 
-    // A few rows per statement: a full chunk's statement is always the same text, which Diesel prepares
-    // once and reuses from its cache, and its SQL is rendered once per chunk rather than once per row. The
-    // caller holds the transaction.
+    // One row per statement: Diesel prepares it once and reuses it from its cache (by its text). Multi-row
+    // statements (8 or 32 rows) used as much CPU or more in `scripts/bench-load.sh`'s copy: SQLite keeps a
+    // statement journal for a statement that may fail halfway. The caller holds the transaction.
     fn insert(&mut self, plan: &TablePlan, rows: &[Vec<Value>]) -> QueryResult<usize> {
-        let per_statement = ROWS_PER_INSERT.min(MAX_BINDS / plan.columns.len().max(1)).max(1);
         let mut inserted = 0;
-        for chunk in rows.chunks(per_statement) {
-            inserted += self.run(crate::transfer::sql::insert(plan, chunk, false))?;
+        for row in rows {
+            inserted += self.insert_one(plan, row)?;
         }
         Ok(inserted)
     }
