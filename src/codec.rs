@@ -1,5 +1,8 @@
 //! Pure encoders and decoders for the two wire formats, with no database in sight.
 //!
+//! The functions at this level are [`Vector`]'s; [`halfvec`], [`sparsevec`] and [`bit`] hold those of
+//! the other types, and [`SqliteBlobShape`] says what a valid SQLite BLOB of each type looks like.
+//!
 //! | format | layout | used by |
 //! |---|---|---|
 //! | pgvector binary | `u16` BE dims, `u16` zero, then each `f32` BE | PostgreSQL's `vector_send`/`vector_recv` |
@@ -32,7 +35,14 @@ use crate::simd::Simd;
 use crate::vector::check_len;
 use crate::{Vector, VectorError};
 
+pub mod bit;
+pub mod halfvec;
+mod scratch;
+mod shape;
+pub mod sparsevec;
 mod words;
+
+pub use shape::SqliteBlobShape;
 
 use words::{BigEndian, LittleEndian};
 

@@ -15,7 +15,8 @@
 //!   [`CopyError::Schema`], before anything is written.
 //! - **Types** are converted per target column through one table (`transfer/value.rs`): integers (kept
 //!   only when they fit the target column), text, floats, booleans (SQLite's 0/1), timestamps, dates and
-//!   times (on SQLite in Diesel's text form, microseconds kept), bytes, vectors through the codec, NULLs.
+//!   times (on SQLite in Diesel's text form, microseconds kept), bytes, `vector`/`halfvec`/`sparsevec`/`bit`
+//!   through their codecs, NULLs.
 //! - **Snapshot**: the source is read in one read-only transaction (PostgreSQL: `REPEATABLE READ`), so
 //!   the copy and its verification see one consistent state. An SQLite source is opened read-only
 //!   (`file:PATH?mode=ro`): a mistyped path is an error, never a new empty database. The source is read
@@ -480,14 +481,16 @@ pub(crate) fn migrate<T: Store>(target: &mut T, crate_schema: bool, options: &Co
     Ok(applied)
 }
 
-/// The application's migrations from `dir`, with Diesel's harness.
-// TODO(lead): run_pending_migrations_from (the crate's runner: pgvector preflight, lock, adoption).
+/// The application's migrations from `dir`, with the crate's runner (the same checks, lock and adoption as
+/// its own set).
 fn run_app_migrations<T: MigrationTarget>(target: &mut T, dir: &Path) -> Result<usize, CopyError> {
-    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+    use diesel_migrations::FileBasedMigrations;
     let failed =
         |source: Box<dyn std::error::Error + Send + Sync>| CopyError::Migrations { dir: dir.to_owned(), source };
     let migrations = FileBasedMigrations::from_path(dir).map_err(|e| failed(Box::new(e)))?;
-    MigrationHarness::run_pending_migrations(target, migrations).map(|applied| applied.len()).map_err(failed)
+    crate::migrations::run_pending_migrations_from(target, &migrations)
+        .map(|applied| applied.len())
+        .map_err(|e| failed(Box::new(e)))
 }
 
 /// One table as the copy goes: its plan, the source's largest key, and the resume check's outcome.

@@ -1,5 +1,10 @@
 //! A connection to either backend, chosen from a database URL at run time.
 
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use diesel_migrations::{EmbeddedMigrations, FileBasedMigrations};
+
 use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus};
 use crate::models::Fragment;
 use crate::search::{Neighbor, Search, SearchError};
@@ -85,6 +90,99 @@ pub fn sqlite_read_only_uri(url: &str) -> String {
     uri
 }
 
+/// An application's own migrations, one set per backend: a [`DatabaseConnection`] runs the set of its
+/// backend. Folders are read when a method runs (as the diesel CLI reads them); embedded sets are
+/// `embed_migrations!` constants.
+///
+/// ```
+/// use diesel_vector::database::{AppMigrations, BackendKind};
+///
+/// // The two folders `diesel-vector generate vector-index` writes, under the project's root:
+/// let migrations = AppMigrations::under(".");
+/// assert!(migrations.dir_for(BackendKind::Sqlite).unwrap().ends_with("migrations_sqlite"));
+/// // One folder, whatever the backend (the CLI's `--migration-dir`):
+/// let single = AppMigrations::dir("db/migrations");
+/// assert_eq!(single.dir_for(BackendKind::Postgres), single.dir_for(BackendKind::Sqlite));
+/// ```
+#[derive(Clone)]
+pub struct AppMigrations<'a> {
+    pg: AppSet<'a>,
+    sqlite: AppSet<'a>,
+}
+
+#[derive(Clone)]
+enum AppSet<'a> {
+    Dir(PathBuf),
+    Embedded(&'a EmbeddedMigrations),
+}
+
+impl<'a> AppMigrations<'a> {
+    /// The folder `pg` for PostgreSQL and `sqlite` for SQLite.
+    pub fn dirs(pg: impl Into<PathBuf>, sqlite: impl Into<PathBuf>) -> Self {
+        Self { pg: AppSet::Dir(pg.into()), sqlite: AppSet::Dir(sqlite.into()) }
+    }
+
+    /// `root/migrations_pg` and `root/migrations_sqlite`, the folders `diesel-vector generate
+    /// vector-index` writes (and `index::generate::write` is usually given).
+    pub fn under(root: impl AsRef<Path>) -> Self {
+        let root = root.as_ref();
+        Self::dirs(root.join("migrations_pg"), root.join("migrations_sqlite"))
+    }
+
+    /// One folder for whichever backend the connection has.
+    pub fn dir(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        Self::dirs(dir.clone(), dir)
+    }
+
+    /// Two sets embedded at compile time:
+    /// `const PG: EmbeddedMigrations = embed_migrations!("migrations_pg");` and the same for SQLite.
+    pub fn embedded(pg: &'a EmbeddedMigrations, sqlite: &'a EmbeddedMigrations) -> Self {
+        Self { pg: AppSet::Embedded(pg), sqlite: AppSet::Embedded(sqlite) }
+    }
+
+    /// The folder for `kind`, or `None` for an embedded set.
+    pub fn dir_for(&self, kind: BackendKind) -> Option<&Path> {
+        match self.set(kind) {
+            AppSet::Dir(dir) => Some(dir),
+            AppSet::Embedded(_) => None,
+        }
+    }
+
+    fn set(&self, kind: BackendKind) -> &AppSet<'a> {
+        match kind {
+            BackendKind::Postgres => &self.pg,
+            BackendKind::Sqlite => &self.sqlite,
+        }
+    }
+
+    /// Runs `f` on the migration source for `kind`.
+    #[cfg_attr(not(all(feature = "pg", feature = "sqlite")), allow(dead_code))]
+    fn with_source<DB: diesel::backend::Backend, R>(
+        &self,
+        kind: BackendKind,
+        f: impl FnOnce(&dyn diesel::migration::MigrationSource<DB>) -> Result<R, MigrationError>,
+    ) -> Result<R, MigrationError> {
+        match self.set(kind) {
+            AppSet::Dir(dir) => {
+                let source = FileBasedMigrations::from_path(dir).map_err(|e| MigrationError::Harness(Box::new(e)))?;
+                f(&source)
+            }
+            AppSet::Embedded(set) => f(*set),
+        }
+    }
+}
+
+impl fmt::Debug for AppMigrations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |s: &AppSet<'_>| match s {
+            AppSet::Dir(dir) => format!("{}", dir.display()),
+            AppSet::Embedded(_) => "(embedded)".to_owned(),
+        };
+        f.debug_struct("AppMigrations").field("pg", &set(&self.pg)).field("sqlite", &set(&self.sqlite)).finish()
+    }
+}
+
 /// A connection to whichever backend a URL names.
 #[allow(missing_debug_implementations)] // Diesel's connections are not Debug.
 #[non_exhaustive]
@@ -144,7 +242,8 @@ impl DatabaseConnection {
         }
     }
 
-    /// [`migrations::run_pending_migrations`] on this connection.
+    /// [`migrations::run_pending_migrations`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::run_pending_migrations_from`].
     ///
     /// # Errors
     ///
@@ -153,7 +252,8 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::run_pending_migrations(c))
     }
 
-    /// [`migrations::revert_last_migration`] on this connection.
+    /// [`migrations::revert_last_migration`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::revert_last_migration_from`].
     ///
     /// # Errors
     ///
@@ -162,7 +262,8 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::revert_last_migration(c))
     }
 
-    /// [`migrations::redo_last_migration`] on this connection.
+    /// [`migrations::redo_last_migration`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::redo_last_migration_from`].
     ///
     /// # Errors
     ///
@@ -171,13 +272,92 @@ impl DatabaseConnection {
         dispatch!(self, c => migrations::redo_last_migration(c))
     }
 
-    /// [`migrations::migration_status`] on this connection.
+    /// [`migrations::migration_status`] on this connection: diesel-vector's own migrations (`fragments` and
+    /// `fragment_embeddings`); for the application's, [`DatabaseConnection::migration_status_from`].
     ///
     /// # Errors
     ///
     /// As [`migrations::migration_status`].
     pub fn migration_status(&mut self) -> Result<Vec<MigrationStatus>, MigrationError> {
         dispatch!(self, c => migrations::migration_status(c))
+    }
+
+    /// [`migrations::run_pending_migrations_from`] with the application's migrations for this
+    /// connection's backend.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_vector::database::{AppMigrations, DatabaseConnection};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let up = root.path().join("migrations_sqlite/2026-01-01-000000_create_notes");
+    /// std::fs::create_dir_all(&up)?;
+    /// std::fs::write(up.join("up.sql"), "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);")?;
+    /// std::fs::write(up.join("down.sql"), "DROP TABLE notes;")?;
+    ///
+    /// let mut conn = DatabaseConnection::establish(":memory:")?;
+    /// let migrations = AppMigrations::under(root.path());
+    /// assert_eq!(conn.run_pending_migrations_from(&migrations)?.len(), 1);
+    /// assert!(conn.migration_status_from(&migrations)?.iter().all(|m| m.applied));
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::run_pending_migrations_from`], or [`MigrationError::Harness`] when the folder
+    /// cannot be read.
+    pub fn run_pending_migrations_from(
+        &mut self,
+        migrations: &AppMigrations<'_>,
+    ) -> Result<Vec<AppliedMigration>, MigrationError> {
+        let kind = self.kind();
+        dispatch!(self, c => migrations.with_source(kind, |s| migrations::run_pending_migrations_from(c, s)))
+    }
+
+    /// [`migrations::revert_last_migration_from`] with the application's migrations for this
+    /// connection's backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::revert_last_migration_from`], or [`MigrationError::Harness`] when the folder
+    /// cannot be read.
+    pub fn revert_last_migration_from(
+        &mut self,
+        migrations: &AppMigrations<'_>,
+    ) -> Result<Option<String>, MigrationError> {
+        let kind = self.kind();
+        dispatch!(self, c => migrations.with_source(kind, |s| migrations::revert_last_migration_from(c, s)))
+    }
+
+    /// [`migrations::redo_last_migration_from`] with the application's migrations for this
+    /// connection's backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::redo_last_migration_from`], or [`MigrationError::Harness`] when the folder
+    /// cannot be read.
+    pub fn redo_last_migration_from(
+        &mut self,
+        migrations: &AppMigrations<'_>,
+    ) -> Result<Option<String>, MigrationError> {
+        let kind = self.kind();
+        dispatch!(self, c => migrations.with_source(kind, |s| migrations::redo_last_migration_from(c, s)))
+    }
+
+    /// [`migrations::migration_status_from`] with the application's migrations for this connection's
+    /// backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`migrations::migration_status_from`], or [`MigrationError::Harness`] when the folder cannot
+    /// be read.
+    pub fn migration_status_from(
+        &mut self,
+        migrations: &AppMigrations<'_>,
+    ) -> Result<Vec<MigrationStatus>, MigrationError> {
+        let kind = self.kind();
+        dispatch!(self, c => migrations.with_source(kind, |s| migrations::migration_status_from(c, s)))
     }
 
     /// Runs `search` ([`Search::run`]) on this connection.

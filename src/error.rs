@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::VectorKind;
+
 /// Everything that can be wrong with a vector: building one, parsing its text form, or decoding it from
 /// a database value.
 ///
@@ -67,6 +69,125 @@ pub enum VectorError {
         /// What is wrong, and where.
         reason: String,
     },
+    /// A `halfvec`, `sparsevec` or `bit` value has more dimensions, non-zero elements or bits than
+    /// pgvector (or PostgreSQL, for `bit`) allows. A `vector` with too many dimensions is
+    /// [`TooManyDimensions`](Self::TooManyDimensions).
+    LimitExceeded {
+        /// The type whose limit it is.
+        kind: VectorKind,
+        /// What is counted: `"dimensions"`, `"non-zero elements"` or `"bits"`.
+        what: &'static str,
+        /// How many the value has.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A dimension count or bit length is negative (in a binary header or a constructor's argument).
+    NegativeLength {
+        /// The type of the value.
+        kind: VectorKind,
+        /// The length found.
+        value: i64,
+    },
+    /// A `halfvec` element is finite as an `f32` but beyond the range of `f16` (it would round to
+    /// infinity: its magnitude is 65520 or more; the largest `f16` is 65504).
+    HalfOverflow {
+        /// The position of the first such element.
+        index: usize,
+        /// The element.
+        value: f32,
+    },
+    /// A `sparsevec` index is negative or not below the vector's dimensions.
+    SparseIndexOutOfRange {
+        /// The position of the element among the non-zero elements.
+        position: usize,
+        /// The index (0-based).
+        index: i64,
+        /// The vector's dimensions.
+        dims: usize,
+    },
+    /// `sparsevec` indices are not strictly ascending: out of order, or the same index twice.
+    SparseIndicesNotAscending {
+        /// The position of the element among the non-zero elements.
+        position: usize,
+        /// Its index (0-based).
+        index: i64,
+        /// The index of the element before it.
+        previous: i64,
+    },
+    /// A `sparsevec` was given different numbers of indices and values.
+    SparseLengthsDiffer {
+        /// How many indices.
+        indices: usize,
+        /// How many values.
+        values: usize,
+    },
+    /// A binary `sparsevec` stores a zero among its non-zero elements (pgvector refuses it too).
+    SparseZeroValue {
+        /// The position of the element among the non-zero elements.
+        position: usize,
+    },
+    /// A [`Bit`](crate::Bit) whose length is not a multiple of 8 was written to SQLite, which stores bit
+    /// vectors as whole bytes (sqlite-vec's `bit[N]` format) and could not give the length back.
+    BitLengthNotWholeBytes {
+        /// The length in bits.
+        bits: usize,
+    },
+    /// The unused bits after the end of a bit string (in its last byte) are not zero.
+    BitPaddingNotZero {
+        /// The length of the bit string in bits.
+        bits: usize,
+    },
+    /// A PostgreSQL binary value is shorter than its type's header.
+    TruncatedValue {
+        /// The type being decoded.
+        kind: VectorKind,
+        /// The value's length in bytes.
+        len: usize,
+        /// The length of the type's header.
+        header_len: usize,
+    },
+    /// A PostgreSQL binary value's length does not match what its header declares.
+    ValueLengthMismatch {
+        /// The type being decoded.
+        kind: VectorKind,
+        /// The dimensions (non-zero elements for `sparsevec`, bits for `bit`) the header declares.
+        declared: usize,
+        /// The length those need, in bytes, header included.
+        expected_len: usize,
+        /// The value's length in bytes.
+        actual_len: usize,
+    },
+    /// The reserved field of a PostgreSQL binary header is not zero.
+    ReservedFieldNotZero {
+        /// The type being decoded.
+        kind: VectorKind,
+        /// The value found in the reserved field.
+        value: i64,
+    },
+    /// An SQLite BLOB does not have the layout of its type (see
+    /// [`codec::SqliteBlobShape`](crate::codec::SqliteBlobShape)).
+    InvalidBlob {
+        /// The type being decoded.
+        kind: VectorKind,
+        /// The BLOB's length in bytes.
+        blob_size: usize,
+    },
+    /// An SQLite value holding a `halfvec`, `sparsevec` or `bit` was not stored as a BLOB.
+    NotStoredAsBlob {
+        /// The type being decoded.
+        kind: VectorKind,
+        /// The storage class SQLite reported: `TEXT`, `INTEGER`, `REAL` or `NULL`.
+        storage_class: &'static str,
+    },
+    /// PostgreSQL sent a value of another type than the one being decoded (for example a `bit` column
+    /// loaded as a [`Vector`](crate::Vector)).
+    WrongType {
+        /// The type being decoded.
+        expected: VectorKind,
+        /// What PostgreSQL sent: "a `bit`", or the OID of a type that is neither `bit` nor `varbit`.
+        found: String,
+    },
 }
 
 impl fmt::Display for VectorError {
@@ -112,6 +233,107 @@ impl fmt::Display for VectorError {
                  store vectors as BLOBs (sqlite-vec's `vec_f32('[...]')` turns JSON text into one)"
             ),
             Self::Parse { reason } => write!(f, "invalid vector text: {reason}"),
+            Self::LimitExceeded { kind, what, found, max } => {
+                write!(f, "{kind} has {found} {what}, more than the limit of {max} ")?;
+                match kind {
+                    VectorKind::Bit => f.write_str("(PostgreSQL's maximum length of `bit(n)`)"),
+                    kind => write!(f, "(pgvector's maximum for `{kind}`)"),
+                }
+            }
+            Self::NegativeLength { kind, value } => {
+                write!(f, "{kind} length is {value}: lengths and dimensions cannot be negative")
+            }
+            Self::HalfOverflow { index, value } => write!(
+                f,
+                "halfvec element {index} is {value}, beyond the range of half precision (largest magnitude 65504): \
+                 store such values in a `vector`, or scale the embedding down"
+            ),
+            Self::SparseIndexOutOfRange { position, index, dims } => write!(
+                f,
+                "sparsevec index {index} (non-zero element {position}) is out of range: indices are 0-based and \
+                 must be below the dimensions, {dims}"
+            ),
+            Self::SparseIndicesNotAscending { position, index, previous } if index == previous => write!(
+                f,
+                "sparsevec index {index} appears twice (non-zero elements {} and {position}): each index may appear \
+                 once",
+                position.saturating_sub(1)
+            ),
+            Self::SparseIndicesNotAscending { position, index, previous } => write!(
+                f,
+                "sparsevec index {index} (non-zero element {position}) comes after index {previous}: indices must \
+                 be in ascending order (`SparseVector::from_map` sorts them)"
+            ),
+            Self::SparseLengthsDiffer { indices, values } => write!(
+                f,
+                "sparsevec has {indices} indices but {values} values: each non-zero element needs one of each"
+            ),
+            Self::SparseZeroValue { position } => write!(
+                f,
+                "binary sparsevec stores a zero as non-zero element {position}: the bytes are not pgvector's binary \
+                 `sparsevec` format"
+            ),
+            Self::BitLengthNotWholeBytes { bits } => write!(
+                f,
+                "bit string of {bits} bits cannot be stored on SQLite, which keeps bit vectors as whole bytes \
+                 (sqlite-vec's `bit[N]` format) and would lose the length: use a length that is a multiple of 8"
+            ),
+            Self::BitPaddingNotZero { bits } => write!(
+                f,
+                "bit string of {bits} bits has non-zero bits after its end: the bytes are not PostgreSQL's binary \
+                 `bit` format"
+            ),
+            Self::TruncatedValue { kind, len, header_len } => write!(
+                f,
+                "{kind} value is {len} bytes, shorter than its {header_len}-byte header: is the column really of \
+                 type `{kind}`?"
+            ),
+            Self::ValueLengthMismatch { kind, declared, expected_len, actual_len } => {
+                let unit = match kind {
+                    VectorKind::SparseVector => "non-zero elements",
+                    VectorKind::Bit => "bits",
+                    _ => "dimensions",
+                };
+                write!(
+                    f,
+                    "{kind} value declares {declared} {unit} ({expected_len} bytes) but is {actual_len} bytes long"
+                )?;
+                match kind {
+                    VectorKind::HalfVector if *actual_len == 4 + 4 * declared => {
+                        f.write_str(": is the column a `vector` (4 bytes per element) rather than a `halfvec`?")
+                    }
+                    kind => write!(f, ": is the column really of type `{kind}`?"),
+                }
+            }
+            Self::ReservedFieldNotZero { kind, value } => write!(
+                f,
+                "{kind} value has {value} in its reserved header field, which must be 0: the bytes are not \
+                 pgvector's binary `{kind}` format"
+            ),
+            Self::InvalidBlob { kind, blob_size } => {
+                write!(f, "BLOB of {blob_size} bytes is not a valid {kind} BLOB: ")?;
+                match kind {
+                    VectorKind::Vector => f.write_str("a vector is 4 bytes (little-endian f32) per element"),
+                    VectorKind::HalfVector => f.write_str(
+                        "a halfvec is 2 bytes (little-endian f16) per element, at least one; was it written by \
+                         another encoder?",
+                    ),
+                    VectorKind::SparseVector => f.write_str(
+                        "a sparsevec is its dimensions (4 bytes), then 4 bytes per index and 4 per value; was the \
+                         column written as a `Vector` or `HalfVector`?",
+                    ),
+                    VectorKind::Bit => f.write_str("a bit vector is at least one byte"),
+                }
+            }
+            Self::NotStoredAsBlob { kind, storage_class } => write!(
+                f,
+                "expected a {kind} BLOB but SQLite holds a {storage_class} value: vectors are stored as BLOBs"
+            ),
+            Self::WrongType { expected, found } => write!(
+                f,
+                "expected a `{expected}` value but PostgreSQL sent {found}: does the `table!` declare the \
+                 column's type as in the database?"
+            ),
         }
     }
 }
@@ -120,7 +342,8 @@ impl std::error::Error for VectorError {}
 
 impl VectorError {
     /// Finds the `VectorError` behind another error, such as the [`diesel::result::Error`] of a query
-    /// that loaded a malformed vector (Diesel wraps it in a `DeserializeFieldError` naming the column).
+    /// that loaded a malformed vector (Diesel wraps it in a `DeserializeFieldError` naming the column) or
+    /// bound a value that cannot be stored (a `SerializationError`).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -141,7 +364,15 @@ impl VectorError {
             if let Some(found) = e.downcast_ref::<VectorError>() {
                 return Some(found);
             }
-            current = e.source();
+            current = match e.downcast_ref::<diesel::result::Error>() {
+                // Diesel's `source()` skips the boxed error itself (it returns that error's source): look
+                // into it, so that a value refused by `ToSql` is found too.
+                Some(
+                    diesel::result::Error::SerializationError(inner)
+                    | diesel::result::Error::DeserializationError(inner),
+                ) => Some(&**inner),
+                _ => e.source(),
+            };
         }
         None
     }

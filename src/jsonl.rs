@@ -15,15 +15,17 @@
 //!   `fragments` schema (an import then applies the crate's migrations to its target).
 //! - Then one header line per table, parents first: its primary key and its columns with their neutral
 //!   types (`int16`/`int32`/`int64`, `float32`/`float64`, `text`, `bool`, `timestamp`, `timestamptz`,
-//!   `date`, `time`, `bytes`, `vector(N)`). [`import`] reads every header before any row, so it checks
+//!   `date`, `time`, `bytes`, `vector(N)`, `halfvec(N)`, `sparsevec(N)`, `bit(N)`). [`import`] reads every
+//!   header before any row, so it checks
 //!   that the target has every table and column, and that every type converts, before it writes anything.
 //! - Then one line per row, table by table in the same order, rows in key order. Values: JSON numbers for
 //!   integers; floats in the shortest form that reads back to the same bits (`float32` parsed straight
 //!   as `f32`; NaN and infinities as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`); strings for text;
 //!   `true`/`false`; timestamps as `YYYY-MM-DDTHH:MM:SS[.ffffff]` (with `Z` for `timestamptz`), dates as
-//!   `YYYY-MM-DD`, times as `HH:MM:SS[.ffffff]`; bytes as lowercase hexadecimal; vectors as arrays of
-//!   numbers, each in the shortest form that reads back to the same `f32` and parsed straight to `f32`
-//!   (`-0` stays `-0`, subnormals survive); `null` for NULL.
+//!   `YYYY-MM-DD`, times as `HH:MM:SS[.ffffff]`; bytes as lowercase hexadecimal; `vector` and `halfvec`
+//!   as arrays of numbers, each in the shortest form that reads back to the same `f32` and parsed straight
+//!   to `f32` (`-0` stays `-0`, subnormals survive); `sparsevec` as pgvector's text in a string
+//!   (`"{1:1.5,4:-2}/6"`), `bit` as its digits in a string (`"0101..."`); `null` for NULL.
 //! - A line holds at most [`MAX_LINE_BYTES`]; a longer one (or input with no line breaks) is an error
 //!   naming its number, after reading no more than that.
 //!

@@ -5,14 +5,17 @@
 //!   at most [`MAX_DIMS`] dimensions).
 //! - [`sql_types::Vector`]: one SQL type for both backends, pgvector's `vector` on PostgreSQL and a BLOB
 //!   of little-endian `f32` (the format sqlite-vec reads) on SQLite.
-//! - [`codec`]: the two wire formats as pure functions.
+//! - pgvector's other types, each a value type and an SQL type for both backends: [`HalfVector`]
+//!   (`halfvec`), [`SparseVector`] (`sparsevec`) and [`Bit`] (`bit`); [`VectorKind`] names the four.
+//! - [`codec`]: the wire formats as pure functions.
 //! - [`sqlite`]: opening SQLite connections with sqlite-vec registered and foreign keys on.
 //! - [`multi_connection_support!`]: the impls a `#[derive(MultiConnection)]` enum needs.
 //! - [`schema`] and [`models`]: `fragments` and `fragment_embeddings`, one schema for both backends.
 //! - [`migrations`]: the embedded migrations per backend and a runner with locking, adoption of existing
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
 //! - [`dsl`]: typed distances (`l2_distance`, `cosine_distance`, `l1_distance`, `max_inner_product`) for your
-//!   own queries, rendering pgvector's operators or sqlite-vec's functions ([`VectorExpressionMethods`]).
+//!   own queries, and `hamming_distance`, `jaccard_distance` on bit strings, rendering pgvector's operators or
+//!   sqlite-vec's (and the crate's) functions ([`VectorExpressionMethods`]).
 //! - [`search`]: k-nearest-neighbour search over `fragment_embeddings` with the same answers on both
 //!   backends, using pgvector's ivfflat or sqlite-vec's vec0 index where they help.
 //! - [`pg`]: the ivfflat index's status and rebuild.
@@ -26,7 +29,8 @@
 //! - `bundled` (default): build SQLite from source (modern SQLite); without it the system's libsqlite3 is used.
 //! - `sqlite-vec` (default): compile sqlite-vec in and register it on every SQLite connection.
 //! - `pg`: the PostgreSQL backend (pgvector), through libpq.
-//! - `serde`: `Serialize`/`Deserialize` for [`Vector`], as a sequence of numbers.
+//! - `serde`: `Serialize`/`Deserialize` for [`Vector`] and [`HalfVector`] (sequences of numbers),
+//!   [`SparseVector`] and [`Bit`] (pgvector's text forms).
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
 //! - `jsonl`: `jsonl::export` / `jsonl::import`, an application's tables as JSON lines (adds `serde_json`).
 //! - `cli`: the `diesel-vector` binary (`pg`, `sqlite`, `jsonl` and `clap`).
@@ -76,6 +80,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod ann;
+mod bit;
 pub mod codec;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod copy;
@@ -85,7 +90,9 @@ pub mod database;
 pub mod doctor;
 pub mod dsl;
 mod error;
+mod halfvec;
 pub mod index;
+mod kind;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod migrations;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
@@ -96,6 +103,7 @@ pub mod schema;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 pub mod search;
 pub mod simd;
+mod sparsevec;
 pub mod sql_types;
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 mod transfer;
@@ -108,8 +116,12 @@ pub mod pg;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use bit::Bit;
 pub use dsl::VectorExpressionMethods;
 pub use error::VectorError;
+pub use halfvec::HalfVector;
+pub use kind::VectorKind;
+pub use sparsevec::SparseVector;
 pub use vector::{Vector, MAX_DIMS};
 
 #[doc(hidden)]

@@ -1,8 +1,9 @@
 //! Support for `#[derive(diesel::MultiConnection)]` enums.
 
-/// Implements what [`Vector`](crate::Vector) needs on the `MultiBackend` that
-/// `#[derive(diesel::MultiConnection)]` generates, so vector columns and the [distance
-/// DSL](crate::dsl) work through such an enum.
+/// Implements what the vector types ([`Vector`](crate::Vector), [`HalfVector`](crate::HalfVector),
+/// [`SparseVector`](crate::SparseVector), [`Bit`](crate::Bit)) need on the `MultiBackend` that
+/// `#[derive(diesel::MultiConnection)]` generates, so their columns and the [distance DSL](crate::dsl)
+/// work through such an enum.
 ///
 /// Invoke it once, in the module that holds the enum, with the path of the generated `MultiBackend`
 /// type (the derive re-exports it beside the enum). A library cannot write these impls itself: the
@@ -39,31 +40,42 @@
 #[macro_export]
 macro_rules! multi_connection_support {
     ($backend:path) => {
-        impl $crate::__private::diesel::sql_types::HasSqlType<$crate::sql_types::Vector> for $backend {
+        $crate::__multi_connection_type!($backend, $crate::sql_types::Vector, $crate::Vector);
+        $crate::__multi_connection_type!($backend, $crate::sql_types::HalfVector, $crate::HalfVector);
+        $crate::__multi_connection_type!($backend, $crate::sql_types::SparseVector, $crate::SparseVector);
+        $crate::__multi_connection_type!($backend, $crate::sql_types::Bit, $crate::Bit);
+        $crate::__multi_connection_distance!($backend);
+    };
+}
+
+/// The three impls one vector type needs on a `MultiBackend`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __multi_connection_type {
+    ($backend:path, $sql_type:ty, $rust_type:ty) => {
+        impl $crate::__private::diesel::sql_types::HasSqlType<$sql_type> for $backend {
             fn metadata(lookup: &mut Self::MetadataLookup) -> Self::TypeMetadata {
-                <$backend>::lookup_sql_type::<$crate::sql_types::Vector>(lookup)
+                <$backend>::lookup_sql_type::<$sql_type>(lookup)
             }
         }
 
-        impl $crate::__private::diesel::deserialize::FromSql<$crate::sql_types::Vector, $backend> for $crate::Vector {
+        impl $crate::__private::diesel::deserialize::FromSql<$sql_type, $backend> for $rust_type {
             fn from_sql(
                 bytes: <$backend as $crate::__private::diesel::backend::Backend>::RawValue<'_>,
             ) -> $crate::__private::diesel::deserialize::Result<Self> {
-                bytes.from_sql::<Self, $crate::sql_types::Vector>()
+                bytes.from_sql::<Self, $sql_type>()
             }
         }
 
-        impl $crate::__private::diesel::serialize::ToSql<$crate::sql_types::Vector, $backend> for $crate::Vector {
+        impl $crate::__private::diesel::serialize::ToSql<$sql_type, $backend> for $rust_type {
             fn to_sql<'b>(
                 &'b self,
                 out: &mut $crate::__private::diesel::serialize::Output<'b, '_, $backend>,
             ) -> $crate::__private::diesel::serialize::Result {
-                out.set_value(($crate::sql_types::Vector, self));
+                out.set_value((<$sql_type as ::std::default::Default>::default(), self));
                 ::std::result::Result::Ok($crate::__private::diesel::serialize::IsNull::No)
             }
         }
-
-        $crate::__multi_connection_distance!($backend);
     };
 }
 

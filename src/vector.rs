@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::VectorError;
+use crate::{VectorError, VectorKind};
 
 /// The most dimensions a [`Vector`] may have: pgvector's limit for its `vector` type.
 ///
@@ -186,7 +186,7 @@ impl fmt::Display for Vector {
 
 /// Shortest round-trip digits, in exponent form for very large or small magnitudes (as pgvector does),
 /// so that `f32::MAX` is `3.4028235e38` rather than 39 digits.
-fn write_float(f: &mut fmt::Formatter<'_>, v: f32) -> fmt::Result {
+pub(crate) fn write_float(f: &mut fmt::Formatter<'_>, v: f32) -> fmt::Result {
     let a = v.abs();
     if a == 0.0 || (1e-4..1e15).contains(&a) {
         write!(f, "{v}")
@@ -202,24 +202,32 @@ impl FromStr for Vector {
     type Err = VectorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let trimmed = s.trim();
-        let inner = trimmed.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).ok_or_else(|| {
-            VectorError::Parse { reason: "a vector must start with \"[\" and end with \"]\"".to_owned() }
-        })?;
-        if inner.trim().is_empty() {
-            return Err(VectorError::Empty);
-        }
-        let values = inner
-            .split(',')
-            .enumerate()
-            .map(|(index, item)| {
-                let item = item.trim();
-                item.parse::<f32>()
-                    .map_err(|_| VectorError::Parse { reason: format!("element {index} ({item:?}) is not a number") })
-            })
-            .collect::<Result<Vec<f32>, _>>()?;
-        Self::new(values)
+        Self::new(parse_elements(s, VectorKind::Vector)?)
     }
+}
+
+/// The elements of a dense vector's text form, `[1,2.5,-3]`, as `f32` (not yet validated).
+pub(crate) fn parse_elements(s: &str, kind: VectorKind) -> Result<Vec<f32>, VectorError> {
+    // Messages about a `vector` keep their plain wording; the other kinds are named.
+    let label = if kind == VectorKind::Vector { String::new() } else { format!("{kind} ") };
+    let trimmed = s.trim();
+    let inner = trimmed
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .ok_or_else(|| VectorError::Parse { reason: format!("a {kind} must start with \"[\" and end with \"]\"") })?;
+    if inner.trim().is_empty() {
+        return Err(VectorError::Empty);
+    }
+    inner
+        .split(',')
+        .enumerate()
+        .map(|(index, item)| {
+            let item = item.trim();
+            item.parse::<f32>().map_err(|_| VectorError::Parse {
+                reason: format!("{label}element {index} ({item:?}) is not a number"),
+            })
+        })
+        .collect()
 }
 
 #[cfg(feature = "serde")]

@@ -17,4 +17,5 @@ pub mod migrate;
 pub mod pgdb;
 pub mod raw_sqlite;
 pub mod rounds;
+pub mod type_workloads;
 pub mod workloads;

@@ -9,7 +9,7 @@ use diesel::migration::MigrationSource;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel::{PgConnection, SqliteConnection};
-use diesel_migrations::MigrationHarness;
+use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use diesel_vector::migrations::{self, PG_MIGRATIONS, SQLITE_MIGRATIONS};
 use diesel_vector::sqlite;
 
@@ -25,6 +25,84 @@ pub mod names {
     pub const SELECT_ONLY: &str = "SELECT version alone (table known to exist; reference)";
     pub const RUNNER_NOOP: &str = "migrations::run_pending_migrations (nothing pending)";
     pub const DIESEL_PENDING: &str = "diesel's has_pending_migration (reference)";
+    pub const APP_SQL: &str = "SQL itself: batch_execute of the pending up.sql";
+    pub const APP_RUNNER: &str = "migrations::run_pending_migrations_from (rehearsed)";
+    pub const APP_DIESEL: &str = "diesel's MigrationHarness::run_pending_migrations (reference)";
+}
+
+/// Applied migrations before the pending one in the application workload.
+pub const APP_HISTORY: usize = 30;
+
+/// An application's folder for one backend: `documents`, [`APP_HISTORY`] tables with an index each
+/// (applied), then the generated vector index migration for `documents` (pending). Removed on drop.
+struct AppFolder {
+    root: PathBuf,
+    /// The applied migrations alone.
+    history: PathBuf,
+    /// The applied ones and the pending one.
+    full: PathBuf,
+    /// The pending migration's up.sql.
+    pending_up: String,
+}
+
+impl AppFolder {
+    fn write(pg: bool) -> Result<Self, BoxError> {
+        use diesel_vector::index::{generate, IndexSpec};
+        let root = std::env::temp_dir().join(format!("dv-bench-app-{}-{}", std::process::id(), pg));
+        let _ = std::fs::remove_dir_all(&root);
+        let (history, full) = (root.join("history"), root.join("full"));
+        let (id, text, stamp) = if pg {
+            ("bigserial PRIMARY KEY", "text", "timestamp")
+        } else {
+            ("INTEGER PRIMARY KEY", "TEXT", "DATETIME")
+        };
+        let mut migrations = vec![(
+            "2026-01-01-000000_create_documents".to_owned(),
+            format!("CREATE TABLE documents (id {id}, lang {text} NOT NULL, body {text} NOT NULL);"),
+            "DROP TABLE documents;".to_owned(),
+        )];
+        for i in 1..=APP_HISTORY {
+            migrations.push((
+                format!("2026-01-01-{:06}_create_t{i}", i * 10),
+                format!(
+                    "CREATE TABLE t{i} (id {id}, name {text} NOT NULL, created_at {stamp} NOT NULL DEFAULT CURRENT_TIMESTAMP);\n\
+                     CREATE INDEX t{i}_name_idx ON t{i} (name);"
+                ),
+                format!("DROP TABLE t{i};"),
+            ));
+        }
+        for folder in [&history, &full] {
+            for (name, up, down) in &migrations {
+                let dir = folder.join(name);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join("up.sql"), up)?;
+                std::fs::write(dir.join("down.sql"), down)?;
+            }
+        }
+        let spec = IndexSpec::builder("documents", "embedding", 768).partition_by(["lang"]).build()?;
+        let migration = generate::render(&spec, &generate::Options::default().add_column(true));
+        let unused = root.join("other");
+        let (pg_dir, sqlite_dir) = if pg { (full.clone(), unused) } else { (unused, full.clone()) };
+        generate::write(&migration, "20260201000000", &pg_dir, &sqlite_dir)?;
+        let pending_up = if pg { migration.pg_up } else { migration.sqlite_up };
+        Ok(Self { root, history, full, pending_up })
+    }
+}
+
+impl Drop for AppFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn app_note(backend: &str) -> String {
+    format!(
+        "A fresh {backend} database per call with an application's {} migrations applied (documents and {APP_HISTORY} \
+         tables with an index each; not timed); timed: its one pending migration, the generated vector index \
+         for documents (adding the column). The runner rehearses first: it replays the applied migrations \
+         in a scratch space and compares catalogs, so that objects made by hand are adopted.",
+        APP_HISTORY + 1
+    )
 }
 
 /// How long to run.
@@ -168,7 +246,51 @@ pub fn pg(server: &str, settings: Settings) -> Result<Vec<Group>, BoxError> {
         comparisons: vec![runner(names::RUNNER_NOOP, names::CHECK)],
         recall: false,
     };
-    Ok(vec![fresh_group, noop_group])
+    drop(contenders);
+
+    let app = AppFolder::write(true)?;
+    let prepared = |f: fn(&mut PgConnection, &AppFolder) -> Result<(), BoxError>| {
+        let app = &app;
+        move || -> Result<Duration, BoxError> {
+            let db = FreshDb::create(server, "migr_app")?;
+            let mut conn = db.conn()?;
+            conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
+            conn.run_pending_migrations(FileBasedMigrations::from_path(&app.history)?)?;
+            let (elapsed, ()) = timed(|| f(&mut conn, app))?;
+            Ok(elapsed)
+        }
+    };
+    let mut contenders = vec![
+        TimedContender::new(names::APP_SQL, prepared(|c, app| Ok(c.batch_execute(&app.pending_up)?))),
+        TimedContender::new(
+            names::APP_RUNNER,
+            prepared(|c, app| {
+                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+                assert_eq!(done.len(), 1);
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::APP_DIESEL,
+            prepared(|c, app| {
+                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
+                Ok(())
+            }),
+        ),
+    ];
+    let app_group = Group {
+        title: "PostgreSQL: one pending application migration".to_owned(),
+        note: app_note("PostgreSQL"),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![info(names::APP_RUNNER, names::APP_SQL), info(names::APP_DIESEL, names::APP_SQL)],
+        recall: false,
+    };
+    drop(contenders);
+    Ok(vec![fresh_group, noop_group, app_group])
+}
+
+fn info(contender: &str, baseline: &str) -> Comparison {
+    Comparison { contender: contender.to_owned(), baseline: baseline.to_owned(), bar: Bar::Info }
 }
 
 /// A fresh database file per call, removed afterwards.
@@ -299,5 +421,44 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
         comparisons: vec![runner(names::RUNNER_NOOP, names::CHECK)],
         recall: false,
     };
-    Ok(vec![fresh_group, noop_group])
+    drop(contenders);
+
+    let app = AppFolder::write(false)?;
+    let prepared = |f: fn(&mut SqliteConnection, &AppFolder) -> Result<(), BoxError>| {
+        let app = &app;
+        move || -> Result<Duration, BoxError> {
+            let (url, _remove) = temp_sqlite();
+            let mut conn = sqlite::establish(&url)?;
+            conn.run_pending_migrations(FileBasedMigrations::from_path(&app.history)?)?;
+            let (elapsed, ()) = timed(|| f(&mut conn, app))?;
+            Ok(elapsed)
+        }
+    };
+    let mut contenders = vec![
+        TimedContender::new(names::APP_SQL, prepared(|c, app| Ok(c.batch_execute(&app.pending_up)?))),
+        TimedContender::new(
+            names::APP_RUNNER,
+            prepared(|c, app| {
+                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+                assert_eq!(done.len(), 1);
+                Ok(())
+            }),
+        ),
+        TimedContender::new(
+            names::APP_DIESEL,
+            prepared(|c, app| {
+                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
+                Ok(())
+            }),
+        ),
+    ];
+    let app_group = Group {
+        title: "SQLite: one pending application migration".to_owned(),
+        note: app_note("SQLite"),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![info(names::APP_RUNNER, names::APP_SQL), info(names::APP_DIESEL, names::APP_SQL)],
+        recall: false,
+    };
+    drop(contenders);
+    Ok(vec![fresh_group, noop_group, app_group])
 }

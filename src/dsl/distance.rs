@@ -9,19 +9,22 @@ use diesel::expression::{AppearsOnTable, Expression, MixedAggregates, Selectable
 use diesel::sql_types::is_nullable::{IsOneNullable, IsSqlTypeNullable, MaybeNullable};
 use diesel::sql_types::{Double, MaybeNullableType, OneIsNullable};
 
-use super::VectorOrNullableVector;
+use super::{HasMetric, VectorOrNullableVector};
 
 /// The distance between two vector expressions under metric `M`, as built by the methods of
 /// [`VectorExpressionMethods`](super::VectorExpressionMethods).
 ///
-/// Its SQL type is `Double`, or `Nullable<Double>` when either side is nullable. Each backend renders it
-/// its own way (see the table in [`dsl`](super)); name it through the helper types [`L2Distance`],
-/// [`CosineDistance`], [`L1Distance`] and [`MaxInnerProduct`] when a function returns one.
+/// Its SQL type is `Double`, or `Nullable<Double>` when either side is nullable; both sides have the same
+/// vector SQL type, one that has the metric. Each backend renders it its own way (see the table in
+/// [`dsl`](super)); name it through the helper types [`L2Distance`], [`CosineDistance`], [`L1Distance`],
+/// [`MaxInnerProduct`], [`HammingDistance`] and [`JaccardDistance`] when a function returns one.
 ///
 /// [`L2Distance`]: super::L2Distance
 /// [`CosineDistance`]: super::CosineDistance
 /// [`L1Distance`]: super::L1Distance
 /// [`MaxInnerProduct`]: super::MaxInnerProduct
+/// [`HammingDistance`]: super::HammingDistance
+/// [`JaccardDistance`]: super::JaccardDistance
 ///
 /// ```
 /// # include!("doctest_setup.rs");
@@ -57,7 +60,8 @@ where
     L: Expression,
     R: Expression,
     L::SqlType: VectorOrNullableVector,
-    R::SqlType: VectorOrNullableVector,
+    R::SqlType: VectorOrNullableVector<Base = <L::SqlType as VectorOrNullableVector>::Base>,
+    <L::SqlType as VectorOrNullableVector>::Base: HasMetric<M>,
     IsSqlTypeNullable<L::SqlType>: OneIsNullable<IsSqlTypeNullable<R::SqlType>>,
     IsOneNullable<L::SqlType, R::SqlType>: MaybeNullableType<Double>,
 {
@@ -92,7 +96,7 @@ where
 /// The metrics a [`Distance`] can use: marker types, one per method of
 /// [`VectorExpressionMethods`](super::VectorExpressionMethods).
 pub mod metric {
-    /// A vector distance metric. Sealed: the four markers in this module are all there is.
+    /// A vector distance metric. Sealed: the six markers in this module are all there is.
     ///
     /// ```
     /// use diesel_vector::dsl::metric::{self, Metric};
@@ -109,23 +113,30 @@ pub mod metric {
         const NAME: &'static str;
     }
 
+    /// The metrics of the float vector types (`Vector`, `HalfVector`, `SparseVector`): [`L2`], [`Cosine`],
+    /// [`L1`], [`MaxInnerProduct`]. Sealed.
+    pub trait FloatMetric: Metric {}
+
+    /// The metrics of bit strings (`Bit`): [`Hamming`], [`Jaccard`]. Sealed.
+    pub trait BitMetric: Metric {}
+
     mod sealed {
         pub trait Sealed {}
     }
 
     macro_rules! metrics {
-        ($($(#[$doc:meta])* $name:ident => $text:literal, $method:literal;)*) => {$(
+        ($family:ident, $column:literal, $value:literal: $($(#[$doc:meta])* $name:ident => $text:literal, $method:literal;)*) => {$(
             $(#[$doc])*
             ///
             /// ```
-            /// # include!("doctest_setup.rs");
-            /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
             /// use diesel_vector::dsl::{metric, Distance};
+            /// use diesel_vector::VectorExpressionMethods;
+            #[doc = concat!("# diesel::table! { items (id) { id -> Integer, v -> diesel_vector::sql_types::", $column, ", } }")]
             ///
-            /// let q = Vector::new(vec![1.0, 0.0, 0.0])?;
-            #[doc = concat!("let d: Distance<metric::", stringify!($name), ", items::embedding, _> = items::embedding.", $method, "(&q);")]
+            #[doc = concat!("let q = ", $value, ";")]
+            #[doc = concat!("let d: Distance<metric::", stringify!($name), ", items::v, _> = items::v.", $method, "(&q);")]
             /// # let _ = d;
-            /// # Ok(()) }
+            /// # Ok::<(), diesel_vector::VectorError>(())
             /// ```
             #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, diesel::query_builder::QueryId)]
             pub struct $name;
@@ -135,10 +146,13 @@ pub mod metric {
             impl Metric for $name {
                 const NAME: &'static str = $text;
             }
+
+            impl $family for $name {}
         )*};
     }
 
     metrics! {
+        FloatMetric, "Vector", "diesel_vector::Vector::new(vec![1.0, 0.0, 0.0])?":
         /// Euclidean (L2) distance: `sqrt(sum((a[i] - b[i])²))`.
         L2 => "L2 distance", "l2_distance";
         /// Cosine distance: `1 - cos(a, b)`, from 0 (same direction) to 2 (opposite directions).
@@ -147,5 +161,13 @@ pub mod metric {
         L1 => "L1 distance", "l1_distance";
         /// Negative inner product, `-sum(a[i] * b[i])`: pgvector's `<#>`, smaller is nearer.
         MaxInnerProduct => "negative inner product", "max_inner_product";
+    }
+
+    metrics! {
+        BitMetric, "Bit", "diesel_vector::Bit::from_bytes(&[0b1010_0000])":
+        /// Hamming distance: the number of bits that differ.
+        Hamming => "Hamming distance", "hamming_distance";
+        /// Jaccard distance: `1 - |a ∧ b| / |a ∨ b|`, 1 when no bit is set in both.
+        Jaccard => "Jaccard distance", "jaccard_distance";
     }
 }

@@ -4,9 +4,9 @@
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 
-use diesel::sql_types::{BigInt, Integer, Nullable, SmallInt};
+use diesel::sql_types::{BigInt, Integer, SmallInt};
 
-use super::{Element, IndexSpec, SpecError};
+use super::{IndexSpec, SpecError};
 
 type Declared = Result<IndexSpec, SpecError>;
 
@@ -65,27 +65,6 @@ impl<T> std::ops::Deref for VectorIndex<T> {
     }
 }
 
-/// SQL types that hold vectors, with the [`Element`] each stores. Sealed.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a vector SQL type",
-    label = "the indexed column must be `Vector`, `HalfVector`, `Bit` or `SparseVector`, nullable or not",
-    note = "declare the column with one of diesel_vector::sql_types' types in your `table!`"
-)]
-pub trait VectorSqlType: sealed::Sealed {
-    /// The element stored.
-    const ELEMENT: Element;
-}
-
-impl sealed::Sealed for crate::sql_types::Vector {}
-impl VectorSqlType for crate::sql_types::Vector {
-    const ELEMENT: Element = Element::Vector;
-}
-
-impl<T: VectorSqlType + diesel::sql_types::SqlType> sealed::Sealed for Nullable<T> {}
-impl<T: VectorSqlType + diesel::sql_types::SqlType> VectorSqlType for Nullable<T> {
-    const ELEMENT: Element = T::ELEMENT;
-}
-
 /// SQL types an index's id column may have: the integers. Sealed.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an integer SQL type",
@@ -109,12 +88,12 @@ mod sealed {
 pub mod __check {
     use diesel::expression::Expression;
 
-    pub fn vector_column<T, C>() -> super::Element
+    pub fn vector_column<T, C>() -> crate::VectorKind
     where
         C: diesel::Column<Table = T> + Expression,
-        C::SqlType: super::VectorSqlType,
+        C::SqlType: crate::dsl::VectorOrNullableVector,
     {
-        <C::SqlType as super::VectorSqlType>::ELEMENT
+        <<C::SqlType as crate::dsl::VectorOrNullableVector>::Base as crate::dsl::VectorSqlType>::KIND
     }
 
     pub fn id_column<T, C>()
@@ -126,7 +105,7 @@ pub mod __check {
 
     pub fn column<T, C: diesel::Column<Table = T>>() {}
 
-    pub const fn dims_in_range(dims: u64, max: u32) -> bool {
+    pub const fn dims_in_range(dims: u64, max: usize) -> bool {
         dims >= 1 && dims <= max as u64
     }
 }
@@ -208,8 +187,8 @@ macro_rules! vector_index {
             const _: () = ::std::assert!(
                 $crate::index::__check::dims_in_range(
                     $dims,
-                    <<__dv_table::$column as $crate::__private::diesel::Expression>::SqlType
-                        as $crate::index::VectorSqlType>::ELEMENT.max_dims(),
+                    <<<__dv_table::$column as $crate::__private::diesel::Expression>::SqlType
+                        as $crate::dsl::VectorOrNullableVector>::Base as $crate::dsl::VectorSqlType>::KIND.max_dims(),
                 ),
                 "the index's dims must be at least 1 and within its type's limit (16000 for vector and halfvec)"
             );

@@ -214,14 +214,23 @@ fn pg_down(spec: &IndexSpec, options: &Options) -> String {
 }
 
 /// The SQLite condition a stored value must meet (`value` is the SQL for it, such as `"embedding"` or
-/// `NEW."embedding"`): NULL, or a BLOB of the type's length for the declared dimensions.
+/// `NEW."embedding"`): NULL, or a BLOB of the type's shape for the declared dimensions
+/// ([`VectorKind::sqlite_blob_shape`](crate::VectorKind::sqlite_blob_shape)).
 pub(crate) fn sqlite_value_check(element: Element, dims: u32, value: &str) -> String {
-    match element.sqlite_blob_len(dims) {
-        Some(len) => format!("{value} IS NULL OR (typeof({value}) = 'blob' AND length({value}) = {len})"),
-        // sparsevec: a header of two u32 (dims, non-zero count) and then 8 bytes per non-zero element.
-        None => format!(
-            "{value} IS NULL OR (typeof({value}) = 'blob' AND length({value}) >= 8 AND (length({value}) - 8) % 8 = 0)"
-        ),
+    use crate::codec::SqliteBlobShape;
+    let blob = format!("{value} IS NULL OR (typeof({value}) = 'blob' AND ");
+    match element.sqlite_blob_shape(dims as usize) {
+        Ok(SqliteBlobShape::Exact { len }) => format!("{blob}length({value}) = {len})"),
+        Ok(SqliteBlobShape::Prefixed { prefix, stride, max_count }) => {
+            let (len, hex): (usize, String) = (prefix.len(), prefix.iter().map(|b| format!("{b:02x}")).collect());
+            format!(
+                "{blob}substr({value}, 1, {len}) = x'{hex}' AND (length({value}) - {len}) % {stride} = 0 \
+                 AND length({value}) <= {})",
+                len + stride * max_count
+            )
+        }
+        // IndexSpec refuses such dimensions; a CHECK no value passes is the safe rendering anyway.
+        Err(_) => format!("{value} IS NULL"),
     }
 }
 
@@ -237,7 +246,10 @@ fn sqlite_value_description(spec: &IndexSpec) -> String {
             2 * u64::from(dims)
         ),
         Element::Bit => format!("{table}.{column} must be NULL or a BLOB of {dims} bits ({} bytes)", dims / 8),
-        Element::SparseVector => format!("{table}.{column} must be NULL or a sparse vector BLOB"),
+        Element::SparseVector => format!(
+            "{table}.{column} must be NULL or a sparsevec BLOB of {dims} dimensions (u32 dims, then u32 indices and f32 \
+             values)"
+        ),
     }
 }
 

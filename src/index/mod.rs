@@ -33,7 +33,7 @@ mod spec;
 
 #[doc(hidden)]
 pub use declare::__check;
-pub use declare::{IntegerSqlType, VectorIndex, VectorSqlType};
+pub use declare::{IntegerSqlType, VectorIndex};
 #[allow(unused_imports)] // each backend uses them
 pub(crate) use ident::{literal, quote};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};

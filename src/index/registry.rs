@@ -53,7 +53,7 @@ pub fn create_table_sql() -> String {
 }
 
 /// The `INSERT` that records `spec`: the same statement on both backends. Every value is a literal
-/// (a migration file has no bind parameters), quoted by [`literal`].
+/// (a migration file has no bind parameters), with inner quotes doubled.
 pub fn insert_sql(spec: &IndexSpec) -> String {
     let pg_index_name = spec.pg_index_name().map_or_else(|| "NULL".to_owned(), literal);
     format!(

@@ -4,42 +4,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ident::{Ident, IdentError, MAX_IDENT_BYTES};
+use crate::VectorKind;
 
-/// The SQL type of a vector column: pgvector's four types, stored on SQLite in the crate's BLOB formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Element {
-    /// `vector(N)`: `f32` elements.
-    Vector,
-    /// `halfvec(N)`: `f16` elements.
-    HalfVector,
-    /// `bit(N)`: packed bits.
-    Bit,
-    /// `sparsevec(N)`: `f32` values at a few of `N` positions.
-    SparseVector,
-}
+/// The SQL type of a vector column: the crate's [`VectorKind`], seen from an index.
+pub type Element = VectorKind;
 
-impl Element {
-    /// Every element type.
-    pub const ALL: [Element; 4] = [Element::Vector, Element::HalfVector, Element::Bit, Element::SparseVector];
-
+/// What an index needs to know of each vector type, beside what [`VectorKind`] says of its values.
+impl VectorKind {
     /// pgvector's name for the type: `vector`, `halfvec`, `bit`, `sparsevec`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Vector => "vector",
-            Self::HalfVector => "halfvec",
-            Self::Bit => "bit",
-            Self::SparseVector => "sparsevec",
-        }
-    }
-
-    /// The most dimensions a column of this type may declare (pgvector's limits).
-    pub const fn max_dims(self) -> u32 {
-        match self {
-            Self::Vector | Self::HalfVector => 16_000,
-            Self::Bit => 83_886_080,
-            Self::SparseVector => 1_000_000_000,
-        }
+    pub const fn name(self) -> &'static str {
+        self.pgvector_name()
     }
 
     /// The most dimensions pgvector's HNSW and ivfflat indexes take for this type, or `None` when the
@@ -75,26 +49,10 @@ impl Element {
     pub fn pg_type(self, dims: u32) -> String {
         format!("{}({dims})", self.name())
     }
-
-    /// The length in bytes of this type's SQLite BLOB for `dims` dimensions, when it is fixed
-    /// (`sparsevec`'s depends on the number of non-zero elements).
-    pub fn sqlite_blob_len(self, dims: u32) -> Option<u64> {
-        match self {
-            Self::Vector => Some(4 * u64::from(dims)),
-            Self::HalfVector => Some(2 * u64::from(dims)),
-            Self::Bit => Some(u64::from(dims).div_ceil(8)),
-            Self::SparseVector => None,
-        }
-    }
 }
 
-impl fmt::Display for Element {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Element {
+/// Parses pgvector's name for a type (`vector`, `halfvec`, `bit`, `sparsevec`).
+impl FromStr for VectorKind {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -500,10 +458,12 @@ impl IndexSpecBuilder {
         let column = Ident::new(&self.column, "vector column")?;
         let id_column = Ident::new(&self.id_column, "id column")?;
         let element = self.element;
-        let dims = u32::try_from(self.dims)
-            .ok()
-            .filter(|d| (1..=element.max_dims()).contains(d))
-            .ok_or(SpecError::Dimensions { element, dims: self.dims, max: element.max_dims() })?;
+        let max = u32::try_from(element.max_dims()).unwrap_or(u32::MAX);
+        let dims = u32::try_from(self.dims).ok().filter(|d| (1..=max).contains(d)).ok_or(SpecError::Dimensions {
+            element,
+            dims: self.dims,
+            max,
+        })?;
         if element == Element::Bit && dims % 8 != 0 {
             return Err(SpecError::BitLength { dims });
         }

@@ -32,6 +32,16 @@ pub enum MigrationError {
         /// PostgreSQL's own message.
         reason: String,
     },
+    /// pgvector is created in this database, but in a schema that is not on this connection's
+    /// `search_path`, so its types do not resolve (`to_regtype('vector')` is NULL); nothing was changed.
+    PgvectorNotOnSearchPath {
+        /// The database.
+        database: String,
+        /// The schema pgvector is in.
+        schema: String,
+        /// The connection's `search_path`.
+        search_path: String,
+    },
     /// An existing table has a shape the migrations do not produce; nothing was changed.
     IncompatibleTable {
         /// The table.
@@ -47,6 +57,18 @@ pub enum MigrationError {
         present: Vec<String>,
         /// The objects that do not.
         missing: Vec<String>,
+    },
+    /// A vector index the migration registers is registered already with another definition; nothing
+    /// was changed.
+    RegisteredDifferently {
+        /// The migration.
+        migration: String,
+        /// The index's name.
+        index: String,
+        /// What the registry records.
+        registered: String,
+        /// What the migration registers.
+        expected: String,
     },
     /// A migration failed; its transaction was rolled back, migrations before it stay applied.
     Migration {
@@ -85,11 +107,24 @@ impl fmt::Display for MigrationError {
                  \"{role}\" may not create it ({reason}): ask a superuser to run `CREATE EXTENSION vector;` in \
                  \"{database}\", then run the migrations again"
             ),
+            Self::PgvectorNotOnSearchPath { database, schema, search_path } => write!(
+                f,
+                "pgvector is created in schema \"{schema}\", which is not on this connection's search_path \
+                 ({search_path}), so its types do not resolve; nothing was changed: add the schema to the \
+                 search_path (for example `ALTER DATABASE \"{database}\" SET search_path TO {search_path}, \
+                 \"{schema}\";` and reconnect), then run the migrations again"
+            ),
             Self::IncompatibleTable { table, differences } => write!(
                 f,
-                "table \"{table}\" exists but differs from the schema diesel-vector manages ({}); nothing was \
+                "table \"{table}\" exists but differs from the schema the migrations create ({}); nothing was \
                  changed: rename or fix the table, then run the migrations again",
                 differences.join("; ")
+            ),
+            Self::RegisteredDifferently { migration, index, registered, expected } => write!(
+                f,
+                "migration {migration} registers the vector index {index} as {expected}, but the registry \
+                 records it as {registered}; nothing was changed: remove the registry row or rename the index, \
+                 then run the migrations again"
             ),
             Self::PartiallyPresent { migration, present, missing } => write!(
                 f,

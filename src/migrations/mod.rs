@@ -1,17 +1,62 @@
-//! The schema's migrations, embedded per backend, and the runner that applies them safely.
+//! The schema's migrations, embedded per backend, and the runner that applies them, or any
+//! application's own migrations, safely.
 //!
 //! | | PostgreSQL | SQLite |
 //! |---|---|---|
-//! | embedded set | [`PG_MIGRATIONS`] (`migrations_pg/`) | [`SQLITE_MIGRATIONS`] (`migrations_sqlite/`) |
-//! | before anything changes | pgvector installed? creatable by this role? | sqlite-vec loaded? (a warning if not) |
+//! | the crate's own set | [`PG_MIGRATIONS`] (`migrations_pg/`) | [`SQLITE_MIGRATIONS`] (`migrations_sqlite/`) |
+//! | before anything changes | a rehearsal in a scratch schema, rolled back: pgvector usable? objects there already? | a rehearsal in an in-memory database: objects there already? |
 //! | lock | advisory lock for the whole run | one `BEGIN IMMEDIATE` transaction (with the busy timeout) |
 //! | each migration | its own transaction | its own savepoint |
 //!
-//! [`run_pending_migrations`] also **adopts** tables that exist without Diesel's bookkeeping (a
-//! database made by the application's original SQL): when every table a pending migration creates is
-//! already there with the expected shape, the migration is recorded as applied and nothing else changes.
-//! A table of the same name with another shape is an [`MigrationError::IncompatibleTable`] naming the
-//! differences, and nothing is changed.
+//! [`run_pending_migrations`] runs the crate's own set (`fragments` and `fragment_embeddings`);
+//! [`run_pending_migrations_from`] runs any Diesel [`MigrationSource`] (an application's
+//! `embed_migrations!` set, or a folder read with `FileBasedMigrations::from_path`) with the same
+//! checks, lock, adoption and telemetry. [`revert_last_migration`], [`redo_last_migration`] and
+//! [`migration_status`] have `_from` twins the same way.
+//!
+//! # Adoption
+//!
+//! A database may hold a pending migration's objects already (made by the application's original SQL,
+//! by hand, or by another migration tool). Before anything changes, the runner **rehearses** the
+//! migrations: on PostgreSQL inside a transaction that is always rolled back, in a scratch schema put
+//! first on the `search_path` (with empty copies of the tables already on the `search_path` behind it,
+//! so that nothing touches the application's rows or locks them against writes); on SQLite in an
+//! in-memory database with the same functions. Each pending migration runs there, and the catalog is
+//! read after each: tables (columns, types, nullability, unique keys), indexes, triggers, views,
+//! sequences, types, functions. Then, for each pending migration, the objects it creates, changes or
+//! drops are compared with the real database's:
+//!
+//! - all there as the migration leaves them: the migration is **adopted** (recorded as applied; the
+//!   vector indexes it registers are added to the registry when missing), and no row changes;
+//! - none there (or all as before it): it **runs**;
+//! - otherwise nothing changes and the run stops with [`MigrationError::IncompatibleTable`] or
+//!   [`MigrationError::PartiallyPresent`], naming the differences.
+//!
+//! A table a migration creates is compared whole (extra columns and unique keys tolerated); a table it
+//! changes is compared on what it changes (the columns it adds, drops or alters), so that a table that
+//! drifted from its history elsewhere still takes a new migration. The first rehearsal runs the pending
+//! migrations on the database as it is; when they would all simply run (the usual deploy), that is
+//! the answer. Otherwise a second rehearsal replays the applied migrations first, so that what a
+//! pending migration changes is compared with the state its history gives (a column added by hand to
+//! a table an earlier migration made is then adopted).
+//!
+//! A migration the rehearsal cannot run (one that is not run in a transaction, or one that builds on
+//! objects the rehearsal does not have, such as an SQLite table made outside the migrations) and the
+//! ones after it are run without this check; so are all of them when the rehearsal cannot start (on
+//! PostgreSQL it needs the right to create schemas in the database, and to read the tables it copies).
+//! A telemetry event says so. A database with no objects at all is not rehearsed.
+//!
+//! # pgvector
+//!
+//! pgvector may be unusable as things stand: not installed on the server, not created in the database
+//! and this role may not create it, or created in a schema missing from the `search_path` (its types
+//! then do not resolve: `to_regtype('vector')` is NULL). The crate's own set always needs it: the run
+//! then stops before anything changes with [`MigrationError::PgvectorNotInstalled`],
+//! [`MigrationError::PgvectorNotCreated`] or [`MigrationError::PgvectorNotOnSearchPath`]. An
+//! application's set gets the same errors, before anything changes, when a migration's rehearsal fails
+//! on pgvector's names; a set that does not use pgvector runs on any server.
+//!
+//! # Telemetry
 //!
 //! Every run and every migration is a `tracing` span (`diesel_vector::migrations`), with an event per
 //! migration carrying `backend`, `version`, `outcome` (`applied`, `adopted`, `reverted`, `failed`),
@@ -28,8 +73,41 @@
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
+//!
+//! An application's own migrations, for example a folder written by `index::generate::write`:
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use diesel_migrations::FileBasedMigrations;
+//! use diesel_vector::index::{generate, IndexSpec};
+//! use diesel_vector::migrations;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let (pg_dir, sqlite_dir) = (dir.path().join("migrations_pg"), dir.path().join("migrations_sqlite"));
+//! std::fs::create_dir_all(sqlite_dir.join("2026-01-01-000000_create_documents"))?;
+//! std::fs::write(
+//!     sqlite_dir.join("2026-01-01-000000_create_documents/up.sql"),
+//!     "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, body TEXT NOT NULL);",
+//! )?;
+//! std::fs::write(sqlite_dir.join("2026-01-01-000000_create_documents/down.sql"), "DROP TABLE documents;")?;
+//! let spec = IndexSpec::builder("documents", "embedding", 768).partition_by(["lang"]).build()?;
+//! let migration = generate::render(&spec, &generate::Options::default().add_column(true));
+//! generate::write(&migration, "20260101000001", &pg_dir, &sqlite_dir)?;
+//!
+//! let mut conn = diesel_vector::sqlite::establish(":memory:")?;
+//! let source = FileBasedMigrations::from_path(&sqlite_dir)?;
+//! assert_eq!(migrations::run_pending_migrations_from(&mut conn, &source)?.len(), 2);
+//! assert!(diesel_vector::index::registry::load(&mut conn)?.contains(&spec));
+//! assert_eq!(
+//!     migrations::redo_last_migration_from(&mut conn, &source)?.as_deref(),
+//!     Some("2026-01-01-000001_create_vector_index_documents_embedding")
+//! );
+//! # Ok(()) }
+//! # #[cfg(not(feature = "sqlite"))] fn main() {}
+//! ```
 
 mod error;
+mod plan;
 #[doc(hidden)]
 pub mod shape;
 
@@ -38,10 +116,15 @@ use std::time::Instant;
 
 use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
+use diesel::Connection;
 use diesel_migrations::MigrationHarness;
 use tracing::{error, info, info_span};
 
 pub use error::MigrationError;
+use plan::Step;
+use shape::{Real, Rehearsal, RehearsalFailure};
+
+use crate::index::{registry, IndexSpec};
 
 /// The PostgreSQL migrations (`migrations_pg/`), embedded at compile time.
 #[cfg(feature = "pg")]
@@ -58,7 +141,7 @@ pub const SQLITE_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
 pub enum Outcome {
     /// Its SQL ran.
     Applied,
-    /// Its tables already existed with the expected shape; it was recorded without running.
+    /// Its objects already existed with the shape it gives them; it was recorded without running.
     Adopted,
 }
 
@@ -84,48 +167,113 @@ pub struct MigrationStatus {
     pub applied: bool,
 }
 
-/// Whether the objects a migration creates exist already (found before anything changes).
+/// Whether the migrations may use pgvector as things stand (found before anything changes). Anything
+/// but `Ready` turns a rehearsal failure that names pgvector into its error.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presence {
-    /// None of them: run the migration.
-    Absent,
-    /// All of them, with the expected shape: record the migration as applied.
-    Present,
+pub enum VectorSupport {
+    /// Nothing to check: SQLite; pgvector created and resolvable; or creatable by this superuser.
+    Ready,
+    /// pgvector is not installed on the server.
+    NotInstalled,
+    /// Not created in the database, and this role is not a superuser.
+    MayNotCreate { database: String, role: String },
+    /// Created in a schema that is not on the `search_path`.
+    NotOnSearchPath { database: String, schema: String, search_path: String },
+}
+
+impl VectorSupport {
+    /// The error a rehearsal failure means, when it is pgvector's: the database names pgvector's types,
+    /// index methods or extension in its message (in any language: names are not translated).
+    fn error_for(&self, failure: &RehearsalFailure) -> Option<MigrationError> {
+        let message = failure.message.to_ascii_lowercase();
+        if !["vector", "halfvec", "sparsevec", "hnsw", "ivfflat"].iter().any(|w| message.contains(w)) {
+            return None;
+        }
+        self.error(&failure.message)
+    }
+
+    /// The error that pgvector's state is for a migration that needs it (`None` when it is usable);
+    /// `reason` is the database's message.
+    fn error(&self, reason: &str) -> Option<MigrationError> {
+        match self {
+            Self::Ready => None,
+            Self::NotInstalled => Some(MigrationError::PgvectorNotInstalled),
+            Self::MayNotCreate { database, role } => Some(MigrationError::PgvectorNotCreated {
+                database: database.clone(),
+                role: role.clone(),
+                reason: reason.to_owned(),
+            }),
+            Self::NotOnSearchPath { database, schema, search_path } => Some(MigrationError::PgvectorNotOnSearchPath {
+                database: database.clone(),
+                schema: schema.clone(),
+                search_path: search_path.clone(),
+            }),
+        }
+    }
 }
 
 /// A connection the runner can migrate: [`diesel::PgConnection`] (feature `pg`) and
 /// [`diesel::SqliteConnection`] (feature `sqlite`). Sealed; the methods are the runner's internals.
-pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> + shape::Catalog {
+pub trait MigrationTarget:
+    sealed::Sealed
+    + Sized
+    + Connection<Backend = <Self as MigrationTarget>::Db>
+    + MigrationHarness<Self::Db>
+    + shape::Catalog
+{
     #[doc(hidden)]
     type Db: Backend;
     #[doc(hidden)]
     const BACKEND: &'static str;
-    /// What each of the backend's migrations creates, for adoption.
+    /// The crate's own migrations for this backend, oldest first.
     #[doc(hidden)]
-    const CREATES: &'static [shape::Creates];
+    fn own_migrations() -> Result<Vec<Box<dyn Migration<Self::Db>>>, MigrationError>;
+    /// The crate's own migrations' versions, oldest first, listed once per process.
     #[doc(hidden)]
-    fn migrations() -> Result<Vec<Box<dyn Migration<Self::Db>>>, MigrationError>;
-    /// The embedded migrations' versions, oldest first, listed once per process.
+    fn own_versions() -> Result<&'static [String], MigrationError>;
+    /// Whether pgvector is usable; changes nothing.
     #[doc(hidden)]
-    fn versions() -> Result<&'static [String], MigrationError>;
-    /// Checks the vector extension; changes nothing.
+    fn vector_support(&mut self) -> Result<VectorSupport, MigrationError>;
+    /// Tries `CREATE EXTENSION IF NOT EXISTS vector` and rolls it back: `Err` with the database's
+    /// message when this role may not create it. Changes nothing.
     #[doc(hidden)]
-    fn preflight(&mut self) -> Result<(), MigrationError>;
+    fn try_create_vector(&mut self) -> Result<(), String>;
+    /// Whether the database holds any object a migration could have made (Diesel's bookkeeping and the
+    /// vector index registry aside): without any, nothing can be adopted and nothing is rehearsed.
+    #[doc(hidden)]
+    fn has_objects(&mut self) -> Result<bool, MigrationError>;
+    /// Replays `applied` and runs `pending` in a scratch space that is thrown away, reading the catalog
+    /// before the first pending migration and after each. Changes nothing.
+    #[doc(hidden)]
+    fn rehearse(
+        &mut self,
+        applied: &[&dyn Migration<Self::Db>],
+        pending: &[&dyn Migration<Self::Db>],
+    ) -> Result<Rehearsal, MigrationError>;
+    /// The real database's objects and registry, to compare with a rehearsal.
+    #[doc(hidden)]
+    fn real_state(&mut self) -> Result<Real, MigrationError>;
     /// Runs `f` holding the backend's migration lock.
     #[doc(hidden)]
     fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError>;
-    /// Records `version` as applied without running it.
+    /// Records `version` as applied without running it (in the caller's transaction).
     #[doc(hidden)]
     fn record_applied(&mut self, version: &str) -> Result<(), MigrationError>;
     /// The vector indexes the database's registry records.
     #[doc(hidden)]
-    fn registered_indexes(&mut self) -> Result<Vec<crate::index::IndexSpec>, MigrationError>;
+    fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError>;
 
     /// Clean-up after a revert that SQL alone cannot do: `removed` are the vector indexes the revert
     /// took out of the registry (SQLite: drop their vec0 tables, which no plain SQL can).
     #[doc(hidden)]
-    fn after_revert(&mut self, removed: &[crate::index::IndexSpec]) -> Result<(), MigrationError>;
+    fn after_revert(&mut self, removed: &[IndexSpec]) -> Result<(), MigrationError>;
+
+    /// After migrations ran: warnings about what the connection lacks for what is now registered.
+    #[doc(hidden)]
+    fn after_run(&mut self) -> Result<(), MigrationError> {
+        Ok(())
+    }
 
     /// The versions recorded as applied, without creating Diesel's bookkeeping table.
     #[doc(hidden)]
@@ -136,13 +284,20 @@ pub trait MigrationTarget: sealed::Sealed + Sized + MigrationHarness<Self::Db> +
         Ok(self.recorded_versions()?)
     }
 
-    /// Whether the objects migration `name` creates already exist, and are compatible.
+    /// Records an adopted migration and registers the indexes it would have registered, in one
+    /// transaction.
     #[doc(hidden)]
-    fn probe(&mut self, name: &str) -> Result<Presence, MigrationError> {
-        match shape::creates_for(Self::CREATES, name) {
-            Some(creates) => shape::probe(self, name, creates),
-            None => Ok(Presence::Absent),
-        }
+    fn adopt(&mut self, version: &str, register: &[IndexSpec]) -> Result<(), MigrationError> {
+        // TODO(rel): on SQLite, the crate's transaction helper that keeps SQLite's own error.
+        self.transaction(|conn| {
+            if !register.is_empty() {
+                conn.batch_execute(&registry::create_table_sql())?;
+                for spec in register {
+                    conn.batch_execute(&registry::insert_sql(spec))?;
+                }
+            }
+            conn.record_applied(version)
+        })
     }
 
     /// Runs one migration in its transaction, creating Diesel's bookkeeping table first when missing
@@ -166,22 +321,74 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// Applies (or adopts) every pending migration of the connection's backend, holding the backend's
-/// migration lock, and returns what it did, oldest first. Concurrent runners on the same database wait
-/// for each other; each migration is applied once. When every migration is already recorded as applied,
-/// it only reads that (no lock, no extension check) and returns an empty list.
+/// Which migrations a call works on: the crate's own (versions listed once per process), or a source.
+enum Set<'a, DB: Backend> {
+    Own,
+    From(&'a dyn MigrationSource<DB>),
+}
+
+impl<DB: Backend> Set<'_, DB> {
+    fn migrations<C: MigrationTarget<Db = DB>>(&self) -> Result<Vec<Box<dyn Migration<DB>>>, MigrationError> {
+        match self {
+            Self::Own => C::own_migrations(),
+            Self::From(source) => sorted(*source),
+        }
+    }
+
+    /// Whether every migration of the set is among `recorded`.
+    fn all_recorded<C: MigrationTarget<Db = DB>>(&self, recorded: &[String]) -> Result<bool, MigrationError> {
+        Ok(match self {
+            Self::Own => C::own_versions()?.iter().all(|v| recorded.contains(v)),
+            Self::From(source) => sorted(*source)?.iter().all(|m| recorded.contains(&version(&**m))),
+        })
+    }
+}
+
+fn version<DB: Backend>(migration: &dyn Migration<DB>) -> String {
+    migration.name().version().to_string()
+}
+
+/// Applies (or adopts) every pending migration of the crate's own set for the connection's backend
+/// ([`PG_MIGRATIONS`] or [`SQLITE_MIGRATIONS`]): [`run_pending_migrations_from`] with that set.
 ///
 /// # Errors
 ///
-/// Before anything changes: pgvector missing or not creatable ([`MigrationError::PgvectorNotInstalled`],
-/// [`MigrationError::PgvectorNotCreated`]), an existing table of another shape
-/// ([`MigrationError::IncompatibleTable`]). While migrating: [`MigrationError::Migration`] naming the
-/// migration that failed; it was rolled back and the ones before it stay applied.
+/// As [`run_pending_migrations_from`].
 pub fn run_pending_migrations<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigration>, MigrationError> {
+    run_pending(conn, &Set::Own)
+}
+
+/// Applies (or adopts, see the [module docs](self)) every pending migration of `source`, holding the
+/// backend's migration lock, and returns what it did, oldest first. Concurrent runners on the same
+/// database wait for each other; each migration is applied once. When every migration of `source` is
+/// already recorded as applied, it only reads that (no lock, no checks) and returns an empty list.
+///
+/// `source` is any Diesel [`MigrationSource`] for the connection's backend: an application's
+/// `embed_migrations!` set, or `diesel_migrations::FileBasedMigrations::from_path(dir)`.
+///
+/// # Errors
+///
+/// Before anything changes: pgvector needed but not usable ([`MigrationError::PgvectorNotInstalled`],
+/// [`MigrationError::PgvectorNotCreated`], [`MigrationError::PgvectorNotOnSearchPath`]), objects there
+/// with another shape or only in part ([`MigrationError::IncompatibleTable`],
+/// [`MigrationError::PartiallyPresent`], [`MigrationError::RegisteredDifferently`]). While migrating:
+/// [`MigrationError::Migration`] naming the migration that failed; it was rolled back and the ones
+/// before it stay applied.
+pub fn run_pending_migrations_from<C: MigrationTarget>(
+    conn: &mut C,
+    source: &dyn MigrationSource<C::Db>,
+) -> Result<Vec<AppliedMigration>, MigrationError> {
+    run_pending(conn, &Set::From(source))
+}
+
+fn run_pending<C: MigrationTarget>(
+    conn: &mut C,
+    set: &Set<'_, C::Db>,
+) -> Result<Vec<AppliedMigration>, MigrationError> {
     let span = info_span!(target: "diesel_vector::migrations", "run_pending_migrations", backend = C::BACKEND);
     let _enter = span.enter();
     let started = Instant::now();
-    let result = run_pending_inner(conn);
+    let result = run_pending_inner(conn, set);
     match &result {
         Ok(done) => info!(
             target: "diesel_vector::migrations",
@@ -203,167 +410,313 @@ pub fn run_pending_migrations<C: MigrationTarget>(conn: &mut C) -> Result<Vec<Ap
     result
 }
 
-fn run_pending_inner<C: MigrationTarget>(conn: &mut C) -> Result<Vec<AppliedMigration>, MigrationError> {
+fn run_pending_inner<C: MigrationTarget>(
+    conn: &mut C,
+    set: &Set<'_, C::Db>,
+) -> Result<Vec<AppliedMigration>, MigrationError> {
     // Nothing pending, as at most start-ups: one read of the bookkeeping, without the lock and the
-    // extension checks, which only guard changes. A version is recorded in the same transaction as its
+    // checks, which only guard changes. A version is recorded in the same transaction as its
     // migration's changes (or after its objects were found), so a database that records every version
     // has nothing left to do, whatever other runners are doing.
     let recorded = conn.applied_versions()?;
-    if C::versions()?.iter().all(|v| recorded.contains(v)) {
+    if set.all_recorded::<C>(&recorded)? {
         return Ok(Vec::new());
     }
-    let migrations = C::migrations()?;
+    let migrations = set.migrations::<C>()?;
     conn.locked(|conn| {
-        // Under the lock: concurrent runners must not race each other's trial CREATE EXTENSION.
-        conn.preflight()?;
         let applied = conn.applied_versions()?;
-        let pending: Vec<&dyn Migration<C::Db>> =
-            migrations.iter().map(|m| &**m).filter(|m| !applied.contains(&m.name().version().to_string())).collect();
-        // Probe everything first, so an incompatible table stops the run before anything changes.
-        let mut plan = Vec::with_capacity(pending.len());
-        for m in pending {
-            let (name, version) = (m.name().to_string(), m.name().version().to_string());
-            let presence = conn.probe(&name)?;
-            plan.push((m, name, version, presence));
-        }
-        let mut done = Vec::with_capacity(plan.len());
-        for (migration, name, version, presence) in plan {
-            let span = info_span!(
-                target: "diesel_vector::migrations",
-                "migration",
-                backend = C::BACKEND,
-                version = %version,
-                name = %name
-            );
-            let _enter = span.enter();
-            let started = Instant::now();
-            let (outcome, result) = match presence {
-                Presence::Present => (Outcome::Adopted, conn.record_applied(&version)),
-                Presence::Absent => (
-                    Outcome::Applied,
-                    conn.run_one(migration)
-                        .map_err(|source| MigrationError::Migration { migration: name.clone(), source }),
-                ),
-            };
-            match result {
-                Ok(()) => {
-                    let outcome_name = if outcome == Outcome::Applied { "applied" } else { "adopted" };
-                    info!(
-                        target: "diesel_vector::migrations",
-                        backend = C::BACKEND,
-                        version = %version,
-                        outcome = outcome_name,
-                        duration_ms = elapsed_ms(started),
-                        "migration {name} {outcome_name}"
-                    );
-                    done.push(AppliedMigration { version, name, outcome });
-                }
-                Err(e) => {
-                    error!(
-                        target: "diesel_vector::migrations",
-                        backend = C::BACKEND,
-                        version = %version,
-                        outcome = "failed",
-                        duration_ms = elapsed_ms(started),
-                        error = %e,
-                        "migration {name} failed"
-                    );
-                    return Err(e);
-                }
+        let (mut done, mut pending): (Vec<&dyn Migration<C::Db>>, Vec<_>) = (Vec::new(), Vec::new());
+        for migration in &migrations {
+            if applied.contains(&version(&**migration)) {
+                done.push(&**migration);
+            } else {
+                pending.push(&**migration);
             }
         }
-        Ok(done)
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Everything is decided before the first change, so a refusal leaves the database as it was.
+        let steps = plan_steps(conn, &done, &pending, matches!(set, Set::Own))?;
+        let mut out = Vec::with_capacity(pending.len());
+        for (migration, step) in pending.into_iter().zip(steps) {
+            out.push(apply(conn, migration, step)?);
+        }
+        conn.after_run()?;
+        Ok(out)
     })
 }
 
-/// Reverts the most recently applied migration and returns its name, or `None` when none is applied.
-/// On PostgreSQL the pgvector extension is never dropped; on SQLite the vec0 index table is dropped with
-/// `fragment_embeddings` when sqlite-vec is loaded (otherwise it is rebuilt on the next migration up).
-///
-/// # Errors
-///
-/// [`MigrationError::Migration`] when the down migration fails; it was rolled back.
-pub fn revert_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
-    let span = info_span!(target: "diesel_vector::migrations", "revert_last_migration", backend = C::BACKEND);
+/// Rehearses the pending migrations (when the database could hold any of their objects, or pgvector
+/// needs checking) and decides what to do with each.
+fn plan_steps<C: MigrationTarget>(
+    conn: &mut C,
+    applied: &[&dyn Migration<C::Db>],
+    pending: &[&dyn Migration<C::Db>],
+    needs_vector: bool,
+) -> Result<Vec<Step>, MigrationError> {
+    let mut support = conn.vector_support()?;
+    if needs_vector {
+        // The crate's own set always needs pgvector: checked whether or not the rehearsal can run.
+        if let VectorSupport::MayNotCreate { .. } = support {
+            if let Err(reason) = conn.try_create_vector() {
+                return Err(support.error(&reason).unwrap_or(MigrationError::PgvectorNotInstalled));
+            }
+        } else if let Some(e) = support.error("") {
+            return Err(e);
+        }
+        support = VectorSupport::Ready;
+    }
+    if support == VectorSupport::Ready && !conn.has_objects()? {
+        return Ok(vec![Step::Run; pending.len()]);
+    }
+    let names: Vec<String> = pending.iter().map(|m| m.name().to_string()).collect();
+    let real = conn.real_state()?;
+    // First the pending migrations alone, on the database as it is: when every one of them runs (the
+    // usual deploy), that is the answer, without replaying the history.
+    let quick = {
+        let _span =
+            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = 0).entered();
+        conn.rehearse(&[], pending)?
+    };
+    if let Some(e) = quick.failure.as_ref().and_then(|f| support.error_for(f)) {
+        return Err(e);
+    }
+    if applied.is_empty() {
+        note_failure::<C>(&quick);
+        return plan::plan(&names, &quick, real);
+    }
+    if quick.failure.is_none() {
+        if let Ok(steps) = plan::plan(&names, &quick, real.clone()) {
+            if steps.iter().all(|s| *s == Step::Run) {
+                return Ok(steps);
+            }
+        }
+    }
+    // Something may exist already: compare with the state the applied migrations themselves give.
+    let full = {
+        let _span =
+            info_span!(target: "diesel_vector::migrations", "rehearsal", backend = C::BACKEND, replayed = applied.len())
+                .entered();
+        conn.rehearse(applied, pending)?
+    };
+    if let Some(e) = full.failure.as_ref().and_then(|f| support.error_for(f)) {
+        return Err(e);
+    }
+    note_failure::<C>(&full);
+    plan::plan(&names, &full, real)
+}
+
+/// The telemetry event for a rehearsal that stopped early.
+fn note_failure<C: MigrationTarget>(rehearsal: &Rehearsal) {
+    if let Some(failure) = &rehearsal.failure {
+        info!(
+            target: "diesel_vector::migrations",
+            backend = C::BACKEND,
+            migration = %failure.migration,
+            error = %failure.message,
+            "the rehearsal stopped at migration {} ({}): {} run without the adoption check",
+            failure.migration,
+            failure.message,
+            if failure.replayed { "the pending migrations" } else { "it and the ones after it" }
+        );
+    }
+}
+
+/// Runs or adopts one migration, with its span and event.
+fn apply<C: MigrationTarget>(
+    conn: &mut C,
+    migration: &dyn Migration<C::Db>,
+    step: Step,
+) -> Result<AppliedMigration, MigrationError> {
+    let (name, version) = (migration.name().to_string(), version(migration));
+    let span = info_span!(target: "diesel_vector::migrations", "migration", backend = C::BACKEND, version = %version, name = %name);
     let _enter = span.enter();
-    let migrations = C::migrations()?;
-    conn.locked(|conn| {
-        let applied = conn.applied_versions()?;
-        let Some(last) = migrations.iter().rev().find(|m| applied.contains(&m.name().version().to_string())) else {
-            return Ok(None);
-        };
-        let (name, version) = (last.name().to_string(), last.name().version().to_string());
-        let started = Instant::now();
-        let before = conn.registered_indexes()?;
-        let result = conn
-            .revert_one(&**last)
-            .map_err(|source| MigrationError::Migration { migration: name.clone(), source })
-            .and_then(|()| {
-                let after = conn.registered_indexes()?;
-                let removed: Vec<_> = before.into_iter().filter(|s| !after.contains(s)).collect();
-                conn.after_revert(&removed)
-            });
-        match &result {
-            Ok(()) => info!(
+    let started = Instant::now();
+    let (outcome, result) = match step {
+        Step::Adopt(register) => (Outcome::Adopted, conn.adopt(&version, &register)),
+        Step::Run => (
+            Outcome::Applied,
+            conn.run_one(migration).map_err(|source| MigrationError::Migration { migration: name.clone(), source }),
+        ),
+    };
+    match result {
+        Ok(()) => {
+            let outcome_name = if outcome == Outcome::Applied { "applied" } else { "adopted" };
+            info!(
                 target: "diesel_vector::migrations",
                 backend = C::BACKEND,
                 version = %version,
-                outcome = "reverted",
+                outcome = outcome_name,
                 duration_ms = elapsed_ms(started),
-                "migration {name} reverted"
-            ),
-            Err(e) => error!(
+                "migration {name} {outcome_name}"
+            );
+            Ok(AppliedMigration { version, name, outcome })
+        }
+        Err(e) => {
+            error!(
                 target: "diesel_vector::migrations",
                 backend = C::BACKEND,
                 version = %version,
                 outcome = "failed",
                 duration_ms = elapsed_ms(started),
                 error = %e,
-                "reverting migration {name} failed"
-            ),
+                "migration {name} failed"
+            );
+            Err(e)
         }
-        result.map(|()| Some(name))
+    }
+}
+
+/// Reverts the most recently applied migration of the crate's own set: [`revert_last_migration_from`]
+/// with that set. On PostgreSQL the pgvector extension is never dropped; on SQLite the vec0 index table
+/// is dropped with `fragment_embeddings` when sqlite-vec is loaded (otherwise it is rebuilt on the next
+/// migration up).
+///
+/// # Errors
+///
+/// As [`revert_last_migration_from`].
+pub fn revert_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
+    revert_last(conn, &Set::Own)
+}
+
+/// Reverts the most recently applied migration of `source` (the last in version order among those the
+/// database records) and returns its name, or `None` when none is applied. The vector indexes its down
+/// migration takes out of the registry lose what SQL cannot drop (SQLite: their vec0 tables, when
+/// sqlite-vec is loaded).
+///
+/// # Errors
+///
+/// [`MigrationError::Migration`] when the down migration fails; it was rolled back.
+pub fn revert_last_migration_from<C: MigrationTarget>(
+    conn: &mut C,
+    source: &dyn MigrationSource<C::Db>,
+) -> Result<Option<String>, MigrationError> {
+    revert_last(conn, &Set::From(source))
+}
+
+fn revert_last<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Option<String>, MigrationError> {
+    let span = info_span!(target: "diesel_vector::migrations", "revert_last_migration", backend = C::BACKEND);
+    let _enter = span.enter();
+    let migrations = set.migrations::<C>()?;
+    conn.locked(|conn| Ok(revert_locked(conn, &migrations)?.map(|m| m.name().to_string())))
+}
+
+/// Reverts the last applied migration among `migrations`, under the caller's lock, and returns it.
+fn revert_locked<'m, C: MigrationTarget>(
+    conn: &mut C,
+    migrations: &'m [Box<dyn Migration<C::Db>>],
+) -> Result<Option<&'m dyn Migration<C::Db>>, MigrationError> {
+    let applied = conn.applied_versions()?;
+    let Some(last) = migrations.iter().rev().find(|m| applied.contains(&version(&***m))) else {
+        return Ok(None);
+    };
+    let (name, version) = (last.name().to_string(), version(&**last));
+    let started = Instant::now();
+    let before = conn.registered_indexes()?;
+    let result = conn
+        .revert_one(&**last)
+        .map_err(|source| MigrationError::Migration { migration: name.clone(), source })
+        .and_then(|()| {
+            let after = conn.registered_indexes()?;
+            let removed: Vec<_> = before.into_iter().filter(|s| !after.contains(s)).collect();
+            conn.after_revert(&removed)
+        });
+    match &result {
+        Ok(()) => info!(
+            target: "diesel_vector::migrations",
+            backend = C::BACKEND,
+            version = %version,
+            outcome = "reverted",
+            duration_ms = elapsed_ms(started),
+            "migration {name} reverted"
+        ),
+        Err(e) => error!(
+            target: "diesel_vector::migrations",
+            backend = C::BACKEND,
+            version = %version,
+            outcome = "failed",
+            duration_ms = elapsed_ms(started),
+            error = %e,
+            "reverting migration {name} failed"
+        ),
+    }
+    result.map(|()| Some(&**last))
+}
+
+/// Reverts the most recent migration of the crate's own set and applies it again:
+/// [`redo_last_migration_from`] with that set.
+///
+/// # Errors
+///
+/// As [`redo_last_migration_from`].
+pub fn redo_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
+    redo_last(conn, &Set::Own)
+}
+
+/// Reverts the most recently applied migration of `source` and applies that same migration again, as
+/// one operation under the migration lock (a concurrent redo, run or revert waits, then sees either the
+/// state before or the state after); returns its name, or `None` when none is applied.
+///
+/// # Errors
+///
+/// As [`revert_last_migration_from`]; when the migration fails to apply again it stays reverted and
+/// the error is [`MigrationError::Migration`].
+pub fn redo_last_migration_from<C: MigrationTarget>(
+    conn: &mut C,
+    source: &dyn MigrationSource<C::Db>,
+) -> Result<Option<String>, MigrationError> {
+    redo_last(conn, &Set::From(source))
+}
+
+fn redo_last<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Option<String>, MigrationError> {
+    let span = info_span!(target: "diesel_vector::migrations", "redo_last_migration", backend = C::BACKEND);
+    let _enter = span.enter();
+    let migrations = set.migrations::<C>()?;
+    conn.locked(|conn| {
+        let Some(migration) = revert_locked(conn, &migrations)? else {
+            return Ok(None);
+        };
+        apply(conn, migration, Step::Run).map(|m| Some(m.name))
     })
 }
 
-/// Reverts the most recent migration and applies it again; returns its name, or `None` when none is
-/// applied.
+/// Every migration of the crate's own set with whether it is applied: [`migration_status_from`] with
+/// that set.
 ///
 /// # Errors
 ///
-/// As [`revert_last_migration`] and [`run_pending_migrations`].
-pub fn redo_last_migration<C: MigrationTarget>(conn: &mut C) -> Result<Option<String>, MigrationError> {
-    let Some(name) = revert_last_migration(conn)? else {
-        return Ok(None);
-    };
-    let migrations = C::migrations()?;
-    let migration = migrations.iter().find(|m| m.name().to_string() == name).map(|m| &**m);
-    if let Some(migration) = migration {
-        conn.locked(|conn| {
-            conn.run_one(migration).map_err(|source| MigrationError::Migration { migration: name.clone(), source })
-        })?;
-        info!(target: "diesel_vector::migrations", backend = C::BACKEND, outcome = "applied", "migration {name} redone");
-    }
-    Ok(Some(name))
+/// As [`migration_status_from`].
+pub fn migration_status<C: MigrationTarget>(conn: &mut C) -> Result<Vec<MigrationStatus>, MigrationError> {
+    status(conn, &Set::Own)
 }
 
-/// Every migration of the backend with whether it is applied, oldest first. Changes nothing.
+/// Every migration of `source` with whether the database records it as applied, oldest first. Changes
+/// nothing (works on read-only connections).
 ///
 /// # Errors
 ///
-/// A failing catalog query.
-pub fn migration_status<C: MigrationTarget>(conn: &mut C) -> Result<Vec<MigrationStatus>, MigrationError> {
+/// A failing catalog query, or a source that cannot be read.
+pub fn migration_status_from<C: MigrationTarget>(
+    conn: &mut C,
+    source: &dyn MigrationSource<C::Db>,
+) -> Result<Vec<MigrationStatus>, MigrationError> {
+    status(conn, &Set::From(source))
+}
+
+fn status<C: MigrationTarget>(conn: &mut C, set: &Set<'_, C::Db>) -> Result<Vec<MigrationStatus>, MigrationError> {
     let applied = conn.applied_versions()?;
-    Ok(C::migrations()?
+    Ok(set
+        .migrations::<C>()?
         .iter()
         .map(|m| {
-            let version = m.name().version().to_string();
+            let version = version(&**m);
             MigrationStatus { applied: applied.contains(&version), version, name: m.name().to_string() }
         })
         .collect())
 }
 
-/// The embedded set as a list, oldest first (Diesel's `MigrationSource` returns them unsorted).
+/// A source's migrations as a list, oldest first (Diesel's `MigrationSource` returns them unsorted).
 pub(crate) fn sorted<DB: Backend>(
     source: &dyn MigrationSource<DB>,
 ) -> Result<Vec<Box<dyn Migration<DB>>>, MigrationError> {

@@ -1,4 +1,5 @@
-//! How PostgreSQL renders the distance DSL: pgvector's operators.
+//! How PostgreSQL renders the distance DSL: pgvector's operators, the same for every vector type (pgvector
+//! defines each for `vector`, `halfvec` and `sparsevec`, or for `bit`).
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment};
@@ -26,6 +27,14 @@ impl PgOperator for metric::L1 {
 
 impl PgOperator for metric::MaxInnerProduct {
     const OPERATOR: &'static str = " <#> ";
+}
+
+impl PgOperator for metric::Hamming {
+    const OPERATOR: &'static str = " <~> ";
+}
+
+impl PgOperator for metric::Jaccard {
+    const OPERATOR: &'static str = " <%> ";
 }
 
 /// `(left <op> right)`. The parentheses keep the operator's precedence out of the surrounding SQL;

@@ -172,6 +172,9 @@ value_to_sql!(
     Time => Class::Time,
     Binary => Class::Bytes,
     crate::sql_types::Vector => Class::Vector { element: Element::Vector, dims: None },
+    crate::sql_types::HalfVector => Class::Vector { element: Element::HalfVector, dims: None },
+    crate::sql_types::SparseVector => Class::Vector { element: Element::SparseVector, dims: None },
+    crate::sql_types::Bit => Class::Vector { element: Element::Bit, dims: None },
 );
 
 fn bind_value<'b>(out: &mut AstPass<'_, 'b, Pg>, v: &'b Value, class: Class) -> QueryResult<()> {
@@ -189,9 +192,13 @@ fn bind_value<'b>(out: &mut AstPass<'_, 'b, Pg>, v: &'b Value, class: Class) -> 
         Class::Time => out.push_bind_param::<Time, Value>(v),
         Class::Bytes => out.push_bind_param::<Binary, Value>(v),
         Class::Vector { element: Element::Vector, .. } => out.push_bind_param::<crate::sql_types::Vector, Value>(v),
-        Class::Vector { element, .. } => {
-            Err(DieselError::SerializationError(format!("`{element}` values cannot be bound yet").into()))
+        Class::Vector { element: Element::HalfVector, .. } => {
+            out.push_bind_param::<crate::sql_types::HalfVector, Value>(v)
         }
+        Class::Vector { element: Element::SparseVector, .. } => {
+            out.push_bind_param::<crate::sql_types::SparseVector, Value>(v)
+        }
+        Class::Vector { element: Element::Bit, .. } => out.push_bind_param::<crate::sql_types::Bit, Value>(v),
     }
 }
 
@@ -481,7 +488,7 @@ impl Store for PgConnection {
 
     fn catalog(&mut self) -> Result<Catalog, CatalogError> {
         let applied = self.applied_versions()?;
-        let crate_versions = <Self as MigrationTarget>::versions()?;
+        let crate_versions = <Self as MigrationTarget>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
         let has_crate_tables = crate::migrations::shape::Catalog::exists(self, "fragment_embeddings")?;
         let uses_crate_schema = applied.iter().any(|v| crate_versions.contains(v))

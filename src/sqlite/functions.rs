@@ -1,16 +1,27 @@
 //! The SQL functions the crate registers on SQLite connections, in pure Rust.
 //!
-//! - `diesel_vector_neg_inner_product(a, b)`, always: sqlite-vec has no inner product.
-//! - `vec_distance_l2`, `vec_distance_cosine`, `vec_distance_l1`, only when sqlite-vec is not loaded, so
-//!   that the distance DSL runs without the extension.
+//! Always:
+//! - `diesel_vector_neg_inner_product(a, b)` for `Vector` (sqlite-vec has no inner product);
+//! - `diesel_vector_halfvec_{l2_distance, cosine_distance, l1_distance, neg_inner_product}(a, b)` and
+//!   `diesel_vector_sparsevec_*` likewise (sqlite-vec has neither type);
+//! - `diesel_vector_bit_jaccard_distance(a, b)` (sqlite-vec has no Jaccard distance).
 //!
-//! Each takes two BLOBs of little-endian `f32` and reads them in place: no copy and no allocation per
-//! call. Where sqlite-vec reports an error, so do they, as an SQL error naming the function and the
-//! argument: an argument that is not a BLOB (NULL included; sqlite-vec would also take JSON text), an
-//! empty BLOB or one that is not a whole number of floats, and vectors of different dimensions. Where
-//! the result is NaN (the cosine distance to a zero vector), SQLite stores NULL, as it does for sqlite-vec.
+//! Only when sqlite-vec is not loaded, so that the distance DSL runs without the extension:
+//! `vec_distance_l2`, `vec_distance_cosine`, `vec_distance_l1` (for `Vector`), `vec_distance_hamming` and
+//! `vec_bit` (for `Bit`: the DSL renders `vec_distance_hamming(vec_bit(a), vec_bit(b))`; the stand-in
+//! `vec_bit` returns its BLOB argument, and the stand-in `vec_distance_hamming` reads any BLOBs as bits).
+//!
+//! Each distance takes two BLOBs of its type's SQLite layout (see [`crate::codec`]) and reads them in
+//! place: no copy and no allocation per call. Where sqlite-vec (or pgvector) reports an error, so do they,
+//! as an SQL error naming the function and the argument: an argument that is not a BLOB (NULL included;
+//! sqlite-vec would also take JSON text for `vec_distance_*`), a BLOB that is empty or not of the type's
+//! layout, and vectors of different dimensions. Where the result is NaN (the cosine distance to a zero
+//! vector), SQLite stores NULL, as it does for sqlite-vec.
 
+mod bits;
+mod half;
 mod kernels;
+mod sparse;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -21,103 +32,213 @@ use diesel::sql_types::{Binary, Double, Nullable};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use diesel::{QueryResult, SqliteConnection};
 
-use super::expression::SqliteFunction;
+use super::expression::SqliteDistance;
 use super::sqlite_vec_version;
-use crate::dsl::metric;
-use crate::{codec, VectorError};
+use crate::codec::sparsevec::SqliteParts;
+use crate::dsl::{metric, VectorSqlType};
+use crate::{codec, sql_types, VectorError, VectorKind};
 
-/// Registers the crate's functions on `conn`: the inner product always, the three sqlite-vec distances
-/// when sqlite-vec is not loaded on it.
+/// Registers the crate's functions on `conn`: its own always, sqlite-vec's stand-ins when sqlite-vec is
+/// not loaded on it.
 pub(crate) fn register(conn: &mut SqliteConnection) -> QueryResult<()> {
-    register_one::<metric::MaxInnerProduct>(conn)?;
+    register_one::<sql_types::Vector, metric::MaxInnerProduct>(conn)?;
+    register_one::<sql_types::HalfVector, metric::L2>(conn)?;
+    register_one::<sql_types::HalfVector, metric::Cosine>(conn)?;
+    register_one::<sql_types::HalfVector, metric::L1>(conn)?;
+    register_one::<sql_types::HalfVector, metric::MaxInnerProduct>(conn)?;
+    register_one::<sql_types::SparseVector, metric::L2>(conn)?;
+    register_one::<sql_types::SparseVector, metric::Cosine>(conn)?;
+    register_one::<sql_types::SparseVector, metric::L1>(conn)?;
+    register_one::<sql_types::SparseVector, metric::MaxInnerProduct>(conn)?;
+    register_one::<sql_types::Bit, metric::Jaccard>(conn)?;
     if sqlite_vec_version(conn)?.is_none() {
-        register_one::<metric::L2>(conn)?;
-        register_one::<metric::Cosine>(conn)?;
-        register_one::<metric::L1>(conn)?;
+        register_one::<sql_types::Vector, metric::L2>(conn)?;
+        register_one::<sql_types::Vector, metric::Cosine>(conn)?;
+        register_one::<sql_types::Vector, metric::L1>(conn)?;
+        register_one::<sql_types::Bit, metric::Hamming>(conn)?;
+        register_vec_bit(conn)?;
     }
     Ok(())
 }
 
-/// A metric the crate computes in Rust.
-trait Kernel: SqliteFunction + Send + 'static {
-    /// The metric of two vectors of the same, non-zero dimensions.
-    fn compute(a: &[[u8; 4]], b: &[[u8; 4]]) -> f64;
+/// How a vector SQL type's SQLite BLOBs are read in place.
+trait BlobLayout: VectorSqlType {
+    /// A borrowed view of one argument.
+    type Arg<'a>: Copy;
+
+    /// Checks the layout (not the elements' values: a distance takes whatever sqlite-vec takes).
+    fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError>;
+
+    /// The dimensions (bits, for `Bit`), which both arguments must share.
+    fn dims(arg: Self::Arg<'_>) -> usize;
 }
 
-impl Kernel for metric::L2 {
-    fn compute(a: &[[u8; 4]], b: &[[u8; 4]]) -> f64 {
-        kernels::l2(a, b)
+impl BlobLayout for sql_types::Vector {
+    type Arg<'a> = &'a [[u8; 4]];
+
+    fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError> {
+        codec::sqlite_words(blob)
+    }
+
+    fn dims(arg: Self::Arg<'_>) -> usize {
+        arg.len()
     }
 }
 
-impl Kernel for metric::Cosine {
-    fn compute(a: &[[u8; 4]], b: &[[u8; 4]]) -> f64 {
-        kernels::cosine(a, b)
+impl BlobLayout for sql_types::HalfVector {
+    type Arg<'a> = &'a [[u8; 2]];
+
+    fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError> {
+        codec::halfvec::sqlite_halves(blob)
+    }
+
+    fn dims(arg: Self::Arg<'_>) -> usize {
+        arg.len()
     }
 }
 
-impl Kernel for metric::L1 {
-    fn compute(a: &[[u8; 4]], b: &[[u8; 4]]) -> f64 {
-        kernels::l1(a, b)
+impl BlobLayout for sql_types::SparseVector {
+    type Arg<'a> = SqliteParts<'a>;
+
+    /// The layout and the indices (the merge needs them sorted and in range), not the values.
+    fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError> {
+        let parts = codec::sparsevec::sqlite_parts(blob)?;
+        let dims = crate::sparsevec::check_dims(i64::from(parts.dims))?;
+        codec::sparsevec::check_indices(parts.indices, i32::from_le_bytes, dims)?;
+        Ok(parts)
+    }
+
+    fn dims(arg: Self::Arg<'_>) -> usize {
+        usize::try_from(arg.dims).unwrap_or(usize::MAX)
     }
 }
 
-impl Kernel for metric::MaxInnerProduct {
-    fn compute(a: &[[u8; 4]], b: &[[u8; 4]]) -> f64 {
-        kernels::neg_inner_product(a, b)
+impl BlobLayout for sql_types::Bit {
+    type Arg<'a> = &'a [u8];
+
+    fn read(blob: &[u8]) -> Result<Self::Arg<'_>, VectorError> {
+        if blob.is_empty() {
+            return Err(VectorError::Empty);
+        }
+        Ok(blob)
+    }
+
+    fn dims(arg: Self::Arg<'_>) -> usize {
+        arg.len().saturating_mul(8)
     }
 }
 
-fn register_one<M: Kernel>(conn: &mut SqliteConnection) -> QueryResult<()> {
+/// A metric the crate computes in Rust on a vector type's BLOBs.
+trait Kernel<M>: BlobLayout + SqliteDistance<M> + Send + 'static {
+    /// The metric of two arguments of the same, non-zero dimensions.
+    fn compute(a: Self::Arg<'_>, b: Self::Arg<'_>) -> f64;
+}
+
+macro_rules! kernels {
+    ($($sql_type:ty, $metric:ty => $kernel:path;)*) => {$(
+        impl Kernel<$metric> for $sql_type {
+            fn compute(a: Self::Arg<'_>, b: Self::Arg<'_>) -> f64 {
+                $kernel(a, b)
+            }
+        }
+    )*};
+}
+
+kernels! {
+    sql_types::Vector, metric::L2 => kernels::l2;
+    sql_types::Vector, metric::Cosine => kernels::cosine;
+    sql_types::Vector, metric::L1 => kernels::l1;
+    sql_types::Vector, metric::MaxInnerProduct => kernels::neg_inner_product;
+    sql_types::HalfVector, metric::L2 => half::l2;
+    sql_types::HalfVector, metric::Cosine => half::cosine;
+    sql_types::HalfVector, metric::L1 => half::l1;
+    sql_types::HalfVector, metric::MaxInnerProduct => half::neg_inner_product;
+    sql_types::SparseVector, metric::L2 => sparse::l2;
+    sql_types::SparseVector, metric::Cosine => sparse::cosine;
+    sql_types::SparseVector, metric::L1 => sparse::l1;
+    sql_types::SparseVector, metric::MaxInnerProduct => sparse::neg_inner_product;
+    sql_types::Bit, metric::Hamming => bits::hamming;
+    sql_types::Bit, metric::Jaccard => bits::jaccard;
+}
+
+fn register_one<T: Kernel<M>, M: Send + 'static>(conn: &mut SqliteConnection) -> QueryResult<()> {
     // `define_sql_function!`'s `register_impl` decodes each argument on its own into an owned value (a
     // `Vec<u8>` per argument per row). Its expansion calls this public, `#[doc(hidden)]` method with the
     // arguments as one row; doing the same with `Computed` below, which implements `FromSqlRow` for both
     // arguments at once, lets the kernel read the two BLOBs where SQLite holds them.
-    conn.register_sql_function::<(Binary, Binary), Nullable<Double>, Computed<M>, Option<f64>, _>(
-        M::FUNCTION,
+    conn.register_sql_function::<(Binary, Binary), Nullable<Double>, Computed<T, M>, Option<f64>, _>(
+        <T as SqliteDistance<M>>::FUNCTION,
         true,
-        |computed: Computed<M>| computed.value,
+        |computed: Computed<T, M>| computed.value,
     )
 }
 
 /// The function's result, computed while its arguments are read: Diesel hands the callback owned
 /// values only, and the arguments' bytes live as long as the row.
-struct Computed<M> {
+struct Computed<T, M> {
     /// `None` (SQL NULL) for NaN, which SQLite stores as NULL anyway.
     value: Option<f64>,
-    metric: PhantomData<M>,
+    kernel: PhantomData<(T, M)>,
 }
 
-impl<M: Kernel> FromSqlRow<(Binary, Binary), Sqlite> for Computed<M> {
+impl<T: Kernel<M>, M> FromSqlRow<(Binary, Binary), Sqlite> for Computed<T, M> {
     fn build_from_row<'a>(row: &impl Row<'a, Sqlite>) -> deserialize::Result<Self> {
-        let error = |argument, cause| Box::new(FunctionError { function: M::FUNCTION, argument, cause });
+        let function = <T as SqliteDistance<M>>::FUNCTION;
+        let error = |argument, cause| Box::new(FunctionError { function, argument, cause });
         let (first, second) = match (row.get(0), row.get(1)) {
             (Some(first), Some(second)) => (first, second),
             _ => return Err(Box::new(diesel::result::UnexpectedEndOfRow)),
         };
         let (mut first, mut second) = (first.value(), second.value());
-        let a = words(first.as_mut()).map_err(|cause| error(1, cause))?;
-        let b = words(second.as_mut()).map_err(|cause| error(2, cause))?;
-        if a.len() != b.len() {
-            return Err(error(2, VectorError::DimensionMismatch { expected: a.len(), found: b.len() }));
+        let a = blob(first.as_mut(), T::KIND).and_then(T::read).map_err(|cause| error(1, cause))?;
+        let b = blob(second.as_mut(), T::KIND).and_then(T::read).map_err(|cause| error(2, cause))?;
+        if T::dims(a) != T::dims(b) {
+            return Err(error(2, VectorError::DimensionMismatch { expected: T::dims(a), found: T::dims(b) }));
         }
-        let value = M::compute(a, b);
-        Ok(Self { value: (!value.is_nan()).then_some(value), metric: PhantomData })
+        let value = T::compute(a, b);
+        Ok(Self { value: (!value.is_nan()).then_some(value), kernel: PhantomData })
     }
 }
 
-impl<M: Kernel> StaticallySizedRow<(Binary, Binary), Sqlite> for Computed<M> {
+impl<T: Kernel<M>, M> StaticallySizedRow<(Binary, Binary), Sqlite> for Computed<T, M> {
     const FIELD_COUNT: usize = 2;
 }
 
-/// An argument's little-endian `f32` words, borrowed from SQLite, after sqlite-vec's checks.
-fn words<'v>(value: Option<&'v mut SqliteValue<'_, '_, '_>>) -> Result<&'v [[u8; 4]], VectorError> {
-    let value = value.ok_or(VectorError::NotABlob { storage_class: "NULL" })?;
+/// An argument's bytes, borrowed from SQLite, if it is stored as a BLOB.
+fn blob<'v>(value: Option<&'v mut SqliteValue<'_, '_, '_>>, kind: VectorKind) -> Result<&'v [u8], VectorError> {
+    let not_a_blob = |storage_class| match kind {
+        VectorKind::Vector => VectorError::NotABlob { storage_class },
+        kind => VectorError::NotStoredAsBlob { kind, storage_class },
+    };
+    let value = value.ok_or(not_a_blob("NULL"))?;
     if value.value_type() != Some(diesel::sqlite::SqliteType::Binary) {
         // `read_blob` would turn TEXT into bytes: reject anything that is not stored as a BLOB.
-        return Err(VectorError::NotABlob { storage_class: super::types::storage_class_name(value.value_type()) });
+        return Err(not_a_blob(super::types::storage_class_name(value.value_type())));
     }
-    codec::sqlite_words(value.read_blob())
+    Ok(value.read_blob())
+}
+
+/// sqlite-vec's `vec_bit(blob)` without sqlite-vec: the BLOB itself (what the stand-in
+/// `vec_distance_hamming` reads), after sqlite-vec's checks.
+fn register_vec_bit(conn: &mut SqliteConnection) -> QueryResult<()> {
+    conn.register_sql_function::<(Binary,), Binary, BitArgument, Vec<u8>, _>("vec_bit", true, |arg: BitArgument| arg.0)
+}
+
+struct BitArgument(Vec<u8>);
+
+impl FromSqlRow<(Binary,), Sqlite> for BitArgument {
+    fn build_from_row<'a>(row: &impl Row<'a, Sqlite>) -> deserialize::Result<Self> {
+        let field = row.get(0).ok_or(diesel::result::UnexpectedEndOfRow)?;
+        let mut value = field.value();
+        let bytes = blob(value.as_mut(), VectorKind::Bit)
+            .and_then(<sql_types::Bit as BlobLayout>::read)
+            .map_err(|cause| Box::new(FunctionError { function: "vec_bit", argument: 1, cause }))?;
+        Ok(Self(bytes.to_vec()))
+    }
+}
+
+impl StaticallySizedRow<(Binary,), Sqlite> for BitArgument {
+    const FIELD_COUNT: usize = 1;
 }
 
 /// Why a function call failed: SQLite reports `Display` as the statement's error message.

@@ -1,65 +1,24 @@
-//! The migration runner's SQLite side: an immediate transaction as the lock, catalog reads, and the
-//! vec0 index table that SQL migrations cannot manage.
+//! The migration runner's SQLite side: an immediate transaction as the lock, the rehearsal in an
+//! in-memory database, catalog reads, and the vec0 index tables that SQL migrations cannot manage.
 
 use std::sync::OnceLock;
 
 use diesel::migration::Migration;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 use diesel_migrations::MigrationHarness;
 use tracing::warn;
 
 use super::index;
-use crate::migrations::shape::{Catalog, Column, Creates, FoundColumn, Table};
-use crate::migrations::{embedded_versions, sealed, sorted, MigrationError, MigrationTarget, SQLITE_MIGRATIONS};
-
-/// What each SQLite migration creates, in declared-type spelling. `INTEGER PRIMARY KEY` columns are
-/// reported nullable by SQLite's catalog, whatever they hold.
-const CREATES: &[Creates] = &[
-    Creates {
-        migration: "create_fragments",
-        tables: &[Table {
-            name: "fragments",
-            columns: &[
-                Column { name: "id", ty: "INTEGER", not_null: false },
-                Column { name: "content", ty: "TEXT", not_null: true },
-                Column { name: "created_at", ty: "DATETIME", not_null: false },
-                Column { name: "updated_at", ty: "DATETIME", not_null: false },
-            ],
-            unique: &[],
-        }],
-        others: &[],
-    },
-    Creates {
-        migration: EMBEDDINGS_MIGRATION,
-        tables: &[Table {
-            name: "fragment_embeddings",
-            columns: &[
-                Column { name: "id", ty: "INTEGER", not_null: false },
-                Column { name: "fragment_id", ty: "INTEGER", not_null: true },
-                Column { name: "provider", ty: "TEXT", not_null: true },
-                Column { name: "model", ty: "TEXT", not_null: true },
-                Column { name: "dims", ty: "INTEGER", not_null: true },
-                Column { name: "embedding", ty: "BLOB", not_null: false },
-                Column { name: "content_hash", ty: "TEXT", not_null: true },
-                Column { name: "created_at", ty: "DATETIME", not_null: false },
-                Column { name: "updated_at", ty: "DATETIME", not_null: false },
-            ],
-            unique: &[&["fragment_id", "provider", "model", "content_hash"]],
-        }],
-        others: &[
-            "fragment_embeddings_idx_queue",
-            "fragment_embeddings_idx_state",
-            "fragment_embeddings_idx_insert",
-            "fragment_embeddings_idx_update",
-            "fragment_embeddings_idx_delete",
-        ],
-    },
-];
-
-const EMBEDDINGS_MIGRATION: &str = "create_fragment_embeddings";
+use crate::index::{registry, IndexSpec};
+use crate::migrations::shape::{
+    Catalog, FoundColumn, Object, Real, Rehearsal, RehearsalFailure, Shape, Snapshot, Stage, TableShape, BOOKKEEPING,
+};
+use crate::migrations::{
+    embedded_versions, sealed, sorted, MigrationError, MigrationTarget, VectorSupport, SQLITE_MIGRATIONS,
+};
 
 #[derive(QueryableByName)]
 struct Exists {
@@ -95,38 +54,117 @@ struct Count {
     count: i64,
 }
 
+#[derive(QueryableByName)]
+struct MasterRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    owner: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    sql: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct IndexFlags {
+    #[diesel(sql_type = Bool)]
+    is_unique: bool,
+    #[diesel(sql_type = Bool)]
+    partial: bool,
+}
+
+#[derive(QueryableByName)]
+struct IndexKey {
+    #[diesel(sql_type = Nullable<Text>)]
+    name: Option<String>,
+    #[diesel(sql_type = Bool)]
+    descending: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    coll: Option<String>,
+}
+
 impl sealed::Sealed for SqliteConnection {}
 
 impl MigrationTarget for SqliteConnection {
     type Db = Sqlite;
-    const CREATES: &'static [Creates] = CREATES;
     const BACKEND: &'static str = "sqlite";
 
-    fn migrations() -> Result<Vec<Box<dyn Migration<Sqlite>>>, MigrationError> {
+    fn own_migrations() -> Result<Vec<Box<dyn Migration<Sqlite>>>, MigrationError> {
         sorted(&SQLITE_MIGRATIONS)
     }
 
-    fn versions() -> Result<&'static [String], MigrationError> {
+    fn own_versions() -> Result<&'static [String], MigrationError> {
         static VERSIONS: OnceLock<Vec<String>> = OnceLock::new();
         embedded_versions::<Sqlite>(&SQLITE_MIGRATIONS, &VERSIONS)
     }
 
-    fn preflight(&mut self) -> Result<(), MigrationError> {
-        if super::sqlite_vec_version(self)?.is_none() {
-            warn!(
-                target: "diesel_vector::migrations",
-                backend = "sqlite",
-                "sqlite-vec is not loaded on this connection: migrations run as usual, but vector searches \
-                 fall back to an exact scan until a connection with sqlite-vec builds the index"
-            );
-        }
+    fn vector_support(&mut self) -> Result<VectorSupport, MigrationError> {
+        // Migrations need no extension on SQLite (none may name vec0); `after_run` warns when the
+        // indexes they register would want sqlite-vec.
+        Ok(VectorSupport::Ready)
+    }
+
+    fn try_create_vector(&mut self) -> Result<(), String> {
         Ok(())
+    }
+
+    fn has_objects(&mut self) -> Result<bool, MigrationError> {
+        let row: Exists = diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND name NOT IN ('__diesel_schema_migrations', '__diesel_vector_indexes')) AS \"exists\"",
+        )
+        .get_result(self)?;
+        Ok(row.exists)
+    }
+
+    fn rehearse(
+        &mut self,
+        applied: &[&dyn Migration<Sqlite>],
+        pending: &[&dyn Migration<Sqlite>],
+    ) -> Result<Rehearsal, MigrationError> {
+        // An in-memory database with the crate's SQL functions (the registration is not touched: opening
+        // it must not change what later connections get).
+        let mut scratch = SqliteConnection::establish(":memory:")?;
+        super::ConnectionOptions::default().wal(false).apply(&mut scratch)?;
+        for migration in applied {
+            if let Err(e) = migration.run(&mut scratch) {
+                return Ok(Rehearsal {
+                    stages: Vec::new(),
+                    failure: Some(RehearsalFailure {
+                        migration: migration.name().to_string(),
+                        replayed: true,
+                        message: e.to_string(),
+                    }),
+                });
+            }
+        }
+        let mut rehearsal = Rehearsal { stages: vec![stage(&mut scratch)?], failure: None };
+        for migration in pending {
+            match migration.run(&mut scratch) {
+                Ok(()) => rehearsal.stages.push(stage(&mut scratch)?),
+                Err(e) => {
+                    rehearsal.failure = Some(RehearsalFailure {
+                        migration: migration.name().to_string(),
+                        replayed: false,
+                        message: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(rehearsal)
+    }
+
+    fn real_state(&mut self) -> Result<Real, MigrationError> {
+        Ok(Real { objects: snapshot(self)?, registry: self.registered_indexes()? })
     }
 
     fn locked<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R, MigrationError>) -> Result<R, MigrationError> {
         // BEGIN IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so concurrent
         // runners see each other's bookkeeping. Each migration runs in its own savepoint inside; the
         // transaction commits whatever succeeded, also when a later migration failed and rolled back.
+        // TODO(rel): the crate's transaction helper that keeps SQLite's own error.
         let mut outcome = None;
         self.immediate_transaction(|conn| {
             outcome = Some(f(conn));
@@ -143,11 +181,11 @@ impl MigrationTarget for SqliteConnection {
         Ok(())
     }
 
-    fn registered_indexes(&mut self) -> Result<Vec<crate::index::IndexSpec>, MigrationError> {
-        crate::index::registry::load(self).map_err(MigrationError::Registry)
+    fn registered_indexes(&mut self) -> Result<Vec<IndexSpec>, MigrationError> {
+        registry::load(self).map_err(MigrationError::Registry)
     }
 
-    fn after_revert(&mut self, removed: &[crate::index::IndexSpec]) -> Result<(), MigrationError> {
+    fn after_revert(&mut self, removed: &[IndexSpec]) -> Result<(), MigrationError> {
         // The down migration took the index out of the registry: its vec0 table (if any) would only go
         // stale, and only a connection with sqlite-vec can drop it.
         for spec in removed.iter().filter(|s| s.sqlite_index().vec0) {
@@ -164,6 +202,107 @@ impl MigrationTarget for SqliteConnection {
         }
         Ok(())
     }
+
+    fn after_run(&mut self) -> Result<(), MigrationError> {
+        if super::sqlite_vec_version(self)?.is_some() {
+            return Ok(());
+        }
+        let wanting: Vec<String> = self
+            .registered_indexes()?
+            .into_iter()
+            .filter(|s| s.sqlite_index().vec0)
+            .map(|s| s.name().to_owned())
+            .collect();
+        if !wanting.is_empty() {
+            warn!(
+                target: "diesel_vector::migrations",
+                backend = "sqlite",
+                "sqlite-vec is not loaded on this connection: migrations ran as usual, but searches on {} fall back \
+                 to an exact scan until a connection with sqlite-vec builds its vec0 table",
+                wanting.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The scratch database as it stands.
+fn stage(conn: &mut SqliteConnection) -> Result<Stage, MigrationError> {
+    Ok(Stage {
+        objects: snapshot(conn)?,
+        copies: Snapshot::new(),
+        outside: Default::default(),
+        registry: registry::load(conn).map_err(MigrationError::Registry)?,
+    })
+}
+
+/// Every object of the main database that adoption compares: tables (virtual ones aside, which only
+/// their module can describe), indexes made by `CREATE INDEX`, triggers and views; Diesel's bookkeeping
+/// and the registry aside.
+fn snapshot(conn: &mut SqliteConnection) -> QueryResult<Snapshot> {
+    let rows: Vec<MasterRow> = diesel::sql_query(
+        "SELECT type AS kind, name, tbl_name AS owner, sql FROM main.sqlite_master \
+         WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+    )
+    .load(conn)?;
+    let mut snapshot = Snapshot::new();
+    for row in rows {
+        if BOOKKEEPING.contains(&row.owner.as_str()) {
+            continue;
+        }
+        let sql = row.sql.unwrap_or_default();
+        match row.kind.as_str() {
+            "table" if !sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE") => {
+                let mut unique = conn.unique_keys(&row.name)?;
+                unique.sort();
+                let shape = TableShape { columns: conn.columns(&row.name)?, unique };
+                snapshot.insert(Object::Table(row.name), Shape::Table(shape));
+            }
+            // Indexes without SQL are a constraint's (UNIQUE, PRIMARY KEY): unique keys of their table.
+            "index" if !sql.is_empty() => {
+                let definition = index_definition(conn, &row.owner, &row.name)?;
+                snapshot.insert(Object::Index { table: row.owner, name: row.name }, Shape::Index(definition));
+            }
+            "trigger" => {
+                snapshot.insert(Object::Trigger { table: row.owner, name: row.name }, Shape::Exists);
+            }
+            "view" => {
+                snapshot.insert(Object::Other { kind: "view", name: row.name }, Shape::Exists);
+            }
+            _ => {}
+        }
+    }
+    Ok(snapshot)
+}
+
+/// `unique (a, b desc) partial`: an index's keys (expressions as `<expression>`) and flags.
+fn index_definition(conn: &mut SqliteConnection, table: &str, index: &str) -> QueryResult<String> {
+    let flags: Option<IndexFlags> =
+        diesel::sql_query("SELECT \"unique\" AS is_unique, partial FROM pragma_index_list(?) WHERE name = ?")
+            .bind::<Text, _>(table)
+            .bind::<Text, _>(index)
+            .get_result(conn)
+            .optional()?;
+    let keys: Vec<IndexKey> = diesel::sql_query(
+        "SELECT name, \"desc\" AS descending, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno",
+    )
+    .bind::<Text, _>(index)
+    .load(conn)?;
+    let keys: Vec<String> = keys
+        .into_iter()
+        .map(|k| {
+            let mut key = k.name.unwrap_or_else(|| "<expression>".to_owned());
+            if k.descending {
+                key.push_str(" desc");
+            }
+            if let Some(coll) = k.coll.filter(|c| !c.eq_ignore_ascii_case("BINARY")) {
+                key.push_str(&format!(" collate {coll}"));
+            }
+            key
+        })
+        .collect();
+    let (unique, partial) = flags.map_or((false, false), |f| (f.is_unique, f.partial));
+    Ok(format!("{}({}){}", if unique { "unique " } else { "" }, keys.join(", "), if partial { " partial" } else { "" }))
 }
 
 impl Catalog for SqliteConnection {

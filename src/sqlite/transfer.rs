@@ -366,7 +366,7 @@ impl Store for SqliteConnection {
 
     fn catalog(&mut self) -> Result<Catalog, CatalogError> {
         let applied = self.applied_versions()?;
-        let crate_versions = <Self as MigrationTarget>::versions()?;
+        let crate_versions = <Self as MigrationTarget>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
         let uses_crate_schema = applied.iter().any(|v| crate_versions.contains(v))
             || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");

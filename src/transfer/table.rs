@@ -413,6 +413,19 @@ fn plan_table(
             });
             continue;
         };
+        // SQLite keeps `bit` as whole bytes (sqlite-vec's format): other lengths have no BLOB.
+        let sqlite_side = [(source.backend, from), (target.and_then(|t| t.backend), to)];
+        if let Some(bits) = sqlite_side.iter().find_map(|(backend, class)| match (backend, class) {
+            (Some(BackendKind::Sqlite), Class::Vector { element: crate::index::Element::Bit, dims: Some(d) })
+                if d % 8 != 0 =>
+            {
+                Some(*d)
+            }
+            _ => None,
+        }) {
+            refuse(format!("a bit({bits}) column cannot be stored on SQLite, whose BLOBs hold whole bytes"));
+            continue;
+        }
         match step(from, to) {
             Ok(step) => {
                 overriding |= theirs.is_some_and(|c| c.identity_always);

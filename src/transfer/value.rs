@@ -249,17 +249,13 @@ pub(crate) fn step(from: Class, to: Class) -> Result<Step, String> {
             if a != b {
                 return Err(format!("a `{a}` column cannot become a `{b}` column without changing its values"));
             }
-            super::vector::supported(a)?;
             match (da, db) {
                 (Some(x), Some(y)) if x != y => Err(format!("{x} dimensions cannot become {y}")),
                 _ => Ok(Step::Same(to)),
             }
         }
         // JSON lines and SQLite: a BLOB in the element's SQLite format.
-        (Bytes, Vector { element, .. }) => {
-            super::vector::supported(element)?;
-            Ok(Step::Same(to))
-        }
+        (Bytes, Vector { .. }) => Ok(Step::Same(to)),
         (Real { .. }, Integer { .. }) | (Integer { .. }, Real { .. }) => {
             Err("integers and floats differ in what they hold exactly".into())
         }

@@ -143,3 +143,66 @@ fn rows_the_targets_constraints_refuse_are_named_and_nothing_of_their_batch_is_w
     }
     assert_eq!(count(&pg.url, "users"), 5);
 }
+
+#[test]
+fn halfvec_sparsevec_and_bit_columns_go_to_sqlite_and_back_bit_exact() {
+    let source = FreshDb::create();
+    source
+        .conn()
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS vector;
+             CREATE TABLE items (id BIGINT PRIMARY KEY, half halfvec(3), sparse sparsevec(6), flags bit(16));
+             INSERT INTO items VALUES
+                 (1, '[1.5,-0,65504]', '{1:1.5,4:-2}/6', B'1010000011111111'),
+                 (2, '[0.0001,2,3]', '{}/6', B'0000000000000001'),
+                 (3, NULL, NULL, NULL);",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let items =
+        lite(&dir, "items.db", "CREATE TABLE items (id INTEGER PRIMARY KEY, half BLOB, sparse BLOB, flags BLOB)");
+    let report = ok(&["copy", "--from", &source.url, "--to", &items]);
+    assert!(report.contains(" verified "), "{report}");
+    // The SQLite forms: f16 little-endian; dims, indices, values little-endian; whole bytes.
+    let stored = crate::app::stored(&items, "items");
+    assert!(stored[0].contains("blob:003E0080FF7B"), "{}", stored[0]);
+    assert!(stored[0].contains("blob:0600000000000000030000000000C03F000000C0"), "{}", stored[0]);
+    assert!(stored[0].ends_with("blob:A0FF"), "{}", stored[0]);
+
+    let back = FreshDb::create();
+    back.conn()
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS vector;
+             CREATE TABLE items (id BIGINT PRIMARY KEY, half halfvec(3), sparse sparsevec(6), flags bit(16));",
+        )
+        .unwrap();
+    let report = ok(&["copy", "--from", &items, "--to", &back.url]);
+    assert!(report.contains(" verified "), "{report}");
+    let text = |db: &FreshDb| {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName, PartialEq, Debug)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            row: String,
+        }
+        diesel::sql_query(
+            "SELECT concat_ws(' | ', id, half::text, sparse::text, flags::text) AS row FROM items ORDER BY id",
+        )
+        .load::<Row>(&mut db.conn())
+        .unwrap()
+    };
+    assert_eq!(text(&back), text(&source));
+
+    // JSON lines carry them too: numbers for halfvec, pgvector's text for sparsevec, bits for bit.
+    let exported = ok(&["--database-url", &source.url, "export"]);
+    assert!(
+        exported.contains(r#""half":[1.5,-0,65504],"sparse":"{1:1.5,4:-2}/6","flags":"1010000011111111""#),
+        "{exported}"
+    );
+
+    // A bit string of another length than whole bytes has no SQLite form: named before anything is written.
+    source.conn().batch_execute("CREATE TABLE odd (id BIGINT PRIMARY KEY, b bit(12))").unwrap();
+    let odd = lite(&dir, "odd.db", "CREATE TABLE odd (id INTEGER PRIMARY KEY, b BLOB)");
+    let (_, stderr) = fails(&["copy", "--from", &source.url, "--to", &odd, "--table", "odd"]);
+    assert!(stderr.contains("odd.b: bit(12) -> BLOB: a bit(12) column cannot be stored on SQLite"), "{stderr}");
+}

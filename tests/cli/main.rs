@@ -5,6 +5,7 @@
 mod common;
 
 mod app;
+mod app_migrations;
 mod commands;
 mod copy;
 mod defects;

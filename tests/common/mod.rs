@@ -85,10 +85,12 @@ pub fn pg_url() -> String {
         })
 }
 
+pub mod app;
 pub mod bulk;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod telemetry;
+pub mod types;
 
 /// Spawns this test binary again to run one `#[ignore]`d helper test in a separate process, with
 /// `env` set. Returns the child process.

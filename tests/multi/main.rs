@@ -5,6 +5,7 @@ mod common;
 #[path = "../common/distance.rs"]
 mod reference;
 mod search;
+mod vector_types;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

@@ -12,6 +12,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod vector_types;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

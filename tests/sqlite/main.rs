@@ -15,6 +15,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod vector_types;
 
 use std::sync::RwLock;
 

@@ -355,3 +355,351 @@ fn a_hand_made_embeddings_table_without_the_index_queue_is_reported_half_applied
     }
     assert_eq!(schema_snapshot(&mut conn), before);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The application's own migrations: `documents` of its own and a generated vector index migration.
+
+use diesel_migrations::FileBasedMigrations;
+use diesel_vector::database::{AppMigrations, DatabaseConnection};
+
+use crate::common::app;
+
+fn app_source(dirs: &app::AppDirs) -> FileBasedMigrations {
+    FileBasedMigrations::from_path(&dirs.sqlite).unwrap()
+}
+
+fn add_documents(conn: &mut SqliteConnection, n: usize) {
+    for i in 0..n {
+        let v = smooth(768, i as f32);
+        diesel::sql_query("INSERT INTO documents (lang, title, body, embedding) VALUES (?, ?, 'body', ?)")
+            .bind::<Text, _>(if i % 2 == 0 { "en" } else { "de" })
+            .bind::<Text, _>(format!("title {i}"))
+            .bind::<diesel_vector::sql_types::Vector, _>(&v)
+            .execute(conn)
+            .unwrap();
+    }
+}
+
+fn exists(conn: &mut SqliteConnection, name: &str) -> bool {
+    count(conn, &format!("sqlite_master WHERE name = '{name}'")) > 0
+}
+
+#[test]
+fn an_application_s_migrations_run_without_the_crate_s_own_tables() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    let source = app_source(&dirs);
+    let (applied, events) = telemetry::capture(|| migrations::run_pending_migrations_from(&mut conn, &source));
+    assert_eq!(
+        applied.unwrap().iter().map(|m| (m.name.as_str(), m.outcome)).collect::<Vec<_>>(),
+        [(app::CREATE_DOCUMENTS, Outcome::Applied), (app::CREATE_INDEX, Outcome::Applied)]
+    );
+    assert_eq!(events.iter().filter(|e| e.contains("backend=sqlite") && e.contains("outcome=applied")).count(), 2);
+    assert!(!exists(&mut conn, "fragments") && !exists(&mut conn, "fragment_embeddings"));
+    assert_eq!(diesel_vector::index::registry::load(&mut conn).unwrap(), [app::spec()]);
+    assert!(migrations::migration_status_from(&mut conn, &source).unwrap().iter().all(|s| s.applied));
+    assert!(migrations::run_pending_migrations_from(&mut conn, &source).unwrap().is_empty());
+    add_documents(&mut conn, 3);
+    assert_eq!(count(&mut conn, "\"__dv_documents_embedding_queue\""), 3, "the triggers queue every write");
+}
+
+#[test]
+fn objects_made_by_the_same_sql_by_hand_are_adopted_and_the_index_registered() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    conn.batch_execute(app::DOCUMENTS_SQLITE).unwrap();
+    conn.batch_execute(&app::index_up(&dirs.sqlite)).unwrap();
+    add_documents(&mut conn, 4);
+    // As an application that made the structures by hand before the registry existed.
+    conn.batch_execute("DELETE FROM __diesel_vector_indexes").unwrap();
+    let before = schema_snapshot(&mut conn);
+
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Adopted, Outcome::Adopted]);
+    assert_eq!(schema_snapshot(&mut conn), before);
+    assert_eq!(count(&mut conn, "documents"), 4);
+    assert_eq!(count(&mut conn, "\"__dv_documents_embedding_queue\""), 4, "the queue's rows are untouched");
+    assert_eq!(diesel_vector::index::registry::load(&mut conn).unwrap(), [app::spec()], "adopting registers it");
+}
+
+#[test]
+fn a_vector_column_of_another_type_is_refused_and_nothing_changes() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    conn.batch_execute(&app::DOCUMENTS_SQLITE.replace("body TEXT NOT NULL", "body TEXT NOT NULL, embedding TEXT"))
+        .unwrap();
+    let before = schema_snapshot(&mut conn);
+    let err = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap_err();
+    match &err {
+        MigrationError::IncompatibleTable { table, differences } => {
+            assert_eq!(table, "documents");
+            assert_eq!(differences, &["column embedding is TEXT, expected BLOB"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(schema_snapshot(&mut conn), before);
+    assert!(!exists(&mut conn, "__diesel_schema_migrations"), "not even the first migration was recorded");
+}
+
+#[test]
+fn an_index_queue_made_by_hand_without_its_triggers_is_reported_half_applied() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    conn.batch_execute(app::DOCUMENTS_SQLITE).unwrap();
+    let up = app::index_up(&dirs.sqlite);
+    conn.batch_execute(up.split("CREATE TRIGGER").next().unwrap()).unwrap();
+    let before = schema_snapshot(&mut conn);
+    let err = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap_err();
+    match &err {
+        MigrationError::PartiallyPresent { migration, present, missing } => {
+            assert_eq!(migration, app::CREATE_INDEX);
+            assert!(present.contains(&"__dv_documents_embedding_queue".to_owned()), "{present:?}");
+            assert_eq!(missing.len(), 3, "the three triggers: {missing:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(schema_snapshot(&mut conn), before);
+}
+
+#[test]
+fn an_application_s_migrations_revert_and_redo() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    let source = app_source(&dirs);
+    migrations::run_pending_migrations_from(&mut conn, &source).unwrap();
+    add_documents(&mut conn, 2);
+    let migrated = schema_snapshot(&mut conn);
+    assert_eq!(migrations::redo_last_migration_from(&mut conn, &source).unwrap().as_deref(), Some(app::CREATE_INDEX));
+    assert_eq!(schema_snapshot(&mut conn), migrated);
+    assert_eq!(count(&mut conn, "documents"), 2);
+    assert_eq!(migrations::revert_last_migration_from(&mut conn, &source).unwrap().as_deref(), Some(app::CREATE_INDEX));
+    assert!(!exists(&mut conn, "__dv_documents_embedding_queue"));
+    assert!(diesel_vector::index::registry::load(&mut conn).unwrap().is_empty());
+    assert_eq!(
+        migrations::revert_last_migration_from(&mut conn, &source).unwrap().as_deref(),
+        Some(app::CREATE_DOCUMENTS)
+    );
+    assert_eq!(migrations::revert_last_migration_from(&mut conn, &source).unwrap(), None);
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn reverting_an_application_s_index_drops_its_vec0_table() {
+    use diesel_vector::index::{generate, IndexSpec, SqliteIndex};
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, sqlite) = (dir.path().join("pg"), dir.path().join("sqlite"));
+    app::add(&sqlite, app::CREATE_DOCUMENTS, app::DOCUMENTS_SQLITE, "DROP TABLE documents;");
+    let spec = IndexSpec::builder("documents", "embedding", 768).sqlite_index(SqliteIndex::VEC0).build().unwrap();
+    generate::write(
+        &generate::render(&spec, &generate::Options::default().add_column(true)),
+        "20260101000001",
+        &pg,
+        &sqlite,
+    )
+    .unwrap();
+    let source = FileBasedMigrations::from_path(&sqlite).unwrap();
+    let mut conn = crate::conn();
+    migrations::run_pending_migrations_from(&mut conn, &source).unwrap();
+    add_documents(&mut conn, 2);
+    diesel_vector::sqlite::sync(&mut conn, &spec).unwrap();
+    assert!(exists(&mut conn, spec.vec0_table()));
+    migrations::revert_last_migration_from(&mut conn, &source).unwrap();
+    assert!(!exists(&mut conn, spec.vec0_table()), "the revert dropped the vec0 table of the index it unregistered");
+}
+
+#[test]
+fn database_connection_runs_the_application_s_folder_for_its_backend() {
+    let dirs = app::write();
+    let (_dir, path) = file_db();
+    let mut conn = {
+        let _guard = EXTENSION_REGISTRATION.read().unwrap();
+        DatabaseConnection::establish(&path).unwrap()
+    };
+    let app = AppMigrations::under(&dirs.root);
+    assert_eq!(conn.run_pending_migrations_from(&app).unwrap().len(), 2);
+    assert_eq!(conn.redo_last_migration_from(&app).unwrap().as_deref(), Some(app::CREATE_INDEX));
+    assert!(conn.migration_status_from(&app).unwrap().iter().all(|m| m.applied));
+    // Embedded sets work the same way (here the crate's own folders, embedded as an application would).
+    const PG_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_pg");
+    const SQLITE_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_sqlite");
+    let embedded = AppMigrations::embedded(&PG_SET, &SQLITE_SET);
+    assert_eq!(conn.run_pending_migrations_from(&embedded).unwrap().len(), 3);
+}
+
+#[test]
+fn eight_processes_running_an_application_s_migrations_all_succeed_once() {
+    let dirs = app::write();
+    let (_dir, path) = file_db();
+    let dir = dirs.sqlite.to_str().unwrap();
+    let start = start_together();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            spawn_helper(
+                "migrations::helper_process_runs_an_application_s_migrations",
+                &[
+                    (start.0, &start.1),
+                    ("DV_MIGRATE_URL", &path),
+                    ("DV_MIGRATE_DIR", dir),
+                    ("DV_MIGRATE_ACTION", "run"),
+                ],
+            )
+        })
+        .collect();
+    wait_all(children);
+    let mut conn = open(&path);
+    assert_eq!(count(&mut conn, "__diesel_schema_migrations"), 2);
+    assert_eq!(count(&mut conn, "__diesel_vector_indexes"), 1);
+}
+
+/// Issue 15, defect 5, on SQLite: each redo reverts and re-runs the last migration as one operation.
+#[test]
+fn eight_concurrent_redos_leave_every_migration_applied_and_every_row() {
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    migrations::run_pending_migrations(&mut conn).unwrap();
+    let id = insert_fragment(&mut conn, "kept");
+    let v = smooth(1536, 1.0);
+    diesel::insert_into(fragment_embeddings::table)
+        .values(NewFragmentEmbedding::new(id, "p", "m", &v, "h"))
+        .execute(&mut conn)
+        .unwrap();
+    drop(conn);
+    let start = start_together();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            spawn_helper(
+                "migrations::helper_process_runs_an_application_s_migrations",
+                &[(start.0, &start.1), ("DV_MIGRATE_URL", &path), ("DV_MIGRATE_ACTION", "redo")],
+            )
+        })
+        .collect();
+    wait_all(children);
+    let mut conn = open(&path);
+    assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|s| s.applied));
+    assert_eq!((count(&mut conn, "fragments"), count(&mut conn, "fragment_embeddings")), (1, 1));
+
+    let dirs = app::write();
+    let (_app_dir, app_path) = file_db();
+    let mut conn = open(&app_path);
+    migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    add_documents(&mut conn, 2);
+    drop(conn);
+    let dir = dirs.sqlite.to_str().unwrap();
+    let start = start_together();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            spawn_helper(
+                "migrations::helper_process_runs_an_application_s_migrations",
+                &[
+                    (start.0, &start.1),
+                    ("DV_MIGRATE_URL", &app_path),
+                    ("DV_MIGRATE_DIR", dir),
+                    ("DV_MIGRATE_ACTION", "redo"),
+                ],
+            )
+        })
+        .collect();
+    wait_all(children);
+    let mut conn = open(&app_path);
+    assert!(migrations::migration_status_from(&mut conn, &app_source(&dirs)).unwrap().iter().all(|s| s.applied));
+    assert_eq!(count(&mut conn, "documents"), 2);
+}
+
+/// The environment of a helper that starts at the same moment as its siblings: `DV_START_AT` is a time
+/// (milliseconds since the epoch) far enough ahead for every process to be up and connected by then.
+fn start_together() -> (&'static str, String) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    ("DV_START_AT", (now.as_millis() + 1500).to_string())
+}
+
+fn wait_for_start() {
+    if let Some(at) = std::env::var("DV_START_AT").ok().and_then(|v| v.parse::<u128>().ok()) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        std::thread::sleep(std::time::Duration::from_millis(at.saturating_sub(now) as u64));
+    }
+}
+
+fn wait_all(children: Vec<std::process::Child>) {
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+#[ignore = "run in child processes by the concurrency tests"]
+fn helper_process_runs_an_application_s_migrations() {
+    let path = std::env::var("DV_MIGRATE_URL").expect("spawned with DV_MIGRATE_URL");
+    let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
+    let source = std::env::var("DV_MIGRATE_DIR").ok().map(|dir| FileBasedMigrations::from_path(dir).unwrap());
+    wait_for_start();
+    match (std::env::var("DV_MIGRATE_ACTION").as_deref(), &source) {
+        (Ok("run"), Some(s)) => drop(migrations::run_pending_migrations_from(&mut conn, s).unwrap()),
+        (Ok("run"), None) => drop(migrations::run_pending_migrations(&mut conn).unwrap()),
+        // A few rounds each, so that the processes' operations interleave.
+        (Ok("redo"), Some(s)) => {
+            for _ in 0..4 {
+                assert!(migrations::redo_last_migration_from(&mut conn, s).unwrap().is_some());
+            }
+        }
+        (Ok("redo"), None) => {
+            for _ in 0..4 {
+                assert!(migrations::redo_last_migration(&mut conn).unwrap().is_some());
+            }
+        }
+        (other, _) => panic!("unknown action {other:?}"),
+    }
+}
+
+#[test]
+fn an_application_s_migration_that_builds_on_a_table_made_elsewhere_runs() {
+    // The rehearsal's in-memory database lacks `documents` (made outside the migrations): the index
+    // migration is not rehearsed, and runs.
+    let dirs = app::write();
+    std::fs::remove_dir_all(dirs.sqlite.join(app::CREATE_DOCUMENTS)).unwrap();
+    let mut conn = crate::conn();
+    conn.batch_execute(app::DOCUMENTS_SQLITE).unwrap();
+    conn.batch_execute("CREATE TABLE other (x)").unwrap();
+    let (applied, events) =
+        telemetry::capture(|| migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)));
+    assert_eq!(applied.unwrap().iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
+    assert!(events.iter().any(|e| e.contains("the rehearsal stopped at migration")), "{events:#?}");
+}
+
+/// Runs the application's first migration only, as an earlier deploy did.
+fn apply_documents_only(conn: &mut SqliteConnection, dirs: &app::AppDirs) {
+    let aside = dirs.root.join("aside");
+    std::fs::rename(dirs.sqlite.join(app::CREATE_INDEX), &aside).unwrap();
+    migrations::run_pending_migrations_from(conn, &app_source(dirs)).unwrap();
+    std::fs::rename(&aside, dirs.sqlite.join(app::CREATE_INDEX)).unwrap();
+}
+
+#[test]
+fn an_index_made_by_hand_after_an_earlier_deploy_is_adopted() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute(&app::index_up(&dirs.sqlite)).unwrap();
+    add_documents(&mut conn, 2);
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(
+        applied.iter().map(|m| (m.name.as_str(), m.outcome)).collect::<Vec<_>>(),
+        [(app::CREATE_INDEX, Outcome::Adopted)]
+    );
+    assert_eq!(count(&mut conn, "documents"), 2);
+}
+
+#[test]
+fn a_table_that_drifted_from_its_migrations_still_takes_a_new_migration() {
+    let dirs = app::write();
+    let mut conn = crate::conn();
+    apply_documents_only(&mut conn, &dirs);
+    conn.batch_execute("ALTER TABLE documents DROP COLUMN title").unwrap();
+    let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use diesel_vector_bench::environment;
 use diesel_vector_bench::harness::{self, Settings, Stats, Timings};
+use diesel_vector_bench::type_workloads::{self, TypeInputs};
 use diesel_vector_bench::workloads::{self, names, Inputs, DIMS};
 
 struct Args {
@@ -57,7 +58,8 @@ fn main() {
         }
     };
     let inputs = Inputs::new(args.dims);
-    if let Err(e) = workloads::check_outputs(&inputs) {
+    let type_inputs = TypeInputs::new(args.dims);
+    if let Err(e) = workloads::check_outputs(&inputs).and_then(|()| type_workloads::check_outputs(&type_inputs)) {
         eprintln!("codec-report: {e}");
         std::process::exit(1);
     }
@@ -79,8 +81,33 @@ fn main() {
         print_workload(&workload, &timings);
         measured.push(Measured { name: workload.name, timings });
     }
+    println!("# The other vector types\n\n{}\n", type_workloads::DESCRIPTION);
+    let mut type_measured = Vec::new();
+    for mut workload in type_workloads::workloads(&type_inputs) {
+        let timings = harness::run(&mut workload, args.settings);
+        print_workload(&workload, &timings);
+        type_measured.push(Measured { name: workload.name, timings });
+    }
     println!("- load average at end: {}\n", environment::load_average());
     print_bars(&measured, &inputs);
+    print_type_summary(&type_measured);
+}
+
+/// How many times faster than the `pgvector` crate each PostgreSQL codec of the other types is.
+fn print_type_summary(measured: &[Measured]) {
+    use type_workloads::names::{OURS_FROM_SQL, OURS_TO_SQL, PGVECTOR_FROM_SQL, PGVECTOR_TO_SQL};
+    println!("## The other types against the pgvector crate\n");
+    println!("| workload | pgvector time / diesel-vector time: median (min-max) |\n|---|---|");
+    for m in measured.iter().filter(|m| m.name.ends_with("_pg_encode") || m.name.ends_with("_pg_decode")) {
+        let (ours, theirs) = if m.name.ends_with("encode") {
+            (OURS_TO_SQL, PGVECTOR_TO_SQL)
+        } else {
+            (OURS_FROM_SQL, PGVECTOR_FROM_SQL)
+        };
+        let s = Stats::of(&harness::ratios(m.get(theirs), m.get(ours)));
+        println!("| {} | {:.2}x ({:.2}-{:.2}) |", m.name, s.median, s.min, s.max);
+    }
+    println!();
 }
 
 fn print_workload(w: &workloads::Workload<'_>, timings: &[Timings]) {

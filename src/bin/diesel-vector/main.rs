@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use diesel_vector::copy::{self, CopyOptions};
-use diesel_vector::database::DatabaseConnection;
+use diesel_vector::database::{AppMigrations, DatabaseConnection};
 use diesel_vector::search::{Metric, Search};
 use diesel_vector::{doctor, jsonl, Vector};
 
@@ -35,9 +35,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run, revert, redo or list the migrations (like `diesel migration`).
-    #[command(subcommand, visible_alias = "migrate")]
-    Migration(MigrationCommand),
+    /// Run, revert, redo or list the migrations (like `diesel migration`): diesel-vector's own
+    /// (fragments and fragment_embeddings), or the application's with --migration-dir.
+    #[command(visible_alias = "migrate")]
+    Migration(MigrationArgs),
     /// Report the backend, the vector extension, migrations, foreign keys, rows and the vector index,
     /// with a verdict; exits 1 when something needs action. Reads only.
     Doctor {
@@ -61,7 +62,7 @@ enum Command {
         #[arg(long)]
         to: String,
         #[command(flatten)]
-        migrations: MigrationArgs,
+        migrations: TargetMigrationArgs,
         #[command(flatten)]
         tables: TableArgs,
         #[command(flatten)]
@@ -84,7 +85,7 @@ enum Command {
         #[arg(long, short)]
         input: Option<PathBuf>,
         #[command(flatten)]
-        migrations: MigrationArgs,
+        migrations: TargetMigrationArgs,
         #[command(flatten)]
         tables: TableArgs,
         #[command(flatten)]
@@ -114,6 +115,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrationArgs {
+    /// The application's migration folder for the URL's backend (such as migrations_pg or
+    /// migrations_sqlite), run with the same checks, lock and adoption [default: diesel-vector's own
+    /// migrations].
+    #[arg(long, global = true, value_name = "DIR")]
+    migration_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: MigrationCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,7 +209,7 @@ enum SqliteIndexArg {
 
 #[derive(Debug, Subcommand)]
 enum MigrationCommand {
-    /// Apply every pending migration (checking pgvector first; adopting existing tables).
+    /// Apply every pending migration (checking pgvector first; adopting objects that exist already).
     Run,
     /// Revert the latest migration.
     Revert,
@@ -226,7 +239,7 @@ struct TableArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct MigrationArgs {
+struct TargetMigrationArgs {
     /// The application's Diesel migrations for a PostgreSQL target, run on it first.
     #[arg(long, value_name = "DIR")]
     migrations_pg: Option<PathBuf>,
@@ -235,7 +248,7 @@ struct MigrationArgs {
     migrations_sqlite: Option<PathBuf>,
 }
 
-fn options(batch: &BatchArgs, tables: &TableArgs, migrations: Option<&MigrationArgs>) -> CopyOptions {
+fn options(batch: &BatchArgs, tables: &TableArgs, migrations: Option<&TargetMigrationArgs>) -> CopyOptions {
     let mut options = CopyOptions::default()
         .batch_size(batch.batch_size as usize)
         .skip_invalid(batch.skip_invalid)
@@ -315,14 +328,19 @@ fn database_url(cli: &Cli) -> Result<&str> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Migration(command) => {
+        Command::Migration(args) => {
             let url = database_url(&cli)?;
+            // Checked before connecting, so that a mistyped folder creates no SQLite file.
+            if let Some(dir) = args.migration_dir.as_ref().filter(|d| !d.is_dir()) {
+                return Err(format!("--migration-dir {}: no such directory", dir.display()).into());
+            }
             // Listing reads only: it must not create an SQLite file.
-            let mut conn = match command {
+            let mut conn = match args.command {
                 MigrationCommand::Status => DatabaseConnection::establish_read_only(url)?,
                 _ => DatabaseConnection::establish(url)?,
             };
-            migration(&mut conn, command)?;
+            let app = args.migration_dir.as_ref().map(AppMigrations::dir);
+            migration(&mut conn, &args.command, app.as_ref())?;
         }
         Command::Doctor { json } => {
             let mut conn = DatabaseConnection::establish_read_only(database_url(&cli)?)?;
@@ -448,10 +466,14 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
     Ok(())
 }
 
-fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand) -> Result<()> {
+/// One `migration` subcommand, on the application's migrations (`app`) or diesel-vector's own.
+fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Option<&AppMigrations<'_>>) -> Result<()> {
     match command {
         MigrationCommand::Run => {
-            let applied = conn.run_pending_migrations()?;
+            let applied = match app {
+                Some(app) => conn.run_pending_migrations_from(app)?,
+                None => conn.run_pending_migrations()?,
+            };
             if applied.is_empty() {
                 println!("No pending migrations");
             }
@@ -459,17 +481,33 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand) -> Resul
                 println!("{} migration {}", output::outcome(m.outcome), m.name);
             }
         }
-        MigrationCommand::Revert => match conn.revert_last_migration()? {
-            Some(name) => println!("Rolled back migration {name}"),
-            None => println!("No migration to revert"),
-        },
-        MigrationCommand::Redo => match conn.redo_last_migration()? {
-            Some(name) => println!("Rolled back and ran again migration {name}"),
-            None => println!("No migration to redo"),
-        },
+        MigrationCommand::Revert => {
+            let reverted = match app {
+                Some(app) => conn.revert_last_migration_from(app)?,
+                None => conn.revert_last_migration()?,
+            };
+            match reverted {
+                Some(name) => println!("Rolled back migration {name}"),
+                None => println!("No migration to revert"),
+            }
+        }
+        MigrationCommand::Redo => {
+            let redone = match app {
+                Some(app) => conn.redo_last_migration_from(app)?,
+                None => conn.redo_last_migration()?,
+            };
+            match redone {
+                Some(name) => println!("Rolled back and ran again migration {name}"),
+                None => println!("No migration to redo"),
+            }
+        }
         MigrationCommand::Status => {
+            let status = match app {
+                Some(app) => conn.migration_status_from(app)?,
+                None => conn.migration_status()?,
+            };
             println!("Migrations:");
-            for m in conn.migration_status()? {
+            for m in status {
                 println!("  [{}] {}", if m.applied { "X" } else { " " }, m.name);
             }
         }

@@ -92,7 +92,7 @@ impl Progress {
 
 pub(crate) fn outcome(outcome: Outcome) -> &'static str {
     match outcome {
-        Outcome::Adopted => "Adopted (its tables already existed)",
+        Outcome::Adopted => "Adopted (its objects already existed)",
         _ => "Ran",
     }
 }
