@@ -155,7 +155,7 @@ mod tests {
         for (element, blob, dims) in samples() {
             assert_eq!(check_blob(element, &blob, Some(dims)), Ok(()), "{element}");
             assert!(check_blob(element, &blob, Some(dims + 8)).unwrap_err().contains("the column holds"), "{element}");
-            assert!(check_blob(element, &blob[..blob.len() - 1], None).is_err(), "{element}: truncated");
+            assert!(check_blob(element, &blob[..blob.len() - 1], Some(dims)).is_err(), "{element}: truncated");
         }
         assert!(check_blob(Element::Vector, &[0; 6], None).unwrap_err().contains("not a whole number"));
         assert!(check_blob(Element::Vector, &le(&[1.0, f32::NAN]), None).unwrap_err().contains("NaN"));
