@@ -4,12 +4,15 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod app;
 mod app_migrations;
 mod commands;
 mod copy;
+mod defects;
 mod full_disk;
 mod generate;
 mod jsonl;
+mod keys;
 mod reliability;
 
 use std::path::Path;

@@ -19,7 +19,8 @@ use diesel_vector::{doctor, jsonl, Vector};
 
 use output::Progress;
 
-/// Operate diesel-vector's fragments and embeddings on PostgreSQL (pgvector) or SQLite (sqlite-vec).
+/// Operate diesel-vector databases on PostgreSQL (pgvector) or SQLite (sqlite-vec): migrations, the
+/// vector index, and moving an application's tables from one backend to the other.
 /// The backend follows the URL: postgres:// or postgresql:// is PostgreSQL; sqlite://PATH, file: URIs,
 /// plain paths and :memory: are SQLite.
 #[derive(Debug, Parser)]
@@ -52,8 +53,8 @@ enum Command {
         #[arg(long)]
         hnsw: bool,
     },
-    /// Copy fragments and embeddings between two databases of either backend, then verify them.
-    /// Resumable: run it again after an interruption.
+    /// Copy an application's tables between two databases of either backend (parents first, each column
+    /// converted to the target's type), then verify them. Resumable: run it again after an interruption.
     Copy {
         /// The source database URL (an SQLite source is opened read-only).
         #[arg(long)]
@@ -62,13 +63,20 @@ enum Command {
         #[arg(long)]
         to: String,
         #[command(flatten)]
+        migrations: TargetMigrationArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+        #[command(flatten)]
         batch: BatchArgs,
     },
-    /// Write every fragment with its embeddings as JSON lines (floats bit-exact).
+    /// Write the application's tables as JSON lines (a header per table, then a line per row; floats
+    /// bit-exact).
     Export {
         /// The file to write [default: standard output].
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        tables: TableArgs,
         #[command(flatten)]
         batch: BatchArgs,
     },
@@ -77,6 +85,10 @@ enum Command {
         /// The file to read [default: standard input].
         #[arg(long, short)]
         input: Option<PathBuf>,
+        #[command(flatten)]
+        migrations: TargetMigrationArgs,
+        #[command(flatten)]
+        tables: TableArgs,
         #[command(flatten)]
         batch: BatchArgs,
     },
@@ -215,15 +227,64 @@ struct BatchArgs {
     /// Rows per batch: per read and per transaction.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
-    /// Skip invalid rows (NaN, wrong length, dims not matching, missing fragment) and report them,
-    /// instead of stopping.
+    /// Skip invalid rows (a value its column cannot hold, a malformed vector, a missing parent, a row
+    /// the target refuses) and report them, instead of stopping.
     #[arg(long)]
     skip_invalid: bool,
 }
 
-impl BatchArgs {
-    fn options(&self) -> CopyOptions {
-        CopyOptions::default().batch_size(self.batch_size as usize).skip_invalid(self.skip_invalid)
+#[derive(Debug, clap::Args)]
+struct TableArgs {
+    /// Only this table (repeat for more) [default: every application table].
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TargetMigrationArgs {
+    /// The application's Diesel migrations for a PostgreSQL target, run on it first.
+    #[arg(long, value_name = "DIR")]
+    migrations_pg: Option<PathBuf>,
+    /// The application's Diesel migrations for an SQLite target, run on it first.
+    #[arg(long, value_name = "DIR")]
+    migrations_sqlite: Option<PathBuf>,
+}
+
+fn options(batch: &BatchArgs, tables: &TableArgs, migrations: Option<&TargetMigrationArgs>) -> CopyOptions {
+    let mut options = CopyOptions::default()
+        .batch_size(batch.batch_size as usize)
+        .skip_invalid(batch.skip_invalid)
+        .tables(tables.tables.iter().cloned());
+    if let Some(m) = migrations {
+        if let Some(dir) = &m.migrations_pg {
+            options = options.pg_migrations(dir);
+        }
+        if let Some(dir) = &m.migrations_sqlite {
+            options = options.sqlite_migrations(dir);
+        }
+    }
+    options
+}
+
+/// What the CLI adds to a library error: the flags that change the outcome.
+fn hint(e: &copy::CopyError) -> Option<&'static str> {
+    use copy::{CopyError, SchemaError};
+    match e {
+        CopyError::InvalidRows(_) => Some("--skip-invalid leaves them out, writes the rest and reports them"),
+        CopyError::Schema(SchemaError::MissingTables(_) | SchemaError::MissingColumns { .. }) => Some(
+            "--migrations-pg DIR or --migrations-sqlite DIR runs the application's migrations on the target first; \
+             --table T moves only the tables named",
+        ),
+        CopyError::Schema(_) => Some("--table T moves only the tables named"),
+        _ => None,
+    }
+}
+
+/// A library error with the CLI's hint, if any.
+fn with_hint(e: copy::CopyError) -> Box<dyn std::error::Error> {
+    match hint(&e) {
+        Some(h) => format!("{e}\n({h})").into(),
+        None => Box::new(e),
     }
 }
 
@@ -306,9 +367,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             println!("{}", output::reindexed(doctor::reindex(&mut conn, *hnsw)?));
         }
-        Command::Copy { from, to, batch } => {
+        Command::Copy { from, to, migrations, tables, batch } => {
             let mut progress = Progress::new("copy");
-            let result = copy::copy(from, to, &batch.options(), &mut |event| progress.copy_event(&event));
+            let options = options(batch, tables, Some(migrations));
+            let result = copy::copy(from, to, &options, &mut |event| progress.copy_event(&event));
             progress.finish();
             match result {
                 Ok(report) => output::copy_report(&report),
@@ -316,10 +378,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     output::copy_report(&report);
                     return Err(Box::new(copy::CopyError::Verification(report)));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(with_hint(e)),
             }
         }
-        Command::Export { output: path, batch } => {
+        Command::Export { output: path, tables, batch } => {
             let url = database_url(&cli)?;
             let to_file = path.as_ref().filter(|p| p.as_os_str() != "-");
             if let Some(p) = to_file {
@@ -327,10 +389,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let mut conn = DatabaseConnection::establish_read_only(url)?;
             let mut progress = Progress::new("export");
+            let options = options(batch, tables, None);
             let mut export = |out: &mut dyn Write| {
-                let report = jsonl::export(&mut conn, out, &batch.options(), &mut |n| progress.count("fragments", n));
+                let report = jsonl::export(&mut conn, out, &options, &mut |table, n| progress.count(table, n));
                 progress.finish();
-                Ok::<_, Box<dyn std::error::Error>>(report?)
+                report.map_err(jsonl_error)
             };
             let report = match to_file {
                 Some(p) => files::write_atomically(p, |out| export(out))?,
@@ -343,7 +406,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             output::jsonl_report("exported", &report);
         }
-        Command::Import { input, batch } => {
+        Command::Import { input, migrations, tables, batch } => {
             // The input first: a file that cannot be read must not leave anything behind.
             let mut reader: Box<dyn io::BufRead> = match input {
                 Some(p) if p.as_os_str() != "-" => {
@@ -351,11 +414,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 _ => Box::new(io::stdin().lock()),
             };
-            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
+            // An import makes its target only when it will migrate it: migrations of the application's are
+            // given for the target's backend, or the file comes from a database on diesel-vector's own
+            // schema. Otherwise a mistyped path is an error, never a new empty database.
+            let url = database_url(&cli)?;
+            let migrates = match diesel_vector::database::BackendKind::from_url(url)? {
+                diesel_vector::database::BackendKind::Postgres => migrations.migrations_pg.is_some(),
+                _ => migrations.migrations_sqlite.is_some(),
+            };
+            let mut conn = if migrates || jsonl::declares_crate_schema(reader.fill_buf()?) {
+                DatabaseConnection::establish(url)?
+            } else {
+                DatabaseConnection::establish_existing(url)?
+            };
             let mut progress = Progress::new("import");
-            let report = jsonl::import(&mut conn, &mut reader, &batch.options(), &mut |n| progress.count("lines", n));
+            let options = options(batch, tables, Some(migrations));
+            let report = jsonl::import(&mut conn, &mut reader, &options, &mut |n| progress.count("lines", n));
             progress.finish();
-            output::jsonl_report("imported", &report?);
+            output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
         Command::Search { provider, model, vector, k, metric, json } => {
@@ -376,6 +452,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
+    match e {
+        jsonl::JsonlError::Database(e) => with_hint(e),
+        e => Box::new(e),
+    }
 }
 
 fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {

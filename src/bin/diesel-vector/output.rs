@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::time::Instant;
 
-use diesel_vector::copy::{CopyEvent, CopyReport, TargetIndex};
+use diesel_vector::copy::{CopyEvent, CopyReport, IndexReport, TargetIndex};
 use diesel_vector::doctor::{Extension, IndexState, Level, Reindexed, Report};
 use diesel_vector::jsonl::JsonlReport;
 use diesel_vector::migrations::{MigrationError, Outcome};
@@ -157,17 +157,17 @@ impl Progress {
             CopyEvent::Table { table, source_rows, resume_after, to_copy } => {
                 self.started = Instant::now();
                 match resume_after {
-                    Some(id) => self.line(&format!(
-                        "{table}: {source_rows} rows on the source; resuming after id {id}, {to_copy} to go"
+                    Some(key) => self.line(&format!(
+                        "{table}: {source_rows} rows on the source; resuming after {key}, {to_copy} to go"
                     )),
                     None => self.line(&format!("{table}: {source_rows} rows on the source")),
                 }
             }
-            CopyEvent::Batch { table, done, to_copy, last_id } => {
+            CopyEvent::Batch { table, done, to_copy, last_key } => {
                 let rate = *done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
                 let percent = if *to_copy == 0 { 100.0 } else { *done as f64 * 100.0 / *to_copy as f64 };
                 self.redraw(&format!(
-                    "{table}: {done}/{to_copy} rows ({percent:.1}%), last id {last_id}, {rate:.0} rows/s"
+                    "{table}: {done}/{to_copy} rows ({percent:.1}%), last key {last_key}, {rate:.0} rows/s"
                 ));
             }
             CopyEvent::Skipped { rows } => {
@@ -176,13 +176,13 @@ impl Progress {
                 }
             }
             CopyEvent::Verifying { table } => self.line(&format!("{table}: verifying")),
-            CopyEvent::UpdatingIndex => self.line("target: updating the vector index"),
+            CopyEvent::UpdatingIndex => self.line("target: updating the vector indexes"),
             _ => {}
         }
     }
 
     pub(crate) fn count(&mut self, what: &str, n: u64) {
-        self.redraw(&format!("{n} {what}"));
+        self.redraw(&format!("{what}: {n}"));
     }
 
     pub(crate) fn finish(&mut self) {
@@ -201,10 +201,12 @@ pub(crate) fn outcome(outcome: Outcome) -> &'static str {
 }
 
 pub(crate) fn copy_report(report: &CopyReport) {
+    let width = report.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(0).max(20);
     for t in &report.tables {
-        let resumed = t.resumed_after.map(|id| format!(", resumed after id {id}")).unwrap_or_default();
+        let resumed =
+            t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
         println!(
-            "{:<20} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
+            "{:<width$} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
             t.table,
             t.source.rows,
             t.source.checksum,
@@ -214,11 +216,18 @@ pub(crate) fn copy_report(report: &CopyReport) {
             t.inserted,
         );
         if !t.is_verified() {
-            println!("{:<20} {} id(s) differ, first: {:?}", "", t.differing, t.differing_ids);
+            let keys: Vec<String> = t.differing_keys.iter().map(ToString::to_string).collect();
+            println!("{:<width$} {} {}(s) differ, first: [{}]", "", t.differing, t.key_column, keys.join(", "));
         }
     }
     skipped(report.skipped_count, &report.skipped);
-    println!("index: {}", target_index(&report.index));
+    indexes(&report.indexes, &mut |line| println!("{line}"));
+}
+
+fn indexes(indexes: &[IndexReport], print: &mut dyn FnMut(String)) {
+    for i in indexes {
+        print(format!("index {} on {}.{}: {}", i.name, i.table, i.column, target_index(&i.state)));
+    }
 }
 
 fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) {
@@ -239,8 +248,11 @@ fn target_index(index: &TargetIndex) -> String {
         TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
         TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
         TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
+        TargetIndex::Synced { rebuilt: true, .. } => "up to date (rebuilt from the table)".into(),
+        TargetIndex::Synced { applied, .. } => format!("up to date ({applied} changes applied)"),
         TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
-            "ivfflat with {lists} lists for {rows} rows: built with little data, run `diesel-vector reindex` on the target"
+            "ivfflat with {lists} lists for {rows} rows: built with little data, searches recall poorly until \
+             `diesel-vector reindex` on the target"
         ),
         TargetIndex::Ivfflat { lists, rows, .. } => format!("ivfflat with {lists} lists for {rows} rows"),
         TargetIndex::Other { method } => escape(method).into_owned(),
@@ -250,20 +262,17 @@ fn target_index(index: &TargetIndex) -> String {
 }
 
 pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
-    let inserted = if verb == "imported" { format!(" ({} rows new)", report.inserted) } else { String::new() };
-    eprintln!(
-        "{verb} {} fragments (checksum {}) and {} embeddings (checksum {}){inserted}",
-        report.fragments.rows, report.fragments.checksum, report.embeddings.rows, report.embeddings.checksum
-    );
+    for t in &report.tables {
+        let inserted = if verb == "imported" { format!(", {} new", t.inserted) } else { String::new() };
+        eprintln!("{verb} {}: {} rows (checksum {}){inserted}", t.table, t.rows.rows, t.rows.checksum);
+    }
     if report.skipped_count > 0 {
         eprintln!("skipped {} invalid row(s):", report.skipped_count);
         for row in &report.skipped {
             eprintln!("  {}", escape(&row.to_string()));
         }
     }
-    if let Some(index) = &report.index {
-        eprintln!("index: {}", target_index(index));
-    }
+    indexes(&report.indexes, &mut |line| eprintln!("{line}"));
 }
 
 pub(crate) fn reindexed(r: Reindexed) -> String {
