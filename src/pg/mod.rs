@@ -6,6 +6,8 @@ mod expression;
 mod index;
 mod migrations;
 mod search;
+
+pub use search::default_ef_search;
 mod transfer;
 mod types;
 

@@ -86,6 +86,7 @@ pub fn pg_url() -> String {
 }
 
 pub mod bulk;
+pub mod documents;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod telemetry;

@@ -12,6 +12,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod search_any;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;

@@ -15,6 +15,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod search_any;
 
 use std::sync::RwLock;
 
