@@ -224,6 +224,21 @@ impl DatabaseConnection {
         dispatch!(self, c => registry::load(c))
     }
 
+    /// Whether a table (or view) named exactly `name` exists (on PostgreSQL: on the `search_path`).
+    ///
+    /// # Errors
+    ///
+    /// A failing catalog query.
+    pub fn has_table(&mut self, name: &str) -> diesel::QueryResult<bool> {
+        use crate::migrations::shape::Catalog;
+        match self {
+            #[cfg(feature = "pg")]
+            Self::Pg(c) => c.exists(&crate::index::quote(name)),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(c) => c.exists(name),
+        }
+    }
+
     /// The fragments with these ids, in id order (missing ids are left out).
     ///
     /// # Errors

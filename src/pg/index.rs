@@ -104,6 +104,7 @@ struct StatusRow {
 /// A failing query (the table or column missing, say).
 pub fn status(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
     let name = spec.pg_index_name().unwrap_or_default().to_owned();
+    let regclass = spec.pg_index_name().map(quote);
     let row: StatusRow = diesel::sql_query(
         "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) \
                     AS method, \
@@ -112,7 +113,7 @@ pub fn status(conn: &mut PgConnection, spec: &IndexSpec) -> QueryResult<PgIndexS
                  FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) AS lists, \
                 coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)), false) AS valid",
     )
-    .bind::<Text, _>(quote(&name))
+    .bind::<Nullable<Text>, _>(regclass)
     .get_result(conn)?;
     let rows = count_rows(conn, spec)?;
     Ok(PgIndexStatus { name, method: row.method, lists: row.lists, valid: row.valid, rows })

@@ -8,6 +8,7 @@ mod commands;
 mod copy;
 mod generate;
 mod jsonl;
+mod search;
 
 use std::path::Path;
 use std::process::{Command, Output};

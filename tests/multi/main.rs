@@ -5,6 +5,7 @@ mod common;
 #[path = "../common/distance.rs"]
 mod reference;
 mod search;
+mod search_any;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
