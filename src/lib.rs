@@ -13,11 +13,13 @@
 //!   tables, extension checks and telemetry; [`database::DatabaseConnection`] picks the backend from a URL.
 //! - [`dsl`]: typed distances (`l2_distance`, `cosine_distance`, `l1_distance`, `max_inner_product`) for your
 //!   own queries, rendering pgvector's operators or sqlite-vec's functions ([`VectorExpressionMethods`]).
-//! - [`search`]: k-nearest-neighbour search over `fragment_embeddings` with the same answers on both
-//!   backends, using pgvector's ivfflat or sqlite-vec's vec0 index where they help.
+//! - [`search`]: k-nearest-neighbour search over any table with a registered vector index ([`index`]),
+//!   typed or at run time, with filters, the same answers on both backends, using pgvector's HNSW or ivfflat
+//!   or sqlite-vec's vec0 where they help; `fragment_embeddings` through `search::Search`.
 //! - [`pg`]: the ivfflat index's status and rebuild.
-//! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis and
-//!   index repair, JSON lines; the `diesel-vector` command line (feature `cli`) is a thin layer over them.
+//! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis of any
+//!   database's vector indexes and their repair, JSON lines; the `diesel-vector` command line (feature
+//!   `cli`) is a thin layer over them.
 //!
 //! # Features
 //!

@@ -7,9 +7,9 @@
 //!    columns (checked before anything else runs), the index's method, validity and ivfflat lists, the
 //!    table's row estimate and the filters' selectivity from PostgreSQL's statistics
 //!    (`pg_stats`), then sets, for this transaction only, what the path needs:
-//!    - HNSW: `hnsw.ef_search` from `k` and the selectivity (a filter passing 20 % of the rows needs a
-//!      five times wider search), `hnsw.iterative_scan = relaxed_order` (the scan goes on until enough
-//!      rows pass the filters; its slightly unordered rows are sorted here);
+//!    - HNSW: `hnsw.ef_search` from `k` and the selectivity ([`default_ef_search`], divided by the square
+//!      root of the selectivity), `hnsw.iterative_scan = relaxed_order` (the scan goes on until enough rows
+//!      pass the filters; its slightly unordered rows are sorted here);
 //!    - ivfflat: `ivfflat.probes` (`sqrt(lists)`, at least 10) and `ivfflat.iterative_scan`;
 //!    - an index scan when the index serves the search (`enable_seqscan` off: the planner's estimate
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
@@ -45,12 +45,15 @@ use crate::search::{
 };
 use crate::sql_types::Vector;
 
-/// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates. On
-/// clustered embeddings of 1536 dimensions pgvector's default of 40 finds about 0.89 of the true 10 nearest
-/// at 100k rows; this finds at least 0.95 (BENCHMARKS.md, "KNN on a table of one's own").
+/// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates (`20 k`, 200 to
+/// 1000). With filters the search divides it by the square root of their selectivity (from `pg_stats`; 0.2
+/// gives 447): pgvector's iterative scan keeps going until enough rows pass, and the wider first pass keeps
+/// recall. On clustered 1536-dim embeddings at 100k rows pgvector's default of 40 found 0.875 to 0.99 of the
+/// true 10 nearest depending on the graph's build; 200 at least 0.95 (BENCHMARKS.md, "KNN on a table of one's
+/// own").
 pub fn default_ef_search(k: usize) -> u32 {
     let k = u32::try_from(k).unwrap_or(u32::MAX);
-    k.saturating_mul(10).clamp(100, 1000)
+    k.saturating_mul(20).clamp(200, 1000)
 }
 
 impl SearchTarget for PgConnection {
@@ -69,12 +72,26 @@ impl SearchTarget for PgConnection {
                 .bind::<Text, _>(&saved.indexscan)
                 .execute(self)?;
         }
-        result
+        match result {
+            // A search without filters does not read the columns first: a failed query names them now.
+            Err(SearchError::Query(e)) => Err(missing_columns(self, plan).unwrap_or(SearchError::Query(e))),
+            result => result,
+        }
     }
 
     fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
         crate::search::seed::search_fragments!(self, search)
     }
+}
+
+/// The table or column of `plan` that does not exist, read from the catalog after a query failed.
+fn missing_columns(conn: &mut PgConnection, plan: &Plan<'_>) -> Option<SearchError> {
+    use crate::migrations::shape::Catalog;
+    let columns = conn.columns(&quote(plan.spec.table())).ok()?;
+    let columns: Vec<(String, ColumnKind, String)> =
+        columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
+    let unfiltered = Plan { filters: &[], query: std::borrow::Cow::Borrowed(plan.query.as_ref()), ..*plan };
+    resolve_filters(&unfiltered, &columns, true).err()
 }
 
 const READ_PLANNER: &str =
@@ -96,7 +113,15 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
     filter: &F,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
-    let setup: SetupRow = Setup::new(plan).get_result(conn)?;
+    let setup: SetupRow = if plan.filters.is_empty() {
+        let setup: SetupRow = Setup::<false>::new(plan).get_result(conn)?;
+        if !setup.table_exists {
+            return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
+        }
+        setup
+    } else {
+        Setup::<true>::new(plan).get_result(conn)?
+    };
     let columns: Vec<(String, ColumnKind, String)> = if setup.table_exists {
         setup
             .names
@@ -116,7 +141,7 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
     } else {
         Vec::new()
     };
-    let filters = resolve_filters(plan, &columns, true)?;
+    let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
     match setup.mode.as_str() {
         "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw),
         "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat),
@@ -381,8 +406,8 @@ impl<F: SearchFilter<Pg>> QueryFragment<Pg> for Knn<'_, F> {
 }
 
 /// The set-up statement's parameters (see the module's docs); its text is constant, so Diesel prepares
-/// it once per connection.
-struct Setup {
+/// it once per connection (one statement with filters, one without).
+struct Setup<const FILTERED: bool> {
     /// The table, quoted (`to_regclass` parses its argument as a possibly qualified name).
     table: String,
     /// The index, quoted; `None` when the spec has none.
@@ -397,7 +422,7 @@ struct Setup {
     exact: bool,
 }
 
-impl Setup {
+impl<const FILTERED: bool> Setup<FILTERED> {
     fn new(plan: &Plan<'_>) -> Self {
         let spec: &IndexSpec = plan.spec;
         let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
@@ -424,9 +449,10 @@ impl Setup {
     }
 }
 
-/// The set-up's SQL, around its nine parameters (in this order: table, index, filter columns, filter
-/// values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact).
-const SETUP_SQL: [&str; 10] = [
+/// The start of the set-up's SQL, around its nine parameters (in this order: table, index, filter columns,
+/// filter values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact);
+/// [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follows.
+const SETUP_PARAMETERS: [&str; 10] = [
     "WITH p AS (SELECT to_regclass(",
     ") AS t, to_regclass(",
     ") AS i, ",
@@ -436,7 +462,12 @@ const SETUP_SQL: [&str; 10] = [
     "::int4 AS ef_fixed, ",
     "::int4 AS probes, ",
     "::bool AS use_index, ",
-    "::bool AS exact), \
+    "::bool AS exact), ",
+];
+
+/// The set-up with filters: the columns (their types type the filters' values) and the filters'
+/// selectivity from `pg_stats`.
+const SETUP_FILTERED: &str = "\
      c AS (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}') AS names, \
               coalesce(array_agg(CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
                   WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END ORDER BY a.attnum), '{}') \
@@ -476,18 +507,47 @@ const SETUP_SQL: [&str; 10] = [
          CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
          CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000.0, greatest(1.0, \
-             coalesce(p.ef_fixed::float8, ceil(p.ef_base / coalesce(s.sel, 1.0)))))::int::text, true) END AS ef_search, \
+             coalesce(p.ef_fixed::float8, ceil(p.ef_base / sqrt(coalesce(s.sel, 1.0))))))::int::text, true) END AS ef_search, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true",
-];
+     FROM p CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
 
-impl QueryFragment<Pg> for Setup {
+/// The set-up without filters: no columns (a missing one fails the query, and is then named from the
+/// catalog) and no statistics: about half the time of [`SETUP_FILTERED`].
+const SETUP_PLAIN: &str = "\
+     x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
+              CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
+                  FROM pg_options_to_table(ic.reloptions) o WHERE o.option_name = 'lists'), 100) END AS lists \
+           FROM p JOIN pg_index ix ON ix.indexrelid = p.i AND ix.indrelid = p.t \
+           JOIN pg_class ic ON ic.oid = p.i JOIN pg_am am ON am.oid = ic.relam), \
+     r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows \
+           FROM p JOIN pg_class tc ON tc.oid = p.t), \
+     m AS (SELECT CASE \
+              WHEN p.exact THEN 'exact' \
+              WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
+              WHEN x.method = 'ivfflat' AND x.lists > 2 * greatest(CASE WHEN coalesce(r.n_rows, 0) <= 1000000 \
+                  THEN floor(coalesce(r.n_rows, 0) / 1000) ELSE floor(sqrt(r.n_rows)) END, 1) THEN 'suspect' \
+              ELSE x.method END AS mode \
+           FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
+     SELECT p.t IS NOT NULL AS table_exists, '{}'::text[] AS names, '{}'::text[] AS kinds, '{}'::text[] AS types, \
+         m.mode, x.lists, \
+         CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
+         CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000, greatest(1, \
+             coalesce(p.ef_fixed, p.ef_base)))::text, true) END AS ef_search, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
+             greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
+             AS ivfflat_scan \
+     FROM p CROSS JOIN m LEFT JOIN x ON true";
+
+impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, rest] = SETUP_SQL;
+        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9] = SETUP_PARAMETERS;
         out.push_sql(p0);
         out.push_bind_param::<Text, String>(&self.table)?;
         out.push_sql(p1);
@@ -506,21 +566,22 @@ impl QueryFragment<Pg> for Setup {
         out.push_bind_param::<Bool, bool>(&self.use_index)?;
         out.push_sql(p8);
         out.push_bind_param::<Bool, bool>(&self.exact)?;
-        out.push_sql(rest);
+        out.push_sql(p9);
+        out.push_sql(if FILTERED { SETUP_FILTERED } else { SETUP_PLAIN });
         Ok(())
     }
 }
 
-impl QueryId for Setup {
+impl<const FILTERED: bool> QueryId for Setup<FILTERED> {
     type QueryId = Self;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for Setup {
+impl<const FILTERED: bool> Query for Setup<FILTERED> {
     type SqlType = Untyped;
 }
 
-impl RunQueryDsl<PgConnection> for Setup {}
+impl<const FILTERED: bool> RunQueryDsl<PgConnection> for Setup<FILTERED> {}
 
 #[derive(QueryableByName)]
 struct SetupRow {
@@ -544,9 +605,9 @@ mod tests {
 
     #[test]
     fn ef_search_grows_with_k_within_pgvectors_range() {
-        assert_eq!(default_ef_search(1), 100);
-        assert_eq!(default_ef_search(10), 100);
-        assert_eq!(default_ef_search(50), 500);
+        assert_eq!(default_ef_search(1), 200);
+        assert_eq!(default_ef_search(10), 200);
+        assert_eq!(default_ef_search(20), 400);
         assert_eq!(default_ef_search(5000), 1000);
     }
 }

@@ -462,3 +462,30 @@ fn names_that_need_quoting_work_and_values_never_become_sql() {
         assert_eq!(ids(&hits.unwrap()), [1, 3], "{structure}");
     }
 }
+
+#[test]
+fn rows_with_a_null_partition_value_are_found_with_and_without_the_filter() {
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, tag TEXT)").unwrap();
+    let spec = IndexSpec::builder("notes", "embedding", 2)
+        .metric(Metric::L2)
+        .partition_by(["tag"])
+        .sqlite_index(SqliteIndex::VEC0)
+        .build()
+        .unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    conn.batch_execute(
+        "INSERT INTO notes (id, tag, embedding) VALUES (1, NULL, vec_f32('[0, 0]')), (2, 'a', vec_f32('[1, 0]')), \
+         (3, NULL, vec_f32('[2, 0]')), (4, 'a', vec_f32('[3, 0]'))",
+    )
+    .unwrap();
+    let q = Vector::new(vec![0.0, 0.0]).unwrap();
+    for strategy in [Strategy::Auto, Strategy::Exact] {
+        let all = spec.search(&q).strategy(strategy).run(&mut conn).unwrap();
+        assert_eq!(ids(&all), [1, 2, 3, 4], "{strategy:?}");
+        let untagged = spec.search(&q).strategy(strategy).filter_eq("tag", search::Value::Null).run(&mut conn).unwrap();
+        assert_eq!(ids(&untagged), [1, 3], "{strategy:?}");
+        let tagged = spec.search(&q).strategy(strategy).filter_eq("tag", "a").run(&mut conn).unwrap();
+        assert_eq!(ids(&tagged), [2, 4], "{strategy:?}");
+    }
+}
