@@ -193,7 +193,7 @@ impl DatabaseConnection {
     /// Runs `search` ([`IndexSearch::run`]) on this connection: a search over any registered index.
     ///
     /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use diesel_vector::database::DatabaseConnection;
     /// use diesel_vector::index::registry;
     /// use diesel_vector::Vector;
@@ -206,6 +206,7 @@ impl DatabaseConnection {
     /// let hits = conn.search_index(&spec.search(&q).k(3).filter_eq("model", "small"))?;
     /// assert!(hits.is_empty());
     /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
     /// ```
     ///
     /// # Errors

@@ -50,9 +50,10 @@
 //! conn.batch_execute("CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL)")?;
 //! let spec = IndexSpec::builder("documents", "embedding", 3).metric(Metric::L2).partition_by(["lang"]).build()?;
 //! conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up)?;
+//! // Little-endian f32 BLOBs: [1,0,0], [0.9,0.1,0], [0,1,0].
 //! conn.batch_execute(
-//!     "INSERT INTO documents (id, lang, embedding) VALUES \
-//!      (1, 'en', vec_f32('[1,0,0]')), (2, 'fr', vec_f32('[0.9,0.1,0]')), (3, 'fr', vec_f32('[0,1,0]'))",
+//!     "INSERT INTO documents (id, lang, embedding) VALUES (1, 'en', x'0000803f0000000000000000'), \
+//!      (2, 'fr', x'6666663fcdcccc3d00000000'), (3, 'fr', x'000000000000803f00000000')",
 //! )?;
 //!
 //! let q = Vector::new(vec![1.0, 0.0, 0.0])?;

@@ -475,8 +475,8 @@ fn rows_with_a_null_partition_value_are_found_with_and_without_the_filter() {
         .unwrap();
     conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
     conn.batch_execute(
-        "INSERT INTO notes (id, tag, embedding) VALUES (1, NULL, vec_f32('[0, 0]')), (2, 'a', vec_f32('[1, 0]')), \
-         (3, NULL, vec_f32('[2, 0]')), (4, 'a', vec_f32('[3, 0]'))",
+        "INSERT INTO notes (id, tag, embedding) VALUES (1, NULL, x'0000000000000000'), (2, 'a', x'0000803f00000000'), \
+         (3, NULL, x'0000004000000000'), (4, 'a', x'0000404000000000')",
     )
     .unwrap();
     let q = Vector::new(vec![0.0, 0.0]).unwrap();
