@@ -1,98 +1,478 @@
-//! Nearest-neighbour search on SQLite: sqlite-vec's vec0 KNN, or an exact scan.
+//! Nearest-neighbour search on SQLite, over any registered index.
+//!
+//! A search goes through three steps:
+//!
+//! 1. **Check**: the table's columns are read (`pragma_table_info`) and the filters resolved against
+//!    them, so that a missing column is an error naming the table's columns (SQLite would otherwise read a
+//!    double-quoted name that matches no column as a string).
+//! 2. **Candidates** from the index's structure ([`candidates`]): today sqlite-vec's vec0 table, brought
+//!    up to date first without waiting for the write lock. When another connection holds it (or the
+//!    database is read-only), vec0 answers as it stands and the rows whose changes wait in the index's
+//!    queue are added as candidates: vec0 is asked for as many more rows as are queued, and any stale
+//!    entry of a queued row is dropped.
+//! 3. **Exact distances** of the candidates from the table itself ([`exact_rows`]), with every filter
+//!    applied again, sorted by distance then id. If they cannot be trusted to hold the true first `k`
+//!    (fewer than `k` while vec0 filled its limit, or a tie at the limit), an exact scan answers.
+//!
+//! Without a usable structure (an index that keeps none, sqlite-vec absent, another metric than the
+//! index's, more candidates than vec0's `k` allows) the search is an exact scan ([`exact`]): every
+//! matching row's distance, computed by sqlite-vec's functions or the crate's. Stored values that are not
+//! vectors of the index's dimensions are skipped by every path.
+//!
+//! **Where the crate's quantized codes plug in** (`SqliteIndex::codes`, issue 12): as another candidate
+//! source in [`candidates`], beside vec0, taking the same inputs (the query, the partition filters'
+//! values, the ids the other filters allow as a subquery or list, the ids to leave out because they are
+//! queued) and returning candidate ids with a boundary distance below which none was left out. Steps 1
+//! and 3 stay as they are. Until the codes exist, an index that keeps only codes searches exactly.
 
+use std::collections::HashSet;
+
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
-use super::index::sync_index;
+use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
+use crate::index::{Element, IndexSpec};
+use crate::migrations::shape::Catalog;
+use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
 use crate::search::{
-    candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
-    SearchTarget, Strategy,
+    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
+    Search, SearchError, SearchFilter, SearchPath, SearchTarget,
 };
 use crate::sql_types::Vector;
 
 /// sqlite-vec's largest `k`.
 const VEC0_MAX_K: usize = 4096;
 
-fn function(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Cosine => "vec_distance_cosine",
-        Metric::L2 => "vec_distance_l2",
-        Metric::L1 => "vec_distance_l1",
-        Metric::InnerProduct => "diesel_vector_neg_inner_product",
-        Metric::Hamming => "vec_distance_hamming",
-        Metric::Jaccard => "diesel_vector_jaccard_distance",
-    }
-}
-
 impl SearchTarget for SqliteConnection {
     const BACKEND: &'static str = "sqlite";
 
-    fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
-        let limit = candidates(search.k);
-        let has_extension = super::sqlite_vec_version(self)?.is_some();
-        let use_index = has_extension
-            && search.strategy == Strategy::Auto
-            && search.metric == Metric::Cosine
-            && search.fragment_ids.is_none()
-            && limit <= VEC0_MAX_K;
-        if use_index {
-            sync_index(self).map_err(SearchError::Index)?;
-            let rows: Vec<Row> = diesel::sql_query(
-                "SELECT e.id AS id, e.fragment_id AS fragment_id, i.distance AS distance \
-                 FROM (SELECT rowid, distance FROM fragment_embeddings_idx \
-                       WHERE embedding MATCH ? AND k = ? AND provider = ? AND model = ?) i \
-                 JOIN fragment_embeddings e ON e.id = i.rowid",
-            )
-            .bind::<Vector, _>(search.query)
-            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model)
-            .load(self)?;
-            let mut hits: Vec<Neighbor> = rows.into_iter().map(Neighbor::from).collect();
-            sort_and_truncate(&mut hits, limit);
-            if !tie_may_be_cut(&hits, search.k, limit) {
-                return Ok((hits, SearchPath::Vec0));
-            }
-        }
-        // Exact scan: sqlite-vec's functions, or the crate's when the extension is absent. NULL
-        // distances (a zero vector under cosine) are nobody's neighbour: sorted last, then dropped here.
-        // A `WHERE distance IS NOT NULL` would compute every row's distance twice (SQLite evaluates
-        // the function for the filter and again for the result); NULLS LAST needs SQLite 3.30, and the
-        // crate needs 3.35 for RETURNING anyway.
-        let filter =
-            if search.fragment_ids.is_some() { " AND fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
-        let sql = format!(
-            "SELECT id, fragment_id, {}(embedding, ?) AS distance FROM fragment_embeddings \
-             WHERE provider = ? AND model = ? AND embedding IS NOT NULL{filter} \
-             ORDER BY distance NULLS LAST, id LIMIT ?",
-            function(search.metric)
-        );
-        let query = diesel::sql_query(sql)
-            .bind::<Vector, _>(search.query)
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<ScanRow> = match search.fragment_ids {
-            Some(ids) => query.bind::<Text, _>(json_ids(ids)).bind::<BigInt, _>(limit).load(self)?,
-            None => query.bind::<BigInt, _>(limit).load(self)?,
-        };
-        let hits = rows
+    fn knn<F: SearchFilter<Sqlite>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError> {
+        let columns: Vec<(String, ColumnKind, String)> = self
+            .columns(plan.spec.table())?
             .into_iter()
-            .filter_map(|r| r.distance.map(|distance| Neighbor { id: r.id, fragment_id: r.fragment_id, distance }))
+            .map(|c| {
+                let kind = kind(&c.ty);
+                (c.name, kind, if c.ty.is_empty() { "untyped".to_owned() } else { c.ty })
+            })
             .collect();
-        Ok((hits, SearchPath::ExactScan))
+        let filters = resolve_filters(plan, &columns, false)?;
+        if let Some(found) = candidates(self, plan, &filters, filter)? {
+            return Ok(found);
+        }
+        exact(self, plan, &filters, filter, SearchPath::ExactScan)
+    }
+
+    fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
+        crate::search::seed::search_fragments!(self, search)
     }
 }
 
-/// A row of the exact scan: the distance is NULL for a zero vector under cosine.
-#[derive(QueryableByName)]
-struct ScanRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    fragment_id: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    distance: Option<f64>,
+/// The storage-class kind SQLite compares a column with, from its declared type (SQLite's affinity
+/// rules: `INT` anywhere is integer; `CHAR`, `CLOB`, `TEXT` text; booleans are stored as integers).
+fn kind(declared: &str) -> ColumnKind {
+    let upper = declared.to_ascii_uppercase();
+    if upper.contains("INT") {
+        ColumnKind::Integer
+    } else if upper.contains("BOOL") {
+        ColumnKind::Bool
+    } else if ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t)) {
+        ColumnKind::Text
+    } else {
+        ColumnKind::Other
+    }
+}
+
+/// The BLOB length of a valid stored value: other values are skipped.
+fn blob_len(spec: &IndexSpec) -> Option<u64> {
+    match spec.element().sqlite_blob_shape(spec.dims() as usize) {
+        Ok(crate::codec::SqliteBlobShape::Exact { len }) => Some(len as u64),
+        _ => None,
+    }
+}
+
+/// Step 2 and 3 through the index's structure, or `None` when it cannot serve this search.
+fn candidates<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    // The codes index (issue 12) is a second source here; an index keeping only codes scans exactly.
+    if !plan.index_serves() || !spec.sqlite_index().vec0 || spec.element() != Element::Vector {
+        return Ok(None);
+    }
+    if super::sqlite_vec_version(conn)?.is_none() {
+        return Ok(None);
+    }
+    let before = match state(conn, spec) {
+        Ok(state) => state,
+        // The index's queue and state are not there (a spec built by hand): the table alone answers.
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
+    };
+    let vec0_exists = conn.exists(spec.vec0_table())?;
+    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && vec0_exists {
+        true
+    } else {
+        sync_without_waiting(conn, spec)?
+    };
+    let queued: Vec<i64> = if fresh {
+        Vec::new()
+    } else if before.needs_rebuild != 0 || !vec0_exists {
+        // Nothing to answer from until the index is rebuilt.
+        return Ok(None);
+    } else {
+        queued_ids(conn, spec)?
+    };
+    let wanted = plan.limit.saturating_add(queued.len());
+    if wanted > VEC0_MAX_K {
+        return Ok(None);
+    }
+    let Some(knn) = Vec0Knn::new(plan, filters, filter, wanted) else { return Ok(None) };
+    // Rows whose distance is not a number (overflowing values) come first with no distance: their
+    // exact distance is computed again below, and they count as candidates fetched.
+    let from_vec0: Vec<(i64, Option<f64>)> = knn.load(conn)?;
+    // Every matching indexed row came back when vec0 returned fewer than asked; otherwise none nearer
+    // than the farthest returned was left out (vec0's flat KNN is exact).
+    let boundary =
+        (from_vec0.len() >= wanted).then(|| from_vec0.iter().filter_map(|(_, d)| *d).fold(f64::NEG_INFINITY, f64::max));
+    let queued_set: HashSet<i64> = queued.iter().copied().collect();
+    let mut ids: Vec<i64> = from_vec0.into_iter().map(|(id, _)| id).filter(|id| !queued_set.contains(id)).collect();
+    ids.extend(&queued);
+    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+    sort(&mut hits);
+    if !trusted(&hits, plan.k, boundary) {
+        return exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact).map(Some);
+    }
+    let path = if fresh { SearchPath::Vec0 } else { SearchPath::Vec0WithQueue };
+    Ok(Some(Found { hits, path }))
+}
+
+/// Applies the index's queue if the write lock can be taken at once; `false` when it cannot (another
+/// connection writes, or the database is read-only), so that the search answers instead of waiting.
+fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, SearchError> {
+    #[derive(QueryableByName)]
+    struct Timeout {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+    let previous: Timeout = diesel::sql_query("PRAGMA busy_timeout").get_result(conn)?;
+    conn.batch_execute("PRAGMA busy_timeout = 0")?;
+    let result = super::sync(conn, spec);
+    conn.batch_execute(&format!("PRAGMA busy_timeout = {}", previous.timeout.max(0)))?;
+    match result {
+        Ok(_) => Ok(true),
+        Err(IndexError::Query(e)) if cannot_write(&e) => {
+            tracing::debug!(
+                target: "diesel_vector::search",
+                index = spec.name(),
+                reason = %e,
+                "index not brought up to date without waiting; its queued rows are searched exactly"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(SearchError::Index(e)),
+    }
+}
+
+/// SQLite's errors for a write that would have to wait, or may not happen at all.
+fn cannot_write(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked")
+                || message.contains("database table is locked")
+                || message.contains("readonly database")
+        }
+        _ => false,
+    }
+}
+
+fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>, SearchError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Id> = diesel::sql_query(format!(
+        "SELECT q.id AS id FROM {} q ORDER BY q.id",
+        crate::index::quote(&spec.queue_table())
+    ))
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The exact distances of the rows `ids` that pass every filter.
+fn exact_rows<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    ids: &[i64],
+) -> Result<Vec<Hit>, SearchError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
+        .only_ids(ids)
+        .ids_json(json_ids(ids))
+        .blob_len(blob_len(plan.spec));
+    Ok(hits_of(knn.load(conn)?))
+}
+
+/// The exact scan: every matching row's distance, `plan.limit` nearest first (ties by id).
+fn exact<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    path: SearchPath,
+) -> Result<Found, SearchError> {
+    let knn = || {
+        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
+            .map(|k| k.blob_len(blob_len(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
+    };
+    let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
+    let full = rows.len() >= plan.limit;
+    let mut hits = hits_of(rows);
+    if full && hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
+        // Rows without a finite distance (an overflow to infinity, sorted first or last) filled the limit:
+        // ask again for finite distances only.
+        hits = hits_of(knn()?.finite_only(true).load(conn)?);
+    }
+    Ok(Found { hits, path })
+}
+
+/// Rows with a distance; NULL (no distance: a zero vector under cosine, NaN elements) is left out.
+fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
+    rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
+}
+
+fn push_column<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, column: &'b str) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+/// `AND "table"."column" = ?` (or `IS NULL`) for each filter.
+fn push_filters<'b>(
+    out: &mut AstPass<'_, 'b, Sqlite>,
+    table: &'b str,
+    filters: impl Iterator<Item = &'b EqFilter>,
+) -> QueryResult<()> {
+    for f in filters {
+        out.push_sql(" AND ");
+        push_column(out, table, &f.column)?;
+        match &f.value {
+            FilterValue::Null => out.push_sql(" IS NULL"),
+            FilterValue::Text(t) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<Text, String>(t)?;
+            }
+            FilterValue::Integer(i) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<BigInt, i64>(i)?;
+            }
+            // SQLite stores booleans as the integers 1 and 0.
+            FilterValue::Bool(b) => out.push_sql(if *b { " = 1" } else { " = 0" }),
+        }
+    }
+    Ok(())
+}
+
+impl QueryFragment<Sqlite> for VectorColumn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        push_column(&mut out, self.table, self.column)
+    }
+}
+
+impl QueryFragment<Sqlite> for QueryVector<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_bind_param::<Vector, crate::Vector>(self.vector)
+    }
+}
+
+impl QueryFragment<Sqlite> for DistanceExpr<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        match self {
+            Self::Cosine(d) => d.walk_ast(out),
+            Self::L2(d) => d.walk_ast(out),
+            Self::L1(d) => d.walk_ast(out),
+            Self::InnerProduct(d) => d.walk_ast(out),
+        }
+    }
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i, distance AS d FROM t WHERE t.v IS NOT NULL AND typeof(t.v) = 'blob'
+/// AND length(t.v) = ? AND filters... ORDER BY 2 NULLS LAST, 1 LIMIT ?`. NULL distances (a zero vector
+/// under cosine) sort last, so they never take the place of a neighbour; a `WHERE distance IS NOT NULL`
+/// would compute every row's distance twice.
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if self.finite_only {
+            out.push_sql("SELECT s.i, s.d FROM (");
+        }
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.table, self.id)?;
+        out.push_sql(" AS BIGINT) AS i, ");
+        self.distance.walk_ast(out.reborrow())?;
+        out.push_sql(" AS d FROM ");
+        out.push_identifier(self.table)?;
+        out.push_sql(" WHERE ");
+        push_column(&mut out, self.table, self.column)?;
+        out.push_sql(" IS NOT NULL");
+        if let Some(len) = &self.blob_len {
+            out.push_sql(" AND typeof(");
+            push_column(&mut out, self.table, self.column)?;
+            out.push_sql(") = 'blob' AND length(");
+            push_column(&mut out, self.table, self.column)?;
+            out.push_sql(") = ");
+            out.push_bind_param::<BigInt, i64>(len)?;
+        }
+        push_filters(&mut out, self.table, self.filters.iter())?;
+        if !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            self.filter.walk_filter(out.reborrow())?;
+        }
+        if self.ids.is_some() {
+            out.push_sql(" AND ");
+            push_column(&mut out, self.table, self.id)?;
+            out.push_sql(" IN (SELECT value FROM json_each(");
+            out.push_bind_param::<Text, String>(&self.ids_json)?;
+            out.push_sql("))");
+        }
+        if self.finite_only {
+            // 9e999 is SQLite's infinity; NULL fails both comparisons.
+            out.push_sql(") s WHERE s.d > -9e999 AND s.d < 9e999 ORDER BY s.d, s.i");
+        } else {
+            match self.order {
+                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2 NULLS LAST, 1"),
+                KnnOrder::Distance => out.push_sql(" ORDER BY 2 NULLS LAST"),
+                KnnOrder::None => {}
+            }
+        }
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            out.push_bind_param::<BigInt, i64>(limit)?;
+        }
+        Ok(())
+    }
+}
+
+/// vec0's KNN: `SELECT rowid, distance FROM vec0 WHERE embedding MATCH ? AND k = ?`, with the partition
+/// filters as its partition keys and every other filter as `rowid IN (SELECT id FROM table WHERE ...)`,
+/// which sqlite-vec's flat index applies before choosing the nearest.
+struct Vec0Knn<'a, F> {
+    vec0: &'a str,
+    table: &'a str,
+    id: &'a str,
+    query: &'a crate::Vector,
+    k: i64,
+    /// Partition filters: vec0's column name and the value as text (vec0's partition keys hold
+    /// `CAST(value AS TEXT)`).
+    partitions: Vec<(String, String)>,
+    /// The other equality filters, applied through the rowid subquery.
+    others: Vec<&'a EqFilter>,
+    filter: &'a F,
+}
+
+impl<'a, F: SearchFilter<Sqlite>> Vec0Knn<'a, F> {
+    /// The KNN of `wanted` rows, or `None` when vec0 cannot take `k` that large.
+    fn new(plan: &'a Plan<'_>, filters: &'a [EqFilter], filter: &'a F, wanted: usize) -> Option<Self> {
+        let spec = plan.spec;
+        let mut partitions = Vec::new();
+        let mut others = Vec::new();
+        for f in filters {
+            match (f.partition, f.value.text(false)) {
+                (Some(i), Some(text)) => partitions.push((vec0_partition_column(i, &f.column), text)),
+                // A NULL partition value has no partition key to match: filtered through the subquery.
+                _ => others.push(f),
+            }
+        }
+        Some(Self {
+            vec0: spec.vec0_table(),
+            table: spec.table(),
+            id: spec.id_column(),
+            query: plan.query.as_ref(),
+            k: i64::try_from(wanted).ok()?,
+            partitions,
+            others,
+            filter,
+        })
+    }
+}
+
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Vec0Knn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        out.push_identifier(self.vec0)?;
+        out.push_sql(".rowid, ");
+        push_column(&mut out, self.vec0, "distance")?;
+        out.push_sql(" FROM ");
+        out.push_identifier(self.vec0)?;
+        out.push_sql(" WHERE ");
+        push_column(&mut out, self.vec0, "embedding")?;
+        out.push_sql(" MATCH ");
+        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        out.push_sql(" AND ");
+        push_column(&mut out, self.vec0, "k")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<BigInt, i64>(&self.k)?;
+        for (column, value) in &self.partitions {
+            out.push_sql(" AND ");
+            push_column(&mut out, self.vec0, column)?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, String>(value)?;
+        }
+        if !self.others.is_empty() || !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            out.push_identifier(self.vec0)?;
+            out.push_sql(".rowid IN (SELECT ");
+            push_column(&mut out, self.table, self.id)?;
+            out.push_sql(" FROM ");
+            out.push_identifier(self.table)?;
+            out.push_sql(" WHERE 1");
+            push_filters(&mut out, self.table, self.others.iter().copied())?;
+            if !self.filter.is_empty() {
+                out.push_sql(" AND ");
+                self.filter.walk_filter(out.reborrow())?;
+            }
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl<F> QueryId for Vec0Knn<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for Vec0Knn<'_, F> {
+    type SqlType = (BigInt, Nullable<Double>);
+}
+
+impl<F, C> RunQueryDsl<C> for Vec0Knn<'_, F> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_give_sqlites_affinity() {
+        assert_eq!(kind("INTEGER"), ColumnKind::Integer);
+        assert_eq!(kind("bigint"), ColumnKind::Integer);
+        assert_eq!(kind("VARCHAR(10)"), ColumnKind::Text);
+        assert_eq!(kind("BOOLEAN"), ColumnKind::Bool);
+        assert_eq!(kind(""), ColumnKind::Other);
+        assert_eq!(kind("REAL"), ColumnKind::Other);
+    }
 }

@@ -94,7 +94,8 @@ fn ten_thousand_embeddings_go_postgresql_to_sqlite_to_postgresql_bit_exact() {
     assert!(doctor.contains("\"embeddings\":10001"), "{doctor}");
     assert_eq!(
         ok(&["--database-url", &second.url, "reindex"]),
-        "rebuilt fragment_embeddings_cosine_idx: ivfflat, 9 lists\n"
+        "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): ivfflat fragment_embeddings_cosine_idx, 9 \
+         lists for 9001 rows\n"
     );
     ok(&["--database-url", &second.url, "doctor"]);
 }

@@ -14,6 +14,7 @@ mod generate;
 mod jsonl;
 mod keys;
 mod reliability;
+mod search;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -16,6 +16,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod search_any;
 mod vector_types;
 mod versions;
 

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use diesel_vector::copy::{self, CopyOptions};
 use diesel_vector::database::{AppMigrations, DatabaseConnection};
-use diesel_vector::search::{Metric, Search};
+use diesel_vector::index::registry;
+use diesel_vector::search::{Metric, Search, Strategy};
 use diesel_vector::{doctor, jsonl, Vector};
 
 use output::Progress;
@@ -40,16 +41,25 @@ enum Command {
     /// (fragments and fragment_embeddings), or the application's with --migration-dir.
     #[command(visible_alias = "migrate")]
     Migration(MigrationArgs),
-    /// Report the backend, the vector extension, migrations, foreign keys, rows and the vector index,
-    /// with a verdict; exits 1 when something needs action. Reads only.
+    /// Report the backend and its vector extension, every vector index (registered ones, and pgvector
+    /// columns and indexes the registry does not know) with its rows, kind, state and staleness, the
+    /// application's migrations, and diesel-vector's own fragments schema where the database uses it;
+    /// ends with a verdict and exits 1 when something needs action. Reads only.
     Doctor {
+        /// The application's migration folder: its migrations not applied yet are reported as pending.
+        #[arg(long)]
+        migration_dir: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild the vector index: SQLite's vec0 table; on PostgreSQL ivfflat sized for the rows.
+    /// Rebuild the registered vector indexes (or one table's): SQLite's vec0 tables from the tables; on
+    /// PostgreSQL the registered kind (ivfflat sized for the rows, or HNSW).
     Reindex {
-        /// PostgreSQL: build an hnsw index (vector_cosine_ops) under the same name instead of ivfflat.
+        /// Only the indexes of this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// PostgreSQL: build HNSW indexes whatever the registry records.
         #[arg(long)]
         hnsw: bool,
     },
@@ -95,25 +105,40 @@ enum Command {
     /// Generate migrations (see `generate vector-index --help`).
     #[command(subcommand)]
     Generate(GenerateCommand),
-    /// Print the fragments nearest to a vector.
+    /// Print the rows nearest to a vector, from a table with a registered vector index (or the
+    /// fragments of a provider and model).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["table", "provider"])))]
     Search {
-        /// The embeddings' provider.
+        /// The table to search (one with a vector index registered by its migration).
         #[arg(long)]
-        provider: String,
-        /// The embeddings' model.
-        #[arg(long)]
-        model: String,
-        /// The query, in pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at most 512 KiB:
-        /// a vector has at most 16000 numbers).
+        table: Option<String>,
+        /// The vector column, when the table has several indexed ones.
+        #[arg(long, requires = "table")]
+        column: Option<String>,
+        /// diesel-vector's fragments: the embeddings' provider (with --model).
+        #[arg(long, requires = "model", conflicts_with_all = ["table", "filters"])]
+        provider: Option<String>,
+        /// diesel-vector's fragments: the embeddings' model (with --provider).
+        #[arg(long, requires = "provider")]
+        model: Option<String>,
+        /// The query, as a JSON array or pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at
+        /// most 512 KiB: a vector has at most 16000 numbers).
         #[arg(long, allow_hyphen_values = true)]
         vector: String,
         /// How many neighbours.
         #[arg(short, default_value_t = 10)]
         k: usize,
-        /// The distance.
-        #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
-        metric: MetricArg,
-        /// Print the results as JSON.
+        /// The distance [default: the index's].
+        #[arg(long, value_enum)]
+        metric: Option<MetricArg>,
+        /// Only rows whose COLUMN equals VALUE (repeat for several); pushed into the index for its partition
+        /// columns.
+        #[arg(long = "where", value_name = "COLUMN=VALUE", id = "filters")]
+        filters: Vec<String>,
+        /// Compute every matching row's distance instead of using the index.
+        #[arg(long)]
+        exact: bool,
+        /// Print the results as JSON: an array of {"rank", "id", "distance"}.
         #[arg(long)]
         json: bool,
     },
@@ -351,9 +376,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let app = args.migration_dir.as_ref().map(AppMigrations::dir);
             migration(&mut conn, &args.command, app.as_ref())?;
         }
-        Command::Doctor { json } => {
+        Command::Doctor { migration_dir, json } => {
             let mut conn = DatabaseConnection::establish_read_only(database_url(&cli)?)?;
-            let report = doctor::diagnose(&mut conn)?;
+            let mut options = doctor::DiagnoseOptions::default();
+            if let Some(dir) = migration_dir {
+                options = options.migration_dir(dir);
+            }
+            let report = doctor::diagnose_with(&mut conn, &options)?;
             if *json {
                 println!("{}", output::doctor_json(&report));
             } else {
@@ -363,9 +392,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Reindex { hnsw } => {
+        Command::Reindex { table, hnsw } => {
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
-            println!("{}", output::reindexed(doctor::reindex(&mut conn, *hnsw)?));
+            let mut options = doctor::ReindexOptions::default().hnsw(*hnsw);
+            if let Some(table) = table {
+                options = options.table(table);
+            }
+            for rebuilt in doctor::reindex(&mut conn, &options)? {
+                println!("{}", output::reindexed(&rebuilt));
+            }
         }
         Command::Copy { from, to, migrations, tables, batch } => {
             let mut progress = Progress::new("copy");
@@ -434,20 +469,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
-        Command::Search { provider, model, vector, k, metric, json } => {
+        Command::Search { table, column, provider, model, vector, k, metric, filters, exact, json } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
             };
-            let query: Vector = text.parse()?;
+            let query: Vector = text.parse().map_err(|e| format!("--vector: {e}"))?;
+            let strategy = if *exact { Strategy::Exact } else { Strategy::Auto };
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
-            let hits = conn.search(&Search::new(provider, model, &query).k(*k).metric((*metric).into()))?;
-            let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
-            let fragments = conn.fragments(&ids)?;
-            if *json {
-                println!("{}", output::search_json(&hits, &fragments));
-            } else {
-                output::search_text(&hits, &fragments, io::stdout().is_terminal());
+            if let (Some(provider), Some(model)) = (provider, model) {
+                let mut search = Search::new(provider, model, &query).k(*k).strategy(strategy);
+                if let Some(metric) = metric {
+                    search = search.metric((*metric).into());
+                }
+                let hits = conn.search(&search)?;
+                let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
+                let fragments = conn.fragments(&ids)?;
+                if *json {
+                    println!("{}", output::search_json(&hits, &fragments));
+                } else {
+                    output::search_text(&hits, &fragments, io::stdout().is_terminal());
+                }
+            } else if let Some(table) = table {
+                let specs = conn.indexes()?;
+                let spec = match registry::find(&specs, table, column.as_deref()) {
+                    Ok(spec) => spec,
+                    Err(e) if !conn.has_table(table)? => {
+                        return Err(format!("table {table} does not exist in this database ({e})").into())
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "{e}; register the column's index with `diesel-vector generate vector-index --table \
+                             {table} --column COLUMN --dims N` and apply the migration"
+                        )
+                        .into())
+                    }
+                };
+                let mut search = spec.search(&query).k(*k).strategy(strategy);
+                if let Some(metric) = metric {
+                    search = search.metric((*metric).into());
+                }
+                for filter in filters {
+                    let (column, value) =
+                        filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
+                    search = search.filter_eq(column, value);
+                }
+                let hits = conn.search_index(&search)?;
+                if *json {
+                    println!("{}", output::hits_json(&hits));
+                } else {
+                    output::hits_text(spec, &hits);
+                }
             }
         }
     }
