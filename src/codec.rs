@@ -186,6 +186,27 @@ pub fn sqlite_to_pg_payload(blob: &[u8], out: &mut Vec<u8>) -> Result<(), Vector
     words::swap_into::<LittleEndian>(Simd::detect(), as_words(blob), out).inspect_err(|_| out.clear())
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+/// Checks a sqlite-vec BLOB as [`decode_sqlite`] does (length, dimensions, every element finite) without
+/// decoding it; returns its dimensions.
+pub(crate) fn check_sqlite(blob: &[u8]) -> Result<usize, VectorError> {
+    check_blob_len(blob.len())?;
+    words::check::<LittleEndian>(as_words(blob))?;
+    Ok(blob.len() / F32_LEN)
+}
+
+#[cfg(feature = "pg")]
+/// Appends a sqlite-vec BLOB to `out` in pgvector's binary format, validating it as [`decode_sqlite`]
+/// does; on error `out` is left as it was.
+pub(crate) fn append_sqlite_as_pg(blob: &[u8], out: &mut Vec<u8>) -> Result<(), VectorError> {
+    check_blob_len(blob.len())?;
+    let start = out.len();
+    let dims = u16::try_from(blob.len() / F32_LEN).unwrap_or(u16::MAX);
+    out.extend_from_slice(&dims.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    words::swap_into::<LittleEndian>(Simd::detect(), as_words(blob), out).inspect_err(|_| out.truncate(start))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

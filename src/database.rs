@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 
 use diesel_migrations::{EmbeddedMigrations, FileBasedMigrations};
 
+use crate::index::{registry, IndexSpec, RegistryError};
 use crate::migrations::{self, AppliedMigration, MigrationError, MigrationStatus};
 use crate::models::Fragment;
-use crate::search::{Neighbor, Search, SearchError};
+use crate::search::{Hit, IndexSearch, Neighbor, Search, SearchError};
 
 #[cfg(feature = "sqlite")]
 pub(crate) use url::is_empty_location;
@@ -387,6 +388,56 @@ impl DatabaseConnection {
     /// As [`Search::run`].
     pub fn search(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
         dispatch!(self, c => search.run(c))
+    }
+
+    /// Runs `search` ([`IndexSearch::run`]) on this connection: a search over any registered index.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel_vector::database::DatabaseConnection;
+    /// use diesel_vector::index::registry;
+    /// use diesel_vector::Vector;
+    ///
+    /// let mut conn = DatabaseConnection::establish(":memory:")?;
+    /// conn.run_pending_migrations()?;
+    /// let specs = conn.indexes()?; // the crate's own fragment_embeddings index, here
+    /// let spec = registry::find(&specs, "fragment_embeddings", None)?;
+    /// let q = Vector::new(vec![0.5; 1536])?;
+    /// let hits = conn.search_index(&spec.search(&q).k(3).filter_eq("model", "small"))?;
+    /// assert!(hits.is_empty());
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`IndexSearch::run`].
+    pub fn search_index(&mut self, search: &IndexSearch<'_>) -> Result<Vec<Hit>, SearchError> {
+        dispatch!(self, c => search.run(c))
+    }
+
+    /// Every vector index the database's registry records ([`registry::load`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`registry::load`].
+    pub fn indexes(&mut self) -> Result<Vec<IndexSpec>, RegistryError> {
+        dispatch!(self, c => registry::load(c))
+    }
+
+    /// Whether a table (or view) named exactly `name` exists (on PostgreSQL: on the `search_path`).
+    ///
+    /// # Errors
+    ///
+    /// A failing catalog query.
+    pub fn has_table(&mut self, name: &str) -> diesel::QueryResult<bool> {
+        use crate::migrations::shape::Catalog;
+        match self {
+            #[cfg(feature = "pg")]
+            Self::Pg(c) => c.exists(&crate::index::quote(name)),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(c) => c.exists(name),
+        }
     }
 
     /// The fragments with these ids, in id order (missing ids are left out).

@@ -17,11 +17,14 @@
 //! - [`dsl`]: typed distances (`l2_distance`, `cosine_distance`, `l1_distance`, `max_inner_product`) for your
 //!   own queries, and `hamming_distance`, `jaccard_distance` on bit strings, rendering pgvector's operators or
 //!   sqlite-vec's (and the crate's) functions ([`VectorExpressionMethods`]).
-//! - [`search`]: k-nearest-neighbour search over `fragment_embeddings` with the same answers on both
-//!   backends, using pgvector's ivfflat or sqlite-vec's vec0 index where they help.
-//! - [`pg`]: the ivfflat index's status and rebuild.
-//! - [`copy`], [`doctor`] and `jsonl`: copying between databases (resumable, verified), diagnosis and
-//!   index repair, JSON lines; the `diesel-vector` command line (feature `cli`) is a thin layer over them.
+//! - [`search`]: k-nearest-neighbour search over any table with a registered vector index ([`index`]),
+//!   typed or at run time, with filters, the same answers on both backends, using pgvector's HNSW or ivfflat
+//!   or the SQLite index where they help; `fragment_embeddings` through `search::Search`.
+//! - [`pg`]: the PostgreSQL indexes' status and rebuild.
+//! - [`copy`], [`doctor`] and `jsonl`: copying an application's tables between databases of either backend
+//!   (resumable, verified), diagnosis of any database's vector indexes and their repair, JSON lines; the
+//!   `diesel-vector` command line (feature
+//!   `cli`) is a thin layer over them.
 //!
 //! # Features
 //!
@@ -36,7 +39,7 @@
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`] and [`HalfVector`] (sequences of numbers),
 //!   [`SparseVector`] and [`Bit`] (pgvector's text forms).
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
-//! - `jsonl`: `jsonl::export` / `jsonl::import`, fragments and embeddings as JSON lines (adds `serde_json`).
+//! - `jsonl`: `jsonl::export` / `jsonl::import`, an application's tables as JSON lines (adds `serde_json`).
 //! - `cli`: the `diesel-vector` binary (`pg`, `sqlite`, `jsonl` and `clap`).
 //!
 //! `pg`, `sqlite` and `async` add up in any combination; with none, the value type and codecs still build.

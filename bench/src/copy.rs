@@ -1,40 +1,41 @@
-//! Workload 4 of issue 6, copy between backends: `diesel_vector::copy::copy` of `n` fragments and `n`
-//! embeddings from PostgreSQL to SQLite and from SQLite to PostgreSQL, against the rate of each stage of
+//! Workload 4, copy between backends, on an application's own table: `diesel_vector::copy::copy` of `n`
+//! rows of `documents (id, lang, title, published_at, embedding)` (1536 dimensions; no `fragments`
+//! anywhere) from PostgreSQL to SQLite and from SQLite to PostgreSQL, against the rate of each stage of
 //! the pipeline measured alone in the same rounds.
 //!
-//! - **Copies** run in a child process (this binary again, `--copy-child FROM TO`), so that their peak
-//!   resident set size (`VmHWM`, read by the child from `/proc/self/status` when it is done) is the
-//!   copy's own. The child times the copy's phases from its progress events: `setup` (connections, the
-//!   target's migrations, id reservation), `fragments`, `embeddings`, `verify` (both sides read again
-//!   and compared) and `index` (SQLite: the vec0 index built; PostgreSQL: `ANALYZE`). The target is a
-//!   fresh database each time (PostgreSQL: an empty database, which the copy migrates; SQLite: a new
-//!   file); the sources are made once per size.
-//! - **Stages**, each alone on the same rows, in this process: reading PostgreSQL by binary `COPY TO`
-//!   and by the copy's own keyset query (`vector_send`, 500 rows per query, mirrored from
-//!   `src/pg/transfer.rs`), scanning SQLite through the C API, inserting into SQLite through the C API
-//!   (ids kept, one transaction), and binary `COPY FROM` into PostgreSQL (pre-encoded). The write
-//!   stages start from a migrated database that holds the fragments, so they write embeddings only.
+//! - **Copies** run in a child process (this binary again, `--copy-child FROM TO PG_DIR SQLITE_DIR`), so
+//!   that their peak resident set size (`VmHWM`, read by the child from `/proc/self/status` when it is done)
+//!   is the copy's own. The target is an empty database each time (PostgreSQL: a new database; SQLite: a
+//!   new file), which the copy migrates with the application's migrations (`PG_DIR`, `SQLITE_DIR`). The
+//!   child times the copy's phases from its progress events: `setup` (connections, both catalogs, the
+//!   target's migrations, the resume check, id reservation), `rows` (the table's rows), `verify` (both
+//!   sides read again and compared) and `index` (PostgreSQL: `ANALYZE`). The sources are made once per size.
+//! - **Stages**, each alone on the same rows, in this process: reading PostgreSQL by binary `COPY TO` and
+//!   by the copy's own keyset query (500 rows per query, mirrored from `src/transfer/sql.rs`), scanning
+//!   SQLite through the C API, inserting into SQLite through the C API (ids kept, one transaction), and
+//!   binary `COPY FROM` into PostgreSQL (pre-encoded). The write stages start from a migrated, empty table.
 //!
-//! The bar compares like with like: the copy's `embeddings` phase against the slower of its two stages,
-//! both moving the same `n` embeddings.
+//! The bar compares like with like: the copy's `rows` phase against the slower of its two stages, both
+//! moving the same `n` rows.
 
 use std::io::{Read as _, Write};
 use std::process::Command;
 use std::time::Instant;
 
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::connection::SimpleConnection;
 use diesel::pg::CopyFormat;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Binary, Text, Timestamp};
 use diesel::PgConnection;
 use diesel_vector::copy::{CopyEvent, CopyOptions};
-use diesel_vector::schema::fragment_embeddings;
+use diesel_vector::{codec, Vector};
 
-use crate::embeddings::{sqlite_timestamp, Dataset, Templates, MODEL, PROVIDER};
+use crate::fresh::{PgServer, ScratchDir};
 use crate::harness::Stats;
 use crate::raw_sqlite::{RawDb, Value};
 use crate::rounds::{self, Bar, Contender, Cpu, Runs, Sample};
-use crate::workloads::DIMS;
+use crate::workloads::{uniform_values, DIMS, SEED};
 
 /// Contender names.
 pub mod names {
@@ -48,35 +49,158 @@ pub mod names {
 }
 
 /// The copy's phases, in order, as the child reports them.
-pub const PHASES: [&str; 5] = ["setup", "fragments", "embeddings", "verify", "index"];
+pub const PHASES: [&str; 4] = ["setup", "rows", "verify", "index"];
+
+/// The application's table, as its own migrations create it on each backend.
+const PG_SCHEMA: &str = "CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE documents (
+    id BIGSERIAL PRIMARY KEY,
+    lang TEXT NOT NULL,
+    title TEXT NOT NULL,
+    published_at TIMESTAMP NOT NULL,
+    embedding vector(1536) NOT NULL
+);";
+const SQLITE_SCHEMA: &str = "CREATE TABLE documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lang TEXT NOT NULL,
+    title TEXT NOT NULL,
+    published_at TIMESTAMP NOT NULL,
+    embedding BLOB NOT NULL
+);";
+
+/// `n` generated documents: row `i` has id `i + 1`, one of three languages, a title, a timestamp with
+/// microseconds, and a uniform random vector from a fixed seed.
+pub struct Documents {
+    vectors: Vec<Vector>,
+}
+
+impl Documents {
+    pub fn generate(n: usize) -> Self {
+        let vectors = (0..n)
+            .map(|i| Vector::new(uniform_values(DIMS, SEED ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))))
+            .collect::<Result<_, _>>()
+            .expect("uniform values are finite");
+        Self { vectors }
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Bytes of vector data (pgvector's binary format) a copy moves.
+    pub fn vector_bytes(&self) -> usize {
+        self.len() * codec::pg_encoded_len(DIMS)
+    }
+
+    fn lang(i: usize) -> &'static str {
+        ["en", "fr", "de"][i % 3]
+    }
+
+    fn title(i: usize) -> String {
+        format!("document {i}: a title of some length, as titles go")
+    }
+
+    fn published_at(i: usize) -> NaiveDateTime {
+        let start = NaiveDate::from_ymd_opt(2025, 1, 1).and_then(|d| d.and_hms_opt(12, 0, 0)).expect("valid date");
+        start + chrono::Duration::microseconds(i as i64 * 1_000_003)
+    }
+
+    /// A binary `COPY` stream of every column, ids included.
+    fn copy_stream(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * (codec::pg_encoded_len(DIMS) + 100) + 21);
+        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0");
+        let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("valid date");
+        for (i, v) in self.vectors.iter().enumerate() {
+            out.extend_from_slice(&5i16.to_be_bytes());
+            field(&mut out, &(i as i64 + 1).to_be_bytes());
+            field(&mut out, Self::lang(i).as_bytes());
+            field(&mut out, Self::title(i).as_bytes());
+            let micros = (Self::published_at(i) - epoch).num_microseconds().expect("in range");
+            field(&mut out, &micros.to_be_bytes());
+            field(&mut out, &codec::encode_pg(v));
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+}
+
+/// One field of a binary `COPY` row: its length, then its bytes.
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
 
 /// What the copy stage contenders read and write, and where the copies go.
 pub struct CopyInputs<'a> {
-    dataset: &'a Dataset,
-    templates: &'a Templates<'a>,
+    documents: &'a Documents,
+    pg: &'a PgServer,
+    scratch: &'a ScratchDir,
+    migrations: std::path::PathBuf,
     copy_stream: Vec<u8>,
     pg_source: String,
     pg_source_url: String,
+    pg_template: String,
     sqlite_source: String,
+    sqlite_template: String,
 }
 
 impl<'a> CopyInputs<'a> {
-    /// Makes the two sources: the template's fragments and the dataset's embeddings with ids `1..=n`
-    /// and fixed timestamps, on PostgreSQL (then `VACUUM ANALYZE`) and in an SQLite file.
-    pub fn prepare(dataset: &'a Dataset, templates: &'a Templates<'a>) -> Result<Self, String> {
-        let copy_stream = dataset.copy_stream_with_ids();
-        let (pg_source, pg_source_url) = templates.fresh_pg(&format!("copy_source_{}", dataset.len()))?;
+    /// Makes the application's migration folders, the two sources (`VACUUM ANALYZE` on PostgreSQL) and
+    /// two empty migrated templates for the write stages.
+    pub fn prepare(documents: &'a Documents, pg: &'a PgServer, scratch: &'a ScratchDir) -> Result<Self, String> {
+        let n = documents.len();
+        let migrations = std::path::PathBuf::from(scratch.path(&format!("copy_migrations_{n}")));
+        let _ = std::fs::remove_dir_all(&migrations);
+        for (folder, up) in [("pg", PG_SCHEMA), ("sqlite", SQLITE_SCHEMA)] {
+            let dir = migrations.join(folder).join("2025-03-01-000001_create_documents");
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("up.sql"), up).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("down.sql"), "DROP TABLE documents;").map_err(|e| e.to_string())?;
+        }
+        let copy_stream = documents.copy_stream();
+        let pg_template = pg.name(&format!("copy_template_{n}"));
+        pg.drop_database(&pg_template)?;
+        let url = pg.create(&pg_template, None)?;
+        PgConnection::establish(&url)
+            .map_err(|e| e.to_string())?
+            .batch_execute(PG_SCHEMA)
+            .map_err(|e| e.to_string())?;
+        let pg_source = pg.name(&format!("copy_source_{n}"));
+        pg.drop_database(&pg_source)?;
+        let pg_source_url = pg.create(&pg_source, Some(&pg_template))?;
         {
             let mut conn = PgConnection::establish(&pg_source_url).map_err(|e| e.to_string())?;
             pg_copy_from(&mut conn, &copy_stream).map_err(|e| e.to_string())?;
             conn.batch_execute("VACUUM ANALYZE").map_err(|e| e.to_string())?;
         }
-        let sqlite_source = templates.fresh_sqlite(&format!("copy_source_{}", dataset.len()))?;
+        let sqlite_template = scratch.path(&format!("copy_template_{n}.db"));
+        scratch.remove_db(&sqlite_template);
+        let mut db = RawDb::open(&sqlite_template)?;
+        db.exec(crate::load::SQLITE_PRAGMAS)?;
+        db.exec(SQLITE_SCHEMA)?;
+        drop(db);
+        let sqlite_source = scratch.path(&format!("copy_source_{n}.db"));
+        scratch.copy_db(&sqlite_template, &sqlite_source)?;
         let mut db = RawDb::open(&sqlite_source)?;
         db.exec(crate::load::SQLITE_PRAGMAS)?;
-        sqlite_insert_with_ids(&mut db, dataset)?;
+        sqlite_insert(&mut db, documents)?;
         drop(db);
-        Ok(Self { dataset, templates, copy_stream, pg_source, pg_source_url, sqlite_source })
+        Ok(Self {
+            documents,
+            pg,
+            scratch,
+            migrations,
+            copy_stream,
+            pg_source,
+            pg_source_url,
+            pg_template,
+            sqlite_source,
+            sqlite_template,
+        })
     }
 
     pub fn contenders(&self) -> Vec<Contender<'_>> {
@@ -91,23 +215,27 @@ impl<'a> CopyInputs<'a> {
         ]
     }
 
+    fn child(&self, from: &str, to: &str) -> Result<Sample, String> {
+        let dir = |d: &str| self.migrations.join(d).to_string_lossy().into_owned();
+        run_child(from, to, &dir("pg"), &dir("sqlite"))
+    }
+
     fn copy_to_sqlite(&self) -> Result<Sample, String> {
-        let target = self.templates.scratch.path("copy_target.db");
-        self.templates.scratch.remove_db(&target);
+        let target = self.scratch.path("copy_target.db");
+        self.scratch.remove_db(&target);
         crate::fresh::sync();
-        let result = run_child(&self.pg_source_url, &target);
-        self.templates.scratch.remove_db(&target);
+        let result = self.child(&self.pg_source_url, &target);
+        self.scratch.remove_db(&target);
         result
     }
 
     fn copy_to_pg(&self) -> Result<Sample, String> {
-        let pg = self.templates.pg;
-        pg.checkpoint()?;
+        self.pg.checkpoint()?;
         crate::fresh::sync();
-        let name = pg.name("copy_target");
-        let url = pg.create(&name, None)?;
-        let result = run_child(&self.sqlite_source, &url);
-        pg.drop_database(&name)?;
+        let name = self.pg.name("copy_target");
+        let url = self.pg.create(&name, None)?;
+        let result = self.child(&self.sqlite_source, &url);
+        self.pg.drop_database(&name)?;
         result
     }
 
@@ -115,7 +243,7 @@ impl<'a> CopyInputs<'a> {
         let mut conn = PgConnection::establish(&self.pg_source_url).map_err(|e| e.to_string())?;
         let clock = CpuClock::start(&mut conn);
         let start = Instant::now();
-        let mut reader = diesel::copy_to(fragment_embeddings::table)
+        let mut reader = diesel::copy_to(documents::table)
             .with_format(CopyFormat::Binary)
             .load_raw(&mut conn)
             .map_err(|e| e.to_string())?;
@@ -131,7 +259,7 @@ impl<'a> CopyInputs<'a> {
         drop(reader);
         let seconds = start.elapsed().as_secs_f64();
         let cpu = clock.stop();
-        if bytes < self.dataset.vector_bytes() {
+        if bytes < self.documents.vector_bytes() {
             return Err(format!("COPY TO sent {bytes} bytes, less than the vectors alone"));
         }
         Ok(Sample { cpu: Some(cpu), ..Sample::seconds(seconds) })
@@ -145,11 +273,11 @@ impl<'a> CopyInputs<'a> {
             .build_transaction()
             .read_only()
             .repeatable_read()
-            .run(|conn| pg_keyset_read(conn, BATCH))
+            .run(|conn| pg_keyset_read(conn, BATCH, self.documents.len() as i64))
             .map_err(|e| e.to_string())?;
         let seconds = start.elapsed().as_secs_f64();
         let cpu = clock.stop();
-        expect_rows(rows, self.dataset.len())?;
+        expect_rows(rows, self.documents.len())?;
         Ok(Sample { cpu: Some(cpu), ..Sample::seconds(seconds) })
     }
 
@@ -158,20 +286,17 @@ impl<'a> CopyInputs<'a> {
         db.exec(crate::load::SQLITE_PRAGMAS)?;
         let clock = CpuClock::client_only();
         let start = Instant::now();
-        let mut stmt = db.prepare(
-            "SELECT id, fragment_id, provider, model, dims, embedding, content_hash, created_at, updated_at \
-             FROM fragment_embeddings ORDER BY id",
-        )?;
+        let mut stmt = db.prepare("SELECT id, lang, title, published_at, embedding FROM documents ORDER BY id")?;
         let (mut rows, mut bytes, mut ids) = (0usize, 0usize, 0i64);
         let mut vector = Vec::new();
         while stmt.step()? {
-            ids = ids.wrapping_add(stmt.column_int(0) ^ stmt.column_int(1) ^ stmt.column_int(4));
-            for text in [2, 3, 6, 7, 8] {
+            ids = ids.wrapping_add(stmt.column_int(0));
+            for text in [1, 2, 3] {
                 bytes += stmt.column_bytes(text).len();
             }
             // Copied out, as any reader that keeps the row must.
             vector.clear();
-            vector.extend_from_slice(stmt.column_bytes(5));
+            vector.extend_from_slice(stmt.column_bytes(4));
             bytes += vector.len();
             rows += 1;
         }
@@ -179,32 +304,37 @@ impl<'a> CopyInputs<'a> {
         let seconds = start.elapsed().as_secs_f64();
         let cpu = clock.stop();
         std::hint::black_box((bytes, ids));
-        expect_rows(rows, self.dataset.len())?;
+        expect_rows(rows, self.documents.len())?;
         Ok(Sample { cpu: Some(cpu), ..Sample::seconds(seconds) })
     }
 
     fn stage_sqlite_insert(&self) -> Result<Sample, String> {
-        let path = self.templates.fresh_sqlite("copy_stage")?;
+        let path = self.scratch.path("copy_stage.db");
+        self.scratch.copy_db(&self.sqlite_template, &path)?;
+        crate::fresh::sync();
         let result = (|| {
             let mut db = RawDb::open(&path)?;
             db.exec(crate::load::SQLITE_PRAGMAS)?;
             let clock = CpuClock::client_only();
             let start = Instant::now();
-            sqlite_insert_with_ids(&mut db, self.dataset)?;
+            sqlite_insert(&mut db, self.documents)?;
             let seconds = start.elapsed().as_secs_f64();
             let cpu = clock.stop();
             drop(db);
             let mut conn = diesel_vector::sqlite::establish(&path).map_err(|e| e.to_string())?;
-            let count: i64 = fragment_embeddings::table.count().get_result(&mut conn).map_err(|e| e.to_string())?;
-            expect_rows(count as usize, self.dataset.len())?;
+            let count: i64 = documents::table.count().get_result(&mut conn).map_err(|e| e.to_string())?;
+            expect_rows(count as usize, self.documents.len())?;
             Ok(Sample { cpu: Some(cpu), ..Sample::seconds(seconds) })
         })();
-        self.templates.scratch.remove_db(&path);
+        self.scratch.remove_db(&path);
         result
     }
 
     fn stage_pg_copy_from(&self) -> Result<Sample, String> {
-        let (name, url) = self.templates.fresh_pg("copy_stage")?;
+        self.pg.checkpoint()?;
+        crate::fresh::sync();
+        let name = self.pg.name("copy_stage");
+        let url = self.pg.create(&name, Some(&self.pg_template))?;
         let result = (|| {
             let mut conn = PgConnection::establish(&url).map_err(|e| e.to_string())?;
             let clock = CpuClock::start(&mut conn);
@@ -212,18 +342,33 @@ impl<'a> CopyInputs<'a> {
             let inserted = pg_copy_from(&mut conn, &self.copy_stream).map_err(|e| e.to_string())?;
             let seconds = start.elapsed().as_secs_f64();
             let cpu = clock.stop();
-            expect_rows(inserted, self.dataset.len())?;
+            expect_rows(inserted, self.documents.len())?;
             Ok(Sample { cpu: Some(cpu), ..Sample::seconds(seconds) })
         })();
-        self.templates.pg.drop_database(&name)?;
+        self.pg.drop_database(&name)?;
         result
     }
 }
 
 impl Drop for CopyInputs<'_> {
     fn drop(&mut self) {
-        let _ = self.templates.pg.drop_database(&self.pg_source);
-        self.templates.scratch.remove_db(&self.sqlite_source);
+        let _ = self.pg.drop_database(&self.pg_source);
+        let _ = self.pg.drop_database(&self.pg_template);
+        self.scratch.remove_db(&self.sqlite_source);
+        self.scratch.remove_db(&self.sqlite_template);
+        let _ = std::fs::remove_dir_all(&self.migrations);
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::Vector;
+    documents (id) {
+        id -> BigInt,
+        lang -> Text,
+        title -> Text,
+        published_at -> Timestamp,
+        embedding -> Vector,
     }
 }
 
@@ -263,22 +408,12 @@ fn expect_rows(got: usize, expected: usize) -> Result<(), String> {
     }
 }
 
-/// Binary `COPY FROM` of every column from a stream made by [`Dataset::copy_stream_with_ids`].
+/// Binary `COPY FROM` of a stream made by [`Documents::copy_stream`].
 fn pg_copy_from(conn: &mut PgConnection, stream: &[u8]) -> QueryResult<usize> {
-    use fragment_embeddings::dsl as e;
-    diesel::copy_from(e::fragment_embeddings)
+    use documents::dsl as d;
+    diesel::copy_from(d::documents)
         .from_raw_data(
-            (
-                e::id,
-                e::fragment_id,
-                e::provider,
-                e::model,
-                e::dims,
-                e::embedding,
-                e::content_hash,
-                e::created_at,
-                e::updated_at,
-            ),
+            (d::id, d::lang, d::title, d::published_at, d::embedding),
             |out: &mut dyn Write| -> QueryResult<()> {
                 for piece in stream.chunks(64 * 1024) {
                     out.write_all(piece).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
@@ -290,26 +425,22 @@ fn pg_copy_from(conn: &mut PgConnection, stream: &[u8]) -> QueryResult<usize> {
         .execute(conn)
 }
 
-/// Every embedding with its id and timestamps, one prepared statement in one transaction.
-fn sqlite_insert_with_ids(db: &mut RawDb, dataset: &Dataset) -> Result<(), String> {
+/// Every document with its id, timestamps in Diesel's text form, one prepared statement in one
+/// transaction.
+fn sqlite_insert(db: &mut RawDb, documents: &Documents) -> Result<(), String> {
     db.exec("BEGIN")?;
-    let mut stmt = db.prepare(
-        "INSERT INTO fragment_embeddings (id, fragment_id, provider, model, dims, embedding, content_hash, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?;
-    for (i, (v, hash)) in dataset.vectors.iter().zip(&dataset.hashes).enumerate() {
-        let blob = diesel_vector::codec::encode_sqlite(v);
-        let at = sqlite_timestamp(Dataset::timestamp(i));
+    let mut stmt =
+        db.prepare("INSERT INTO documents (id, lang, title, published_at, embedding) VALUES (?, ?, ?, ?, ?)")?;
+    for (i, v) in documents.vectors.iter().enumerate() {
+        let blob = codec::encode_sqlite(v);
+        let title = Documents::title(i);
+        let at = Documents::published_at(i).format("%F %T%.f").to_string();
         stmt.execute(&[
-            Value::Int(Dataset::id(i)),
-            Value::Int(Dataset::fragment_id(i)),
-            Value::Text(PROVIDER),
-            Value::Text(MODEL),
-            Value::Int(DIMS as i64),
+            Value::Int(i as i64 + 1),
+            Value::Text(Documents::lang(i)),
+            Value::Text(&title),
+            Value::Text(&at),
             Value::Blob(&blob),
-            Value::Text(hash),
-            Value::Text(&at),
-            Value::Text(&at),
         ])?;
     }
     drop(stmt);
@@ -322,43 +453,36 @@ fn sqlite_insert_with_ids(db: &mut RawDb, dataset: &Dataset) -> Result<(), Strin
 struct PgRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
-    #[diesel(sql_type = BigInt)]
-    fragment_id: i64,
     #[diesel(sql_type = Text)]
-    provider: String,
+    lang: String,
     #[diesel(sql_type = Text)]
-    model: String,
-    #[diesel(sql_type = Integer)]
-    dims: i32,
-    #[diesel(sql_type = Nullable<Binary>)]
-    embedding: Option<Vec<u8>>,
-    #[diesel(sql_type = Text)]
-    content_hash: String,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    created_at: Option<chrono::NaiveDateTime>,
-    #[diesel(sql_type = Nullable<Timestamp>)]
-    updated_at: Option<chrono::NaiveDateTime>,
-    #[diesel(sql_type = Bool)]
-    orphan: bool,
+    title: String,
+    #[diesel(sql_type = Timestamp)]
+    published_at: chrono::NaiveDateTime,
+    #[diesel(sql_type = Binary)]
+    embedding: Vec<u8>,
 }
 
-/// The copy's read of `fragment_embeddings` (`embeddings_sql` in `src/pg/transfer.rs`, which is private
-/// to the crate): keyset pages of `batch` rows with `vector_send`. Returns the rows read.
-fn pg_keyset_read(conn: &mut PgConnection, batch: i64) -> QueryResult<usize> {
-    let sql = "SELECT e.id, e.fragment_id, e.provider::text AS provider, e.model::text AS model, e.dims, \
-                vector_send(e.embedding) AS embedding, e.content_hash::text AS content_hash, e.created_at, \
-                e.updated_at, (SELECT f.id FROM fragments f WHERE f.id = e.fragment_id) IS NULL AS orphan \
-         FROM (SELECT * FROM fragment_embeddings WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3) e ORDER BY e.id";
-    let (mut after, mut rows) = (i64::MIN, 0usize);
+/// The copy's read (`select` in `src/transfer/sql.rs`, which is private to the crate): keyset pages of
+/// `batch` rows, every column qualified, the vector in its binary format. Returns the rows read.
+fn pg_keyset_read(conn: &mut PgConnection, batch: i64, upto: i64) -> QueryResult<usize> {
+    const COLUMNS: &str =
+        "SELECT t.\"id\", t.\"lang\", t.\"title\", t.\"published_at\", t.\"embedding\" FROM \"documents\" t";
+    let mut rows = 0usize;
+    let mut page: Vec<PgRow> = diesel::sql_query(format!("{COLUMNS} WHERE t.\"id\" <= $1 ORDER BY t.\"id\" LIMIT $2"))
+        .bind::<BigInt, _>(upto)
+        .bind::<BigInt, _>(batch)
+        .load(conn)?;
+    let next = format!("{COLUMNS} WHERE t.\"id\" > $1 AND t.\"id\" <= $2 ORDER BY t.\"id\" LIMIT $3");
     loop {
-        let page: Vec<PgRow> = diesel::sql_query(sql)
+        let Some(last) = page.last() else { return Ok(rows) };
+        let after = last.id;
+        rows += page.len();
+        page = diesel::sql_query(&next)
             .bind::<BigInt, _>(after)
-            .bind::<BigInt, _>(i64::MAX)
+            .bind::<BigInt, _>(upto)
             .bind::<BigInt, _>(batch)
             .load(conn)?;
-        let Some(last) = page.last() else { return Ok(rows) };
-        after = last.id;
-        rows += page.len();
     }
 }
 
@@ -366,10 +490,10 @@ fn pg_keyset_read(conn: &mut PgConnection, batch: i64) -> QueryResult<usize> {
 const CHILD_MARKER: &str = "dvload-copy-child";
 
 /// Runs one copy in a child process and reads its phases and peak RSS.
-fn run_child(from: &str, to: &str) -> Result<Sample, String> {
+fn run_child(from: &str, to: &str, pg_dir: &str, sqlite_dir: &str) -> Result<Sample, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let output = Command::new(exe)
-        .args(["--copy-child", from, to])
+        .args(["--copy-child", from, to, pg_dir, sqlite_dir])
         .output()
         .map_err(|e| format!("starting the copy's child process: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -406,18 +530,19 @@ fn parse(value: &str) -> Result<f64, String> {
     value.parse().map_err(|e| format!("{value}: {e}"))
 }
 
-/// In the child process (`--copy-child FROM TO`): runs the copy, prints its phases and peak RSS, and
-/// returns the exit code. `None` when this process is not a copy child.
+/// In the child process (`--copy-child FROM TO PG_DIR SQLITE_DIR`): runs the copy, prints its phases and
+/// peak RSS, and returns the exit code. `None` when this process is not a copy child.
 pub fn child_main() -> Option<i32> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) != Some("--copy-child") {
         return None;
     }
-    let (Some(from), Some(to)) = (args.get(2), args.get(3)) else {
-        eprintln!("usage: --copy-child FROM TO");
+    let (Some(from), Some(to), Some(pg_dir), Some(sqlite_dir)) = (args.get(2), args.get(3), args.get(4), args.get(5))
+    else {
+        eprintln!("usage: --copy-child FROM TO PG_DIR SQLITE_DIR");
         return Some(2);
     };
-    // A connection of our own to the PostgreSQL side, to read the CPU time of the copy's backend.
+    // A connection of our own to the PostgreSQL side, to read the CPU time of the copy's backends.
     let pg_url = [from, to].into_iter().find(|u| u.starts_with("postgres"));
     let mut watcher = pg_url.and_then(|u| PgConnection::establish(u).ok());
     let cpu_at = |watcher: &mut Option<PgConnection>| Cpu {
@@ -430,12 +555,11 @@ pub fn child_main() -> Option<i32> {
     let mut on_event = |event: CopyEvent<'_>| {
         let at = start.elapsed().as_secs_f64();
         match event {
-            CopyEvent::Table { table: "fragments", .. } => marks.push(("fragments", at)),
-            CopyEvent::Table { table: "fragment_embeddings", .. } => {
-                marks.push(("embeddings", at));
+            CopyEvent::Table { .. } => {
+                marks.push(("rows", at));
                 cpu_before = cpu_at(&mut watcher);
             }
-            CopyEvent::Verifying { table: "fragments" } => {
+            CopyEvent::Verifying { .. } => {
                 cpu_after = cpu_at(&mut watcher);
                 marks.push(("verify", start.elapsed().as_secs_f64()));
             }
@@ -443,7 +567,8 @@ pub fn child_main() -> Option<i32> {
             _ => {}
         }
     };
-    let result = diesel_vector::copy::copy(from, to, &CopyOptions::default(), &mut on_event);
+    let options = CopyOptions::default().pg_migrations(pg_dir).sqlite_migrations(sqlite_dir);
+    let result = diesel_vector::copy::copy(from, to, &options, &mut on_event);
     let total = start.elapsed().as_secs_f64();
     let report = match result {
         Ok(report) => report,
@@ -452,8 +577,8 @@ pub fn child_main() -> Option<i32> {
             return Some(1);
         }
     };
-    if !report.is_verified() {
-        println!("not verified: {report:?}");
+    if !report.is_verified() || report.tables.len() != 1 || report.tables[0].inserted == 0 {
+        println!("not verified, or nothing copied: {report:?}");
         return Some(1);
     }
     // Phase i runs from its mark (setup: from the start) to the next mark (the last: to the end).
@@ -482,18 +607,17 @@ pub fn vm_hwm_kib() -> Option<u64> {
 }
 
 /// Prints the copy tables for one size and returns its bars.
-pub fn report(runs: &[Runs], dataset: &Dataset) -> Vec<Bar> {
-    let n = dataset.len();
+pub fn report(runs: &[Runs], documents: &Documents) -> Vec<Bar> {
+    let n = documents.len();
     let get = |name: &str| runs.iter().find(|r| r.name == name).expect("contender exists");
-    println!("## Copy between backends, {n} fragments and {n} embeddings\n");
+    println!("## Copy between backends, {n} rows of an application's `documents` table\n");
     println!(
-        "Copies: the whole run, in a child process; stages: the same {n} embeddings alone. CPU seconds (medians) \
-         are those of the client (the copy's process, or the stage's thread) and of the PostgreSQL backends; for \
-         the copies they cover the `embeddings` phase only.\n"
+        "Copies: the whole run, in a child process, the target migrated by the copy with the application's \
+         migrations; stages: the same {n} rows alone. CPU seconds (medians) are those of the client (the copy's \
+         process, or the stage's thread) and of the PostgreSQL backends; for the copies they cover the `rows` \
+         phase only.\n"
     );
-    println!(
-        "| contender | median s | IQR s | min-max s | embeddings/s | MB/s of vectors | client CPU s | server CPU s |"
-    );
+    println!("| contender | median s | IQR s | min-max s | rows/s | MB/s of vectors | client CPU s | server CPU s |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
         let s = r.stats();
@@ -514,7 +638,7 @@ pub fn report(runs: &[Runs], dataset: &Dataset) -> Vec<Bar> {
             s.min,
             s.max,
             n as f64 / s.median,
-            dataset.vector_bytes() as f64 / s.median / 1e6,
+            documents.vector_bytes() as f64 / s.median / 1e6,
             cpu(|c| c.client),
             cpu(|c| c.server),
         );
@@ -538,14 +662,14 @@ pub fn report(runs: &[Runs], dataset: &Dataset) -> Vec<Bar> {
     println!();
 
     let mut bars = Vec::new();
-    println!("The bar's comparison: the copy's `embeddings` phase against the slower of its stages, per repetition:\n");
-    println!("| direction | read stage | write stage | embeddings phase s | slower stage s | copy / slower stage, median (min-max) |");
+    println!("The bar's comparison: the copy's `rows` phase against the slower of its stages, per repetition:\n");
+    println!("| direction | read stage | write stage | rows phase s | slower stage s | copy / slower stage, median (min-max) |");
     println!("|---|---|---|---:|---:|---|");
     for (copy, reads, write) in [
         (names::PG_TO_SQLITE, [names::PG_COPY_TO, names::PG_KEYSET_READ], names::SQLITE_INSERT),
         (names::SQLITE_TO_PG, [names::SQLITE_SCAN, names::SQLITE_SCAN], names::PG_COPY_FROM),
     ] {
-        let phase = get(copy).phase("embeddings");
+        let phase = get(copy).phase("rows");
         for (k, read) in reads.iter().enumerate() {
             if k == 1 && reads[0] == reads[1] {
                 continue;
@@ -585,11 +709,11 @@ pub fn report(runs: &[Runs], dataset: &Dataset) -> Vec<Bar> {
     let mut per_rep: Vec<(&str, Vec<f64>)> = Vec::new();
     for r in runs {
         if r.name == names::PG_TO_SQLITE || r.name == names::SQLITE_TO_PG {
-            per_rep.push((r.name, r.phase("embeddings")));
+            per_rep.push((r.name, r.phase("rows")));
         } else {
             per_rep.push((r.name, r.seconds()));
         }
     }
-    rounds::print_repetitions(" (copies: their `embeddings` phase)", &per_rep);
+    rounds::print_repetitions(" (copies: their `rows` phase)", &per_rep);
     bars
 }

@@ -1,6 +1,7 @@
 //! Workload 3 of issue 6, KNN top-10: the DSL and the search API against the same job written by hand in
 //! SQL, on each backend and search path, with latency and recall@10 against an exact scan in Rust.
 
+pub mod generic;
 pub mod pg;
 pub mod sqlite;
 

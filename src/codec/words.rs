@@ -209,6 +209,23 @@ pub(super) fn decode<O: Order>(simd: Simd, words: &[Word]) -> Result<Vec<f32>, V
     Ok(out)
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite"))]
+/// Checks that every word, read in byte order `O`, is a finite float, without keeping the values (the
+/// same running sums as [`decode`]).
+pub(super) fn check<O: Order>(words: &[Word]) -> Result<(), VectorError> {
+    let (blocks, tail) = split_blocks(words);
+    let mut sums = [0.0f32; LANES];
+    for block in blocks {
+        add_block(&mut sums, &bytemuck::cast(O::read_block(block)));
+    }
+    let tail_sum = tail.iter().fold(0.0f32, |acc, &w| acc + f32::from_bits(O::read(w)));
+    if total(&sums, tail_sum).is_finite() {
+        Ok(())
+    } else {
+        search_not_finite_words::<O>(words)
+    }
+}
+
 /// Appends `words`, read in byte order `O`, to `out` as words in the other byte order, checking in the
 /// same pass that all are finite. On error `out` is left as it was.
 pub(super) fn swap_into<O: Order>(simd: Simd, words: &[Word], out: &mut Vec<u8>) -> Result<(), VectorError> {

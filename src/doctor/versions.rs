@@ -145,7 +145,7 @@ const SQLITE_WAL_RESET_FIXED: Version = Version::new(3, 51, 3);
 /// The findings the versions call for, most serious first.
 pub(crate) fn findings(facts: &VersionFacts<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut push = |level, message: String| out.push(Finding { level, message });
+    let mut push = |level, message: String| out.push(Finding { level, message, remedy: None });
     if let Some(v) = facts.pgvector.and_then(Version::parse) {
         if facts.hnsw_index && v < PGVECTOR_HNSW_VACUUM_FIXED {
             push(

@@ -121,6 +121,7 @@ pub async fn status_async(conn: &mut diesel_async::AsyncPgConnection, spec: &Ind
 
 async fn status_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec) -> QueryResult<PgIndexStatus> {
     let name = spec.pg_index_name().unwrap_or_default().to_owned();
+    let regclass = spec.pg_index_name().map(quote);
     let row: StatusRow = first(conn, sql(
         "SELECT (SELECT am.amname::text FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) \
                     AS method, \
@@ -129,7 +130,7 @@ async fn status_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec) -> QueryR
                  FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass($1)) AS lists, \
                 coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)), false) AS valid",
     )
-    .bind::<Text, _>(quote(&name)))
+    .bind::<Nullable<Text>, _>(regclass))
     .await?;
     let rows = count_rows(conn, spec).await?;
     Ok(PgIndexStatus { name, method: row.method, lists: row.lists, valid: row.valid, rows })

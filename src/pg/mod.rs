@@ -17,6 +17,9 @@ mod transfer;
 mod types;
 
 #[cfg(feature = "pg")]
+pub use search::default_ef_search;
+
+#[cfg(feature = "pg")]
 pub use index::{index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebuild_ivfflat_index, status};
 #[cfg(feature = "async")]
 pub use index::{rebuild_async, status_async};

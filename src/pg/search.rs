@@ -1,120 +1,613 @@
-//! Nearest-neighbour search on PostgreSQL: pgvector's operators, the ivfflat index or a sequential scan.
+//! Nearest-neighbour search on PostgreSQL, over any registered index: pgvector's HNSW or ivfflat index,
+//! or a sequential scan.
+//!
+//! Each search is one transaction of two statements (three when it must fall back):
+//!
+//! 1. **Set-up** ([`Setup`], one prepared statement Diesel caches per connection): reads the table's
+//!    columns (checked before anything else runs), the index's method, validity and ivfflat lists, the
+//!    table's row estimate and the filters' selectivity from PostgreSQL's statistics
+//!    (`pg_stats`), then sets, for this transaction only, what the path needs:
+//!    - HNSW: `hnsw.ef_search` from `k` and the selectivity ([`default_ef_search`], divided by the square
+//!      root of the selectivity), `hnsw.iterative_scan = relaxed_order` (the scan goes on until enough rows
+//!      pass the filters; its slightly unordered rows are sorted here);
+//!    - ivfflat: `ivfflat.probes` (`sqrt(lists)`, at least 10) and `ivfflat.iterative_scan`;
+//!    - an index scan when the index serves the search (`enable_seqscan` off: the planner's estimate
+//!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
+//!    - `enable_indexscan` off for an exact search.
+//!
+//!    An ivfflat index with far more lists than the statistics' row estimate supports may have been
+//!    built on an empty table (it then recalls poorly until rebuilt); the statistics lag behind a bulk
+//!    load, so the rows are counted (up to the number that would make the lists fit) before the index is
+//!    used; a stale one is passed over for an exact scan, with a `tracing` warning.
+//! 2. **The query**: the distance DSL's `ORDER BY distance LIMIT n` on the table, filters in the same
+//!    `WHERE`; a few more rows than `k` so that ties are broken by id. A `vector` column of 2001 to 4000
+//!    dimensions is indexed as `halfvec` (an expression index): the query orders by the same cast, then
+//!    the candidates' exact distances are computed on the full-precision column.
+//! 3. **Exact again** when the index returned fewer than `k` rows, or a tie at the limit may have been
+//!    cut: a sequential scan in the same transaction.
+//!
+//! Settings made with `SET LOCAL` end with the transaction. When the search runs inside the caller's
+//! own transaction, the planner switches it changed are put back afterwards; the pgvector settings stay
+//! for the rest of that transaction, as a `SET LOCAL` of the caller's would.
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Untyped};
 use diesel::PgConnection;
 
+use crate::index::{quote, IndexSpec, PgIndex};
+use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
 use crate::search::{
-    candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
-    SearchTarget, Strategy,
+    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
+    Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
 };
 use crate::sql_types::Vector;
 
-fn operator(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Cosine => "<=>",
-        Metric::L2 => "<->",
-        Metric::L1 => "<+>",
-        Metric::InnerProduct => "<#>",
-        Metric::Hamming => "<~>",
-        Metric::Jaccard => "<%>",
-    }
-}
-
-/// The search's SQL: only fixed fragments are spliced in (the operator, whether a fragment filter is
-/// bound); every value is a bind parameter.
-fn sql(metric: Metric, filtered: bool, exact: bool) -> String {
-    let op = operator(metric);
-    let filter = if filtered { " AND fragment_id = ANY($5)" } else { "" };
-    // An index scan can only order by the distance; an exact scan breaks ties by id in SQL.
-    let tie_break = if exact { ", id" } else { "" };
-    // A zero stored vector has a NaN cosine distance: it is nobody's neighbour. NaN sorts after every
-    // number, so such rows can only come last and `run` drops them; a `<> 'NaN'` filter here would
-    // compute (and detoast) every scanned row's distance twice.
-    format!(
-        "SELECT id, fragment_id, (embedding {op} $1)::float8 AS distance FROM fragment_embeddings \
-         WHERE provider = $2 AND model = $3 AND embedding IS NOT NULL{filter} \
-         ORDER BY embedding {op} $1{tie_break} LIMIT $4"
-    )
-}
-
-/// One statement that sets the index scan up for the current transaction, as the search does by default:
-/// relaxed iterative scans, and [`super::index::recommended_probes`] of the index's lists (the same
-/// formula in SQL, so that no round trip is spent reading the lists first), or the current value of
-/// `ivfflat.probes` when there is no such index.
-const DEFAULT_IVFFLAT_SETTINGS: &str = "SELECT set_config('ivfflat.iterative_scan', 'relaxed_order', true), \
-     set_config('ivfflat.probes', coalesce( \
-         (SELECT greatest(ceil(sqrt(lists))::int, least(lists, 10)) FROM (SELECT greatest(coalesce(( \
-              SELECT option_value::int FROM pg_options_to_table(c.reloptions) WHERE option_name = 'lists'), 100), 1) AS lists \
-          FROM pg_class c WHERE c.oid = to_regclass('fragment_embeddings_cosine_idx')) l), \
-         current_setting('ivfflat.probes', true)::int)::text, true)";
-
-/// [`DEFAULT_IVFFLAT_SETTINGS`] as a query of its own type, so that Diesel prepares it once per connection
-/// and keeps it in its statement cache (`sql_query` is parsed and planned on every call, which cost about
-/// 0.2 ms here: as much as the rest of an HNSW search on 10k rows).
-#[derive(QueryId)]
-struct DefaultIvfflatSettings;
-
-impl QueryFragment<Pg> for DefaultIvfflatSettings {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(DEFAULT_IVFFLAT_SETTINGS);
-        Ok(())
-    }
-}
-
-impl RunQueryDsl<PgConnection> for DefaultIvfflatSettings {}
-
-fn run(conn: &mut PgConnection, search: &Search<'_>, limit: usize, exact: bool) -> QueryResult<Vec<Neighbor>> {
-    if exact {
-        conn.batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")?;
-    }
-    let filtered = search.fragment_ids.is_some();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let query = diesel::sql_query(sql(search.metric, filtered, exact))
-        .bind::<Vector, _>(search.query)
-        .bind::<Text, _>(search.provider)
-        .bind::<Text, _>(search.model)
-        .bind::<BigInt, _>(limit);
-    let rows: Vec<Row> = match search.fragment_ids {
-        Some(ids) => query.bind::<Array<BigInt>, _>(ids).load(conn)?,
-        None => query.load(conn)?,
-    };
-    let cosine = search.metric == Metric::Cosine;
-    Ok(rows.into_iter().map(Neighbor::from).filter(|n| !(cosine && n.distance.is_nan())).collect())
+/// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates (`20 k`, 200 to
+/// 1000). With filters the search divides it by the square root of their selectivity (from `pg_stats`; 0.2
+/// gives 447): pgvector's iterative scan keeps going until enough rows pass, and the wider first pass keeps
+/// recall. On clustered 1536-dim embeddings at 100k rows pgvector's default of 40 found 0.875 to 0.99 of the
+/// true 10 nearest depending on the graph's build; 200 at least 0.95 (BENCHMARKS.md, "KNN on a table of one's
+/// own").
+pub fn default_ef_search(k: usize) -> u32 {
+    let k = u32::try_from(k).unwrap_or(u32::MAX);
+    k.saturating_mul(20).clamp(200, 1000)
 }
 
 impl SearchTarget for PgConnection {
     const BACKEND: &'static str = "postgresql";
 
-    fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
-        let limit = candidates(search.k);
-        let exact = |conn: &mut PgConnection| conn.transaction(|conn| run(conn, search, limit, true));
-        if search.strategy == Strategy::Exact || search.metric != Metric::Cosine {
-            return Ok((exact(self)?, SearchPath::Exact));
+    fn knn<F: SearchFilter<Pg>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError> {
+        let depth = AnsiTransactionManager::transaction_manager_status_mut(self).transaction_depth()?;
+        let saved = match depth {
+            Some(_) => Some(diesel::sql_query(READ_PLANNER).get_result::<Planner>(self)?),
+            None => None,
+        };
+        let result = self.transaction(|conn| knn_in_transaction(conn, plan, filter));
+        if let Some(saved) = saved {
+            diesel::sql_query(RESTORE_PLANNER)
+                .bind::<Text, _>(&saved.seqscan)
+                .bind::<Text, _>(&saved.indexscan)
+                .execute(self)?;
         }
-        let mut hits = self.transaction(|conn| {
-            // Iterative scans (pgvector 0.8) keep probing lists until enough rows pass the filters.
-            // Unless told otherwise, probe sqrt(lists) lists (at least 10), see recommended_probes.
-            match search.probes {
-                Some(p) => conn.batch_execute(&format!(
-                    "SET LOCAL ivfflat.iterative_scan = relaxed_order; SET LOCAL ivfflat.probes = {}",
-                    p.max(1)
-                ))?,
-                None => {
-                    DefaultIvfflatSettings.execute(conn)?;
+        match result {
+            // A search without filters does not read the columns first: a failed query names them now.
+            Err(SearchError::Query(e)) => Err(missing_columns(self, plan).unwrap_or(SearchError::Query(e))),
+            result => result,
+        }
+    }
+
+    fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
+        crate::search::seed::search_fragments!(self, search)
+    }
+}
+
+/// The table or column of `plan` that does not exist, read from the catalog after a query failed.
+fn missing_columns(conn: &mut PgConnection, plan: &Plan<'_>) -> Option<SearchError> {
+    use crate::migrations::shape::Catalog;
+    let columns = conn.columns(&quote(plan.spec.table())).ok()?;
+    let columns: Vec<(String, ColumnKind, String)> =
+        columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
+    let unfiltered = Plan { filters: &[], query: std::borrow::Cow::Borrowed(plan.query.as_ref()), ..*plan };
+    resolve_filters(&unfiltered, &columns, true).err()
+}
+
+const READ_PLANNER: &str =
+    "SELECT current_setting('enable_seqscan') AS seqscan, current_setting('enable_indexscan') AS indexscan";
+const RESTORE_PLANNER: &str = "SELECT set_config('enable_seqscan', $1, true) AS seqscan, \
+     set_config('enable_indexscan', $2, true) AS indexscan";
+
+#[derive(QueryableByName)]
+struct Planner {
+    #[diesel(sql_type = Text)]
+    seqscan: String,
+    #[diesel(sql_type = Text)]
+    indexscan: String,
+}
+
+fn knn_in_transaction<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filter: &F,
+) -> Result<Found, SearchError> {
+    let spec = plan.spec;
+    let setup: SetupRow = if plan.filters.is_empty() {
+        let setup: SetupRow = Setup::<false>::new(plan).get_result(conn)?;
+        if !setup.table_exists {
+            return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
+        }
+        setup
+    } else {
+        Setup::<true>::new(plan).get_result(conn)?
+    };
+    let columns: Vec<(String, ColumnKind, String)> = if setup.table_exists {
+        setup
+            .names
+            .into_iter()
+            .zip(setup.kinds)
+            .zip(setup.types)
+            .map(|((name, kind), ty)| {
+                let kind = match kind.as_str() {
+                    "text" => ColumnKind::Text,
+                    "integer" => ColumnKind::Integer,
+                    "bool" => ColumnKind::Bool,
+                    _ => ColumnKind::Other,
+                };
+                (name, kind, ty)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
+    match setup.mode.as_str() {
+        "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw),
+        "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat),
+        "suspect" => {
+            let lists = setup.lists.unwrap_or(100);
+            if ivfflat_is_stale(conn, spec, lists)? {
+                tracing::warn!(
+                    target: "diesel_vector::search",
+                    index = spec.pg_index_name().unwrap_or_default(),
+                    table = spec.table(),
+                    lists,
+                    "the ivfflat index has far more lists than its rows support (it was built on an empty or much \
+                     smaller table) and recalls poorly: this search scans exactly; rebuild the index for the data \
+                     (diesel_vector::pg::rebuild)"
+                );
+                diesel::sql_query(STALE_SETTINGS).bind::<Integer, _>(probes(plan, lists)).execute(conn)?;
+                exact(conn, plan, &filters, filter, SearchPath::StaleIvfflatExact)
+            } else {
+                diesel::sql_query(IVFFLAT_SETTINGS).bind::<Integer, _>(probes(plan, lists)).execute(conn)?;
+                indexed(conn, plan, &filters, filter, PgIndex::Ivfflat)
+            }
+        }
+        _ => exact(conn, plan, &filters, filter, SearchPath::Exact),
+    }
+}
+
+/// The settings of the ivfflat path, when the set-up could not decide it (see [`ivfflat_is_stale`]).
+const IVFFLAT_SETTINGS: &str = "SELECT set_config('enable_seqscan', 'off', true) AS a, \
+     set_config('ivfflat.probes', $1::text, true) AS b, set_config('ivfflat.iterative_scan', 'relaxed_order', true) AS c";
+/// The settings of an exact search past a stale ivfflat index (the probes as a search would set them).
+const STALE_SETTINGS: &str =
+    "SELECT set_config('enable_indexscan', 'off', true) AS a, set_config('ivfflat.probes', $1::text, true) AS b";
+
+fn probes(plan: &Plan<'_>, lists: i32) -> i32 {
+    i32::try_from(plan.probes.unwrap_or_else(|| super::recommended_probes(lists)).max(1)).unwrap_or(i32::MAX)
+}
+
+/// Whether an ivfflat index of `lists` lists has far more lists than the table's rows support (pgvector
+/// recommends `rows / 1000`): built on an empty or much smaller table, it recalls poorly. The set-up asks
+/// only when the statistics say so, and they lag behind a bulk load (the row estimate is taken when the
+/// index is built, the live-row count some time after a commit): the rows are counted, up to the number
+/// that would make the lists fit.
+fn ivfflat_is_stale(conn: &mut PgConnection, spec: &IndexSpec, lists: i32) -> Result<bool, SearchError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let enough = i64::from(lists).saturating_mul(500).saturating_add(1);
+    let counted: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM {table} t WHERE t.{column} IS NOT NULL LIMIT $1) s",
+        table = quote(spec.table()),
+        column = quote(spec.column()),
+    ))
+    .bind::<BigInt, _>(enough)
+    .get_result(conn)?;
+    Ok(counted.n > 0 && lists > 2 * super::recommended_lists(counted.n))
+}
+
+/// The index path: candidates in the index's order, re-ranked exactly when the index casts the column,
+/// and exact again when they cannot be trusted.
+fn indexed<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    method: PgIndex,
+) -> Result<Found, SearchError> {
+    let spec = plan.spec;
+    let cast = spec.pg_cast().map(|element| (element, spec.dims()));
+    // halfvec distances differ from the full-precision ones in the third or fourth digit: fetch more, so
+    // that the exact ranking has room.
+    let limit = if cast.is_some() { plan.limit.saturating_mul(2).saturating_add(10) } else { plan.limit };
+    let knn = Knn::new(plan, plan.query.as_ref(), cast, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+        .order(KnnOrder::Distance)
+        .limit(limit);
+    let rows: Vec<(i64, Option<f64>)> = knn.load(conn)?;
+    let returned = rows.len();
+    let mut hits = hits_of(rows);
+    let farthest = hits.iter().map(|h| h.distance).filter(|d| d.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let mut boundary = farthest;
+    if cast.is_some() {
+        let ids = crate::search::ids(&hits);
+        hits = exact_rows(conn, plan, filters, filter, &ids)?;
+        // Rows beyond the candidates are at least this far by their halfvec distance, which may be
+        // nearer than the exact one by the rounding of both vectors to 16 bits.
+        boundary = farthest - 4e-3 * farthest.abs().max(1.0);
+    }
+    sort(&mut hits);
+    let enough = if returned < limit {
+        hits.iter().filter(|h| h.distance.is_finite()).count() >= plan.k
+    } else {
+        trusted(&hits, plan.k, Some(boundary))
+    };
+    if !enough {
+        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off")?;
+        let path = if method == PgIndex::Hnsw { SearchPath::HnswThenExact } else { SearchPath::IvfflatThenExact };
+        return exact(conn, plan, filters, filter, path);
+    }
+    let path = if method == PgIndex::Hnsw { SearchPath::Hnsw } else { SearchPath::Ivfflat };
+    Ok(Found { hits, path })
+}
+
+/// The exact distances of the rows `ids` that pass every filter, on the full-precision column.
+fn exact_rows<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    ids: &[i64],
+) -> Result<Vec<Hit>, SearchError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
+        .only_ids(ids);
+    Ok(hits_of(knn.load(conn)?))
+}
+
+/// The sequential scan (the set-up turned index scans off): `plan.limit` nearest, ties by id in SQL.
+fn exact<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    path: SearchPath,
+) -> Result<Found, SearchError> {
+    let knn = || {
+        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
+            .map(|k| k.order(KnnOrder::DistanceThenId).limit(plan.limit))
+    };
+    let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
+    let full = rows.len() >= plan.limit;
+    let mut hits = hits_of(rows);
+    if full && hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
+        // Distances that are not numbers (NaN sorts last, -Infinity first) filled the limit: ask again
+        // for finite distances only.
+        hits = hits_of(knn()?.finite_only(true).load(conn)?);
+    }
+    Ok(Found { hits, path })
+}
+
+fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
+    rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
+}
+
+fn push_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, column: &'b str) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+impl QueryFragment<Pg> for VectorColumn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        match self.cast {
+            Some((element, dims)) => {
+                out.push_sql("(");
+                push_column(&mut out, self.table, self.column)?;
+                // The type and its dimensions come from the spec, never from input.
+                out.push_sql(&format!(")::{}", element.pg_type(dims)));
+                Ok(())
+            }
+            None => push_column(&mut out, self.table, self.column),
+        }
+    }
+}
+
+impl QueryFragment<Pg> for QueryVector<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Vector, crate::Vector>(self.vector)?;
+        if let Some((element, dims)) = self.cast {
+            out.push_sql(&format!("::{}", element.pg_type(dims)));
+        }
+        Ok(())
+    }
+}
+
+impl QueryFragment<Pg> for DistanceExpr<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        match self {
+            Self::Cosine(d) => d.walk_ast(out),
+            Self::L2(d) => d.walk_ast(out),
+            Self::L1(d) => d.walk_ast(out),
+            Self::InnerProduct(d) => d.walk_ast(out),
+        }
+    }
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i, (t.v <=> $1) AS d FROM t WHERE t.v IS NOT NULL AND filters...
+/// ORDER BY 2 LIMIT $n`. `ORDER BY 2` is the distance expression itself, which an HNSW or ivfflat index
+/// with the metric's operator class serves. A zero stored vector's cosine distance is NaN, which sorts
+/// after every number: such rows can only come last, and are dropped after the query (a `<> 'NaN'`
+/// filter would compute, and detoast, every row's distance twice).
+impl<F: SearchFilter<Pg>> QueryFragment<Pg> for Knn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if self.finite_only {
+            out.push_sql("SELECT s.i, s.d FROM (");
+        }
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.table, self.id)?;
+        out.push_sql(" AS BIGINT) AS i, ");
+        self.distance.walk_ast(out.reborrow())?;
+        out.push_sql(" AS d FROM ");
+        out.push_identifier(self.table)?;
+        out.push_sql(" WHERE ");
+        push_column(&mut out, self.table, self.column)?;
+        out.push_sql(" IS NOT NULL");
+        for f in self.filters {
+            out.push_sql(" AND ");
+            if f.kind == ColumnKind::Other && f.value != FilterValue::Null {
+                out.push_sql("CAST(");
+                push_column(&mut out, self.table, &f.column)?;
+                out.push_sql(" AS TEXT)");
+            } else {
+                push_column(&mut out, self.table, &f.column)?;
+            }
+            match &f.value {
+                FilterValue::Null => out.push_sql(" IS NULL"),
+                FilterValue::Text(t) => {
+                    out.push_sql(" = ");
+                    out.push_bind_param::<Text, String>(t)?;
+                }
+                FilterValue::Integer(i) => {
+                    out.push_sql(" = ");
+                    out.push_bind_param::<BigInt, i64>(i)?;
+                }
+                FilterValue::Bool(b) => {
+                    out.push_sql(" = ");
+                    out.push_bind_param::<Bool, bool>(b)?;
                 }
             }
-            run(conn, search, limit, false)
-        })?;
-        sort_and_truncate(&mut hits, limit);
-        // Fewer than k (fewer rows match, or the index missed some), or a tie the index may have cut:
-        // only an exact scan can tell.
-        if hits.len() < search.k || tie_may_be_cut(&hits, search.k, limit) {
-            return Ok((exact(self)?, SearchPath::IvfflatThenExact));
         }
-        Ok((hits, SearchPath::Ivfflat))
+        if !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            self.filter.walk_filter(out.reborrow())?;
+        }
+        if let Some(ids) = &self.ids {
+            out.push_sql(" AND ");
+            push_column(&mut out, self.table, self.id)?;
+            out.push_sql(" = ANY(");
+            out.push_bind_param::<Array<BigInt>, &[i64]>(ids)?;
+            out.push_sql(")");
+        }
+        if self.finite_only {
+            out.push_sql(") s WHERE s.d > '-Infinity' AND s.d < 'Infinity' ORDER BY s.d, s.i");
+        } else {
+            match self.order {
+                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2, 1"),
+                KnnOrder::Distance => out.push_sql(" ORDER BY 2"),
+                KnnOrder::None => {}
+            }
+        }
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            out.push_bind_param::<BigInt, i64>(limit)?;
+        }
+        Ok(())
+    }
+}
+
+/// The set-up statement's parameters (see the module's docs); its text is constant, so Diesel prepares
+/// it once per connection (one statement with filters, one without).
+struct Setup<const FILTERED: bool> {
+    /// The table, quoted (`to_regclass` parses its argument as a possibly qualified name).
+    table: String,
+    /// The index, quoted; `None` when the spec has none.
+    index: Option<String>,
+    filter_columns: Vec<String>,
+    /// The filters' values as text, as PostgreSQL prints them (for `pg_stats`); NULL for NULL.
+    filter_values: Vec<Option<String>>,
+    ef_base: i32,
+    ef_search: Option<i32>,
+    probes: Option<i32>,
+    use_index: bool,
+    exact: bool,
+}
+
+impl<const FILTERED: bool> Setup<FILTERED> {
+    fn new(plan: &Plan<'_>) -> Self {
+        let spec: &IndexSpec = plan.spec;
+        let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        Self {
+            table: quote(spec.table()),
+            index: spec.pg_index_name().map(quote),
+            filter_columns: plan.filters.iter().map(|(c, _)| c.clone()).collect(),
+            filter_values: plan
+                .filters
+                .iter()
+                .map(|(_, v)| match v {
+                    Value::Null => None,
+                    Value::Bool(b) => Some(if *b { "t" } else { "f" }.to_owned()),
+                    Value::Integer(i) => Some(i.to_string()),
+                    Value::Text(t) => Some(t.clone()),
+                })
+                .collect(),
+            ef_base: clamp(default_ef_search(plan.k)),
+            ef_search: plan.ef_search.map(clamp),
+            probes: plan.probes.map(|p| clamp(p.max(1))),
+            use_index: plan.index_serves() && spec.pg_index() != PgIndex::None,
+            exact: plan.strategy == crate::search::Strategy::Exact,
+        }
+    }
+}
+
+/// The start of the set-up's SQL, around its nine parameters (in this order: table, index, filter columns,
+/// filter values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact);
+/// [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follows.
+const SETUP_PARAMETERS: [&str; 10] = [
+    "WITH p AS (SELECT to_regclass(",
+    ") AS t, to_regclass(",
+    ") AS i, ",
+    "::text[] AS fcols, ",
+    "::text[] AS fvals, ",
+    "::int4 AS ef_base, ",
+    "::int4 AS ef_fixed, ",
+    "::int4 AS probes, ",
+    "::bool AS use_index, ",
+    "::bool AS exact), ",
+];
+
+/// The set-up with filters: the columns (their types type the filters' values) and the filters'
+/// selectivity from `pg_stats`.
+const SETUP_FILTERED: &str = "\
+     c AS (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}') AS names, \
+              coalesce(array_agg(CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
+                  WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END ORDER BY a.attnum), '{}') \
+                  AS kinds, \
+              coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum), '{}') AS types \
+           FROM p JOIN pg_attribute a ON a.attrelid = p.t JOIN pg_type ty ON ty.oid = a.atttypid \
+           JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END \
+           WHERE a.attnum > 0 AND NOT a.attisdropped), \
+     x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
+              CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
+                  FROM pg_options_to_table(ic.reloptions) o WHERE o.option_name = 'lists'), 100) END AS lists \
+           FROM p JOIN pg_index ix ON ix.indexrelid = p.i AND ix.indrelid = p.t \
+           JOIN pg_class ic ON ic.oid = p.i JOIN pg_am am ON am.oid = ic.relam), \
+     r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows, \
+              tc.relname::text AS relname, ns.nspname::text AS nspname \
+           FROM p JOIN pg_class tc ON tc.oid = p.t JOIN pg_namespace ns ON ns.oid = tc.relnamespace), \
+     s AS (SELECT exp(sum(ln(greatest(least(coalesce(f.freq, 0.1), 1.0), 1e-9)))) AS sel FROM ( \
+              SELECT (SELECT CASE \
+                  WHEN w.val IS NULL THEN st.null_frac::float8 \
+                  WHEN array_position(st.most_common_vals::text::text[], w.val) IS NOT NULL \
+                      THEN st.most_common_freqs[array_position(st.most_common_vals::text::text[], w.val)]::float8 \
+                  ELSE greatest(1 - st.null_frac - coalesce((SELECT sum(m) FROM unnest(st.most_common_freqs) m), 0), 0)::float8 \
+                      / greatest(CASE WHEN st.n_distinct < 0 THEN -st.n_distinct * r.n_rows ELSE st.n_distinct END \
+                          - coalesce(cardinality(st.most_common_freqs), 0), 1) END \
+                  FROM pg_stats st WHERE st.schemaname = r.nspname AND st.tablename = r.relname AND st.attname = w.col) \
+                  AS freq \
+              FROM p CROSS JOIN r CROSS JOIN unnest(p.fcols, p.fvals) AS w(col, val)) f), \
+     m AS (SELECT CASE \
+              WHEN p.exact THEN 'exact' \
+              WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
+              WHEN x.method = 'ivfflat' AND x.lists > 2 * greatest(CASE WHEN coalesce(r.n_rows, 0) <= 1000000 \
+                  THEN floor(coalesce(r.n_rows, 0) / 1000) ELSE floor(sqrt(r.n_rows)) END, 1) THEN 'suspect' \
+              ELSE x.method END AS mode \
+           FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
+     SELECT p.t IS NOT NULL AS table_exists, c.names, c.kinds, c.types, m.mode, x.lists, \
+         coalesce(r.n_rows, 0) AS n_rows, s.sel AS selectivity, \
+         CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
+         CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000.0, greatest(1.0, \
+             coalesce(p.ef_fixed::float8, ceil(p.ef_base / sqrt(coalesce(s.sel, 1.0))))))::int::text, true) END AS ef_search, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
+             greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
+             AS ivfflat_scan \
+     FROM p CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
+
+/// The set-up without filters: no columns (a missing one fails the query, and is then named from the
+/// catalog) and no statistics: about half the time of [`SETUP_FILTERED`].
+const SETUP_PLAIN: &str = "\
+     x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
+              CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
+                  FROM pg_options_to_table(ic.reloptions) o WHERE o.option_name = 'lists'), 100) END AS lists \
+           FROM p JOIN pg_index ix ON ix.indexrelid = p.i AND ix.indrelid = p.t \
+           JOIN pg_class ic ON ic.oid = p.i JOIN pg_am am ON am.oid = ic.relam), \
+     r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows \
+           FROM p JOIN pg_class tc ON tc.oid = p.t), \
+     m AS (SELECT CASE \
+              WHEN p.exact THEN 'exact' \
+              WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
+              WHEN x.method = 'ivfflat' AND x.lists > 2 * greatest(CASE WHEN coalesce(r.n_rows, 0) <= 1000000 \
+                  THEN floor(coalesce(r.n_rows, 0) / 1000) ELSE floor(sqrt(r.n_rows)) END, 1) THEN 'suspect' \
+              ELSE x.method END AS mode \
+           FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
+     SELECT p.t IS NOT NULL AS table_exists, '{}'::text[] AS names, '{}'::text[] AS kinds, '{}'::text[] AS types, \
+         m.mode, x.lists, \
+         CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
+         CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000, greatest(1, \
+             coalesce(p.ef_fixed, p.ef_base)))::text, true) END AS ef_search, \
+         CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
+             greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
+         CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
+             AS ivfflat_scan \
+     FROM p CROSS JOIN m LEFT JOIN x ON true";
+
+impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9] = SETUP_PARAMETERS;
+        out.push_sql(p0);
+        out.push_bind_param::<Text, String>(&self.table)?;
+        out.push_sql(p1);
+        out.push_bind_param::<Nullable<Text>, Option<String>>(&self.index)?;
+        out.push_sql(p2);
+        out.push_bind_param::<Array<Text>, Vec<String>>(&self.filter_columns)?;
+        out.push_sql(p3);
+        out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<String>>>(&self.filter_values)?;
+        out.push_sql(p4);
+        out.push_bind_param::<Integer, i32>(&self.ef_base)?;
+        out.push_sql(p5);
+        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.ef_search)?;
+        out.push_sql(p6);
+        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.probes)?;
+        out.push_sql(p7);
+        out.push_bind_param::<Bool, bool>(&self.use_index)?;
+        out.push_sql(p8);
+        out.push_bind_param::<Bool, bool>(&self.exact)?;
+        out.push_sql(p9);
+        out.push_sql(if FILTERED { SETUP_FILTERED } else { SETUP_PLAIN });
+        Ok(())
+    }
+}
+
+impl<const FILTERED: bool> QueryId for Setup<FILTERED> {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<const FILTERED: bool> Query for Setup<FILTERED> {
+    type SqlType = Untyped;
+}
+
+impl<const FILTERED: bool> RunQueryDsl<PgConnection> for Setup<FILTERED> {}
+
+#[derive(QueryableByName)]
+struct SetupRow {
+    #[diesel(sql_type = Bool)]
+    table_exists: bool,
+    #[diesel(sql_type = Array<Text>)]
+    names: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    kinds: Vec<String>,
+    #[diesel(sql_type = Array<Text>)]
+    types: Vec<String>,
+    #[diesel(sql_type = Text)]
+    mode: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    lists: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ef_search_grows_with_k_within_pgvectors_range() {
+        assert_eq!(default_ef_search(1), 200);
+        assert_eq!(default_ef_search(10), 200);
+        assert_eq!(default_ef_search(20), 400);
+        assert_eq!(default_ef_search(5000), 1000);
     }
 }

@@ -1,11 +1,16 @@
-//! What [`crate::doctor::diagnose`] reads on SQLite: the library, sqlite-vec, the foreign key, rows and
-//! the vec0 index.
+//! What [`crate::doctor::diagnose`] reads on SQLite: the library and sqlite-vec, every registered index
+//! against the catalog (its queue, state, vec0 table and the rows it leaves out), vec0 tables no index
+//! owns, and the crate's own `fragments` schema when it exists.
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel::SqliteConnection;
 
-use crate::doctor::{DoctorError, Extension, Facts, ForeignKeys, IndexState, RowCountsRow, ROW_COUNTS};
+use crate::doctor::{
+    registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, RowCountsRow, Unregistered,
+    NAMED_IDS, ROW_COUNTS,
+};
+use crate::index::IndexSpec;
 use crate::migrations::shape::Catalog;
 
 #[derive(QueryableByName)]
@@ -27,21 +32,52 @@ pub(crate) fn facts(conn: &mut SqliteConnection) -> Result<Facts, DoctorError> {
     )
     .get_result(conn)?;
     let extension = Extension::SqliteVec { version: super::sqlite_vec_version(conn)? };
-    let tables = conn.exists("fragments")? && conn.exists("fragment_embeddings")?;
-    if !tables {
-        return Ok(Facts { server_version: library.version, extension, foreign_keys: None, rows: None, index: None });
+    let fragments = if conn.exists("fragments")? && conn.exists("fragment_embeddings")? {
+        let rows: RowCountsRow = diesel::sql_query(ROW_COUNTS).get_result(conn)?;
+        Some((ForeignKeys { declared: library.declared, enforced: library.enforced }, rows.into()))
+    } else {
+        None
+    };
+    let (specs, invalid_registry_rows) = registry_rows(conn)?;
+    let mut indexes = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        indexes.push(index_report(conn, spec)?);
     }
-    let rows: RowCountsRow = diesel::sql_query(ROW_COUNTS).get_result(conn)?;
-    let index = match super::index_status(conn) {
-        Ok(status) => Some(IndexState::Vec0(status)),
-        Err(super::IndexError::NotMigrated { .. }) => None,
+    let unregistered = leftover_vec0_tables(conn, &specs)?;
+    Ok(Facts { server_version: library.version, extension, indexes, invalid_registry_rows, unregistered, fragments })
+}
+
+fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexReport, DoctorError> {
+    let column_type = conn.columns(spec.table())?.into_iter().find(|c| c.name == spec.column()).map(|c| c.ty);
+    if column_type.is_none() {
+        return Ok(IndexReport { spec: spec.clone(), column_type, state: None });
+    }
+    let state = match super::status(conn, spec) {
+        Ok(status) => {
+            let invalid = super::invalid_rows(conn, spec, NAMED_IDS).map_err(DoctorError::Index)?;
+            IndexState::Sqlite { status, invalid }
+        }
+        Err(super::IndexError::NotMigrated { .. }) => IndexState::NotSetUp,
         Err(e) => return Err(DoctorError::Index(e)),
     };
-    Ok(Facts {
-        server_version: library.version,
-        extension,
-        foreign_keys: Some(ForeignKeys { declared: library.declared, enforced: library.enforced }),
-        rows: Some(rows.into()),
-        index,
-    })
+    Ok(IndexReport { spec: spec.clone(), column_type, state: Some(state) })
+}
+
+/// vec0 tables that no registered index owns.
+fn leftover_vec0_tables(conn: &mut SqliteConnection, specs: &[IndexSpec]) -> Result<Vec<Unregistered>, DoctorError> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let tables: Vec<Name> = diesel::sql_query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' \
+         AND lower(sql) LIKE '%using vec0%' ORDER BY name",
+    )
+    .load(conn)?;
+    Ok(tables
+        .into_iter()
+        .filter(|t| !specs.iter().any(|s| s.sqlite_index().vec0 && s.vec0_table() == t.name))
+        .map(|t| Unregistered::Vec0Table { name: t.name })
+        .collect())
 }

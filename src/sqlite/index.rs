@@ -166,17 +166,19 @@ impl IndexStatus {
     }
 }
 
+/// The index's state row and queue length.
 #[derive(QueryableByName)]
-struct State {
+pub(crate) struct State {
     #[diesel(sql_type = BigInt)]
-    needs_rebuild: i64,
+    pub(crate) needs_rebuild: i64,
     #[diesel(sql_type = BigInt)]
-    generation: i64,
+    pub(crate) generation: i64,
     #[diesel(sql_type = BigInt)]
-    pending: i64,
+    pub(crate) pending: i64,
 }
 
-fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
+/// One read of the index's state; [`IndexError::NotMigrated`] when its tables are missing.
+pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
     if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
         return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
     }
@@ -201,6 +203,57 @@ fn indexable(spec: &IndexSpec) -> String {
         sql.push_str(&format!(" AND vec_distance_l2({v}, zeroblob({bytes})) > 0"));
     }
     sql
+}
+
+/// Stored values the index cannot hold, besides NULL: counted, and the first few ids named.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct InvalidRows {
+    /// How many rows hold a value that is not a vector of the index's dimensions: a BLOB of another
+    /// length, TEXT, a number, or NaN or infinite elements. Zero vectors are not counted: they are
+    /// valid data, only left out of a cosine index (they have no direction).
+    pub count: i64,
+    /// The ids of the first of them, in id order.
+    pub ids: Vec<i64>,
+}
+
+/// The SQL condition (over `t`) for a stored value that is not NULL and not a vector of the index's
+/// dimensions with finite elements. `CASE` fixes the order: the distance function only sees BLOBs of the
+/// right length (sqlite-vec would read TEXT as JSON).
+fn invalid(spec: &IndexSpec) -> String {
+    let v = format!("t.{}", quote(spec.column()));
+    let bytes = 4 * u64::from(spec.dims());
+    format!(
+        "{v} IS NOT NULL AND NOT CASE WHEN typeof({v}) = 'blob' AND length({v}) = {bytes} \
+         THEN vec_distance_l2({v}, {v}) IS NOT NULL ELSE 0 END"
+    )
+}
+
+/// The rows of `spec`'s table whose stored value the index leaves out because it is not a vector of
+/// its dimensions (see [`InvalidRows`]); names at most `max_ids` of them. Works without sqlite-vec (the
+/// crate's own distance function checks the elements). A full scan of the table.
+///
+/// # Errors
+///
+/// A failing query (the table or column missing).
+pub fn invalid_rows(conn: &mut SqliteConnection, spec: &IndexSpec, max_ids: usize) -> Result<InvalidRows, IndexError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let from = format!("FROM {} t WHERE {}", quote(spec.table()), invalid(spec));
+    let count = count(conn, &format!("SELECT count(*) AS count {from}"))?;
+    if count == 0 {
+        return Ok(InvalidRows::default());
+    }
+    let ids: Vec<Id> = diesel::sql_query(format!(
+        "SELECT CAST(t.{id} AS BIGINT) AS id {from} ORDER BY t.{id} LIMIT ?",
+        id = quote(spec.id_column())
+    ))
+    .bind::<BigInt, _>(i64::try_from(max_ids).unwrap_or(i64::MAX))
+    .load(conn)?;
+    Ok(InvalidRows { count, ids: ids.into_iter().map(|r| r.id).collect() })
 }
 
 /// vec0's name for partition column `i`: the column's own name when vec0's parser takes it (it reads no

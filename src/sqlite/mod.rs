@@ -10,7 +10,7 @@ mod exact;
 mod expression;
 mod extension;
 mod functions;
-mod index;
+pub(crate) mod index;
 mod migrations;
 mod search;
 pub(crate) mod transaction;
@@ -28,8 +28,8 @@ pub use connection::SqliteCustomizer;
 pub use connection::{establish, sqlite_vec_version, ConnectionOptions};
 pub use extension::{deregister_sqlite_vec, register_sqlite_vec, SQLITE_VEC_COMPILED_IN};
 pub use index::{
-    index_status, rebuild, rebuild_index, status, sync, sync_index, IndexError, IndexStatus, SyncReport, INDEX_DIMS,
-    INDEX_TABLE,
+    index_status, invalid_rows, rebuild, rebuild_index, status, sync, sync_index, IndexError, IndexStatus, InvalidRows,
+    SyncReport, INDEX_DIMS, INDEX_TABLE,
 };
 
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one bound parameter for any number of ids.

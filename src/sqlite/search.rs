@@ -1,190 +1,236 @@
-//! Nearest-neighbour search on SQLite: sqlite-vec's vec0 KNN, or an exact scan.
+//! Nearest-neighbour search on SQLite, over any registered index.
+//!
+//! A search goes through three steps:
+//!
+//! 1. **Check**: the table's columns are read (`pragma_table_info`) and the filters resolved against
+//!    them, so that a missing column is an error naming the table's columns (SQLite would otherwise read a
+//!    double-quoted name that matches no column as a string).
+//! 2. **Candidates** from the index's structure ([`candidates`]): the crate's quantized codes
+//!    ([`codes_candidates`]: partition filters filter the Hamming scan, other filters become its allow list,
+//!    candidates are reranked until the error bound proves the result or the estimated recall reaches its
+//!    target), else sqlite-vec's vec0 table. Either is brought up to date first without waiting for the
+//!    write lock. When another connection holds it (or the database is read-only), the structure answers
+//!    as it stands and the rows whose changes wait in the index's queue are added as candidates (vec0 is
+//!    asked for as many more rows as are queued; any stale entry of a queued row is dropped).
+//! 3. **Exact distances** of the candidates from the table itself ([`exact_rows`]), with every filter
+//!    applied again, sorted by distance then id. If vec0's cannot be trusted to hold the true first `k`
+//!    (fewer than `k` while vec0 filled its limit, or a tie at the limit), an exact scan answers.
+//!
+//! Without a usable structure (an index that keeps none, codes not trained yet, another metric than the
+//! index's, vec0 without sqlite-vec or beyond its `k`) the search is an exact scan ([`exact`]): for
+//! `vector` columns the crate's SIMD scan of the vectors where SQLite holds them (`super::exact`), for the
+//! other types sqlite-vec's or the crate's SQL functions. Stored values that are not vectors of the index's
+//! dimensions are skipped by every path.
 
+use std::collections::HashSet;
+
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
-use super::index::sync_index;
+use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
+use crate::index::{Element, IndexSpec};
+use crate::migrations::shape::Catalog;
+use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
 use crate::search::{
-    candidates, sort_and_truncate, tie_may_be_cut, Metric, Neighbor, Row, Search, SearchError, SearchPath,
-    SearchTarget, Strategy,
+    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
+    Search, SearchError, SearchFilter, SearchPath, SearchTarget,
 };
 use crate::sql_types::Vector;
 
 /// sqlite-vec's largest `k`.
 const VEC0_MAX_K: usize = 4096;
 
-fn function(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Cosine => "vec_distance_cosine",
-        Metric::L2 => "vec_distance_l2",
-        Metric::L1 => "vec_distance_l1",
-        Metric::InnerProduct => "diesel_vector_neg_inner_product",
-        Metric::Hamming => "vec_distance_hamming",
-        Metric::Jaccard => "diesel_vector_jaccard_distance",
-    }
-}
-
 impl SearchTarget for SqliteConnection {
     const BACKEND: &'static str = "sqlite";
 
-    fn nearest(&mut self, search: &Search<'_>) -> Result<(Vec<Neighbor>, SearchPath), SearchError> {
-        let limit = candidates(search.k);
-        if let Some(hits) = codes_search(self, search, limit)? {
-            return Ok((hits, SearchPath::Codes));
-        }
-        let has_extension = super::sqlite_vec_version(self)?.is_some();
-        let use_index = has_extension
-            && crate::schema::fragment_embeddings_index().sqlite_index().vec0
-            && search.strategy == Strategy::Auto
-            && search.metric == Metric::Cosine
-            && search.fragment_ids.is_none()
-            && limit <= VEC0_MAX_K;
-        if use_index {
-            sync_index(self).map_err(SearchError::Index)?;
-            let rows: Vec<Row> = diesel::sql_query(
-                "SELECT e.id AS id, e.fragment_id AS fragment_id, i.distance AS distance \
-                 FROM (SELECT rowid, distance FROM fragment_embeddings_idx \
-                       WHERE embedding MATCH ? AND k = ? AND provider = ? AND model = ?) i \
-                 JOIN fragment_embeddings e ON e.id = i.rowid",
-            )
-            .bind::<Vector, _>(search.query)
-            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model)
-            .load(self)?;
-            let mut hits: Vec<Neighbor> = rows.into_iter().map(Neighbor::from).collect();
-            sort_and_truncate(&mut hits, limit);
-            if !tie_may_be_cut(&hits, search.k, limit) {
-                return Ok((hits, SearchPath::Vec0));
-            }
-        }
-        if let Some(hits) = exact_search(self, search, limit)? {
-            return Ok((hits, SearchPath::ExactScan));
-        }
-        // Exact scan: sqlite-vec's functions, or the crate's when the extension is absent. NULL
-        // distances (a zero vector under cosine) are nobody's neighbour: sorted last, then dropped here.
-        // A `WHERE distance IS NOT NULL` would compute every row's distance twice (SQLite evaluates
-        // the function for the filter and again for the result); NULLS LAST needs SQLite 3.30, and the
-        // crate needs 3.35 for RETURNING anyway.
-        let filter =
-            if search.fragment_ids.is_some() { " AND fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
-        let sql = format!(
-            "SELECT id, fragment_id, {}(embedding, ?) AS distance FROM fragment_embeddings \
-             WHERE provider = ? AND model = ? AND embedding IS NOT NULL{filter} \
-             ORDER BY distance NULLS LAST, id LIMIT ?",
-            function(search.metric)
-        );
-        let query = diesel::sql_query(sql)
-            .bind::<Vector, _>(search.query)
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<ScanRow> = match search.fragment_ids {
-            Some(ids) => query.bind::<Text, _>(json_ids(ids)).bind::<BigInt, _>(limit).load(self)?,
-            None => query.bind::<BigInt, _>(limit).load(self)?,
-        };
-        let hits = rows
+    fn knn<F: SearchFilter<Sqlite>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError> {
+        let columns: Vec<(String, ColumnKind, String)> = self
+            .columns(plan.spec.table())?
             .into_iter()
-            .filter_map(|r| r.distance.map(|distance| Neighbor { id: r.id, fragment_id: r.fragment_id, distance }))
+            .map(|c| {
+                let kind = kind(&c.ty);
+                (c.name, kind, if c.ty.is_empty() { "untyped".to_owned() } else { c.ty })
+            })
             .collect();
-        Ok((hits, SearchPath::ExactScan))
+        let filters = resolve_filters(plan, &columns, false)?;
+        if let Some(found) = candidates(self, plan, &filters, filter)? {
+            return Ok(found);
+        }
+        exact(self, plan, &filters, filter, SearchPath::ExactScan)
+    }
+
+    fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
+        crate::search::seed::search_fragments!(self, search)
     }
 }
 
-/// A row of the exact scan: the distance is NULL for a zero vector under cosine.
-#[derive(QueryableByName)]
-struct ScanRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    fragment_id: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    distance: Option<f64>,
+/// The storage-class kind SQLite compares a column with, from its declared type (SQLite's affinity
+/// rules: `INT` anywhere is integer; `CHAR`, `CLOB`, `TEXT` text; booleans are stored as integers).
+fn kind(declared: &str) -> ColumnKind {
+    let upper = declared.to_ascii_uppercase();
+    if upper.contains("INT") {
+        ColumnKind::Integer
+    } else if upper.contains("BOOL") {
+        ColumnKind::Bool
+    } else if ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t)) {
+        ColumnKind::Text
+    } else {
+        ColumnKind::Other
+    }
 }
 
-#[derive(QueryableByName)]
-struct Exact {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    fragment_id: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    distance: Option<f64>,
+/// The BLOB length of a valid stored value: other values are skipped.
+fn blob_len(spec: &IndexSpec) -> Option<u64> {
+    match spec.element().sqlite_blob_shape(spec.dims() as usize) {
+        Ok(crate::codec::SqliteBlobShape::Exact { len }) => Some(len as u64),
+        _ => None,
+    }
 }
 
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
-/// The seed's search through the quantized codes: the provider and model filter the scan (they are the
-/// index's partition columns), a fragment filter becomes the scan's allow list, and candidates get their
-/// exact distances from the table, filters checked again. `None` when the codes cannot answer.
-fn codes_search(
+/// Step 2 and 3 through the index's structure, or `None` when it cannot serve this search.
+fn candidates<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
-    search: &Search<'_>,
-    limit: usize,
-) -> Result<Option<Vec<Neighbor>>, SearchError> {
-    let spec = crate::schema::fragment_embeddings_index();
-    if search.strategy != Strategy::Auto || search.metric != spec.metric() || !spec.sqlite_index().codes {
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    if !plan.index_serves() || spec.element() != Element::Vector {
         return Ok(None);
     }
-    super::index::sync(conn, spec).map_err(SearchError::Index)?;
-    let allow: Option<Vec<i64>> = match search.fragment_ids {
-        None => None,
-        Some(ids) => Some(
-            diesel::sql_query(
-                "SELECT e.id AS id FROM fragment_embeddings e \
-                 WHERE e.fragment_id IN (SELECT value FROM json_each(?)) AND e.provider = ? AND e.model = ?",
-            )
-            .bind::<Text, _>(json_ids(ids))
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model)
-            .load::<Id>(conn)?
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
-        ),
+    if spec.sqlite_index().codes {
+        if let Some(found) = codes_candidates(conn, plan, filters, filter)? {
+            return Ok(Some(found));
+        }
+    }
+    if !spec.sqlite_index().vec0 {
+        return Ok(None);
+    }
+    if super::sqlite_vec_version(conn)?.is_none() {
+        return Ok(None);
+    }
+    let before = match state(conn, spec) {
+        Ok(state) => state,
+        // The index's queue and state are not there (a spec built by hand): the table alone answers.
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
     };
-    let filter = crate::ann::Filter {
-        partition: super::codes::partition_filter(spec, &[(0, Some(search.provider)), (1, Some(search.model))]),
-        allow: allow.as_deref(),
+    let vec0_exists = conn.exists(spec.vec0_table())?;
+    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && vec0_exists {
+        true
+    } else {
+        sync_without_waiting(conn, spec)?
     };
-    let mut fragments = std::collections::HashMap::new();
-    let sql = format!(
-        "SELECT e.id AS id, e.fragment_id AS fragment_id, {}(e.embedding, ?) AS distance FROM fragment_embeddings e \
-         WHERE e.id IN (SELECT value FROM json_each(?)) AND e.provider = ? AND e.model = ?",
-        function(search.metric)
-    );
+    let queued: Vec<i64> = if fresh {
+        Vec::new()
+    } else if before.needs_rebuild != 0 || !vec0_exists {
+        // Nothing to answer from until the index is rebuilt.
+        return Ok(None);
+    } else {
+        queued_ids(conn, spec)?
+    };
+    let wanted = plan.limit.saturating_add(queued.len());
+    if wanted > VEC0_MAX_K {
+        return Ok(None);
+    }
+    let Some(knn) = Vec0Knn::new(plan, filters, filter, wanted) else { return Ok(None) };
+    // Rows whose distance is not a number (overflowing values) come first with no distance: their
+    // exact distance is computed again below, and they count as candidates fetched.
+    let from_vec0: Vec<(i64, Option<f64>)> = knn.load(conn)?;
+    // Every matching indexed row came back when vec0 returned fewer than asked; otherwise none nearer
+    // than the farthest returned was left out (vec0's flat KNN is exact).
+    let boundary =
+        (from_vec0.len() >= wanted).then(|| from_vec0.iter().filter_map(|(_, d)| *d).fold(f64::NEG_INFINITY, f64::max));
+    let queued_set: HashSet<i64> = queued.iter().copied().collect();
+    let mut ids: Vec<i64> = from_vec0.into_iter().map(|(id, _)| id).filter(|id| !queued_set.contains(id)).collect();
+    ids.extend(&queued);
+    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+    sort(&mut hits);
+    if !trusted(&hits, plan.k, boundary) {
+        return exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact).map(Some);
+    }
+    let path = if fresh { SearchPath::Vec0 } else { SearchPath::Vec0WithQueue };
+    Ok(Some(Found { hits, path }))
+}
+
+/// Step 2 and 3 through the crate's quantized codes (`SqliteIndex::codes`), or `None` when they cannot
+/// answer (nothing trained yet, damaged codes that could not be rebuilt, another process writing fast).
+///
+/// The index is brought up to date without waiting for the write lock; when it cannot be, the codes
+/// answer as they stand and the queued rows are computed exactly beside them (a queued row's codes are
+/// not trusted). Equality filters on partition columns filter the scan by the rows' partition keys; any
+/// other filter becomes the scan's allow list (the ids SQLite finds for it). Candidates get their exact
+/// distance from the table with every filter applied again ([`exact_rows`]).
+fn codes_candidates<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    if !crate::ann::supports(plan.metric) {
+        return Ok(None);
+    }
+    let fresh = match state(conn, spec) {
+        Ok(before) if before.needs_rebuild == 0 && before.pending == 0 => true,
+        Ok(_) => sync_without_waiting(conn, spec)?,
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
+    };
+    let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
+
+    let mut partition = Vec::new();
+    let mut others = !filter.is_empty();
+    for f in filters {
+        match f.partition {
+            Some(i) => partition.push((i, f.value.text(false))),
+            None => others = true,
+        }
+    }
+    let partition: Vec<(usize, Option<&str>)> = partition.iter().map(|(i, v)| (*i, v.as_deref())).collect();
+    let allow: Option<Vec<i64>> = if others {
+        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+            .blob_len(blob_len(spec));
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = BigInt)]
+            i: i64,
+        }
+        let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
+        Some(ids.into_iter().map(|r| r.i).collect())
+    } else {
+        None
+    };
+    let scan_filter =
+        crate::ann::Filter { partition: super::codes::partition_filter(spec, &partition), allow: allow.as_deref() };
     let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
-        let rows: Vec<Exact> = diesel::sql_query(&sql)
-            .bind::<Vector, _>(search.query)
-            .bind::<Text, _>(json_ids(ids))
-            .bind::<Text, _>(search.provider)
-            .bind::<Text, _>(search.model)
-            .load(conn)?;
-        for row in rows {
-            fragments.insert(row.id, row.fragment_id);
-            sink(row.id, row.distance.unwrap_or(f64::NAN));
+        for hit in exact_rows(conn, plan, filters, filter, ids)? {
+            sink(hit.id, hit.distance);
         }
         Ok::<(), SearchError>(())
     };
     let options = crate::ann::SearchOptions::default();
+    let query = plan.query.as_slice();
     let mut outcome = None;
     for attempt in 0..2 {
-        match super::codes::search(conn, spec, search.query.as_slice(), limit, &filter, &options, &mut fetch)? {
+        match super::codes::search(conn, spec, query, plan.limit, &scan_filter, &options, &mut fetch)? {
             super::codes::Searched::Found(found) => {
                 outcome = Some(found);
                 break;
             }
-            super::codes::Searched::Empty => return Ok(None),
-            super::codes::Searched::NotCurrent if attempt == 0 => {
-                super::index::sync(conn, spec).map_err(SearchError::Index)?;
+            super::codes::Searched::Empty if queued.is_empty() => {
+                return Ok(Some(Found { hits: Vec::new(), path: SearchPath::Codes }))
             }
-            super::codes::Searched::Damaged if attempt == 0 => {
+            super::codes::Searched::NotCurrent if attempt == 0 && fresh => {
+                super::sync(conn, spec).map_err(SearchError::Index)?;
+            }
+            super::codes::Searched::Damaged if attempt == 0 && fresh => {
                 super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
             }
             _ => return Ok(None),
@@ -192,72 +238,410 @@ fn codes_search(
     }
     let Some(outcome) = outcome else { return Ok(None) };
     crate::search::record_codes_stats(&outcome.stats);
-    Ok(Some(
-        outcome
-            .neighbours
-            .into_iter()
-            .filter(|n| !n.distance.is_nan())
-            .filter_map(|n| fragments.get(&n.id).map(|f| Neighbor { id: n.id, fragment_id: *f, distance: n.distance }))
-            .collect(),
-    ))
-}
-
-#[derive(QueryableByName)]
-struct Fragment {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    fragment_id: i64,
-}
-
-/// The seed's exact search through the SIMD scan of the rows where SQLite holds them (`None` for a metric
-/// the scan does not compute).
-fn exact_search(
-    conn: &mut SqliteConnection,
-    search: &Search<'_>,
-    limit: usize,
-) -> Result<Option<Vec<Neighbor>>, SearchError> {
-    if !crate::ann::supports(search.metric) {
-        return Ok(None);
+    let queued_set: HashSet<i64> = queued.iter().copied().collect();
+    let mut hits: Vec<Hit> = outcome
+        .neighbours
+        .into_iter()
+        .filter(|n| n.distance.is_finite() && !queued_set.contains(&n.id))
+        .map(|n| Hit { id: n.id, distance: n.distance })
+        .collect();
+    if queued.is_empty() {
+        return Ok(Some(Found { hits, path: SearchPath::Codes }));
     }
-    let filter =
-        if search.fragment_ids.is_some() { " AND e.fragment_id IN (SELECT value FROM json_each(?))" } else { "" };
-    let sql = format!(
-        "SELECT e.id AS id, e.embedding AS embedding FROM fragment_embeddings e \
-         WHERE e.provider = ? AND e.model = ?{filter}"
-    );
-    let query = diesel::sql_query(sql).bind::<Text, _>(search.provider).bind::<Text, _>(search.model);
-    let found = match search.fragment_ids {
-        Some(ids) => super::exact::top_k(
-            conn,
-            query.bind::<Text, _>(json_ids(ids)),
-            search.query.as_slice(),
-            search.metric,
-            limit,
-        ),
-        None => super::exact::top_k(conn, query, search.query.as_slice(), search.metric, limit),
-    };
-    let found = match found {
-        Ok(found) => found,
-        Err(super::exact::ExactError::Query(e)) => return Err(e.into()),
-        Err(super::exact::ExactError::Ann(e)) => return Err(e.into()),
-    };
-    let ids: Vec<i64> = found.neighbours.iter().map(|n| n.id).collect();
-    let fragments: std::collections::HashMap<i64, i64> = diesel::sql_query(
-        "SELECT e.id AS id, e.fragment_id AS fragment_id FROM fragment_embeddings e \
-         WHERE e.id IN (SELECT value FROM json_each(?))",
-    )
-    .bind::<Text, _>(json_ids(&ids))
-    .load::<Fragment>(conn)?
-    .into_iter()
-    .map(|f| (f.id, f.fragment_id))
-    .collect();
-    Ok(Some(
-        found
+    hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
+    sort(&mut hits);
+    Ok(Some(Found { hits, path: SearchPath::CodesWithQueue }))
+}
+
+/// Applies the index's queue if the write lock can be taken at once; `false` when it cannot (another
+/// connection writes, or the database is read-only), so that the search answers instead of waiting.
+fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, SearchError> {
+    #[derive(QueryableByName)]
+    struct Timeout {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+    let previous: Timeout = diesel::sql_query("PRAGMA busy_timeout").get_result(conn)?;
+    conn.batch_execute("PRAGMA busy_timeout = 0")?;
+    let result = super::sync(conn, spec);
+    conn.batch_execute(&format!("PRAGMA busy_timeout = {}", previous.timeout.max(0)))?;
+    match result {
+        Ok(_) => Ok(true),
+        Err(IndexError::Query(e)) if cannot_write(&e) => {
+            tracing::debug!(
+                target: "diesel_vector::search",
+                index = spec.name(),
+                reason = %e,
+                "index not brought up to date without waiting; its queued rows are searched exactly"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(SearchError::Index(e)),
+    }
+}
+
+/// SQLite's errors for a write that would have to wait, or may not happen at all.
+fn cannot_write(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked")
+                || message.contains("database table is locked")
+                || message.contains("readonly database")
+        }
+        _ => false,
+    }
+}
+
+fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>, SearchError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Id> = diesel::sql_query(format!(
+        "SELECT q.id AS id FROM {} q ORDER BY q.id",
+        crate::index::quote(&spec.queue_table())
+    ))
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The exact distances of the rows `ids` that pass every filter.
+fn exact_rows<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    ids: &[i64],
+) -> Result<Vec<Hit>, SearchError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
+        .only_ids(ids)
+        .ids_json(json_ids(ids))
+        .blob_len(blob_len(plan.spec));
+    Ok(hits_of(knn.load(conn)?))
+}
+
+/// The exact scan: every matching row's distance, `plan.limit` nearest first (ties by id).
+fn exact<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    path: SearchPath,
+) -> Result<Found, SearchError> {
+    if plan.spec.element() == Element::Vector && crate::ann::supports(plan.metric) {
+        // The crate's SIMD scan over the vectors where SQLite holds them.
+        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
+            .blob_len(blob_len(plan.spec));
+        let rows = Rows { knn, of: RowsOf::Vectors };
+        let found =
+            super::exact::top_k(conn, rows, plan.query.as_slice(), plan.metric, plan.limit).map_err(|e| match e {
+                super::exact::ExactError::Query(e) => SearchError::Query(e),
+                super::exact::ExactError::Ann(e) => SearchError::from(e),
+            })?;
+        let hits = found
             .neighbours
             .into_iter()
-            .filter(|n| !n.distance.is_nan())
-            .filter_map(|n| fragments.get(&n.id).map(|f| Neighbor { id: n.id, fragment_id: *f, distance: n.distance }))
-            .collect(),
-    ))
+            .filter(|n| n.distance.is_finite())
+            .map(|n| Hit { id: n.id, distance: n.distance })
+            .collect();
+        return Ok(Found { hits, path });
+    }
+    let knn = || {
+        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
+            .map(|k| k.blob_len(blob_len(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
+    };
+    let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
+    let full = rows.len() >= plan.limit;
+    let mut hits = hits_of(rows);
+    if full && hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
+        // Rows without a finite distance (an overflow to infinity, sorted first or last) filled the limit:
+        // ask again for finite distances only.
+        hits = hits_of(knn()?.finite_only(true).load(conn)?);
+    }
+    Ok(Found { hits, path })
+}
+
+/// Rows with a distance; NULL (no distance: a zero vector under cosine, NaN elements) is left out.
+fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
+    rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
+}
+
+fn push_column<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, column: &'b str) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+/// `AND "table"."column" = ?` (or `IS NULL`) for each filter.
+fn push_filters<'b>(
+    out: &mut AstPass<'_, 'b, Sqlite>,
+    table: &'b str,
+    filters: impl Iterator<Item = &'b EqFilter>,
+) -> QueryResult<()> {
+    for f in filters {
+        out.push_sql(" AND ");
+        push_column(out, table, &f.column)?;
+        match &f.value {
+            FilterValue::Null => out.push_sql(" IS NULL"),
+            FilterValue::Text(t) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<Text, String>(t)?;
+            }
+            FilterValue::Integer(i) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<BigInt, i64>(i)?;
+            }
+            // SQLite stores booleans as the integers 1 and 0.
+            FilterValue::Bool(b) => out.push_sql(if *b { " = 1" } else { " = 0" }),
+        }
+    }
+    Ok(())
+}
+
+impl QueryFragment<Sqlite> for VectorColumn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        push_column(&mut out, self.table, self.column)
+    }
+}
+
+impl QueryFragment<Sqlite> for QueryVector<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_bind_param::<Vector, crate::Vector>(self.vector)
+    }
+}
+
+impl QueryFragment<Sqlite> for DistanceExpr<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        match self {
+            Self::Cosine(d) => d.walk_ast(out),
+            Self::L2(d) => d.walk_ast(out),
+            Self::L1(d) => d.walk_ast(out),
+            Self::InnerProduct(d) => d.walk_ast(out),
+        }
+    }
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i, distance AS d FROM t WHERE t.v IS NOT NULL AND typeof(t.v) = 'blob'
+/// AND length(t.v) = ? AND filters... ORDER BY 2 NULLS LAST, 1 LIMIT ?`. NULL distances (a zero vector
+/// under cosine) sort last, so they never take the place of a neighbour; a `WHERE distance IS NOT NULL`
+/// would compute every row's distance twice.
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if self.finite_only {
+            out.push_sql("SELECT s.i, s.d FROM (");
+        }
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.table, self.id)?;
+        out.push_sql(" AS BIGINT) AS i, ");
+        self.distance.walk_ast(out.reborrow())?;
+        out.push_sql(" AS d FROM ");
+        out.push_identifier(self.table)?;
+        self.push_where(&mut out)?;
+        if self.finite_only {
+            // 9e999 is SQLite's infinity; NULL fails both comparisons.
+            out.push_sql(") s WHERE s.d > -9e999 AND s.d < 9e999 ORDER BY s.d, s.i");
+        } else {
+            match self.order {
+                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2 NULLS LAST, 1"),
+                KnnOrder::Distance => out.push_sql(" ORDER BY 2 NULLS LAST"),
+                KnnOrder::None => {}
+            }
+        }
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            out.push_bind_param::<BigInt, i64>(limit)?;
+        }
+        Ok(())
+    }
+}
+
+impl<F: SearchFilter<Sqlite>> Knn<'_, F> {
+    /// ` WHERE vector IS NOT NULL AND [a BLOB of the index's length] AND filters... [AND id IN (ids)]`.
+    fn push_where<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let mut out = out.reborrow();
+        out.push_sql(" WHERE ");
+        push_column(&mut out, self.table, self.column)?;
+        out.push_sql(" IS NOT NULL");
+        if let Some(len) = &self.blob_len {
+            out.push_sql(" AND typeof(");
+            push_column(&mut out, self.table, self.column)?;
+            out.push_sql(") = 'blob' AND length(");
+            push_column(&mut out, self.table, self.column)?;
+            out.push_sql(") = ");
+            out.push_bind_param::<BigInt, i64>(len)?;
+        }
+        push_filters(&mut out, self.table, self.filters.iter())?;
+        if !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            self.filter.walk_filter(out.reborrow())?;
+        }
+        if self.ids.is_some() {
+            out.push_sql(" AND ");
+            push_column(&mut out, self.table, self.id)?;
+            out.push_sql(" IN (SELECT value FROM json_each(");
+            out.push_bind_param::<Text, String>(&self.ids_json)?;
+            out.push_sql("))");
+        }
+        Ok(())
+    }
+}
+
+/// What [`Rows`] selects beside the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowsOf {
+    /// Nothing: the ids of the rows that pass every filter (the codes' allow list).
+    Ids,
+    /// The stored vector: the rows the exact scan reads.
+    Vectors,
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i[, t.vector AS v] FROM t WHERE ...`, with [`Knn`]'s conditions.
+struct Rows<'a, F> {
+    knn: Knn<'a, F>,
+    of: RowsOf,
+}
+
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Rows<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.knn.table, self.knn.id)?;
+        out.push_sql(" AS BIGINT) AS i");
+        if self.of == RowsOf::Vectors {
+            out.push_sql(", ");
+            push_column(&mut out, self.knn.table, self.knn.column)?;
+            out.push_sql(" AS v");
+        }
+        out.push_sql(" FROM ");
+        out.push_identifier(self.knn.table)?;
+        self.knn.push_where(&mut out)
+    }
+}
+
+impl<F> QueryId for Rows<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for Rows<'_, F> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<F, C> RunQueryDsl<C> for Rows<'_, F> {}
+
+/// vec0's KNN: `SELECT rowid, distance FROM vec0 WHERE embedding MATCH ? AND k = ?`, with the partition
+/// filters as its partition keys and every other filter as `rowid IN (SELECT id FROM table WHERE ...)`,
+/// which sqlite-vec's flat index applies before choosing the nearest.
+struct Vec0Knn<'a, F> {
+    vec0: &'a str,
+    table: &'a str,
+    id: &'a str,
+    query: &'a crate::Vector,
+    k: i64,
+    /// Partition filters: vec0's column name and the value as text (vec0's partition keys hold
+    /// `CAST(value AS TEXT)`).
+    partitions: Vec<(String, String)>,
+    /// The other equality filters, applied through the rowid subquery.
+    others: Vec<&'a EqFilter>,
+    filter: &'a F,
+}
+
+impl<'a, F: SearchFilter<Sqlite>> Vec0Knn<'a, F> {
+    /// The KNN of `wanted` rows, or `None` when vec0 cannot take `k` that large.
+    fn new(plan: &'a Plan<'_>, filters: &'a [EqFilter], filter: &'a F, wanted: usize) -> Option<Self> {
+        let spec = plan.spec;
+        let mut partitions = Vec::new();
+        let mut others = Vec::new();
+        for f in filters {
+            match (f.partition, f.value.text(false)) {
+                (Some(i), Some(text)) => partitions.push((vec0_partition_column(i, &f.column), text)),
+                // A NULL partition value has no partition key to match: filtered through the subquery.
+                _ => others.push(f),
+            }
+        }
+        Some(Self {
+            vec0: spec.vec0_table(),
+            table: spec.table(),
+            id: spec.id_column(),
+            query: plan.query.as_ref(),
+            k: i64::try_from(wanted).ok()?,
+            partitions,
+            others,
+            filter,
+        })
+    }
+}
+
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Vec0Knn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        out.push_identifier(self.vec0)?;
+        out.push_sql(".rowid, ");
+        push_column(&mut out, self.vec0, "distance")?;
+        out.push_sql(" FROM ");
+        out.push_identifier(self.vec0)?;
+        out.push_sql(" WHERE ");
+        push_column(&mut out, self.vec0, "embedding")?;
+        out.push_sql(" MATCH ");
+        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        out.push_sql(" AND ");
+        push_column(&mut out, self.vec0, "k")?;
+        out.push_sql(" = ");
+        out.push_bind_param::<BigInt, i64>(&self.k)?;
+        for (column, value) in &self.partitions {
+            out.push_sql(" AND ");
+            push_column(&mut out, self.vec0, column)?;
+            out.push_sql(" = ");
+            out.push_bind_param::<Text, String>(value)?;
+        }
+        if !self.others.is_empty() || !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            out.push_identifier(self.vec0)?;
+            out.push_sql(".rowid IN (SELECT ");
+            push_column(&mut out, self.table, self.id)?;
+            out.push_sql(" FROM ");
+            out.push_identifier(self.table)?;
+            out.push_sql(" WHERE 1");
+            push_filters(&mut out, self.table, self.others.iter().copied())?;
+            if !self.filter.is_empty() {
+                out.push_sql(" AND ");
+                self.filter.walk_filter(out.reborrow())?;
+            }
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl<F> QueryId for Vec0Knn<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for Vec0Knn<'_, F> {
+    type SqlType = (BigInt, Nullable<Double>);
+}
+
+impl<F, C> RunQueryDsl<C> for Vec0Knn<'_, F> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_give_sqlites_affinity() {
+        assert_eq!(kind("INTEGER"), ColumnKind::Integer);
+        assert_eq!(kind("bigint"), ColumnKind::Integer);
+        assert_eq!(kind("VARCHAR(10)"), ColumnKind::Text);
+        assert_eq!(kind("BOOLEAN"), ColumnKind::Bool);
+        assert_eq!(kind(""), ColumnKind::Other);
+        assert_eq!(kind("REAL"), ColumnKind::Other);
+    }
 }

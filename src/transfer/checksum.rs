@@ -1,14 +1,13 @@
 //! An order-independent checksum over rows: the wrapping sum of a 64-bit hash per row.
 //!
-//! Each row is written into the hash in one canonical form whatever backend it came from (ids as
-//! integers, text as length and UTF-8 bytes, timestamps as seconds and nanoseconds, the vector as its
-//! little-endian `f32` bytes, so the exact bits), hashed with FNV-1a and mixed with SplitMix64's finaliser.
+//! Each row is written into the hash in one canonical form whatever backend it came from (its values in
+//! the neutral form of `value.rs`: integers, text as length and UTF-8 bytes, timestamps as microseconds,
+//! floats and vectors by their exact bits), hashed eight bytes at a time (FNV-1a for the last few) and
+//! mixed with SplitMix64's finaliser.
 //! Summing the row hashes makes the result independent of the order rows are read in, and unlike XOR a
 //! row counted twice does not cancel out.
 
 use std::fmt;
-
-use chrono::NaiveDateTime;
 
 /// The checksum of a set of rows; equal sets of rows give equal checksums on any backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -34,6 +33,7 @@ pub(crate) struct RowHasher(u64);
 impl RowHasher {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
+    const WORD: u64 = 0x9e37_79b9_7f4a_7c15;
 
     /// A hasher for a row of the table tagged `tag`, so equal values in different tables differ.
     pub(crate) fn new(tag: u8) -> Self {
@@ -42,9 +42,18 @@ impl RowHasher {
         h
     }
 
+    /// Eight bytes at a time (as a little-endian word, multiplied by a full-width odd constant: each step
+    /// is a bijection, so inputs of one length that differ in one word always differ), then the rest one
+    /// at a time as FNV-1a does. Vectors and blobs hash eight times faster than byte by byte.
     pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
         let mut h = self.0;
-        for b in bytes {
+        let words = bytes.chunks_exact(8);
+        let rest = words.remainder();
+        for w in words {
+            let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            h = (h ^ word).wrapping_mul(Self::WORD);
+        }
+        for b in rest {
             h ^= u64::from(*b);
             h = h.wrapping_mul(Self::PRIME);
         }
@@ -58,24 +67,6 @@ impl RowHasher {
 
     pub(crate) fn text(&mut self, value: &str) -> &mut Self {
         self.int(i64::try_from(value.len()).unwrap_or(i64::MAX)).bytes(value.as_bytes())
-    }
-
-    pub(crate) fn timestamp(&mut self, value: Option<NaiveDateTime>) -> &mut Self {
-        match value {
-            None => self.bytes(&[0]),
-            Some(t) => {
-                let t = t.and_utc();
-                self.bytes(&[1]).int(t.timestamp()).int(i64::from(t.timestamp_subsec_nanos()))
-            }
-        }
-    }
-
-    /// A vector as little-endian `f32` bytes (`None` for SQL NULL).
-    pub(crate) fn vector(&mut self, le_bytes: Option<&[u8]>) -> &mut Self {
-        match le_bytes {
-            None => self.bytes(&[0]),
-            Some(b) => self.bytes(&[1]).int(i64::try_from(b.len()).unwrap_or(i64::MAX)).bytes(b),
-        }
     }
 
     /// The row's hash: FNV-1a, then SplitMix64's finaliser so that sums of hashes are well mixed.
@@ -117,21 +108,29 @@ mod tests {
     }
 
     #[test]
-    fn vectors_are_hashed_by_their_bits() {
-        let zero = 0f32.to_le_bytes();
-        let negative_zero = (-0f32).to_le_bytes();
-        assert_ne!(
-            RowHasher::new(b'E').vector(Some(&zero)).finish(),
-            RowHasher::new(b'E').vector(Some(&negative_zero)).finish()
-        );
-        assert_ne!(RowHasher::new(b'E').vector(None).finish(), RowHasher::new(b'E').vector(Some(&[])).finish());
+    fn values_are_hashed_by_their_bits_and_kind() {
+        use crate::transfer::value::Value;
+        let hash = |v: Value| {
+            let mut h = RowHasher::new(b'R');
+            v.hash(&mut h);
+            h.finish()
+        };
+        let zero = 0f32.to_le_bytes().to_vec();
+        let negative_zero = (-0f32).to_le_bytes().to_vec();
+        assert_ne!(hash(Value::Vector(zero.clone())), hash(Value::Vector(negative_zero)));
+        assert_ne!(hash(Value::Vector(zero.clone())), hash(Value::Bytes(zero)));
+        assert_ne!(hash(Value::Null), hash(Value::Vector(Vec::new())));
+        assert_ne!(hash(Value::Int(1)), hash(Value::Bool(true)));
+        assert_ne!(hash(Value::Real(0.0)), hash(Value::Real(-0.0)));
+        assert_eq!(hash(Value::Real(f64::NAN)), hash(Value::Real(-f64::NAN)));
+        assert_ne!(hash(Value::Timestamp(5)), hash(Value::Int(5)));
     }
 
     #[test]
     fn the_hash_is_stable() {
-        // FNV-1a over b"F", 1i64 LE, 1i64 LE, b"a", then SplitMix64's finaliser (checked by hand). A
+        // b"F" by FNV-1a, 1i64 and 1i64 as words, b"a" by FNV-1a, then SplitMix64's finaliser. A
         // change here changes every checksum ever printed: only on purpose.
-        assert_eq!(Checksum(row(1, "a")).to_string(), "2c1e45cf67a303e4");
+        assert_eq!(Checksum(row(1, "a")).to_string(), "cd8040e8363bce82");
         let mut sum = Checksum::default();
         sum.add(u64::MAX);
         sum.add(2);

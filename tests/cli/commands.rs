@@ -105,9 +105,11 @@ fn doctor_reads_only_and_gives_a_verdict() {
         if backend == "sqlite" {
             std::fs::File::create(url).unwrap();
         }
-        let (stdout, _) = fails(&["--database-url", url, "doctor"]);
-        assert!(stdout.contains("verdict      needs action"), "{backend}: {stdout}");
-        assert!(stdout.contains("3 pending migration(s)"), "{backend}: {stdout}");
+        // An empty database is not told to create diesel-vector's fragments schema.
+        let stdout = ok(&["--database-url", url, "doctor"]);
+        assert!(stdout.contains("verdict      healthy\n"), "{backend}: {stdout}");
+        assert!(stdout.contains("no vector index is registered"), "{backend}: {stdout}");
+        assert!(!stdout.contains("migration run"), "{backend}: {stdout}");
 
         seed(url, 50, 2);
         // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's codes were
@@ -116,31 +118,40 @@ fn doctor_reads_only_and_gives_a_verdict() {
         let finding = if backend == "postgresql" {
             "it was built with little data"
         } else {
-            "the vector index's codes are marked for rebuild"
+            "the quantized codes of the vector index fragment_embeddings_idx are marked for rebuild"
         };
         assert!(stdout.contains(finding), "{backend}: {stdout}");
         ok(&["--database-url", url, "reindex"]);
         let report = ok(&["--database-url", url, "doctor"]);
-        assert!(report.contains("3 applied, 0 pending"), "{backend}: {report}");
+        assert!(report.contains("fragments    diesel-vector's schema: 3 applied, 0 pending"), "{backend}: {report}");
         assert!(report.contains("foreign key  declared, enforced"), "{backend}: {report}");
+        assert!(
+            report.contains("indexes      fragment_embeddings.embedding: fragment_embeddings_idx, "),
+            "{backend}: {report}"
+        );
         let json: Value = serde_json::from_str(&ok(&["--database-url", url, "doctor", "--json"])).unwrap();
         assert_eq!(json["backend"], backend);
         assert_eq!(json["needs_action"], false, "{json}");
         // 50 fragments, one deleted (id 97 does not exist here: none), 2 embeddings each, every 10th NULL.
-        assert_eq!(json["rows"]["fragments"], 50, "{json}");
-        assert_eq!(json["rows"]["embeddings"], 100);
-        assert_eq!(json["rows"]["with_vector"], 90);
-        assert_eq!(json["rows"]["orphans"], 0);
+        let rows = &json["fragments"]["rows"];
+        assert_eq!(rows["fragments"], 50, "{json}");
+        assert_eq!(rows["embeddings"], 100);
+        assert_eq!(rows["with_vector"], 90);
+        assert_eq!(rows["orphans"], 0);
+        let index = &json["indexes"][0];
+        assert_eq!(index["name"], "fragment_embeddings_idx", "{json}");
+        assert_eq!(index["rows"], 90, "{json}");
         if backend == "postgresql" {
             assert!(report.contains("pgvector     0.8"), "{report}");
             assert_eq!(json["extension"]["schema"], "public");
-            assert_eq!(json["index"]["method"], "ivfflat");
-            assert_eq!(json["index"]["lists"], 1);
+            assert_eq!(index["postgresql"]["method"], "ivfflat");
+            assert_eq!(index["postgresql"]["lists"], 1);
         } else {
             assert!(report.contains("sqlite-vec   v0.1.9"), "{report}");
             assert!(report.contains("SQLite 3."), "{report}");
-            assert_eq!(json["index"]["method"], "codes");
-            assert_eq!(json["index"]["codes_rows"], 90);
+            assert_eq!(index["sqlite"]["structures"], "codes");
+            assert_eq!(index["sqlite"]["codes_rows"], 90);
+            assert_eq!(index["sqlite"]["codes_current"], true);
         }
     }
 }
@@ -151,34 +162,45 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
     seed(&db.url, 600, 2);
     let (stdout, _) = fails(&["--database-url", &db.url, "doctor"]);
     assert!(stdout.contains("(recommended 1)"), "{stdout}");
-    assert!(stdout.contains("ACTION:  the ivfflat index has 100 lists for "), "{stdout}");
-    assert!(stdout.contains("run `diesel-vector reindex`"), "{stdout}");
+    assert!(
+        stdout.contains("ACTION:  the ivfflat index fragment_embeddings_cosine_idx has 100 lists for "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("run `diesel-vector reindex --table fragment_embeddings`"), "{stdout}");
 
-    assert_eq!(
-        ok(&["--database-url", &db.url, "reindex"]),
-        "rebuilt fragment_embeddings_cosine_idx: ivfflat, 1 lists\n"
+    let out = ok(&["--database-url", &db.url, "reindex"]);
+    assert!(
+        out.starts_with(
+            "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): ivfflat fragment_embeddings_cosine_idx, \
+             1 lists for "
+        ),
+        "{out}"
     );
     let json: Value = serde_json::from_str(&ok(&["--database-url", &db.url, "doctor", "--json"])).unwrap();
-    assert_eq!(json["index"]["lists"], 1, "{json}");
+    assert_eq!(json["indexes"][0]["postgresql"]["lists"], 1, "{json}");
     assert_eq!(json["verdict"], "healthy");
 
-    assert_eq!(
-        ok(&["--database-url", &db.url, "reindex", "--hnsw"]),
-        "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)\n"
+    let out = ok(&["--database-url", &db.url, "reindex", "--hnsw", "--table", "fragment_embeddings"]);
+    assert!(
+        out.starts_with(
+            "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): hnsw fragment_embeddings_cosine_idx for "
+        ),
+        "{out}"
     );
     // pgvector before 0.8.3 can corrupt HNSW indexes: doctor says to upgrade (Debian trixie's 0.8.0 here).
     let out = run(&["--database-url", &db.url, "doctor", "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["index"]["method"], "hnsw", "{json}");
+    assert_eq!(json["indexes"][0]["postgresql"]["method"], "hnsw", "{json}");
+    assert_eq!(json["indexes"][0]["postgresql"]["registered_method"], "ivfflat", "{json}");
     let installed = json["extension"]["installed"].as_str().unwrap().to_owned();
     let old = installed.split('.').map(|n| n.parse::<u32>().unwrap()).collect::<Vec<_>>() < vec![0, 8, 3];
     let upgrade = format!("pgvector {installed} can corrupt HNSW indexes");
-    let flagged = json["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f["level"] == "action" && f["message"].as_str().unwrap().starts_with(&upgrade));
+    let findings = json["findings"].as_array().unwrap();
+    let flagged =
+        findings.iter().any(|f| f["level"] == "action" && f["message"].as_str().unwrap().starts_with(&upgrade));
     assert_eq!(flagged, old, "{json}");
+    // Another kind than registered is worth knowing, not a problem: the only action is the upgrade.
+    assert_eq!(json["verdict"], if old { "needs action" } else { "healthy" }, "{json}");
     assert_eq!(out.status.success(), !old);
     let mut conn = db.conn();
     #[derive(QueryableByName)]
@@ -190,6 +212,11 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
         .get_result(&mut conn)
         .unwrap();
     assert!(def.def.contains("USING hnsw (embedding vector_cosine_ops)"), "{}", def.def);
+    let (_, stderr) = fails(&["--database-url", &db.url, "reindex", "--table", "documents"]);
+    assert!(
+        stderr.contains("no vector index is registered for table documents; registered: fragment_embeddings.embedding"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -200,10 +227,16 @@ fn doctor_flags_a_stale_index_and_reindex_rebuilds_it() {
     // Seeded rows are queued and the codes were never built: the next search would build them.
     let (stdout, _) = fails(&["--database-url", &path, "doctor"]);
     assert!(
-        stdout.contains("ACTION:  the vector index's codes are marked for rebuild for 36 embedding(s)"),
+        stdout.contains(
+            "ACTION:  the quantized codes of the vector index fragment_embeddings_idx are marked for rebuild for 36 \
+             row(s) of fragment_embeddings.embedding"
+        ),
         "{stdout}"
     );
-    assert_eq!(ok(&["--database-url", &path, "reindex"]), "rebuilt the vector index (codes): 36 rows\n");
+    assert_eq!(
+        ok(&["--database-url", &path, "reindex"]),
+        "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): codes, 36 rows\n"
+    );
     let report = ok(&["--database-url", &path, "doctor"]);
     assert!(report.contains("up to date, 36 indexed"), "{report}");
     assert!(report.contains("verdict      healthy\n"), "{report}");
@@ -212,11 +245,17 @@ fn doctor_flags_a_stale_index_and_reindex_rebuilds_it() {
     let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
     conn.batch_execute("DELETE FROM fragments WHERE id = 1").unwrap();
     let report = ok(&["--database-url", &path, "doctor"]);
-    assert!(report.contains("warning: 1 change(s) wait in the vector index queue"), "{report}");
+    assert!(
+        report.contains(
+            "warning: 1 change(s) to fragment_embeddings.embedding wait in the queue of the vector index \
+             fragment_embeddings_idx"
+        ),
+        "{report}"
+    );
     assert!(report.contains("verdict      healthy, with warnings"), "{report}");
 
     let (_, stderr) = fails(&["--database-url", &path, "reindex", "--hnsw"]);
-    assert!(stderr.contains("hnsw is a pgvector index"), "{stderr}");
+    assert!(stderr.contains("HNSW is a pgvector index"), "{stderr}");
 }
 
 #[test]

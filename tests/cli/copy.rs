@@ -55,7 +55,10 @@ fn ten_thousand_embeddings_go_postgresql_to_sqlite_to_postgresql_bit_exact() {
 
     let report = copy(&first.url, &lite, &["--batch-size", "700"]);
     assert_verified(&report);
-    assert!(report.contains("index: codes "), "{report}");
+    assert!(
+        report.contains("index fragment_embeddings_idx on fragment_embeddings.embedding: codes rebuilt, 9000 rows"),
+        "{report}"
+    );
     assert_eq!(dump(&lite), original, "PostgreSQL -> SQLite is bit-exact, timestamps included");
     let sqlite_bytes = std::fs::read(&lite).unwrap();
 
@@ -80,12 +83,19 @@ fn ten_thousand_embeddings_go_postgresql_to_sqlite_to_postgresql_bit_exact() {
     let v = vector(1);
     NewFragmentEmbedding::new(id, "provider", "model-0", &v, "new").upsert(&mut conn).unwrap();
     // The ivfflat index made by the migration on the empty target needs a rebuild for the data.
-    assert!(report.contains("built with little data, run `diesel-vector reindex` on the target"), "{report}");
+    assert!(
+        report.contains(
+            "index fragment_embeddings_idx on fragment_embeddings.embedding: ivfflat with 100 lists for 9000 rows: built \
+             with little data, searches recall poorly until `diesel-vector reindex` on the target"
+        ),
+        "{report}"
+    );
     let (doctor, _) = fails(&["--database-url", &second.url, "doctor", "--json"]);
     assert!(doctor.contains("\"embeddings\":10001"), "{doctor}");
     assert_eq!(
         ok(&["--database-url", &second.url, "reindex"]),
-        "rebuilt fragment_embeddings_cosine_idx: ivfflat, 9 lists\n"
+        "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): ivfflat fragment_embeddings_cosine_idx, 9 \
+         lists for 9001 rows\n"
     );
     ok(&["--database-url", &second.url, "doctor"]);
 }
@@ -141,7 +151,7 @@ fn a_copy_killed_halfway_resumes_with_nothing_lost_or_doubled() {
     assert!(report.contains("resumed after id"), "{report}");
     assert_eq!(dump(&back), dump(&lite));
     let doctor = ok(&["--database-url", &back, "doctor"]);
-    assert!(doctor.contains("up to date"), "the index was brought up to date: {doctor}");
+    assert!(doctor.contains("up to date"), "the vec0 index was brought up to date: {doctor}");
 }
 
 #[test]
@@ -246,7 +256,8 @@ fn invalid_source_rows_stop_a_strict_copy_and_are_skipped_on_request() {
 
     let (_, stderr) = fails(&["copy", "--from", &source, "--to", &target.url, "--batch-size", "10"]);
     assert!(stderr.contains("error: 2 invalid source row(s); nothing of their batch was written"), "{stderr}");
-    assert!(stderr.contains("fragment_embeddings id 15: vector element 5 is NaN"), "{stderr}");
+    assert!(stderr.contains("fragment_embeddings id 15: embedding: vector element 5 is NaN"), "{stderr}");
+    assert!(stderr.contains("(--skip-invalid leaves them out, writes the rest and reports them)"), "{stderr}");
     assert!(stderr.contains("fragment_embeddings id 17: dims is 768 but the vector has 1536 dimensions"), "{stderr}");
     let ids: Vec<i64> = dump(&target.url).1.iter().map(|e| e.0).collect();
     assert_eq!(ids, (1..=10).collect::<Vec<_>>(), "the batches before were written, not the one with the bad rows");
@@ -255,11 +266,11 @@ fn invalid_source_rows_stop_a_strict_copy_and_are_skipped_on_request() {
     assert_verified(&report);
     assert!(report.contains("skipped 5 invalid row(s):"), "{report}");
     for (id, reason) in [
-        (15, "vector element 5 is NaN"),
+        (15, "embedding: vector element 5 is NaN"),
         (17, "dims is 768"),
-        (23, "its fragment 999 does not exist"),
-        (25, "the embedding is stored as TEXT"),
-        (27, "BLOB of 3 bytes is not a whole number of 4-byte floats"),
+        (23, "fragment_id 999: no fragments row has id 999"),
+        (25, "embedding: a TEXT (\"[1,2,3]\") where a `vector` BLOB belongs"),
+        (27, "embedding: BLOB of 3 bytes is not a whole number of 4-byte floats"),
     ] {
         assert!(report.contains(&format!("fragment_embeddings id {id}: {reason}")), "{id}: {report}");
     }
@@ -269,43 +280,51 @@ fn invalid_source_rows_stop_a_strict_copy_and_are_skipped_on_request() {
 }
 
 #[test]
-fn a_target_row_that_differs_from_the_source_fails_the_verification_by_id() {
+fn a_target_holding_other_rows_in_the_source_range_is_refused_before_anything_is_written() {
+    // Issue 15, defect 19: equal row counts used to be taken for an earlier copy of this source.
     let dir = tempfile::tempdir().unwrap();
-    let (source, target) = (sqlite_file(dir.path(), "source.db"), sqlite_file(dir.path(), "target.db"));
+    let source = sqlite_file(dir.path(), "source.db");
     seed(&source, 5, 1);
-    // Someone else's row holds id 2 on the target: it is kept (never overwritten), the copy starts from
-    // the beginning rather than resuming after it, and the verification names it.
-    ok(&["--database-url", &target, "migration", "run"]);
-    let mut conn = diesel_vector::sqlite::establish(&target).unwrap();
-    conn.batch_execute("INSERT INTO fragments (id, content) VALUES (2, 'not from the source')").unwrap();
-    drop(conn);
-    let (stdout, stderr) = fails(&["copy", "--from", &source, "--to", &target]);
-    assert!(stdout.contains("DIFFERENT"), "{stdout}");
-    assert!(stderr.contains("error: verification failed: the target differs from the source"), "{stderr}");
-    assert!(stderr.contains("fragments: source 5 rows"), "{stderr}");
-    assert!(stderr.contains("1 id(s) differ, first: [2]"), "{stderr}");
-    assert!(!stderr.contains("  fragment_embeddings: source"), "the embeddings all match: {stderr}");
-    assert_eq!(count(&target, "fragment_embeddings"), 5);
+    let pg = FreshDb::create();
+    for target in [sqlite_file(dir.path(), "target.db"), pg.url.clone()] {
+        // Someone else's rows hold ids 1 and 2 on the target: as many as the source has up to 2, the
+        // first one even equal to the source's.
+        ok(&["--database-url", &target, "migration", "run"]);
+        let insert = "INSERT INTO fragments (id, content, created_at, updated_at) \
+                      SELECT 2, 'not from the source', NULL, NULL";
+        match &mut diesel_vector::database::DatabaseConnection::establish(&target).unwrap() {
+            diesel_vector::database::DatabaseConnection::Pg(c) => c.batch_execute(insert).unwrap(),
+            diesel_vector::database::DatabaseConnection::Sqlite(c) => c.batch_execute(insert).unwrap(),
+            _ => unreachable!(),
+        }
+        let (stdout, stderr) = fails(&["copy", "--from", &source, "--to", &target]);
+        assert_eq!(stdout, "", "{stderr}");
+        assert!(
+            stderr.contains(
+                "error: the target's fragments already holds rows that differ from the source's (first: id 2): it is \
+                 not an earlier copy of this source, and nothing was written"
+            ),
+            "{stderr}"
+        );
+        assert_eq!((count(&target, "fragments"), count(&target, "fragment_embeddings")), (1, 0), "nothing written");
+    }
 }
 
 #[test]
-fn a_postgresql_target_row_in_the_copied_range_is_kept_and_named_by_the_verification() {
-    // PostgreSQL targets load batches with COPY unless the target already holds one of their ids: this
-    // batch takes the INSERT ... ON CONFLICT DO NOTHING path, and nothing else changes.
+fn rows_missing_in_the_middle_of_a_postgresql_target_are_copied_again_with_inserts() {
+    // PostgreSQL targets load batches with COPY unless the target already holds one of their keys: after
+    // rows in the middle were deleted, the resumed batch takes the INSERT ... ON CONFLICT DO NOTHING path.
     let dir = tempfile::tempdir().unwrap();
     let source = sqlite_file(dir.path(), "source.db");
     let target = FreshDb::create();
-    seed(&source, 5, 1);
-    ok(&["--database-url", &target.url, "migration", "run"]);
-    let mut conn = diesel::PgConnection::establish(&target.url).unwrap();
-    conn.batch_execute("INSERT INTO fragments (id, content) VALUES (2, 'not from the source')").unwrap();
-    drop(conn);
-    let (stdout, stderr) = fails(&["copy", "--from", &source, "--to", &target.url]);
-    assert!(stdout.contains("DIFFERENT"), "{stdout}");
-    assert!(stderr.contains("1 id(s) differ, first: [2]"), "{stderr}");
-    assert!(!stderr.contains("  fragment_embeddings: source"), "the embeddings all match: {stderr}");
-    assert_eq!((count(&target.url, "fragments"), count(&target.url, "fragment_embeddings")), (5, 5));
-    assert_eq!(dump(&target.url).0[1].1, "not from the source");
+    seed(&source, 8, 1);
+    copy(&source, &target.url, &[]);
+    target.conn().batch_execute("DELETE FROM fragments WHERE id IN (3, 5)").unwrap();
+    assert_eq!(count(&target.url, "fragment_embeddings"), 6, "the embeddings went with them");
+    let report = copy(&source, &target.url, &["--batch-size", "4"]);
+    assert_verified(&report);
+    assert!(report.contains("(inserted 2, resumed after id 2)"), "{report}");
+    assert_eq!(dump(&target.url), dump(&source));
 }
 
 #[test]
@@ -322,6 +341,11 @@ fn copies_from_nothing_or_onto_themselves_are_refused_before_the_target_is_touch
     let empty = sqlite_file(dir.path(), "empty.db");
     std::fs::File::create(&empty).unwrap();
     let (_, stderr) = fails(&["copy", "--from", &empty, "--to", &target]);
-    assert!(stderr.contains("the source has no fragments and fragment_embeddings tables"), "{stderr}");
+    assert!(stderr.contains("error: the source has no tables to copy"), "{stderr}");
+    assert!(!std::path::Path::new(&target).exists());
+    let (_, stderr) = fails(&["copy", "--from", &path, "--to", "mysql://localhost/app"]);
+    assert!(stderr.contains("error: target: Unsupported driver: mysql"), "{stderr}");
+    let (_, stderr) = fails(&["copy", "--from", "mysql://localhost/app", "--to", &target]);
+    assert!(stderr.contains("error: source: Unsupported driver: mysql"), "{stderr}");
     assert!(!std::path::Path::new(&target).exists());
 }

@@ -4,13 +4,17 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod app;
 mod app_migrations;
 mod commands;
 mod copy;
+mod defects;
 mod full_disk;
 mod generate;
 mod jsonl;
+mod keys;
 mod reliability;
+mod search;
 
 use std::path::Path;
 use std::process::{Command, Output};

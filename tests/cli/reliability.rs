@@ -9,6 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde_json::Value;
 
+use crate::jsonl::rows;
 use crate::{bin, count, dump, fails, ok, run, seed, seed_smooth, smooth, sqlite_file, FreshDb};
 
 /// Runs the binary in `dir` (for relative paths), returning (success, stdout, stderr).
@@ -62,7 +63,7 @@ fn export_refuses_to_write_over_the_database_it_reads() {
     // Another file in the same folder is fine, and is complete.
     let out = sqlite_file(dir.path(), "out.jsonl");
     ok(&["--database-url", &db, "export", "-o", &out]);
-    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), before.0.len());
+    assert_eq!(rows(&std::fs::read_to_string(&out).unwrap()).len(), before.0.len() + before.1.len());
 }
 
 // Defect 2: an empty URL was a silent temporary database ("verified", exit 0, data gone).
@@ -134,7 +135,8 @@ fn a_failed_export_leaves_no_partial_file() {
 
     // Skipping the invalid row, the export completes and replaces the file.
     ok(&["--database-url", &db, "export", "-o", &out, "--skip-invalid"]);
-    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 60);
+    // 60 fragments and the 59 valid embeddings.
+    assert_eq!(rows(&std::fs::read_to_string(&out).unwrap()).len(), 119);
 }
 
 /// Stored text that would forge a result line, clear the screen, set the terminal's title and hide a
@@ -303,7 +305,7 @@ fn a_wal_database_in_a_read_only_directory_can_be_read() {
     let report = ok(&["--database-url", &db, "doctor"]);
     assert!(report.contains("verdict      healthy"), "{report}");
     let exported = ok(&["--database-url", &db, "export"]);
-    assert_eq!(exported.lines().count(), expected.0.len());
+    assert_eq!(rows(&exported).len(), expected.0.len() + expected.1.len());
     let target = sqlite_file(dir.path(), "copy.db");
     ok(&["copy", "--from", &db, "--to", &target]);
     assert_eq!(dump(&target), expected);
@@ -406,11 +408,10 @@ fn commands_that_need_a_database_never_create_one() {
     // An existing database without the tables: say which command fixes it, not which function.
     let empty = sqlite_file(dir.path(), "empty.db");
     std::fs::File::create(&empty).unwrap();
-    for args in [&["search", "--provider", "p", "--model", "m", "--vector", &q][..], &["reindex"]] {
-        let mut full = vec!["--database-url", empty.as_str()];
-        full.extend_from_slice(args);
-        let (_, stderr) = fails(&full);
-        assert!(stderr.contains("run `diesel-vector migration run` first"), "{args:?}: {stderr}");
-        assert!(!stderr.contains("run_pending_migrations") && !stderr.contains("diesel_vector::"), "{stderr}");
-    }
+    let (_, stderr) = fails(&["--database-url", &empty, "search", "--provider", "p", "--model", "m", "--vector", &q]);
+    assert!(stderr.contains("run `diesel-vector migration run` first"), "{stderr}");
+    assert!(!stderr.contains("run_pending_migrations") && !stderr.contains("diesel_vector::"), "{stderr}");
+    let (_, stderr) = fails(&["--database-url", &empty, "reindex"]);
+    assert!(stderr.contains("no vector index is registered for any table"), "{stderr}");
+    assert!(!stderr.contains("diesel_vector::"), "{stderr}");
 }

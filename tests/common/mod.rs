@@ -87,6 +87,7 @@ pub fn pg_url() -> String {
 
 pub mod app;
 pub mod bulk;
+pub mod documents;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod telemetry;

@@ -6,6 +6,7 @@ mod common;
 mod reference;
 mod rows;
 mod search;
+mod search_any;
 mod vector_types;
 
 use diesel::connection::SimpleConnection;

@@ -17,6 +17,7 @@ mod interop;
 mod migrations;
 mod round_trip;
 mod search;
+mod search_any;
 mod vector_types;
 mod versions;
 

@@ -5,6 +5,7 @@
 //! ```text
 //! scripts/bench-db.sh [--sizes 10000,100000] [--queries N] [--reps N] [--only knn|migrations]
 //!                     [--backend sqlite|pg] [--fresh-reps N] [--noop-reps N] [--noop-calls N]
+//!                     (--only: knn, fragments, generic or migrations; knn is fragments and generic)
 //! ```
 //!
 //! PostgreSQL workloads need `PG_DATABASE_URL` (a role that may create databases and pgvector); without it
@@ -20,6 +21,8 @@ struct Args {
     queries: usize,
     reps: usize,
     knn: bool,
+    /// The KNN groups on a table of one's own (the generic search).
+    generic: bool,
     migrations: bool,
     sqlite: bool,
     pg: bool,
@@ -32,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
         queries: 20,
         reps: 7,
         knn: true,
+        generic: true,
         migrations: true,
         sqlite: true,
         pg: true,
@@ -57,8 +61,10 @@ fn parse_args() -> Result<Args, String> {
             "--noop-calls" => args.migrate.noop_calls = number("--noop-calls", value("--noop-calls")?)?.max(1),
             "--only" => match value("--only")?.as_str() {
                 "knn" => args.migrations = false,
-                "migrations" => args.knn = false,
-                other => return Err(format!("--only takes knn or migrations, not {other:?}")),
+                "fragments" => (args.migrations, args.generic) = (false, false),
+                "generic" => (args.migrations, args.knn) = (false, false),
+                "migrations" => (args.knn, args.generic) = (false, false),
+                other => return Err(format!("--only takes knn, fragments, generic or migrations, not {other:?}")),
             },
             "--backend" => match value("--backend")?.as_str() {
                 "sqlite" => args.pg = false,
@@ -116,7 +122,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!();
 
     let mut bars: Vec<(String, Group)> = Vec::new();
-    if args.knn {
+    if args.knn || args.generic {
         for &size in &args.sizes {
             let data = DataSet::generate(size, args.queries);
             eprintln!("db-report: {size} vectors generated ({:.1} s)", data.generate_s);
@@ -126,11 +132,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 let label = format!("KNN {}k", run.size / 1000);
                 bars.extend(run.groups.into_iter().map(|g| (label.clone(), g)));
             };
-            if args.sqlite {
+            if args.sqlite && args.knn {
                 record(knn::sqlite::run(&data, args.reps)?);
             }
-            if let Some(server) = &server {
+            if args.sqlite && args.generic {
+                record(knn::generic::run_sqlite(&data, args.reps)?);
+            }
+            if let (Some(server), true) = (&server, args.knn) {
                 record(knn::pg::run(server, &data, args.reps)?);
+            }
+            if let (Some(server), true) = (&server, args.generic) {
+                record(knn::generic::run_pg(server, &data, args.reps)?);
             }
         }
     }

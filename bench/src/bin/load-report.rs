@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use diesel_vector_bench::copy::{self as copy_workload, CopyInputs};
+use diesel_vector_bench::copy::{self as copy_workload, CopyInputs, Documents};
 use diesel_vector_bench::embeddings::{Dataset, Templates};
 use diesel_vector_bench::environment;
 use diesel_vector_bench::fresh::{PgServer, ScratchDir};
@@ -106,9 +106,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut bars = Vec::new();
     for &n in &args.sizes {
         eprintln!("load-report: generating {n} embeddings");
-        let dataset = Dataset::generate(n);
-        let templates = Templates::prepare(n, &pg, &scratch)?;
         if args.insert {
+            let dataset = Dataset::generate(n);
+            let templates = Templates::prepare(n, &pg, &scratch)?;
             let inputs = LoadInputs::prepare(&dataset, &templates);
             let mut pg_contenders = inputs.pg_contenders();
             let runs = measure(&format!("bulk insert, PostgreSQL, {n}"), &mut pg_contenders, args)?;
@@ -133,11 +133,12 @@ fn run(args: &Args) -> Result<(), String> {
             ));
         }
         if args.copy {
-            let inputs = CopyInputs::prepare(&dataset, &templates)?;
+            let documents = Documents::generate(n);
+            let inputs = CopyInputs::prepare(&documents, &pg, &scratch)?;
             let mut contenders = inputs.contenders();
             let runs = measure(&format!("copy, {n}"), &mut contenders, args)?;
             drop(contenders);
-            bars.extend(copy_workload::report(&runs, &dataset));
+            bars.extend(copy_workload::report(&runs, &documents));
         }
     }
     println!("- load average at end: {}", environment::load_average());

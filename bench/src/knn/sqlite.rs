@@ -74,7 +74,7 @@ struct IdPair {
 }
 
 /// Removes the database file and its WAL companions.
-struct TempDb(PathBuf);
+pub(crate) struct TempDb(pub(crate) PathBuf);
 
 impl Drop for TempDb {
     fn drop(&mut self) {

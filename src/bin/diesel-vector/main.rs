@@ -14,12 +14,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use diesel_vector::copy::{self, CopyOptions};
 use diesel_vector::database::{AppMigrations, DatabaseConnection};
-use diesel_vector::search::{Metric, Search};
+use diesel_vector::index::registry;
+use diesel_vector::search::{Metric, Search, Strategy};
 use diesel_vector::{doctor, jsonl, Vector};
 
 use output::Progress;
 
-/// Operate diesel-vector's fragments and embeddings on PostgreSQL (pgvector) or SQLite (sqlite-vec).
+/// Operate diesel-vector databases on PostgreSQL (pgvector) or SQLite (sqlite-vec): migrations, the
+/// vector index, and moving an application's tables from one backend to the other.
 /// The backend follows the URL: postgres:// or postgresql:// is PostgreSQL; sqlite://PATH, file: URIs,
 /// plain paths and :memory: are SQLite.
 #[derive(Debug, Parser)]
@@ -39,21 +41,30 @@ enum Command {
     /// (fragments and fragment_embeddings), or the application's with --migration-dir.
     #[command(visible_alias = "migrate")]
     Migration(MigrationArgs),
-    /// Report the backend, the vector extension, migrations, foreign keys, rows and the vector index,
-    /// with a verdict; exits 1 when something needs action. Reads only.
+    /// Report the backend and its vector extension, every vector index (registered ones, and pgvector
+    /// columns and indexes the registry does not know) with its rows, kind, state and staleness, the
+    /// application's migrations, and diesel-vector's own fragments schema where the database uses it;
+    /// ends with a verdict and exits 1 when something needs action. Reads only.
     Doctor {
+        /// The application's migration folder: its migrations not applied yet are reported as pending.
+        #[arg(long)]
+        migration_dir: Option<PathBuf>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild the vector index: SQLite's vec0 table; on PostgreSQL ivfflat sized for the rows.
+    /// Rebuild the registered vector indexes (or one table's): SQLite's vec0 tables from the tables; on
+    /// PostgreSQL the registered kind (ivfflat sized for the rows, or HNSW).
     Reindex {
-        /// PostgreSQL: build an hnsw index (vector_cosine_ops) under the same name instead of ivfflat.
+        /// Only the indexes of this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// PostgreSQL: build HNSW indexes whatever the registry records.
         #[arg(long)]
         hnsw: bool,
     },
-    /// Copy fragments and embeddings between two databases of either backend, then verify them.
-    /// Resumable: run it again after an interruption.
+    /// Copy an application's tables between two databases of either backend (parents first, each column
+    /// converted to the target's type), then verify them. Resumable: run it again after an interruption.
     Copy {
         /// The source database URL (an SQLite source is opened read-only).
         #[arg(long)]
@@ -62,13 +73,20 @@ enum Command {
         #[arg(long)]
         to: String,
         #[command(flatten)]
+        migrations: TargetMigrationArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+        #[command(flatten)]
         batch: BatchArgs,
     },
-    /// Write every fragment with its embeddings as JSON lines (floats bit-exact).
+    /// Write the application's tables as JSON lines (a header per table, then a line per row; floats
+    /// bit-exact).
     Export {
         /// The file to write [default: standard output].
         #[arg(long, short)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        tables: TableArgs,
         #[command(flatten)]
         batch: BatchArgs,
     },
@@ -78,30 +96,49 @@ enum Command {
         #[arg(long, short)]
         input: Option<PathBuf>,
         #[command(flatten)]
+        migrations: TargetMigrationArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+        #[command(flatten)]
         batch: BatchArgs,
     },
     /// Generate migrations (see `generate vector-index --help`).
     #[command(subcommand)]
     Generate(GenerateCommand),
-    /// Print the fragments nearest to a vector.
+    /// Print the rows nearest to a vector, from a table with a registered vector index (or the
+    /// fragments of a provider and model).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["table", "provider"])))]
     Search {
-        /// The embeddings' provider.
+        /// The table to search (one with a vector index registered by its migration).
         #[arg(long)]
-        provider: String,
-        /// The embeddings' model.
-        #[arg(long)]
-        model: String,
-        /// The query, in pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at most 512 KiB:
-        /// a vector has at most 16000 numbers).
+        table: Option<String>,
+        /// The vector column, when the table has several indexed ones.
+        #[arg(long, requires = "table")]
+        column: Option<String>,
+        /// diesel-vector's fragments: the embeddings' provider (with --model).
+        #[arg(long, requires = "model", conflicts_with_all = ["table", "filters"])]
+        provider: Option<String>,
+        /// diesel-vector's fragments: the embeddings' model (with --provider).
+        #[arg(long, requires = "provider")]
+        model: Option<String>,
+        /// The query, as a JSON array or pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at
+        /// most 512 KiB: a vector has at most 16000 numbers).
         #[arg(long, allow_hyphen_values = true)]
         vector: String,
         /// How many neighbours.
         #[arg(short, default_value_t = 10)]
         k: usize,
-        /// The distance.
-        #[arg(long, value_enum, default_value_t = MetricArg::Cosine)]
-        metric: MetricArg,
-        /// Print the results as JSON.
+        /// The distance [default: the index's].
+        #[arg(long, value_enum)]
+        metric: Option<MetricArg>,
+        /// Only rows whose COLUMN equals VALUE (repeat for several); pushed into the index for its partition
+        /// columns.
+        #[arg(long = "where", value_name = "COLUMN=VALUE", id = "filters")]
+        filters: Vec<String>,
+        /// Compute every matching row's distance instead of using the index.
+        #[arg(long)]
+        exact: bool,
+        /// Print the results as JSON: an array of {"rank", "id", "distance"}.
         #[arg(long)]
         json: bool,
     },
@@ -215,15 +252,64 @@ struct BatchArgs {
     /// Rows per batch: per read and per transaction.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
-    /// Skip invalid rows (NaN, wrong length, dims not matching, missing fragment) and report them,
-    /// instead of stopping.
+    /// Skip invalid rows (a value its column cannot hold, a malformed vector, a missing parent, a row
+    /// the target refuses) and report them, instead of stopping.
     #[arg(long)]
     skip_invalid: bool,
 }
 
-impl BatchArgs {
-    fn options(&self) -> CopyOptions {
-        CopyOptions::default().batch_size(self.batch_size as usize).skip_invalid(self.skip_invalid)
+#[derive(Debug, clap::Args)]
+struct TableArgs {
+    /// Only this table (repeat for more) [default: every application table].
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TargetMigrationArgs {
+    /// The application's Diesel migrations for a PostgreSQL target, run on it first.
+    #[arg(long, value_name = "DIR")]
+    migrations_pg: Option<PathBuf>,
+    /// The application's Diesel migrations for an SQLite target, run on it first.
+    #[arg(long, value_name = "DIR")]
+    migrations_sqlite: Option<PathBuf>,
+}
+
+fn options(batch: &BatchArgs, tables: &TableArgs, migrations: Option<&TargetMigrationArgs>) -> CopyOptions {
+    let mut options = CopyOptions::default()
+        .batch_size(batch.batch_size as usize)
+        .skip_invalid(batch.skip_invalid)
+        .tables(tables.tables.iter().cloned());
+    if let Some(m) = migrations {
+        if let Some(dir) = &m.migrations_pg {
+            options = options.pg_migrations(dir);
+        }
+        if let Some(dir) = &m.migrations_sqlite {
+            options = options.sqlite_migrations(dir);
+        }
+    }
+    options
+}
+
+/// What the CLI adds to a library error: the flags that change the outcome.
+fn hint(e: &copy::CopyError) -> Option<&'static str> {
+    use copy::{CopyError, SchemaError};
+    match e {
+        CopyError::InvalidRows(_) => Some("--skip-invalid leaves them out, writes the rest and reports them"),
+        CopyError::Schema(SchemaError::MissingTables(_) | SchemaError::MissingColumns { .. }) => Some(
+            "--migrations-pg DIR or --migrations-sqlite DIR runs the application's migrations on the target first; \
+             --table T moves only the tables named",
+        ),
+        CopyError::Schema(_) => Some("--table T moves only the tables named"),
+        _ => None,
+    }
+}
+
+/// A library error with the CLI's hint, if any.
+fn with_hint(e: copy::CopyError) -> Box<dyn std::error::Error> {
+    match hint(&e) {
+        Some(h) => format!("{e}\n({h})").into(),
+        None => Box::new(e),
     }
 }
 
@@ -290,9 +376,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let app = args.migration_dir.as_ref().map(AppMigrations::dir);
             migration(&mut conn, &args.command, app.as_ref())?;
         }
-        Command::Doctor { json } => {
+        Command::Doctor { migration_dir, json } => {
             let mut conn = DatabaseConnection::establish_read_only(database_url(&cli)?)?;
-            let report = doctor::diagnose(&mut conn)?;
+            let mut options = doctor::DiagnoseOptions::default();
+            if let Some(dir) = migration_dir {
+                options = options.migration_dir(dir);
+            }
+            let report = doctor::diagnose_with(&mut conn, &options)?;
             if *json {
                 println!("{}", output::doctor_json(&report));
             } else {
@@ -302,13 +392,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Reindex { hnsw } => {
+        Command::Reindex { table, hnsw } => {
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
-            println!("{}", output::reindexed(doctor::reindex(&mut conn, *hnsw)?));
+            let mut options = doctor::ReindexOptions::default().hnsw(*hnsw);
+            if let Some(table) = table {
+                options = options.table(table);
+            }
+            for rebuilt in doctor::reindex(&mut conn, &options)? {
+                println!("{}", output::reindexed(&rebuilt));
+            }
         }
-        Command::Copy { from, to, batch } => {
+        Command::Copy { from, to, migrations, tables, batch } => {
             let mut progress = Progress::new("copy");
-            let result = copy::copy(from, to, &batch.options(), &mut |event| progress.copy_event(&event));
+            let options = options(batch, tables, Some(migrations));
+            let result = copy::copy(from, to, &options, &mut |event| progress.copy_event(&event));
             progress.finish();
             match result {
                 Ok(report) => output::copy_report(&report),
@@ -316,10 +413,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     output::copy_report(&report);
                     return Err(Box::new(copy::CopyError::Verification(report)));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(with_hint(e)),
             }
         }
-        Command::Export { output: path, batch } => {
+        Command::Export { output: path, tables, batch } => {
             let url = database_url(&cli)?;
             let to_file = path.as_ref().filter(|p| p.as_os_str() != "-");
             if let Some(p) = to_file {
@@ -327,10 +424,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let mut conn = DatabaseConnection::establish_read_only(url)?;
             let mut progress = Progress::new("export");
+            let options = options(batch, tables, None);
             let mut export = |out: &mut dyn Write| {
-                let report = jsonl::export(&mut conn, out, &batch.options(), &mut |n| progress.count("fragments", n));
+                let report = jsonl::export(&mut conn, out, &options, &mut |table, n| progress.count(table, n));
                 progress.finish();
-                Ok::<_, Box<dyn std::error::Error>>(report?)
+                report.map_err(jsonl_error)
             };
             let report = match to_file {
                 Some(p) => files::write_atomically(p, |out| export(out))?,
@@ -343,7 +441,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             output::jsonl_report("exported", &report);
         }
-        Command::Import { input, batch } => {
+        Command::Import { input, migrations, tables, batch } => {
             // The input first: a file that cannot be read must not leave anything behind.
             let mut reader: Box<dyn io::BufRead> = match input {
                 Some(p) if p.as_os_str() != "-" => {
@@ -351,31 +449,88 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 _ => Box::new(io::stdin().lock()),
             };
-            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
+            // An import makes its target only when it will migrate it: migrations of the application's are
+            // given for the target's backend, or the file comes from a database on diesel-vector's own
+            // schema. Otherwise a mistyped path is an error, never a new empty database.
+            let url = database_url(&cli)?;
+            let migrates = match diesel_vector::database::BackendKind::from_url(url)? {
+                diesel_vector::database::BackendKind::Postgres => migrations.migrations_pg.is_some(),
+                _ => migrations.migrations_sqlite.is_some(),
+            };
+            let mut conn = if migrates || jsonl::declares_crate_schema(reader.fill_buf()?) {
+                DatabaseConnection::establish(url)?
+            } else {
+                DatabaseConnection::establish_existing(url)?
+            };
             let mut progress = Progress::new("import");
-            let report = jsonl::import(&mut conn, &mut reader, &batch.options(), &mut |n| progress.count("lines", n));
+            let options = options(batch, tables, Some(migrations));
+            let report = jsonl::import(&mut conn, &mut reader, &options, &mut |n| progress.count("lines", n));
             progress.finish();
-            output::jsonl_report("imported", &report?);
+            output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
-        Command::Search { provider, model, vector, k, metric, json } => {
+        Command::Search { table, column, provider, model, vector, k, metric, filters, exact, json } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
             };
-            let query: Vector = text.parse()?;
+            let query: Vector = text.parse().map_err(|e| format!("--vector: {e}"))?;
+            let strategy = if *exact { Strategy::Exact } else { Strategy::Auto };
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
-            let hits = conn.search(&Search::new(provider, model, &query).k(*k).metric((*metric).into()))?;
-            let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
-            let fragments = conn.fragments(&ids)?;
-            if *json {
-                println!("{}", output::search_json(&hits, &fragments));
-            } else {
-                output::search_text(&hits, &fragments, io::stdout().is_terminal());
+            if let (Some(provider), Some(model)) = (provider, model) {
+                let mut search = Search::new(provider, model, &query).k(*k).strategy(strategy);
+                if let Some(metric) = metric {
+                    search = search.metric((*metric).into());
+                }
+                let hits = conn.search(&search)?;
+                let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
+                let fragments = conn.fragments(&ids)?;
+                if *json {
+                    println!("{}", output::search_json(&hits, &fragments));
+                } else {
+                    output::search_text(&hits, &fragments, io::stdout().is_terminal());
+                }
+            } else if let Some(table) = table {
+                let specs = conn.indexes()?;
+                let spec = match registry::find(&specs, table, column.as_deref()) {
+                    Ok(spec) => spec,
+                    Err(e) if !conn.has_table(table)? => {
+                        return Err(format!("table {table} does not exist in this database ({e})").into())
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "{e}; register the column's index with `diesel-vector generate vector-index --table \
+                             {table} --column COLUMN --dims N` and apply the migration"
+                        )
+                        .into())
+                    }
+                };
+                let mut search = spec.search(&query).k(*k).strategy(strategy);
+                if let Some(metric) = metric {
+                    search = search.metric((*metric).into());
+                }
+                for filter in filters {
+                    let (column, value) =
+                        filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
+                    search = search.filter_eq(column, value);
+                }
+                let hits = conn.search_index(&search)?;
+                if *json {
+                    println!("{}", output::hits_json(&hits));
+                } else {
+                    output::hits_text(spec, &hits);
+                }
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
+    match e {
+        jsonl::JsonlError::Database(e) => with_hint(e),
+        e => Box::new(e),
+    }
 }
 
 fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {

@@ -10,13 +10,18 @@ use std::borrow::Cow;
 use std::io::{self, IsTerminal, Write};
 use std::time::Instant;
 
-use diesel_vector::copy::{CopyEvent, CopyReport, TargetIndex};
-use diesel_vector::doctor::{Extension, IndexState, Level, Reindexed, Report};
+use diesel_vector::copy::{CopyEvent, CopyReport, IndexReport as CopyIndexReport, TargetIndex};
+use diesel_vector::doctor::{
+    Built, Extension, IndexReport, IndexState, Level, PgIndexInfo, Reindexed, Remedy, Report, Unregistered,
+};
+use diesel_vector::index::IndexSpec;
 use diesel_vector::jsonl::JsonlReport;
 use diesel_vector::migrations::{MigrationError, Outcome};
 use diesel_vector::models::Fragment;
+use diesel_vector::search::Hit;
 use diesel_vector::search::Neighbor;
 use diesel_vector::sqlite::IndexError;
+use diesel_vector::sqlite::InvalidRows;
 use serde_json::{json, Value};
 
 /// Characters that must not reach a terminal as they are: C0 and C1 controls and DEL (`char::is_control`),
@@ -86,6 +91,12 @@ pub(crate) fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
                 "no database at {0}: check the path, or create it with `diesel-vector --database-url {0} migration run`",
                 path.display()
             ))
+        } else if let Some(diesel_vector::search::SearchError::UnknownTable { table, .. }) =
+            e.downcast_ref::<diesel_vector::search::SearchError>()
+        {
+            (table == "fragment_embeddings" || table == "fragments").then(|| {
+                "the database has no diesel-vector tables yet: run `diesel-vector migration run` first".to_owned()
+            })
         } else {
             match e.downcast_ref::<IndexError>() {
                 Some(IndexError::NotMigrated { index, .. }) if index == diesel_vector::sqlite::INDEX_TABLE => Some(
@@ -157,17 +168,17 @@ impl Progress {
             CopyEvent::Table { table, source_rows, resume_after, to_copy } => {
                 self.started = Instant::now();
                 match resume_after {
-                    Some(id) => self.line(&format!(
-                        "{table}: {source_rows} rows on the source; resuming after id {id}, {to_copy} to go"
+                    Some(key) => self.line(&format!(
+                        "{table}: {source_rows} rows on the source; resuming after {key}, {to_copy} to go"
                     )),
                     None => self.line(&format!("{table}: {source_rows} rows on the source")),
                 }
             }
-            CopyEvent::Batch { table, done, to_copy, last_id } => {
+            CopyEvent::Batch { table, done, to_copy, last_key } => {
                 let rate = *done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
                 let percent = if *to_copy == 0 { 100.0 } else { *done as f64 * 100.0 / *to_copy as f64 };
                 self.redraw(&format!(
-                    "{table}: {done}/{to_copy} rows ({percent:.1}%), last id {last_id}, {rate:.0} rows/s"
+                    "{table}: {done}/{to_copy} rows ({percent:.1}%), last key {last_key}, {rate:.0} rows/s"
                 ));
             }
             CopyEvent::Skipped { rows } => {
@@ -176,13 +187,13 @@ impl Progress {
                 }
             }
             CopyEvent::Verifying { table } => self.line(&format!("{table}: verifying")),
-            CopyEvent::UpdatingIndex => self.line("target: updating the vector index"),
+            CopyEvent::UpdatingIndex => self.line("target: updating the vector indexes"),
             _ => {}
         }
     }
 
     pub(crate) fn count(&mut self, what: &str, n: u64) {
-        self.redraw(&format!("{n} {what}"));
+        self.redraw(&format!("{what}: {n}"));
     }
 
     pub(crate) fn finish(&mut self) {
@@ -201,10 +212,12 @@ pub(crate) fn outcome(outcome: Outcome) -> &'static str {
 }
 
 pub(crate) fn copy_report(report: &CopyReport) {
+    let width = report.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(0).max(20);
     for t in &report.tables {
-        let resumed = t.resumed_after.map(|id| format!(", resumed after id {id}")).unwrap_or_default();
+        let resumed =
+            t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
         println!(
-            "{:<20} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
+            "{:<width$} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
             t.table,
             t.source.rows,
             t.source.checksum,
@@ -214,11 +227,18 @@ pub(crate) fn copy_report(report: &CopyReport) {
             t.inserted,
         );
         if !t.is_verified() {
-            println!("{:<20} {} id(s) differ, first: {:?}", "", t.differing, t.differing_ids);
+            let keys: Vec<String> = t.differing_keys.iter().map(ToString::to_string).collect();
+            println!("{:<width$} {} {}(s) differ, first: [{}]", "", t.differing, t.key_column, keys.join(", "));
         }
     }
     skipped(report.skipped_count, &report.skipped);
-    println!("index: {}", target_index(&report.index));
+    indexes(&report.indexes, &mut |line| println!("{line}"));
+}
+
+fn indexes(indexes: &[CopyIndexReport], print: &mut dyn FnMut(String)) {
+    for i in indexes {
+        print(format!("index {} on {}.{}: {}", i.name, i.table, i.column, target_index(&i.state)));
+    }
 }
 
 fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) {
@@ -239,12 +259,11 @@ fn target_index(index: &TargetIndex) -> String {
         TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
         TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
         TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
-        TargetIndex::Synced { structures, rebuilt: true, applied } => format!("{structures} rebuilt, {applied} rows"),
-        TargetIndex::Synced { structures, applied, .. } => {
-            format!("{structures} up to date ({applied} changes applied)")
-        }
+        TargetIndex::Synced { rebuilt: true, applied } => format!("codes rebuilt, {applied} rows"),
+        TargetIndex::Synced { applied, .. } => format!("codes up to date ({applied} changes applied)"),
         TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
-            "ivfflat with {lists} lists for {rows} rows: built with little data, run `diesel-vector reindex` on the target"
+            "ivfflat with {lists} lists for {rows} rows: built with little data, searches recall poorly until \
+             `diesel-vector reindex` on the target"
         ),
         TargetIndex::Ivfflat { lists, rows, .. } => format!("ivfflat with {lists} lists for {rows} rows"),
         TargetIndex::Other { method } => escape(method).into_owned(),
@@ -254,30 +273,77 @@ fn target_index(index: &TargetIndex) -> String {
 }
 
 pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
-    let inserted = if verb == "imported" { format!(" ({} rows new)", report.inserted) } else { String::new() };
-    eprintln!(
-        "{verb} {} fragments (checksum {}) and {} embeddings (checksum {}){inserted}",
-        report.fragments.rows, report.fragments.checksum, report.embeddings.rows, report.embeddings.checksum
-    );
+    for t in &report.tables {
+        let inserted = if verb == "imported" { format!(", {} new", t.inserted) } else { String::new() };
+        eprintln!("{verb} {}: {} rows (checksum {}){inserted}", t.table, t.rows.rows, t.rows.checksum);
+    }
     if report.skipped_count > 0 {
         eprintln!("skipped {} invalid row(s):", report.skipped_count);
         for row in &report.skipped {
             eprintln!("  {}", escape(&row.to_string()));
         }
     }
-    if let Some(index) = &report.index {
-        eprintln!("index: {}", target_index(index));
+    indexes(&report.indexes, &mut |line| eprintln!("{line}"));
+}
+
+pub(crate) fn reindexed(r: &Reindexed) -> String {
+    let what = format!("{} ({}.{})", r.index, r.table, r.column);
+    match &r.built {
+        Built::Vec0 { rows, left_out } => format!("rebuilt {what}: vec0, {rows} rows{}", left_out_text(left_out)),
+        Built::Codes { structures, rows, left_out } => {
+            format!("rebuilt {what}: {}, {rows} rows{}", structures.name(), left_out_text(left_out))
+        }
+        Built::Queue { left_out } => {
+            format!("rebuilt {what}: queue cleared (no structure: searches scan exactly){}", left_out_text(left_out))
+        }
+        Built::Pg(status) => {
+            let method = status.method.as_deref().unwrap_or("none");
+            let lists = status.lists.map(|l| format!(", {l} lists")).unwrap_or_default();
+            format!("rebuilt {what}: {method} {}{lists} for {} rows", status.name, status.rows)
+        }
+        Built::NoPgIndex => format!("skipped {what}: it declares no PostgreSQL index (searches scan exactly)"),
+        _ => format!("rebuilt {what}"),
     }
 }
 
-pub(crate) fn reindexed(r: Reindexed) -> String {
-    match r {
-        Reindexed::Vec0 { rows } => format!("rebuilt the vec0 index: {rows} rows"),
-        Reindexed::Sqlite { structures, rows } => format!("rebuilt the vector index ({structures}): {rows} rows"),
-        Reindexed::Ivfflat { lists } => format!("rebuilt fragment_embeddings_cosine_idx: ivfflat, {lists} lists"),
-        Reindexed::Hnsw => "rebuilt fragment_embeddings_cosine_idx: hnsw (vector_cosine_ops)".into(),
-        _ => "rebuilt the index".into(),
+fn left_out_text(left_out: &InvalidRows) -> String {
+    if left_out.count == 0 {
+        return String::new();
     }
+    let ids: Vec<String> = left_out.ids.iter().map(i64::to_string).collect();
+    let more = if left_out.count > left_out.ids.len() as i64 { ", ..." } else { "" };
+    format!(
+        "; left out {} row(s) whose value is not a vector of the index's dimensions (ids {}{more})",
+        left_out.count,
+        ids.join(", ")
+    )
+}
+
+/// A name as one shell word: as it is when it needs no quoting, otherwise in single quotes.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that carries out a remedy.
+fn remedy_text(remedy: &Remedy) -> Option<String> {
+    Some(match remedy {
+        Remedy::Reindex { table } => format!("run `diesel-vector reindex --table {}`", shell_word(table)),
+        Remedy::RunCrateMigrations => "run `diesel-vector migration run`".to_owned(),
+        Remedy::RunAppMigrations { dir } => format!(
+            "run `diesel-vector migration run --migration-dir {}` (or `diesel migration run`)",
+            shell_word(&dir.display().to_string())
+        ),
+        Remedy::Register { table, column } => format!(
+            "`diesel-vector generate vector-index --table {} --column {} --dims N` writes its migration",
+            shell_word(table),
+            shell_word(column)
+        ),
+        _ => return None,
+    })
 }
 
 fn extension_text(e: &Extension) -> (&'static str, String) {
@@ -302,51 +368,89 @@ fn extension_text(e: &Extension) -> (&'static str, String) {
     }
 }
 
-fn index_text(index: &IndexState) -> String {
-    match index {
-        IndexState::Vec0(s) if s.structures.codes => {
-            let state = if s.is_up_to_date() {
-                "up to date".to_owned()
-            } else if s.needs_rebuild {
-                "marked for rebuild".to_owned()
-            } else if !s.codes_current {
-                "codes not built or stale".to_owned()
-            } else {
-                format!("{} pending change(s)", s.pending_changes)
+fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
+    let partitions: Vec<&str> = spec.partition_by().collect();
+    let partitioned =
+        if partitions.is_empty() { String::new() } else { format!(", partitioned by {}", partitions.join(", ")) };
+    format!(
+        "{}.{}: {}, {}, {}{partitioned}",
+        spec.table(),
+        spec.column(),
+        spec.name(),
+        column_type.unwrap_or("MISSING"),
+        spec.metric()
+    )
+}
+
+fn state_text(index: &IndexReport) -> String {
+    match &index.state {
+        None => "the table or column does not exist".to_owned(),
+        Some(IndexState::Sqlite { status, invalid }) => {
+            let kept = index.spec.sqlite_index();
+            let structure = match (kept.vec0, kept.codes) {
+                (true, true) => format!("codes and vec0 {}", index.spec.vec0_table()),
+                (true, false) => format!("vec0 {}", index.spec.vec0_table()),
+                (false, true) => "codes".to_owned(),
+                (false, false) => "no structure (exact scans)".to_owned(),
             };
-            let indexed = s.codes_rows.map(|n| format!(", {n} indexed")).unwrap_or_default();
+            let state = if status.is_up_to_date() {
+                "up to date".to_owned()
+            } else if kept.vec0 && !kept.codes && status.sqlite_vec.is_none() {
+                "not maintained without sqlite-vec".to_owned()
+            } else if status.needs_rebuild {
+                "marked for rebuild".to_owned()
+            } else if kept.codes && !status.codes_current {
+                "codes not built or stale".to_owned()
+            } else if kept.vec0 && status.sqlite_vec.is_some() && !status.table_exists {
+                "not built".to_owned()
+            } else {
+                format!("{} pending change(s)", status.pending_changes)
+            };
+            let indexed = match (kept.codes, status.codes_rows, status.indexed_rows) {
+                (true, Some(n), _) => format!(", {n} indexed"),
+                (_, _, Some(n)) => format!(", {n} indexed"),
+                _ => String::new(),
+            };
+            let invalid = if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
+            format!("{structure}: {state}{indexed}, {} rows{invalid}", status.embedded_rows)
+        }
+        Some(IndexState::Pg { status, .. }) => match status.method.as_deref() {
+            None if index.spec.pg_index_name().is_none() => format!("no PostgreSQL index, {} rows", status.rows),
+            None => format!("{} {}: MISSING, {} rows", index.spec.pg_index(), status.name, status.rows),
+            Some(method) => {
+                let valid = if status.valid { "valid" } else { "NOT VALID" };
+                match status.lists {
+                    Some(lists) => format!(
+                        "{method} {}: {valid}, {lists} lists for {} rows (recommended {})",
+                        status.name,
+                        status.rows,
+                        status.recommended_lists()
+                    ),
+                    None => format!("{method} {}: {valid}, {} rows", status.name, status.rows),
+                }
+            }
+        },
+        Some(IndexState::NotSetUp) => "its queue and state are missing".to_owned(),
+        Some(_) => "unknown".to_owned(),
+    }
+}
+
+fn unregistered_text(u: &Unregistered) -> String {
+    let index = |i: &PgIndexInfo| {
+        let lists = i.lists.map(|l| format!(", {l} lists")).unwrap_or_default();
+        format!("{} {} ({}{lists})", i.method, i.name, if i.valid { "valid" } else { "NOT VALID" })
+    };
+    match u {
+        Unregistered::PgColumn { schema, table, column, column_type, rows_estimate, indexes } => {
+            let indexes: Vec<String> = indexes.iter().map(index).collect();
             format!(
-                "{} {}: {state}{indexed}, {} embedded rows",
-                s.structures,
-                diesel_vector::sqlite::INDEX_TABLE,
-                s.embedded_rows
+                "{schema}.{table}.{column} {column_type}, about {rows_estimate} rows; {}",
+                if indexes.is_empty() { "no index".to_owned() } else { indexes.join(", ") }
             )
         }
-        IndexState::Vec0(s) => {
-            let state = if s.sqlite_vec.is_none() {
-                "not maintained without sqlite-vec".to_owned()
-            } else if s.is_up_to_date() {
-                "up to date".to_owned()
-            } else if !s.table_exists {
-                "not built".to_owned()
-            } else if s.needs_rebuild {
-                "marked for rebuild".to_owned()
-            } else {
-                format!("{} pending change(s)", s.pending_changes)
-            };
-            let indexed = s.indexed_rows.map(|n| format!(", {n} indexed")).unwrap_or_default();
-            format!("vec0 {}: {state}{indexed}, {} embedded rows", diesel_vector::sqlite::INDEX_TABLE, s.embedded_rows)
-        }
-        IndexState::Ivfflat(s) => format!(
-            "ivfflat {}: {} lists for {} rows (recommended {})",
-            diesel_vector::pg::IVFFLAT_INDEX,
-            s.lists,
-            s.rows,
-            s.recommended_lists()
-        ),
-        IndexState::Other { method } => format!("{} {}", escape(method), diesel_vector::pg::IVFFLAT_INDEX),
-        IndexState::Missing => "none".into(),
-        _ => "unknown".into(),
+        Unregistered::PgIndex { table, column, index: i, .. } => format!("{table}.{column}: {}", index(i)),
+        Unregistered::Vec0Table { name } => format!("vec0 table {name}"),
+        _ => "unknown".to_owned(),
     }
 }
 
@@ -358,31 +462,116 @@ pub(crate) fn doctor_text(r: &Report) {
     println!("{:<13}{backend}: {}", "backend", escape(&r.server_version));
     let (name, text) = extension_text(&r.extension);
     println!("{name:<13}{}", escape(&text));
-    let applied = r.migrations.iter().filter(|m| m.applied).count();
-    println!("{:<13}{applied} applied, {} pending", "migrations", r.migrations.len() - applied);
-    for m in &r.migrations {
-        println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, escape(&m.name));
+    let m = &r.migrations;
+    let migrations = match (&m.pending, &m.directory) {
+        _ if !m.recorded => "none has run (no Diesel bookkeeping)".to_owned(),
+        (Some(pending), Some(dir)) => {
+            format!("{} applied, {} pending in {}", m.applied.len(), pending.len(), dir.display())
+        }
+        _ => format!("{} applied (give --migration-dir to see pending ones)", m.applied.len()),
+    };
+    println!("{:<13}{migrations}", "migrations");
+    for name in m.pending.iter().flatten() {
+        println!("{:<13}[ ] {}", "", escape(name));
     }
-    if let Some(fk) = r.foreign_keys {
+    if r.indexes.is_empty() {
+        println!("{:<13}none registered", "indexes");
+    }
+    for (i, index) in r.indexes.iter().enumerate() {
+        let spec = spec_text(&index.spec, index.column_type.as_deref());
+        println!("{:<13}{}", if i == 0 { "indexes" } else { "" }, escape(&spec));
+        println!("{:<13}  {}", "", escape(&state_text(index)));
+    }
+    for (i, u) in r.unregistered.iter().enumerate() {
+        println!("{:<13}{}", if i == 0 { "unregistered" } else { "" }, escape(&unregistered_text(u)));
+    }
+    if let Some(f) = &r.fragments {
+        let applied = f.migrations.iter().filter(|m| m.applied).count();
         println!(
-            "{:<13}{}, {}",
-            "foreign key",
-            if fk.declared { "declared" } else { "NOT declared" },
-            if fk.enforced { "enforced" } else { "NOT enforced" }
+            "{:<13}diesel-vector's schema: {applied} applied, {} pending",
+            "fragments",
+            f.migrations.len() - applied
         );
-    }
-    if let Some(rows) = r.rows {
-        println!(
-            "{:<13}{} fragments, {} embeddings ({} with a vector, {} orphans)",
-            "rows", rows.fragments, rows.embeddings, rows.with_vector, rows.orphans
-        );
-    }
-    if let Some(index) = &r.index {
-        println!("{:<13}{}", "index", index_text(index));
+        for m in &f.migrations {
+            println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, escape(&m.name));
+        }
+        if let Some(fk) = f.foreign_keys {
+            println!(
+                "{:<13}{}, {}",
+                "foreign key",
+                if fk.declared { "declared" } else { "NOT declared" },
+                if fk.enforced { "enforced" } else { "NOT enforced" }
+            );
+        }
+        if let Some(rows) = f.rows {
+            println!(
+                "{:<13}{} fragments, {} embeddings ({} with a vector, {} orphans)",
+                "rows", rows.fragments, rows.embeddings, rows.with_vector, rows.orphans
+            );
+        }
     }
     println!("{:<13}{}", "verdict", r.verdict());
     for f in &r.findings {
-        println!("  {} {}", if f.level == Level::Action { "ACTION: " } else { "warning:" }, escape(&f.message));
+        let label = match f.level {
+            Level::Action => "ACTION: ",
+            Level::Warning => "warning:",
+            _ => "info:   ",
+        };
+        let todo = f.remedy.as_ref().and_then(remedy_text).map(|t| format!("; {t}")).unwrap_or_default();
+        println!("  {label} {}{}", escape(&f.message), escape(&todo));
+    }
+}
+
+fn index_json(index: &IndexReport) -> Value {
+    let spec = &index.spec;
+    let mut value = json!({
+        "name": spec.name(), "table": spec.table(), "column": spec.column(), "id_column": spec.id_column(),
+        "element": spec.element().name(), "dims": spec.dims(), "metric": spec.metric().name(),
+        "partition_by": spec.partition_by().collect::<Vec<_>>(), "column_type": index.column_type,
+        "rows": index.rows(), "postgresql": Value::Null, "sqlite": Value::Null,
+    });
+    match &index.state {
+        Some(IndexState::Pg { status, definition, operator_class_matches }) => {
+            value["postgresql"] = json!({
+                "name": status.name, "registered_method": spec.pg_index().name(), "method": status.method,
+                "valid": status.valid, "lists": status.lists, "recommended_lists": status.recommended_lists(),
+                "needs_rebuild": status.rows > 0 && status.needs_rebuild(), "definition": definition,
+                "operator_class_matches": operator_class_matches,
+            });
+        }
+        Some(IndexState::Sqlite { status, invalid }) => {
+            value["sqlite"] = json!({
+                "structures": spec.sqlite_index().name(), "sqlite_vec": status.sqlite_vec,
+                "vec0_exists": status.table_exists, "up_to_date": status.is_up_to_date(),
+                "needs_rebuild": status.needs_rebuild, "pending_changes": status.pending_changes,
+                "indexed_rows": status.indexed_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
+                "embedded_rows": status.embedded_rows,
+                "generation": status.generation,
+                "invalid_rows": { "count": invalid.count, "ids": invalid.ids },
+            });
+        }
+        _ => {}
+    }
+    value
+}
+
+fn unregistered_json(u: &Unregistered) -> Value {
+    let index = |i: &PgIndexInfo| {
+        json!({
+            "name": i.name, "method": i.method, "valid": i.valid, "lists": i.lists, "rows": i.rows,
+            "definition": i.definition,
+        })
+    };
+    match u {
+        Unregistered::PgColumn { schema, table, column, column_type, rows_estimate, indexes } => json!({
+            "kind": "column", "schema": schema, "table": table, "column": column, "column_type": column_type,
+            "rows_estimate": rows_estimate, "indexes": indexes.iter().map(index).collect::<Vec<_>>(),
+        }),
+        Unregistered::PgIndex { table, column, registered_as, index: i } => json!({
+            "kind": "index", "table": table, "column": column, "registered_as": registered_as, "index": index(i),
+        }),
+        Unregistered::Vec0Table { name } => json!({ "kind": "vec0_table", "name": name }),
+        _ => Value::Null,
     }
 }
 
@@ -395,42 +584,52 @@ pub(crate) fn doctor_json(r: &Report) -> String {
         Extension::SqliteVec { version } => json!({ "name": "sqlite-vec", "installed": version }),
         _ => Value::Null,
     };
-    let index = r.index.as_ref().map(|index| match index {
-        IndexState::Vec0(s) if s.structures.codes => json!({
-            "method": s.structures.name(), "sqlite_vec": s.sqlite_vec, "up_to_date": s.is_up_to_date(),
-            "needs_rebuild": s.needs_rebuild, "pending_changes": s.pending_changes, "codes_rows": s.codes_rows,
-            "codes_current": s.codes_current, "embedded_rows": s.embedded_rows,
-        }),
-        IndexState::Vec0(s) => json!({
-            "method": "vec0", "sqlite_vec": s.sqlite_vec, "exists": s.table_exists, "up_to_date": s.is_up_to_date(),
-            "needs_rebuild": s.needs_rebuild, "pending_changes": s.pending_changes, "indexed_rows": s.indexed_rows,
-            "embedded_rows": s.embedded_rows,
-        }),
-        IndexState::Ivfflat(s) => json!({
-            "method": "ivfflat", "lists": s.lists, "rows": s.rows, "recommended_lists": s.recommended_lists(),
-            "needs_rebuild": s.rows > 0 && s.needs_rebuild(),
-        }),
-        IndexState::Other { method } => json!({ "method": method }),
-        IndexState::Missing => json!({ "method": null }),
-        _ => Value::Null,
+    let fragments = r.fragments.as_ref().map(|f| {
+        json!({
+            "migrations": f.migrations.iter().map(|m| json!({ "version": m.version, "name": m.name, "applied": m.applied })).collect::<Vec<_>>(),
+            "foreign_keys": f.foreign_keys.map(|fk| json!({ "declared": fk.declared, "enforced": fk.enforced })),
+            "rows": f.rows.map(|n| json!({
+                "fragments": n.fragments, "embeddings": n.embeddings, "with_vector": n.with_vector, "orphans": n.orphans,
+            })),
+        })
     });
     let value = json!({
         "backend": match r.backend { diesel_vector::database::BackendKind::Postgres => "postgresql", _ => "sqlite" },
         "server_version": r.server_version,
         "extension": extension,
-        "migrations": r.migrations.iter().map(|m| json!({ "version": m.version, "name": m.name, "applied": m.applied })).collect::<Vec<_>>(),
-        "foreign_keys": r.foreign_keys.map(|fk| json!({ "declared": fk.declared, "enforced": fk.enforced })),
-        "rows": r.rows.map(|n| json!({
-            "fragments": n.fragments, "embeddings": n.embeddings, "with_vector": n.with_vector, "orphans": n.orphans,
-        })),
-        "index": index,
+        "migrations": {
+            "recorded": r.migrations.recorded, "applied": r.migrations.applied,
+            "directory": r.migrations.directory.as_ref().map(|d| d.display().to_string()),
+            "pending": r.migrations.pending,
+        },
+        "indexes": r.indexes.iter().map(index_json).collect::<Vec<_>>(),
+        "unregistered": r.unregistered.iter().map(unregistered_json).collect::<Vec<_>>(),
+        "fragments": fragments,
         "verdict": r.verdict(),
         "needs_action": r.needs_action(),
         "findings": r.findings.iter().map(|f| json!({
-            "level": if f.level == Level::Action { "action" } else { "warning" }, "message": f.message,
+            "level": f.level.name(), "message": f.message,
+            "action": f.remedy.as_ref().and_then(remedy_text),
         })).collect::<Vec<_>>(),
     });
     json_safe(value.to_string())
+}
+
+pub(crate) fn hits_text(spec: &IndexSpec, hits: &[Hit]) {
+    println!("{:>4}  {:>12}  {}", "rank", "distance", spec.id_column());
+    for (rank, h) in hits.iter().enumerate() {
+        println!("{:>4}  {:>12.6}  {}", rank + 1, h.distance, h.id);
+    }
+}
+
+pub(crate) fn hits_json(hits: &[Hit]) -> String {
+    Value::Array(
+        hits.iter()
+            .enumerate()
+            .map(|(rank, h)| json!({ "rank": rank + 1, "id": h.id, "distance": h.distance }))
+            .collect(),
+    )
+    .to_string()
 }
 
 fn content(fragments: &[Fragment], id: i64) -> &str {

@@ -1,0 +1,820 @@
+//! Nearest-neighbour search over any registered vector index, with the same answers on both backends.
+//!
+//! Three ways in, one engine:
+//!
+//! - [`IndexSearch`], at run time over an [`IndexSpec`] (read from the database's
+//!   [registry](crate::index::registry), or built by hand): `spec.search(&q).k(10).filter_eq("lang", "fr")`.
+//!   The command line's `search --table` is this.
+//! - [`TypedSearch`], at compile time over an index declared with [`vector_index!`](crate::vector_index):
+//!   `DOCUMENTS.search(&q).k(10).partition(documents::lang, "fr").filter(documents::year.ge(2020))`, where
+//!   `filter` takes any Diesel boolean expression on the table.
+//! - [`Search`], the crate's own `fragment_embeddings` by provider and model, as before.
+//!
+//! Each returns [`Hit`]s, `id` (the primary key) and `distance`, nearest first, ties broken by id. Load
+//! your rows with Diesel (`documents::id.eq_any(search::ids(&hits))`) and put them in rank order with
+//! [`rank`].
+//!
+//! # Guarantees, on every table and both backends
+//!
+//! - When at least `k` rows match the filters, `k` hits come back; the same ids in the same order on
+//!   PostgreSQL and SQLite for the same data (ties broken by id), whatever the path taken.
+//! - NULL vectors are never returned; under cosine neither are zero vectors (no direction), nor any row
+//!   whose distance to the query is not a finite number (NaN, or an overflow of the databases' `f32`
+//!   arithmetic). On SQLite, a stored value that is not a vector of the index's dimensions (another BLOB
+//!   length, TEXT, REAL: possible on tables without the generated CHECK) is skipped, never an error.
+//! - Equality filters on the index's partition columns are pushed into the index (pgvector's iterative
+//!   scans; sqlite-vec's partition keys); other filters are applied by the same query (PostgreSQL) or by
+//!   restricting the index's candidates to the rows that pass (SQLite), so they never lose rows.
+//! - [`Strategy::Exact`] computes every matching row's distance.
+//! - Each search records a `tracing` span (target `diesel_vector::search`) with the path it took.
+//!
+//! # Paths
+//!
+//! | backend | [`Strategy::Auto`] (default) | [`Strategy::Exact`] |
+//! |---|---|---|
+//! | PostgreSQL, HNSW | the index with `hnsw.ef_search` from `k` and the filter's selectivity (pgvector's statistics), relaxed iterative scan; exact again if fewer than `k` rows come back or a tie may be cut | sequential scan |
+//! | PostgreSQL, ivfflat | the index with `sqrt(lists)` probes (at least 10) and an iterative scan; an index built with far more lists than its rows support (built on an empty table) is not trusted: exact, with a warning | sequential scan |
+//! | PostgreSQL, `vector` of 2001-4000 dims | the `halfvec` expression index, then the candidates re-ranked on the full-precision column | sequential scan |
+//! | SQLite, vec0 kept | candidates from sqlite-vec's vec0 (brought up to date first, without waiting for the write lock), exact distances for them from the table | exact scan |
+//! | SQLite otherwise | exact scan (sqlite-vec's functions, or the crate's without the extension) | exact scan |
+//!
+//! An index serves its own metric; a search with another metric scans exactly.
+//!
+//! ```
+//! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use diesel::connection::SimpleConnection;
+//! use diesel_vector::index::{generate, IndexSpec, Metric};
+//! use diesel_vector::Vector;
+//!
+//! let mut conn = diesel_vector::sqlite::establish(":memory:")?;
+//! conn.batch_execute("CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT NOT NULL)")?;
+//! let spec = IndexSpec::builder("documents", "embedding", 3).metric(Metric::L2).partition_by(["lang"]).build()?;
+//! conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up)?;
+//! // Little-endian f32 BLOBs: [1,0,0], [0.9,0.1,0], [0,1,0].
+//! conn.batch_execute(
+//!     "INSERT INTO documents (id, lang, embedding) VALUES (1, 'en', x'0000803f0000000000000000'), \
+//!      (2, 'fr', x'6666663fcdcccc3d00000000'), (3, 'fr', x'000000000000803f00000000')",
+//! )?;
+//!
+//! let q = Vector::new(vec![1.0, 0.0, 0.0])?;
+//! let hits = spec.search(&q).k(2).filter_eq("lang", "fr").run(&mut conn)?;
+//! assert_eq!(diesel_vector::search::ids(&hits), [2, 3]);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "sqlite"))] fn main() {}
+//! ```
+
+pub(crate) mod query;
+pub(crate) mod seed;
+pub(crate) mod typed;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Instant;
+
+use tracing::info;
+
+use crate::index::{Element, IndexSpec, RegistryError};
+use crate::{Vector, VectorError};
+
+pub use crate::index::Metric;
+pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
+pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
+
+pub(crate) use query::{EqFilter, FilterValue, Knn, KnnOrder};
+
+/// Whether a search may use the vector index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// Use the index where the backend has one for the metric; fall back to an exact scan otherwise.
+    #[default]
+    Auto,
+    /// Always compute every matching row's distance.
+    Exact,
+}
+
+/// The way a search was answered, reported in its `tracing` span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SearchPath {
+    /// SQLite: candidates from sqlite-vec's vec0 table, up to date.
+    Vec0,
+    /// SQLite: candidates from vec0, which could not be brought up to date without waiting (another
+    /// connection holds the write lock, or the database is read-only), plus the rows changed since
+    /// (queued), computed exactly.
+    Vec0WithQueue,
+    /// SQLite: vec0 returned fewer than `k` matching rows or may have cut a tie, so the search ran again
+    /// as an exact scan.
+    Vec0ThenExact,
+    /// SQLite: candidates from the crate's quantized codes, their exact distances from the table.
+    Codes,
+    /// SQLite: candidates from the codes, which could not be brought up to date without waiting, plus the
+    /// rows changed since (queued), computed exactly.
+    CodesWithQueue,
+    /// SQLite: every matching row's distance (the crate's SIMD scan of `vector` columns, or sqlite-vec's or
+    /// the crate's SQL functions).
+    ExactScan,
+    /// PostgreSQL: pgvector's ivfflat index.
+    Ivfflat,
+    /// PostgreSQL: the ivfflat index returned fewer than `k` rows or may have cut a tie, so the search
+    /// ran again exactly.
+    IvfflatThenExact,
+    /// PostgreSQL: the ivfflat index has far more lists than its rows support (it was built on an empty
+    /// or much smaller table) and recalls poorly: not used; a sequential scan answered.
+    StaleIvfflatExact,
+    /// PostgreSQL: pgvector's HNSW index.
+    Hnsw,
+    /// PostgreSQL: the HNSW index returned fewer than `k` rows or may have cut a tie, so the search ran
+    /// again exactly.
+    HnswThenExact,
+    /// PostgreSQL: a sequential scan.
+    Exact,
+}
+
+impl SearchPath {
+    /// The path's name, as used in telemetry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vec0 => "vec0",
+            Self::Vec0WithQueue => "vec0_with_queue",
+            Self::Vec0ThenExact => "vec0_then_exact",
+            Self::Codes => "codes",
+            Self::CodesWithQueue => "codes_with_queue",
+            Self::ExactScan => "exact_scan",
+            Self::Ivfflat => "ivfflat",
+            Self::IvfflatThenExact => "ivfflat_then_exact",
+            Self::StaleIvfflatExact => "stale_ivfflat_exact",
+            Self::Hnsw => "hnsw",
+            Self::HnswThenExact => "hnsw_then_exact",
+            Self::Exact => "exact",
+        }
+    }
+}
+
+/// A value an equality filter compares a column with.
+///
+/// Both backends compare it with the column's own type: text given for an integer column is read as an
+/// integer (so the command line's `--where year=2024` works), `true`/`false` (or `t`/`f`, `1`/`0`) for a
+/// boolean one; a value that cannot be read so is a [`SearchError::FilterValue`]. [`Value::Null`] matches
+/// rows where the column is NULL (`IS NULL`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Integer(i64),
+    /// Text.
+    Text(String),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Null => f.write_str("NULL"),
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Text(t) => write!(f, "{t:?}"),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Self::Text(v)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Self::Text(v.clone())
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Self::Bool(v)
+    }
+}
+
+macro_rules! integer_values {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Self::Integer(i64::from(v))
+            }
+        }
+    )*};
+}
+integer_values!(i8, i16, i32, i64, u8, u16, u32);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Self::Null, Into::into)
+    }
+}
+
+/// One result: a row's primary key and its distance to the query (smaller is nearer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// The row's primary key.
+    pub id: i64,
+    /// The distance under the search's metric.
+    pub distance: f64,
+}
+
+/// The ids of `hits`, in rank order: for `table.filter(id.eq_any(ids(&hits)))`.
+pub fn ids(hits: &[Hit]) -> Vec<i64> {
+    hits.iter().map(|h| h.id).collect()
+}
+
+/// Puts rows loaded for `hits` in rank order, each with its distance: `id` reads a row's primary key.
+/// Rows no hit names are dropped; a hit whose row is missing (deleted since) is skipped.
+///
+/// ```
+/// use diesel_vector::search::{rank, Hit};
+///
+/// let hits = [Hit { id: 7, distance: 0.1 }, Hit { id: 3, distance: 0.2 }];
+/// let rows = vec![(3, "three"), (5, "five"), (7, "seven")]; // as a query by id returns them
+/// assert_eq!(rank(rows, |r| r.0, &hits), [((7, "seven"), 0.1), ((3, "three"), 0.2)]);
+/// ```
+pub fn rank<R, K: Into<i64>>(rows: Vec<R>, id: impl Fn(&R) -> K, hits: &[Hit]) -> Vec<(R, f64)> {
+    let mut keyed: Vec<Option<(i64, R)>> = rows.into_iter().map(|r| Some((id(&r).into(), r))).collect();
+    hits.iter()
+        .filter_map(|h| {
+            let slot = keyed.iter_mut().find(|s| s.as_ref().is_some_and(|(k, _)| *k == h.id))?;
+            slot.take().map(|(_, r)| (r, h.distance))
+        })
+        .collect()
+}
+
+#[cfg(feature = "sqlite")]
+impl From<crate::ann::AnnError> for SearchError {
+    fn from(e: crate::ann::AnnError) -> Self {
+        use crate::ann::AnnError;
+        match e {
+            AnnError::DimensionMismatch { expected, found } => {
+                Self::InvalidQuery(VectorError::DimensionMismatch { expected, found })
+            }
+            AnnError::NotFinite { index } => Self::InvalidQuery(VectorError::NotFinite { index, value: f32::NAN }),
+            AnnError::ZeroQuery => Self::ZeroQuery,
+            other => Self::Index(crate::sqlite::IndexError::Codes(other)),
+        }
+    }
+}
+
+/// Why a search failed. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    /// The query vector cannot be compared with the column (wrong dimensions).
+    #[error("invalid query vector: {0}")]
+    InvalidQuery(VectorError),
+    /// A zero query vector has no cosine distance to anything.
+    #[error("the query vector is all zeros, which has no cosine distance: use another metric or a non-zero vector")]
+    ZeroQuery,
+    /// The query's values are so large that distances overflow the databases' single-precision arithmetic.
+    #[error(
+        "the query vector's values are too large for {metric} distances: both databases compute them in \
+         single precision (f32) and would overflow; scale the vector down"
+    )]
+    QueryOverflow {
+        /// The metric.
+        metric: Metric,
+    },
+    /// `k` must be at least 1.
+    #[error("k must be at least 1")]
+    InvalidK,
+    /// The metric does not apply to the column's type (Hamming on `vector`, say).
+    #[error("the {metric} metric does not apply to `{element}` columns: use one of {}", names(.element.metrics()))]
+    MetricForType {
+        /// The metric asked for.
+        metric: Metric,
+        /// The column's type.
+        element: Element,
+    },
+    /// Searching columns of this type is not supported yet.
+    #[error("searching `{element}` columns is not supported yet (only `vector`): search them with the distance DSL")]
+    UnsupportedElement {
+        /// The column's type.
+        element: Element,
+    },
+    /// The index's table does not exist (or is not on PostgreSQL's `search_path`).
+    #[error(
+        "table {table} does not exist in this database{}: create it, or apply the migration that does",
+        search_path_hint(.postgres)
+    )]
+    UnknownTable {
+        /// The table.
+        table: String,
+        /// Whether the database is PostgreSQL (which looks tables up on its `search_path`).
+        postgres: bool,
+    },
+    /// A column the search needs is not in the table.
+    #[error("{table} has no column {column} (the {role}); its columns: {}", .available.join(", "))]
+    UnknownColumn {
+        /// The table.
+        table: String,
+        /// The missing column.
+        column: String,
+        /// What it was for: `vector column`, `id column`, `filter column`.
+        role: &'static str,
+        /// The table's columns.
+        available: Vec<String>,
+    },
+    /// A filter value that cannot be compared with its column.
+    #[error("{table}.{column} is {column_type}: {value} cannot be compared with it{hint}")]
+    FilterValue {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The column's type, as the database names it.
+        column_type: String,
+        /// The value given.
+        value: Value,
+        /// What would work (`; give an integer`).
+        hint: &'static str,
+    },
+    /// A typed search's `partition` named a column that is not one of the index's partition columns.
+    #[error(
+        "{column} is not a partition column of the vector index {index} (partitioned by {}): filter on it \
+         with `filter` instead",
+        list_or_nothing(.partition_by)
+    )]
+    NotAPartitionColumn {
+        /// The index.
+        index: String,
+        /// The column given.
+        column: String,
+        /// The index's partition columns.
+        partition_by: Vec<String>,
+    },
+    /// The index's declaration is not valid (a [`vector_index!`](crate::vector_index) whose names are too
+    /// long, say).
+    #[error(transparent)]
+    InvalidIndex(crate::index::SpecError),
+    /// The index could not be found in, or read from, the registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Bringing the SQLite index up to date failed.
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Index(crate::sqlite::IndexError),
+    /// The query failed.
+    #[error("search query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+}
+
+fn search_path_hint(postgres: &bool) -> &'static str {
+    if *postgres {
+        " (or its schema is not on the search_path)"
+    } else {
+        ""
+    }
+}
+
+fn list_or_nothing(names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn names(metrics: &[Metric]) -> String {
+    metrics.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// A search over an [`IndexSpec`], built with [`IndexSpec::search`] and run with [`IndexSearch::run`].
+#[derive(Debug, Clone)]
+pub struct IndexSearch<'a> {
+    pub(crate) spec: &'a IndexSpec,
+    pub(crate) query: &'a Vector,
+    pub(crate) k: usize,
+    pub(crate) metric: Metric,
+    pub(crate) filters: Vec<(String, Value)>,
+    pub(crate) strategy: Strategy,
+    pub(crate) probes: Option<u32>,
+    pub(crate) ef_search: Option<u32>,
+}
+
+impl IndexSpec {
+    /// The 10 rows nearest to `query` by the index's metric; refine with [`IndexSearch`]'s methods.
+    pub fn search<'a>(&'a self, query: &'a Vector) -> IndexSearch<'a> {
+        IndexSearch {
+            spec: self,
+            query,
+            k: 10,
+            metric: self.metric(),
+            filters: Vec::new(),
+            strategy: Strategy::Auto,
+            probes: None,
+            ef_search: None,
+        }
+    }
+}
+
+impl<'a> IndexSearch<'a> {
+    /// How many neighbours to return (default 10).
+    #[must_use]
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// The distance (default: the index's). The index serves its own metric only; another one scans exactly.
+    #[must_use]
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// Only rows whose `column` equals `value` ([`Value::Null`]: is NULL). Pushed into the index when
+    /// `column` is one of its partition columns; any other column of the table is filtered exactly.
+    /// Several filters must all hold.
+    #[must_use]
+    pub fn filter_eq(mut self, column: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.filters.push((column.into(), value.into()));
+        self
+    }
+
+    /// Whether the index may be used (default [`Strategy::Auto`]).
+    #[must_use]
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// PostgreSQL, ivfflat: the lists to probe (default: [`crate::pg::recommended_probes`] of the index's
+    /// lists). More probes, better recall, slower search.
+    #[must_use]
+    pub fn probes(mut self, probes: u32) -> Self {
+        self.probes = Some(probes);
+        self
+    }
+
+    /// PostgreSQL, HNSW: `hnsw.ef_search`, the candidates the graph search keeps (default: from `k` and
+    /// the filters' selectivity; pgvector takes 1 to 1000).
+    #[must_use]
+    pub fn ef_search(mut self, ef_search: u32) -> Self {
+        self.ef_search = Some(ef_search);
+        self
+    }
+
+    /// Runs the search on `conn`: a [`diesel::PgConnection`] or a [`diesel::SqliteConnection`] (set up by
+    /// [`crate::sqlite::establish`]); [`crate::database::DatabaseConnection::search_index`] for either.
+    ///
+    /// # Errors
+    ///
+    /// [`SearchError`]: a query of the wrong dimensions, `k = 0`, a table, column or filter value that
+    /// does not fit the database, or the database's error.
+    pub fn run<C: SearchTarget>(&self, conn: &mut C) -> Result<Vec<Hit>, SearchError> {
+        execute(self, &NoFilter, conn)
+    }
+}
+
+/// A search ready for a backend: checked, with its query (scaled when needed) and candidate count.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Plan<'a> {
+    pub(crate) spec: &'a IndexSpec,
+    pub(crate) query: Cow<'a, Vector>,
+    pub(crate) k: usize,
+    /// Candidates to fetch: a few more than `k`, so that ties at the k-th distance can be broken by id.
+    pub(crate) limit: usize,
+    pub(crate) metric: Metric,
+    pub(crate) filters: &'a [(String, Value)],
+    pub(crate) strategy: Strategy,
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
+    pub(crate) probes: Option<u32>,
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
+    pub(crate) ef_search: Option<u32>,
+}
+
+impl Plan<'_> {
+    /// Whether the index's own structures can serve this search (its metric, not exact).
+    pub(crate) fn index_serves(&self) -> bool {
+        self.strategy == Strategy::Auto && self.metric == self.spec.metric()
+    }
+}
+
+/// What a backend found, before sorting: hits (possibly more than `k`) and the path taken.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Found {
+    pub(crate) hits: Vec<Hit>,
+    pub(crate) path: SearchPath,
+}
+
+/// Checks the search, runs it on `conn` with `filter`, sorts, truncates and reports.
+pub(crate) fn execute<C, F>(search: &IndexSearch<'_>, filter: &F, conn: &mut C) -> Result<Vec<Hit>, SearchError>
+where
+    C: SearchTarget,
+    F: SearchFilter<C::Backend>,
+{
+    let spec = search.spec;
+    if spec.element() != Element::Vector {
+        return Err(SearchError::UnsupportedElement { element: spec.element() });
+    }
+    search.query.check_dims(spec.dims() as usize).map_err(SearchError::InvalidQuery)?;
+    if search.k == 0 {
+        return Err(SearchError::InvalidK);
+    }
+    if !spec.element().metrics().contains(&search.metric) {
+        return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
+    }
+    let query = prepare_query(search.query, search.metric)?;
+    let plan = Plan {
+        spec,
+        query,
+        k: search.k,
+        limit: candidates(search.k),
+        metric: search.metric,
+        filters: &search.filters,
+        strategy: search.strategy,
+        probes: search.probes,
+        ef_search: search.ef_search,
+    };
+    let span = tracing::info_span!(
+        target: "diesel_vector::search",
+        "search",
+        backend = C::BACKEND,
+        index = spec.name(),
+        table = spec.table(),
+        metric = search.metric.name(),
+        k = search.k,
+        filters = search.filters.len(),
+        typed_filter = !filter.is_empty(),
+        path = tracing::field::Empty,
+        rows = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        scanned = tracing::field::Empty,
+        reranked = tracing::field::Empty,
+        recall_estimate = tracing::field::Empty,
+        simd = tracing::field::Empty,
+    );
+    let _enter = span.enter();
+    let started = Instant::now();
+    let Found { mut hits, path } = conn.knn(&plan, filter)?;
+    finish(&mut hits, search.k);
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.record("path", path.name());
+    span.record("rows", hits.len());
+    span.record("duration_ms", duration_ms);
+    info!(
+        target: "diesel_vector::search",
+        backend = C::BACKEND,
+        index = spec.name(),
+        path = path.name(),
+        metric = search.metric.name(),
+        k = search.k,
+        rows = hits.len(),
+        duration_ms,
+        "search"
+    );
+    Ok(hits)
+}
+
+/// Records a codes search's counters on the current search span: rows compared in the scan, candidates
+/// reranked exactly, the estimated recall (`1 - expected misses / k`, 1 when the error bound proved the
+/// result) and the SIMD level.
+#[cfg(feature = "sqlite")]
+pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
+    let span = tracing::Span::current();
+    span.record("scanned", stats.passed);
+    span.record("reranked", stats.fetched);
+    span.record("recall_estimate", stats.recall_estimate());
+    span.record("simd", stats.level.name());
+}
+
+/// The largest sum a query's squares (or absolute values, for L1) may reach: a quarter of `f32::MAX`, so
+/// that the databases' `f32` sums over the query and an ordinary stored vector stay finite.
+const F32_HEADROOM: f64 = f32::MAX as f64 / 4.0;
+
+/// The query as the backends get it. Cosine ignores scale, so a query whose squared norm would overflow
+/// `f32` is scaled by a power of two (exact: every element keeps its bits but the exponent) to norm at
+/// most 1; the other metrics depend on scale, so such a query is an error.
+fn prepare_query(query: &Vector, metric: Metric) -> Result<Cow<'_, Vector>, SearchError> {
+    let values = query.as_slice();
+    let squares: f64 = values.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+    if metric == Metric::Cosine {
+        if squares == 0.0 {
+            return Err(SearchError::ZeroQuery);
+        }
+        if squares <= F32_HEADROOM {
+            return Ok(Cow::Borrowed(query));
+        }
+        // 2^-e with 2^e >= the norm: the scaled norm is at most 1. The norm of at most 16000 finite f32
+        // is below 2^135, so the exponent fits any integer type.
+        #[allow(clippy::cast_possible_truncation)]
+        let exponent = squares.sqrt().log2().ceil() as i32;
+        // In two factors: 2^-128 alone is not a normal f32.
+        let (first, second) = (2f32.powi(-(exponent / 2)), 2f32.powi(-(exponent - exponent / 2)));
+        let scaled =
+            Vector::new(values.iter().map(|x| x * first * second).collect()).map_err(SearchError::InvalidQuery)?;
+        if scaled.as_slice().iter().all(|x| *x == 0.0) {
+            return Err(SearchError::ZeroQuery);
+        }
+        return Ok(Cow::Owned(scaled));
+    }
+    let magnitude = if metric == Metric::L1 { values.iter().map(|x| f64::from(x.abs())).sum() } else { squares };
+    if magnitude > F32_HEADROOM {
+        return Err(SearchError::QueryOverflow { metric });
+    }
+    Ok(Cow::Borrowed(query))
+}
+
+/// Drops hits without a finite distance, orders by distance then id and keeps the first `k`.
+pub(crate) fn finish(hits: &mut Vec<Hit>, k: usize) {
+    hits.retain(|h| h.distance.is_finite());
+    sort(hits);
+    hits.dedup_by_key(|h| h.id);
+    hits.truncate(k);
+}
+
+/// Orders by distance then id (so ties are deterministic).
+pub(crate) fn sort(hits: &mut [Hit]) {
+    hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+}
+
+/// How many candidates to fetch for `k` results: a few more, so that ties at the k-th distance can be
+/// broken by id rather than by scan order.
+pub(crate) fn candidates(k: usize) -> usize {
+    k.saturating_add(k / 4 + 4)
+}
+
+/// True when sorted candidates hold the true first `k` of the rows they were drawn from: `boundary` is the
+/// distance below which no candidate was left out (the farthest candidate fetched when the fetch filled
+/// its limit; `None` when every matching row was fetched). The k-th finite distance must be strictly
+/// below it: a row at the same distance may have been left out, and ties are broken by id.
+pub(crate) fn trusted(sorted: &[Hit], k: usize, boundary: Option<f64>) -> bool {
+    let Some(boundary) = boundary else { return true };
+    sorted.iter().filter(|h| h.distance.is_finite()).nth(k - 1).is_some_and(|kth| kth.distance < boundary)
+}
+
+/// A connection a search runs on: [`diesel::PgConnection`] (feature `pg`) and [`diesel::SqliteConnection`]
+/// (feature `sqlite`). Sealed.
+pub trait SearchTarget: crate::migrations::sealed::Sealed + diesel::Connection {
+    #[doc(hidden)]
+    const BACKEND: &'static str;
+    /// Up to about `plan.limit` hits (possibly more, unsorted) and the path taken.
+    #[doc(hidden)]
+    fn knn<F: SearchFilter<Self::Backend>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError>;
+    /// [`Search::run`] (the fragment filter is a Diesel expression, checked for each backend).
+    #[doc(hidden)]
+    fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError>;
+}
+
+/// How a backend compares a filter column, from the column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColumnKind {
+    Text,
+    Integer,
+    Bool,
+    /// Any other type: compared as text (PostgreSQL: the column cast to text; SQLite: by its affinity).
+    Other,
+}
+
+/// `value` as the bind a column of `kind` compares with, or the reason it cannot be.
+pub(crate) fn coerce(value: &Value, kind: ColumnKind) -> Result<FilterValue, &'static str> {
+    Ok(match (value, kind) {
+        (Value::Null, _) => FilterValue::Null,
+        (Value::Integer(i), ColumnKind::Integer) => FilterValue::Integer(*i),
+        (Value::Text(t), ColumnKind::Integer) => {
+            FilterValue::Integer(t.trim().parse().map_err(|_| "; give an integer")?)
+        }
+        (Value::Bool(b), ColumnKind::Integer) => FilterValue::Integer(i64::from(*b)),
+        (Value::Bool(b), ColumnKind::Bool) => FilterValue::Bool(*b),
+        (Value::Text(t), ColumnKind::Bool) => FilterValue::Bool(match t.trim().to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" => true,
+            "false" | "f" | "0" | "no" => false,
+            _ => return Err("; give true or false"),
+        }),
+        (Value::Integer(i @ (0 | 1)), ColumnKind::Bool) => FilterValue::Bool(*i == 1),
+        (Value::Integer(_), ColumnKind::Bool) => return Err("; give true or false"),
+        (Value::Text(t), ColumnKind::Text | ColumnKind::Other) => FilterValue::Text(t.clone()),
+        (Value::Integer(i), ColumnKind::Text | ColumnKind::Other) => FilterValue::Text(i.to_string()),
+        (Value::Bool(_), ColumnKind::Text) => return Err("; give text"),
+        (Value::Bool(b), ColumnKind::Other) => FilterValue::Text(b.to_string()),
+    })
+}
+
+/// The filters of `plan` checked against the table's columns (`(name, kind, type name)`), in order.
+pub(crate) fn resolve_filters(
+    plan: &Plan<'_>,
+    columns: &[(String, ColumnKind, String)],
+    postgres: bool,
+) -> Result<Vec<EqFilter>, SearchError> {
+    let spec = plan.spec;
+    let available = || columns.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>();
+    if columns.is_empty() {
+        return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres });
+    }
+    for (column, role) in [(spec.column(), "vector column"), (spec.id_column(), "id column")] {
+        if !columns.iter().any(|(n, _, _)| n == column) {
+            return Err(SearchError::UnknownColumn {
+                table: spec.table().to_owned(),
+                column: column.to_owned(),
+                role,
+                available: available(),
+            });
+        }
+    }
+    plan.filters
+        .iter()
+        .map(|(column, value)| {
+            let Some((_, kind, ty)) = columns.iter().find(|(n, _, _)| n == column) else {
+                return Err(SearchError::UnknownColumn {
+                    table: spec.table().to_owned(),
+                    column: column.clone(),
+                    role: "filter column",
+                    available: available(),
+                });
+            };
+            let value = coerce(value, *kind).map_err(|hint| SearchError::FilterValue {
+                table: spec.table().to_owned(),
+                column: column.clone(),
+                column_type: ty.clone(),
+                value: value.clone(),
+                hint,
+            })?;
+            let partition = spec.partition_by().position(|p| p == column);
+            Ok(EqFilter { column: column.clone(), kind: *kind, value, partition })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(id: i64, distance: f64) -> Hit {
+        Hit { id, distance }
+    }
+
+    #[test]
+    fn results_are_ordered_by_distance_then_id_without_non_finite_distances() {
+        let mut hits =
+            vec![hit(5, 0.2), hit(2, f64::NAN), hit(3, 0.1), hit(1, 0.2), hit(4, f64::NEG_INFINITY), hit(3, 0.1)];
+        finish(&mut hits, 10);
+        assert_eq!(hits, [hit(3, 0.1), hit(1, 0.2), hit(5, 0.2)]);
+    }
+
+    #[test]
+    fn candidates_are_trusted_only_below_their_boundary() {
+        let hits: Vec<Hit> = (0..6u8).map(|i| hit(i64::from(i), f64::from(i))).collect();
+        assert!(trusted(&hits, 3, Some(5.0)), "the 3rd is nearer than the farthest fetched");
+        assert!(!trusted(&hits[..2], 3, Some(5.0)), "fewer than k");
+        assert!(trusted(&hits[..2], 3, None), "fewer than k, but every row was seen");
+        let tied = vec![hit(1, 0.0), hit(2, 0.5), hit(3, 0.5), hit(4, 0.5)];
+        assert!(!trusted(&tied, 2, Some(0.5)), "the limit may have cut a tie at the k-th distance");
+        let odd = vec![hit(1, f64::NEG_INFINITY), hit(2, 0.1), hit(3, 0.2)];
+        assert!(trusted(&odd, 2, Some(0.3)), "non-finite distances do not count");
+    }
+
+    #[test]
+    fn cosine_queries_too_large_for_f32_are_scaled_exactly_and_others_refused() {
+        let huge = Vector::new(vec![3.0e38, -1.0e38, 2.0]).unwrap();
+        let scaled = prepare_query(&huge, Metric::Cosine).unwrap();
+        let ratio: Vec<f64> =
+            scaled.as_slice().iter().zip(huge.as_slice()).map(|(a, b)| f64::from(*b) / f64::from(*a)).collect();
+        assert!(ratio.iter().all(|r| *r == ratio[0]) && ratio[0].log2().fract() == 0.0, "one power of two: {ratio:?}");
+        assert!(scaled.as_slice().iter().map(|x| x * x).sum::<f32>() <= 1.0);
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::L1] {
+            assert!(matches!(prepare_query(&huge, metric), Err(SearchError::QueryOverflow { .. })), "{metric}");
+        }
+        let normal = Vector::new(vec![1.0, 2.0]).unwrap();
+        assert!(matches!(prepare_query(&normal, Metric::Cosine).unwrap(), Cow::Borrowed(_)));
+        let zero = Vector::new(vec![0.0, -0.0]).unwrap();
+        assert!(matches!(prepare_query(&zero, Metric::Cosine), Err(SearchError::ZeroQuery)));
+        assert!(prepare_query(&zero, Metric::L2).is_ok());
+    }
+
+    #[test]
+    fn filter_values_follow_the_columns_type() {
+        assert_eq!(coerce(&"2024".into(), ColumnKind::Integer), Ok(FilterValue::Integer(2024)));
+        assert!(coerce(&"fr".into(), ColumnKind::Integer).is_err());
+        assert_eq!(coerce(&7.into(), ColumnKind::Text), Ok(FilterValue::Text("7".into())));
+        assert_eq!(coerce(&"T".into(), ColumnKind::Bool), Ok(FilterValue::Bool(true)));
+        assert!(coerce(&"maybe".into(), ColumnKind::Bool).is_err());
+        assert_eq!(coerce(&Value::Null, ColumnKind::Bool), Ok(FilterValue::Null));
+        assert_eq!(coerce(&true.into(), ColumnKind::Integer), Ok(FilterValue::Integer(1)));
+        assert_eq!(Value::from(None::<i32>), Value::Null);
+    }
+
+    #[test]
+    fn rows_are_put_in_rank_order() {
+        let hits = [hit(9, 0.5), hit(4, 0.7), hit(100, 0.9)];
+        let rows = vec![(4i32, 'a'), (9, 'b')];
+        assert_eq!(rank(rows, |r| r.0, &hits), [((9, 'b'), 0.5), ((4, 'a'), 0.7)]);
+    }
+}

@@ -1,0 +1,381 @@
+//! `search`, `doctor` and `reindex` tried as a new user would: an application of its own (`documents`,
+//! 768 dims, a `lang` partition column, one row in five French) with its own migrations, on both backends.
+
+use std::path::{Path, PathBuf};
+
+use diesel::connection::SimpleConnection;
+use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+use serde_json::Value;
+
+use crate::common::documents::{self as fixture, Doc, PG_TABLE, SQLITE_TABLE};
+use crate::{dsl_nearest, fails, insert_docs, ok, run, sqlite_file, FreshDb};
+
+/// The application's migration folder for `backend`: its table, then its vector index as `diesel-vector
+/// generate vector-index` writes it.
+fn migrations(dir: &Path, backend: &str, sqlite_index: &str) -> PathBuf {
+    for (b, table) in [("pg", PG_TABLE), ("sqlite", SQLITE_TABLE)] {
+        let folder = dir.join(format!("migrations_{b}")).join("2026-01-01-000000_create_documents");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("up.sql"), format!("{table};")).unwrap();
+        std::fs::write(folder.join("down.sql"), "DROP TABLE documents;").unwrap();
+    }
+    let (pg, sqlite) = (dir.join("migrations_pg"), dir.join("migrations_sqlite"));
+    ok(&[
+        "generate",
+        "vector-index",
+        "--table",
+        "documents",
+        "--column",
+        "embedding",
+        "--dims",
+        "768",
+        "--partition-by",
+        "lang",
+        "--add-column",
+        "--sqlite-index",
+        sqlite_index,
+        "--migrations-pg",
+        pg.to_str().unwrap(),
+        "--migrations-sqlite",
+        sqlite.to_str().unwrap(),
+        "--migration-version",
+        "20260102000000",
+    ]);
+    dir.join(format!("migrations_{backend}"))
+}
+
+fn write_query(dir: &Path, q: &diesel_vector::Vector) -> String {
+    let file = dir.join("query.json");
+    std::fs::write(&file, serde_json::to_string(q.as_slice()).unwrap()).unwrap();
+    format!("@{}", file.display())
+}
+
+fn json_ids(out: &str) -> Vec<i64> {
+    let hits: Value = serde_json::from_str(out).unwrap();
+    hits.as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect()
+}
+
+/// Migrates with Diesel's own harness (as the application would) and loads `docs`; returns the exact
+/// answers to `q` (French rows, 10 nearest by cosine) computed with the distance DSL.
+macro_rules! app_database {
+    ($conn:expr, $dir:expr, $docs:expr, $q:expr) => {{
+        let conn = $conn;
+        conn.run_pending_migrations(FileBasedMigrations::from_path($dir).unwrap()).unwrap();
+        insert_docs!(&mut *conn, $docs);
+        dsl_nearest!(&mut *conn, $q, diesel_vector::index::Metric::Cosine, Some("fr"), 10)
+    }};
+}
+
+#[test]
+fn a_new_user_searches_their_own_table_on_both_backends() {
+    let docs: Vec<Doc> = fixture::docs(1000, 51);
+    let q = fixture::queries(51, 1000, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let query = write_query(work.path(), &q);
+    let pg = FreshDb::create();
+    let lite = sqlite_file(work.path(), "app.db");
+    let mut answers = Vec::new();
+    for (backend, url) in [("pg", pg.url.clone()), ("sqlite", lite.clone())] {
+        let dir = migrations(&work.path().join(backend), backend, "vec0");
+        let expected = match backend {
+            "pg" => app_database!(&mut pg.conn(), &dir, &docs, &q),
+            _ => app_database!(&mut diesel_vector::sqlite::establish(&lite).unwrap(), &dir, &docs, &q),
+        };
+        let url = url.as_str();
+        let search = |extra: &[&str]| {
+            let args =
+                [&["--database-url", url, "search", "--table", "documents", "--vector", &query][..], extra].concat();
+            ok(&args)
+        };
+        let exact = json_ids(&search(&["--where", "lang=fr", "--exact", "--json"]));
+        assert_eq!(exact, expected, "{backend}: --exact is the exact answer");
+        let auto = json_ids(&search(&["--where", "lang=fr", "--json"]));
+        assert_eq!(auto.len(), 10, "{backend}");
+        let recalled = auto.iter().filter(|id| expected.contains(id)).count();
+        assert!(recalled >= 9, "{backend}: {auto:?} against {expected:?}");
+        assert!(auto.iter().all(|id| id % 5 == 0), "{backend}: French rows only");
+        let hits: Value = serde_json::from_str(&search(&["-k", "3", "--metric", "l2", "--json"])).unwrap();
+        assert_eq!(hits.as_array().unwrap().len(), 3, "{backend}");
+        assert_eq!(hits[0]["rank"], 1);
+        assert!(hits[0]["distance"].as_f64().unwrap() >= 0.0);
+        let text = search(&["-k", "2", "--where", "lang=fr", "--where", "year=2020"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{backend}: {text}");
+        assert!(lines[0].contains("rank") && lines[0].ends_with("id"), "{text}");
+        answers.push(exact);
+    }
+    assert_eq!(answers[0], answers[1], "the same ids in the same order on both backends");
+}
+
+#[test]
+fn bad_input_is_named_on_both_backends() {
+    let docs = fixture::docs(60, 52);
+    let q = fixture::queries(52, 60, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let query = write_query(work.path(), &q);
+    let pg = FreshDb::create();
+    let lite = sqlite_file(work.path(), "app.db");
+    for (backend, url) in [("pg", pg.url.clone()), ("sqlite", lite.clone())] {
+        let dir = migrations(&work.path().join(backend), backend, "codes");
+        match backend {
+            "pg" => app_database!(&mut pg.conn(), &dir, &docs, &q),
+            _ => app_database!(&mut diesel_vector::sqlite::establish(&lite).unwrap(), &dir, &docs, &q),
+        };
+        let url = url.as_str();
+        let base = ["--database-url", url, "search", "--vector", &query];
+        let cases: [(&[&str], &str); 6] = [
+            (&["--table", "nope"], "table nope does not exist in this database"),
+            (&["--table", "documents", "--column", "nope"], "no vector index is registered for documents.nope"),
+            (
+                &["--table", "documents", "--where", "language=fr"],
+                "documents has no column language (the filter column)",
+            ),
+            (&["--table", "documents", "--where", "year=recent"], "cannot be compared with it; give an integer"),
+            (&["--table", "documents", "--where", "lang"], "--where \"lang\": expected COLUMN=VALUE"),
+            (&["--table", "body", "--metric", "hamming"], "table body does not exist"),
+        ];
+        for (extra, message) in cases {
+            let (_, stderr) = fails(&[&base[..], extra].concat());
+            assert!(stderr.contains(message), "{backend} {extra:?}: {stderr}");
+        }
+        let (_, stderr) = fails(&["--database-url", url, "search", "--table", "documents", "--vector", "[1,2,3]"]);
+        assert!(stderr.contains("3 dimensions but 768 are expected"), "{backend}: {stderr}");
+        let (_, stderr) =
+            fails(&["--database-url", url, "search", "--table", "documents", "--vector", "[1,2,", "--exact"]);
+        assert!(stderr.contains("--vector: "), "{backend}: {stderr}");
+        let (_, stderr) =
+            fails(&["--database-url", url, "search", "--table", "documents", "--vector", "@/nonexistent"]);
+        assert!(stderr.contains("cannot read the query vector from /nonexistent"), "{backend}: {stderr}");
+        let out = run(&["--database-url", url, "search", "--vector", &query]);
+        assert_eq!(out.status.code(), Some(2), "{backend}: neither --table nor --provider is a usage error");
+    }
+}
+
+#[test]
+fn a_plain_sqlite3_write_is_seen_by_the_next_search() {
+    let Ok(shell) = std::process::Command::new("sqlite3").arg("--version").output() else {
+        eprintln!("SKIPPED: the sqlite3 shell is not installed");
+        return;
+    };
+    assert!(shell.status.success());
+    let docs = fixture::docs(300, 53);
+    let q = fixture::queries(53, 300, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let query = write_query(work.path(), &q);
+    let lite = sqlite_file(work.path(), "app.db");
+    let dir = migrations(work.path(), "sqlite", "vec0");
+    let _ = app_database!(&mut diesel_vector::sqlite::establish(&lite).unwrap(), &dir, &docs, &q);
+    ok(&["--database-url", &lite, "reindex"]);
+    let before =
+        json_ids(&ok(&["--database-url", &lite, "search", "--table", "documents", "--vector", &query, "--json"]));
+
+    // The sqlite3 shell, without sqlite-vec: a copy of the query vector as a new row, and a deletion.
+    let hex: String = q.as_slice().iter().flat_map(|x| x.to_le_bytes()).map(|b| format!("{b:02x}")).collect();
+    let sql = format!(
+        "INSERT INTO documents (id, lang, year, body, embedding) VALUES (5000, 'en', 2024, 'new', x'{hex}'); \
+         DELETE FROM documents WHERE id = {};",
+        before[1]
+    );
+    let out = std::process::Command::new("sqlite3").arg(&lite).arg(&sql).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let after =
+        json_ids(&ok(&["--database-url", &lite, "search", "--table", "documents", "--vector", &query, "--json"]));
+    assert_eq!(after[0], 5000, "the new row is its own nearest neighbour");
+    assert!(!after.contains(&before[1]), "the deleted row is gone");
+}
+
+/// `doctor` on a database that needs nothing but, perhaps, the pgvector upgrade this machine's pgvector calls
+/// for when the database has an HNSW index (versions before 0.8.3 can corrupt them): its standard output.
+fn doctor_healthy(args: &[&str]) -> String {
+    let out = run(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let actions = stdout.matches("ACTION:").count() + stdout.matches("\"level\":\"action\"").count();
+    let upgrades = stdout.matches("can corrupt HNSW indexes").count();
+    assert_eq!(actions, upgrades, "only the pgvector upgrade may need action: {stdout}");
+    assert_eq!(out.status.success(), actions == 0, "{stdout}");
+    stdout
+}
+
+#[test]
+fn doctor_checks_an_application_database_and_reindex_repairs_it() {
+    let docs = fixture::docs(200, 54);
+    let q = fixture::queries(54, 200, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let pg = FreshDb::create();
+    let lite = sqlite_file(work.path(), "app.db");
+    for (backend, url) in [("pg", pg.url.clone()), ("sqlite", lite.clone())] {
+        let dir = migrations(&work.path().join(backend), backend, "vec0");
+        match backend {
+            "pg" => app_database!(&mut pg.conn(), &dir, &docs, &q),
+            _ => app_database!(&mut diesel_vector::sqlite::establish(&lite).unwrap(), &dir, &docs, &q),
+        };
+        let url = url.as_str();
+        let dir_arg = dir.to_str().unwrap();
+        if backend == "sqlite" {
+            // Loaded with the index never built: the next search would stall building it.
+            let (stdout, _) = fails(&["--database-url", url, "doctor"]);
+            assert!(
+                stdout.contains(
+                    "ACTION:  the vec0 index __dv_documents_embedding is missing for 198 row(s) of \
+                                 documents.embedding"
+                ) && stdout.contains("run `diesel-vector reindex --table documents`"),
+                "{stdout}"
+            );
+            let out = ok(&["--database-url", url, "reindex", "--table", "documents"]);
+            assert_eq!(out, "rebuilt __dv_documents_embedding (documents.embedding): vec0, 196 rows\n");
+        }
+        let report = doctor_healthy(&["--database-url", url, "doctor", "--migration-dir", dir_arg]);
+        assert!(report.contains(&format!("migrations   2 applied, 0 pending in {dir_arg}")), "{backend}: {report}");
+        assert!(
+            report.contains("indexes      documents.embedding: __dv_documents_embedding, ")
+                && report.contains("partitioned by lang"),
+            "{backend}: {report}"
+        );
+        assert!(!report.contains("migration run") && !report.contains("fragments"), "{backend}: {report}");
+        assert!(
+            report.contains("verdict      healthy") || report.contains("can corrupt HNSW indexes"),
+            "{backend}: {report}"
+        );
+        let json: Value = serde_json::from_str(&doctor_healthy(&["--database-url", url, "doctor", "--json"])).unwrap();
+        let index = &json["indexes"][0];
+        assert_eq!(index["table"], "documents", "{json}");
+        assert_eq!(index["rows"], 198, "{json}");
+        assert_eq!(json["fragments"], Value::Null, "{json}");
+        assert_eq!(json["migrations"]["applied"].as_array().unwrap().len(), 2, "{json}");
+        if backend == "pg" {
+            assert_eq!(index["column_type"], "vector(768)");
+            assert_eq!(index["postgresql"]["method"], "hnsw");
+            assert_eq!(index["postgresql"]["operator_class_matches"], true);
+        } else {
+            assert_eq!(index["sqlite"]["up_to_date"], true);
+            assert_eq!(index["sqlite"]["invalid_rows"]["count"], 0);
+        }
+
+        // A migration not applied yet, in the application's folder.
+        let next = dir.join("2026-02-01-000000_add_tags");
+        std::fs::create_dir_all(&next).unwrap();
+        std::fs::write(next.join("up.sql"), "ALTER TABLE documents ADD COLUMN tags TEXT;").unwrap();
+        std::fs::write(next.join("down.sql"), "ALTER TABLE documents DROP COLUMN tags;").unwrap();
+        let (stdout, _) = fails(&["--database-url", url, "doctor", "--migration-dir", dir_arg]);
+        assert!(stdout.contains("[ ] 2026-02-01-000000_add_tags"), "{backend}: {stdout}");
+        assert!(
+            stdout.contains("ACTION:  1 pending migration(s) in ")
+                && stdout.contains("run `diesel-vector migration run --migration-dir"),
+            "{backend}: {stdout}"
+        );
+        std::fs::remove_dir_all(&next).unwrap();
+    }
+}
+
+#[test]
+fn doctor_names_what_the_registry_does_not_know_and_what_changed_by_hand() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    conn.batch_execute(PG_TABLE).unwrap();
+    let spec = fixture::spec(
+        diesel_vector::index::Metric::Cosine,
+        diesel_vector::index::PgIndex::Ivfflat,
+        diesel_vector::index::SqliteIndex::VEC0,
+    );
+    conn.batch_execute(
+        &diesel_vector::index::generate::render(
+            &spec,
+            &diesel_vector::index::generate::Options::default().add_column(true),
+        )
+        .pg_up,
+    )
+    .unwrap();
+    insert_docs!(&mut conn, &fixture::docs(2500, 55));
+    // The user's own table and index, made without diesel-vector (issue 11's first attempt).
+    conn.batch_execute(
+        "CREATE TABLE notes (id serial PRIMARY KEY, embedding vector(3)); \
+         INSERT INTO notes (embedding) SELECT ARRAY[i, 1, 1]::real[]::vector FROM generate_series(1, 3000) i; \
+         CREATE INDEX notes_embedding_idx ON notes USING ivfflat (embedding vector_l2_ops) WITH (lists = 100);",
+    )
+    .unwrap();
+    let (stdout, _) = fails(&["--database-url", &db.url, "doctor"]);
+    assert!(stdout.contains("ivfflat documents_embedding_cosine_idx: valid, 100 lists for 2475 rows"), "{stdout}");
+    assert!(
+        stdout.contains("ACTION:  the ivfflat index documents_embedding_cosine_idx has 100 lists for 2475 rows"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("unregistered public.notes.embedding vector(3)"), "{stdout}");
+    assert!(
+        stdout
+            .contains("ACTION:  the ivfflat index notes_embedding_idx on notes.embedding has 100 lists for 3000 rows"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("info:    notes.embedding (vector(3)) is not in diesel-vector's registry"), "{stdout}");
+    assert!(!stdout.contains("migration run"), "never told to create the fragments schema: {stdout}");
+
+    let out = ok(&["--database-url", &db.url, "reindex"]);
+    assert!(
+        out.starts_with(
+            "rebuilt __dv_documents_embedding (documents.embedding): ivfflat documents_embedding_cosine_idx, 2 lists"
+        ),
+        "{out}"
+    );
+    // A dimension changed by hand is named.
+    conn.batch_execute(
+        "DROP INDEX notes_embedding_idx; ALTER TABLE documents ALTER COLUMN embedding TYPE vector(768) USING embedding",
+    )
+    .unwrap();
+    let report = ok(&["--database-url", &db.url, "doctor"]);
+    assert!(report.contains("verdict      healthy"), "{report}");
+    conn.batch_execute(
+        "DROP INDEX documents_embedding_cosine_idx; UPDATE documents SET embedding = NULL; \
+                        ALTER TABLE documents ALTER COLUMN embedding TYPE vector(3)",
+    )
+    .unwrap();
+    let (stdout, _) = fails(&["--database-url", &db.url, "doctor"]);
+    assert!(
+        stdout.contains("documents.embedding is vector(3) but the vector index __dv_documents_embedding is registered for vector(768)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ivfflat documents_embedding_cosine_idx: MISSING"), "{stdout}");
+}
+
+#[test]
+fn doctor_on_sqlite_names_rows_the_index_leaves_out() {
+    let work = tempfile::tempdir().unwrap();
+    let lite = sqlite_file(work.path(), "app.db");
+    let mut conn = diesel_vector::sqlite::establish(&lite).unwrap();
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute("ALTER TABLE documents ADD COLUMN embedding BLOB").unwrap();
+    let spec = fixture::spec(
+        diesel_vector::index::Metric::Cosine,
+        diesel_vector::index::PgIndex::Hnsw,
+        diesel_vector::index::SqliteIndex::VEC0,
+    );
+    conn.batch_execute(&diesel_vector::index::generate::render(&spec, &Default::default()).sqlite_up).unwrap();
+    conn.batch_execute(
+        "DROP TRIGGER __dv_documents_embedding_check_insert; DROP TRIGGER __dv_documents_embedding_check_update",
+    )
+    .unwrap();
+    insert_docs!(&mut conn, &fixture::docs(50, 56));
+    conn.batch_execute(
+        "INSERT INTO documents (id, lang, year, body, embedding) VALUES (101, 'en', 2020, 'a', x'00'), \
+         (102, 'en', 2020, 'b', 'text'), (103, 'en', 2020, 'c', 1.5)",
+    )
+    .unwrap();
+    let out = ok(&["--database-url", &lite, "reindex"]);
+    assert_eq!(
+        out,
+        "rebuilt __dv_documents_embedding (documents.embedding): vec0, 48 rows; left out 3 row(s) whose value is \
+         not a vector of the index's dimensions (ids 101, 102, 103)\n"
+    );
+    let (stdout, _) = fails(&["--database-url", &lite, "doctor"]);
+    assert!(
+        stdout.contains(
+            "ACTION:  3 row(s) of documents hold a value in embedding that is not a vector of 768 \
+                         dimensions (ids 101, 102, 103)"
+        ),
+        "{stdout}"
+    );
+    let q = fixture::queries(56, 50, 1).remove(0);
+    let query = write_query(work.path(), &q);
+    let hits =
+        json_ids(&ok(&["--database-url", &lite, "search", "--table", "documents", "--vector", &query, "--json"]));
+    assert_eq!(hits.len(), 10, "searches skip the malformed rows");
+}

@@ -1,0 +1,497 @@
+//! Search on a table of the application's own: `documents` (768 dims, partitioned by `lang`), with
+//! every metric, filter and path, writers without the extension, a write lock held elsewhere, malformed
+//! rows, huge values and bad input.
+#![cfg_attr(not(feature = "sqlite-vec"), allow(dead_code, unused_imports))]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_vector::index::{generate, IndexSpec, Metric, PgIndex, SqliteIndex};
+use diesel_vector::search::{self, Hit, SearchError, Strategy};
+use diesel_vector::{sqlite, Vector, VectorError};
+
+use crate::common::documents::{self as fixture, documents, Doc, DIMS, METRICS, SQLITE_TABLE};
+use crate::common::telemetry;
+use crate::EXTENSION_REGISTRATION;
+use crate::{dsl_nearest, insert_docs};
+
+fn file_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db").to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+/// A connection that would wait a minute for a lock: a search that waited would stall the test, not pass.
+fn open(path: &str) -> SqliteConnection {
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    sqlite::ConnectionOptions::default().busy_timeout(std::time::Duration::from_secs(60)).establish(path).unwrap()
+}
+
+#[cfg(feature = "sqlite-vec")]
+fn open_without_extension(path: &str) -> SqliteConnection {
+    let _exclusive = EXTENSION_REGISTRATION.write().unwrap();
+    sqlite::deregister_sqlite_vec();
+    let conn = SqliteConnection::establish(path);
+    sqlite::register_sqlite_vec().unwrap();
+    conn.unwrap()
+}
+
+/// `documents` with `n` rows and the generated migration of `spec` applied, on `conn`.
+fn populate(conn: &mut SqliteConnection, spec: &IndexSpec, docs: &[Doc]) {
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute(&generate::render(spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    insert_docs!(&mut *conn, docs);
+}
+
+fn ids(hits: &[Hit]) -> Vec<i64> {
+    search::ids(hits)
+}
+
+/// The structures each metric can keep on SQLite (vec0 has no inner product).
+fn structures(metric: Metric) -> Vec<SqliteIndex> {
+    let mut all = vec![SqliteIndex::CODES, SqliteIndex::NONE];
+    if metric != Metric::InnerProduct {
+        all.push(SqliteIndex::VEC0);
+    }
+    all
+}
+
+#[test]
+fn every_metric_and_path_gives_the_exact_k_nearest_with_and_without_a_partition_filter() {
+    let docs = fixture::docs(600, 11);
+    let queries = fixture::queries(11, 600, 3);
+    for metric in METRICS {
+        for structure in structures(metric) {
+            let spec = fixture::spec(metric, PgIndex::Hnsw, structure);
+            let mut conn = crate::conn();
+            populate(&mut conn, &spec, &docs);
+            for q in &queries {
+                for lang in [None, Some("fr")] {
+                    let expected = dsl_nearest!(&mut conn, q, metric, lang, 10);
+                    assert_eq!(expected.len(), 10);
+                    for strategy in [Strategy::Auto, Strategy::Exact] {
+                        let mut search = spec.search(q).k(10).strategy(strategy);
+                        if let Some(lang) = lang {
+                            search = search.filter_eq("lang", lang);
+                        }
+                        let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
+                        assert_eq!(ids(&hits), expected, "{metric} {structure} {lang:?} {strategy:?}");
+                        assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+                        let auto = strategy == Strategy::Auto;
+                        let path = if auto && structure.codes {
+                            "path=codes"
+                        } else if auto && structure.vec0 && sqlite::SQLITE_VEC_COMPILED_IN {
+                            "path=vec0"
+                        } else {
+                            "path=exact_scan"
+                        };
+                        assert!(
+                            events.iter().any(|e| e.contains(path) && e.contains("index=__dv_documents_embedding")),
+                            "{metric} {structure} {strategy:?}: {events:#?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn another_metric_than_the_index_s_scans_exactly() {
+    let docs = fixture::docs(300, 12);
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::VEC0);
+    let mut conn = crate::conn();
+    populate(&mut conn, &spec, &docs);
+    let q = &fixture::queries(12, 300, 1)[0];
+    let (hits, events) = telemetry::capture(|| spec.search(q).metric(Metric::L1).k(7).run(&mut conn).unwrap());
+    assert_eq!(ids(&hits), dsl_nearest!(&mut conn, q, Metric::L1, None, 7));
+    assert!(events.iter().any(|e| e.contains("path=exact_scan")), "{events:#?}");
+}
+
+#[test]
+fn k_matching_rows_always_give_k_results_and_fewer_give_all_of_them() {
+    let docs = fixture::docs(400, 13);
+    let french_with_vectors = docs.iter().filter(|d| d.lang == "fr" && d.embedding.is_some()).count();
+    for structure in [SqliteIndex::VEC0, SqliteIndex::CODES] {
+        let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, structure);
+        let mut conn = crate::conn();
+        populate(&mut conn, &spec, &docs);
+        let q = &fixture::queries(13, 400, 1)[0];
+        let all = spec.search(q).k(french_with_vectors).filter_eq("lang", "fr").run(&mut conn).unwrap();
+        assert_eq!(all.len(), french_with_vectors, "{structure}");
+        let more = spec.search(q).k(1000).filter_eq("lang", "fr").run(&mut conn).unwrap();
+        assert_eq!(ids(&more), ids(&all), "{structure}: every French row, no more");
+        assert!(spec.search(q).filter_eq("lang", "de").run(&mut conn).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn null_and_zero_vectors_are_never_cosine_neighbours() {
+    let docs = fixture::docs(200, 14);
+    for structure in [SqliteIndex::VEC0, SqliteIndex::NONE] {
+        let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, structure);
+        let mut conn = crate::conn();
+        populate(&mut conn, &spec, &docs);
+        let q = &fixture::queries(14, 200, 1)[0];
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            let hits = spec.search(q).k(500).strategy(strategy).run(&mut conn).unwrap();
+            let found = ids(&hits);
+            assert_eq!(found.len(), 200 - 2 - 2, "{structure} {strategy:?}: all but two zero and two NULL vectors");
+            assert!(!found.iter().any(|id| [2, 3, 97, 194].contains(id)), "{structure} {strategy:?}");
+        }
+        let l2 = spec.search(q).metric(Metric::L2).k(500).run(&mut conn).unwrap();
+        assert_eq!(l2.len(), 198, "zero vectors have an L2 distance");
+    }
+}
+
+#[test]
+fn other_filters_compose_with_the_partition_at_run_time_and_with_diesel() {
+    diesel_vector::vector_index! {
+        static DOCUMENTS: documents {
+            column: embedding,
+            dims: 768,
+            partition_by: [lang],
+            sqlite_index: VEC0,
+        }
+    }
+    let docs = fixture::docs(500, 15);
+    let mut conn = crate::conn();
+    populate(&mut conn, &DOCUMENTS, &docs);
+    let q = &fixture::queries(15, 500, 1)[0];
+    // The expected answer: the DSL's exact scan over the rows that pass, written as a user would.
+    let expected = |conn: &mut SqliteConnection, year_from: i32| -> Vec<i64> {
+        use diesel_vector::VectorExpressionMethods;
+        documents::table
+            .filter(documents::lang.eq("fr").and(documents::year.ge(year_from)))
+            .filter(documents::embedding.is_not_null())
+            .select(documents::id)
+            .order((documents::embedding.cosine_distance(q), documents::id))
+            .limit(8)
+            .load(conn)
+            .unwrap()
+    };
+    for strategy in [Strategy::Auto, Strategy::Exact] {
+        let typed = DOCUMENTS
+            .search(q)
+            .k(8)
+            .strategy(strategy)
+            .partition(documents::lang, "fr")
+            .filter(documents::year.ge(2022))
+            .run(&mut conn)
+            .unwrap();
+        assert_eq!(ids(&typed), expected(&mut conn, 2022), "{strategy:?}");
+        // The same with two Diesel filters, and at run time with an equality on a column that is not a
+        // partition column.
+        let two = DOCUMENTS
+            .search(q)
+            .k(8)
+            .strategy(strategy)
+            .filter(documents::lang.eq("fr"))
+            .filter(documents::year.ge(2022))
+            .run(&mut conn)
+            .unwrap();
+        assert_eq!(ids(&two), ids(&typed));
+        let runtime = DOCUMENTS.spec().search(q).k(3).filter_eq("lang", "fr").filter_eq("year", "2020").run(&mut conn);
+        let runtime = runtime.unwrap();
+        assert!(runtime.iter().all(|h| docs[h.id as usize - 1].year == 2020 && h.id % 5 == 0), "{runtime:?}");
+    }
+    // The rows themselves, loaded with Diesel and put in rank order.
+    let hits = DOCUMENTS.search(q).k(4).partition(documents::lang, "fr").run(&mut conn).unwrap();
+    let rows: Vec<(i64, String)> = documents::table
+        .filter(documents::id.eq_any(search::ids(&hits)))
+        .select((documents::id, documents::body))
+        .load(&mut conn)
+        .unwrap();
+    let ranked = search::rank(rows, |r| r.0, &hits);
+    assert_eq!(ranked.iter().map(|(r, _)| r.0).collect::<Vec<_>>(), ids(&hits));
+    assert_eq!(ranked[0].0 .1, format!("document {}", hits[0].id));
+
+    let err = DOCUMENTS.search(q).partition(documents::year, 2020).run(&mut conn).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "year is not a partition column of the vector index __dv_documents_embedding (partitioned by lang): filter \
+         on it with `filter` instead"
+    );
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn a_write_without_the_extension_is_seen_by_the_next_search() {
+    let (_dir, path) = file_db();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::VEC0);
+    let mut conn = open(&path);
+    populate(&mut conn, &spec, &fixture::docs(300, 16));
+    let q = fixture::queries(16, 300, 1).remove(0);
+    let before = spec.search(&q).k(3).filter_eq("lang", "fr").run(&mut conn).unwrap();
+
+    // The sqlite3 shell or the diesel CLI: plain SQL, no sqlite-vec; the triggers queue the changes.
+    let mut plain = open_without_extension(&path);
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(1000),
+            documents::lang.eq("fr"),
+            documents::year.eq(2024),
+            documents::body.eq("new"),
+            documents::embedding.eq(&q),
+        ))
+        .execute(&mut plain)
+        .unwrap();
+    plain.batch_execute(&format!("DELETE FROM documents WHERE id = {}", before[0].id)).unwrap();
+
+    let (after, events) = telemetry::capture(|| spec.search(&q).k(3).filter_eq("lang", "fr").run(&mut conn).unwrap());
+    assert_eq!(after[0].id, 1000, "the new row is its own nearest neighbour");
+    assert!(!ids(&after).contains(&before[0].id), "the deleted row is gone");
+    assert_eq!(&ids(&after)[1..], &ids(&before)[1..]);
+    assert!(events.iter().any(|e| e.contains("path=vec0 ")), "{events:#?}");
+    assert!(sqlite::status(&mut conn, &spec).unwrap().is_up_to_date(), "the search applied the queue");
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn a_search_answers_while_another_connection_holds_the_write_lock() {
+    let (_dir, path) = file_db();
+    let docs = fixture::docs(300, 17);
+    let q = fixture::queries(17, 300, 1).remove(0);
+    for metric in [Metric::Cosine, Metric::L2] {
+        let path = format!("{path}.{metric}");
+        let spec = fixture::spec(metric, PgIndex::Hnsw, SqliteIndex::VEC0);
+        let mut conn = open(&path);
+        populate(&mut conn, &spec, &docs);
+        let before = spec.search(&q).k(5).run(&mut conn).unwrap();
+        assert!(sqlite::status(&mut conn, &spec).unwrap().is_up_to_date());
+
+        // Another process changes rows (queued for the index), then holds the write lock.
+        let mut writer = open_without_extension(&path);
+        writer
+            .batch_execute(&format!(
+                "UPDATE documents SET embedding = (SELECT embedding FROM documents WHERE id = {far}) WHERE id = {top}; \
+                 DELETE FROM documents WHERE id = {second};",
+                far = before[4].id,
+                top = before[0].id,
+                second = before[1].id,
+            ))
+            .unwrap();
+        diesel::insert_into(documents::table)
+            .values((
+                documents::id.eq(5000),
+                documents::lang.eq("en"),
+                documents::year.eq(2024),
+                documents::body.eq("new"),
+                documents::embedding.eq(&q),
+            ))
+            .execute(&mut writer)
+            .unwrap();
+        writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(5).run(&mut conn).unwrap());
+        let expected = dsl_nearest!(&mut conn, &q, metric, None, 5);
+        assert_eq!(ids(&hits), expected, "{metric}: the queued rows are searched exactly");
+        assert_eq!(hits[0].id, 5000, "{metric}");
+        assert!(!ids(&hits).contains(&before[1].id), "{metric}: the deleted row is gone");
+        assert!(events.iter().any(|e| e.contains("path=vec0_with_queue")), "{metric}: {events:#?}");
+        assert_eq!(sqlite::status(&mut conn, &spec).unwrap().pending_changes, 3, "nothing was applied");
+
+        writer.batch_execute("COMMIT").unwrap();
+        let (again, events) = telemetry::capture(|| spec.search(&q).k(5).run(&mut conn).unwrap());
+        assert_eq!(ids(&again), expected);
+        assert!(events.iter().any(|e| e.contains("path=vec0 ")), "{events:#?}");
+    }
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn a_read_only_connection_searches_without_applying_the_queue() {
+    let (_dir, path) = file_db();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::VEC0);
+    let mut conn = open(&path);
+    populate(&mut conn, &spec, &fixture::docs(200, 18));
+    let q = fixture::queries(18, 200, 1).remove(0);
+    spec.search(&q).run(&mut conn).unwrap();
+    conn.batch_execute("DELETE FROM documents WHERE id % 3 = 0").unwrap();
+    let expected = dsl_nearest!(&mut conn, &q, Metric::Cosine, None, 10);
+
+    let mut read_only = diesel_vector::database::DatabaseConnection::establish_read_only(&path).unwrap();
+    let hits = read_only.search_index(&spec.search(&q)).unwrap();
+    assert_eq!(ids(&hits), expected);
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn rows_the_index_cannot_hold_are_skipped_by_every_search_and_named() {
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::VEC0);
+    let docs = fixture::docs(300, 19);
+    let q = fixture::queries(19, 300, 1).remove(0);
+    let mut conn = crate::conn();
+    // A column of the application's, declared before the index (no CHECK), with its refusing triggers
+    // dropped: what an index must survive.
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute("ALTER TABLE documents ADD COLUMN embedding BLOB").unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    conn.batch_execute(
+        "DROP TRIGGER __dv_documents_embedding_check_insert; DROP TRIGGER __dv_documents_embedding_check_update",
+    )
+    .unwrap();
+    insert_docs!(&mut conn, &docs);
+    let clean: Vec<Vec<i64>> = [Strategy::Auto, Strategy::Exact]
+        .iter()
+        .map(|s| ids(&spec.search(&q).k(10).strategy(*s).run(&mut conn).unwrap()))
+        .collect();
+    let mut nan = vec![f32::NAN; DIMS];
+    nan[0] = 1.0;
+    let nan: Vec<u8> = nan.iter().flat_map(|x| x.to_le_bytes()).collect();
+    diesel::sql_query(
+        "INSERT INTO documents (id, lang, year, body, embedding) VALUES \
+         (901, 'en', 2020, 'short', x'0000803f'), (902, 'en', 2020, 'text', '[1,2,3]'), \
+         (903, 'fr', 2020, 'real', 1.5), (904, 'en', 2020, 'nan', ?)",
+    )
+    .bind::<diesel::sql_types::Binary, _>(nan)
+    .execute(&mut conn)
+    .unwrap();
+
+    for (i, strategy) in [Strategy::Auto, Strategy::Exact].into_iter().enumerate() {
+        let hits = spec.search(&q).k(10).strategy(strategy).run(&mut conn).unwrap();
+        assert_eq!(ids(&hits), clean[i], "{strategy:?}: the malformed rows are skipped");
+        let all = spec.search(&q).k(1000).strategy(strategy).run(&mut conn).unwrap();
+        assert!(!ids(&all).iter().any(|id| *id > 900), "{strategy:?}");
+    }
+    let rebuilt = sqlite::rebuild(&mut conn, &spec).unwrap();
+    assert_eq!(rebuilt.applied, 300 - 3 - 2, "every valid, non-zero vector");
+    let invalid = sqlite::invalid_rows(&mut conn, &spec, 3).unwrap();
+    assert_eq!((invalid.count, invalid.ids), (4, vec![901, 902, 903]));
+}
+
+#[test]
+fn huge_query_values_give_the_same_answer_as_the_same_direction_or_a_clear_error() {
+    let docs = fixture::docs(200, 20);
+    for structure in [SqliteIndex::VEC0, SqliteIndex::NONE] {
+        let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, structure);
+        let mut conn = crate::conn();
+        populate(&mut conn, &spec, &docs);
+        let q = fixture::queries(20, 200, 1).remove(0);
+        let huge = Vector::new(q.as_slice().iter().map(|x| x * 1.0e36).collect()).unwrap();
+        let hits = spec.search(&huge).k(5).run(&mut conn).unwrap();
+        assert_eq!(ids(&hits), ids(&spec.search(&q).k(5).run(&mut conn).unwrap()), "{structure}");
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::L1] {
+            let err = spec.search(&huge).metric(metric).run(&mut conn).unwrap_err();
+            assert!(matches!(err, SearchError::QueryOverflow { .. }), "{metric}: {err}");
+            assert!(err.to_string().contains("scale the vector down"), "{err}");
+        }
+        // A stored row whose distances overflow f32 is nobody's neighbour, on every path (vec0 ranks such
+        // a row first, with no distance).
+        let huge_row: Vec<u8> = vec![3.0e38f32; DIMS].iter().flat_map(|x| x.to_le_bytes()).collect();
+        diesel::sql_query("UPDATE documents SET embedding = ? WHERE id = 10")
+            .bind::<diesel::sql_types::Binary, _>(huge_row)
+            .execute(&mut conn)
+            .unwrap();
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            for metric in [Metric::Cosine, Metric::L2] {
+                let hits = spec.search(&q).metric(metric).k(300).strategy(strategy).run(&mut conn).unwrap();
+                // 200 rows, two NULL, one overflowing; the two zero vectors have no cosine distance.
+                let expected = if metric == Metric::Cosine { 195 } else { 197 };
+                assert_eq!(hits.len(), expected, "{structure} {metric} {strategy:?}");
+                assert!(!ids(&hits).contains(&10), "{structure} {metric} {strategy:?}");
+                assert!(hits.iter().all(|h| h.distance.is_finite()));
+            }
+            let ip = spec.search(&q).metric(Metric::InnerProduct).k(3).strategy(strategy).run(&mut conn).unwrap();
+            assert_eq!(ip.len(), 3, "{structure}: an infinite inner product takes no one's place");
+            assert!(ip.iter().all(|h| h.distance.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn bad_input_is_named() {
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::VEC0);
+    let mut conn = crate::conn();
+    populate(&mut conn, &spec, &fixture::docs(50, 21));
+    let q = fixture::queries(21, 50, 1).remove(0);
+
+    let short = Vector::new(vec![1.0; 3]).unwrap();
+    let err = spec.search(&short).run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::InvalidQuery(VectorError::DimensionMismatch { expected: 768, found: 3 })));
+    assert!(err.to_string().contains("3 dimensions but 768 are expected"), "{err}");
+    assert!(matches!(spec.search(&q).k(0).run(&mut conn), Err(SearchError::InvalidK)));
+
+    let err = spec.search(&q).filter_eq("language", "fr").run(&mut conn).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "documents has no column language (the filter column); its columns: id, lang, year, body, embedding"
+    );
+    let err = spec.search(&q).filter_eq("year", "recent").run(&mut conn).unwrap_err();
+    assert_eq!(err.to_string(), "documents.year is INTEGER: \"recent\" cannot be compared with it; give an integer");
+
+    let elsewhere = IndexSpec::builder("docs", "embedding", 768).build().unwrap();
+    let err = elsewhere.search(&q).run(&mut conn).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "table docs does not exist in this database: create it, or apply the migration that does"
+    );
+    let wrong_column = IndexSpec::builder("documents", "embeddings", 768).build().unwrap();
+    let err = wrong_column.search(&q).run(&mut conn).unwrap_err();
+    assert!(err.to_string().starts_with("documents has no column embeddings (the vector column)"), "{err}");
+    let err = wrong_column.search(&q).filter_eq("nope", 1).run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::UnknownColumn { role: "vector column", .. }), "the vector column first");
+}
+
+#[test]
+fn names_that_need_quoting_work_and_values_never_become_sql() {
+    let mut conn = crate::conn();
+    conn.batch_execute(r#"CREATE TABLE "my ""docs""" ("row id" INTEGER PRIMARY KEY, "select" TEXT, "x'y" INTEGER)"#)
+        .unwrap();
+    for (i, structure) in [SqliteIndex::VEC0, SqliteIndex::CODES].into_iter().enumerate() {
+        let spec = IndexSpec::builder(r#"my "docs""#, "em'bed ding", 4)
+            .name(format!("idx {structure}"))
+            .id_column("row id")
+            .partition_by(["select"])
+            .sqlite_index(structure)
+            .build()
+            .unwrap();
+        conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(i == 0)).sqlite_up)
+            .unwrap();
+    }
+    conn.batch_execute(
+        r#"INSERT INTO "my ""docs""" ("row id", "select", "x'y", "em'bed ding") VALUES
+           (1, 'a''; DROP TABLE x; --', 1, x'0000803f000000000000000000000000'),
+           (2, 'b', 2, x'000000000000803f0000000000000000'),
+           (3, 'a''; DROP TABLE x; --', 1, x'0000803f0000803f0000000000000000')"#,
+    )
+    .unwrap();
+    let q = Vector::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap();
+    for structure in [SqliteIndex::VEC0, SqliteIndex::CODES] {
+        let spec = IndexSpec::builder(r#"my "docs""#, "em'bed ding", 4)
+            .name(format!("idx {structure}"))
+            .id_column("row id")
+            .partition_by(["select"])
+            .sqlite_index(structure)
+            .build()
+            .unwrap();
+        let hits = spec.search(&q).filter_eq("select", "a'; DROP TABLE x; --").filter_eq("x'y", 1).run(&mut conn);
+        assert_eq!(ids(&hits.unwrap()), [1, 3], "{structure}");
+    }
+}
+
+#[test]
+fn rows_with_a_null_partition_value_are_found_with_and_without_the_filter() {
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, tag TEXT)").unwrap();
+    let spec = IndexSpec::builder("notes", "embedding", 2)
+        .metric(Metric::L2)
+        .partition_by(["tag"])
+        .sqlite_index(SqliteIndex::VEC0)
+        .build()
+        .unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    conn.batch_execute(
+        "INSERT INTO notes (id, tag, embedding) VALUES (1, NULL, x'0000000000000000'), (2, 'a', x'0000803f00000000'), \
+         (3, NULL, x'0000004000000000'), (4, 'a', x'0000404000000000')",
+    )
+    .unwrap();
+    let q = Vector::new(vec![0.0, 0.0]).unwrap();
+    for strategy in [Strategy::Auto, Strategy::Exact] {
+        let all = spec.search(&q).strategy(strategy).run(&mut conn).unwrap();
+        assert_eq!(ids(&all), [1, 2, 3, 4], "{strategy:?}");
+        let untagged = spec.search(&q).strategy(strategy).filter_eq("tag", search::Value::Null).run(&mut conn).unwrap();
+        assert_eq!(ids(&untagged), [1, 3], "{strategy:?}");
+        let tagged = spec.search(&q).strategy(strategy).filter_eq("tag", "a").run(&mut conn).unwrap();
+        assert_eq!(ids(&tagged), [2, 4], "{strategy:?}");
+    }
+}
