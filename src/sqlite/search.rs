@@ -183,32 +183,8 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         Err(e) => return Err(SearchError::Index(e)),
     };
     let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
-
-    let mut partition = Vec::new();
-    let mut others = !filter.is_empty();
-    for f in filters {
-        match f.partition {
-            Some(i) => partition.push((i, f.value.text(false))),
-            None => others = true,
-        }
-    }
-    let partition: Vec<(usize, Option<&str>)> = partition.iter().map(|(i, v)| (*i, v.as_deref())).collect();
-    let allow: Option<Vec<i64>> = if others {
-        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
-            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
-            .blob_len(blob_len(spec));
-        #[derive(QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = BigInt)]
-            i: i64,
-        }
-        let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
-        Some(ids.into_iter().map(|r| r.i).collect())
-    } else {
-        None
-    };
-    let scan_filter =
-        crate::ann::Filter { partition: super::codes::partition_filter(spec, &partition), allow: allow.as_deref() };
+    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+    let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
     let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
         for hit in exact_rows(conn, plan, filters, filter, ids)? {
             sink(hit.id, hit.distance);
@@ -251,6 +227,78 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
     sort(&mut hits);
     Ok(Some(Found { hits, path: SearchPath::CodesWithQueue }))
+}
+
+/// The filters as the codes' scan takes them: equality filters on partition columns as a partition key
+/// mask, and any other filter as an allow list (the ids of the rows SQLite finds passing every filter).
+fn scan_filter<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<(Option<crate::ann::Partition>, Option<Vec<i64>>), SearchError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        i: i64,
+    }
+    let spec = plan.spec;
+    let mut partition = Vec::new();
+    let mut others = !filter.is_empty();
+    for f in filters {
+        match f.partition {
+            Some(i) => partition.push((i, f.value.text(false))),
+            None => others = true,
+        }
+    }
+    let partition: Vec<(usize, Option<&str>)> = partition.iter().map(|(i, v)| (*i, v.as_deref())).collect();
+    let allow = if others {
+        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+            .blob_len(blob_len(spec));
+        let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
+        Some(ids.into_iter().map(|r| r.i).collect())
+    } else {
+        None
+    };
+    Ok((super::codes::partition_filter(spec, &partition), allow))
+}
+
+/// The exact path from the index's contiguous copy of the vectors (`SqliteIndex::vectors`), or `None` when
+/// it cannot answer: the index keeps no copy, it cannot be brought up to date without waiting, or a row it
+/// returned does not pass the filters in the table (a partition key's hash collision).
+fn exact_from_vectors<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    path: SearchPath,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    let fresh = match state(conn, spec) {
+        Ok(before) if before.needs_rebuild == 0 && before.pending == 0 => true,
+        Ok(_) => sync_without_waiting(conn, spec)?,
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
+    };
+    if !fresh {
+        return Ok(None);
+    }
+    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+    let scan = crate::ann::Filter { partition, allow: allow.as_deref() };
+    let query = plan.query.as_slice();
+    let Some(found) =
+        super::codes::exact_from_vectors(conn, spec, query, plan.limit, &scan).map_err(SearchError::Index)?
+    else {
+        return Ok(None);
+    };
+    let ids: Vec<i64> = found.iter().map(|n| n.id).collect();
+    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+    if hits.len() != ids.len() {
+        return Ok(None);
+    }
+    sort(&mut hits);
+    Ok(Some(Found { hits, path }))
 }
 
 /// Applies the index's queue if the write lock can be taken at once; `false` when it cannot (another
@@ -335,6 +383,11 @@ fn exact<F: SearchFilter<Sqlite>>(
     path: SearchPath,
 ) -> Result<Found, SearchError> {
     if plan.spec.element() == Element::Vector && crate::ann::supports(plan.metric) {
+        if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
+            if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
+                return Ok(found);
+            }
+        }
         // The crate's SIMD scan over the vectors where SQLite holds them.
         let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?

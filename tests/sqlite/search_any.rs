@@ -48,7 +48,7 @@ fn ids(hits: &[Hit]) -> Vec<i64> {
 
 /// The structures each metric can keep on SQLite (vec0 has no inner product).
 fn structures(metric: Metric) -> Vec<SqliteIndex> {
-    let mut all = vec![SqliteIndex::CODES, SqliteIndex::NONE];
+    let mut all = vec![SqliteIndex::CODES, SqliteIndex::CODES_AND_VECTORS, SqliteIndex::NONE];
     if metric != Metric::InnerProduct {
         all.push(SqliteIndex::VEC0);
     }

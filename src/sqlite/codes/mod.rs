@@ -59,8 +59,6 @@ use crate::simd::Simd;
 
 mod vectors;
 
-// TODO(search): the exact path of the search over any registered index takes it first.
-#[allow(unused_imports)]
 pub(crate) use vectors::exact as exact_from_vectors;
 
 #[cfg(test)]

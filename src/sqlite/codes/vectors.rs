@@ -250,7 +250,6 @@ impl QueryableByName<Sqlite> for Group {
 /// `filter`; `None` when the copy cannot answer (the index keeps none, the codes are not current, the copy
 /// does not match them). Hash collisions of partition keys may let rows of other partitions in: the
 /// caller checks the rows it returns against the table.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn exact(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
