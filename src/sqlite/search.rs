@@ -114,18 +114,8 @@ fn candidates<F: SearchFilter<Sqlite>>(
     if super::sqlite_vec_version(conn)?.is_none() {
         return Ok(None);
     }
-    let before = match state(conn, spec) {
-        Ok(state) => state,
-        // The index's queue and state are not there (a spec built by hand): the table alone answers.
-        Err(IndexError::NotMigrated { .. }) => return Ok(None),
-        Err(e) => return Err(SearchError::Index(e)),
-    };
     let vec0_exists = conn.exists(spec.vec0_table())?;
-    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && vec0_exists {
-        true
-    } else {
-        sync_without_waiting(conn, spec)?
-    };
+    let Some((before, fresh)) = freshen(conn, spec, !vec0_exists)? else { return Ok(None) };
     let queued: Vec<i64> = if fresh {
         Vec::new()
     } else if before.needs_rebuild != 0 || !vec0_exists {
@@ -176,12 +166,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     if !crate::ann::supports(plan.metric) {
         return Ok(None);
     }
-    let fresh = match state(conn, spec) {
-        Ok(before) if before.needs_rebuild == 0 && before.pending == 0 => true,
-        Ok(_) => sync_without_waiting(conn, spec)?,
-        Err(IndexError::NotMigrated { .. }) => return Ok(None),
-        Err(e) => return Err(SearchError::Index(e)),
-    };
+    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
     let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
@@ -275,12 +260,7 @@ fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     path: SearchPath,
 ) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
-    let fresh = match state(conn, spec) {
-        Ok(before) if before.needs_rebuild == 0 && before.pending == 0 => true,
-        Ok(_) => sync_without_waiting(conn, spec)?,
-        Err(IndexError::NotMigrated { .. }) => return Ok(None),
-        Err(e) => return Err(SearchError::Index(e)),
-    };
+    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
     if !fresh {
         return Ok(None);
     }
@@ -299,6 +279,27 @@ fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     }
     sort(&mut hits);
     Ok(Some(Found { hits, path }))
+}
+
+/// The index's state before, and whether it is up to date now: nothing was due (no queued change, no
+/// rebuild, no `missing` structure), or [`sync_without_waiting`] applied it. `None` when the index's queue
+/// and state are not there (a spec built by hand): the table alone answers.
+fn freshen(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    missing: bool,
+) -> Result<Option<(super::index::State, bool)>, SearchError> {
+    let before = match state(conn, spec) {
+        Ok(state) => state,
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
+    };
+    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && !missing {
+        true
+    } else {
+        sync_without_waiting(conn, spec)?
+    };
+    Ok(Some((before, fresh)))
 }
 
 /// Applies the index's queue if the write lock can be taken at once; `false` when it cannot (another
