@@ -38,12 +38,12 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Untyped};
 use diesel::PgConnection;
 
 use crate::index::{quote, IndexSpec, PgIndex};
-use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
+use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
     Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
 };
-use crate::sql_types::Vector;
+use diesel::serialize::ToSql;
 
 /// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates (`20 k`, 200 to
 /// 1000). With filters the search divides it by the square root of their selectivity (from `pg_stats`; 0.2
@@ -90,7 +90,7 @@ fn missing_columns(conn: &mut PgConnection, plan: &Plan<'_>) -> Option<SearchErr
     let columns = conn.columns(&quote(plan.spec.table())).ok()?;
     let columns: Vec<(String, ColumnKind, String)> =
         columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
-    let unfiltered = Plan { filters: &[], query: std::borrow::Cow::Borrowed(plan.query.as_ref()), ..*plan };
+    let unfiltered = Plan { filters: &[], query: plan.query.reborrow(), ..*plan };
     resolve_filters(&unfiltered, &columns, true).err()
 }
 
@@ -215,7 +215,7 @@ fn indexed<F: SearchFilter<Pg>>(
     // halfvec distances differ from the full-precision ones in the third or fourth digit: fetch more, so
     // that the exact ranking has room.
     let limit = if cast.is_some() { plan.limit.saturating_mul(2).saturating_add(10) } else { plan.limit };
-    let knn = Knn::new(plan, plan.query.as_ref(), cast, filters, filter)
+    let knn = Knn::new(plan, &plan.query, cast, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
         .order(KnnOrder::Distance)
         .limit(limit);
@@ -257,7 +257,7 @@ fn exact_rows<F: SearchFilter<Pg>>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
         .only_ids(ids);
     Ok(hits_of(knn.load(conn)?))
@@ -272,7 +272,7 @@ fn exact<F: SearchFilter<Pg>>(
     path: SearchPath,
 ) -> Result<Found, SearchError> {
     let knn = || {
-        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
             .map(|k| k.order(KnnOrder::DistanceThenId).limit(plan.limit))
     };
@@ -297,7 +297,7 @@ fn push_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, column: &'b st
     out.push_identifier(column)
 }
 
-impl QueryFragment<Pg> for VectorColumn<'_> {
+impl<ST> QueryFragment<Pg> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         match self.cast {
             Some((element, dims)) => {
@@ -312,24 +312,17 @@ impl QueryFragment<Pg> for VectorColumn<'_> {
     }
 }
 
-impl QueryFragment<Pg> for QueryVector<'_> {
+impl<V> QueryFragment<Pg> for QueryVector<'_, V>
+where
+    V: SearchValue + ToSql<V::SqlType, Pg>,
+    Pg: diesel::sql_types::HasSqlType<V::SqlType>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<Vector, crate::Vector>(self.vector)?;
+        out.push_bind_param::<V::SqlType, V>(self.vector)?;
         if let Some((element, dims)) = self.cast {
             out.push_sql(&format!("::{}", element.pg_type(dims)));
         }
         Ok(())
-    }
-}
-
-impl QueryFragment<Pg> for DistanceExpr<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        match self {
-            Self::Cosine(d) => d.walk_ast(out),
-            Self::L2(d) => d.walk_ast(out),
-            Self::L1(d) => d.walk_ast(out),
-            Self::InnerProduct(d) => d.walk_ast(out),
-        }
     }
 }
 

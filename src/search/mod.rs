@@ -63,6 +63,7 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+mod element;
 pub(crate) mod query;
 pub(crate) mod seed;
 pub(crate) mod typed;
@@ -77,6 +78,9 @@ use crate::index::{Element, IndexSpec, RegistryError};
 use crate::{Vector, VectorError};
 
 pub use crate::index::Metric;
+#[doc(hidden)]
+pub use element::PlanVector;
+pub use element::SearchVector;
 pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
 pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
 
@@ -278,11 +282,17 @@ pub enum SearchError {
         /// The column's type.
         element: Element,
     },
-    /// Searching columns of this type is not supported yet.
-    #[error("searching `{element}` columns is not supported yet (only `vector`): search them with the distance DSL")]
-    UnsupportedElement {
+    /// The query is a value of another type than the index's column (a `Vector` for a `halfvec` column,
+    /// say).
+    #[error(
+        "the query is a `{found}` but the index's column is `{expected}`: search it with a value of that type \
+         (Vector, HalfVector, SparseVector or Bit)"
+    )]
+    QueryType {
         /// The column's type.
-        element: Element,
+        expected: Element,
+        /// The query's type.
+        found: Element,
     },
     /// The index's table does not exist (or is not on PostgreSQL's `search_path`).
     #[error(
@@ -375,7 +385,7 @@ fn names(metrics: &[Metric]) -> String {
 #[derive(Debug, Clone)]
 pub struct IndexSearch<'a> {
     pub(crate) spec: &'a IndexSpec,
-    pub(crate) query: &'a Vector,
+    pub(crate) query: SearchVector<'a>,
     pub(crate) k: usize,
     pub(crate) metric: Metric,
     pub(crate) filters: Vec<(String, Value)>,
@@ -385,11 +395,13 @@ pub struct IndexSearch<'a> {
 }
 
 impl IndexSpec {
-    /// The 10 rows nearest to `query` by the index's metric; refine with [`IndexSearch`]'s methods.
-    pub fn search<'a>(&'a self, query: &'a Vector) -> IndexSearch<'a> {
+    /// The 10 rows nearest to `query` by the index's metric; refine with [`IndexSearch`]'s methods. The
+    /// query is a value of the column's type: `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`
+    /// ([`SearchVector`]).
+    pub fn search<'a>(&'a self, query: impl Into<SearchVector<'a>>) -> IndexSearch<'a> {
         IndexSearch {
             spec: self,
-            query,
+            query: query.into(),
             k: 10,
             metric: self.metric(),
             filters: Vec::new(),
@@ -464,7 +476,7 @@ impl<'a> IndexSearch<'a> {
 #[derive(Debug)]
 pub struct Plan<'a> {
     pub(crate) spec: &'a IndexSpec,
-    pub(crate) query: Cow<'a, Vector>,
+    pub(crate) query: PlanVector<'a>,
     pub(crate) k: usize,
     /// Candidates to fetch: a few more than `k`, so that ties at the k-th distance can be broken by id.
     pub(crate) limit: usize,
@@ -499,17 +511,13 @@ where
     F: SearchFilter<C::Backend>,
 {
     let spec = search.spec;
-    if spec.element() != Element::Vector {
-        return Err(SearchError::UnsupportedElement { element: spec.element() });
+    if search.query.element() == spec.element() && !spec.element().metrics().contains(&search.metric) {
+        return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
     }
-    search.query.check_dims(spec.dims() as usize).map_err(SearchError::InvalidQuery)?;
+    let query = element::prepare(spec, search.query, search.metric)?;
     if search.k == 0 {
         return Err(SearchError::InvalidK);
     }
-    if !spec.element().metrics().contains(&search.metric) {
-        return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
-    }
-    let query = prepare_query(search.query, search.metric)?;
     let plan = Plan {
         spec,
         query,

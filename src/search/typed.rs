@@ -9,9 +9,8 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::BoolOrNullableBool;
 use diesel::QueryResult;
 
-use super::{execute, Hit, IndexSearch, Metric, SearchError, SearchTarget, Strategy, Value};
+use super::{execute, Hit, IndexSearch, Metric, SearchError, SearchTarget, SearchVector, Strategy, Value};
 use crate::index::VectorIndex;
-use crate::Vector;
 
 /// A filter a search applies besides its equality filters: nothing ([`NoFilter`]) or Diesel boolean
 /// expressions on the table ([`Filtered`]). Sealed.
@@ -133,7 +132,7 @@ mod sealed {
 #[derive(Debug)]
 pub struct TypedSearch<'a, T, F = NoFilter> {
     index: &'a VectorIndex<T>,
-    query: &'a Vector,
+    query: SearchVector<'a>,
     k: usize,
     metric: Option<Metric>,
     filters: Vec<(String, Value)>,
@@ -148,10 +147,11 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
 
 impl<T> VectorIndex<T> {
     /// The 10 rows of `T` nearest to `query` by the index's metric; refine with [`TypedSearch`]'s methods.
-    pub fn search<'a>(&'a self, query: &'a Vector) -> TypedSearch<'a, T, NoFilter> {
+    /// The query is a value of the column's type: `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`.
+    pub fn search<'a>(&'a self, query: impl Into<SearchVector<'a>>) -> TypedSearch<'a, T, NoFilter> {
         TypedSearch {
             index: self,
-            query,
+            query: query.into(),
             k: 10,
             metric: None,
             filters: Vec::new(),

@@ -30,20 +30,22 @@ use std::collections::HashSet;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
 use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
+use crate::codec::SqliteBlobShape;
 use crate::index::{Element, IndexSpec};
 use crate::migrations::shape::Catalog;
-use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
+use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    Search, SearchError, SearchFilter, SearchPath, SearchTarget,
+    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget,
 };
 use crate::sql_types::Vector;
+use diesel::serialize::ToSql;
 
 /// sqlite-vec's largest `k`.
 const VEC0_MAX_K: usize = 4096;
@@ -87,12 +89,9 @@ fn kind(declared: &str) -> ColumnKind {
     }
 }
 
-/// The BLOB length of a valid stored value: other values are skipped.
-fn blob_len(spec: &IndexSpec) -> Option<u64> {
-    match spec.element().sqlite_blob_shape(spec.dims() as usize) {
-        Ok(crate::codec::SqliteBlobShape::Exact { len }) => Some(len as u64),
-        _ => None,
-    }
+/// The shape of a valid stored value: other values are skipped.
+fn blob_shape(spec: &IndexSpec) -> Option<SqliteBlobShape> {
+    spec.element().sqlite_blob_shape(spec.dims() as usize).ok()
 }
 
 /// Step 2 and 3 through the index's structure, or `None` when it cannot serve this search.
@@ -219,11 +218,11 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
         .only_ids(ids)
         .ids_json(json_ids(ids))
-        .blob_len(blob_len(plan.spec));
+        .blob_shape(blob_shape(plan.spec));
     Ok(hits_of(knn.load(conn)?))
 }
 
@@ -236,9 +235,9 @@ fn exact<F: SearchFilter<Sqlite>>(
     path: SearchPath,
 ) -> Result<Found, SearchError> {
     let knn = || {
-        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
-            .map(|k| k.blob_len(blob_len(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
+            .map(|k| k.blob_shape(blob_shape(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
     };
     let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
     let full = rows.len() >= plan.limit;
@@ -288,27 +287,53 @@ fn push_filters<'b>(
     Ok(())
 }
 
-impl QueryFragment<Sqlite> for VectorColumn<'_> {
+impl<ST> QueryFragment<Sqlite> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         push_column(&mut out, self.table, self.column)
     }
 }
 
-impl QueryFragment<Sqlite> for QueryVector<'_> {
+impl<V> QueryFragment<Sqlite> for QueryVector<'_, V>
+where
+    V: SearchValue + ToSql<V::SqlType, Sqlite>,
+    Sqlite: diesel::sql_types::HasSqlType<V::SqlType>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_bind_param::<Vector, crate::Vector>(self.vector)
+        out.push_bind_param::<V::SqlType, V>(self.vector)
     }
 }
 
-impl QueryFragment<Sqlite> for DistanceExpr<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        match self {
-            Self::Cosine(d) => d.walk_ast(out),
-            Self::L2(d) => d.walk_ast(out),
-            Self::L1(d) => d.walk_ast(out),
-            Self::InnerProduct(d) => d.walk_ast(out),
+/// ` AND length(t.v) = ?` for a fixed length; ` AND substr(t.v, 1, 4) = ? AND (length(t.v) - 4) % 8 = 0
+/// AND length(t.v) <= ?` for a sparse vector's dimensions prefix and its items.
+fn push_blob_shape<'b>(
+    out: &mut AstPass<'_, 'b, Sqlite>,
+    table: &'b str,
+    column: &'b str,
+    shape: &'b SqliteBlobShape,
+) -> QueryResult<()> {
+    // Lengths are bounded by the types' limits (at most a few hundred kB): they fit an i64; the SQL
+    // text holds only these integers, never input.
+    let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    match shape {
+        SqliteBlobShape::Exact { len } => {
+            out.push_sql(" AND length(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") = {}", int(*len)));
+        }
+        SqliteBlobShape::Prefixed { prefix, stride, .. } => {
+            let (_, max) = shape.len_range();
+            out.push_sql(" AND substr(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(", 1, {}) = ", prefix.len()));
+            out.push_bind_param::<Binary, Vec<u8>>(prefix)?;
+            out.push_sql(" AND (length(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") - {}) % {} = 0 AND length(", prefix.len(), int(*stride)));
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") <= {}", int(max)));
         }
     }
+    Ok(())
 }
 
 /// `SELECT CAST(t.id AS BIGINT) AS i, distance AS d FROM t WHERE t.v IS NOT NULL AND typeof(t.v) = 'blob'
@@ -329,13 +354,11 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
         out.push_sql(" WHERE ");
         push_column(&mut out, self.table, self.column)?;
         out.push_sql(" IS NOT NULL");
-        if let Some(len) = &self.blob_len {
+        if let Some(shape) = &self.blob_shape {
             out.push_sql(" AND typeof(");
             push_column(&mut out, self.table, self.column)?;
-            out.push_sql(") = 'blob' AND length(");
-            push_column(&mut out, self.table, self.column)?;
-            out.push_sql(") = ");
-            out.push_bind_param::<BigInt, i64>(len)?;
+            out.push_sql(") = 'blob'");
+            push_blob_shape(&mut out, self.table, self.column, shape)?;
         }
         push_filters(&mut out, self.table, self.filters.iter())?;
         if !self.filter.is_empty() {
@@ -401,7 +424,10 @@ impl<'a, F: SearchFilter<Sqlite>> Vec0Knn<'a, F> {
             vec0: spec.vec0_table(),
             table: spec.table(),
             id: spec.id_column(),
-            query: plan.query.as_ref(),
+            query: match &plan.query {
+                PlanVector::Vector(v) => v.as_ref(),
+                _ => return None,
+            },
             k: i64::try_from(wanted).ok()?,
             partitions,
             others,
