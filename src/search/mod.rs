@@ -40,6 +40,12 @@
 //!
 //! An index serves its own metric; a search with another metric scans exactly.
 //!
+//! Every vector type is searched so: the query is a value of the column's type ([`SearchVector`]: a
+//! `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`), with a metric of the type. PostgreSQL uses the index
+//! pgvector built with the type's operator class (`halfvec_l2_ops`, `sparsevec_ip_ops`, `bit_hamming_ops`...);
+//! SQLite scans `halfvec`, `sparsevec` and `bit` columns exactly (sqlite-vec's Hamming distance for `bit`,
+//! the crate's functions otherwise).
+//!
 //! ```
 //! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use diesel::connection::SimpleConnection;
