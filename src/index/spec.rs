@@ -145,15 +145,31 @@ pub enum PgIndex {
     Ivfflat,
     /// No index: searches scan every row exactly.
     None,
+    /// Binary quantization (`vector` columns): an HNSW index on each vector's signs,
+    /// `(binary_quantize(column)::bit(N)) bit_hamming_ops`, a 32nd of the vectors' size. A search takes
+    /// `k` × a rerank factor candidates by Hamming distance from it, then ranks them by their exact
+    /// distance under the search's metric. Any dimensions up to 16000 (HNSW on `vector` stops at 2000).
+    BinaryQuantized,
 }
 
 impl PgIndex {
-    /// `hnsw`, `ivfflat` or `none`.
+    /// `hnsw`, `ivfflat`, `none` or `binary_quantized`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Hnsw => "hnsw",
             Self::Ivfflat => "ivfflat",
             Self::None => "none",
+            Self::BinaryQuantized => "binary_quantized",
+        }
+    }
+
+    /// pgvector's access method for the index: `hnsw` (binary quantization included) or `ivfflat`;
+    /// `None` without an index.
+    pub fn method(self) -> Option<&'static str> {
+        match self {
+            Self::Hnsw | Self::BinaryQuantized => Some("hnsw"),
+            Self::Ivfflat => Some("ivfflat"),
+            Self::None => None,
         }
     }
 }
@@ -168,9 +184,14 @@ impl FromStr for PgIndex {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Hnsw, Self::Ivfflat, Self::None].into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            SpecError::UnknownName { what: "PostgreSQL index", name: s.to_owned(), expected: "hnsw, ivfflat, none" }
-        })
+        let s = if s == "binary-quantized" { "binary_quantized" } else { s };
+        [Self::Hnsw, Self::Ivfflat, Self::None, Self::BinaryQuantized].into_iter().find(|k| k.name() == s).ok_or_else(
+            || SpecError::UnknownName {
+                what: "PostgreSQL index",
+                name: s.to_owned(),
+                expected: "hnsw, ivfflat, none, binary_quantized",
+            },
+        )
     }
 }
 
@@ -513,6 +534,7 @@ impl IndexSpecBuilder {
         let pg_index_name = match (self.pg_index, self.pg_index_name) {
             (PgIndex::None, _) => None,
             (_, Some(name)) => Some(Ident::new(&name, "PostgreSQL index name")?),
+            (PgIndex::BinaryQuantized, None) => Some(bounded(&format!("{table}_{column}_bq_idx"))),
             (_, None) => Some(bounded(&format!("{table}_{column}_{}_idx", metric.opclass_suffix()))),
         };
         Ok(IndexSpec {
@@ -539,6 +561,11 @@ fn check_pg_index(index: PgIndex, element: Element, metric: Metric, dims: u32) -
         return Ok(None);
     }
     let unsupported = |hint| Err(SpecError::PgIndexUnsupported { index, element, metric, hint });
+    if index == PgIndex::BinaryQuantized {
+        // `binary_quantize` takes `vector` (and `halfvec`, which this crate does not quantize); the bit
+        // index takes up to 64000 bits, more than a `vector` has.
+        return if element == Element::Vector { Ok(None) } else { unsupported("use an hnsw index") };
+    }
     if index == PgIndex::Ivfflat {
         if element == Element::SparseVector {
             return unsupported("use an hnsw index");
@@ -755,6 +782,20 @@ mod tests {
         assert!(build(IndexSpec::builder("t", "b", 8).element(Element::Bit).metric(Metric::L2)).is_err());
         assert_eq!("inner-product".parse::<Metric>().unwrap(), Metric::InnerProduct);
         assert!("dot".parse::<Metric>().unwrap_err().to_string().contains("expected one of cosine"));
+    }
+
+    #[test]
+    fn binary_quantization_indexes_vector_columns_of_any_size() {
+        let spec = IndexSpec::builder("t", "v", 16_000).pg_index(PgIndex::BinaryQuantized).build().unwrap();
+        assert_eq!(spec.pg_cast(), None);
+        assert_eq!(spec.pg_index_name(), Some("t_v_bq_idx"));
+        let err =
+            build(IndexSpec::builder("t", "h", 64).element(Element::HalfVector).pg_index(PgIndex::BinaryQuantized))
+                .unwrap_err();
+        assert!(err.contains("use an hnsw index"), "{err}");
+        assert_eq!("binary-quantized".parse::<PgIndex>(), Ok(PgIndex::BinaryQuantized));
+        assert_eq!(PgIndex::BinaryQuantized.name().parse::<PgIndex>(), Ok(PgIndex::BinaryQuantized));
+        assert_eq!(PgIndex::BinaryQuantized.method(), Some("hnsw"));
     }
 
     #[test]

@@ -37,12 +37,13 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Untyped};
 use diesel::PgConnection;
 
-use crate::index::{quote, IndexSpec, PgIndex};
+use crate::index::{quote, Element, IndexSpec, PgIndex};
 use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
+    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
 };
+use crate::sql_types::Vector;
 use diesel::serialize::ToSql;
 
 /// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates (`20 k`, 200 to
@@ -143,6 +144,7 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
     };
     let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
     match setup.mode.as_str() {
+        "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter),
         "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw),
         "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat),
         "suspect" => {
@@ -245,6 +247,84 @@ fn indexed<F: SearchFilter<Pg>>(
     let path = if method == PgIndex::Hnsw { SearchPath::Hnsw } else { SearchPath::Ivfflat };
     Ok(Found { hits, path })
 }
+
+/// The binary-quantized path: `k` × the rerank factor candidates by the Hamming distance of their signs
+/// (the HNSW index on `binary_quantize(column)::bit(N)`), ranked by their exact distance in the same
+/// statement; exact again when fewer than `k` come back (filters the index's scan could not satisfy).
+fn binary<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Found, SearchError> {
+    let spec = plan.spec;
+    let PlanVector::Vector(query) = &plan.query else {
+        return exact(conn, plan, filters, filter, SearchPath::Exact);
+    };
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+        .order(KnnOrder::None);
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let reranked = BinaryKnn {
+        knn,
+        table: spec.table(),
+        column: spec.column(),
+        query: query.as_ref(),
+        bits: Element::Bit.pg_type(spec.dims()),
+        candidates: count(binary_candidates(plan)),
+        limit: count(plan.limit),
+    };
+    let hits = hits_of(reranked.load(conn)?);
+    if hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
+        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off")?;
+        return exact(conn, plan, filters, filter, SearchPath::BinaryQuantizedThenExact);
+    }
+    Ok(Found { hits, path: SearchPath::BinaryQuantized })
+}
+
+/// The candidates a binary-quantized search takes from its index.
+fn binary_candidates(plan: &Plan<'_>) -> usize {
+    plan.k.saturating_mul(plan.rerank as usize).max(plan.limit)
+}
+
+/// `SELECT s.i, s.d FROM (<knn> ORDER BY (binary_quantize(t.v)::bit(N)) <~> (binary_quantize($q)::bit(N))
+/// LIMIT candidates) s ORDER BY s.d, s.i LIMIT limit`: the index's candidates, re-ranked.
+struct BinaryKnn<'a, F> {
+    knn: Knn<'a, F>,
+    table: &'a str,
+    column: &'a str,
+    query: &'a crate::Vector,
+    /// `bit(N)`, from the spec's dimensions.
+    bits: String,
+    candidates: i64,
+    limit: i64,
+}
+
+impl<F: SearchFilter<Pg>> QueryFragment<Pg> for BinaryKnn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT s.i, s.d FROM (");
+        self.knn.walk_ast(out.reborrow())?;
+        out.push_sql(" ORDER BY (binary_quantize(");
+        push_column(&mut out, self.table, self.column)?;
+        out.push_sql(&format!(")::{}) <~> (binary_quantize(", self.bits));
+        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        out.push_sql(&format!(")::{}) LIMIT ", self.bits));
+        out.push_bind_param::<BigInt, i64>(&self.candidates)?;
+        out.push_sql(") s ORDER BY s.d, s.i LIMIT ");
+        out.push_bind_param::<BigInt, i64>(&self.limit)
+    }
+}
+
+impl<F> QueryId for BinaryKnn<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for BinaryKnn<'_, F> {
+    type SqlType = (BigInt, Nullable<diesel::sql_types::Double>);
+}
+
+impl<F> RunQueryDsl<PgConnection> for BinaryKnn<'_, F> {}
 
 /// The exact distances of the rows `ids` that pass every filter, on the full-precision column.
 fn exact_rows<F: SearchFilter<Pg>>(
@@ -433,7 +513,12 @@ impl<const FILTERED: bool> Setup<FILTERED> {
                     Value::Text(t) => Some(t.clone()),
                 })
                 .collect(),
-            ef_base: clamp(default_ef_search(plan.k)),
+            // A binary-quantized index gives more candidates than `k`: the graph keeps as many for them.
+            ef_base: clamp(default_ef_search(if spec.pg_index() == PgIndex::BinaryQuantized {
+                binary_candidates(plan)
+            } else {
+                plan.k
+            })),
             ef_search: plan.ef_search.map(clamp),
             probes: plan.probes.map(|p| clamp(p.max(1))),
             use_index: plan.index_serves() && spec.pg_index() != PgIndex::None,

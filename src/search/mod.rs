@@ -133,6 +133,12 @@ pub enum SearchPath {
     HnswThenExact,
     /// PostgreSQL: a sequential scan.
     Exact,
+    /// PostgreSQL: candidates from the binary-quantized HNSW index by Hamming distance, re-ranked by
+    /// their exact distance.
+    BinaryQuantized,
+    /// PostgreSQL: the binary-quantized index returned fewer than `k` rows, so the search ran again
+    /// exactly.
+    BinaryQuantizedThenExact,
 }
 
 impl SearchPath {
@@ -149,6 +155,8 @@ impl SearchPath {
             Self::Hnsw => "hnsw",
             Self::HnswThenExact => "hnsw_then_exact",
             Self::Exact => "exact",
+            Self::BinaryQuantized => "binary_quantized",
+            Self::BinaryQuantizedThenExact => "binary_quantized_then_exact",
         }
     }
 }
@@ -398,6 +406,7 @@ pub struct IndexSearch<'a> {
     pub(crate) strategy: Strategy,
     pub(crate) probes: Option<u32>,
     pub(crate) ef_search: Option<u32>,
+    pub(crate) rerank: Option<u32>,
 }
 
 impl IndexSpec {
@@ -414,6 +423,7 @@ impl IndexSpec {
             strategy: Strategy::Auto,
             probes: None,
             ef_search: None,
+            rerank: None,
         }
     }
 }
@@ -465,6 +475,15 @@ impl<'a> IndexSearch<'a> {
         self
     }
 
+    /// PostgreSQL, binary-quantized index ([`PgIndex::BinaryQuantized`](crate::index::PgIndex)): how many
+    /// candidates per result the index gives for the exact re-ranking (default
+    /// [`DEFAULT_RERANK`]; at least 1). More, better recall, slower search.
+    #[must_use]
+    pub fn rerank(mut self, factor: u32) -> Self {
+        self.rerank = Some(factor);
+        self
+    }
+
     /// Runs the search on `conn`: a [`diesel::PgConnection`] or a [`diesel::SqliteConnection`] (set up by
     /// [`crate::sqlite::establish`]); [`crate::database::DatabaseConnection::search_index`] for either.
     ///
@@ -493,6 +512,9 @@ pub struct Plan<'a> {
     pub(crate) probes: Option<u32>,
     #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) ef_search: Option<u32>,
+    /// Candidates per result from a binary-quantized index.
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
+    pub(crate) rerank: u32,
 }
 
 impl Plan<'_> {
@@ -534,6 +556,7 @@ where
         strategy: search.strategy,
         probes: search.probes,
         ef_search: search.ef_search,
+        rerank: search.rerank.unwrap_or(DEFAULT_RERANK).max(1),
     };
     let span = tracing::info_span!(
         target: "diesel_vector::search",
@@ -570,6 +593,11 @@ where
     );
     Ok(hits)
 }
+
+/// Candidates per result a binary-quantized index gives for the exact re-ranking, by default: on
+/// clustered 768-dim vectors it finds 0.9 of the true 10 nearest or more (BENCHMARKS.md, "Binary
+/// quantization on PostgreSQL").
+pub const DEFAULT_RERANK: u32 = 10;
 
 /// The largest sum a query's squares (or absolute values, for L1) may reach: a quarter of `f32::MAX`, so
 /// that the databases' `f32` sums over the query and an ordinary stored vector stay finite.

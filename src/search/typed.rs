@@ -142,6 +142,7 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
     strategy: Strategy,
     probes: Option<u32>,
     ef_search: Option<u32>,
+    rerank: Option<u32>,
     table: PhantomData<fn() -> T>,
 }
 
@@ -160,6 +161,7 @@ impl<T> VectorIndex<T> {
             strategy: Strategy::Auto,
             probes: None,
             ef_search: None,
+            rerank: None,
             table: PhantomData,
         }
     }
@@ -214,6 +216,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             strategy: self.strategy,
             probes: self.probes,
             ef_search: self.ef_search,
+            rerank: self.rerank,
             table: PhantomData,
         }
     }
@@ -236,6 +239,13 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
     #[must_use]
     pub fn ef_search(mut self, ef_search: u32) -> Self {
         self.ef_search = Some(ef_search);
+        self
+    }
+
+    /// PostgreSQL, binary-quantized index: candidates per result (see [`IndexSearch::rerank`]).
+    #[must_use]
+    pub fn rerank(mut self, factor: u32) -> Self {
+        self.rerank = Some(factor);
         self
     }
 
@@ -267,6 +277,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             strategy: self.strategy,
             probes: self.probes,
             ef_search: self.ef_search,
+            rerank: self.rerank,
         };
         execute(&search, &self.filter, conn)
     }

@@ -189,3 +189,84 @@ fn a_query_of_the_wrong_type_size_or_metric_is_a_typed_error() {
     let hits = CLIP.search(&half).metric(Metric::L1).k(3).run(&mut conn).unwrap();
     assert_eq!(hits.len(), 3);
 }
+
+#[test]
+fn a_binary_quantized_index_gives_candidates_that_are_reranked_exactly() {
+    use crate::common::documents::{self as docs, PG_TABLE as DOCUMENTS};
+    use crate::insert_docs;
+    use diesel_vector::doctor::ReindexOptions;
+    use diesel_vector::index::registry;
+
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let spec = IndexSpec::builder("documents", "embedding", docs::DIMS as u64)
+        .partition_by(["lang"])
+        .pg_index(PgIndex::BinaryQuantized)
+        .build()
+        .unwrap();
+    let migration = generate::render(&spec, &generate::Options::default().add_column(true));
+    assert!(migration.pg_up.contains("USING hnsw ((binary_quantize(\"embedding\")::bit(768)) bit_hamming_ops)"));
+    conn.batch_execute(&migration.pg_up).unwrap();
+    insert_docs!(&mut conn, &docs::docs(2000, 91));
+    conn.batch_execute("ANALYZE documents").unwrap();
+    let registered = registry::load(&mut conn).unwrap();
+    assert_eq!(registered, std::slice::from_ref(&spec), "the registry keeps the index kind");
+
+    let queries = docs::queries(91, 2000, 5);
+    let (mut found, mut total) = (0, 0);
+    for q in &queries {
+        for lang in [None, Some("fr")] {
+            let mut search = spec.search(q).k(10);
+            if let Some(lang) = lang {
+                search = search.filter_eq("lang", lang);
+            }
+            let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
+            let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
+            assert_eq!(path(&events), "binary_quantized", "{events:#?}");
+            assert_eq!(hits.len(), 10);
+            // Re-ranked exactly: each hit's distance is its exact one, in order.
+            let every = search.clone().strategy(Strategy::Exact).k(2000).run(&mut conn).unwrap();
+            for h in &hits {
+                let d = every.iter().find(|e| e.id == h.id).unwrap().distance;
+                assert!((d - h.distance).abs() < 1e-9, "{h:?} vs {d}");
+            }
+            assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+            found += hits.iter().filter(|h| search::ids(&exact).contains(&h.id)).count();
+            total += 10;
+            // With candidates enough for every row, the answer is the exact one.
+            let all = search.clone().rerank(300).run(&mut conn).unwrap();
+            assert_eq!(search::ids(&all), search::ids(&exact), "{lang:?}");
+        }
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!("binary quantization, rerank x10: recall@10 {recall:.3}");
+    assert!(recall >= 0.9, "recall@10 = {recall:.3}");
+    // The searches went through the index (PostgreSQL's statistics count its scans).
+    #[derive(QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    conn.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    let scans: Scans = diesel::sql_query(
+        "SELECT idx_scan AS n FROM pg_stat_user_indexes WHERE indexrelname = 'documents_embedding_bq_idx'",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    assert!(scans.n >= 20, "{}", scans.n);
+
+    let mut any = DatabaseConnection::Pg(conn);
+    let report = doctor::diagnose(&mut any).unwrap();
+    let Some(IndexState::Pg { operator_class_matches, .. }) = &report.indexes[0].state else { panic!() };
+    assert_eq!(*operator_class_matches, Some(true));
+    assert!(
+        report.findings.iter().all(|f| !f.message.contains("documents_embedding_bq_idx")),
+        "{:#?}",
+        report.findings
+    );
+    doctor::reindex(&mut any, &ReindexOptions::default()).unwrap();
+    let report = doctor::diagnose(&mut any).unwrap();
+    let Some(IndexState::Pg { definition, .. }) = &report.indexes[0].state else { panic!() };
+    assert!(definition.as_deref().unwrap().contains("binary_quantize"), "rebuilt as it was declared: {definition:?}");
+}

@@ -223,6 +223,8 @@ enum PgIndexArg {
     Hnsw,
     Ivfflat,
     None,
+    /// An HNSW index on `binary_quantize(column)` (`vector` columns); searches re-rank its candidates exactly.
+    BinaryQuantized,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -584,6 +586,7 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
             PgIndexArg::Hnsw => PgIndex::Hnsw,
             PgIndexArg::Ivfflat => PgIndex::Ivfflat,
             PgIndexArg::None => PgIndex::None,
+            PgIndexArg::BinaryQuantized => PgIndex::BinaryQuantized,
         });
     if let Some(metric) = args.metric {
         builder = builder.metric(metric.into());
