@@ -89,6 +89,7 @@ pub enum PlanVector<'a> {
 
 impl PlanVector<'_> {
     /// Borrows the value again (for a plan built from another one).
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) fn reborrow(&self) -> PlanVector<'_> {
         match self {
             Self::Vector(v) => PlanVector::Vector(Cow::Borrowed(v.as_ref())),
