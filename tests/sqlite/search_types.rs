@@ -5,9 +5,9 @@
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::SqliteConnection;
-use diesel_vector::index::{generate, IndexSpec, Metric, PgIndex};
+use diesel_vector::index::{generate, IndexSpec, Metric};
 use diesel_vector::search::{self, SearchError, SearchVector, Strategy};
-use diesel_vector::{sqlite, Bit, HalfVector, VectorExpressionMethods};
+use diesel_vector::{Bit, HalfVector, VectorExpressionMethods};
 
 use crate::common::images::{self as fixture, images, CLIP, PHASH, SQLITE_TABLE, TAGS};
 use crate::insert_images;
@@ -20,6 +20,7 @@ fn library(conn: &mut SqliteConnection, specs: &[&IndexSpec], n: usize, seed: u6
     insert_images!(&mut *conn, &fixture::images(n, seed));
 }
 
+#[cfg(feature = "sqlite-vec")]
 const CASES: [(&str, Metric); 10] = [
     ("phash", Metric::Hamming),
     ("phash", Metric::Jaccard),
@@ -52,6 +53,8 @@ fn every_type_and_metric_gives_the_same_answer_with_and_without_sqlite_vec() {
         })
         .collect();
     use crate::EXTENSION_REGISTRATION;
+    use diesel_vector::index::PgIndex;
+    use diesel_vector::sqlite;
     let mut with = {
         let _guard = EXTENSION_REGISTRATION.read().unwrap();
         sqlite::establish(&path).unwrap()
