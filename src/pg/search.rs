@@ -513,12 +513,13 @@ impl<const FILTERED: bool> Setup<FILTERED> {
                     Value::Text(t) => Some(t.clone()),
                 })
                 .collect(),
-            // A binary-quantized index gives more candidates than `k`: the graph keeps as many for them.
-            ef_base: clamp(default_ef_search(if spec.pg_index() == PgIndex::BinaryQuantized {
-                binary_candidates(plan)
+            // A binary-quantized index gives `k` x the rerank factor candidates: the graph keeps that many
+            // (more costs time without finding better candidates by the signs' coarse distance).
+            ef_base: clamp(if spec.pg_index() == PgIndex::BinaryQuantized {
+                u32::try_from(binary_candidates(plan)).unwrap_or(u32::MAX).clamp(40, 1000)
             } else {
-                plan.k
-            })),
+                default_ef_search(plan.k)
+            }),
             ef_search: plan.ef_search.map(clamp),
             probes: plan.probes.map(|p| clamp(p.max(1))),
             use_index: plan.index_serves() && spec.pg_index() != PgIndex::None,
