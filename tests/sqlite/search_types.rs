@@ -100,6 +100,9 @@ fn typed_searches_on_a_photo_library_match_the_distance_dsl() {
     let mut conn = crate::conn();
     library(&mut conn, &[&PHASH, &CLIP, &TAGS], 300, 72);
     let (bits, half, sparse) = &fixture::queries(72, 300, 1)[0];
+    for spec in [&PHASH, &CLIP, &TAGS] {
+        assert_eq!(diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap().count, 0, "{}", spec.name());
+    }
 
     let hits = PHASH.search(bits).k(8).partition(images::album, "family").run(&mut conn).unwrap();
     let expected: Vec<(i64, Option<f64>)> = images::table
@@ -158,6 +161,13 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
         let hits = spec.search(q).k(50).run(&mut conn).unwrap();
         assert!(hits.iter().all(|h| h.id <= 40), "{}: {hits:?}", spec.name());
         assert!(hits.len() >= 30, "{}: {}", spec.name(), hits.len());
+    }
+
+    // doctor and reindex name them, per index, and nothing else.
+    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103])] {
+        let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap();
+        assert_eq!(invalid.ids, ids, "{}", spec.name());
+        assert_eq!(invalid.count, ids.len() as i64, "{}", spec.name());
     }
 
     let err = PHASH.search(half).run(&mut conn).unwrap_err();
