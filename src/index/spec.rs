@@ -593,8 +593,13 @@ fn check_pg_index(index: PgIndex, element: Element, metric: Metric, dims: u32) -
 }
 
 fn check_vec0(element: Element, metric: Metric, dims: u32) -> Result<(), SpecError> {
-    let reason = if element != Element::Vector {
-        format!("it holds `{element}` columns only as `vector`s of f32 in this crate")
+    let reason = if element == Element::Bit && metric == Metric::Hamming && dims <= 8192 {
+        // sqlite-vec's `bit[N]`.
+        return Ok(());
+    } else if element == Element::Bit {
+        format!("it has bit vectors of at most 8192 bits with the hamming metric only ({metric}, {dims} bits given)")
+    } else if element != Element::Vector {
+        format!("it has no `{element}` vectors")
     } else if !matches!(metric, Metric::Cosine | Metric::L2 | Metric::L1) {
         format!("it has no {metric} metric (only cosine, l2 and l1)")
     } else if dims > 8192 {
@@ -828,6 +833,8 @@ mod tests {
             .contains("no inner_product metric"));
         assert!(vec0(IndexSpec::builder("t", "v", 9000).pg_index(PgIndex::None)).unwrap_err().contains("8192"));
         assert!(vec0(IndexSpec::builder("t", "v", 8).element(Element::HalfVector)).is_err());
+        assert!(vec0(IndexSpec::builder("t", "v", 256).element(Element::Bit)).is_ok(), "sqlite-vec's bit[256]");
+        assert!(vec0(IndexSpec::builder("t", "v", 256).element(Element::Bit).metric(Metric::Jaccard)).is_err());
     }
 
     #[test]

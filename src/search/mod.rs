@@ -43,8 +43,9 @@
 //! Every vector type is searched so: the query is a value of the column's type ([`SearchVector`]: a
 //! `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`), with a metric of the type. PostgreSQL uses the index
 //! pgvector built with the type's operator class (`halfvec_l2_ops`, `sparsevec_ip_ops`, `bit_hamming_ops`...);
-//! SQLite scans `halfvec`, `sparsevec` and `bit` columns exactly (sqlite-vec's Hamming distance for `bit`,
-//! the crate's functions otherwise).
+//! SQLite uses vec0's `bit[N]` for a `bit` index that keeps vec0 (Hamming), and otherwise scans `halfvec`,
+//! `sparsevec` and `bit` columns exactly (sqlite-vec's Hamming distance for `bit`, the crate's functions
+//! otherwise).
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {

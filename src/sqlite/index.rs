@@ -180,9 +180,9 @@ pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Sta
 /// NaN and infinite elements, which SQLite turns into NULL), and under cosine not the zero vector.
 fn indexable(spec: &IndexSpec) -> String {
     let v = format!("t.{}", quote(spec.column()));
-    let bytes = 4 * u64::from(spec.dims());
-    let mut sql = format!("typeof({v}) = 'blob' AND length({v}) = {bytes} AND vec_distance_l2({v}, {v}) IS NOT NULL");
+    let mut sql = valid_value(spec, &v);
     if spec.metric() == Metric::Cosine {
+        let bytes = 4 * u64::from(spec.dims());
         sql.push_str(&format!(" AND vec_distance_l2({v}, zeroblob({bytes})) > 0"));
     }
     sql
@@ -297,7 +297,12 @@ fn create_vec0(spec: &IndexSpec) -> String {
         .enumerate()
         .map(|(i, p)| format!("{} text partition key", vec0_partition_column(i, p)))
         .collect();
-    columns.push(format!("embedding float[{}] distance_metric={}", spec.dims(), vec0_metric(spec.metric())));
+    columns.push(if spec.element() == crate::index::Element::Bit {
+        // sqlite-vec's bit vectors: Hamming distance, the only one it has for them.
+        format!("embedding bit[{}]", spec.dims())
+    } else {
+        format!("embedding float[{}] distance_metric={}", spec.dims(), vec0_metric(spec.metric()))
+    });
     columns.push(format!("chunk_size={VEC0_CHUNK_SIZE}"));
     format!("CREATE VIRTUAL TABLE {} USING vec0({})", quote(spec.vec0_table()), columns.join(", "))
 }
@@ -312,7 +317,12 @@ fn fill_vec0(spec: &IndexSpec, from: &str) -> String {
         values.push(format!("CAST(t.{} AS TEXT)", quote(p)));
     }
     targets.push("embedding".to_owned());
-    values.push(format!("t.{}", quote(spec.column())));
+    values.push(if spec.element() == crate::index::Element::Bit {
+        // A plain BLOB is read as f32s: `vec_bit` says it holds bits.
+        format!("vec_bit(t.{})", quote(spec.column()))
+    } else {
+        format!("t.{}", quote(spec.column()))
+    });
     format!(
         "INSERT INTO {} ({}) SELECT {} {from} AND {}",
         quote(spec.vec0_table()),

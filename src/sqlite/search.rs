@@ -103,7 +103,7 @@ fn candidates<F: SearchFilter<Sqlite>>(
 ) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
     // The codes index (issue 12) is a second source here; an index keeping only codes scans exactly.
-    if !plan.index_serves() || !spec.sqlite_index().vec0 || spec.element() != Element::Vector {
+    if !plan.index_serves() || !spec.sqlite_index().vec0 || !matches!(spec.element(), Element::Vector | Element::Bit) {
         return Ok(None);
     }
     if super::sqlite_vec_version(conn)?.is_none() {
@@ -397,7 +397,7 @@ struct Vec0Knn<'a, F> {
     vec0: &'a str,
     table: &'a str,
     id: &'a str,
-    query: &'a crate::Vector,
+    query: &'a PlanVector<'a>,
     k: i64,
     /// Partition filters: vec0's column name and the value as text (vec0's partition keys hold
     /// `CAST(value AS TEXT)`).
@@ -425,7 +425,7 @@ impl<'a, F: SearchFilter<Sqlite>> Vec0Knn<'a, F> {
             table: spec.table(),
             id: spec.id_column(),
             query: match &plan.query {
-                PlanVector::Vector(v) => v.as_ref(),
+                q @ (PlanVector::Vector(_) | PlanVector::Bit(_)) => q,
                 _ => return None,
             },
             k: i64::try_from(wanted).ok()?,
@@ -447,7 +447,16 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Vec0Knn<'_, F> {
         out.push_sql(" WHERE ");
         push_column(&mut out, self.vec0, "embedding")?;
         out.push_sql(" MATCH ");
-        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        match self.query {
+            PlanVector::Bit(b) => {
+                out.push_sql("vec_bit(");
+                out.push_bind_param::<crate::sql_types::Bit, crate::Bit>(b)?;
+                out.push_sql(")");
+            }
+            PlanVector::Vector(v) => out.push_bind_param::<Vector, crate::Vector>(v)?,
+            // Vec0Knn::new takes only these two.
+            _ => return Err(diesel::result::Error::QueryBuilderError("vec0 holds vector and bit only".into())),
+        }
         out.push_sql(" AND ");
         push_column(&mut out, self.vec0, "k")?;
         out.push_sql(" = ");

@@ -177,3 +177,57 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
     assert!(matches!(err, Err(SearchError::MetricForType { .. })));
     assert!(matches!(TAGS.search(sparse).k(0).run(&mut conn), Err(SearchError::InvalidK)));
 }
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn perceptual_hashes_are_searched_through_sqlite_vecs_bit_vectors() {
+    use crate::common::telemetry;
+    use diesel_vector::index::{Element, SqliteIndex};
+
+    let spec = IndexSpec::builder("images", "phash", fixture::HASH_BITS as u64)
+        .element(Element::Bit)
+        .partition_by(["album"])
+        .sqlite_index(SqliteIndex::VEC0)
+        .build()
+        .unwrap();
+    let mut conn = crate::conn();
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    let photos = fixture::images(400, 74);
+    insert_images!(&mut conn, &photos[..300]);
+    let queries = fixture::queries(74, 400, 3);
+    let mut paths = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // Written after the first searches: the index's queue brings them in.
+            insert_images!(&mut conn, &photos[300..]);
+        }
+        for (bits, _, _) in &queries {
+            for album in [None, Some("travel")] {
+                let mut search = spec.search(bits).k(10);
+                if let Some(album) = album {
+                    search = search.filter_eq("album", album);
+                }
+                let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
+                let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
+                assert_eq!(hits, exact, "{album:?}");
+                let path = events
+                    .iter()
+                    .find_map(|e| e.split(' ').find_map(|f| f.strip_prefix("path=")))
+                    .unwrap_or("none")
+                    .to_owned();
+                paths.push(path);
+            }
+        }
+    }
+    // Hamming distances are integers: when the 10th ties with the next, the search scans exactly.
+    assert!(paths.iter().all(|p| p == "vec0" || p == "vec0_then_exact"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "vec0"), "{paths:?}");
+    let vec0_rows: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM \"{}\")",
+        spec.vec0_table()
+    )))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(vec0_rows, photos.iter().filter(|p| p.phash.is_some()).count() as i64);
+}
