@@ -3,7 +3,7 @@
 //! the index (PostgreSQL's HNSW) and exactly.
 
 use diesel::connection::SimpleConnection;
-use diesel_vector::index::{generate, IndexSpec, Metric, PgIndex};
+use diesel_vector::index::{generate, IndexSpec, Metric, PgIndex, SqliteIndex};
 use diesel_vector::search::{self, Hit, SearchTarget, SearchVector, Strategy};
 
 use crate::common::images::{self as fixture, PG_TABLE, SQLITE_TABLE};
@@ -55,6 +55,20 @@ fn bit_halfvec_and_sparsevec_columns_give_the_same_neighbours_on_both_backends()
         lite.batch_execute(&migration.sqlite_up).unwrap();
         insert_images!(&mut pg, &photos);
         insert_images!(&mut lite, &photos);
+        // Hamming on `bit` also through sqlite-vec's bit[N] vec0, where it is compiled in.
+        let mut with_vec0 = (metric == Metric::Hamming && diesel_vector::sqlite::SQLITE_VEC_COMPILED_IN).then(|| {
+            let spec = IndexSpec::builder("images", column, spec.dims().into())
+                .element(spec.element())
+                .partition_by(["album"])
+                .sqlite_index(SqliteIndex::VEC0)
+                .build()
+                .unwrap();
+            let mut conn = diesel_vector::sqlite::establish(":memory:").unwrap();
+            conn.batch_execute(SQLITE_TABLE).unwrap();
+            conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+            insert_images!(&mut conn, &photos);
+            (spec, conn)
+        });
         pg.batch_execute("ANALYZE images").unwrap();
         for (bits, half, sparse) in &queries {
             let q = match column {
@@ -65,12 +79,15 @@ fn bit_halfvec_and_sparsevec_columns_give_the_same_neighbours_on_both_backends()
             for album in [None, Some("travel")] {
                 let expected = run(&mut pg, &spec, q, album, Strategy::Exact);
                 assert_eq!(expected.len(), 10, "{column} {metric} {album:?}");
-                let got = [
-                    run(&mut pg, &spec, q, album, Strategy::Auto),
-                    run(&mut lite, &spec, q, album, Strategy::Auto),
-                    run(&mut lite, &spec, q, album, Strategy::Exact),
+                let mut got = vec![
+                    ("pg index", run(&mut pg, &spec, q, album, Strategy::Auto)),
+                    ("sqlite", run(&mut lite, &spec, q, album, Strategy::Auto)),
+                    ("sqlite exact", run(&mut lite, &spec, q, album, Strategy::Exact)),
                 ];
-                for (path, got) in ["pg index", "sqlite", "sqlite exact"].iter().zip(&got) {
+                if let Some((vec0_spec, vec0_db)) = &mut with_vec0 {
+                    got.push(("sqlite vec0", run(vec0_db, vec0_spec, q, album, Strategy::Auto)));
+                }
+                for (path, got) in &got {
                     assert_eq!(search::ids(got), search::ids(&expected), "{column} {metric} {album:?} {path}");
                     for (a, b) in got.iter().zip(&expected) {
                         let tolerance = 1e-5 * b.distance.abs().max(1.0);
