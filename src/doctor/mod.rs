@@ -881,7 +881,7 @@ fn pg_index_findings(
             .remedy(reindex()),
         );
     }
-    if method != registered.name() {
+    if Some(method) != registered.method() {
         out.push(Finding::new(
             Level::Info,
             format!(

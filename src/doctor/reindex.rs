@@ -133,7 +133,7 @@ pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Resul
                 use crate::pg::Rebuild;
                 let how = match (options.hnsw, spec.pg_index()) {
                     (_, PgIndex::None) => None,
-                    (true, _) | (false, PgIndex::Hnsw) => Some(Rebuild::Hnsw),
+                    (true, _) | (false, PgIndex::Hnsw | PgIndex::BinaryQuantized) => Some(Rebuild::Hnsw),
                     (false, _) => Some(Rebuild::Ivfflat { lists: None }),
                 };
                 match how {

@@ -118,6 +118,15 @@ pub(crate) fn pg_create_index_sql(spec: &IndexSpec, method: PgIndex, with: &str)
         return None;
     }
     let column = quote(spec.column());
+    if method == PgIndex::BinaryQuantized {
+        // Each vector's signs, one bit per dimension, compared by Hamming distance.
+        return Some(format!(
+            "CREATE INDEX {} ON {} USING hnsw ((binary_quantize({column})::{}) bit_hamming_ops){with};",
+            quote(name),
+            quote(spec.table()),
+            Element::Bit.pg_type(spec.dims()),
+        ));
+    }
     let (operand, element) = match spec.pg_cast() {
         Some(cast) => (format!("({column}::{})", cast.pg_type(spec.dims())), cast),
         None => (column, spec.element()),
@@ -481,6 +490,11 @@ mod tests {
         assert!(create(spec(Metric::Jaccard, Element::Bit, 64)).ends_with("(\"v\" bit_jaccard_ops);"));
         assert!(create(spec(Metric::Cosine, Element::Vector, 3072))
             .ends_with(r#"(("v"::halfvec(3072)) halfvec_cosine_ops);"#));
+        let bq = IndexSpec::builder("t", "v", 3072).pg_index(PgIndex::BinaryQuantized).build().unwrap();
+        assert_eq!(
+            create(bq),
+            r#"CREATE INDEX "t_v_bq_idx" ON "t" USING hnsw ((binary_quantize("v")::bit(3072)) bit_hamming_ops);"#
+        );
         let none = IndexSpec::builder("t", "v", 3).pg_index(PgIndex::None).build().unwrap();
         assert_eq!(pg_create_index(&none), None);
     }

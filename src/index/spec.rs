@@ -145,15 +145,31 @@ pub enum PgIndex {
     Ivfflat,
     /// No index: searches scan every row exactly.
     None,
+    /// Binary quantization (`vector` columns): an HNSW index on each vector's signs,
+    /// `(binary_quantize(column)::bit(N)) bit_hamming_ops`, a 32nd of the vectors' size. A search takes
+    /// `k` × a rerank factor candidates by Hamming distance from it, then ranks them by their exact
+    /// distance under the search's metric. Any dimensions up to 16000 (HNSW on `vector` stops at 2000).
+    BinaryQuantized,
 }
 
 impl PgIndex {
-    /// `hnsw`, `ivfflat` or `none`.
+    /// `hnsw`, `ivfflat`, `none` or `binary_quantized`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Hnsw => "hnsw",
             Self::Ivfflat => "ivfflat",
             Self::None => "none",
+            Self::BinaryQuantized => "binary_quantized",
+        }
+    }
+
+    /// pgvector's access method for the index: `hnsw` (binary quantization included) or `ivfflat`;
+    /// `None` without an index.
+    pub fn method(self) -> Option<&'static str> {
+        match self {
+            Self::Hnsw | Self::BinaryQuantized => Some("hnsw"),
+            Self::Ivfflat => Some("ivfflat"),
+            Self::None => None,
         }
     }
 }
@@ -168,9 +184,14 @@ impl FromStr for PgIndex {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Hnsw, Self::Ivfflat, Self::None].into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            SpecError::UnknownName { what: "PostgreSQL index", name: s.to_owned(), expected: "hnsw, ivfflat, none" }
-        })
+        let s = if s == "binary-quantized" { "binary_quantized" } else { s };
+        [Self::Hnsw, Self::Ivfflat, Self::None, Self::BinaryQuantized].into_iter().find(|k| k.name() == s).ok_or_else(
+            || SpecError::UnknownName {
+                what: "PostgreSQL index",
+                name: s.to_owned(),
+                expected: "hnsw, ivfflat, none, binary_quantized",
+            },
+        )
     }
 }
 
@@ -531,6 +552,7 @@ impl IndexSpecBuilder {
         let pg_index_name = match (self.pg_index, self.pg_index_name) {
             (PgIndex::None, _) => None,
             (_, Some(name)) => Some(Ident::new(&name, "PostgreSQL index name")?),
+            (PgIndex::BinaryQuantized, None) => Some(bounded(&format!("{table}_{column}_bq_idx"))),
             (_, None) => Some(bounded(&format!("{table}_{column}_{}_idx", metric.opclass_suffix()))),
         };
         Ok(IndexSpec {
@@ -557,6 +579,11 @@ fn check_pg_index(index: PgIndex, element: Element, metric: Metric, dims: u32) -
         return Ok(None);
     }
     let unsupported = |hint| Err(SpecError::PgIndexUnsupported { index, element, metric, hint });
+    if index == PgIndex::BinaryQuantized {
+        // `binary_quantize` takes `vector` (and `halfvec`, which this crate does not quantize); the bit
+        // index takes up to 64000 bits, more than a `vector` has.
+        return if element == Element::Vector { Ok(None) } else { unsupported("use an hnsw index") };
+    }
     if index == PgIndex::Ivfflat {
         if element == Element::SparseVector {
             return unsupported("use an hnsw index");
@@ -584,8 +611,13 @@ fn check_pg_index(index: PgIndex, element: Element, metric: Metric, dims: u32) -
 }
 
 fn check_vec0(element: Element, metric: Metric, dims: u32) -> Result<(), SpecError> {
-    let reason = if element != Element::Vector {
-        format!("it holds `{element}` columns only as `vector`s of f32 in this crate")
+    let reason = if element == Element::Bit && metric == Metric::Hamming && dims <= 8192 {
+        // sqlite-vec's `bit[N]`.
+        return Ok(());
+    } else if element == Element::Bit {
+        format!("it has bit vectors of at most 8192 bits with the hamming metric only ({metric}, {dims} bits given)")
+    } else if element != Element::Vector {
+        format!("it has no `{element}` vectors")
     } else if !matches!(metric, Metric::Cosine | Metric::L2 | Metric::L1) {
         format!("it has no {metric} metric (only cosine, l2 and l1)")
     } else if dims > 8192 {
@@ -782,6 +814,20 @@ mod tests {
     }
 
     #[test]
+    fn binary_quantization_indexes_vector_columns_of_any_size() {
+        let spec = IndexSpec::builder("t", "v", 16_000).pg_index(PgIndex::BinaryQuantized).build().unwrap();
+        assert_eq!(spec.pg_cast(), None);
+        assert_eq!(spec.pg_index_name(), Some("t_v_bq_idx"));
+        let err =
+            build(IndexSpec::builder("t", "h", 64).element(Element::HalfVector).pg_index(PgIndex::BinaryQuantized))
+                .unwrap_err();
+        assert!(err.contains("use an hnsw index"), "{err}");
+        assert_eq!("binary-quantized".parse::<PgIndex>(), Ok(PgIndex::BinaryQuantized));
+        assert_eq!(PgIndex::BinaryQuantized.name().parse::<PgIndex>(), Ok(PgIndex::BinaryQuantized));
+        assert_eq!(PgIndex::BinaryQuantized.method(), Some("hnsw"));
+    }
+
+    #[test]
     fn pgvector_index_limits_are_checked() {
         let spec = IndexSpec::builder("t", "v", 3072).build().unwrap();
         assert_eq!(spec.pg_cast(), Some(Element::HalfVector), "vector above 2000 dims is indexed as halfvec");
@@ -811,6 +857,8 @@ mod tests {
             .contains("no inner_product metric"));
         assert!(vec0(IndexSpec::builder("t", "v", 9000).pg_index(PgIndex::None)).unwrap_err().contains("8192"));
         assert!(vec0(IndexSpec::builder("t", "v", 8).element(Element::HalfVector)).is_err());
+        assert!(vec0(IndexSpec::builder("t", "v", 256).element(Element::Bit)).is_ok(), "sqlite-vec's bit[256]");
+        assert!(vec0(IndexSpec::builder("t", "v", 256).element(Element::Bit).metric(Metric::Jaccard)).is_err());
     }
 
     #[test]

@@ -94,9 +94,16 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
             let definition = index_definition(conn, name)?;
             // The operator class names the indexed type and the metric: `vector_cosine_ops`,
             // `halfvec_cosine_ops` for the cast above 2000 dimensions.
-            let expected =
-                format!("{}_{}_ops", spec.pg_cast().unwrap_or(spec.element()).name(), spec.metric().opclass_suffix());
-            let matches = definition.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == expected);
+            // Binary quantization: `bit_hamming_ops` on the vectors' signs, whatever the search's metric.
+            let expected = if spec.pg_index() == crate::index::PgIndex::BinaryQuantized {
+                "bit_hamming_ops".to_owned()
+            } else {
+                format!("{}_{}_ops", spec.pg_cast().unwrap_or(spec.element()).name(), spec.metric().opclass_suffix())
+            };
+            let words = || definition.split(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+            let matches = words().any(|w| w == expected)
+                && (spec.pg_index() != crate::index::PgIndex::BinaryQuantized
+                    || words().any(|w| w == "binary_quantize"));
             (Some(definition), Some(matches))
         }
         _ => (None, None),

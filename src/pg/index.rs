@@ -190,6 +190,8 @@ async fn rebuild_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec, how: Reb
     };
     let (method, lists) = match how {
         Rebuild::Ivfflat { lists } => (PgIndex::Ivfflat, Some(lists)),
+        // A binary-quantized index stays one: an HNSW index on the vectors' signs.
+        Rebuild::Hnsw if spec.pg_index() == PgIndex::BinaryQuantized => (PgIndex::BinaryQuantized, None),
         Rebuild::Hnsw => (PgIndex::Hnsw, None),
     };
     transaction(conn, async |conn: &mut E| {

@@ -37,13 +37,14 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Untyped};
 use diesel::PgConnection;
 
-use crate::index::{quote, IndexSpec, PgIndex};
-use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
+use crate::index::{quote, Element, IndexSpec, PgIndex};
+use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
+    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
 };
 use crate::sql_types::Vector;
+use diesel::serialize::ToSql;
 
 /// `hnsw.ef_search` for `k` neighbours without a filter: the graph keeps this many candidates (`20 k`, 200 to
 /// 1000). With filters the search divides it by the square root of their selectivity (from `pg_stats`; 0.2
@@ -90,7 +91,7 @@ fn missing_columns(conn: &mut PgConnection, plan: &Plan<'_>) -> Option<SearchErr
     let columns = conn.columns(&quote(plan.spec.table())).ok()?;
     let columns: Vec<(String, ColumnKind, String)> =
         columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
-    let unfiltered = Plan { filters: &[], query: std::borrow::Cow::Borrowed(plan.query.as_ref()), ..*plan };
+    let unfiltered = Plan { filters: &[], query: plan.query.reborrow(), ..*plan };
     resolve_filters(&unfiltered, &columns, true).err()
 }
 
@@ -143,6 +144,7 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
     };
     let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
     match setup.mode.as_str() {
+        "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter),
         "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw),
         "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat),
         "suspect" => {
@@ -215,7 +217,7 @@ fn indexed<F: SearchFilter<Pg>>(
     // halfvec distances differ from the full-precision ones in the third or fourth digit: fetch more, so
     // that the exact ranking has room.
     let limit = if cast.is_some() { plan.limit.saturating_mul(2).saturating_add(10) } else { plan.limit };
-    let knn = Knn::new(plan, plan.query.as_ref(), cast, filters, filter)
+    let knn = Knn::new(plan, &plan.query, cast, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
         .order(KnnOrder::Distance)
         .limit(limit);
@@ -246,6 +248,84 @@ fn indexed<F: SearchFilter<Pg>>(
     Ok(Found { hits, path })
 }
 
+/// The binary-quantized path: `k` × the rerank factor candidates by the Hamming distance of their signs
+/// (the HNSW index on `binary_quantize(column)::bit(N)`), ranked by their exact distance in the same
+/// statement; exact again when fewer than `k` come back (filters the index's scan could not satisfy).
+fn binary<F: SearchFilter<Pg>>(
+    conn: &mut PgConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Found, SearchError> {
+    let spec = plan.spec;
+    let PlanVector::Vector(query) = &plan.query else {
+        return exact(conn, plan, filters, filter, SearchPath::Exact);
+    };
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
+        .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+        .order(KnnOrder::None);
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let reranked = BinaryKnn {
+        knn,
+        table: spec.table(),
+        column: spec.column(),
+        query: query.as_ref(),
+        bits: Element::Bit.pg_type(spec.dims()),
+        candidates: count(binary_candidates(plan)),
+        limit: count(plan.limit),
+    };
+    let hits = hits_of(reranked.load(conn)?);
+    if hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
+        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off")?;
+        return exact(conn, plan, filters, filter, SearchPath::BinaryQuantizedThenExact);
+    }
+    Ok(Found { hits, path: SearchPath::BinaryQuantized })
+}
+
+/// The candidates a binary-quantized search takes from its index.
+fn binary_candidates(plan: &Plan<'_>) -> usize {
+    plan.k.saturating_mul(plan.rerank as usize).max(plan.limit)
+}
+
+/// `SELECT s.i, s.d FROM (<knn> ORDER BY (binary_quantize(t.v)::bit(N)) <~> (binary_quantize($q)::bit(N))
+/// LIMIT candidates) s ORDER BY s.d, s.i LIMIT limit`: the index's candidates, re-ranked.
+struct BinaryKnn<'a, F> {
+    knn: Knn<'a, F>,
+    table: &'a str,
+    column: &'a str,
+    query: &'a crate::Vector,
+    /// `bit(N)`, from the spec's dimensions.
+    bits: String,
+    candidates: i64,
+    limit: i64,
+}
+
+impl<F: SearchFilter<Pg>> QueryFragment<Pg> for BinaryKnn<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT s.i, s.d FROM (");
+        self.knn.walk_ast(out.reborrow())?;
+        out.push_sql(" ORDER BY (binary_quantize(");
+        push_column(&mut out, self.table, self.column)?;
+        out.push_sql(&format!(")::{}) <~> (binary_quantize(", self.bits));
+        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        out.push_sql(&format!(")::{}) LIMIT ", self.bits));
+        out.push_bind_param::<BigInt, i64>(&self.candidates)?;
+        out.push_sql(") s ORDER BY s.d, s.i LIMIT ");
+        out.push_bind_param::<BigInt, i64>(&self.limit)
+    }
+}
+
+impl<F> QueryId for BinaryKnn<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for BinaryKnn<'_, F> {
+    type SqlType = (BigInt, Nullable<diesel::sql_types::Double>);
+}
+
+impl<F> RunQueryDsl<PgConnection> for BinaryKnn<'_, F> {}
+
 /// The exact distances of the rows `ids` that pass every filter, on the full-precision column.
 fn exact_rows<F: SearchFilter<Pg>>(
     conn: &mut PgConnection,
@@ -257,7 +337,7 @@ fn exact_rows<F: SearchFilter<Pg>>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
         .only_ids(ids);
     Ok(hits_of(knn.load(conn)?))
@@ -272,7 +352,7 @@ fn exact<F: SearchFilter<Pg>>(
     path: SearchPath,
 ) -> Result<Found, SearchError> {
     let knn = || {
-        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
             .map(|k| k.order(KnnOrder::DistanceThenId).limit(plan.limit))
     };
@@ -297,7 +377,7 @@ fn push_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, column: &'b st
     out.push_identifier(column)
 }
 
-impl QueryFragment<Pg> for VectorColumn<'_> {
+impl<ST> QueryFragment<Pg> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         match self.cast {
             Some((element, dims)) => {
@@ -312,24 +392,17 @@ impl QueryFragment<Pg> for VectorColumn<'_> {
     }
 }
 
-impl QueryFragment<Pg> for QueryVector<'_> {
+impl<V> QueryFragment<Pg> for QueryVector<'_, V>
+where
+    V: SearchValue + ToSql<V::SqlType, Pg>,
+    Pg: diesel::sql_types::HasSqlType<V::SqlType>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_bind_param::<Vector, crate::Vector>(self.vector)?;
+        out.push_bind_param::<V::SqlType, V>(self.vector)?;
         if let Some((element, dims)) = self.cast {
             out.push_sql(&format!("::{}", element.pg_type(dims)));
         }
         Ok(())
-    }
-}
-
-impl QueryFragment<Pg> for DistanceExpr<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        match self {
-            Self::Cosine(d) => d.walk_ast(out),
-            Self::L2(d) => d.walk_ast(out),
-            Self::L1(d) => d.walk_ast(out),
-            Self::InnerProduct(d) => d.walk_ast(out),
-        }
     }
 }
 
@@ -440,7 +513,13 @@ impl<const FILTERED: bool> Setup<FILTERED> {
                     Value::Text(t) => Some(t.clone()),
                 })
                 .collect(),
-            ef_base: clamp(default_ef_search(plan.k)),
+            // A binary-quantized index gives `k` x the rerank factor candidates: the graph keeps that many
+            // (more costs time without finding better candidates by the signs' coarse distance).
+            ef_base: clamp(if spec.pg_index() == PgIndex::BinaryQuantized {
+                u32::try_from(binary_candidates(plan)).unwrap_or(u32::MAX).clamp(40, 1000)
+            } else {
+                default_ef_search(plan.k)
+            }),
             ef_search: plan.ef_search.map(clamp),
             probes: plan.probes.map(|p| clamp(p.max(1))),
             use_index: plan.index_serves() && spec.pg_index() != PgIndex::None,

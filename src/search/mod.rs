@@ -40,6 +40,13 @@
 //!
 //! An index serves its own metric; a search with another metric scans exactly.
 //!
+//! Every vector type is searched so: the query is a value of the column's type ([`SearchVector`]: a
+//! `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`), with a metric of the type. PostgreSQL uses the index
+//! pgvector built with the type's operator class (`halfvec_l2_ops`, `sparsevec_ip_ops`, `bit_hamming_ops`...);
+//! SQLite uses vec0's `bit[N]` for a `bit` index that keeps vec0 (Hamming), and otherwise scans `halfvec`,
+//! `sparsevec` and `bit` columns exactly (sqlite-vec's Hamming distance for `bit`, the crate's functions
+//! otherwise).
+//!
 //! ```
 //! # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use diesel::connection::SimpleConnection;
@@ -63,6 +70,7 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+pub(crate) mod element;
 pub(crate) mod query;
 pub(crate) mod seed;
 pub(crate) mod typed;
@@ -77,6 +85,9 @@ use crate::index::{Element, IndexSpec, RegistryError};
 use crate::{Vector, VectorError};
 
 pub use crate::index::Metric;
+#[doc(hidden)]
+pub use element::PlanVector;
+pub use element::SearchVector;
 pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
 pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
 
@@ -129,6 +140,12 @@ pub enum SearchPath {
     HnswThenExact,
     /// PostgreSQL: a sequential scan.
     Exact,
+    /// PostgreSQL: candidates from the binary-quantized HNSW index by Hamming distance, re-ranked by
+    /// their exact distance.
+    BinaryQuantized,
+    /// PostgreSQL: the binary-quantized index returned fewer than `k` rows, so the search ran again
+    /// exactly.
+    BinaryQuantizedThenExact,
 }
 
 impl SearchPath {
@@ -147,6 +164,8 @@ impl SearchPath {
             Self::Hnsw => "hnsw",
             Self::HnswThenExact => "hnsw_then_exact",
             Self::Exact => "exact",
+            Self::BinaryQuantized => "binary_quantized",
+            Self::BinaryQuantizedThenExact => "binary_quantized_then_exact",
         }
     }
 }
@@ -301,11 +320,17 @@ pub enum SearchError {
         /// The column's type.
         element: Element,
     },
-    /// Searching columns of this type is not supported yet.
-    #[error("searching `{element}` columns is not supported yet (only `vector`): search them with the distance DSL")]
-    UnsupportedElement {
+    /// The query is a value of another type than the index's column (a `Vector` for a `halfvec` column,
+    /// say).
+    #[error(
+        "the query is a `{found}` but the index's column is `{expected}`: search it with a value of that type \
+         (Vector, HalfVector, SparseVector or Bit)"
+    )]
+    QueryType {
         /// The column's type.
-        element: Element,
+        expected: Element,
+        /// The query's type.
+        found: Element,
     },
     /// The index's table does not exist (or is not on PostgreSQL's `search_path`).
     #[error(
@@ -398,27 +423,31 @@ fn names(metrics: &[Metric]) -> String {
 #[derive(Debug, Clone)]
 pub struct IndexSearch<'a> {
     pub(crate) spec: &'a IndexSpec,
-    pub(crate) query: &'a Vector,
+    pub(crate) query: SearchVector<'a>,
     pub(crate) k: usize,
     pub(crate) metric: Metric,
     pub(crate) filters: Vec<(String, Value)>,
     pub(crate) strategy: Strategy,
     pub(crate) probes: Option<u32>,
     pub(crate) ef_search: Option<u32>,
+    pub(crate) rerank: Option<u32>,
 }
 
 impl IndexSpec {
-    /// The 10 rows nearest to `query` by the index's metric; refine with [`IndexSearch`]'s methods.
-    pub fn search<'a>(&'a self, query: &'a Vector) -> IndexSearch<'a> {
+    /// The 10 rows nearest to `query` by the index's metric; refine with [`IndexSearch`]'s methods. The
+    /// query is a value of the column's type: `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`
+    /// ([`SearchVector`]).
+    pub fn search<'a>(&'a self, query: impl Into<SearchVector<'a>>) -> IndexSearch<'a> {
         IndexSearch {
             spec: self,
-            query,
+            query: query.into(),
             k: 10,
             metric: self.metric(),
             filters: Vec::new(),
             strategy: Strategy::Auto,
             probes: None,
             ef_search: None,
+            rerank: None,
         }
     }
 }
@@ -470,6 +499,15 @@ impl<'a> IndexSearch<'a> {
         self
     }
 
+    /// PostgreSQL, binary-quantized index ([`PgIndex::BinaryQuantized`](crate::index::PgIndex)): how many
+    /// candidates per result the index gives for the exact re-ranking (default
+    /// [`DEFAULT_RERANK`]; at least 1). More, better recall, slower search.
+    #[must_use]
+    pub fn rerank(mut self, factor: u32) -> Self {
+        self.rerank = Some(factor);
+        self
+    }
+
     /// Runs the search on `conn`: a [`diesel::PgConnection`] or a [`diesel::SqliteConnection`] (set up by
     /// [`crate::sqlite::establish`]); [`crate::database::DatabaseConnection::search_index`] for either.
     ///
@@ -487,7 +525,7 @@ impl<'a> IndexSearch<'a> {
 #[derive(Debug)]
 pub struct Plan<'a> {
     pub(crate) spec: &'a IndexSpec,
-    pub(crate) query: Cow<'a, Vector>,
+    pub(crate) query: PlanVector<'a>,
     pub(crate) k: usize,
     /// Candidates to fetch: a few more than `k`, so that ties at the k-th distance can be broken by id.
     pub(crate) limit: usize,
@@ -498,6 +536,9 @@ pub struct Plan<'a> {
     pub(crate) probes: Option<u32>,
     #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) ef_search: Option<u32>,
+    /// Candidates per result from a binary-quantized index.
+    #[cfg_attr(not(feature = "pg"), allow(dead_code))]
+    pub(crate) rerank: u32,
 }
 
 impl Plan<'_> {
@@ -522,17 +563,13 @@ where
     F: SearchFilter<C::Backend>,
 {
     let spec = search.spec;
-    if spec.element() != Element::Vector {
-        return Err(SearchError::UnsupportedElement { element: spec.element() });
+    if search.query.element() == spec.element() && !spec.element().metrics().contains(&search.metric) {
+        return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
     }
-    search.query.check_dims(spec.dims() as usize).map_err(SearchError::InvalidQuery)?;
+    let query = element::prepare(spec, search.query, search.metric)?;
     if search.k == 0 {
         return Err(SearchError::InvalidK);
     }
-    if !spec.element().metrics().contains(&search.metric) {
-        return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
-    }
-    let query = prepare_query(search.query, search.metric)?;
     let plan = Plan {
         spec,
         query,
@@ -543,6 +580,7 @@ where
         strategy: search.strategy,
         probes: search.probes,
         ef_search: search.ef_search,
+        rerank: search.rerank.unwrap_or(DEFAULT_RERANK).max(1),
     };
     let span = tracing::info_span!(
         target: "diesel_vector::search",
@@ -595,6 +633,10 @@ pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
     span.record("recall_estimate", stats.recall_estimate());
     span.record("simd", stats.level.name());
 }
+/// Candidates per result a binary-quantized index gives for the exact re-ranking, by default (200 for
+/// k = 10): on 20k clustered 768-dim vectors that found the true 10 nearest where 10 per result found 0.8 of
+/// them (BENCHMARKS.md, "Binary quantization on PostgreSQL").
+pub const DEFAULT_RERANK: u32 = 20;
 
 /// The largest sum a query's squares (or absolute values, for L1) may reach: a quarter of `f32::MAX`, so
 /// that the databases' `f32` sums over the query and an ordinary stored vector stay finite.

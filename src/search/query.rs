@@ -5,81 +5,143 @@
 //!
 //! The nodes are backend-neutral; each backend renders [`Knn`] in its `search.rs`.
 
-use diesel::expression::{is_aggregate, AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
-use diesel::query_builder::{Query, QueryId};
-use diesel::sql_types::{BigInt, Double, Nullable};
-use diesel::RunQueryDsl;
+use std::marker::PhantomData;
 
-use super::{ColumnKind, Metric};
-use crate::dsl::{metric, Distance};
+use diesel::backend::Backend;
+use diesel::expression::{is_aggregate, AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Double, Nullable};
+use diesel::{QueryResult, RunQueryDsl};
+
+use super::{ColumnKind, Metric, PlanVector};
+use crate::dsl::{metric, Distance, VectorSqlType};
 use crate::index::Element;
 use crate::sql_types;
-use crate::Vector;
+use crate::{Bit, HalfVector, SparseVector, Vector};
 
-/// `"table"."column"`: the vector column, named at run time and typed as a vector so that the distance
-/// DSL renders on it. Qualified, because SQLite reads a double-quoted name that matches no column as a
-/// string; the table's columns are checked before any search.
+/// `"table"."column"`: the vector column, named at run time and typed as the index's SQL type `ST` so that
+/// the distance DSL renders on it. Qualified, because SQLite reads a double-quoted name that matches no
+/// column as a string; the table's columns are checked before any search.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct VectorColumn<'a> {
+pub(crate) struct VectorColumn<'a, ST> {
     pub(crate) table: &'a str,
     pub(crate) column: &'a str,
     /// PostgreSQL: the type an expression index casts the column to (`halfvec(N)`): the search casts the
     /// same way so that the index serves it.
     #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) cast: Option<(Element, u32)>,
+    sql_type: PhantomData<ST>,
 }
 
-impl Expression for VectorColumn<'_> {
-    type SqlType = sql_types::Vector;
+impl<ST: VectorSqlType> Expression for VectorColumn<'_, ST> {
+    type SqlType = ST;
 }
 
-impl<QS> AppearsOnTable<QS> for VectorColumn<'_> {}
+impl<QS, ST: VectorSqlType> AppearsOnTable<QS> for VectorColumn<'_, ST> {}
 
-impl<QS> SelectableExpression<QS> for VectorColumn<'_> {}
+impl<QS, ST: VectorSqlType> SelectableExpression<QS> for VectorColumn<'_, ST> {}
 
-impl<GB> ValidGrouping<GB> for VectorColumn<'_> {
+impl<GB, ST> ValidGrouping<GB> for VectorColumn<'_, ST> {
     type IsAggregate = is_aggregate::No;
 }
 
-/// The query vector as a bind parameter, cast like the column ([`VectorColumn::cast`]).
+/// A value type a search's query can be: its SQL type.
+pub(crate) trait SearchValue: std::fmt::Debug {
+    type SqlType: VectorSqlType;
+}
+
+impl SearchValue for Vector {
+    type SqlType = sql_types::Vector;
+}
+
+impl SearchValue for HalfVector {
+    type SqlType = sql_types::HalfVector;
+}
+
+impl SearchValue for SparseVector {
+    type SqlType = sql_types::SparseVector;
+}
+
+impl SearchValue for Bit {
+    type SqlType = sql_types::Bit;
+}
+
+/// The query as a bind parameter of its type, cast like the column ([`VectorColumn::cast`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct QueryVector<'a> {
-    pub(crate) vector: &'a Vector,
+pub(crate) struct QueryVector<'a, V> {
+    pub(crate) vector: &'a V,
     #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) cast: Option<(Element, u32)>,
 }
 
-impl Expression for QueryVector<'_> {
-    type SqlType = sql_types::Vector;
+impl<V: SearchValue> Expression for QueryVector<'_, V> {
+    type SqlType = V::SqlType;
 }
 
-impl<QS> AppearsOnTable<QS> for QueryVector<'_> {}
+impl<QS, V: SearchValue> AppearsOnTable<QS> for QueryVector<'_, V> {}
 
-impl<GB> ValidGrouping<GB> for QueryVector<'_> {
+impl<GB, V> ValidGrouping<GB> for QueryVector<'_, V> {
     type IsAggregate = is_aggregate::No;
 }
 
-/// The distance of the search's metric, as the distance DSL's node: one variant per metric the DSL has.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum DistanceExpr<'a> {
-    Cosine(Distance<metric::Cosine, VectorColumn<'a>, QueryVector<'a>>),
-    L2(Distance<metric::L2, VectorColumn<'a>, QueryVector<'a>>),
-    L1(Distance<metric::L1, VectorColumn<'a>, QueryVector<'a>>),
-    InnerProduct(Distance<metric::MaxInnerProduct, VectorColumn<'a>, QueryVector<'a>>),
+/// The distance of the search's metric on the index's type, as the distance DSL's node: one variant per
+/// type and metric the DSL has.
+macro_rules! distance_expr {
+    ($($variant:ident: $element:ident, $metric:ident => $dsl:ident;)*) => {
+        #[derive(Debug)]
+        pub(crate) enum DistanceExpr<'a> {
+            $($variant(Distance<metric::$dsl, VectorColumn<'a, sql_types::$element>, QueryVector<'a, $element>>),)*
+        }
+
+        impl<'a> DistanceExpr<'a> {
+            /// The distance of `table.column` (cast, on PostgreSQL) to `query` under `metric`; `None` for
+            /// a metric that does not apply to the query's type.
+            pub(crate) fn new(
+                metric: Metric,
+                table: &'a str,
+                column: &'a str,
+                query: &'a PlanVector<'_>,
+                cast: Option<(Element, u32)>,
+            ) -> Option<Self> {
+                Some(match (query, metric) {
+                    $((PlanVector::$element(v), Metric::$metric) => {
+                        let vector: &'a $element = &**v;
+                        let column = VectorColumn { table, column, cast, sql_type: PhantomData };
+                        Self::$variant(Distance::new(column, QueryVector { vector, cast }))
+                    })*
+                    _ => return None,
+                })
+            }
+        }
+
+        impl<'a, DB: Backend> QueryFragment<DB> for DistanceExpr<'a>
+        where
+            $(Distance<metric::$dsl, VectorColumn<'a, sql_types::$element>, QueryVector<'a, $element>>: QueryFragment<DB>,)*
+        {
+            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+                match self {
+                    $(Self::$variant(d) => d.walk_ast(out),)*
+                }
+            }
+        }
+    };
 }
 
-impl<'a> DistanceExpr<'a> {
-    /// The distance of `column` to `query` under `metric`; `None` for a metric the DSL has no node for
-    /// (Hamming and Jaccard, on `bit` columns).
-    pub(crate) fn new(metric: Metric, column: VectorColumn<'a>, query: QueryVector<'a>) -> Option<Self> {
-        Some(match metric {
-            Metric::Cosine => Self::Cosine(Distance::new(column, query)),
-            Metric::L2 => Self::L2(Distance::new(column, query)),
-            Metric::L1 => Self::L1(Distance::new(column, query)),
-            Metric::InnerProduct => Self::InnerProduct(Distance::new(column, query)),
-            _ => return None,
-        })
-    }
+distance_expr! {
+    VectorCosine: Vector, Cosine => Cosine;
+    VectorL2: Vector, L2 => L2;
+    VectorL1: Vector, L1 => L1;
+    VectorInnerProduct: Vector, InnerProduct => MaxInnerProduct;
+    HalfCosine: HalfVector, Cosine => Cosine;
+    HalfL2: HalfVector, L2 => L2;
+    HalfL1: HalfVector, L1 => L1;
+    HalfInnerProduct: HalfVector, InnerProduct => MaxInnerProduct;
+    SparseCosine: SparseVector, Cosine => Cosine;
+    SparseL2: SparseVector, L2 => L2;
+    SparseL1: SparseVector, L1 => L1;
+    SparseInnerProduct: SparseVector, InnerProduct => MaxInnerProduct;
+    BitHamming: Bit, Hamming => Hamming;
+    BitJaccard: Bit, Jaccard => Jaccard;
 }
 
 /// A filter value, checked against its column's type ([`super::coerce`]).
@@ -150,10 +212,10 @@ pub(crate) struct Knn<'a, F> {
     /// SQLite: [`Knn::ids`] as a JSON array, for `json_each`.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) ids_json: String,
-    /// SQLite: only BLOBs of this length (the index's dimensions): other stored values are skipped
-    /// rather than failing the distance function.
+    /// SQLite: only BLOBs of this shape (the index's type and dimensions): other stored values are
+    /// skipped rather than failing the distance function.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) blob_len: Option<i64>,
+    pub(crate) blob_shape: Option<crate::codec::SqliteBlobShape>,
     /// Only rows whose distance is a finite number (computed a second time: for the rare re-run after
     /// non-finite distances filled the limit).
     pub(crate) finite_only: bool,
@@ -162,17 +224,17 @@ pub(crate) struct Knn<'a, F> {
 }
 
 impl<'a, F> Knn<'a, F> {
-    /// The k nearest rows of `spec`'s table to `query` (as cast), with `filters` and `filter`.
+    /// The k nearest rows of `spec`'s table to `query` (as cast), with `filters` and `filter`; `None`
+    /// when the plan's metric does not apply to the query's type.
     pub(crate) fn new(
         plan: &'a super::Plan<'_>,
-        query: &'a Vector,
+        query: &'a PlanVector<'_>,
         cast: Option<(Element, u32)>,
         filters: &'a [EqFilter],
         filter: &'a F,
     ) -> Option<Self> {
         let spec = plan.spec;
-        let column = VectorColumn { table: spec.table(), column: spec.column(), cast };
-        let distance = DistanceExpr::new(plan.metric, column, QueryVector { vector: query, cast })?;
+        let distance = DistanceExpr::new(plan.metric, spec.table(), spec.column(), query, cast)?;
         Some(Self {
             table: spec.table(),
             id: spec.id_column(),
@@ -182,7 +244,7 @@ impl<'a, F> Knn<'a, F> {
             filter,
             ids: None,
             ids_json: String::new(),
-            blob_len: None,
+            blob_shape: None,
             finite_only: false,
             order: KnnOrder::DistanceThenId,
             limit: None,
@@ -218,8 +280,8 @@ impl<'a, F> Knn<'a, F> {
 
     #[must_use]
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    pub(crate) fn blob_len(mut self, len: Option<u64>) -> Self {
-        self.blob_len = len.and_then(|l| i64::try_from(l).ok());
+    pub(crate) fn blob_shape(mut self, shape: Option<crate::codec::SqliteBlobShape>) -> Self {
+        self.blob_shape = shape;
         self
     }
 

@@ -9,9 +9,8 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::BoolOrNullableBool;
 use diesel::QueryResult;
 
-use super::{execute, Hit, IndexSearch, Metric, SearchError, SearchTarget, Strategy, Value};
+use super::{execute, Hit, IndexSearch, Metric, SearchError, SearchTarget, SearchVector, Strategy, Value};
 use crate::index::VectorIndex;
-use crate::Vector;
 
 /// A filter a search applies besides its equality filters: nothing ([`NoFilter`]) or Diesel boolean
 /// expressions on the table ([`Filtered`]). Sealed.
@@ -133,7 +132,7 @@ mod sealed {
 #[derive(Debug)]
 pub struct TypedSearch<'a, T, F = NoFilter> {
     index: &'a VectorIndex<T>,
-    query: &'a Vector,
+    query: SearchVector<'a>,
     k: usize,
     metric: Option<Metric>,
     filters: Vec<(String, Value)>,
@@ -143,15 +142,17 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
     strategy: Strategy,
     probes: Option<u32>,
     ef_search: Option<u32>,
+    rerank: Option<u32>,
     table: PhantomData<fn() -> T>,
 }
 
 impl<T> VectorIndex<T> {
     /// The 10 rows of `T` nearest to `query` by the index's metric; refine with [`TypedSearch`]'s methods.
-    pub fn search<'a>(&'a self, query: &'a Vector) -> TypedSearch<'a, T, NoFilter> {
+    /// The query is a value of the column's type: `&Vector`, `&HalfVector`, `&SparseVector` or `&Bit`.
+    pub fn search<'a>(&'a self, query: impl Into<SearchVector<'a>>) -> TypedSearch<'a, T, NoFilter> {
         TypedSearch {
             index: self,
-            query,
+            query: query.into(),
             k: 10,
             metric: None,
             filters: Vec::new(),
@@ -160,6 +161,7 @@ impl<T> VectorIndex<T> {
             strategy: Strategy::Auto,
             probes: None,
             ef_search: None,
+            rerank: None,
             table: PhantomData,
         }
     }
@@ -214,6 +216,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             strategy: self.strategy,
             probes: self.probes,
             ef_search: self.ef_search,
+            rerank: self.rerank,
             table: PhantomData,
         }
     }
@@ -236,6 +239,13 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
     #[must_use]
     pub fn ef_search(mut self, ef_search: u32) -> Self {
         self.ef_search = Some(ef_search);
+        self
+    }
+
+    /// PostgreSQL, binary-quantized index: candidates per result (see [`IndexSearch::rerank`]).
+    #[must_use]
+    pub fn rerank(mut self, factor: u32) -> Self {
+        self.rerank = Some(factor);
         self
     }
 
@@ -267,6 +277,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             strategy: self.strategy,
             probes: self.probes,
             ef_search: self.ef_search,
+            rerank: self.rerank,
         };
         execute(&search, &self.filter, conn)
     }

@@ -197,9 +197,9 @@ pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Sta
 /// NaN and infinite elements, which SQLite turns into NULL), and under cosine not the zero vector.
 fn indexable(spec: &IndexSpec) -> String {
     let v = format!("t.{}", quote(spec.column()));
-    let bytes = 4 * u64::from(spec.dims());
-    let mut sql = format!("typeof({v}) = 'blob' AND length({v}) = {bytes} AND vec_distance_l2({v}, {v}) IS NOT NULL");
+    let mut sql = valid_value(spec, &v);
     if spec.metric() == Metric::Cosine {
+        let bytes = 4 * u64::from(spec.dims());
         sql.push_str(&format!(" AND vec_distance_l2({v}, zeroblob({bytes})) > 0"));
     }
     sql
@@ -222,11 +222,41 @@ pub struct InvalidRows {
 /// right length (sqlite-vec would read TEXT as JSON).
 fn invalid(spec: &IndexSpec) -> String {
     let v = format!("t.{}", quote(spec.column()));
-    let bytes = 4 * u64::from(spec.dims());
-    format!(
-        "{v} IS NOT NULL AND NOT CASE WHEN typeof({v}) = 'blob' AND length({v}) = {bytes} \
-         THEN vec_distance_l2({v}, {v}) IS NOT NULL ELSE 0 END"
-    )
+    format!("{v} IS NOT NULL AND NOT {}", valid_value(spec, &v))
+}
+
+/// The SQL condition that `v` holds a value of the index's type and dimensions (see
+/// [`SqliteBlobShape`](crate::codec::SqliteBlobShape)): a BLOB of the type's length with finite elements
+/// (a distance of the value to itself is NULL for NaN and infinite ones) for `vector` and `halfvec`, of
+/// the right length for `bit`, and for `sparsevec` its dimensions prefix and whole items. Only integers
+/// from the spec are written into it.
+fn valid_value(spec: &IndexSpec, v: &str) -> String {
+    use crate::codec::SqliteBlobShape;
+    use crate::index::Element;
+    use std::fmt::Write as _;
+    // A spec's dimensions always have a shape; nothing would be valid otherwise.
+    let Ok(shape) = spec.element().sqlite_blob_shape(spec.dims() as usize) else { return "0".to_owned() };
+    let (min, max) = shape.len_range();
+    match &shape {
+        SqliteBlobShape::Exact { len } => {
+            let contents = match spec.element() {
+                Element::Vector => format!("vec_distance_l2({v}, {v}) IS NOT NULL"),
+                Element::HalfVector => format!("diesel_vector_halfvec_l2_distance({v}, {v}) IS NOT NULL"),
+                _ => "1".to_owned(),
+            };
+            format!("CASE WHEN typeof({v}) = 'blob' AND length({v}) = {len} THEN {contents} ELSE 0 END")
+        }
+        SqliteBlobShape::Prefixed { prefix, stride, .. } => {
+            let hex = prefix.iter().fold(String::new(), |mut out, b| {
+                let _ = write!(out, "{b:02x}");
+                out
+            });
+            format!(
+                "CASE WHEN typeof({v}) = 'blob' AND substr({v}, 1, {min}) = x'{hex}' AND length({v}) <= {max} \
+                 AND (length({v}) - {min}) % {stride} = 0 THEN 1 ELSE 0 END"
+            )
+        }
+    }
 }
 
 /// The rows of `spec`'s table whose stored value the index leaves out because it is not a vector of
@@ -284,7 +314,12 @@ fn create_vec0(spec: &IndexSpec) -> String {
         .enumerate()
         .map(|(i, p)| format!("{} text partition key", vec0_partition_column(i, p)))
         .collect();
-    columns.push(format!("embedding float[{}] distance_metric={}", spec.dims(), vec0_metric(spec.metric())));
+    columns.push(if spec.element() == crate::index::Element::Bit {
+        // sqlite-vec's bit vectors: Hamming distance, the only one it has for them.
+        format!("embedding bit[{}]", spec.dims())
+    } else {
+        format!("embedding float[{}] distance_metric={}", spec.dims(), vec0_metric(spec.metric()))
+    });
     columns.push(format!("chunk_size={VEC0_CHUNK_SIZE}"));
     format!("CREATE VIRTUAL TABLE {} USING vec0({})", quote(spec.vec0_table()), columns.join(", "))
 }
@@ -299,7 +334,12 @@ fn fill_vec0(spec: &IndexSpec, from: &str) -> String {
         values.push(format!("CAST(t.{} AS TEXT)", quote(p)));
     }
     targets.push("embedding".to_owned());
-    values.push(format!("t.{}", quote(spec.column())));
+    values.push(if spec.element() == crate::index::Element::Bit {
+        // A plain BLOB is read as f32s: `vec_bit` says it holds bits.
+        format!("vec_bit(t.{})", quote(spec.column()))
+    } else {
+        format!("t.{}", quote(spec.column()))
+    });
     format!(
         "INSERT INTO {} ({}) SELECT {} {from} AND {}",
         quote(spec.vec0_table()),

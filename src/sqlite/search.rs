@@ -27,20 +27,22 @@ use std::collections::HashSet;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Double, Nullable, Text};
+use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
 use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
+use crate::codec::SqliteBlobShape;
 use crate::index::{Element, IndexSpec};
 use crate::migrations::shape::Catalog;
-use crate::search::query::{DistanceExpr, QueryVector, VectorColumn};
+use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    Search, SearchError, SearchFilter, SearchPath, SearchTarget,
+    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget,
 };
 use crate::sql_types::Vector;
+use diesel::serialize::ToSql;
 
 /// sqlite-vec's largest `k`.
 const VEC0_MAX_K: usize = 4096;
@@ -84,12 +86,17 @@ fn kind(declared: &str) -> ColumnKind {
     }
 }
 
-/// The BLOB length of a valid stored value: other values are skipped.
-fn blob_len(spec: &IndexSpec) -> Option<u64> {
-    match spec.element().sqlite_blob_shape(spec.dims() as usize) {
-        Ok(crate::codec::SqliteBlobShape::Exact { len }) => Some(len as u64),
+/// The query of a `vector` column, as the crate's engine reads it (`None` for the other types).
+fn f32_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
+    match &plan.query {
+        crate::search::element::PlanVector::Vector(v) => Some(v.as_slice()),
         _ => None,
     }
+}
+
+/// The shape of a valid stored value: other values are skipped.
+fn blob_shape(spec: &IndexSpec) -> Option<SqliteBlobShape> {
+    spec.element().sqlite_blob_shape(spec.dims() as usize).ok()
 }
 
 /// Step 2 and 3 through the index's structure, or `None` when it cannot serve this search.
@@ -100,15 +107,16 @@ fn candidates<F: SearchFilter<Sqlite>>(
     filter: &F,
 ) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
-    if !plan.index_serves() || spec.element() != Element::Vector {
+    if !plan.index_serves() {
         return Ok(None);
     }
-    if spec.sqlite_index().codes {
+    if spec.sqlite_index().codes && spec.element() == Element::Vector {
         if let Some(found) = codes_candidates(conn, plan, filters, filter)? {
             return Ok(Some(found));
         }
     }
-    if !spec.sqlite_index().vec0 {
+    // vec0 holds `vector` columns as float[N] and `bit` columns as bit[N].
+    if !spec.sqlite_index().vec0 || !matches!(spec.element(), Element::Vector | Element::Bit) {
         return Ok(None);
     }
     if super::sqlite_vec_version(conn)?.is_none() {
@@ -177,7 +185,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         Ok::<(), SearchError>(())
     };
     let options = crate::ann::SearchOptions::default();
-    let query = plan.query.as_slice();
+    let Some(query) = f32_query(plan) else { return Ok(None) };
     let mut outcome = None;
     for attempt in 0..2 {
         match super::codes::search(conn, spec, query, plan.limit, &scan_filter, &options, &mut fetch)? {
@@ -238,9 +246,9 @@ fn scan_filter<F: SearchFilter<Sqlite>>(
     }
     let partition: Vec<(usize, Option<&str>)> = partition.iter().map(|(i, v)| (*i, v.as_deref())).collect();
     let allow = if others {
-        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        let knn = Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
-            .blob_len(blob_len(spec));
+            .blob_shape(blob_shape(spec));
         let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
         Some(ids.into_iter().map(|r| r.i).collect())
     } else {
@@ -266,7 +274,7 @@ fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     }
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan = crate::ann::Filter { partition, allow: allow.as_deref() };
-    let query = plan.query.as_slice();
+    let Some(query) = f32_query(plan) else { return Ok(None) };
     let Some(found) =
         super::codes::exact_from_vectors(conn, spec, query, plan.limit, &scan).map_err(SearchError::Index)?
     else {
@@ -367,11 +375,11 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+    let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
         .only_ids(ids)
         .ids_json(json_ids(ids))
-        .blob_len(blob_len(plan.spec));
+        .blob_shape(blob_shape(plan.spec));
     Ok(hits_of(knn.load(conn)?))
 }
 
@@ -383,22 +391,21 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
-    if plan.spec.element() == Element::Vector && crate::ann::supports(plan.metric) {
+    if let (Some(query), true) = (f32_query(plan), crate::ann::supports(plan.metric)) {
         if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
             }
         }
         // The crate's SIMD scan over the vectors where SQLite holds them.
-        let knn = Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        let knn = Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
-            .blob_len(blob_len(plan.spec));
+            .blob_shape(blob_shape(plan.spec));
         let rows = Rows { knn, of: RowsOf::Vectors };
-        let found =
-            super::exact::top_k(conn, rows, plan.query.as_slice(), plan.metric, plan.limit).map_err(|e| match e {
-                super::exact::ExactError::Query(e) => SearchError::Query(e),
-                super::exact::ExactError::Ann(e) => SearchError::from(e),
-            })?;
+        let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(|e| match e {
+            super::exact::ExactError::Query(e) => SearchError::Query(e),
+            super::exact::ExactError::Ann(e) => SearchError::from(e),
+        })?;
         let hits = found
             .neighbours
             .into_iter()
@@ -408,9 +415,9 @@ fn exact<F: SearchFilter<Sqlite>>(
         return Ok(Found { hits, path });
     }
     let knn = || {
-        Knn::new(plan, plan.query.as_ref(), None, filters, filter)
+        Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
-            .map(|k| k.blob_len(blob_len(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
+            .map(|k| k.blob_shape(blob_shape(plan.spec)).order(KnnOrder::DistanceThenId).limit(plan.limit))
     };
     let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
     let full = rows.len() >= plan.limit;
@@ -460,27 +467,53 @@ fn push_filters<'b>(
     Ok(())
 }
 
-impl QueryFragment<Sqlite> for VectorColumn<'_> {
+impl<ST> QueryFragment<Sqlite> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         push_column(&mut out, self.table, self.column)
     }
 }
 
-impl QueryFragment<Sqlite> for QueryVector<'_> {
+impl<V> QueryFragment<Sqlite> for QueryVector<'_, V>
+where
+    V: SearchValue + ToSql<V::SqlType, Sqlite>,
+    Sqlite: diesel::sql_types::HasSqlType<V::SqlType>,
+{
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        out.push_bind_param::<Vector, crate::Vector>(self.vector)
+        out.push_bind_param::<V::SqlType, V>(self.vector)
     }
 }
 
-impl QueryFragment<Sqlite> for DistanceExpr<'_> {
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        match self {
-            Self::Cosine(d) => d.walk_ast(out),
-            Self::L2(d) => d.walk_ast(out),
-            Self::L1(d) => d.walk_ast(out),
-            Self::InnerProduct(d) => d.walk_ast(out),
+/// ` AND length(t.v) = ?` for a fixed length; ` AND substr(t.v, 1, 4) = ? AND (length(t.v) - 4) % 8 = 0
+/// AND length(t.v) <= ?` for a sparse vector's dimensions prefix and its items.
+fn push_blob_shape<'b>(
+    out: &mut AstPass<'_, 'b, Sqlite>,
+    table: &'b str,
+    column: &'b str,
+    shape: &'b SqliteBlobShape,
+) -> QueryResult<()> {
+    // Lengths are bounded by the types' limits (at most a few hundred kB): they fit an i64; the SQL
+    // text holds only these integers, never input.
+    let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    match shape {
+        SqliteBlobShape::Exact { len } => {
+            out.push_sql(" AND length(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") = {}", int(*len)));
+        }
+        SqliteBlobShape::Prefixed { prefix, stride, .. } => {
+            let (_, max) = shape.len_range();
+            out.push_sql(" AND substr(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(", 1, {}) = ", prefix.len()));
+            out.push_bind_param::<Binary, Vec<u8>>(prefix)?;
+            out.push_sql(" AND (length(");
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") - {}) % {} = 0 AND length(", prefix.len(), int(*stride)));
+            push_column(out, table, column)?;
+            out.push_sql(&format!(") <= {}", int(max)));
         }
     }
+    Ok(())
 }
 
 /// `SELECT CAST(t.id AS BIGINT) AS i, distance AS d FROM t WHERE t.v IS NOT NULL AND typeof(t.v) = 'blob'
@@ -524,13 +557,11 @@ impl<F: SearchFilter<Sqlite>> Knn<'_, F> {
         out.push_sql(" WHERE ");
         push_column(&mut out, self.table, self.column)?;
         out.push_sql(" IS NOT NULL");
-        if let Some(len) = &self.blob_len {
+        if let Some(shape) = &self.blob_shape {
             out.push_sql(" AND typeof(");
             push_column(&mut out, self.table, self.column)?;
-            out.push_sql(") = 'blob' AND length(");
-            push_column(&mut out, self.table, self.column)?;
-            out.push_sql(") = ");
-            out.push_bind_param::<BigInt, i64>(len)?;
+            out.push_sql(") = 'blob'");
+            push_blob_shape(&mut out, self.table, self.column, shape)?;
         }
         push_filters(&mut out, self.table, self.filters.iter())?;
         if !self.filter.is_empty() {
@@ -597,7 +628,7 @@ struct Vec0Knn<'a, F> {
     vec0: &'a str,
     table: &'a str,
     id: &'a str,
-    query: &'a crate::Vector,
+    query: &'a PlanVector<'a>,
     k: i64,
     /// Partition filters: vec0's column name and the value as text (vec0's partition keys hold
     /// `CAST(value AS TEXT)`).
@@ -624,7 +655,10 @@ impl<'a, F: SearchFilter<Sqlite>> Vec0Knn<'a, F> {
             vec0: spec.vec0_table(),
             table: spec.table(),
             id: spec.id_column(),
-            query: plan.query.as_ref(),
+            query: match &plan.query {
+                q @ (PlanVector::Vector(_) | PlanVector::Bit(_)) => q,
+                _ => return None,
+            },
             k: i64::try_from(wanted).ok()?,
             partitions,
             others,
@@ -644,7 +678,16 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Vec0Knn<'_, F> {
         out.push_sql(" WHERE ");
         push_column(&mut out, self.vec0, "embedding")?;
         out.push_sql(" MATCH ");
-        out.push_bind_param::<Vector, crate::Vector>(self.query)?;
+        match self.query {
+            PlanVector::Bit(b) => {
+                out.push_sql("vec_bit(");
+                out.push_bind_param::<crate::sql_types::Bit, crate::Bit>(b)?;
+                out.push_sql(")");
+            }
+            PlanVector::Vector(v) => out.push_bind_param::<Vector, crate::Vector>(v)?,
+            // Vec0Knn::new takes only these two.
+            _ => return Err(diesel::result::Error::QueryBuilderError("vec0 holds vector and bit only".into())),
+        }
         out.push_sql(" AND ");
         push_column(&mut out, self.vec0, "k")?;
         out.push_sql(" = ");

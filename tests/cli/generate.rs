@@ -177,3 +177,35 @@ fn plain_sqlite_writers_keep_the_generated_index_repairable_and_invalid_blobs_ar
 fn hex(x: f32) -> String {
     x.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_binary_quantized_index_is_generated_registered_checked_and_rebuilt() {
+    use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+
+    let dir = tempfile::tempdir().unwrap();
+    app(dir.path());
+    generate(dir.path(), &["--index", "binary-quantized"]);
+    let folder = std::fs::read_dir(dir.path().join("migrations_pg"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("vector_index"))
+        .unwrap();
+    let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
+    assert!(up.contains(r#"USING hnsw ((binary_quantize("embedding")::bit(768)) bit_hamming_ops)"#), "{up}");
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    conn.run_pending_migrations(FileBasedMigrations::from_path(dir.path().join("migrations_pg")).unwrap()).unwrap();
+    let specs = diesel_vector::index::registry::load(&mut conn).unwrap();
+    assert_eq!(specs[0].pg_index(), diesel_vector::index::PgIndex::BinaryQuantized);
+    // pgvector 0.8.0 (this machine's) with an HNSW index is itself a finding: doctor may exit 1.
+    let doctor = crate::run(&["--database-url", &db.url, "doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    for finding in report["findings"].as_array().unwrap() {
+        let message = finding["message"].as_str().unwrap();
+        assert!(message.starts_with("pgvector 0.8.0 can corrupt HNSW"), "{message}");
+    }
+    let index = &report["indexes"][0];
+    assert_eq!(index["postgresql"]["operator_class_matches"], true, "{index}");
+    let reindexed = crate::ok(&["--database-url", &db.url, "reindex"]);
+    assert!(reindexed.contains("documents_embedding_bq_idx"), "{reindexed}");
+}

@@ -379,3 +379,88 @@ fn doctor_on_sqlite_names_rows_the_index_leaves_out() {
         json_ids(&ok(&["--database-url", &lite, "search", "--table", "documents", "--vector", &query, "--json"]));
     assert_eq!(hits.len(), 10, "searches skip the malformed rows");
 }
+
+#[test]
+fn a_photo_librarys_hash_and_tags_are_searched_from_the_command_line_on_both_backends() {
+    use crate::common::images::{self as photos, images};
+    use crate::insert_images;
+    use diesel::prelude::*;
+    use diesel_vector::index::{generate, Metric, PgIndex};
+
+    let library = photos::images(200, 81);
+    let (bits, _, sparse) = photos::queries(81, 200, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let pg = FreshDb::create();
+    let lite = sqlite_file(work.path(), "photos.db");
+    let phash = photos::spec("phash", Metric::Hamming, PgIndex::Hnsw);
+    let tags = photos::spec("tags", Metric::InnerProduct, PgIndex::Hnsw);
+    let mut answers = Vec::new();
+    for url in [pg.url.clone(), lite.clone()] {
+        let expected = if url == lite {
+            let mut conn = diesel_vector::sqlite::establish(&lite).unwrap();
+            conn.batch_execute(photos::SQLITE_TABLE).unwrap();
+            for spec in [&phash, &tags] {
+                conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up).unwrap();
+            }
+            insert_images!(&mut conn, &library);
+            images::table
+                .filter(images::album.eq("travel").and(images::phash.is_not_null()))
+                .order((diesel_vector::VectorExpressionMethods::hamming_distance(images::phash, &bits), images::id))
+                .select(images::id)
+                .limit(5)
+                .load::<i64>(&mut conn)
+                .unwrap()
+        } else {
+            let mut conn = pg.conn();
+            conn.batch_execute(photos::PG_TABLE).unwrap();
+            for spec in [&phash, &tags] {
+                conn.batch_execute(&generate::render(spec, &generate::Options::default()).pg_up).unwrap();
+            }
+            insert_images!(&mut conn, &library);
+            images::table
+                .filter(images::album.eq("travel").and(images::phash.is_not_null()))
+                .order((diesel_vector::VectorExpressionMethods::hamming_distance(images::phash, &bits), images::id))
+                .select(images::id)
+                .limit(5)
+                .load::<i64>(&mut conn)
+                .unwrap()
+        };
+        let hash = bits.to_string();
+        let out = ok(&[
+            "--database-url",
+            &url,
+            "search",
+            "--table",
+            "images",
+            "--column",
+            "phash",
+            "--vector",
+            &hash,
+            "-k",
+            "5",
+            "--where",
+            "album=travel",
+            "--json",
+        ]);
+        assert_eq!(json_ids(&out), expected, "{url}");
+        let terms = sparse.to_string();
+        let out = ok(&[
+            "--database-url",
+            &url,
+            "search",
+            "--table",
+            "images",
+            "--column",
+            "tags",
+            "--vector",
+            &terms,
+            "--json",
+        ]);
+        assert_eq!(json_ids(&out).len(), 10);
+        let (_, stderr) =
+            fails(&["--database-url", &url, "search", "--table", "images", "--column", "phash", "--vector", "[1,0]"]);
+        assert!(stderr.contains("--vector"), "{stderr}");
+        answers.push(json_ids(&out));
+    }
+    assert_eq!(answers[0], answers[1], "the same tags neighbours on both backends");
+}

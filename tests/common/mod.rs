@@ -88,6 +88,7 @@ pub fn pg_url() -> String {
 pub mod app;
 pub mod bulk;
 pub mod documents;
+pub mod images;
 #[cfg(feature = "pg")]
 pub mod pg;
 pub mod telemetry;

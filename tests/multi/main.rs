@@ -7,6 +7,7 @@ mod reference;
 mod rows;
 mod search;
 mod search_any;
+mod search_types;
 mod vector_types;
 
 use diesel::connection::SimpleConnection;

@@ -13,6 +13,7 @@ mod migrations;
 mod round_trip;
 mod search;
 mod search_any;
+mod search_types;
 mod vector_types;
 
 use diesel::connection::SimpleConnection;

@@ -18,6 +18,7 @@ mod migrations;
 mod round_trip;
 mod search;
 mod search_any;
+mod search_types;
 mod vector_types;
 mod versions;
 

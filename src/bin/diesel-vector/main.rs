@@ -121,8 +121,8 @@ enum Command {
         /// diesel-vector's fragments: the embeddings' model (with --provider).
         #[arg(long, requires = "provider")]
         model: Option<String>,
-        /// The query, as a JSON array or pgvector's text form `[0.1,-2,...]`; `@FILE` reads it from a file (at
-        /// most 512 KiB: a vector has at most 16000 numbers).
+        /// The query, as a JSON array or pgvector's text form `[0.1,-2,...]` (vector and halfvec columns),
+        /// `{1:0.5,7:2}/30000` (sparsevec) or `0110...` (bit); `@FILE` reads it from a file (at most 512 KiB).
         #[arg(long, allow_hyphen_values = true)]
         vector: String,
         /// How many neighbours.
@@ -223,6 +223,8 @@ enum PgIndexArg {
     Hnsw,
     Ivfflat,
     None,
+    /// An HNSW index on `binary_quantize(column)` (`vector` columns); searches re-rank its candidates exactly.
+    BinaryQuantized,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -474,10 +476,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
             };
-            let query: Vector = text.parse().map_err(|e| format!("--vector: {e}"))?;
             let strategy = if *exact { Strategy::Exact } else { Strategy::Auto };
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             if let (Some(provider), Some(model)) = (provider, model) {
+                let query: Vector = text.parse().map_err(|e| format!("--vector: {e}"))?;
                 let mut search = Search::new(provider, model, &query).k(*k).strategy(strategy);
                 if let Some(metric) = metric {
                     search = search.metric((*metric).into());
@@ -505,7 +507,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .into())
                     }
                 };
-                let mut search = spec.search(&query).k(*k).strategy(strategy);
+                // The query in the text form of the column's type: `[1,2]` (vector, halfvec), `{1:0.5}/30000`
+                // (sparsevec), `0101...` (bit).
+                let parsed = QueryValue::parse(spec.element(), &text).map_err(|e| format!("--vector: {e}"))?;
+                let mut search = spec.search(parsed.as_search()).k(*k).strategy(strategy);
                 if let Some(metric) = metric {
                     search = search.metric((*metric).into());
                 }
@@ -524,6 +529,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A query read from the command line, of an index column's type.
+enum QueryValue {
+    Vector(Vector),
+    Half(diesel_vector::HalfVector),
+    Sparse(diesel_vector::SparseVector),
+    Bit(diesel_vector::Bit),
+}
+
+impl QueryValue {
+    fn parse(
+        element: diesel_vector::index::Element,
+        text: &str,
+    ) -> std::result::Result<Self, diesel_vector::VectorError> {
+        use diesel_vector::index::Element;
+        Ok(match element {
+            Element::HalfVector => Self::Half(text.trim().parse()?),
+            Element::SparseVector => Self::Sparse(text.trim().parse()?),
+            Element::Bit => Self::Bit(text.trim().parse()?),
+            _ => Self::Vector(text.parse()?),
+        })
+    }
+
+    fn as_search(&self) -> diesel_vector::search::SearchVector<'_> {
+        match self {
+            Self::Vector(v) => v.into(),
+            Self::Half(v) => v.into(),
+            Self::Sparse(v) => v.into(),
+            Self::Bit(v) => v.into(),
+        }
+    }
 }
 
 fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
@@ -549,6 +586,7 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
             PgIndexArg::Hnsw => PgIndex::Hnsw,
             PgIndexArg::Ivfflat => PgIndex::Ivfflat,
             PgIndexArg::None => PgIndex::None,
+            PgIndexArg::BinaryQuantized => PgIndex::BinaryQuantized,
         });
     if let Some(metric) = args.metric {
         builder = builder.metric(metric.into());

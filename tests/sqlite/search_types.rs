@@ -1,0 +1,233 @@
+//! Searching a photo library's `bit`, `halfvec` and `sparsevec` columns on SQLite: exact scans through
+//! sqlite-vec's Hamming distance or the crate's functions, the same answers with and without the
+//! extension, typed searches with Diesel filters, and stored values of another shape skipped.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::SqliteConnection;
+use diesel_vector::index::{generate, IndexSpec, Metric};
+use diesel_vector::search::{self, SearchError, SearchVector, Strategy};
+use diesel_vector::{Bit, HalfVector, VectorExpressionMethods};
+
+use crate::common::images::{self as fixture, images, CLIP, PHASH, SQLITE_TABLE, TAGS};
+use crate::insert_images;
+
+fn library(conn: &mut SqliteConnection, specs: &[&IndexSpec], n: usize, seed: u64) {
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    for spec in specs {
+        conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up).unwrap();
+    }
+    insert_images!(&mut *conn, &fixture::images(n, seed));
+}
+
+#[cfg(feature = "sqlite-vec")]
+const CASES: [(&str, Metric); 10] = [
+    ("phash", Metric::Hamming),
+    ("phash", Metric::Jaccard),
+    ("clip", Metric::Cosine),
+    ("clip", Metric::L2),
+    ("clip", Metric::L1),
+    ("clip", Metric::InnerProduct),
+    ("tags", Metric::Cosine),
+    ("tags", Metric::L2),
+    ("tags", Metric::L1),
+    ("tags", Metric::InnerProduct),
+];
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn every_type_and_metric_gives_the_same_answer_with_and_without_sqlite_vec() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photos.db").to_string_lossy().into_owned();
+    let specs: Vec<IndexSpec> = CASES
+        .iter()
+        .map(|(c, m)| {
+            IndexSpec::builder("images", *c, fixture::spec(c, *m, PgIndex::None).dims().into())
+                .element(fixture::spec(c, *m, PgIndex::None).element())
+                .metric(*m)
+                .partition_by(["album"])
+                .name(format!("photos_{c}_{}", m.name()))
+                .sqlite_index(diesel_vector::index::SqliteIndex::NONE)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    use crate::EXTENSION_REGISTRATION;
+    use diesel_vector::index::PgIndex;
+    use diesel_vector::sqlite;
+    let mut with = {
+        let _guard = EXTENSION_REGISTRATION.read().unwrap();
+        sqlite::establish(&path).unwrap()
+    };
+    library(&mut with, &specs.iter().collect::<Vec<_>>(), 300, 71);
+    let mut without = {
+        let _exclusive = EXTENSION_REGISTRATION.write().unwrap();
+        sqlite::deregister_sqlite_vec();
+        let conn = SqliteConnection::establish(&path);
+        sqlite::register_sqlite_vec().unwrap();
+        let mut conn = conn.unwrap();
+        // The crate's functions, with its stand-ins for sqlite-vec's.
+        sqlite::ConnectionOptions::default().apply(&mut conn).unwrap();
+        conn
+    };
+    assert!(sqlite::sqlite_vec_version(&mut without).unwrap().is_none());
+    for (bits, half, sparse) in &fixture::queries(71, 300, 3) {
+        for spec in &specs {
+            let q = match spec.column() {
+                "phash" => SearchVector::from(bits),
+                "clip" => SearchVector::from(half),
+                _ => SearchVector::from(sparse),
+            };
+            for album in [None, Some("travel")] {
+                let mut search = spec.search(q).k(10);
+                if let Some(album) = album {
+                    search = search.filter_eq("album", album);
+                }
+                let a = search.run(&mut with).unwrap();
+                let b = search.run(&mut without).unwrap();
+                assert_eq!(a.len(), 10, "{} {album:?}", spec.name());
+                assert_eq!(search::ids(&a), search::ids(&b), "{} {album:?}", spec.name());
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x.distance - y.distance).abs() <= 1e-6 * y.distance.abs().max(1.0), "{x:?} {y:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn typed_searches_on_a_photo_library_match_the_distance_dsl() {
+    let mut conn = crate::conn();
+    library(&mut conn, &[&PHASH, &CLIP, &TAGS], 300, 72);
+    let (bits, half, sparse) = &fixture::queries(72, 300, 1)[0];
+    for spec in [&PHASH, &CLIP, &TAGS] {
+        assert_eq!(diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap().count, 0, "{}", spec.name());
+    }
+
+    let hits = PHASH.search(bits).k(8).partition(images::album, "family").run(&mut conn).unwrap();
+    let expected: Vec<(i64, Option<f64>)> = images::table
+        .filter(images::album.eq("family").and(images::phash.is_not_null()))
+        .order((images::phash.hamming_distance(bits), images::id))
+        .select((images::id, images::phash.hamming_distance(bits)))
+        .limit(8)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| (h.id, Some(h.distance))).collect::<Vec<_>>(), expected);
+
+    let hits = CLIP.search(half).k(5).filter(images::taken.between(2016, 2020)).run(&mut conn).unwrap();
+    let expected: Vec<i64> = images::table
+        .filter(images::taken.between(2016, 2020))
+        .filter(images::clip.cosine_distance(half).is_not_null())
+        .order((images::clip.cosine_distance(half), images::id))
+        .select(images::id)
+        .limit(5)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(search::ids(&hits), expected);
+    assert!(!search::ids(&hits).contains(&7), "the all-zero embedding has no cosine distance");
+
+    let hits = TAGS.search(sparse).k(4).strategy(Strategy::Exact).run(&mut conn).unwrap();
+    let expected: Vec<i64> = images::table
+        .filter(images::tags.is_not_null())
+        .order((images::tags.max_inner_product(sparse), images::id))
+        .select(images::id)
+        .limit(4)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(search::ids(&hits), expected);
+}
+
+#[test]
+fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors() {
+    let mut conn = crate::conn();
+    // Rows written before the indexes (whose migrations add triggers that refuse such values): a TEXT,
+    // a shorter hash, a sparse vector of another vocabulary, a truncated sparse BLOB.
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute(
+        "INSERT INTO images (id, album, taken, phash, clip, tags) VALUES \
+         (101, 'family', 2020, x'00ff', 'not a vector', x'e8030000010000000000803f'), \
+         (102, 'family', 2020, 'text', x'0000', x'3075000001000000'), \
+         (103, 'family', 2020, NULL, NULL, x'3075000001000000')",
+    )
+    .unwrap();
+    for spec in [&PHASH, &CLIP, &TAGS] {
+        conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up).unwrap();
+    }
+    insert_images!(&mut conn, &fixture::images(40, 73));
+    let (bits, half, sparse) = &fixture::queries(73, 40, 1)[0];
+    for (spec, q) in
+        [(&PHASH, SearchVector::from(bits)), (&CLIP, SearchVector::from(half)), (&TAGS, SearchVector::from(sparse))]
+    {
+        let hits = spec.search(q).k(50).run(&mut conn).unwrap();
+        assert!(hits.iter().all(|h| h.id <= 40), "{}: {hits:?}", spec.name());
+        assert!(hits.len() >= 30, "{}: {}", spec.name(), hits.len());
+    }
+
+    // doctor and reindex name them, per index, and nothing else.
+    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103])] {
+        let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap();
+        assert_eq!(invalid.ids, ids, "{}", spec.name());
+        assert_eq!(invalid.count, ids.len() as i64, "{}", spec.name());
+    }
+
+    let err = PHASH.search(half).run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::QueryType { .. }), "{err}");
+    assert!(matches!(PHASH.search(&Bit::new(&[false; 264])).run(&mut conn), Err(SearchError::InvalidQuery(_))));
+    let err = CLIP.search(&HalfVector::from_f32_slice(&[1.0; 384]).unwrap()).metric(Metric::Jaccard).run(&mut conn);
+    assert!(matches!(err, Err(SearchError::MetricForType { .. })));
+    assert!(matches!(TAGS.search(sparse).k(0).run(&mut conn), Err(SearchError::InvalidK)));
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn perceptual_hashes_are_searched_through_sqlite_vecs_bit_vectors() {
+    use crate::common::telemetry;
+    use diesel_vector::index::{Element, SqliteIndex};
+
+    let spec = IndexSpec::builder("images", "phash", fixture::HASH_BITS as u64)
+        .element(Element::Bit)
+        .partition_by(["album"])
+        .sqlite_index(SqliteIndex::VEC0)
+        .build()
+        .unwrap();
+    let mut conn = crate::conn();
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    let photos = fixture::images(400, 74);
+    insert_images!(&mut conn, &photos[..300]);
+    let queries = fixture::queries(74, 400, 3);
+    let mut paths = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // Written after the first searches: the index's queue brings them in.
+            insert_images!(&mut conn, &photos[300..]);
+        }
+        for (bits, _, _) in &queries {
+            for album in [None, Some("travel")] {
+                let mut search = spec.search(bits).k(10);
+                if let Some(album) = album {
+                    search = search.filter_eq("album", album);
+                }
+                let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
+                let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
+                assert_eq!(hits, exact, "{album:?}");
+                let path = events
+                    .iter()
+                    .find_map(|e| e.split(' ').find_map(|f| f.strip_prefix("path=")))
+                    .unwrap_or("none")
+                    .to_owned();
+                paths.push(path);
+            }
+        }
+    }
+    // Hamming distances are integers: when the 10th ties with the next, the search scans exactly.
+    assert!(paths.iter().all(|p| p == "vec0" || p == "vec0_then_exact"), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "vec0"), "{paths:?}");
+    let vec0_rows: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM \"{}\")",
+        spec.vec0_table()
+    )))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(vec0_rows, photos.iter().filter(|p| p.phash.is_some()).count() as i64);
+}
