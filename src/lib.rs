@@ -110,7 +110,7 @@ mod multi;
 pub mod multi_connection;
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod schema;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
 pub mod search;
 pub mod simd;
 mod sparsevec;

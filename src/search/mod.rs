@@ -63,6 +63,8 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+#[cfg(feature = "async")]
+mod asynchronous;
 pub(crate) mod query;
 pub(crate) mod seed;
 pub(crate) mod typed;
@@ -79,6 +81,11 @@ use crate::{Vector, VectorError};
 pub use crate::index::Metric;
 pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
 pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
+
+#[cfg(feature = "async")]
+pub(crate) use asynchronous::execute_async;
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncSearchTarget;
 
 pub(crate) use query::{EqFilter, FilterValue, Knn, KnnOrder};
 
@@ -484,6 +491,53 @@ impl Plan<'_> {
     }
 }
 
+/// A [`Plan`] that owns what it borrowed, to be moved to another thread (the SQLite wrapper's blocking
+/// call) and planned again there with [`OwnedPlan::plan`].
+#[cfg(all(feature = "async", feature = "sqlite"))]
+#[derive(Debug)]
+pub(crate) struct OwnedPlan {
+    spec: IndexSpec,
+    query: Vector,
+    k: usize,
+    limit: usize,
+    metric: Metric,
+    filters: Vec<(String, Value)>,
+    strategy: Strategy,
+    probes: Option<u32>,
+    ef_search: Option<u32>,
+}
+
+#[cfg(all(feature = "async", feature = "sqlite"))]
+impl OwnedPlan {
+    pub(crate) fn new(plan: &Plan<'_>) -> Self {
+        Self {
+            spec: plan.spec.clone(),
+            query: plan.query.as_ref().clone(),
+            k: plan.k,
+            limit: plan.limit,
+            metric: plan.metric,
+            filters: plan.filters.to_vec(),
+            strategy: plan.strategy,
+            probes: plan.probes,
+            ef_search: plan.ef_search,
+        }
+    }
+
+    pub(crate) fn plan(&self) -> Plan<'_> {
+        Plan {
+            spec: &self.spec,
+            query: Cow::Borrowed(&self.query),
+            k: self.k,
+            limit: self.limit,
+            metric: self.metric,
+            filters: &self.filters,
+            strategy: self.strategy,
+            probes: self.probes,
+            ef_search: self.ef_search,
+        }
+    }
+}
+
 /// What a backend found, before sorting: hits (possibly more than `k`) and the path taken.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -498,6 +552,16 @@ where
     C: SearchTarget,
     F: SearchFilter<C::Backend>,
 {
+    let plan = plan(search)?;
+    let span = span(search, C::BACKEND, filter.is_empty());
+    let started = Instant::now();
+    let found = span.in_scope(|| conn.knn(&plan, filter))?;
+    Ok(report(search, &span, C::BACKEND, found, started))
+}
+
+/// The search checked and made ready for a backend: the same checks, in the same order, for every
+/// connection, sync or async.
+pub(crate) fn plan<'a>(search: &'a IndexSearch<'a>) -> Result<Plan<'a>, SearchError> {
     let spec = search.spec;
     if spec.element() != Element::Vector {
         return Err(SearchError::UnsupportedElement { element: spec.element() });
@@ -510,7 +574,7 @@ where
         return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
     }
     let query = prepare_query(search.query, search.metric)?;
-    let plan = Plan {
+    Ok(Plan {
         spec,
         query,
         k: search.k,
@@ -520,41 +584,56 @@ where
         strategy: search.strategy,
         probes: search.probes,
         ef_search: search.ef_search,
-    };
-    let span = tracing::info_span!(
+    })
+}
+
+/// The search's `tracing` span (target `diesel_vector::search`); [`report`] fills in how it went.
+pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter_empty: bool) -> tracing::Span {
+    let spec = search.spec;
+    tracing::info_span!(
         target: "diesel_vector::search",
         "search",
-        backend = C::BACKEND,
+        backend,
         index = spec.name(),
         table = spec.table(),
         metric = search.metric.name(),
         k = search.k,
         filters = search.filters.len(),
-        typed_filter = !filter.is_empty(),
+        typed_filter = !typed_filter_empty,
         path = tracing::field::Empty,
         rows = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
-    );
-    let _enter = span.enter();
-    let started = Instant::now();
-    let Found { mut hits, path } = conn.knn(&plan, filter)?;
+    )
+}
+
+/// Sorts and truncates what the backend found, records it in `span` and logs the search.
+pub(crate) fn report(
+    search: &IndexSearch<'_>,
+    span: &tracing::Span,
+    backend: &'static str,
+    found: Found,
+    started: Instant,
+) -> Vec<Hit> {
+    let Found { mut hits, path } = found;
     finish(&mut hits, search.k);
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.record("path", path.name());
     span.record("rows", hits.len());
     span.record("duration_ms", duration_ms);
-    info!(
-        target: "diesel_vector::search",
-        backend = C::BACKEND,
-        index = spec.name(),
-        path = path.name(),
-        metric = search.metric.name(),
-        k = search.k,
-        rows = hits.len(),
-        duration_ms,
-        "search"
-    );
-    Ok(hits)
+    span.in_scope(|| {
+        info!(
+            target: "diesel_vector::search",
+            backend,
+            index = search.spec.name(),
+            path = path.name(),
+            metric = search.metric.name(),
+            k = search.k,
+            rows = hits.len(),
+            duration_ms,
+            "search"
+        );
+    });
+    hits
 }
 
 /// The largest sum a query's squares (or absolute values, for L1) may reach: a quarter of `f32::MAX`, so

@@ -14,8 +14,9 @@ use crate::index::VectorIndex;
 use crate::Vector;
 
 /// A filter a search applies besides its equality filters: nothing ([`NoFilter`]) or Diesel boolean
-/// expressions on the table ([`Filtered`]). Sealed.
-pub trait SearchFilter<DB: Backend>: sealed::Sealed {
+/// expressions on the table ([`Filtered`]). Sealed. `Sync`, so that an async search borrowing it can be
+/// spawned.
+pub trait SearchFilter<DB: Backend>: sealed::Sealed + Sync {
     /// True when there is nothing to filter.
     #[doc(hidden)]
     fn is_empty(&self) -> bool;
@@ -49,7 +50,7 @@ impl<DB, F, E> SearchFilter<DB> for Filtered<F, E>
 where
     DB: Backend,
     F: SearchFilter<DB>,
-    E: QueryFragment<DB>,
+    E: QueryFragment<DB> + Sync,
 {
     fn is_empty(&self) -> bool {
         false
@@ -139,7 +140,7 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
     filters: Vec<(String, Value)>,
     /// Columns given to `partition`, checked against the index's partition columns when run.
     partitions: Vec<&'static str>,
-    filter: F,
+    pub(super) filter: F,
     strategy: Strategy,
     probes: Option<u32>,
     ef_search: Option<u32>,
@@ -250,6 +251,12 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
         C: SearchTarget,
         F: SearchFilter<C::Backend>,
     {
+        let search = self.generic()?;
+        execute(&search, &self.filter, conn)
+    }
+
+    /// The run-time search this one is, once its declaration and partition columns are checked.
+    pub(crate) fn generic(&self) -> Result<IndexSearch<'a>, SearchError> {
         let spec = self.index.try_spec().map_err(|e| SearchError::InvalidIndex(e.clone()))?;
         if let Some(column) = self.partitions.iter().find(|c| !spec.partition_by().any(|p| p == **c)) {
             return Err(SearchError::NotAPartitionColumn {
@@ -258,7 +265,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
                 partition_by: spec.partition_by().map(str::to_owned).collect(),
             });
         }
-        let search = IndexSearch {
+        Ok(IndexSearch {
             spec,
             query: self.query,
             k: self.k,
@@ -267,8 +274,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             strategy: self.strategy,
             probes: self.probes,
             ef_search: self.ef_search,
-        };
-        execute(&search, &self.filter, conn)
+        })
     }
 }
 
