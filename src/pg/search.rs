@@ -1,6 +1,10 @@
 //! Nearest-neighbour search on PostgreSQL, over any registered index: pgvector's HNSW or ivfflat index,
 //! or a sequential scan.
 //!
+//! Written once, as `async fn`s over the crate's executor ([`crate::exec`]): `PgConnection` runs them at
+//! once (`block_on`), `AsyncPgConnection` awaits tokio-postgres through `exec::AsyncPg`, which rolls the
+//! search's transaction back when its future is dropped half way.
+//!
 //! Each search is one transaction of two statements (three when it must fall back):
 //!
 //! 1. **Set-up** ([`Setup`], one prepared statement Diesel caches per connection): reads the table's

@@ -10,6 +10,10 @@
 //!   `filter` takes any Diesel boolean expression on the table.
 //! - [`Search`], the crate's own `fragment_embeddings` by provider and model, as before.
 //!
+//! Each runs with `run` on a sync connection and, with feature `async`, `run_async` on diesel-async's
+//! `AsyncPgConnection` or `sqlite::AsyncSqliteConnection` (`AsyncSearchTarget`): the same checks, plan,
+//! SQL and answers.
+//!
 //! Each returns [`Hit`]s, `id` (the primary key) and `distance`, nearest first, ties broken by id. Load
 //! your rows with Diesel (`documents::id.eq_any(search::ids(&hits))`) and put them in rank order with
 //! [`rank`].
