@@ -706,7 +706,8 @@ pub(crate) fn trusted(sorted: &[Hit], k: usize, boundary: Option<f64>) -> bool {
 }
 
 /// A connection a search runs on: [`diesel::PgConnection`] (feature `pg`) and [`diesel::SqliteConnection`]
-/// (feature `sqlite`). Sealed.
+/// (feature `sqlite`). Sealed. diesel-async's connections take `run_async` (`AsyncSearchTarget`, feature
+/// `async`).
 pub trait SearchTarget: crate::migrations::sealed::Sealed + diesel::Connection {
     #[doc(hidden)]
     const BACKEND: &'static str;
