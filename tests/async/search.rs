@@ -617,3 +617,64 @@ mod fragments {
         fragments_search!(&mut conn);
     }
 }
+
+/// Each async search logs the same `search` event as a sync one (backend, index, path, rows), on the
+/// thread that awaits it.
+mod telemetry {
+    use super::*;
+
+    fn field<'e>(events: &'e [String], name: &str) -> Vec<&'e str> {
+        let prefix = format!("{name}=");
+        events
+            .iter()
+            .filter(|e| e.starts_with("INFO diesel_vector::search"))
+            .filter_map(|e| e.split(' ').find_map(|f| f.strip_prefix(prefix.as_str())))
+            .collect()
+    }
+
+    #[test]
+    fn an_async_search_on_postgresql_logs_its_path() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let db = runtime.block_on(FreshDb::create());
+        let (hits, events) = crate::common::telemetry::capture(|| {
+            runtime.block_on(async {
+                let mut conn = db.conn().await;
+                conn.batch_execute(fixture::PG_TABLE).await.unwrap();
+                conn.batch_execute(&migration().pg_up).await.unwrap();
+                for doc in &fixture::docs(40, 8) {
+                    insert!(&mut conn, doc).unwrap();
+                }
+                let q = fixture::queries(8, 40, 1).remove(0);
+                spec().search(&q).k(3).filter_eq("lang", "en").run_async(&mut conn).await.unwrap()
+            })
+        });
+        assert_eq!(hits.len(), 3);
+        assert_eq!(field(&events, "backend"), ["postgresql"], "{events:?}");
+        assert_eq!(field(&events, "path"), ["hnsw"], "{events:?}");
+        assert_eq!(field(&events, "rows"), ["3"], "{events:?}");
+        drop(runtime);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn an_async_search_through_the_sqlite_wrapper_logs_its_path() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (hits, events) = crate::common::telemetry::capture(|| {
+            runtime.block_on(async {
+                let mut conn = diesel_vector::sqlite::establish_async(":memory:").await.unwrap();
+                conn.batch_execute(fixture::SQLITE_TABLE).await.unwrap();
+                conn.batch_execute(&migration().sqlite_up).await.unwrap();
+                for doc in &fixture::docs(40, 8) {
+                    insert!(&mut conn, doc).unwrap();
+                }
+                let q = fixture::queries(8, 40, 1).remove(0);
+                spec().search(&q).k(3).filter_eq("lang", "en").run_async(&mut conn).await.unwrap()
+            })
+        });
+        assert_eq!(hits.len(), 3);
+        assert_eq!(field(&events, "backend"), ["sqlite"], "{events:?}");
+        // vec0, brought up to date by the search itself, with sqlite-vec; an exact scan without it.
+        let expected = if cfg!(feature = "sqlite-vec") { "vec0" } else { "exact_scan" };
+        assert_eq!(field(&events, "path"), [expected], "{events:?}");
+    }
+}
