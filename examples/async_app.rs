@@ -1,7 +1,8 @@
 //! An async application on diesel-async: its own `documents` table with a 384-dimension vector index
 //! (the migrations in `examples/async_app/`, written by `diesel-vector generate vector-index`), migrated
-//! at start-up, written by concurrent tasks and searched, on PostgreSQL through a deadpool of
-//! `AsyncPgConnection`s (tokio-postgres: no libpq) or on SQLite through `SyncConnectionWrapper`.
+//! at start-up, written by concurrent tasks and searched with the crate's search (`run_async` on the
+//! index its registry records), on PostgreSQL through a deadpool of `AsyncPgConnection`s
+//! (tokio-postgres: no libpq) or on SQLite through `SyncConnectionWrapper`.
 //!
 //! ```text
 //! DATABASE_URL=postgres://localhost/app cargo run --example async_app --no-default-features --features async,bundled
@@ -18,7 +19,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_vector::database::BackendKind;
 use diesel_vector::index::{registry, IndexSpec};
 use diesel_vector::migrations::{self, AsyncMigrationTarget};
-use diesel_vector::{sqlite, Vector, VectorExpressionMethods};
+use diesel_vector::{search, sqlite, Vector};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("examples/async_app/migrations_pg");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("examples/async_app/migrations_sqlite");
@@ -74,17 +75,18 @@ macro_rules! add {
     };
 }
 
-/// The three documents in `$lang` nearest to `$text` by cosine distance, through the distance DSL.
+/// The three documents in `$lang` nearest to `$text` by the index's metric: the crate's search, then the
+/// rows by id with Diesel, in rank order with their distances.
 macro_rules! nearest {
-    ($conn:expr, $lang:expr, $text:expr) => {{
+    ($conn:expr, $spec:expr, $lang:expr, $text:expr) => {{
         let query = embed($text);
-        documents::table
-            .filter(documents::lang.eq($lang))
-            .select((documents::id, documents::title, documents::embedding.cosine_distance(&query)))
-            .order(documents::embedding.cosine_distance(&query))
-            .limit(3)
-            .load::<(i64, String, Option<f64>)>($conn)
-            .await
+        let hits = $spec.search(&query).k(3).filter_eq("lang", $lang).run_async($conn).await?;
+        let rows: Vec<(i64, String)> = documents::table
+            .filter(documents::id.eq_any(search::ids(&hits)))
+            .select((documents::id, documents::title))
+            .load($conn)
+            .await?;
+        search::rank(rows, |r| r.0, &hits)
     }};
 }
 
@@ -100,17 +102,21 @@ async fn main() -> Result<(), Error> {
 async fn postgres(url: &str) -> Result<(), Error> {
     let pool: Pool<AsyncPgConnection> =
         Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(url)).max_size(8).build()?;
-    start_up(&mut *pool.get().await?, &PG_MIGRATIONS).await?;
+    let spec = {
+        let mut conn = pool.get().await?;
+        start_up(&mut *conn, &PG_MIGRATIONS).await?;
+        registered(&mut *conn).await?
+    };
 
     // Request handlers, as a web server would run them: each takes a pooled connection.
     let handlers: Vec<_> = TITLES
         .iter()
         .map(|&(lang, title)| {
-            let pool = pool.clone();
+            let (pool, spec) = (pool.clone(), spec.clone());
             tokio::spawn(async move {
                 let mut conn = pool.get().await?;
                 let id = add!(&mut conn, lang, title)?;
-                let hits = nearest!(&mut conn, lang, title)?;
+                let hits = nearest!(&mut *conn, spec, lang, title);
                 Ok::<_, Error>((id, title, hits))
             })
         })
@@ -120,7 +126,6 @@ async fn postgres(url: &str) -> Result<(), Error> {
         check(id, title, &hits)?;
     }
     let mut conn = pool.get().await?;
-    let spec = registered(&mut *conn).await?;
     let status = diesel_vector::pg::status_async(&mut conn, &spec).await?;
     println!("postgresql: {} rows under {} ({:?})", status.rows, status.name, status.method);
     Ok(())
@@ -132,10 +137,14 @@ async fn sqlite(url: &str) -> Result<(), Error> {
     let spec = registered(&mut conn).await?;
     for &(lang, title) in &TITLES {
         let id = add!(&mut conn, lang, title)?;
-        // The index follows the writes through its change queue; bring it up to date, then search.
-        sqlite::sync_async(&mut conn, &spec).await?;
-        check(id, title, &nearest!(&mut conn, lang, title)?)?;
+        // The index follows the writes through its change queue, which the search applies first (on
+        // tokio's blocking pool, as every query through the wrapper).
+        let hits = nearest!(&mut conn, spec, lang, title);
+        check(id, title, &hits)?;
     }
+    // A search applies the queue when it answers from sqlite-vec's vec0; other structures (and a build
+    // without sqlite-vec) are brought up to date here.
+    sqlite::sync_async(&mut conn, &spec).await?;
     let status = sqlite::status_async(&mut conn, &spec).await?;
     println!(
         "sqlite: {} rows with a vector, index {} up to date: {}",
@@ -164,9 +173,9 @@ async fn registered<C: AsyncMigrationTarget>(conn: &mut C) -> Result<IndexSpec, 
 }
 
 /// A document's title finds it (or a copy of it, written by an earlier start) first, at distance 0.
-fn check(id: i64, title: &str, hits: &[(i64, String, Option<f64>)]) -> Result<(), Error> {
+fn check(id: i64, title: &str, hits: &[((i64, String), f64)]) -> Result<(), Error> {
     match hits.first() {
-        Some((first, found, Some(distance))) if found == title && distance.abs() < 1e-6 => {
+        Some(((first, found), distance)) if found == title && distance.abs() < 1e-6 => {
             println!("document {id} ({title}): nearest is document {first}, of {} in its language", hits.len());
             Ok(())
         }

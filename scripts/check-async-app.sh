@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # An async application built with `default-features = false, features = ["async", "bundled"]` links no
-# libpq, and runs its migrations and searches on both backends:
+# libpq, and runs its migrations and searches (the crate's `run_async`) on both backends:
 #   1. `cargo tree` of those features has no pq-sys (and has it with `pg`, so that the check can fail);
 #   2. the example examples/async_app.rs, built with those features, loads no libpq (`ldd`);
 #   3. the example migrates, writes and searches on a fresh SQLite file and a fresh PostgreSQL database.
@@ -24,7 +24,7 @@ cargo tree -e normal --no-default-features --features pg | grep -q 'pq-sys' \
 log "cargo tree: no pq-sys with async,bundled (pq-sys present with pg)"
 
 cargo build --quiet "${features[@]}" --example async_app
-binary=target/debug/examples/async_app
+binary="${CARGO_TARGET_DIR:-target}/debug/examples/async_app"
 ldd "$binary" >&2
 if ldd "$binary" | grep -qi 'libpq'; then
     die "$binary loads libpq"

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use diesel::backend::Backend;
 use diesel::migration::Migration;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::{BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery};
 use diesel::{QueryResult, QueryableByName};
 
 /// A query the crate runs: `sql_query(...).into_boxed()` with its binds.
@@ -45,6 +45,15 @@ pub(crate) trait Exec {
     async fn load<U>(&mut self, query: Sql<'_, Self::Db>) -> QueryResult<Vec<U>>
     where
         U: QueryableByName<Self::Db> + Send + 'static;
+
+    /// The rows of one of the crate's query nodes (a search's), read by column name.
+    async fn load_rows<Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+    where
+        Q: QueryFragment<Self::Db> + QueryId + Send,
+        U: QueryableByName<Self::Db> + Send + 'static;
+
+    /// Whether a transaction (the caller's or the crate's) is open on the connection.
+    fn in_transaction(&mut self) -> QueryResult<bool>;
 
     /// Runs `query` and returns the rows it affected.
     async fn execute(&mut self, query: Sql<'_, Self::Db>) -> QueryResult<usize>;
@@ -142,6 +151,27 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// A query node whose rows are read by column name ([`Exec::load_rows`]): the same SQL, binds and
+/// statement-cache key, as an untyped query that Diesel's sync and diesel-async's `RunQueryDsl` both take.
+pub(crate) struct Rows<Q>(pub(crate) Q);
+
+impl<Q: QueryId> QueryId for Rows<Q> {
+    type QueryId = Q::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+impl<Q> Query for Rows<Q> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<DB: Backend, Q: QueryFragment<DB>> QueryFragment<DB> for Rows<Q> {
+    fn walk_ast<'b>(&'b self, pass: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+}
+
+impl<Q, C> diesel::RunQueryDsl<C> for Rows<Q> {}
+
 /// The sync connections: each method runs at once.
 #[cfg(any(feature = "pg", feature = "sqlite"))]
 macro_rules! sync_exec {
@@ -155,6 +185,19 @@ macro_rules! sync_exec {
                 U: QueryableByName<$db> + Send + 'static,
             {
                 diesel::RunQueryDsl::load(query, self)
+            }
+
+            async fn load_rows<Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+            where
+                Q: QueryFragment<$db> + QueryId + Send,
+                U: QueryableByName<$db> + Send + 'static,
+            {
+                diesel::RunQueryDsl::load(Rows(query), self)
+            }
+
+            fn in_transaction(&mut self) -> QueryResult<bool> {
+                let status = <diesel::connection::AnsiTransactionManager as diesel::connection::TransactionManager<$conn>>::transaction_manager_status_mut(self);
+                Ok(status.transaction_depth()?.is_some())
             }
 
             async fn execute(&mut self, query: Sql<'_, $db>) -> QueryResult<usize> {
@@ -205,6 +248,7 @@ mod async_pg {
 
     use diesel::connection::{TransactionManagerStatus, ValidTransactionManagerStatus};
     use diesel::pg::Pg;
+    use diesel::query_builder::{QueryFragment, QueryId};
     use diesel::{QueryResult, QueryableByName};
     use diesel_async::{AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 
@@ -295,6 +339,18 @@ mod async_pg {
             U: QueryableByName<Pg> + Send + 'static,
         {
             diesel_async::RunQueryDsl::load(query, self.conn).await
+        }
+
+        async fn load_rows<Q, U>(&mut self, query: Q) -> QueryResult<Vec<U>>
+        where
+            Q: QueryFragment<Pg> + QueryId + Send,
+            U: QueryableByName<Pg> + Send + 'static,
+        {
+            diesel_async::RunQueryDsl::load(super::Rows(query), self.conn).await
+        }
+
+        fn in_transaction(&mut self) -> QueryResult<bool> {
+            Ok(depth(self.conn)?.is_some())
         }
 
         async fn execute(&mut self, query: Sql<'_, Pg>) -> QueryResult<usize> {

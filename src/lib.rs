@@ -33,9 +33,10 @@
 //! - `sqlite-vec` (default): compile sqlite-vec in and register it on every SQLite connection.
 //! - `pg`: the PostgreSQL backend (pgvector) on `diesel::PgConnection`, through libpq.
 //! - `pg-backend`: PostgreSQL without a connection (no libpq): the types, the DSL, `multi_connection_support!`.
-//! - `async`: `_async` twins of the runner, index maintenance and registry for diesel-async's `AsyncPgConnection`
-//!   (tokio-postgres, no libpq) and, with `sqlite`, its `SyncConnectionWrapper<SqliteConnection>`
-//!   ([`migrations::run_pending_migrations_async`], `sqlite::sync_async`, `pg::status_async`, ...).
+//! - `async`: `_async` twins of the runner, index maintenance, registry and search for diesel-async's
+//!   `AsyncPgConnection` (tokio-postgres, no libpq) and, with `sqlite`, its `SyncConnectionWrapper<SqliteConnection>`
+//!   ([`migrations::run_pending_migrations_async`], `sqlite::sync_async`, `pg::status_async`,
+//!   `search::IndexSearch::run_async`, ...).
 //! - `serde`: `Serialize`/`Deserialize` for [`Vector`] and [`HalfVector`] (sequences of numbers),
 //!   [`SparseVector`] and [`Bit`] (pgvector's text forms).
 //! - `r2d2`: [`sqlite::SqliteCustomizer`], to set pooled SQLite connections up.
@@ -110,7 +111,7 @@ mod multi;
 pub mod multi_connection;
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod schema;
-#[cfg(any(feature = "pg", feature = "sqlite"))]
+#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
 pub mod search;
 pub mod simd;
 mod sparsevec;

@@ -42,6 +42,11 @@ impl FreshDb {
         &self.name
     }
 
+    /// Its URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A new connection to it.
     ///
     /// # Errors

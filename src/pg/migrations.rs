@@ -79,7 +79,7 @@ struct Recorded {
     version: String,
 }
 
-#[cfg(feature = "pg")]
+#[cfg(any(feature = "pg", feature = "async"))]
 #[derive(QueryableByName)]
 struct PgColumn {
     #[diesel(sql_type = Text)]
@@ -665,8 +665,8 @@ async fn recorded_versions<E: Exec<Db = Pg>>(conn: &mut E) -> QueryResult<Vec<St
     Ok(rows.into_iter().map(|r| r.version).collect())
 }
 
-#[cfg(feature = "pg")]
-async fn columns<E: Exec<Db = Pg>>(conn: &mut E, table: &str) -> QueryResult<Vec<FoundColumn>> {
+#[cfg(any(feature = "pg", feature = "async"))]
+pub(crate) async fn columns<E: Exec<Db = Pg>>(conn: &mut E, table: &str) -> QueryResult<Vec<FoundColumn>> {
     let rows: Vec<PgColumn> = conn
         .load(
             sql("SELECT attname::text AS name, format_type(atttypid, atttypmod) AS ty, attnotnull AS not_null \

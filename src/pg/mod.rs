@@ -10,13 +10,13 @@ pub(crate) mod doctor;
 mod expression;
 mod index;
 pub(crate) mod migrations;
-#[cfg(feature = "pg")]
+#[cfg(any(feature = "pg", feature = "async"))]
 mod search;
 #[cfg(feature = "pg")]
 mod transfer;
 mod types;
 
-#[cfg(feature = "pg")]
+#[cfg(any(feature = "pg", feature = "async"))]
 pub use search::default_ef_search;
 
 #[cfg(feature = "pg")]

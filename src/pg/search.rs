@@ -1,6 +1,10 @@
 //! Nearest-neighbour search on PostgreSQL, over any registered index: pgvector's HNSW or ivfflat index,
 //! or a sequential scan.
 //!
+//! Written once, as `async fn`s over the crate's executor ([`crate::exec`]): `PgConnection` runs them at
+//! once (`block_on`), `AsyncPgConnection` awaits tokio-postgres through `exec::AsyncPg`, which rolls the
+//! search's transaction back when its future is dropped half way.
+//!
 //! Each search is one transaction of two statements (three when it must fall back):
 //!
 //! 1. **Set-up** ([`Setup`], one prepared statement Diesel caches per connection): reads the table's
@@ -30,18 +34,17 @@
 //! own transaction, the planner switches it changed are put back afterwards; the pgvector settings stay
 //! for the rest of that transaction, as a `SET LOCAL` of the caller's would.
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Untyped};
-use diesel::PgConnection;
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Untyped};
 
+use crate::exec::{self, first, sql, Exec};
 use crate::index::{quote, Element, IndexSpec, PgIndex};
 use crate::search::query::{QueryVector, SearchValue, VectorColumn};
 use crate::search::{
-    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget, Value,
+    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Plan, PlanVector,
+    SearchError, SearchFilter, SearchPath, Value,
 };
 use crate::sql_types::Vector;
 use diesel::serialize::ToSql;
@@ -57,38 +60,73 @@ pub fn default_ef_search(k: usize) -> u32 {
     k.saturating_mul(20).clamp(200, 1000)
 }
 
-impl SearchTarget for PgConnection {
+#[cfg(feature = "pg")]
+impl crate::search::SearchTarget for diesel::PgConnection {
     const BACKEND: &'static str = "postgresql";
 
     fn knn<F: SearchFilter<Pg>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError> {
-        let depth = AnsiTransactionManager::transaction_manager_status_mut(self).transaction_depth()?;
-        let saved = match depth {
-            Some(_) => Some(diesel::sql_query(READ_PLANNER).get_result::<Planner>(self)?),
-            None => None,
-        };
-        let result = self.transaction(|conn| knn_in_transaction(conn, plan, filter));
-        if let Some(saved) = saved {
-            diesel::sql_query(RESTORE_PLANNER)
-                .bind::<Text, _>(&saved.seqscan)
-                .bind::<Text, _>(&saved.indexscan)
-                .execute(self)?;
-        }
-        match result {
-            // A search without filters does not read the columns first: a failed query names them now.
-            Err(SearchError::Query(e)) => Err(missing_columns(self, plan).unwrap_or(SearchError::Query(e))),
-            result => result,
-        }
+        exec::block_on(knn(self, plan, filter))
     }
 
-    fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
-        crate::search::seed::search_fragments!(self, search)
+    fn search_fragments(
+        &mut self,
+        search: &crate::search::Search<'_>,
+    ) -> Result<Vec<crate::search::Neighbor>, SearchError> {
+        crate::search::seed::search_fragments!(self, search, crate::search::execute, diesel::RunQueryDsl::load)
+    }
+}
+
+#[cfg(feature = "async")]
+impl crate::search::AsyncSearchTarget for diesel_async::AsyncPgConnection {
+    type Db = Pg;
+    const BACKEND: &'static str = "postgresql";
+
+    async fn knn_async<'a, F: SearchFilter<Pg>>(
+        &'a mut self,
+        plan: &'a Plan<'a>,
+        filter: &'a F,
+    ) -> Result<Found, SearchError> {
+        // The guard rolls the search's transaction back if the future is dropped half way.
+        knn(&mut exec::AsyncPg::new(self), plan, filter).await
+    }
+
+    async fn search_fragments_async<'a>(
+        &'a mut self,
+        search: &'a crate::search::Search<'a>,
+    ) -> Result<Vec<crate::search::Neighbor>, SearchError> {
+        crate::search::seed::search_fragments!(
+            self,
+            search,
+            crate::search::execute_async,
+            diesel_async::RunQueryDsl::load,
+            .await
+        )
+    }
+}
+
+/// The search on any PostgreSQL connection (see the module's docs): one transaction, or a savepoint in
+/// the caller's, whose planner switches are put back afterwards.
+async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
+    plan: &Plan<'_>,
+    filter: &F,
+) -> Result<Found, SearchError> {
+    let saved: Option<Planner> =
+        if conn.in_transaction()? { Some(first(conn, sql(READ_PLANNER)).await?) } else { None };
+    let result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
+    if let Some(saved) = saved {
+        conn.execute(sql(RESTORE_PLANNER).bind::<Text, _>(saved.seqscan).bind::<Text, _>(saved.indexscan)).await?;
+    }
+    match result {
+        // A search without filters does not read the columns first: a failed query names them now.
+        Err(SearchError::Query(e)) => Err(missing_columns(conn, plan).await.unwrap_or(SearchError::Query(e))),
+        result => result,
     }
 }
 
 /// The table or column of `plan` that does not exist, read from the catalog after a query failed.
-fn missing_columns(conn: &mut PgConnection, plan: &Plan<'_>) -> Option<SearchError> {
-    use crate::migrations::shape::Catalog;
-    let columns = conn.columns(&quote(plan.spec.table())).ok()?;
+async fn missing_columns<E: Exec<Db = Pg>>(conn: &mut E, plan: &Plan<'_>) -> Option<SearchError> {
+    let columns = super::migrations::columns(conn, &quote(plan.spec.table())).await.ok()?;
     let columns: Vec<(String, ColumnKind, String)> =
         columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
     let unfiltered = Plan { filters: &[], query: plan.query.reborrow(), ..*plan };
@@ -108,20 +146,30 @@ struct Planner {
     indexscan: String,
 }
 
-fn knn_in_transaction<F: SearchFilter<Pg>>(
-    conn: &mut PgConnection,
+/// The first row of a query node.
+async fn first_row<E, Q, U>(conn: &mut E, query: Q) -> QueryResult<U>
+where
+    E: Exec<Db = Pg>,
+    Q: QueryFragment<Pg> + QueryId + Send,
+    U: QueryableByName<Pg> + Send + 'static,
+{
+    conn.load_rows(query).await?.into_iter().next().ok_or(diesel::result::Error::NotFound)
+}
+
+async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
     plan: &Plan<'_>,
     filter: &F,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
     let setup: SetupRow = if plan.filters.is_empty() {
-        let setup: SetupRow = Setup::<false>::new(plan).get_result(conn)?;
+        let setup: SetupRow = first_row(conn, Setup::<false>::new(plan)).await?;
         if !setup.table_exists {
             return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
         }
         setup
     } else {
-        Setup::<true>::new(plan).get_result(conn)?
+        first_row(conn, Setup::<true>::new(plan)).await?
     };
     let columns: Vec<(String, ColumnKind, String)> = if setup.table_exists {
         setup
@@ -144,12 +192,12 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
     };
     let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
     match setup.mode.as_str() {
-        "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter),
-        "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw),
-        "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat),
+        "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter).await,
+        "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw).await,
+        "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat).await,
         "suspect" => {
             let lists = setup.lists.unwrap_or(100);
-            if ivfflat_is_stale(conn, spec, lists)? {
+            if ivfflat_is_stale(conn, spec, lists).await? {
                 tracing::warn!(
                     target: "diesel_vector::search",
                     index = spec.pg_index_name().unwrap_or_default(),
@@ -159,14 +207,14 @@ fn knn_in_transaction<F: SearchFilter<Pg>>(
                      smaller table) and recalls poorly: this search scans exactly; rebuild the index for the data \
                      (diesel_vector::pg::rebuild)"
                 );
-                diesel::sql_query(STALE_SETTINGS).bind::<Integer, _>(probes(plan, lists)).execute(conn)?;
-                exact(conn, plan, &filters, filter, SearchPath::StaleIvfflatExact)
+                conn.execute(sql(STALE_SETTINGS).bind::<Integer, _>(probes(plan, lists))).await?;
+                exact(conn, plan, &filters, filter, SearchPath::StaleIvfflatExact).await
             } else {
-                diesel::sql_query(IVFFLAT_SETTINGS).bind::<Integer, _>(probes(plan, lists)).execute(conn)?;
-                indexed(conn, plan, &filters, filter, PgIndex::Ivfflat)
+                conn.execute(sql(IVFFLAT_SETTINGS).bind::<Integer, _>(probes(plan, lists))).await?;
+                indexed(conn, plan, &filters, filter, PgIndex::Ivfflat).await
             }
         }
-        _ => exact(conn, plan, &filters, filter, SearchPath::Exact),
+        _ => exact(conn, plan, &filters, filter, SearchPath::Exact).await,
     }
 }
 
@@ -186,27 +234,30 @@ fn probes(plan: &Plan<'_>, lists: i32) -> i32 {
 /// only when the statistics say so, and they lag behind a bulk load (the row estimate is taken when the
 /// index is built, the live-row count some time after a commit): the rows are counted, up to the number
 /// that would make the lists fit.
-fn ivfflat_is_stale(conn: &mut PgConnection, spec: &IndexSpec, lists: i32) -> Result<bool, SearchError> {
+async fn ivfflat_is_stale<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec, lists: i32) -> Result<bool, SearchError> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
     let enough = i64::from(lists).saturating_mul(500).saturating_add(1);
-    let counted: Count = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM (SELECT 1 FROM {table} t WHERE t.{column} IS NOT NULL LIMIT $1) s",
-        table = quote(spec.table()),
-        column = quote(spec.column()),
-    ))
-    .bind::<BigInt, _>(enough)
-    .get_result(conn)?;
+    let counted: Count = first(
+        conn,
+        sql(format!(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM {table} t WHERE t.{column} IS NOT NULL LIMIT $1) s",
+            table = quote(spec.table()),
+            column = quote(spec.column()),
+        ))
+        .bind::<BigInt, _>(enough),
+    )
+    .await?;
     Ok(counted.n > 0 && lists > 2 * super::recommended_lists(counted.n))
 }
 
 /// The index path: candidates in the index's order, re-ranked exactly when the index casts the column,
 /// and exact again when they cannot be trusted.
-fn indexed<F: SearchFilter<Pg>>(
-    conn: &mut PgConnection,
+async fn indexed<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
@@ -221,14 +272,14 @@ fn indexed<F: SearchFilter<Pg>>(
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
         .order(KnnOrder::Distance)
         .limit(limit);
-    let rows: Vec<(i64, Option<f64>)> = knn.load(conn)?;
+    let rows: Vec<Row> = conn.load_rows(knn).await?;
     let returned = rows.len();
     let mut hits = hits_of(rows);
     let farthest = hits.iter().map(|h| h.distance).filter(|d| d.is_finite()).fold(f64::NEG_INFINITY, f64::max);
     let mut boundary = farthest;
     if cast.is_some() {
         let ids = crate::search::ids(&hits);
-        hits = exact_rows(conn, plan, filters, filter, &ids)?;
+        hits = exact_rows(conn, plan, filters, filter, &ids).await?;
         // Rows beyond the candidates are at least this far by their halfvec distance, which may be
         // nearer than the exact one by the rounding of both vectors to 16 bits.
         boundary = farthest - 4e-3 * farthest.abs().max(1.0);
@@ -240,9 +291,9 @@ fn indexed<F: SearchFilter<Pg>>(
         trusted(&hits, plan.k, Some(boundary))
     };
     if !enough {
-        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off")?;
+        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off").await?;
         let path = if method == PgIndex::Hnsw { SearchPath::HnswThenExact } else { SearchPath::IvfflatThenExact };
-        return exact(conn, plan, filters, filter, path);
+        return exact(conn, plan, filters, filter, path).await;
     }
     let path = if method == PgIndex::Hnsw { SearchPath::Hnsw } else { SearchPath::Ivfflat };
     Ok(Found { hits, path })
@@ -251,15 +302,15 @@ fn indexed<F: SearchFilter<Pg>>(
 /// The binary-quantized path: `k` × the rerank factor candidates by the Hamming distance of their signs
 /// (the HNSW index on `binary_quantize(column)::bit(N)`), ranked by their exact distance in the same
 /// statement; exact again when fewer than `k` come back (filters the index's scan could not satisfy).
-fn binary<F: SearchFilter<Pg>>(
-    conn: &mut PgConnection,
+async fn binary<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
     let PlanVector::Vector(query) = &plan.query else {
-        return exact(conn, plan, filters, filter, SearchPath::Exact);
+        return exact(conn, plan, filters, filter, SearchPath::Exact).await;
     };
     let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
@@ -274,10 +325,11 @@ fn binary<F: SearchFilter<Pg>>(
         candidates: count(binary_candidates(plan)),
         limit: count(plan.limit),
     };
-    let hits = hits_of(reranked.load(conn)?);
+    let rows: Vec<Row> = conn.load_rows(reranked).await?;
+    let hits = hits_of(rows);
     if hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
-        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off")?;
-        return exact(conn, plan, filters, filter, SearchPath::BinaryQuantizedThenExact);
+        conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off").await?;
+        return exact(conn, plan, filters, filter, SearchPath::BinaryQuantizedThenExact).await;
     }
     Ok(Found { hits, path: SearchPath::BinaryQuantized })
 }
@@ -324,11 +376,9 @@ impl<F> Query for BinaryKnn<'_, F> {
     type SqlType = (BigInt, Nullable<diesel::sql_types::Double>);
 }
 
-impl<F> RunQueryDsl<PgConnection> for BinaryKnn<'_, F> {}
-
 /// The exact distances of the rows `ids` that pass every filter, on the full-precision column.
-fn exact_rows<F: SearchFilter<Pg>>(
-    conn: &mut PgConnection,
+async fn exact_rows<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
@@ -340,12 +390,12 @@ fn exact_rows<F: SearchFilter<Pg>>(
     let knn = Knn::new(plan, &plan.query, None, filters, filter)
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
         .only_ids(ids);
-    Ok(hits_of(knn.load(conn)?))
+    Ok(hits_of(conn.load_rows(knn).await?))
 }
 
 /// The sequential scan (the set-up turned index scans off): `plan.limit` nearest, ties by id in SQL.
-fn exact<F: SearchFilter<Pg>>(
-    conn: &mut PgConnection,
+async fn exact<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
@@ -356,19 +406,28 @@ fn exact<F: SearchFilter<Pg>>(
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
             .map(|k| k.order(KnnOrder::DistanceThenId).limit(plan.limit))
     };
-    let rows: Vec<(i64, Option<f64>)> = knn()?.load(conn)?;
+    let rows: Vec<Row> = conn.load_rows(knn()?).await?;
     let full = rows.len() >= plan.limit;
     let mut hits = hits_of(rows);
     if full && hits.iter().filter(|h| h.distance.is_finite()).count() < plan.k {
         // Distances that are not numbers (NaN sorts last, -Infinity first) filled the limit: ask again
         // for finite distances only.
-        hits = hits_of(knn()?.finite_only(true).load(conn)?);
+        hits = hits_of(conn.load_rows(knn()?.finite_only(true)).await?);
     }
     Ok(Found { hits, path })
 }
 
-fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
-    rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
+/// A row of [`Knn`]: the id and the distance (NULL for a NULL or zero vector under cosine).
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = BigInt)]
+    i: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    d: Option<f64>,
+}
+
+fn hits_of(rows: Vec<Row>) -> Vec<Hit> {
+    rows.into_iter().filter_map(|r| r.d.map(|distance| Hit { id: r.i, distance })).collect()
 }
 
 fn push_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, column: &'b str) -> QueryResult<()> {
@@ -659,8 +718,6 @@ impl<const FILTERED: bool> QueryId for Setup<FILTERED> {
 impl<const FILTERED: bool> Query for Setup<FILTERED> {
     type SqlType = Untyped;
 }
-
-impl<const FILTERED: bool> RunQueryDsl<PgConnection> for Setup<FILTERED> {}
 
 #[derive(QueryableByName)]
 struct SetupRow {

@@ -100,6 +100,38 @@ impl PlanVector<'_> {
     }
 }
 
+/// A [`PlanVector`] that owns its value, to move a plan to another thread (the SQLite wrapper's blocking
+/// call of the async search).
+#[cfg(all(feature = "async", feature = "sqlite"))]
+#[derive(Debug, Clone)]
+pub(crate) enum OwnedPlanVector {
+    Vector(Vector),
+    HalfVector(HalfVector),
+    SparseVector(SparseVector),
+    Bit(Bit),
+}
+
+#[cfg(all(feature = "async", feature = "sqlite"))]
+impl OwnedPlanVector {
+    pub(crate) fn new(query: &PlanVector<'_>) -> Self {
+        match query {
+            PlanVector::Vector(v) => Self::Vector(v.as_ref().clone()),
+            PlanVector::HalfVector(v) => Self::HalfVector((*v).clone()),
+            PlanVector::SparseVector(v) => Self::SparseVector(v.as_ref().clone()),
+            PlanVector::Bit(v) => Self::Bit((*v).clone()),
+        }
+    }
+
+    pub(crate) fn plan_vector(&self) -> PlanVector<'_> {
+        match self {
+            Self::Vector(v) => PlanVector::Vector(Cow::Borrowed(v)),
+            Self::HalfVector(v) => PlanVector::HalfVector(v),
+            Self::SparseVector(v) => PlanVector::SparseVector(Cow::Borrowed(v)),
+            Self::Bit(v) => PlanVector::Bit(v),
+        }
+    }
+}
+
 /// Checks `query` against `spec`'s column (type, then dimensions) and `metric`, and prepares it.
 pub(crate) fn prepare<'a>(
     spec: &IndexSpec,

@@ -10,6 +10,10 @@
 //!   `filter` takes any Diesel boolean expression on the table.
 //! - [`Search`], the crate's own `fragment_embeddings` by provider and model, as before.
 //!
+//! Each runs with `run` on a sync connection and, with feature `async`, `run_async` on diesel-async's
+//! `AsyncPgConnection` or `sqlite::AsyncSqliteConnection` (`AsyncSearchTarget`): the same checks, plan,
+//! SQL and answers.
+//!
 //! Each returns [`Hit`]s, `id` (the primary key) and `distance`, nearest first, ties broken by id. Load
 //! your rows with Diesel (`documents::id.eq_any(search::ids(&hits))`) and put them in rank order with
 //! [`rank`].
@@ -70,6 +74,8 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
+#[cfg(feature = "async")]
+mod asynchronous;
 pub(crate) mod element;
 pub(crate) mod query;
 pub(crate) mod seed;
@@ -90,6 +96,11 @@ pub use element::PlanVector;
 pub use element::SearchVector;
 pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
 pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
+
+#[cfg(feature = "async")]
+pub(crate) use asynchronous::execute_async;
+#[cfg(feature = "async")]
+pub use asynchronous::AsyncSearchTarget;
 
 pub(crate) use query::{EqFilter, FilterValue, Knn, KnnOrder};
 
@@ -548,6 +559,56 @@ impl Plan<'_> {
     }
 }
 
+/// A [`Plan`] that owns what it borrowed, to be moved to another thread (the SQLite wrapper's blocking
+/// call) and planned again there with [`OwnedPlan::plan`].
+#[cfg(all(feature = "async", feature = "sqlite"))]
+#[derive(Debug)]
+pub(crate) struct OwnedPlan {
+    spec: IndexSpec,
+    query: element::OwnedPlanVector,
+    k: usize,
+    limit: usize,
+    metric: Metric,
+    filters: Vec<(String, Value)>,
+    strategy: Strategy,
+    probes: Option<u32>,
+    ef_search: Option<u32>,
+    rerank: u32,
+}
+
+#[cfg(all(feature = "async", feature = "sqlite"))]
+impl OwnedPlan {
+    pub(crate) fn new(plan: &Plan<'_>) -> Self {
+        Self {
+            spec: plan.spec.clone(),
+            query: element::OwnedPlanVector::new(&plan.query),
+            k: plan.k,
+            limit: plan.limit,
+            metric: plan.metric,
+            filters: plan.filters.to_vec(),
+            strategy: plan.strategy,
+            probes: plan.probes,
+            ef_search: plan.ef_search,
+            rerank: plan.rerank,
+        }
+    }
+
+    pub(crate) fn plan(&self) -> Plan<'_> {
+        Plan {
+            spec: &self.spec,
+            query: self.query.plan_vector(),
+            k: self.k,
+            limit: self.limit,
+            metric: self.metric,
+            filters: &self.filters,
+            strategy: self.strategy,
+            probes: self.probes,
+            ef_search: self.ef_search,
+            rerank: self.rerank,
+        }
+    }
+}
+
 /// What a backend found, before sorting: hits (possibly more than `k`) and the path taken.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -562,6 +623,16 @@ where
     C: SearchTarget,
     F: SearchFilter<C::Backend>,
 {
+    let plan = plan(search)?;
+    let span = span(search, C::BACKEND, filter.is_empty());
+    let started = Instant::now();
+    let found = span.in_scope(|| conn.knn(&plan, filter))?;
+    Ok(report(search, &span, C::BACKEND, found, started))
+}
+
+/// The search checked and made ready for a backend: the same checks, in the same order, for every
+/// connection, sync or async.
+pub(crate) fn plan<'a>(search: &'a IndexSearch<'a>) -> Result<Plan<'a>, SearchError> {
     let spec = search.spec;
     if search.query.element() == spec.element() && !spec.element().metrics().contains(&search.metric) {
         return Err(SearchError::MetricForType { metric: search.metric, element: spec.element() });
@@ -570,7 +641,7 @@ where
     if search.k == 0 {
         return Err(SearchError::InvalidK);
     }
-    let plan = Plan {
+    Ok(Plan {
         spec,
         query,
         k: search.k,
@@ -581,17 +652,22 @@ where
         probes: search.probes,
         ef_search: search.ef_search,
         rerank: search.rerank.unwrap_or(DEFAULT_RERANK).max(1),
-    };
-    let span = tracing::info_span!(
+    })
+}
+
+/// The search's `tracing` span (target `diesel_vector::search`); [`report`] fills in how it went.
+pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter_empty: bool) -> tracing::Span {
+    let spec = search.spec;
+    tracing::info_span!(
         target: "diesel_vector::search",
         "search",
-        backend = C::BACKEND,
+        backend,
         index = spec.name(),
         table = spec.table(),
         metric = search.metric.name(),
         k = search.k,
         filters = search.filters.len(),
-        typed_filter = !filter.is_empty(),
+        typed_filter = !typed_filter_empty,
         path = tracing::field::Empty,
         rows = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
@@ -599,27 +675,37 @@ where
         reranked = tracing::field::Empty,
         recall_estimate = tracing::field::Empty,
         simd = tracing::field::Empty,
-    );
-    let _enter = span.enter();
-    let started = Instant::now();
-    let Found { mut hits, path } = conn.knn(&plan, filter)?;
+    )
+}
+
+/// Sorts and truncates what the backend found, records it in `span` and logs the search.
+pub(crate) fn report(
+    search: &IndexSearch<'_>,
+    span: &tracing::Span,
+    backend: &'static str,
+    found: Found,
+    started: Instant,
+) -> Vec<Hit> {
+    let Found { mut hits, path } = found;
     finish(&mut hits, search.k);
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.record("path", path.name());
     span.record("rows", hits.len());
     span.record("duration_ms", duration_ms);
-    info!(
-        target: "diesel_vector::search",
-        backend = C::BACKEND,
-        index = spec.name(),
-        path = path.name(),
-        metric = search.metric.name(),
-        k = search.k,
-        rows = hits.len(),
-        duration_ms,
-        "search"
-    );
-    Ok(hits)
+    span.in_scope(|| {
+        info!(
+            target: "diesel_vector::search",
+            backend,
+            index = search.spec.name(),
+            path = path.name(),
+            metric = search.metric.name(),
+            k = search.k,
+            rows = hits.len(),
+            duration_ms,
+            "search"
+        );
+    });
+    hits
 }
 
 /// Records a codes search's counters on the current search span: rows compared in the scan, candidates
@@ -633,6 +719,7 @@ pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
     span.record("recall_estimate", stats.recall_estimate());
     span.record("simd", stats.level.name());
 }
+
 /// Candidates per result a binary-quantized index gives for the exact re-ranking, by default (200 for
 /// k = 10): on 20k clustered 768-dim vectors that found the true 10 nearest where 10 per result found 0.8 of
 /// them (BENCHMARKS.md, "Binary quantization on PostgreSQL").
@@ -704,7 +791,8 @@ pub(crate) fn trusted(sorted: &[Hit], k: usize, boundary: Option<f64>) -> bool {
 }
 
 /// A connection a search runs on: [`diesel::PgConnection`] (feature `pg`) and [`diesel::SqliteConnection`]
-/// (feature `sqlite`). Sealed.
+/// (feature `sqlite`). Sealed. diesel-async's connections take `run_async` (`AsyncSearchTarget`, feature
+/// `async`).
 pub trait SearchTarget: crate::migrations::sealed::Sealed + diesel::Connection {
     #[doc(hidden)]
     const BACKEND: &'static str;

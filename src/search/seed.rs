@@ -160,27 +160,29 @@ pub(crate) fn neighbors(hits: Vec<Hit>, pairs: &[(i64, i64)]) -> Vec<Neighbor> {
         .collect()
 }
 
-/// The body of each backend's `SearchTarget::search_fragments`: the generic search with the fragment
-/// filter (a Diesel expression, checked for the concrete backend), then the fragments' ids.
+/// The body of each backend's `SearchTarget::search_fragments` and `AsyncSearchTarget::search_fragments_async`:
+/// the generic search with the fragment filter (a Diesel expression, checked for the concrete backend),
+/// then the fragments' ids. `$execute` and `$load` are the sync or async search and load; `.await` follows
+/// them on an async connection.
 macro_rules! search_fragments {
-    ($conn:ident, $search:ident) => {{
+    ($conn:ident, $search:ident, $execute:path, $load:path $(, $($await:tt)+)?) => {{
         use diesel::prelude::*;
         use $crate::schema::fragment_embeddings as fe;
         let generic = $search.generic();
         let hits = match $search.fragment_ids {
-            Some(wanted) => $crate::search::execute(
+            Some(wanted) => $execute(
                 &generic,
                 &$crate::search::typed::filtered(fe::fragment_id.eq_any(wanted)),
                 $conn,
-            )?,
-            None => $crate::search::execute(&generic, &$crate::search::NoFilter, $conn)?,
+            ) $($($await)+)? ?,
+            None => $execute(&generic, &$crate::search::NoFilter, $conn) $($($await)+)? ?,
         };
         if hits.is_empty() {
             return Ok(Vec::new());
         }
         let wanted = $crate::search::ids(&hits);
         let pairs: Vec<(i64, i64)> =
-            fe::table.select((fe::id, fe::fragment_id)).filter(fe::id.eq_any(&wanted)).load($conn)?;
+            $load(fe::table.select((fe::id, fe::fragment_id)).filter(fe::id.eq_any(&wanted)), $conn) $($($await)+)? ?;
         Ok($crate::search::seed::neighbors(hits, &pairs))
     }};
 }

@@ -13,8 +13,9 @@ use super::{execute, Hit, IndexSearch, Metric, SearchError, SearchTarget, Search
 use crate::index::VectorIndex;
 
 /// A filter a search applies besides its equality filters: nothing ([`NoFilter`]) or Diesel boolean
-/// expressions on the table ([`Filtered`]). Sealed.
-pub trait SearchFilter<DB: Backend>: sealed::Sealed {
+/// expressions on the table ([`Filtered`]). Sealed. `Sync`, so that an async search borrowing it can be
+/// spawned.
+pub trait SearchFilter<DB: Backend>: sealed::Sealed + Sync {
     /// True when there is nothing to filter.
     #[doc(hidden)]
     fn is_empty(&self) -> bool;
@@ -48,7 +49,7 @@ impl<DB, F, E> SearchFilter<DB> for Filtered<F, E>
 where
     DB: Backend,
     F: SearchFilter<DB>,
-    E: QueryFragment<DB>,
+    E: QueryFragment<DB> + Sync,
 {
     fn is_empty(&self) -> bool {
         false
@@ -138,7 +139,7 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
     filters: Vec<(String, Value)>,
     /// Columns given to `partition`, checked against the index's partition columns when run.
     partitions: Vec<&'static str>,
-    filter: F,
+    pub(super) filter: F,
     strategy: Strategy,
     probes: Option<u32>,
     ef_search: Option<u32>,
@@ -260,6 +261,12 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
         C: SearchTarget,
         F: SearchFilter<C::Backend>,
     {
+        let search = self.generic()?;
+        execute(&search, &self.filter, conn)
+    }
+
+    /// The run-time search this one is, once its declaration and partition columns are checked.
+    pub(crate) fn generic(&self) -> Result<IndexSearch<'a>, SearchError> {
         let spec = self.index.try_spec().map_err(|e| SearchError::InvalidIndex(e.clone()))?;
         if let Some(column) = self.partitions.iter().find(|c| !spec.partition_by().any(|p| p == **c)) {
             return Err(SearchError::NotAPartitionColumn {
@@ -268,7 +275,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
                 partition_by: spec.partition_by().map(str::to_owned).collect(),
             });
         }
-        let search = IndexSearch {
+        Ok(IndexSearch {
             spec,
             query: self.query,
             k: self.k,
@@ -278,8 +285,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             probes: self.probes,
             ef_search: self.ef_search,
             rerank: self.rerank,
-        };
-        execute(&search, &self.filter, conn)
+        })
     }
 }
 

@@ -67,7 +67,7 @@ impl SearchTarget for SqliteConnection {
     }
 
     fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
-        crate::search::seed::search_fragments!(self, search)
+        crate::search::seed::search_fragments!(self, search, crate::search::execute, diesel::RunQueryDsl::load)
     }
 }
 
@@ -727,6 +727,87 @@ impl<F> Query for Vec0Knn<'_, F> {
 }
 
 impl<F, C> RunQueryDsl<C> for Vec0Knn<'_, F> {}
+
+/// The search on diesel-async's SQLite wrapper: the sync search above, whole, in one call on the
+/// wrapper's blocking thread, so the index sync it may start never blocks the async runtime and always
+/// puts the connection's busy timeout back (a dropped future does not stop the blocking call). What the
+/// call needs is moved there: the plan as an [`OwnedPlan`](crate::search::OwnedPlan) and a typed filter
+/// rendered to its SQL and binds, so the filter itself need not be `'static`.
+#[cfg(feature = "async")]
+mod asynchronous {
+    use std::future::Future;
+
+    use diesel::backend::Backend;
+    use diesel::query_builder::{AstPass, CollectedQuery, MoveableBindCollector, QueryBuilder, QueryFragment};
+    use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
+    use diesel::{QueryResult, SqliteConnection};
+    use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
+
+    use crate::search::{
+        AsyncSearchTarget, Found, Neighbor, NoFilter, OwnedPlan, Plan, Search, SearchError, SearchFilter, SearchTarget,
+    };
+
+    /// SQLite's bind values, owned.
+    type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
+
+    /// `filter`'s condition as SQL and owned binds (`None` when there is none).
+    fn render<F: SearchFilter<Sqlite>>(filter: &F) -> QueryResult<Option<CollectedQuery<Binds>>> {
+        struct Condition<'f, F>(&'f F);
+        impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Condition<'_, F> {
+            fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+                self.0.walk_filter(out)
+            }
+        }
+        if filter.is_empty() {
+            return Ok(None);
+        }
+        let (condition, backend) = (Condition(filter), Sqlite);
+        let mut sql = SqliteQueryBuilder::new();
+        condition.to_sql(&mut sql, &backend)?;
+        let mut binds = <<Sqlite as Backend>::BindCollector<'_> as Default>::default();
+        condition.collect_binds(&mut binds, &mut (), &backend)?;
+        let cacheable = condition.is_safe_to_cache_prepared(&backend)?;
+        Ok(Some(CollectedQuery::new(sql.finish(), cacheable, binds.moveable())))
+    }
+
+    impl<S: SpawnBlocking + Send> AsyncSearchTarget for SyncConnectionWrapper<SqliteConnection, S> {
+        type Db = Sqlite;
+        const BACKEND: &'static str = "sqlite";
+
+        fn knn_async<'a, F: SearchFilter<Sqlite>>(
+            &'a mut self,
+            plan: &'a Plan<'a>,
+            filter: &'a F,
+        ) -> impl Future<Output = Result<Found, SearchError>> + Send + 'a {
+            let owned = OwnedPlan::new(plan);
+            let condition = render(filter);
+            // The search's span, entered on the blocking thread too, so the sync search's events nest in it.
+            let span = tracing::Span::current();
+            let future = self.spawn_blocking(move |conn| {
+                let _entered = span.enter();
+                let plan = owned.plan();
+                Ok(match condition? {
+                    None => conn.knn(&plan, &NoFilter),
+                    Some(condition) => conn.knn(&plan, &crate::search::typed::filtered(condition)),
+                })
+            });
+            async move { future.await? }
+        }
+
+        async fn search_fragments_async<'a>(
+            &'a mut self,
+            search: &'a Search<'a>,
+        ) -> Result<Vec<Neighbor>, SearchError> {
+            crate::search::seed::search_fragments!(
+                self,
+                search,
+                crate::search::execute_async,
+                diesel_async::RunQueryDsl::load,
+                .await
+            )
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 mod common;
 
 mod pg;
+mod search;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod types;

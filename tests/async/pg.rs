@@ -77,7 +77,7 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(conn).await.unwrap().n
 }
 
-fn pool(url: &str, size: usize) -> Pool<AsyncPgConnection> {
+pub fn pool(url: &str, size: usize) -> Pool<AsyncPgConnection> {
     Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(url)).max_size(size).build().unwrap()
 }
 

@@ -5,6 +5,8 @@
 //! runs, on SQLite (vec0 and exact scans) and PostgreSQL (exact and HNSW), with recall@10 against an exact
 //! scan in Rust.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Instant;
 
 use diesel::connection::SimpleConnection;
@@ -127,6 +129,49 @@ fn search_ids(hits: Vec<Hit>) -> Vec<i64> {
     hits.into_iter().map(|h| h.id).collect()
 }
 
+/// The search's async twin: diesel-async's `AsyncPgConnection` to the same database (a second
+/// connection), each search awaited to its end on a current-thread runtime.
+struct AsyncSearch {
+    runtime: tokio::runtime::Runtime,
+    conn: diesel_async::AsyncPgConnection,
+}
+
+impl AsyncSearch {
+    fn connect(url: &str) -> Result<Self, BoxError> {
+        use diesel_async::AsyncConnection;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let conn = runtime.block_on(diesel_async::AsyncPgConnection::establish(url))?;
+        Ok(Self { runtime, conn })
+    }
+
+    fn ids(&mut self, search: diesel_vector::search::IndexSearch<'_>) -> Result<Vec<i64>, BoxError> {
+        Ok(search_ids(self.runtime.block_on(search.run_async(&mut self.conn))?))
+    }
+
+    /// [`pg_hand`] through diesel-async: the baseline of the async search on the same client.
+    fn hand(&mut self, settings: &str, q: &Vector, lang: Option<&str>) -> Result<Vec<i64>, BoxError> {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let (settings, q, lang) = (settings.to_owned(), q.clone(), lang.map(str::to_owned));
+        Ok(self.runtime.block_on(self.conn.transaction(async move |c| {
+            c.batch_execute(&settings).await?;
+            let rows: Vec<Row> = match lang {
+                None => {
+                    let query = diesel::sql_query(PG_SEARCH_SQL).bind::<SqlVector, _>(q).bind::<BigInt, _>(CANDIDATES);
+                    diesel_async::RunQueryDsl::load(query, c).await?
+                }
+                Some(lang) => {
+                    let query = diesel::sql_query(PG_SEARCH_SQL_LANG)
+                        .bind::<SqlVector, _>(q)
+                        .bind::<Text, _>(lang)
+                        .bind::<BigInt, _>(CANDIDATES);
+                    diesel_async::RunQueryDsl::load(query, c).await?
+                }
+            };
+            QueryResult::Ok(top(rows))
+        }))?)
+    }
+}
+
 fn overhead(contender: &str, baseline: &str) -> Comparison {
     Comparison { contender: contender.to_owned(), baseline: baseline.to_owned(), bar: Bar::Overhead }
 }
@@ -145,6 +190,8 @@ pub mod names {
     pub const HAND_SEARCH: &str = "hand SQL: the search's statements";
     pub const SEARCH: &str = "search API (IndexSearch)";
     pub const SEARCH_EXACT: &str = "search API, Strategy::Exact";
+    pub const SEARCH_ASYNC: &str = "search API on AsyncPgConnection (run_async)";
+    pub const HAND_SEARCH_ASYNC: &str = "hand SQL: the search's statements, on AsyncPgConnection";
     pub const DSL_PGVECTOR_DEFAULTS: &str = "DSL at pgvector's defaults (reference)";
 }
 
@@ -288,6 +335,7 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, B
     });
 
     let settings = pg_hnsw_settings(ef);
+    let twin = Rc::new(RefCell::new(AsyncSearch::connect(db.url())?));
     let mut contenders = vec![
         QueryContender::new(names::HAND_DSL, |c: &mut PgConnection, q: &Vector| {
             pg_dsl_text(c, &settings, &dsl_text, q)
@@ -295,6 +343,14 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, B
         QueryContender::new(names::DSL, |c: &mut PgConnection, q: &Vector| pg_dsl(c, &settings, q, None)),
         QueryContender::new(names::HAND_SEARCH, |c: &mut PgConnection, q: &Vector| pg_hand(c, &settings, q, None)),
         QueryContender::new(names::SEARCH, |c: &mut PgConnection, q: &Vector| Ok(search_ids(spec.search(q).run(c)?))),
+        QueryContender::new(names::HAND_SEARCH_ASYNC, {
+            let (twin, settings) = (Rc::clone(&twin), &settings);
+            move |_: &mut PgConnection, q: &Vector| twin.borrow_mut().hand(settings, q, None)
+        }),
+        QueryContender::new(names::SEARCH_ASYNC, {
+            let (twin, spec) = (Rc::clone(&twin), &spec);
+            move |_: &mut PgConnection, q: &Vector| twin.borrow_mut().ids(spec.search(q))
+        }),
         QueryContender::new(names::DSL_PGVECTOR_DEFAULTS, |c: &mut PgConnection, q: &Vector| {
             pg_dsl(c, "SET LOCAL hnsw.ef_search = 40", q, None)
         }),
@@ -307,7 +363,12 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, B
              pgvector's default ef_search (40) for reference."
         ),
         results: run_queries(&mut conn, &mut contenders, queries, reps)?,
-        comparisons: vec![overhead(names::DSL, names::HAND_DSL), overhead(names::SEARCH, names::HAND_SEARCH)],
+        comparisons: vec![
+            overhead(names::DSL, names::HAND_DSL),
+            overhead(names::SEARCH, names::HAND_SEARCH),
+            overhead(names::SEARCH_ASYNC, names::HAND_SEARCH_ASYNC),
+            info(names::SEARCH_ASYNC, names::SEARCH),
+        ],
         recall: true,
     });
 
@@ -321,6 +382,14 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, B
         }),
         QueryContender::new(names::SEARCH, |c: &mut PgConnection, q: &Vector| {
             Ok(search_ids(spec.search(q).filter_eq("lang", "fr").run(c)?))
+        }),
+        QueryContender::new(names::HAND_SEARCH_ASYNC, {
+            let (twin, settings) = (Rc::clone(&twin), &settings);
+            move |_: &mut PgConnection, q: &Vector| twin.borrow_mut().hand(settings, q, Some("fr"))
+        }),
+        QueryContender::new(names::SEARCH_ASYNC, {
+            let (twin, spec) = (Rc::clone(&twin), &spec);
+            move |_: &mut PgConnection, q: &Vector| twin.borrow_mut().ids(spec.search(q).filter_eq("lang", "fr"))
         }),
         QueryContender::new(names::SEARCH_EXACT, |c: &mut PgConnection, q: &Vector| {
             Ok(search_ids(spec.search(q).filter_eq("lang", "fr").strategy(Strategy::Exact).run(c)?))
@@ -341,7 +410,12 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize) -> Result<BackendRun, B
             rows_line(&results, names::DSL_PGVECTOR_DEFAULTS),
         ),
         results,
-        comparisons: vec![overhead(names::SEARCH, names::HAND_SEARCH), info(names::SEARCH_EXACT, names::SEARCH)],
+        comparisons: vec![
+            overhead(names::SEARCH, names::HAND_SEARCH),
+            overhead(names::SEARCH_ASYNC, names::HAND_SEARCH_ASYNC),
+            info(names::SEARCH_ASYNC, names::SEARCH),
+            info(names::SEARCH_EXACT, names::SEARCH),
+        ],
         recall: false,
     });
 
