@@ -68,7 +68,7 @@ pub fn fragment_embeddings_index() -> &'static crate::index::IndexSpec {
             .partition_by(["provider", "model"])
             .pg_index(PgIndex::Ivfflat)
             .pg_index_name("fragment_embeddings_cosine_idx")
-            .sqlite_index(SqliteIndex::VEC0)
+            .sqlite_index(SqliteIndex::CODES)
             .build()
             .unwrap_or_else(|e| unreachable!("the seed's index is valid: {e}"))
     });

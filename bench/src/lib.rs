@@ -17,5 +17,6 @@ pub mod migrate;
 pub mod pgdb;
 pub mod raw_sqlite;
 pub mod rounds;
+pub mod sqlite_index;
 pub mod type_workloads;
 pub mod workloads;

@@ -15,4 +15,4 @@ CREATE TABLE IF NOT EXISTS "__diesel_vector_indexes" (
     format INTEGER NOT NULL DEFAULT 1
 );
 INSERT INTO "__diesel_vector_indexes" (name, table_name, id_column, vector_column, element, dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, format)
-    VALUES ('fragment_embeddings_idx', 'fragment_embeddings', 'id', 'embedding', 'vector', 1536, 'cosine', '["provider","model"]', 'ivfflat', 'fragment_embeddings_cosine_idx', 'vec0', 1);
+    VALUES ('fragment_embeddings_idx', 'fragment_embeddings', 'id', 'embedding', 'vector', 1536, 'cosine', '["provider","model"]', 'ivfflat', 'fragment_embeddings_cosine_idx', 'codes', 1);

@@ -1,7 +1,10 @@
 -- Records fragment_embeddings' vector index in diesel-vector's registry, and gives its change queue and
 -- state the generic shape every index has: the queue's column is `id`, and the state carries a
 -- generation that changes with every update of the index (a process keeping it in memory can tell when
--- it is stale). Rows are not touched; the triggers follow the renamed column.
+-- it is stale). Rows are not touched; the triggers follow the renamed column. The index keeps the crate's
+-- quantized codes (fragment_embeddings_idx_codes, built by diesel-vector at its first sync, on any
+-- connection); a vec0 table fragment_embeddings_idx left by an earlier version is dropped by diesel-vector
+-- where sqlite-vec is loaded.
 CREATE TABLE IF NOT EXISTS "__diesel_vector_indexes" (
     name TEXT PRIMARY KEY NOT NULL,
     table_name TEXT NOT NULL,
@@ -17,7 +20,7 @@ CREATE TABLE IF NOT EXISTS "__diesel_vector_indexes" (
     format INTEGER NOT NULL DEFAULT 1
 );
 INSERT INTO "__diesel_vector_indexes" (name, table_name, id_column, vector_column, element, dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, format)
-    VALUES ('fragment_embeddings_idx', 'fragment_embeddings', 'id', 'embedding', 'vector', 1536, 'cosine', '["provider","model"]', 'ivfflat', 'fragment_embeddings_cosine_idx', 'vec0', 1);
+    VALUES ('fragment_embeddings_idx', 'fragment_embeddings', 'id', 'embedding', 'vector', 1536, 'cosine', '["provider","model"]', 'ivfflat', 'fragment_embeddings_cosine_idx', 'codes', 1);
 
 ALTER TABLE fragment_embeddings_idx_queue RENAME COLUMN embedding_id TO id;
 ALTER TABLE fragment_embeddings_idx_state ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;

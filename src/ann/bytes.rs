@@ -4,7 +4,7 @@
 use super::AnnError;
 
 /// A 64-bit checksum of `bytes` (not cryptographic: it detects truncation, torn writes and bit flips).
-pub(super) fn checksum(bytes: &[u8]) -> u64 {
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = 0x6476_7175_616e_7431 ^ (bytes.len() as u64).wrapping_mul(K);
     let (words, rest) = bytes.split_at(bytes.len() - bytes.len() % 8);
@@ -22,35 +22,35 @@ pub(super) fn checksum(bytes: &[u8]) -> u64 {
 
 /// Appends values in little-endian order.
 #[derive(Debug, Default)]
-pub(super) struct Writer(pub(super) Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    pub(super) fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         Writer(Vec::with_capacity(n))
     }
-    pub(super) fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(b);
     }
-    pub(super) fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    pub(super) fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(super) fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(super) fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(super) fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(super) fn f32(&mut self, v: f32) {
+    pub(crate) fn f32(&mut self, v: f32) {
         self.bytes(&v.to_le_bytes());
     }
     /// Appends the checksum of everything written so far and returns the bytes.
-    pub(super) fn finish(mut self) -> Vec<u8> {
+    pub(crate) fn finish(mut self) -> Vec<u8> {
         let sum = checksum(&self.0);
         self.u64(sum);
         self.0
@@ -59,14 +59,14 @@ impl Writer {
 
 /// Reads values in little-endian order; every read past the end is an error naming `what`.
 #[derive(Debug)]
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Reader<'a> {
     /// Checks the trailing checksum and magic, and returns a reader over what lies between them.
-    pub(super) fn open(blob: &'a [u8], what: &'static str, magic: &[u8; 4]) -> Result<Self, AnnError> {
+    pub(crate) fn open(blob: &'a [u8], what: &'static str, magic: &[u8; 4]) -> Result<Self, AnnError> {
         let Some((body, sum)) = blob.split_last_chunk::<8>() else {
             return Err(AnnError::corrupt(format!("{what}: {} bytes, too short", blob.len())));
         };
@@ -80,7 +80,7 @@ impl<'a> Reader<'a> {
         Ok(reader)
     }
 
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], AnnError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], AnnError> {
         if self.rest.len() < n {
             return Err(AnnError::corrupt(format!("{}: truncated", self.what)));
         }
@@ -94,31 +94,31 @@ impl<'a> Reader<'a> {
         bytes.try_into().map_err(|_| AnnError::corrupt(format!("{}: truncated", self.what)))
     }
 
-    pub(super) fn u8(&mut self) -> Result<u8, AnnError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, AnnError> {
         Ok(self.array::<1>()?[0])
     }
-    pub(super) fn u16(&mut self) -> Result<u16, AnnError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, AnnError> {
         self.array().map(u16::from_le_bytes)
     }
-    pub(super) fn u32(&mut self) -> Result<u32, AnnError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, AnnError> {
         self.array().map(u32::from_le_bytes)
     }
-    pub(super) fn u64(&mut self) -> Result<u64, AnnError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, AnnError> {
         self.array().map(u64::from_le_bytes)
     }
-    pub(super) fn f32(&mut self) -> Result<f32, AnnError> {
+    pub(crate) fn f32(&mut self) -> Result<f32, AnnError> {
         self.array().map(f32::from_le_bytes)
     }
 
     /// `n` little-endian 8-byte values.
-    pub(super) fn words<T>(&mut self, n: usize, from: fn([u8; 8]) -> T) -> Result<Vec<T>, AnnError> {
+    pub(crate) fn words<T>(&mut self, n: usize, from: fn([u8; 8]) -> T) -> Result<Vec<T>, AnnError> {
         let bytes =
             self.take(n.checked_mul(8).ok_or_else(|| AnnError::corrupt(format!("{}: truncated", self.what)))?)?;
         Ok(bytes.chunks_exact(8).map(|w| from(w.try_into().unwrap_or_default())).collect())
     }
 
     /// `n` little-endian `f32`, each finite.
-    pub(super) fn finite_f32s(&mut self, n: usize) -> Result<Vec<f32>, AnnError> {
+    pub(crate) fn finite_f32s(&mut self, n: usize) -> Result<Vec<f32>, AnnError> {
         let bytes =
             self.take(n.checked_mul(4).ok_or_else(|| AnnError::corrupt(format!("{}: truncated", self.what)))?)?;
         let values: Vec<f32> =
@@ -131,7 +131,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Errors unless everything was read.
-    pub(super) fn end(self) -> Result<(), AnnError> {
+    pub(crate) fn end(self) -> Result<(), AnnError> {
         if self.rest.is_empty() {
             Ok(())
         } else {

@@ -22,6 +22,11 @@ pub enum AnnError {
     EmptySample,
     /// The cosine distance to a zero query vector is undefined.
     ZeroQuery,
+    /// The engine computes cosine, L2, L1 and inner-product distances of `f32` vectors only.
+    UnsupportedMetric {
+        /// The metric asked for.
+        metric: crate::index::Metric,
+    },
     /// A stored blob (parameters or a chunk of codes) is not valid: truncated, corrupted, written by
     /// another version or for other parameters. Nothing of it was used; rebuild the codes from the vectors.
     Corrupt {
@@ -54,6 +59,10 @@ impl fmt::Display for AnnError {
                 "cannot train a quantized index on an empty sample (give it some of the vectors it will index)",
             ),
             AnnError::ZeroQuery => f.write_str("the cosine distance to a zero query vector is undefined"),
+            AnnError::UnsupportedMetric { metric } => write!(
+                f,
+                "the quantized index computes cosine, l2, l1 and inner_product distances of f32 vectors, not {metric}"
+            ),
             AnnError::Corrupt { reason } => {
                 write!(f, "stored index data is not valid ({reason}); rebuild the index from the vectors")
             }

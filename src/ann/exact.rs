@@ -1,5 +1,6 @@
 //! The exact path: every row's distance, from vectors laid out contiguously, top `k` by `(distance, id)`.
 
+use std::borrow::Cow;
 use std::collections::BinaryHeap;
 
 use super::{exact_distance, AnnError, Metric, Neighbour, Ranked};
@@ -26,7 +27,7 @@ use crate::simd::Simd;
 pub struct ExactScan<'q> {
     simd: Simd,
     metric: Metric,
-    query: &'q [f32],
+    query: Cow<'q, [f32]>,
     query_norm_sq: f32,
     k: usize,
     top: BinaryHeap<Ranked>,
@@ -35,7 +36,22 @@ pub struct ExactScan<'q> {
 
 impl<'q> ExactScan<'q> {
     /// A scan for the `k` rows nearest to `query` (non-empty and finite) by `metric`.
+    ///
+    /// Errors: [`AnnError::UnsupportedMetric`] for a bit metric, [`AnnError::DimensionMismatch`] for an empty
+    /// query, [`AnnError::NotFinite`].
     pub fn new(metric: Metric, query: &'q [f32], k: usize) -> Result<ExactScan<'q>, AnnError> {
+        Self::with_query(metric, Cow::Borrowed(query), k)
+    }
+
+    /// [`ExactScan::new`] with a query of its own (a scan that outlives the query's owner).
+    pub fn owned(metric: Metric, query: Vec<f32>, k: usize) -> Result<ExactScan<'static>, AnnError> {
+        ExactScan::with_query(metric, Cow::Owned(query), k)
+    }
+
+    fn with_query(metric: Metric, query: Cow<'q, [f32]>, k: usize) -> Result<ExactScan<'q>, AnnError> {
+        if !super::supports(metric) {
+            return Err(AnnError::UnsupportedMetric { metric });
+        }
         if query.is_empty() {
             return Err(AnnError::DimensionMismatch { expected: 1, found: 0 });
         }
@@ -46,8 +62,8 @@ impl<'q> ExactScan<'q> {
         Ok(ExactScan {
             simd,
             metric,
+            query_norm_sq: simd.norm_squared(&query),
             query,
-            query_norm_sq: simd.norm_squared(query),
             k,
             top: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
             rows: 0,
@@ -57,7 +73,7 @@ impl<'q> ExactScan<'q> {
     /// Uses the kernels of `simd` (tests and benchmarks force a level this way).
     pub fn with_simd(mut self, simd: Simd) -> ExactScan<'q> {
         self.simd = simd;
-        self.query_norm_sq = simd.norm_squared(self.query);
+        self.query_norm_sq = simd.norm_squared(&self.query);
         self
     }
 
@@ -76,7 +92,7 @@ impl<'q> ExactScan<'q> {
         for (id, row) in ids.iter().zip(vectors.chunks_exact(dims)) {
             let candidate = Neighbour {
                 id: *id,
-                distance: exact_distance(self.simd, self.metric, self.query, self.query_norm_sq, row),
+                distance: exact_distance(self.simd, self.metric, &self.query, self.query_norm_sq, row),
             };
             if self.top.len() < self.k {
                 self.top.push(Ranked(candidate));
@@ -87,6 +103,30 @@ impl<'q> ExactScan<'q> {
         }
         self.rows += ids.len();
         Ok(())
+    }
+
+    /// Scans one row, and keeps it only if its distance is a finite number: a row with NaN or infinite
+    /// elements, or a zero vector under cosine, has none. Returns whether it was kept (considered; it may
+    /// not be among the `k` nearest). The row must have the query's dimensions (checked in debug builds
+    /// only: callers check lengths before).
+    pub fn push_if_finite(&mut self, id: i64, row: &[f32]) -> bool {
+        debug_assert_eq!(row.len(), self.query.len());
+        self.rows += 1;
+        let distance = exact_distance(self.simd, self.metric, &self.query, self.query_norm_sq, row);
+        if !distance.is_finite() {
+            return false;
+        }
+        if self.k == 0 {
+            return true;
+        }
+        let candidate = Neighbour { id, distance };
+        if self.top.len() < self.k {
+            self.top.push(Ranked(candidate));
+        } else if self.top.peek().is_some_and(|worst| candidate.order(&worst.0).is_lt()) {
+            self.top.pop();
+            self.top.push(Ranked(candidate));
+        }
+        true
     }
 
     /// Rows scanned so far.

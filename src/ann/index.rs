@@ -49,6 +49,8 @@ pub struct QuantizedIndex {
     /// Chunks with room, lowest first: new rows fill them before a chunk is added.
     open: BTreeSet<u32>,
     dirty: BTreeSet<u32>,
+    /// Row slots (`chunk * CHUNK_ROWS + slot`) written or emptied since the last `take_dirty_slots`.
+    dirty_slots: BTreeSet<u32>,
 }
 
 fn place(chunk: usize, slot: usize) -> u32 {
@@ -70,6 +72,7 @@ impl QuantizedIndex {
             locations: HashMap::new(),
             open: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            dirty_slots: BTreeSet::new(),
         }
     }
 
@@ -136,8 +139,10 @@ impl QuantizedIndex {
         };
         let chunk = &mut self.chunks[chunk_no];
         chunk.partitions[slot] = partition;
-        chunk.factors[slot] = self.params.encode_into(vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
+        chunk.factors[slot] =
+            self.params.encode_into(self.simd, vector, &mut chunk.codes[slot * words..(slot + 1) * words]);
         self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
+        self.dirty_slots.insert(place(chunk_no, slot));
         Ok(())
     }
 
@@ -161,6 +166,8 @@ impl QuantizedIndex {
         let c = u32::try_from(chunk_no).unwrap_or(u32::MAX);
         self.open.insert(c);
         self.dirty.insert(c);
+        self.dirty_slots.insert(place(chunk_no, slot));
+        self.dirty_slots.insert(place(chunk_no, last));
         true
     }
 
@@ -185,6 +192,19 @@ impl QuantizedIndex {
     /// [`chunk_bytes`](Self::chunk_bytes) (a chunk may have become empty: store it empty or delete it).
     pub fn take_dirty(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// The row slots (`chunk * CHUNK_ROWS + slot`) written or emptied since the last call, in order, and
+    /// forgets them: a row inserted or replaced, a row removed (its slot, now holding the chunk's last row,
+    /// and the last slot, now empty). For a store that keeps something per row in the codes' order.
+    pub fn take_dirty_slots(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.dirty_slots).into_iter().collect()
+    }
+
+    /// The row ids of chunk `number`, in slot order, with their partition keys (empty past the last
+    /// chunk).
+    pub fn chunk_rows(&self, number: usize) -> (&[i64], &[u64]) {
+        self.chunks.get(number).map_or((&[], &[]), |c| (c.ids.as_slice(), c.partitions.as_slice()))
     }
 
     /// The stored form of chunk `number`, or `None` past the last chunk: magic `DVQC`, format version, the
@@ -239,6 +259,47 @@ impl QuantizedIndex {
             }
         }
         Ok(index)
+    }
+
+    /// Replaces one chunk with its stored form (written by another process, say), keeping every other
+    /// chunk: the incremental form of [`from_chunks`](Self::from_chunks). Returns the chunk's number.
+    ///
+    /// A damaged, truncated or foreign blob is an error and changes nothing. A row may move between chunks
+    /// in one change, so a row found in another chunk is not an error here: once every chunk of a change is
+    /// in, [`is_consistent`](Self::is_consistent) says whether each row is in one place; if not, load the
+    /// index again with `from_chunks`.
+    pub fn replace_chunk(&mut self, blob: &[u8]) -> Result<u32, AnnError> {
+        let (number, chunk) = self.read_chunk(blob)?;
+        let n = number as usize;
+        if self.chunks.len() <= n {
+            self.chunks.resize_with(n + 1, Chunk::default);
+        }
+        let old = std::mem::replace(&mut self.chunks[n], chunk);
+        for id in &old.ids {
+            if self.locations.get(id).is_some_and(|l| unplace(*l).0 == n) {
+                self.locations.remove(id);
+            }
+        }
+        for (slot, id) in self.chunks[n].ids.iter().enumerate() {
+            self.locations.insert(*id, place(n, slot));
+        }
+        let c = u32::try_from(n).unwrap_or(u32::MAX);
+        if self.chunks[n].len() < CHUNK_ROWS {
+            self.open.insert(c);
+        } else {
+            self.open.remove(&c);
+        }
+        self.dirty.remove(&c);
+        Ok(number)
+    }
+
+    /// Whether every row id is in exactly one place (after [`replace_chunk`](Self::replace_chunk)s).
+    ///
+    /// Only ids the chunks hold are ever located, each where it was last put, and an id is unlocated when
+    /// the chunk it was located in drops it: so the located ids number the rows of the chunks exactly when
+    /// no id is held twice (or held but unlocated).
+    pub fn is_consistent(&self) -> bool {
+        self.chunks.iter().map(Chunk::len).sum::<usize>() == self.locations.len()
     }
 
     fn read_chunk(&self, blob: &[u8]) -> Result<(u32, Chunk), AnnError> {

@@ -49,9 +49,8 @@
 //! ```
 
 use std::cmp::Ordering;
-use std::fmt;
 
-mod bytes;
+pub(crate) mod bytes;
 mod error;
 mod exact;
 mod index;
@@ -62,51 +61,31 @@ pub use error::AnnError;
 pub use exact::ExactScan;
 pub use index::{QuantizedIndex, CHUNK_ROWS};
 pub use params::Params;
-pub use search::{Filter, SearchOptions, SearchOutcome, SearchStats};
+pub use search::{Filter, Partition, SearchOptions, SearchOutcome, SearchStats};
 
-/// A distance; smaller is nearer. Each is computed like the crate's SQL function of the same metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Metric {
-    /// `1 - cos(a, b)`, like sqlite-vec's `vec_distance_cosine` (NaN, ranked last, for a zero vector).
-    Cosine,
-    /// Euclidean distance, like `vec_distance_l2`.
-    L2,
-    /// Manhattan distance, like `vec_distance_l1`.
-    L1,
-    /// The negative inner product, like pgvector's `<#>`.
-    InnerProduct,
-}
+/// The metric of an index: the crate's one [`crate::index::Metric`]. The engine computes [`Metric::Cosine`],
+/// [`Metric::L2`], [`Metric::L1`] and [`Metric::InnerProduct`] over `f32` vectors, each like the crate's SQL
+/// function of the same metric; the bit metrics are refused with [`AnnError::UnsupportedMetric`].
+pub use crate::index::Metric;
 
-impl Metric {
-    /// The metric's name: `cosine`, `l2`, `l1`, `inner_product`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Cosine => "cosine",
-            Metric::L2 => "l2",
-            Metric::L1 => "l1",
-            Metric::InnerProduct => "inner_product",
-        }
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            Metric::Cosine => 1,
-            Metric::L2 => 2,
-            Metric::L1 => 3,
-            Metric::InnerProduct => 4,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<Metric> {
-        [Metric::Cosine, Metric::L2, Metric::L1, Metric::InnerProduct].into_iter().find(|m| m.code() == code)
+/// The metric's code in the stored parameters, or `None` for a metric the engine does not compute.
+fn metric_code(metric: Metric) -> Option<u8> {
+    match metric {
+        Metric::Cosine => Some(1),
+        Metric::L2 => Some(2),
+        Metric::L1 => Some(3),
+        Metric::InnerProduct => Some(4),
+        _ => None,
     }
 }
 
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+fn metric_from_code(code: u8) -> Option<Metric> {
+    Metric::ALL.into_iter().find(|m| metric_code(*m) == Some(code))
+}
+
+/// Whether the engine computes `metric` (over `f32` vectors).
+pub fn supports(metric: Metric) -> bool {
+    metric_code(metric).is_some()
 }
 
 /// One result: a row id and its exact distance to the query.
@@ -165,11 +144,15 @@ pub(crate) fn exact_distance(
     match metric {
         Metric::Cosine => {
             let (dot, row_norm_sq) = simd.dot_and_norm(query, row);
-            round_f32(1.0 - f64::from(dot) / (f64::from(query_norm_sq).sqrt() * f64::from(row_norm_sq).sqrt()))
+            // Clamped like the SQL function (and pgvector): `f32` sums can leave [-1, 1]; NaN stays NaN.
+            let similarity = f64::from(dot) / (f64::from(query_norm_sq).sqrt() * f64::from(row_norm_sq).sqrt());
+            round_f32(1.0 - similarity.clamp(-1.0, 1.0))
         }
         Metric::L2 => round_f32(f64::from(simd.l2_squared(query, row)).sqrt()),
         Metric::L1 => simd.l1(query, row),
         Metric::InnerProduct => -f64::from(simd.dot(query, row)),
+        // Refused by `Params::train` and `ExactScan::new`: no index or scan of another metric exists.
+        _ => f64::NAN,
     }
 }
 

@@ -1,25 +1,39 @@
-//! Training parameters: the centre the codes are taken around, the calibrated error bound of the estimate,
-//! and the stored form of both.
+//! Training parameters: the centre the codes are taken around, the calibrated error bounds of the estimate,
+//! and the stored form of both; the encoder that turns a vector into its code.
 
 use super::bytes::{checksum, Reader, Writer};
-use super::{AnnError, Metric};
+use super::{metric_code, metric_from_code, supports, AnnError, Metric};
 use crate::simd::Simd;
 
 /// Bits per dimension of the quantised query used to rescore candidates.
 pub(super) const QUERY_BITS: usize = 4;
 
-/// Vectors of the sample whose codes the error bound is measured on, and queries drawn from them.
+/// Vectors of the sample whose codes the error bounds are measured on, and queries drawn from them.
 const CALIBRATION_ROWS: usize = 2000;
-const CALIBRATION_QUERIES: usize = 32;
+const CALIBRATION_QUERIES: usize = 16;
+/// Queries whose nearest sample rows (by estimate, the nearest 5%) give the error tail.
+const TAIL_QUERIES: usize = 128;
+/// Pairs below which the tail is not measured (the rule that uses it is then off): ten beyond its last
+/// point.
+const TAIL_MIN_PAIRS: usize = 10_000;
 /// Below this many pairs the measured bound means little: no bound (every candidate may be needed).
 const CALIBRATION_MIN_PAIRS: usize = 200;
 /// The quantile of the calibration errors taken as the bound.
 const BOUND_QUANTILE: f64 = 0.999;
+/// The smallest `1 - cos²` the angular bound is scaled by: the query's own 4-bit quantisation adds an error
+/// that does not shrink as a row turns towards the query.
+pub(super) const SPREAD_FLOOR: f64 = 0.02;
 
 const MAGIC: &[u8; 4] = b"DVQP";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
-/// What an index is trained with: the metric, the dimensions, the centre of the data and the error bound
+/// Points of the error distribution's tail kept: the quantiles at `1 - 10^-1` to `1 - 10^-3`.
+pub(super) const TAIL_POINTS: usize = 3;
+
+/// Partial sums of the encoder (two AVX registers of `f32`).
+const LANES: usize = 16;
+
+/// What an index is trained with: the metric, the dimensions, the centre of the data and the error bounds
 /// of the distance estimate, measured on the training sample.
 ///
 /// Stored with [`Params::to_bytes`] and loaded with [`Params::from_bytes`], which rejects anything
@@ -29,8 +43,23 @@ pub struct Params {
     metric: Metric,
     dims: usize,
     centre: Vec<f32>,
+    /// Rows the parameters were trained on.
+    sample_rows: u64,
     /// The 99.9th percentile of `|estimate - exact| / (‖x - c‖·‖q - c‖)` of the inner product in calibration.
     error_bound: f32,
+    /// The same of `|estimate - exact| / (‖x - c‖·‖q - c‖·√max(1 - cos², floor))`, `cos` the cosine of
+    /// `x - c` and `q - c`: the binary code's error is proportional to the sine of that angle, so rows that
+    /// point towards the query are estimated more tightly than the plain bound says.
+    angular_bound: f32,
+    /// Quantiles of the signed error `(exact - estimate)` of the inner product, normalised like
+    /// `angular_bound`, at `1 - 10^-(j+1)` for `j = 0..3` (infinite when calibration had fewer than
+    /// [`TAIL_MIN_PAIRS`] near pairs): the tail of the error distribution, from which a
+    /// search estimates how likely each unfetched candidate is to belong in the top `k`.
+    tail: [f32; TAIL_POINTS],
+    /// L1 only: the 0.1th percentile and the median of the ratio of the L1 to the L2 distance over the
+    /// calibration pairs (L1 is estimated and bounded from the L2 estimate through them); 1 otherwise.
+    l1_low: f32,
+    l1_mid: f32,
     /// `checksum(to_bytes())`, computed once: chunks carry it so that codes are never read with other
     /// parameters than they were made with.
     fingerprint: u64,
@@ -72,96 +101,236 @@ pub(super) struct Query {
     centre_dot: f64,
 }
 
+/// The bounds a search stops by, scaled by its options.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    pub(super) metric: Metric,
+    pub(super) plain: f64,
+    pub(super) angular: f64,
+    pub(super) l1_low: f64,
+    pub(super) l1_mid: f64,
+    pub(super) tail: [f64; TAIL_POINTS],
+}
+
+impl Bounds {
+    /// How likely a candidate is to lie nearer than `kth` (the `k`-th exact distance found so far), from
+    /// the calibrated tail of the estimate's error: 1 when its estimate is already nearer, then falling
+    /// tenfold per tail point its margin passes (log-linear between the points and beyond the last).
+    pub(super) fn miss_probability(&self, kth: f64, basis: f64, scale: f64) -> f64 {
+        let gap = match self.metric {
+            Metric::L2 => (basis - kth * kth) / 2.0,
+            Metric::L1 => {
+                let kth = if self.l1_low > 0.0 { kth / self.l1_low } else { f64::INFINITY };
+                (basis - kth * kth) / 2.0
+            }
+            _ => basis - kth,
+        };
+        // Already nearer (or no number): certainly a miss if left out. No spread: the estimate is exact.
+        if gap.is_nan() || gap <= 0.0 {
+            return 1.0;
+        }
+        if scale.is_nan() || scale <= 0.0 {
+            return 0.0;
+        }
+        let g = gap / scale;
+        let t = &self.tail;
+        if !t.iter().all(|x| x.is_finite() && *x > 0.0) {
+            return 1.0;
+        }
+        if g <= t[0] {
+            // Between no margin (at most 1) and the first point (0.1): linear.
+            return 1.0 - 0.9 * g / t[0];
+        }
+        let last = TAIL_POINTS - 1;
+        if g > t[last] + 6.0 * (t[last] - t[last - 1]) {
+            // Below 1e-10: nothing worth counting (most candidates end here, with no power taken).
+            return 0.0;
+        }
+        let j = (0..last).find(|j| g <= t[j + 1]).unwrap_or(last - 1);
+        let width = t[j + 1] - t[j];
+        let decades = if width > 0.0 { (g - t[j]) / width } else { f64::INFINITY };
+        10f64.powf(-(j as f64 + 1.0 + decades))
+    }
+}
+
 #[allow(clippy::cast_possible_truncation)] // f64 sums of f32 values, stored as f32 on purpose
 fn to_f32(x: f64) -> f32 {
     x as f32
 }
 
+/// The factor a vector is multiplied by before coding: `1 / ‖v‖` for cosine (1 for a zero vector), else 1.
+fn scale_of(simd: Simd, metric: Metric, v: &[f32]) -> f32 {
+    if metric != Metric::Cosine {
+        return 1.0;
+    }
+    let norm = f64::from(simd.norm_squared(v)).sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        to_f32(1.0 / norm)
+    } else {
+        1.0
+    }
+}
+
+/// The `q`-quantile of sorted `values`, or infinity for none.
+fn quantile(sorted: &[f64], q: f64) -> f32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a position within `sorted`
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).map_or(f32::INFINITY, |e| to_f32(*e))
+}
+
 impl Params {
     /// Trains parameters for `metric` on a sample of `dims`-dimensional vectors (a few thousand rows of the
     /// data to be indexed; more is fine, every one is read once, the first 2000 are also used to measure the
-    /// error bound).
+    /// error bounds).
     ///
-    /// Errors: [`AnnError::EmptySample`] for no vectors or `dims` outside `1..=MAX_DIMS`,
-    /// [`AnnError::DimensionMismatch`] and [`AnnError::NotFinite`] for a bad vector.
+    /// Errors: [`AnnError::UnsupportedMetric`] for a bit metric, [`AnnError::EmptySample`] for no vectors or
+    /// `dims` outside `1..=MAX_DIMS`, [`AnnError::DimensionMismatch`] and [`AnnError::NotFinite`] for a bad
+    /// vector.
     pub fn train<'a>(
         metric: Metric,
         dims: usize,
         sample: impl IntoIterator<Item = &'a [f32]>,
     ) -> Result<Params, AnnError> {
+        if !supports(metric) {
+            return Err(AnnError::UnsupportedMetric { metric });
+        }
         if dims == 0 || dims > crate::MAX_DIMS {
             return Err(AnnError::EmptySample);
         }
+        let simd = Simd::detect();
         let mut sum = vec![0f64; dims];
-        let mut count = 0usize;
+        let mut count = 0u64;
         let mut kept: Vec<Vec<f32>> = Vec::new();
         for v in sample {
             check(v, dims)?;
-            let prepared = prepare(metric, v);
-            for (s, x) in sum.iter_mut().zip(&prepared) {
-                *s += f64::from(*x);
+            let s = scale_of(simd, metric, v);
+            for (total, x) in sum.iter_mut().zip(v) {
+                *total += f64::from(x * s);
             }
             count += 1;
             if kept.len() < CALIBRATION_ROWS {
-                kept.push(prepared);
+                kept.push(v.iter().map(|x| x * s).collect());
             }
         }
         if count == 0 {
             return Err(AnnError::EmptySample);
         }
         let centre: Vec<f32> = sum.iter().map(|s| to_f32(s / count as f64)).collect();
-        let mut params = Params { metric, dims, centre, error_bound: f32::INFINITY, fingerprint: 0 };
-        params.error_bound = params.calibrate(&kept);
+        let mut params = Params {
+            metric,
+            dims,
+            centre,
+            sample_rows: count,
+            error_bound: f32::INFINITY,
+            angular_bound: f32::INFINITY,
+            tail: [f32::INFINITY; TAIL_POINTS],
+            l1_low: if metric == Metric::L1 { 0.0 } else { 1.0 },
+            l1_mid: 1.0,
+            fingerprint: 0,
+        };
+        params.calibrate(simd, &kept);
         params.fingerprint = checksum(&params.body());
         Ok(params)
     }
 
-    /// A high quantile of the relative error of the inner-product estimate over pairs of sample vectors, or infinity
-    /// when the sample is too small to say.
-    fn calibrate(&self, sample: &[Vec<f32>]) -> f32 {
-        let simd = Simd::detect();
+    /// Measures the error bounds (and the L1 ratios) on pairs of sample vectors; leaves them infinite when
+    /// the sample is too small to say.
+    fn calibrate(&mut self, simd: Simd, sample: &[Vec<f32>]) {
+        let queries = sample.len().min(CALIBRATION_QUERIES);
+        if queries * sample.len().saturating_sub(1) < CALIBRATION_MIN_PAIRS {
+            return;
+        }
         let codes: Vec<(Vec<u64>, Factors)> = sample
             .iter()
             .map(|v| {
                 let mut code = vec![0u64; self.words()];
-                let f = self.encode_prepared(v, &mut code);
+                let f = self.encode_scaled(v, 1.0, &mut code);
                 (code, f)
             })
             .collect();
-        let queries = sample.len().min(CALIBRATION_QUERIES);
-        if queries * sample.len().saturating_sub(1) < CALIBRATION_MIN_PAIRS {
-            return f32::INFINITY;
-        }
+        let centred: Vec<Vec<f32>> =
+            sample.iter().map(|v| v.iter().zip(&self.centre).map(|(x, c)| x - c).collect()).collect();
         let stride = sample.len() / queries;
-        let mut errors = Vec::with_capacity(queries * sample.len());
+        let pairs = queries * sample.len();
+        let (mut plain, mut angular) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+        let mut signed = Vec::with_capacity(pairs);
+        let mut ratios = Vec::new();
         for qi in (0..queries).map(|i| i * stride) {
-            let query = self.prepare_prepared(&sample[qi]);
-            let q_centred: Vec<f64> =
-                sample[qi].iter().zip(&self.centre).map(|(x, c)| f64::from(*x) - f64::from(*c)).collect();
-            for (ri, (row, (code, factors))) in sample.iter().zip(&codes).enumerate() {
+            let query = self.prepare_scaled(&sample[qi], 1.0);
+            for (ri, (code, factors)) in codes.iter().enumerate() {
                 if ri == qi {
                     continue;
                 }
-                let exact: f64 = row
-                    .iter()
-                    .zip(&self.centre)
-                    .zip(&q_centred)
-                    .map(|((x, c), q)| (f64::from(*x) - f64::from(*c)) * q)
-                    .sum();
+                let exact = f64::from(simd.dot(&centred[ri], &centred[qi]));
                 let estimate = query.inner_product(simd, code, factors);
                 let scale = (f64::from(factors.norm_sq) * query.norm_sq).sqrt();
                 if scale > 0.0 {
-                    errors.push((estimate - exact).abs() / scale);
+                    let error = (estimate - exact).abs();
+                    let cos = (exact / scale).clamp(-1.0, 1.0);
+                    let spread = (1.0 - cos * cos).max(SPREAD_FLOOR).sqrt();
+                    plain.push(error / scale);
+                    angular.push(error / (scale * spread));
+                }
+                if self.metric == Metric::L1 {
+                    let l2 = f64::from(simd.l2_squared(&sample[ri], &sample[qi])).sqrt();
+                    if l2 > 0.0 {
+                        ratios.push(simd.l1(&sample[ri], &sample[qi]) / l2);
+                    }
+                }
+            }
+        }
+        plain.sort_by(f64::total_cmp);
+        self.error_bound = quantile(&plain, BOUND_QUANTILE);
+        // The tail the expected-miss rule uses: the errors of the rows a search reranks, that is of the
+        // rows whose *estimate* is among the nearest to the query. Their errors differ from those of all
+        // pairs: without a random rotation the code's estimate is biased for near rows of structured data,
+        // and selecting rows by their estimate favours those it overrates.
+        let tail_queries = sample.len().min(TAIL_QUERIES);
+        let tail_stride = sample.len() / tail_queries;
+        let near = (sample.len() / 20).max(1);
+        let bounds = self.bounds(1.0);
+        for qi in (0..tail_queries).map(|i| i * tail_stride) {
+            let query = self.prepare_scaled(&sample[qi], 1.0);
+            let mut by_estimate: Vec<(f64, usize)> = codes
+                .iter()
+                .enumerate()
+                .filter(|(ri, _)| *ri != qi)
+                .map(|(ri, (code, factors))| {
+                    let e = query.estimate(simd, &bounds, code, factors);
+                    (e.estimate, ri)
+                })
+                .collect();
+            by_estimate.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, ri) in by_estimate.into_iter().take(near) {
+                let (code, factors) = &codes[ri];
+                let exact = f64::from(simd.dot(&centred[ri], &centred[qi]));
+                let estimate = query.inner_product(simd, code, factors);
+                let scale = (f64::from(factors.norm_sq) * query.norm_sq).sqrt();
+                if scale > 0.0 {
+                    let cos_low = ((estimate / scale).abs() - f64::from(self.error_bound)).clamp(0.0, 1.0);
+                    let spread = (1.0 - cos_low * cos_low).max(SPREAD_FLOOR).sqrt();
+                    signed.push((exact - estimate) / (scale * spread));
                 }
             }
         }
         // A high quantile rather than the maximum: the bound decides when to stop reranking, and the few
         // largest errors of tens of thousands of pairs would make every search rerank far more candidates
         // for the sake of a recall difference below 0.1% (BENCHMARKS.md measures it).
-        errors.sort_by(f64::total_cmp);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a position within `errors`
-        let at = ((errors.len() as f64 * BOUND_QUANTILE) as usize).min(errors.len().saturating_sub(1));
-        errors.get(at).map_or(f32::INFINITY, |e| to_f32(*e))
+        angular.sort_by(f64::total_cmp);
+        signed.sort_by(f64::total_cmp);
+        self.angular_bound = quantile(&angular, BOUND_QUANTILE);
+        if signed.len() >= TAIL_MIN_PAIRS {
+            let mut p = 1.0;
+            for t in &mut self.tail {
+                p /= 10.0;
+                *t = quantile(&signed, 1.0 - p);
+            }
+        }
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            self.l1_low = quantile(&ratios, 1.0 - BOUND_QUANTILE);
+            self.l1_mid = quantile(&ratios, 0.5);
+        }
     }
 
     /// The metric.
@@ -179,10 +348,23 @@ impl Params {
         &self.centre
     }
 
+    /// How many vectors the parameters were trained on.
+    pub fn sample_rows(&self) -> u64 {
+        self.sample_rows
+    }
+
     /// The calibrated relative error bound of the inner-product estimate: the 99.9th percentile of the errors
-    /// measured on pairs of sample vectors (infinite when the sample was too small to measure it).
+    /// measured on pairs of sample vectors, relative to the product of their distances to the centre
+    /// (infinite when the sample was too small to measure it).
     pub fn error_bound(&self) -> f32 {
         self.error_bound
+    }
+
+    /// The calibrated bound relative to the sine of the angle between the two vectors (around the centre),
+    /// which a search applies to rows whose estimate says they point towards the query: see the module
+    /// docs. Infinite when the sample was too small.
+    pub fn angular_bound(&self) -> f32 {
+        self.angular_bound
     }
 
     /// A checksum of the stored parameters; chunks of codes carry it.
@@ -195,7 +377,19 @@ impl Params {
         self.dims.div_ceil(64)
     }
 
-    /// The stored form: magic `DVQP`, format version, metric, dimensions, error bound, centre, checksum.
+    pub(super) fn bounds(&self, scale: f64) -> Bounds {
+        Bounds {
+            metric: self.metric,
+            plain: f64::from(self.error_bound) * scale,
+            angular: f64::from(self.angular_bound) * scale,
+            l1_low: f64::from(self.l1_low),
+            l1_mid: f64::from(self.l1_mid),
+            tail: self.tail.map(f64::from),
+        }
+    }
+
+    /// The stored form: magic `DVQP`, format version, metric, query bits, dimensions, sample rows, the
+    /// bounds and L1 ratios, the centre, checksum.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer(self.body());
         w.u64(checksum(&w.0));
@@ -203,13 +397,19 @@ impl Params {
     }
 
     fn body(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(24 + 4 * self.dims);
+        let mut w = Writer::with_capacity(56 + 4 * self.dims);
         w.bytes(MAGIC);
         w.u16(VERSION);
-        w.u8(self.metric.code());
+        w.u8(metric_code(self.metric).unwrap_or(0));
         w.u8(u8::try_from(QUERY_BITS).unwrap_or(0));
         w.u32(u32::try_from(self.dims).unwrap_or(0));
-        w.f32(self.error_bound);
+        w.u64(self.sample_rows);
+        for x in [self.error_bound, self.angular_bound, self.l1_low, self.l1_mid] {
+            w.f32(x);
+        }
+        for x in self.tail {
+            w.f32(x);
+        }
         for c in &self.centre {
             w.f32(*c);
         }
@@ -225,7 +425,7 @@ impl Params {
         if version != VERSION {
             return Err(AnnError::corrupt(format!("{what}: format version {version}, this build reads {VERSION}")));
         }
-        let metric = Metric::from_code(r.u8()?).ok_or_else(|| AnnError::corrupt(format!("{what}: unknown metric")))?;
+        let metric = metric_from_code(r.u8()?).ok_or_else(|| AnnError::corrupt(format!("{what}: unknown metric")))?;
         if usize::from(r.u8()?) != QUERY_BITS {
             return Err(AnnError::corrupt(format!("{what}: unknown query quantisation")));
         }
@@ -233,14 +433,38 @@ impl Params {
         if dims == 0 || dims > crate::MAX_DIMS {
             return Err(AnnError::corrupt(format!("{what}: {dims} dimensions")));
         }
-        let error_bound = r.f32()?;
-        if error_bound.is_nan() || error_bound < 0.0 {
-            return Err(AnnError::corrupt(format!("{what}: error bound {error_bound}")));
+        let sample_rows = r.u64()?;
+        let [error_bound, angular_bound, l1_low, l1_mid] = [r.f32()?, r.f32()?, r.f32()?, r.f32()?];
+        for (name, x) in [("error bound", error_bound), ("angular bound", angular_bound)] {
+            if x.is_nan() || x < 0.0 {
+                return Err(AnnError::corrupt(format!("{what}: {name} {x}")));
+            }
+        }
+        if !(l1_low.is_finite() && l1_mid.is_finite() && 0.0 <= l1_low && l1_low <= l1_mid) {
+            return Err(AnnError::corrupt(format!("{what}: L1 ratios {l1_low}, {l1_mid}")));
+        }
+        let mut tail = [0f32; TAIL_POINTS];
+        for t in &mut tail {
+            *t = r.f32()?;
+        }
+        if tail.iter().any(|t| t.is_nan()) || tail.windows(2).any(|w| w[0] > w[1]) {
+            return Err(AnnError::corrupt(format!("{what}: error tail {tail:?}")));
         }
         let centre = r.finite_f32s(dims)?;
         r.end()?;
         let body_len = blob.len() - 8;
-        Ok(Params { metric, dims, centre, error_bound, fingerprint: checksum(&blob[..body_len]) })
+        Ok(Params {
+            metric,
+            dims,
+            centre,
+            sample_rows,
+            error_bound,
+            angular_bound,
+            tail,
+            l1_low,
+            l1_mid,
+            fingerprint: checksum(&blob[..body_len]),
+        })
     }
 
     /// The binary code of `vector`: [`words`](Self::words) 64-bit words, bit `i % 64` of word `i / 64` set
@@ -249,7 +473,7 @@ impl Params {
     pub fn encode(&self, vector: &[f32]) -> Result<Vec<u64>, AnnError> {
         self.check(vector)?;
         let mut code = vec![0u64; self.words()];
-        self.encode_into(vector, &mut code);
+        self.encode_into(Simd::detect(), vector, &mut code);
         Ok(code)
     }
 
@@ -259,37 +483,63 @@ impl Params {
     }
 
     /// Writes the code of a checked vector into `code` (`words()` long) and returns its factors.
-    pub(super) fn encode_into(&self, v: &[f32], code: &mut [u64]) -> Factors {
-        self.encode_prepared(&prepare(self.metric, v), code)
+    pub(super) fn encode_into(&self, simd: Simd, v: &[f32], code: &mut [u64]) -> Factors {
+        self.encode_scaled(v, scale_of(simd, self.metric, v), code)
     }
 
-    fn encode_prepared(&self, x: &[f32], code: &mut [u64]) -> Factors {
-        code.fill(0);
-        let (mut l1, mut norm_sq, mut centre_dot) = (0f64, 0f64, 0f64);
-        for (i, (x, c)) in x.iter().zip(&self.centre).enumerate() {
-            let o = f64::from(*x) - f64::from(*c);
-            if o > 0.0 {
-                code[i / 64] |= 1 << (i % 64);
+    /// The code of `v * s`: one pass, 64 dimensions (a code word) at a time, no allocation. The sums run in
+    /// `f32` over [`LANES`] partial sums, which the compiler vectorises at the target's level; they only
+    /// feed the estimate, whose error the calibration measures.
+    fn encode_scaled(&self, v: &[f32], s: f32, code: &mut [u64]) -> Factors {
+        let (mut l1, mut norm_sq, mut centre_dot) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+        let blocks = v.chunks_exact(64).zip(self.centre.chunks_exact(64));
+        let (rest_v, rest_c) = (v.chunks_exact(64).remainder(), self.centre.chunks_exact(64).remainder());
+        for ((xs, cs), word) in blocks.zip(code.iter_mut()) {
+            let mut o = [0f32; 64];
+            for j in 0..64 {
+                o[j] = xs[j] * s - cs[j];
             }
-            l1 += o.abs();
-            norm_sq += o * o;
-            centre_dot += o * f64::from(*c);
+            for j in 0..64 {
+                l1[j % LANES] += o[j].abs();
+                norm_sq[j % LANES] += o[j] * o[j];
+                centre_dot[j % LANES] += o[j] * cs[j];
+            }
+            let mut w = 0u64;
+            for (j, x) in o.iter().enumerate() {
+                w |= u64::from(*x > 0.0) << j;
+            }
+            *word = w;
         }
+        if !rest_v.is_empty() {
+            let mut w = 0u64;
+            for (j, (x, c)) in rest_v.iter().zip(rest_c).enumerate() {
+                let o = x * s - c;
+                l1[0] += o.abs();
+                norm_sq[0] += o * o;
+                centre_dot[0] += o * c;
+                w |= u64::from(o > 0.0) << j;
+            }
+            if let Some(last) = code.last_mut() {
+                *last = w;
+            }
+        }
+        let total = |a: [f32; LANES]| a.iter().map(|x| f64::from(*x)).sum::<f64>();
+        let (l1, norm_sq, centre_dot) = (total(l1), total(norm_sq), total(centre_dot));
         let scale = if l1 > 0.0 { norm_sq / l1 } else { 0.0 };
         Factors { scale: to_f32(scale), norm_sq: to_f32(norm_sq), centre_dot: to_f32(centre_dot) }
     }
 
     /// Prepares a checked query; a zero query under cosine is [`AnnError::ZeroQuery`].
-    pub(super) fn prepare_query(&self, q: &[f32]) -> Result<Query, AnnError> {
+    pub(super) fn prepare_query(&self, simd: Simd, q: &[f32]) -> Result<Query, AnnError> {
         if self.metric == Metric::Cosine && q.iter().all(|x| *x == 0.0) {
             return Err(AnnError::ZeroQuery);
         }
-        Ok(self.prepare_prepared(&prepare(self.metric, q)))
+        Ok(self.prepare_scaled(q, scale_of(simd, self.metric, q)))
     }
 
-    fn prepare_prepared(&self, q: &[f32]) -> Query {
+    fn prepare_scaled(&self, q: &[f32], s: f32) -> Query {
         let words = self.words();
-        let centred: Vec<f64> = q.iter().zip(&self.centre).map(|(x, c)| f64::from(*x) - f64::from(*c)).collect();
+        let centred: Vec<f64> = q.iter().zip(&self.centre).map(|(x, c)| f64::from(x * s) - f64::from(*c)).collect();
         let mut code = vec![0u64; words];
         let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
         for (i, v) in centred.iter().enumerate() {
@@ -305,11 +555,9 @@ impl Params {
         for (i, v) in centred.iter().enumerate() {
             // In 0..=15 by construction of `low` and `step`; the clamp guards the rounding.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let u = ((v - low) / step).round().clamp(0.0, levels) as u32;
-            for (j, plane) in planes.chunks_exact_mut(words).enumerate() {
-                if u >> j & 1 == 1 {
-                    plane[i / 64] |= 1 << (i % 64);
-                }
+            let u = ((v - low) / step).round().clamp(0.0, levels) as u64;
+            for j in 0..QUERY_BITS {
+                planes[j * words + i / 64] |= (u >> j & 1) << (i % 64);
             }
         }
         Query {
@@ -319,7 +567,7 @@ impl Params {
             step,
             sum: centred.iter().sum(),
             norm_sq: centred.iter().map(|v| v * v).sum(),
-            centre_dot: q.iter().zip(&self.centre).map(|(x, c)| f64::from(*x) * f64::from(*c)).sum(),
+            centre_dot: q.iter().zip(&self.centre).map(|(x, c)| f64::from(x * s) * f64::from(*c)).sum(),
         }
     }
 }
@@ -333,53 +581,76 @@ impl Query {
         f64::from(factors.scale) * (2.0 * set_sum - self.sum)
     }
 
-    /// The estimated distance of a row and the lowest distance its estimate allows under `bound`.
+    /// The estimated distance of a row, the lowest distance its estimate allows under `bounds`, and what
+    /// [`Bounds::miss_probability`] needs.
+    ///
+    /// The margin on the inner product is the plain bound times `‖x - c‖·‖q - c‖`, or, tighter for rows
+    /// whose estimate says they point towards the query, the angular bound times that and the sine of the
+    /// widest angle the plain bound allows (so the tighter margin never rests on an estimate the plain
+    /// bound does not vouch for).
     #[inline]
-    pub(super) fn estimate(
-        &self,
-        simd: Simd,
-        metric: Metric,
-        bound: f64,
-        code: &[u64],
-        factors: &Factors,
-    ) -> (f64, f64) {
+    pub(super) fn estimate(&self, simd: Simd, bounds: &Bounds, code: &[u64], factors: &Factors) -> Estimate {
         let ip = self.inner_product(simd, code, factors);
         let norm_sq = f64::from(factors.norm_sq);
-        let margin = bound * (norm_sq * self.norm_sq).sqrt();
-        match metric {
-            Metric::Cosine | Metric::InnerProduct => {
-                let similarity = ip + f64::from(factors.centre_dot) + self.centre_dot;
-                let d = if metric == Metric::Cosine { 1.0 - similarity } else { -similarity };
-                (d, d - margin)
-            }
-            // The L1 distance is at least the L2 distance: the L2 bound holds for it too (loosely).
+        let scale = (norm_sq * self.norm_sq).sqrt();
+        let (margin, scale) = if scale > 0.0 {
+            let cos_low = ((ip / scale).abs() - bounds.plain).clamp(0.0, 1.0);
+            let spread = (1.0 - cos_low * cos_low).max(SPREAD_FLOOR).sqrt();
+            (scale * bounds.plain.min(bounds.angular * spread), scale * spread)
+        } else {
+            (0.0, 0.0)
+        };
+        match bounds.metric {
             Metric::L2 | Metric::L1 => {
                 let d_sq = norm_sq + self.norm_sq - 2.0 * ip;
-                (d_sq.max(0.0).sqrt(), (d_sq - 2.0 * margin).max(0.0).sqrt())
+                let (d, low) = (d_sq.max(0.0).sqrt(), (d_sq - 2.0 * margin).max(0.0).sqrt());
+                let (estimate, lower) = if bounds.metric == Metric::L1 {
+                    // L1 from L2 through the ratios measured in calibration.
+                    (d * bounds.l1_mid, low * bounds.l1_low)
+                } else {
+                    (d, low)
+                };
+                Estimate { estimate, lower, basis: d_sq, scale }
+            }
+            // Cosine and the inner product.
+            _ => {
+                let similarity = ip + f64::from(factors.centre_dot) + self.centre_dot;
+                let d = if bounds.metric == Metric::Cosine { 1.0 - similarity } else { -similarity };
+                Estimate { estimate: d, lower: d - margin, basis: d, scale }
             }
         }
     }
+}
+
+/// A row's estimated distance and what the stop rules need of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Estimate {
+    pub(super) estimate: f64,
+    /// The lowest distance the hard bound allows.
+    pub(super) lower: f64,
+    /// The estimated distance (cosine, inner product) or squared L2 distance (L2, L1), unclamped.
+    pub(super) basis: f64,
+    /// The normaliser of the estimate's error.
+    pub(super) scale: f64,
 }
 
 fn check(v: &[f32], dims: usize) -> Result<(), AnnError> {
     if v.len() != dims {
         return Err(AnnError::DimensionMismatch { expected: dims, found: v.len() });
     }
+    // `x * 0` is 0 for every finite `x` and NaN otherwise: a sum the compiler vectorises says whether all
+    // are finite; the slow search for the first bad one runs only when one is.
+    let mut lanes = [0f32; LANES];
+    for block in v.chunks(LANES) {
+        for (lane, x) in lanes.iter_mut().zip(block) {
+            *lane += x * 0.0;
+        }
+    }
+    if lanes.iter().sum::<f32>() == 0.0 {
+        return Ok(());
+    }
     match v.iter().position(|x| !x.is_finite()) {
         Some(index) => Err(AnnError::NotFinite { index }),
         None => Ok(()),
-    }
-}
-
-/// The vector the codes are made of: normalised for cosine (a zero vector stays zero), as is otherwise.
-fn prepare(metric: Metric, v: &[f32]) -> Vec<f32> {
-    if metric != Metric::Cosine {
-        return v.to_vec();
-    }
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
-    if norm > 0.0 {
-        v.iter().map(|x| to_f32(f64::from(*x) / norm)).collect()
-    } else {
-        v.to_vec()
     }
 }

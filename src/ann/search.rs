@@ -5,18 +5,35 @@ use std::cell::RefCell;
 use std::collections::BinaryHeap;
 
 use super::index::{QuantizedIndex, CHUNK_ROWS};
-use super::params::Query;
+use super::params::{Bounds, Query};
 use super::{exact_distance, AnnError, Neighbour, Ranked};
 use crate::simd::Level;
 
 /// Which rows a search may return. Applied during the scan, so `k` passing rows always give `k` results.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Filter<'a> {
-    /// Only rows whose partition key equals this one.
-    pub partition: Option<u64>,
+    /// Only rows whose partition key matches.
+    pub partition: Option<Partition>,
     /// Only these row ids (any other condition the caller evaluated, e.g. in SQL). Ids the index does not
     /// hold are ignored.
     pub allow: Option<&'a [i64]>,
+}
+
+/// A partition filter: rows whose partition key `p` has `p & mask == key & mask`. A key made of several
+/// fields (one per filter column, in bit ranges) can so be matched on some of its fields only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// The key to match.
+    pub key: u64,
+    /// The bits of the key that must match.
+    pub mask: u64,
+}
+
+impl Partition {
+    #[inline]
+    fn matches(self, p: u64) -> bool {
+        (p ^ self.key) & self.mask == 0
+    }
 }
 
 impl<'a> Filter<'a> {
@@ -27,7 +44,12 @@ impl<'a> Filter<'a> {
 
     /// Rows of one partition.
     pub fn partition(key: u64) -> Filter<'static> {
-        Filter { partition: Some(key), allow: None }
+        Filter { partition: Some(Partition { key, mask: u64::MAX }), allow: None }
+    }
+
+    /// Rows whose partition key matches `key` on the bits of `mask`.
+    pub fn partition_masked(key: u64, mask: u64) -> Filter<'static> {
+        Filter { partition: Some(Partition { key, mask }), allow: None }
     }
 
     /// Rows whose id is in `ids`.
@@ -37,27 +59,54 @@ impl<'a> Filter<'a> {
 }
 
 /// How much work a search may do. The defaults were chosen by measurement (BENCHMARKS.md, "Quantized
-/// index engine"): reranking 200 candidates reached recall@10 1.000 on both of its generators at 100k rows
-/// (the clustered one needs that many: its near-ties fill a subtopic of 200 rows).
+/// index engine" and "SQLite index"): reranking 200 candidates reached recall@10 1.000 on both of its
+/// generators at 100k rows (the clustered one needs that many: its near-ties fill a subtopic of 200 rows).
+///
+/// A search stops at the first of: the hard bound proves the top `k` complete; the expected misses are at
+/// most `miss_budget`; `max_rerank` candidates were reranked and the estimated recall is at least
+/// `min_recall_estimate`; `rerank_limit` candidates were reranked (or the rescored candidates ran out). A
+/// query the codes cannot tell apart (one unlike the data, whose rows are all at nearly the same distance)
+/// so reranks more, up to every rescored candidate, rather than answering with a poor recall.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
     /// Rows kept by the Hamming scan for rescoring: `max(rescore_min, rescore_per_k * k)`.
     pub rescore_min: usize,
     /// See `rescore_min`.
     pub rescore_per_k: usize,
-    /// Most candidates whose exact distance is computed (fetched): the search stops earlier when the error
-    /// bound proves the top `k` complete.
+    /// Candidates whose exact distance is computed (fetched) after which a search stops if its estimated
+    /// recall is at least `min_recall_estimate`.
     pub max_rerank: usize,
+    /// Candidates reranked at most, whatever the estimate.
+    pub rerank_limit: usize,
+    /// The estimated recall (`SearchStats::recall_estimate`) a search must reach to stop at `max_rerank`.
+    pub min_recall_estimate: f64,
     /// Candidates fetched in the first call to the callback (at least `k`); each later call fetches half as
     /// many again as were fetched so far (at least `k`).
     pub first_fetch: usize,
     /// Multiplies the calibrated error bound: below 1 stops earlier (faster, lower recall), above 1 later.
     pub bound_scale: f64,
+    /// When at most this many rows pass the filter, every one of them is reranked exactly (the result is
+    /// then exact): a small table or partition costs little to read in full, and with few rows the
+    /// calibrated bounds prove little.
+    pub exhaustive_below: usize,
+    /// The search also stops once the expected number of true top-`k` rows among the unfetched candidates
+    /// (from the calibrated error distribution) is at most this; 0 leaves only the hard bound and the cap.
+    pub miss_budget: f64,
 }
 
 impl Default for SearchOptions {
     fn default() -> Self {
-        SearchOptions { rescore_min: 2000, rescore_per_k: 100, max_rerank: 200, first_fetch: 20, bound_scale: 1.0 }
+        SearchOptions {
+            rescore_min: 2000,
+            rescore_per_k: 100,
+            max_rerank: 200,
+            rerank_limit: 4000,
+            min_recall_estimate: 0.95,
+            first_fetch: 20,
+            bound_scale: 1.0,
+            miss_budget: 0.05,
+            exhaustive_below: 1000,
+        }
     }
 }
 
@@ -71,7 +120,7 @@ pub struct SearchOutcome {
 }
 
 /// Counters of one search, for its tracing span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct SearchStats {
     /// Rows in the index.
@@ -88,8 +137,24 @@ pub struct SearchStats {
     pub fetch_calls: usize,
     /// Whether the error bound proved the top `k` complete (otherwise `max_rerank` or the candidates ran out).
     pub bounded: bool,
+    /// The expected number of true top-`k` rows left out, from the calibrated error distribution of the
+    /// candidates left unfetched when the search stopped (0 when `bounded`): `1 - expected_misses / k` is
+    /// the search's estimated recall, for telemetry.
+    pub expected_misses: f64,
     /// The SIMD level of the scan.
     pub level: Level,
+    /// The `k` asked for.
+    pub k: usize,
+}
+
+impl SearchStats {
+    /// `1 - expected_misses / k`, clamped to `0..=1` (1 when the bound proved the result).
+    pub fn recall_estimate(&self) -> f64 {
+        if self.k == 0 {
+            return 1.0;
+        }
+        (1.0 - self.expected_misses / self.k as f64).clamp(0.0, 1.0)
+    }
 }
 
 /// A rescored candidate.
@@ -97,6 +162,8 @@ pub struct SearchStats {
 struct Candidate {
     estimate: f64,
     lower: f64,
+    basis: f64,
+    scale: f64,
     id: i64,
 }
 
@@ -127,8 +194,47 @@ impl QuantizedIndex {
         E: From<AnnError>,
         F: FnMut(&[i64], &mut dyn FnMut(i64, &[f32])) -> Result<(), E>,
     {
+        let metric = self.params.metric();
+        let query_norm_sq = self.simd.norm_squared(query);
+        let dims = self.params.dims();
+        let simd = self.simd;
+        let mut bad_dims = None;
+        let outcome = self.search_distances::<E, _>(query, k, filter, options, |ids, sink| {
+            fetch(ids, &mut |id, vector| {
+                if vector.len() == dims {
+                    sink(id, exact_distance(simd, metric, query, query_norm_sq, vector));
+                } else {
+                    bad_dims.get_or_insert(vector.len());
+                }
+            })?;
+            match bad_dims {
+                Some(found) => Err(AnnError::DimensionMismatch { expected: dims, found }.into()),
+                None => Ok(()),
+            }
+        })?;
+        Ok(outcome)
+    }
+
+    /// [`search`](Self::search) with a callback that computes the exact distances itself: `fetch(ids,
+    /// sink)` calls `sink(id, distance)` for each of `ids` it finds and that still qualifies (in SQL, say,
+    /// where the rows live and further conditions can be checked; a row left out is simply not a result).
+    /// Distances must be of the index's metric; NaN ranks last.
+    ///
+    /// Errors: as [`search`](Self::search).
+    pub fn search_distances<E, F>(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter<'_>,
+        options: &SearchOptions,
+        mut fetch: F,
+    ) -> Result<SearchOutcome, E>
+    where
+        E: From<AnnError>,
+        F: FnMut(&[i64], &mut dyn FnMut(i64, f64)) -> Result<(), E>,
+    {
         self.params.check(query)?;
-        let prepared = self.params.prepare_query(query)?;
+        let prepared = self.params.prepare_query(self.simd, query)?;
         let mut stats = SearchStats {
             rows: self.len(),
             passed: 0,
@@ -137,27 +243,31 @@ impl QuantizedIndex {
             returned: 0,
             fetch_calls: 0,
             bounded: false,
+            expected_misses: 0.0,
             level: self.simd.level(),
+            k,
         };
         if k == 0 || self.is_empty() {
             return Ok(SearchOutcome { neighbours: Vec::new(), stats });
         }
-        let bound = f64::from(self.params.error_bound()) * options.bound_scale;
+        let bounds = self.params.bounds(options.bound_scale);
         let wanted = options.rescore_min.max(options.rescore_per_k.saturating_mul(k));
         let (mut candidates, rest_threshold) = DISTANCES.with(|cell| {
             let mut distances = cell.borrow_mut();
             stats.passed = self.scan(&prepared, filter, &mut distances);
             let threshold = threshold(&distances, wanted, self.params.dims());
-            (self.rescore(&prepared, &distances, bound, |d| d <= threshold), threshold)
+            (self.rescore(&prepared, &distances, &bounds, |d| d <= threshold), threshold)
         });
         stats.rescored = candidates.len();
         sort_candidates(&mut candidates);
+        let exhaustive = stats.passed <= options.exhaustive_below;
+        let (max_rerank, limit) = if exhaustive {
+            (usize::MAX, usize::MAX)
+        } else {
+            (options.max_rerank, options.rerank_limit.max(options.max_rerank))
+        };
 
-        let metric = self.params.metric();
-        let query_norm_sq = self.simd.norm_squared(query);
-        let dims = self.params.dims();
         let mut top: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
-        let mut bad_dims = None;
         let mut next = 0;
         let mut batch = options.first_fetch.max(k).max(1);
         let mut suffix_min = suffix_minima(&candidates);
@@ -166,12 +276,13 @@ impl QuantizedIndex {
         loop {
             if next == candidates.len() {
                 // Every rescored candidate was fetched and still fewer than `k` rows came back (rows deleted
-                // since they were indexed): widen to every row that passes the filter, once.
+                // since they were indexed, or refused by the callback): widen to every row that passes the
+                // filter, once.
                 if top.len() < k && !widened && stats.rescored < stats.passed {
                     widened = true;
                     let mut more = DISTANCES.with(|cell| {
                         let distances = cell.borrow();
-                        self.rescore(&prepared, &distances, bound, |d| d > rest_threshold && d != u16::MAX)
+                        self.rescore(&prepared, &distances, &bounds, |d| d > rest_threshold && d != u16::MAX)
                     });
                     stats.rescored += more.len();
                     sort_candidates(&mut more);
@@ -181,18 +292,24 @@ impl QuantizedIndex {
                 }
                 break;
             }
-            if top.len() == k {
+            if top.len() == k && !exhaustive {
                 let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
                 if kth <= suffix_min[next] {
                     stats.bounded = true;
+                    stats.expected_misses = 0.0;
+                    break;
+                }
+                stats.expected_misses = expected_misses(&bounds, kth, &candidates[next..]);
+                if stats.expected_misses <= options.miss_budget
+                    || stats.fetched >= limit
+                    || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate)
+                {
                     break;
                 }
             }
-            if stats.fetched >= options.max_rerank && top.len() == k {
-                break;
-            }
             // Within the cap while the top `k` is full (rows missing from the store may take it further).
-            let room = if top.len() == k { options.max_rerank.saturating_sub(stats.fetched).max(1) } else { batch };
+            let cap = if stats.fetched < max_rerank { max_rerank } else { limit };
+            let room = if top.len() == k { cap.saturating_sub(stats.fetched).max(1) } else { batch };
             let end = candidates.len().min(next + batch.min(room));
             ids.clear();
             ids.extend(candidates[next..end].iter().map(|c| c.id));
@@ -202,22 +319,14 @@ impl QuantizedIndex {
             batch = k.max(1).max((stats.fetched + ids.len()) / 2);
             stats.fetched += ids.len();
             stats.fetch_calls += 1;
-            let mut sink = |id: i64, vector: &[f32]| {
-                if vector.len() != dims {
-                    bad_dims.get_or_insert(vector.len());
-                    return;
-                }
+            let mut sink = |id: i64, distance: f64| {
                 stats.returned += 1;
-                let distance = exact_distance(self.simd, metric, query, query_norm_sq, vector);
                 top.push(Ranked(Neighbour { id, distance }));
                 if top.len() > k {
                     top.pop();
                 }
             };
             fetch(&ids, &mut sink)?;
-            if let Some(found) = bad_dims {
-                return Err(AnnError::DimensionMismatch { expected: dims, found }.into());
-            }
         }
         let mut neighbours: Vec<Neighbour> = top.into_iter().map(|r| r.0).collect();
         neighbours.sort_by(Neighbour::order);
@@ -234,7 +343,7 @@ impl QuantizedIndex {
         for (n, chunk) in self.chunks.iter().enumerate() {
             let mut keep = [0u64; CHUNK_ROWS / 64];
             for (slot, p) in chunk.partitions.iter().enumerate() {
-                let ok = filter.partition.is_none_or(|want| *p == want);
+                let ok = filter.partition.is_none_or(|want| want.matches(*p));
                 keep[slot / 64] |= u64::from(ok) << (slot % 64);
             }
             if let Some(masks) = &allowed {
@@ -262,9 +371,8 @@ impl QuantizedIndex {
     }
 
     /// The rows whose Hamming distance satisfies `take`, with their estimated distances and lower bounds.
-    fn rescore(&self, query: &Query, distances: &[u16], bound: f64, take: impl Fn(u16) -> bool) -> Vec<Candidate> {
+    fn rescore(&self, query: &Query, distances: &[u16], bounds: &Bounds, take: impl Fn(u16) -> bool) -> Vec<Candidate> {
         let words = self.params.words();
-        let metric = self.params.metric();
         let mut out = Vec::new();
         for (n, chunk) in self.chunks.iter().enumerate() {
             for (slot, d) in distances[n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len()].iter().enumerate() {
@@ -272,10 +380,12 @@ impl QuantizedIndex {
                     continue;
                 }
                 let code = &chunk.codes[slot * words..(slot + 1) * words];
-                let (estimate, lower) = query.estimate(self.simd, metric, bound, code, &chunk.factors[slot]);
+                let e = query.estimate(self.simd, bounds, code, &chunk.factors[slot]);
                 out.push(Candidate {
-                    estimate,
-                    lower: if lower.is_nan() { f64::NEG_INFINITY } else { lower },
+                    estimate: e.estimate,
+                    lower: if e.lower.is_nan() { f64::NEG_INFINITY } else { e.lower },
+                    basis: e.basis,
+                    scale: e.scale,
                     id: chunk.ids[slot],
                 });
             }
@@ -301,6 +411,12 @@ fn threshold(distances: &[u16], wanted: usize, dims: usize) -> u16 {
         }
     }
     u16::MAX - 1
+}
+
+/// The expected number of `candidates` nearer than `kth`: the sum of their miss probabilities (those far
+/// beyond the last tail point cost one comparison each).
+fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate]) -> f64 {
+    candidates.iter().map(|c| bounds.miss_probability(kth, c.basis, c.scale)).sum()
 }
 
 /// By estimate, then id (deterministic).

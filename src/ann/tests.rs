@@ -91,6 +91,7 @@ fn reference(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
         Metric::L2 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>().sqrt(),
         Metric::L1 => a.iter().zip(b).map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs()).sum(),
         Metric::InnerProduct => -dot(a, b),
+        other => unreachable!("{other} is not an f32 metric"),
     }
 }
 
@@ -211,7 +212,7 @@ fn an_allow_list_restricts_the_search_and_combines_with_the_partition() {
     let outcome = index.search(q, 50, &Filter::allow(&allowed), &SearchOptions::default(), store.fetch()).unwrap();
     let members: Vec<(i64, &Vec<f32>)> = (0..2000).step_by(97).map(|i| (id_of(i), &data[i])).collect();
     assert_eq!(outcome.neighbours, exact(Metric::Cosine, &members, q, 50));
-    let both = Filter { partition: Some(1), allow: Some(&allowed) };
+    let both = Filter { partition: Some(Partition { key: 1, mask: u64::MAX }), allow: Some(&allowed) };
     let outcome = index.search(q, 50, &both, &SearchOptions::default(), store.fetch()).unwrap();
     let odd: Vec<(i64, &Vec<f32>)> =
         (0..2000).step_by(97).filter(|i| i % 2 == 1).map(|i| (id_of(i), &data[i])).collect();
@@ -440,4 +441,137 @@ fn the_index_reports_its_memory() {
     let per_row = index.memory_bytes() as f64 / 1000.0;
     // 192 bytes of code, 8 id, 8 partition, 12 factors, and the id map.
     assert!((220.0..300.0).contains(&per_row), "{per_row} bytes per row");
+}
+
+#[test]
+fn chunks_replaced_one_by_one_give_the_index_a_full_load_gives() {
+    let data = clustered(24, 700, 40, 5);
+    let store = Store::new(&data);
+    let mut writer = index_of(Metric::L2, &data, |i| i as u64 % 4);
+    let mut reader = writer.clone();
+    writer.take_dirty();
+    // Removals move each chunk's last row into the hole; re-inserted rows land in other chunks.
+    for i in [0usize, 3, 255, 256, 511, 600] {
+        writer.remove(id_of(i));
+    }
+    for i in [3usize, 600] {
+        writer.insert(id_of(i), 1, &data[i]).unwrap();
+    }
+    let dirty = writer.take_dirty();
+    assert!(dirty.len() >= 2);
+    for n in dirty {
+        assert_eq!(reader.replace_chunk(&writer.chunk_bytes(n).unwrap()).unwrap(), n);
+    }
+    assert!(reader.is_consistent());
+    assert_eq!(reader.len(), writer.len());
+    let q = &clustered_noise(24, 25, 1, 40, 5)[0];
+    let options = SearchOptions::default();
+    assert_eq!(
+        reader.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap(),
+        writer.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap()
+    );
+    // A row moved from one chunk to another, and only the second chunk replaced: the row is in two places.
+    let mut writer = index_of(Metric::L2, &data, |_| 0);
+    writer.remove(id_of(5));
+    writer.take_dirty();
+    let mut reader = writer.clone();
+    // Row 600 leaves chunk 2 and, inserted again, fills chunk 0's hole.
+    writer.remove(id_of(600));
+    writer.insert(id_of(600), 0, &data[600]).unwrap();
+    assert_eq!(writer.take_dirty(), [0, 2]);
+    reader.replace_chunk(&writer.chunk_bytes(0).unwrap()).unwrap();
+    assert!(!reader.is_consistent(), "row 600 in chunks 0 and 2");
+    reader.replace_chunk(&writer.chunk_bytes(2).unwrap()).unwrap();
+    assert!(reader.is_consistent());
+}
+
+#[test]
+fn a_masked_partition_filter_matches_the_fields_it_names() {
+    let data = clustered(26, 2400, 32, 6);
+    // Two fields: the low half the row's parity, the high half its residue mod 3.
+    let key = |i: usize| (i as u64 % 2) | ((i as u64 % 3) << 32);
+    let index = index_of(Metric::Cosine, &data, key);
+    let store = Store::new(&data);
+    let q = &clustered_noise(26, 27, 1, 32, 6)[0];
+    let filter = Filter::partition_masked(1, u32::MAX as u64);
+    let outcome = index.search(q, 20, &filter, &SearchOptions::default(), store.fetch()).unwrap();
+    assert_eq!(outcome.stats.passed, 1200);
+    let odd: Vec<(i64, &Vec<f32>)> =
+        data.iter().enumerate().filter(|(i, _)| i % 2 == 1).map(|(i, v)| (id_of(i), v)).collect();
+    let truth = exact(Metric::Cosine, &odd, q, 20);
+    let found = outcome.neighbours.iter().filter(|n| truth.iter().any(|t| t.id == n.id)).count();
+    assert!(found >= 19, "{found} of 20");
+    assert!(outcome.neighbours.iter().all(|n| odd.iter().any(|(id, _)| *id == n.id)));
+}
+
+#[test]
+fn a_callback_that_computes_distances_may_refuse_rows_and_k_still_come_back() {
+    let data = clustered(28, 1500, 32, 5);
+    let index = index_of(Metric::L2, &data, |_| 0);
+    let q = &clustered_noise(28, 29, 1, 32, 5)[0];
+    // The callback's own condition (as SQL would check one): ids divisible by 5 only.
+    let outcome = index
+        .search_distances(q, 10, &Filter::all(), &SearchOptions::default(), |ids, sink| {
+            for id in ids.iter().filter(|id| **id % 5 == 0) {
+                sink(*id, reference(Metric::L2, q, &data[((*id - 1) / 3) as usize]));
+            }
+            Ok::<(), AnnError>(())
+        })
+        .unwrap();
+    assert_eq!(outcome.neighbours.len(), 10);
+    assert!(outcome.neighbours.iter().all(|n| n.id % 5 == 0));
+    assert!(outcome.stats.returned < outcome.stats.fetched);
+}
+
+#[test]
+fn bit_metrics_are_refused() {
+    let data = clustered(30, 10, 8, 2);
+    for metric in [Metric::Hamming, Metric::Jaccard] {
+        assert_eq!(
+            Params::train(metric, 8, data.iter().map(Vec::as_slice)).unwrap_err(),
+            AnnError::UnsupportedMetric { metric }
+        );
+        assert_eq!(ExactScan::new(metric, &data[0], 3).unwrap_err(), AnnError::UnsupportedMetric { metric });
+        assert!(!supports(metric));
+    }
+}
+
+#[test]
+fn small_filtered_sets_are_reranked_in_full_and_so_exactly() {
+    let data = clustered(32, 3000, 32, 3);
+    let index = index_of(Metric::Cosine, &data, |i| u64::from(i % 60 == 0));
+    let store = Store::new(&data);
+    let members: Vec<(i64, &Vec<f32>)> =
+        data.iter().enumerate().filter(|(i, _)| i % 60 == 0).map(|(i, v)| (id_of(i), v)).collect();
+    // A query far from every member: no bound proves anything, the full rerank still answers exactly.
+    let q: Vec<f32> = data[7].iter().map(|x| -x).collect();
+    let outcome = index.search(&q, 10, &Filter::partition(1), &SearchOptions::default(), store.fetch()).unwrap();
+    assert_eq!(outcome.stats.fetched, 50);
+    assert_eq!(outcome.neighbours, exact(Metric::Cosine, &members, &q, 10));
+    assert_eq!(outcome.stats.recall_estimate(), 1.0);
+}
+
+#[test]
+fn the_stop_rules_stop_before_the_cap_and_keep_the_recall() {
+    let data = clustered(34, 6000, 64, 60);
+    let queries = clustered_noise(34, 35, 20, 64, 60);
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    for metric in [Metric::Cosine, Metric::L1] {
+        let index = index_of(metric, &data, |_| 0);
+        let options = SearchOptions { max_rerank: 2000, ..SearchOptions::default() };
+        let (mut fetched, mut found, mut stopped) = (0, 0, 0);
+        for q in &queries {
+            let truth = exact(metric, &all, q, 10);
+            let outcome = index.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap();
+            fetched += outcome.stats.fetched;
+            stopped += usize::from(outcome.stats.fetched < 2000);
+            found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+            assert!((0.0..=1.0).contains(&outcome.stats.recall_estimate()));
+        }
+        let recall = found as f64 / (10 * queries.len()) as f64;
+        assert!(recall >= 0.97, "{metric}: recall {recall}");
+        assert!(stopped == queries.len(), "{metric}: {stopped} searches stopped before the cap");
+        assert!(fetched / queries.len() < 1000, "{metric}: {} candidates per search", fetched / queries.len());
+    }
 }

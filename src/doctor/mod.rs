@@ -775,15 +775,42 @@ fn sqlite_index_findings(
             ),
         ));
     }
-    if spec.sqlite_index().codes && !spec.sqlite_index().vec0 {
-        out.push(Finding::new(
-            Level::Info,
-            format!(
-                "the vector index {} keeps quantized codes, which this version of diesel-vector does not build \
-                 yet: searches on {on} scan every row exactly (correct, slower)",
-                spec.name()
-            ),
-        ));
+    let codes = spec.sqlite_index().codes && spec.element() == crate::index::Element::Vector;
+    if codes && (status.needs_rebuild || !status.codes_current) && status.embedded_rows > 0 {
+        // The crate's codes are kept on any connection: no extension needed.
+        let state = match (status.needs_rebuild, status.codes_rows) {
+            (true, _) => "marked for rebuild",
+            (false, None) => "not built",
+            (false, Some(_)) => "stale",
+        };
+        out.push(
+            Finding::new(
+                Level::Action,
+                format!(
+                    "the quantized codes of the vector index {} are {state} for {} row(s) of {on}: the next search \
+                     would stall rebuilding them; rebuild them now",
+                    spec.name(),
+                    status.embedded_rows
+                ),
+            )
+            .remedy(reindex()),
+        );
+        return;
+    }
+    if codes && status.pending_changes > 0 && !(spec.sqlite_index().vec0 && status.sqlite_vec.is_some()) {
+        out.push(
+            Finding::new(
+                Level::Warning,
+                format!(
+                    "{} change(s) to {on} wait in the queue of the vector index {}: the next search applies them, \
+                     or rebuild the index",
+                    status.pending_changes,
+                    spec.name()
+                ),
+            )
+            .remedy(reindex()),
+        );
+        return;
     }
     if !spec.sqlite_index().vec0 || status.sqlite_vec.is_none() {
         return;

@@ -57,8 +57,19 @@ pub enum Built {
         /// Rows left out.
         left_out: crate::sqlite::InvalidRows,
     },
-    /// SQLite: an index that keeps no structure this version builds (quantized codes come later): its
-    /// queue was cleared; searches scan exactly. The rows a structure would leave out.
+    /// SQLite: the crate's quantized codes (and the vec0 table, where the index keeps one), with `rows`
+    /// rows; the rows left out.
+    #[cfg(feature = "sqlite")]
+    Codes {
+        /// What the index keeps.
+        structures: crate::index::SqliteIndex,
+        /// Rows indexed.
+        rows: i64,
+        /// Rows left out.
+        left_out: crate::sqlite::InvalidRows,
+    },
+    /// SQLite: an index that keeps no structure (or none for its column's type): its queue was cleared;
+    /// searches scan exactly. The rows a structure would leave out.
     #[cfg(feature = "sqlite")]
     Queue {
         /// Rows left out.
@@ -107,7 +118,10 @@ pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Resul
                 }
                 let report = crate::sqlite::rebuild(c, spec).map_err(DoctorError::Index)?;
                 let left_out = crate::sqlite::invalid_rows(c, spec, super::NAMED_IDS).map_err(DoctorError::Index)?;
-                if spec.sqlite_index().vec0 {
+                let kept = spec.sqlite_index();
+                if kept.codes && spec.element() == crate::index::Element::Vector {
+                    Built::Codes { structures: kept, rows: report.applied, left_out }
+                } else if kept.vec0 {
                     Built::Vec0 { rows: report.applied, left_out }
                 } else {
                     Built::Queue { left_out }

@@ -369,7 +369,7 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
 fn sqlite_down(spec: &IndexSpec, options: &Options) -> String {
     let mut sql = header(spec, "SQLite");
     sql.push_str(
-        "-- The index's tables made by diesel-vector (codes) go too; sqlite-vec's vec0 table, when the index has\n\
+        "-- The index's tables made by diesel-vector (codes, vectors) go too; sqlite-vec's vec0 table, when the index has\n\
          -- one, cannot be dropped without the extension: diesel-vector drops it after a revert it runs, and\n\
          -- never trusts one left behind.\n",
     );
@@ -384,6 +384,7 @@ fn sqlite_down(spec: &IndexSpec, options: &Options) -> String {
     let _ = writeln!(sql, "DROP TABLE {};", quote(&spec.state_table()));
     let _ = writeln!(sql, "DROP TABLE {};", quote(&spec.queue_table()));
     let _ = writeln!(sql, "DROP TABLE IF EXISTS {};", quote(&spec.codes_table()));
+    let _ = writeln!(sql, "DROP TABLE IF EXISTS {};", quote(&spec.vectors_table()));
     let _ = writeln!(sql, "{}", registry::delete_sql(spec));
     if options.add_column {
         let _ = writeln!(sql, "ALTER TABLE {} DROP COLUMN {};", quote(spec.table()), quote(spec.column()));

@@ -203,25 +203,36 @@ pub struct SqliteIndex {
     pub codes: bool,
     /// sqlite-vec's `vec0` table (kept only on connections that have sqlite-vec).
     pub vec0: bool,
+    /// A contiguous copy of the vectors in the codes' order (`<name>_vectors`), which exact searches scan
+    /// at memory speed instead of reading the table row by row; it doubles the space the vectors take and
+    /// the work of writing them (BENCHMARKS.md measures both). Needs `codes`.
+    pub vectors: bool,
 }
 
 impl SqliteIndex {
     /// Only the crate's quantized codes.
-    pub const CODES: Self = Self { codes: true, vec0: false };
+    pub const CODES: Self = Self { codes: true, vec0: false, vectors: false };
     /// Only sqlite-vec's `vec0` table.
-    pub const VEC0: Self = Self { codes: false, vec0: true };
+    pub const VEC0: Self = Self { codes: false, vec0: true, vectors: false };
     /// Both.
-    pub const CODES_AND_VEC0: Self = Self { codes: true, vec0: true };
+    pub const CODES_AND_VEC0: Self = Self { codes: true, vec0: true, vectors: false };
+    /// The codes and the contiguous copy of the vectors for exact searches.
+    pub const CODES_AND_VECTORS: Self = Self { codes: true, vec0: false, vectors: true };
     /// Neither: searches scan every row exactly.
-    pub const NONE: Self = Self { codes: false, vec0: false };
+    pub const NONE: Self = Self { codes: false, vec0: false, vectors: false };
 
-    /// The registry's spelling: `codes`, `vec0`, `codes,vec0` or `none`.
+    /// The registry's spelling: the structures kept, comma-separated, in the order `codes`, `vec0`,
+    /// `vectors` (`codes`, `codes,vec0`, `codes,vectors`, ...), or `none`.
     pub fn name(self) -> &'static str {
-        match (self.codes, self.vec0) {
-            (true, true) => "codes,vec0",
-            (true, false) => "codes",
-            (false, true) => "vec0",
-            (false, false) => "none",
+        match (self.codes, self.vec0, self.vectors) {
+            (true, true, true) => "codes,vec0,vectors",
+            (true, true, false) => "codes,vec0",
+            (true, false, true) => "codes,vectors",
+            (true, false, false) => "codes",
+            (false, true, true) => "vec0,vectors",
+            (false, true, false) => "vec0",
+            (false, false, true) => "vectors",
+            (false, false, false) => "none",
         }
     }
 }
@@ -247,12 +258,13 @@ impl FromStr for SqliteIndex {
             match part {
                 "codes" => out.codes = true,
                 "vec0" => out.vec0 = true,
+                "vectors" => out.vectors = true,
                 "none" if s.trim() == "none" => {}
                 _ => {
                     return Err(SpecError::UnknownName {
                         what: "SQLite index",
                         name: s.to_owned(),
-                        expected: "codes, vec0, codes,vec0, none",
+                        expected: "codes, vec0, codes,vec0, codes,vectors, none",
                     })
                 }
             }
@@ -331,6 +343,9 @@ pub enum SpecError {
         /// What would work instead.
         hint: &'static str,
     },
+    /// The contiguous copy of the vectors is laid out in the codes' order, so it needs them.
+    #[error("the SQLite structure `vectors` is kept in the order of the quantized codes: keep `codes,vectors`")]
+    VectorsWithoutCodes,
     /// sqlite-vec's `vec0` cannot hold this column.
     #[error("sqlite-vec's vec0 cannot index this column: {reason}")]
     Vec0Unsupported {
@@ -527,6 +542,9 @@ impl IndexSpecBuilder {
         if sqlite_index.vec0 {
             check_vec0(element, metric, dims)?;
         }
+        if sqlite_index.vectors && !sqlite_index.codes {
+            return Err(SpecError::VectorsWithoutCodes);
+        }
         let name = match self.name {
             Some(name) => Ident::new(&name, "index name")?,
             None => bounded(&format!("__dv_{table}_{column}")),
@@ -721,6 +739,12 @@ impl IndexSpec {
         format!("{}_codes", self.name)
     }
 
+    /// SQLite: the contiguous copy of the vectors (`<name>_vectors`), made by the crate when the index keeps
+    /// it ([`SqliteIndex::vectors`]).
+    pub fn vectors_table(&self) -> String {
+        format!("{}_vectors", self.name)
+    }
+
     /// SQLite: sqlite-vec's `vec0` table, named as the index.
     pub fn vec0_table(&self) -> &str {
         self.name.as_str()
@@ -733,8 +757,8 @@ impl IndexSpec {
 
     /// Every SQLite table the index owns besides the base table: they are the crate's, never the
     /// application's data (a copy leaves them out; `vec0`'s own shadow tables included by prefix).
-    pub fn sqlite_internal_tables(&self) -> [String; 4] {
-        [self.queue_table(), self.state_table(), self.codes_table(), self.vec0_table().to_owned()]
+    pub fn sqlite_internal_tables(&self) -> [String; 5] {
+        [self.queue_table(), self.state_table(), self.codes_table(), self.vectors_table(), self.vec0_table().to_owned()]
     }
 }
 
@@ -860,10 +884,19 @@ mod tests {
 
     #[test]
     fn sqlite_index_names_parse() {
-        for s in [SqliteIndex::CODES, SqliteIndex::VEC0, SqliteIndex::CODES_AND_VEC0, SqliteIndex::NONE] {
+        for s in [
+            SqliteIndex::CODES,
+            SqliteIndex::VEC0,
+            SqliteIndex::CODES_AND_VEC0,
+            SqliteIndex::CODES_AND_VECTORS,
+            SqliteIndex::NONE,
+        ] {
             assert_eq!(s.name().parse::<SqliteIndex>().unwrap(), s);
         }
         assert!("codes,none".parse::<SqliteIndex>().is_err());
+        assert_eq!("vectors, codes".parse::<SqliteIndex>().unwrap(), SqliteIndex::CODES_AND_VECTORS);
+        let only_vectors = IndexSpec::builder("t", "v", 3).sqlite_index("vectors".parse().unwrap()).build();
+        assert_eq!(only_vectors.unwrap_err(), SpecError::VectorsWithoutCodes);
         assert!("hnsw".parse::<SqliteIndex>().is_err());
     }
 }

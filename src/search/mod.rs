@@ -70,7 +70,7 @@
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}
 //! ```
 
-mod element;
+pub(crate) mod element;
 pub(crate) mod query;
 pub(crate) mod seed;
 pub(crate) mod typed;
@@ -117,7 +117,13 @@ pub enum SearchPath {
     /// SQLite: vec0 returned fewer than `k` matching rows or may have cut a tie, so the search ran again
     /// as an exact scan.
     Vec0ThenExact,
-    /// SQLite: every matching row's distance, by sqlite-vec's or the crate's functions.
+    /// SQLite: candidates from the crate's quantized codes, their exact distances from the table.
+    Codes,
+    /// SQLite: candidates from the codes, which could not be brought up to date without waiting, plus the
+    /// rows changed since (queued), computed exactly.
+    CodesWithQueue,
+    /// SQLite: every matching row's distance (the crate's SIMD scan of `vector` columns, or sqlite-vec's or
+    /// the crate's SQL functions).
     ExactScan,
     /// PostgreSQL: pgvector's ivfflat index.
     Ivfflat,
@@ -149,6 +155,8 @@ impl SearchPath {
             Self::Vec0 => "vec0",
             Self::Vec0WithQueue => "vec0_with_queue",
             Self::Vec0ThenExact => "vec0_then_exact",
+            Self::Codes => "codes",
+            Self::CodesWithQueue => "codes_with_queue",
             Self::ExactScan => "exact_scan",
             Self::Ivfflat => "ivfflat",
             Self::IvfflatThenExact => "ivfflat_then_exact",
@@ -265,6 +273,21 @@ pub fn rank<R, K: Into<i64>>(rows: Vec<R>, id: impl Fn(&R) -> K, hits: &[Hit]) -
             slot.take().map(|(_, r)| (r, h.distance))
         })
         .collect()
+}
+
+#[cfg(feature = "sqlite")]
+impl From<crate::ann::AnnError> for SearchError {
+    fn from(e: crate::ann::AnnError) -> Self {
+        use crate::ann::AnnError;
+        match e {
+            AnnError::DimensionMismatch { expected, found } => {
+                Self::InvalidQuery(VectorError::DimensionMismatch { expected, found })
+            }
+            AnnError::NotFinite { index } => Self::InvalidQuery(VectorError::NotFinite { index, value: f32::NAN }),
+            AnnError::ZeroQuery => Self::ZeroQuery,
+            other => Self::Index(crate::sqlite::IndexError::Codes(other)),
+        }
+    }
 }
 
 /// Why a search failed. Each message says what to change.
@@ -572,6 +595,10 @@ where
         path = tracing::field::Empty,
         rows = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
+        scanned = tracing::field::Empty,
+        reranked = tracing::field::Empty,
+        recall_estimate = tracing::field::Empty,
+        simd = tracing::field::Empty,
     );
     let _enter = span.enter();
     let started = Instant::now();
@@ -595,6 +622,17 @@ where
     Ok(hits)
 }
 
+/// Records a codes search's counters on the current search span: rows compared in the scan, candidates
+/// reranked exactly, the estimated recall (`1 - expected misses / k`, 1 when the error bound proved the
+/// result) and the SIMD level.
+#[cfg(feature = "sqlite")]
+pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
+    let span = tracing::Span::current();
+    span.record("scanned", stats.passed);
+    span.record("reranked", stats.fetched);
+    span.record("recall_estimate", stats.recall_estimate());
+    span.record("simd", stats.level.name());
+}
 /// Candidates per result a binary-quantized index gives for the exact re-ranking, by default (200 for
 /// k = 10): on 20k clustered 768-dim vectors that found the true 10 nearest where 10 per result found 0.8 of
 /// them (BENCHMARKS.md, "Binary quantization on PostgreSQL").

@@ -13,7 +13,10 @@ use super::extension::register_sqlite_vec;
 /// Every connection gets `PRAGMA foreign_keys = ON` (without it `ON DELETE CASCADE` silently does
 /// nothing, and it cannot be turned on inside a transaction, so it belongs here), a busy timeout so that
 /// concurrent writers wait instead of failing with `database is locked`, and, for file databases, WAL
-/// journaling with `synchronous = NORMAL`.
+/// journaling with `synchronous = NORMAL` and memory-mapped reads (`PRAGMA mmap_size`, up to SQLite's
+/// own limit of 2 GB by default): a search that reads many rows (the exact path, the codes' rerank) then
+/// reads pages where the operating system caches them instead of copying each one through a system call
+/// (BENCHMARKS.md, "SQLite index", measures it). `mmap_size(0)` turns that off.
 ///
 /// ```
 /// use std::time::Duration;
@@ -29,11 +32,16 @@ use super::extension::register_sqlite_vec;
 pub struct ConnectionOptions {
     busy_timeout: Duration,
     wal: bool,
+    mmap_size: u64,
 }
+
+/// SQLite's default upper limit on `mmap_size` on 64-bit targets (`SQLITE_MAX_MMAP_SIZE`); a larger
+/// request is capped to it anyway.
+const DEFAULT_MMAP_SIZE: u64 = if cfg!(target_pointer_width = "64") { 0x7fff_0000 } else { 256 << 20 };
 
 impl Default for ConnectionOptions {
     fn default() -> Self {
-        Self { busy_timeout: Duration::from_secs(5), wal: true }
+        Self { busy_timeout: Duration::from_secs(5), wal: true, mmap_size: DEFAULT_MMAP_SIZE }
     }
 }
 
@@ -48,6 +56,14 @@ impl ConnectionOptions {
     /// memory journal either way.
     pub fn wal(mut self, wal: bool) -> Self {
         self.wal = wal;
+        self
+    }
+
+    /// The most bytes of a file database SQLite reads through a memory map (`PRAGMA mmap_size`; default
+    /// about 2 GB, SQLite's own limit on 64-bit targets, 256 MB on others). 0 reads every page with a
+    /// system call, as SQLite does unless told otherwise.
+    pub fn mmap_size(mut self, bytes: u64) -> Self {
+        self.mmap_size = bytes;
         self
     }
 
@@ -85,6 +101,7 @@ impl ConnectionOptions {
             switch_to_wal(conn, self.busy_timeout)?;
             conn.batch_execute("PRAGMA synchronous = NORMAL;")?;
         }
+        conn.batch_execute(&format!("PRAGMA mmap_size = {}", self.mmap_size.min(i64::MAX as u64)))?;
         super::functions::register(conn)
     }
 }

@@ -8,10 +8,13 @@
 //! the queue (or rebuilds from the table when the flag is set or an index structure is missing or
 //! damaged) in one immediate transaction; searches call it first.
 //!
-//! What is kept from the queue is the index's [`SqliteIndex`] choice. Today that is sqlite-vec's `vec0`
-//! table (named as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as
-//! partition keys), maintained on connections that have sqlite-vec; without the extension the queue
-//! waits and searches scan exactly.
+//! What is kept from the queue is the index's [`SqliteIndex`] choice: the crate's quantized codes
+//! (`<name>_codes`, see the `codes` module; the default, kept on any connection), optionally the contiguous
+//! copy of the vectors for exact scans (`<name>_vectors`), and optionally sqlite-vec's `vec0` table (named
+//! as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as partition keys),
+//! maintained on connections that have sqlite-vec. The queue is one for every structure: a sync without
+//! sqlite-vec applies it to the codes and records that vec0 missed changes, and the next sync with
+//! sqlite-vec rebuilds vec0.
 //!
 //! Rows whose stored vector is not a valid BLOB of the index's dimensions (NULL, another storage class,
 //! another length, NaN or infinite elements), and zero vectors under cosine, are left out of the index;
@@ -25,7 +28,7 @@
 //! migrations::run_pending_migrations(&mut conn)?;
 //! let spec = diesel_vector::schema::fragment_embeddings_index();
 //! let report = sqlite::sync(&mut conn, spec)?;
-//! assert!(report.rebuilt, "the first sync builds the vec0 table");
+//! assert!(report.rebuilt, "the first sync builds the index's codes");
 //! assert!(sqlite::status(&mut conn, spec)?.is_up_to_date());
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite-vec"))] fn main() {}
@@ -72,6 +75,8 @@ pub enum IndexError {
         /// The table it indexes.
         table: String,
     },
+    /// The quantized codes could not be built (a bug: every vector is checked before it is coded).
+    Codes(crate::ann::AnnError),
     /// A query failed.
     Query(diesel::result::Error),
 }
@@ -88,6 +93,7 @@ impl fmt::Display for IndexError {
                 "the vector index {index} on {table} is not set up in this database (its change queue and state \
                  are missing): apply the migration that creates it"
             ),
+            Self::Codes(e) => write!(f, "building the vector index's quantized codes failed: {e}"),
             Self::Query(e) => write!(f, "updating the vector index failed: {e}"),
         }
     }
@@ -97,6 +103,7 @@ impl std::error::Error for IndexError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Query(e) => Some(e),
+            Self::Codes(e) => Some(e),
             _ => None,
         }
     }
@@ -135,6 +142,13 @@ pub struct IndexStatus {
     pub pending_changes: i64,
     /// Rows in the vec0 table (only countable with sqlite-vec).
     pub indexed_rows: Option<i64>,
+    /// Rows in the quantized codes, when they are stored.
+    pub codes_rows: Option<u64>,
+    /// Whether the index's quantized codes are current: true when the stored codes are those of the
+    /// current generation, or the index keeps none (or its column's type has none: only `vector` columns
+    /// are coded); false when they are not built yet or something drained the queue without updating them
+    /// (the next sync rebuilds them).
+    pub codes_current: bool,
     /// Rows of the table that have a vector (not NULL).
     pub embedded_rows: i64,
     /// The state's generation: changes with every update of the index.
@@ -142,10 +156,13 @@ pub struct IndexStatus {
 }
 
 impl IndexStatus {
-    /// True when nothing is pending, no rebuild is due and, for an index that keeps a vec0 table, the
-    /// table exists.
+    /// True when nothing is pending, no rebuild is due, the codes are current and, for an index that keeps
+    /// a vec0 table, the table exists.
     pub fn is_up_to_date(&self) -> bool {
-        (self.table_exists || !self.structures.vec0) && !self.needs_rebuild && self.pending_changes == 0
+        (self.table_exists || !self.structures.vec0)
+            && self.codes_current
+            && !self.needs_rebuild
+            && self.pending_changes == 0
     }
 }
 
@@ -336,37 +353,144 @@ fn has_extension(conn: &mut SqliteConnection) -> Result<bool, IndexError> {
     Ok(super::sqlite_vec_version(conn)?.is_some())
 }
 
-/// Brings `spec`'s index up to date: applies the queued changes, or rebuilds the index from the table
-/// when it is missing, marked for rebuild, or cannot be updated. One immediate transaction; one read when
-/// nothing is pending.
+/// Brings `spec`'s index up to date: applies the queued changes to each structure the index keeps, or
+/// rebuilds a structure from the table when it is missing, marked for rebuild, or cannot be updated. One
+/// immediate transaction; a few reads when nothing is pending.
+///
+/// An index that keeps the quantized codes is synced on any connection. One that also keeps vec0 has its
+/// vec0 table updated only where sqlite-vec is loaded; a sync without it records that vec0 missed changes,
+/// and the next sync with sqlite-vec rebuilds vec0 (the queue is one for every structure). A vec0 table
+/// the index no longer keeps (the seed kept one until its registry row said `codes`) is dropped where
+/// sqlite-vec is loaded.
 ///
 /// # Errors
 ///
-/// [`IndexError::ExtensionMissing`] for a vec0 index on a connection without sqlite-vec,
+/// [`IndexError::ExtensionMissing`] for an index that keeps only vec0, on a connection without sqlite-vec;
 /// [`IndexError::NotMigrated`] before the index's migration, or a failing query (nothing of the sync is
 /// kept).
 pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
-    if spec.sqlite_index().vec0 && !has_extension(conn)? {
+    run(conn, spec, Rebuild::Nothing)
+}
+
+/// Rebuilds every structure of `spec`'s index from the table, in one immediate transaction (vec0 only where
+/// sqlite-vec is loaded; see [`sync`]).
+///
+/// # Errors
+///
+/// As [`sync`].
+pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    run(conn, spec, Rebuild::All)
+}
+
+/// Syncs `spec`'s index and rebuilds its codes whatever they look like: for a search that found the stored
+/// codes damaged.
+pub(crate) fn rebuild_codes(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    run(conn, spec, Rebuild::Codes)
+}
+
+/// What a sync rebuilds whatever the state says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rebuild {
+    Nothing,
+    Codes,
+    All,
+}
+
+/// The structures a connection maintains for `spec`.
+struct Plan {
+    /// The quantized codes.
+    codes: bool,
+    /// vec0, on this connection.
+    vec0: bool,
+    /// The index keeps vec0 but this connection cannot update it.
+    vec0_elsewhere: bool,
+    /// A vec0 table the index does not keep, to drop.
+    leftover_vec0: bool,
+}
+
+fn plan(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Plan, IndexError> {
+    let kept = spec.sqlite_index();
+    let codes = kept.codes && super::codes::supported(spec);
+    let extension = has_extension(conn)?;
+    if kept.vec0 && !extension && !codes {
         return Err(IndexError::ExtensionMissing);
     }
+    Ok(Plan {
+        codes,
+        vec0: kept.vec0 && extension,
+        vec0_elsewhere: kept.vec0 && !extension,
+        leftover_vec0: !kept.vec0 && extension && is_vec0_table(conn, spec)?,
+    })
+}
+
+/// Whether `spec`'s vec0 name is a vec0 table (and not, say, a table of the application's).
+fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
+    count(
+        conn,
+        &format!(
+            "SELECT count(*) AS count FROM sqlite_master WHERE type = 'table' AND name = {} \
+             AND lower(sql) LIKE '%using vec0%'",
+            crate::index::literal(spec.vec0_table())
+        ),
+    )
+    .map(|n| n > 0)
+}
+
+fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
+    let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
-    let vec0 = spec.sqlite_index().vec0;
-    if before.needs_rebuild == 0 && before.pending == 0 && (!vec0 || conn.exists(spec.vec0_table())?) {
-        return Ok(SyncReport { rebuilt: false, applied: 0 });
+    if forced == Rebuild::Nothing && before.needs_rebuild == 0 && before.pending == 0 && !plan.leftover_vec0 {
+        let vec0_ready =
+            !plan.vec0 || (conn.exists(spec.vec0_table())? && !(plan.codes && super::codes::vec0_stale(conn, spec)?));
+        let codes_ready = !plan.codes || super::codes::is_current(conn, spec)?;
+        if vec0_ready && codes_ready {
+            return Ok(SyncReport { rebuilt: false, applied: 0 });
+        }
     }
-    let report = transaction::immediate(conn, |conn| {
+    let shared = if plan.codes { Some(super::codes::shared_entry(conn, spec)?) } else { None };
+    let mut locked = None;
+    let result = transaction::immediate::<_, IndexError>(conn, |conn| {
         let now = state(conn, spec)?;
-        if now.needs_rebuild != 0 || (vec0 && !conn.exists(spec.vec0_table())?) {
-            return rebuild_in_transaction(conn, spec);
+        let rebuild_all = forced == Rebuild::All || now.needs_rebuild != 0;
+        let next = if now.generation == i64::MAX { 0 } else { now.generation + 1 };
+        let vec0_stale = plan.codes && super::codes::vec0_stale(conn, spec)?;
+        let mut report = SyncReport { rebuilt: false, applied: 0 };
+        if plan.vec0 {
+            let part = if rebuild_all || vec0_stale || !conn.exists(spec.vec0_table())? {
+                rebuild_vec0(conn, spec)?
+            } else {
+                match transaction::savepoint(conn, |conn| apply_queue(conn, spec)) {
+                    Ok(applied) => SyncReport { rebuilt: false, applied },
+                    // A damaged vec0 table, or one of another shape: start again from the table.
+                    Err(SavepointError::RolledBack(_)) => rebuild_vec0(conn, spec)?,
+                    // SQLite ended the transaction (a full disk): nothing more may run in it.
+                    Err(SavepointError::TransactionEnded(e)) => return Err(e),
+                }
+            };
+            report = part;
         }
-        match transaction::savepoint(conn, |conn| apply_queue(conn, spec)) {
-            Ok(applied) => Ok(SyncReport { rebuilt: false, applied }),
-            // A damaged vec0 table, or one of another shape: start again from the table.
-            Err(SavepointError::RolledBack(_)) => rebuild_in_transaction(conn, spec),
-            // SQLite ended the transaction (a full disk): nothing more may run in it.
-            Err(SavepointError::TransactionEnded(e)) => Err(e),
+        if plan.leftover_vec0 {
+            conn.batch_execute(&format!("DROP TABLE IF EXISTS {}", quote(spec.vec0_table())))?;
         }
-    })?;
+        if let Some(shared) = &shared {
+            let entry = locked.insert(super::codes::lock(shared));
+            let vec0_missed = plan.vec0_elsewhere && (vec0_stale || rebuild_all || now.pending > 0);
+            let rebuild_codes = rebuild_all || forced == Rebuild::Codes;
+            let codes = super::codes::sync_in_transaction(conn, spec, entry, rebuild_codes, next, vec0_missed)?;
+            report.rebuilt |= codes.rebuilt;
+            report.applied = report.applied.max(i64::try_from(codes.applied).unwrap_or(i64::MAX));
+        }
+        if !plan.vec0 && !plan.codes {
+            report.applied = now.pending;
+        }
+        finish(conn, spec, next)?;
+        Ok(report)
+    });
+    if let (Err(_), Some(entry)) = (&result, locked.as_mut()) {
+        super::codes::forget(entry);
+    }
+    drop(locked);
+    let report = result?;
     info!(
         target: "diesel_vector::index",
         index = spec.name(),
@@ -374,21 +498,6 @@ pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport,
         applied = report.applied,
         "sqlite vector index synced"
     );
-    Ok(report)
-}
-
-/// Rebuilds `spec`'s index from the table, in one immediate transaction.
-///
-/// # Errors
-///
-/// As [`sync`].
-pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
-    if spec.sqlite_index().vec0 && !has_extension(conn)? {
-        return Err(IndexError::ExtensionMissing);
-    }
-    state(conn, spec)?;
-    let report = transaction::immediate(conn, |conn| rebuild_in_transaction(conn, spec))?;
-    info!(target: "diesel_vector::index", index = spec.name(), rebuilt = true, applied = report.applied, "sqlite vector index rebuilt");
     Ok(report)
 }
 
@@ -413,6 +522,7 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
             quote(spec.column())
         ),
     )?;
+    let codes = spec.sqlite_index().codes && super::codes::supported(spec);
     Ok(IndexStatus {
         index: spec.name().to_owned(),
         structures: spec.sqlite_index(),
@@ -421,6 +531,8 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
         needs_rebuild: state.needs_rebuild != 0,
         pending_changes: state.pending,
         indexed_rows,
+        codes_rows: super::codes::stored_rows(conn, spec)?,
+        codes_current: !codes || super::codes::is_current(conn, spec)?,
         embedded_rows,
         generation: state.generation,
     })
@@ -439,30 +551,21 @@ fn apply_queue(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<i64, Ind
             fill = fill_vec0(spec, &from),
         ))?;
     }
-    finish(conn, spec)?;
     Ok(pending)
 }
 
-fn rebuild_in_transaction(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
-    let mut applied = 0;
-    if spec.sqlite_index().vec0 {
-        let vec0 = quote(spec.vec0_table());
-        let from = format!("FROM {} t WHERE 1", quote(spec.table()));
-        conn.batch_execute(&format!(
-            "DROP TABLE IF EXISTS {vec0}; {}; {};",
-            create_vec0(spec),
-            fill_vec0(spec, &from)
-        ))?;
-        applied = count(conn, &format!("SELECT count(*) AS count FROM {vec0}"))?;
-    }
-    finish(conn, spec)?;
+fn rebuild_vec0(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    let vec0 = quote(spec.vec0_table());
+    let from = format!("FROM {} t WHERE 1", quote(spec.table()));
+    conn.batch_execute(&format!("DROP TABLE IF EXISTS {vec0}; {}; {};", create_vec0(spec), fill_vec0(spec, &from)))?;
+    let applied = count(conn, &format!("SELECT count(*) AS count FROM {vec0}"))?;
     Ok(SyncReport { rebuilt: true, applied })
 }
 
-/// Empties the queue, clears the rebuild flag and moves the generation on.
-fn finish(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<(), IndexError> {
+/// Empties the queue, clears the rebuild flag and sets the generation to `next`.
+fn finish(conn: &mut SqliteConnection, spec: &IndexSpec, next: i64) -> Result<(), IndexError> {
     conn.batch_execute(&format!(
-        "DELETE FROM {}; UPDATE {} SET needs_rebuild = 0, generation = generation + 1;",
+        "DELETE FROM {}; UPDATE {} SET needs_rebuild = 0, generation = {next};",
         quote(&spec.queue_table()),
         quote(&spec.state_table()),
     ))?;

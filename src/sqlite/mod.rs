@@ -1,10 +1,12 @@
 //! Everything SQLite-specific: the BLOB format, connection set-up, sqlite-vec registration, the
-//! migration runner's SQLite side and the vec0 vector index.
+//! migration runner's SQLite side and the vector index (the crate's quantized codes, sqlite-vec's vec0).
 
 #[cfg(feature = "async")]
 mod asynchronous;
+mod codes;
 mod connection;
 pub(crate) mod doctor;
+mod exact;
 mod expression;
 mod extension;
 mod functions;
@@ -20,6 +22,7 @@ pub use asynchronous::{
     establish_async, index_status_async, rebuild_async, rebuild_index_async, status_async, sync_async,
     sync_index_async, AsyncSqliteConnection,
 };
+pub use codes::clear_codes_cache;
 #[cfg(feature = "r2d2")]
 pub use connection::SqliteCustomizer;
 pub use connection::{establish, sqlite_vec_version, ConnectionOptions};

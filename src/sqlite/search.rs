@@ -5,25 +5,22 @@
 //! 1. **Check**: the table's columns are read (`pragma_table_info`) and the filters resolved against
 //!    them, so that a missing column is an error naming the table's columns (SQLite would otherwise read a
 //!    double-quoted name that matches no column as a string).
-//! 2. **Candidates** from the index's structure ([`candidates`]): today sqlite-vec's vec0 table, brought
-//!    up to date first without waiting for the write lock. When another connection holds it (or the
-//!    database is read-only), vec0 answers as it stands and the rows whose changes wait in the index's
-//!    queue are added as candidates: vec0 is asked for as many more rows as are queued, and any stale
-//!    entry of a queued row is dropped.
+//! 2. **Candidates** from the index's structure ([`candidates`]): the crate's quantized codes
+//!    ([`codes_candidates`]: partition filters filter the Hamming scan, other filters become its allow list,
+//!    candidates are reranked until the error bound proves the result or the estimated recall reaches its
+//!    target), else sqlite-vec's vec0 table. Either is brought up to date first without waiting for the
+//!    write lock. When another connection holds it (or the database is read-only), the structure answers
+//!    as it stands and the rows whose changes wait in the index's queue are added as candidates (vec0 is
+//!    asked for as many more rows as are queued; any stale entry of a queued row is dropped).
 //! 3. **Exact distances** of the candidates from the table itself ([`exact_rows`]), with every filter
-//!    applied again, sorted by distance then id. If they cannot be trusted to hold the true first `k`
+//!    applied again, sorted by distance then id. If vec0's cannot be trusted to hold the true first `k`
 //!    (fewer than `k` while vec0 filled its limit, or a tie at the limit), an exact scan answers.
 //!
-//! Without a usable structure (an index that keeps none, sqlite-vec absent, another metric than the
-//! index's, more candidates than vec0's `k` allows) the search is an exact scan ([`exact`]): every
-//! matching row's distance, computed by sqlite-vec's functions or the crate's. Stored values that are not
-//! vectors of the index's dimensions are skipped by every path.
-//!
-//! **Where the crate's quantized codes plug in** (`SqliteIndex::codes`, issue 12): as another candidate
-//! source in [`candidates`], beside vec0, taking the same inputs (the query, the partition filters'
-//! values, the ids the other filters allow as a subquery or list, the ids to leave out because they are
-//! queued) and returning candidate ids with a boundary distance below which none was left out. Steps 1
-//! and 3 stay as they are. Until the codes exist, an index that keeps only codes searches exactly.
+//! Without a usable structure (an index that keeps none, codes not trained yet, another metric than the
+//! index's, vec0 without sqlite-vec or beyond its `k`) the search is an exact scan ([`exact`]): for
+//! `vector` columns the crate's SIMD scan of the vectors where SQLite holds them (`super::exact`), for the
+//! other types sqlite-vec's or the crate's SQL functions. Stored values that are not vectors of the index's
+//! dimensions are skipped by every path.
 
 use std::collections::HashSet;
 
@@ -89,6 +86,14 @@ fn kind(declared: &str) -> ColumnKind {
     }
 }
 
+/// The query of a `vector` column, as the crate's engine reads it (`None` for the other types).
+fn f32_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
+    match &plan.query {
+        crate::search::element::PlanVector::Vector(v) => Some(v.as_slice()),
+        _ => None,
+    }
+}
+
 /// The shape of a valid stored value: other values are skipped.
 fn blob_shape(spec: &IndexSpec) -> Option<SqliteBlobShape> {
     spec.element().sqlite_blob_shape(spec.dims() as usize).ok()
@@ -102,25 +107,23 @@ fn candidates<F: SearchFilter<Sqlite>>(
     filter: &F,
 ) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
-    // The codes index (issue 12) is a second source here; an index keeping only codes scans exactly.
-    if !plan.index_serves() || !spec.sqlite_index().vec0 || !matches!(spec.element(), Element::Vector | Element::Bit) {
+    if !plan.index_serves() {
+        return Ok(None);
+    }
+    if spec.sqlite_index().codes && spec.element() == Element::Vector {
+        if let Some(found) = codes_candidates(conn, plan, filters, filter)? {
+            return Ok(Some(found));
+        }
+    }
+    // vec0 holds `vector` columns as float[N] and `bit` columns as bit[N].
+    if !spec.sqlite_index().vec0 || !matches!(spec.element(), Element::Vector | Element::Bit) {
         return Ok(None);
     }
     if super::sqlite_vec_version(conn)?.is_none() {
         return Ok(None);
     }
-    let before = match state(conn, spec) {
-        Ok(state) => state,
-        // The index's queue and state are not there (a spec built by hand): the table alone answers.
-        Err(IndexError::NotMigrated { .. }) => return Ok(None),
-        Err(e) => return Err(SearchError::Index(e)),
-    };
     let vec0_exists = conn.exists(spec.vec0_table())?;
-    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && vec0_exists {
-        true
-    } else {
-        sync_without_waiting(conn, spec)?
-    };
+    let Some((before, fresh)) = freshen(conn, spec, !vec0_exists)? else { return Ok(None) };
     let queued: Vec<i64> = if fresh {
         Vec::new()
     } else if before.needs_rebuild != 0 || !vec0_exists {
@@ -151,6 +154,160 @@ fn candidates<F: SearchFilter<Sqlite>>(
     }
     let path = if fresh { SearchPath::Vec0 } else { SearchPath::Vec0WithQueue };
     Ok(Some(Found { hits, path }))
+}
+
+/// Step 2 and 3 through the crate's quantized codes (`SqliteIndex::codes`), or `None` when they cannot
+/// answer (nothing trained yet, damaged codes that could not be rebuilt, another process writing fast).
+///
+/// The index is brought up to date without waiting for the write lock; when it cannot be, the codes
+/// answer as they stand and the queued rows are computed exactly beside them (a queued row's codes are
+/// not trusted). Equality filters on partition columns filter the scan by the rows' partition keys; any
+/// other filter becomes the scan's allow list (the ids SQLite finds for it). Candidates get their exact
+/// distance from the table with every filter applied again ([`exact_rows`]).
+fn codes_candidates<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    if !crate::ann::supports(plan.metric) {
+        return Ok(None);
+    }
+    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
+    let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
+    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+    let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
+    let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
+        for hit in exact_rows(conn, plan, filters, filter, ids)? {
+            sink(hit.id, hit.distance);
+        }
+        Ok::<(), SearchError>(())
+    };
+    let options = crate::ann::SearchOptions::default();
+    let Some(query) = f32_query(plan) else { return Ok(None) };
+    let mut outcome = None;
+    for attempt in 0..2 {
+        match super::codes::search(conn, spec, query, plan.limit, &scan_filter, &options, &mut fetch)? {
+            super::codes::Searched::Found(found) => {
+                outcome = Some(found);
+                break;
+            }
+            super::codes::Searched::Empty if queued.is_empty() => {
+                return Ok(Some(Found { hits: Vec::new(), path: SearchPath::Codes }))
+            }
+            super::codes::Searched::NotCurrent if attempt == 0 && fresh => {
+                super::sync(conn, spec).map_err(SearchError::Index)?;
+            }
+            super::codes::Searched::Damaged if attempt == 0 && fresh => {
+                super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
+            }
+            _ => return Ok(None),
+        }
+    }
+    let Some(outcome) = outcome else { return Ok(None) };
+    crate::search::record_codes_stats(&outcome.stats);
+    let queued_set: HashSet<i64> = queued.iter().copied().collect();
+    let mut hits: Vec<Hit> = outcome
+        .neighbours
+        .into_iter()
+        .filter(|n| n.distance.is_finite() && !queued_set.contains(&n.id))
+        .map(|n| Hit { id: n.id, distance: n.distance })
+        .collect();
+    if queued.is_empty() {
+        return Ok(Some(Found { hits, path: SearchPath::Codes }));
+    }
+    hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
+    sort(&mut hits);
+    Ok(Some(Found { hits, path: SearchPath::CodesWithQueue }))
+}
+
+/// The filters as the codes' scan takes them: equality filters on partition columns as a partition key
+/// mask, and any other filter as an allow list (the ids of the rows SQLite finds passing every filter).
+fn scan_filter<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+) -> Result<(Option<crate::ann::Partition>, Option<Vec<i64>>), SearchError> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        i: i64,
+    }
+    let spec = plan.spec;
+    let mut partition = Vec::new();
+    let mut others = !filter.is_empty();
+    for f in filters {
+        match f.partition {
+            Some(i) => partition.push((i, f.value.text(false))),
+            None => others = true,
+        }
+    }
+    let partition: Vec<(usize, Option<&str>)> = partition.iter().map(|(i, v)| (*i, v.as_deref())).collect();
+    let allow = if others {
+        let knn = Knn::new(plan, &plan.query, None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+            .blob_shape(blob_shape(spec));
+        let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
+        Some(ids.into_iter().map(|r| r.i).collect())
+    } else {
+        None
+    };
+    Ok((super::codes::partition_filter(spec, &partition), allow))
+}
+
+/// The exact path from the index's contiguous copy of the vectors (`SqliteIndex::vectors`), or `None` when
+/// it cannot answer: the index keeps no copy, it cannot be brought up to date without waiting, or a row it
+/// returned does not pass the filters in the table (a partition key's hash collision).
+fn exact_from_vectors<F: SearchFilter<Sqlite>>(
+    conn: &mut SqliteConnection,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    path: SearchPath,
+) -> Result<Option<Found>, SearchError> {
+    let spec = plan.spec;
+    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
+    if !fresh {
+        return Ok(None);
+    }
+    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+    let scan = crate::ann::Filter { partition, allow: allow.as_deref() };
+    let Some(query) = f32_query(plan) else { return Ok(None) };
+    let Some(found) =
+        super::codes::exact_from_vectors(conn, spec, query, plan.limit, &scan).map_err(SearchError::Index)?
+    else {
+        return Ok(None);
+    };
+    let ids: Vec<i64> = found.iter().map(|n| n.id).collect();
+    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+    if hits.len() != ids.len() {
+        return Ok(None);
+    }
+    sort(&mut hits);
+    Ok(Some(Found { hits, path }))
+}
+
+/// The index's state before, and whether it is up to date now: nothing was due (no queued change, no
+/// rebuild, no `missing` structure), or [`sync_without_waiting`] applied it. `None` when the index's queue
+/// and state are not there (a spec built by hand): the table alone answers.
+fn freshen(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    missing: bool,
+) -> Result<Option<(super::index::State, bool)>, SearchError> {
+    let before = match state(conn, spec) {
+        Ok(state) => state,
+        Err(IndexError::NotMigrated { .. }) => return Ok(None),
+        Err(e) => return Err(SearchError::Index(e)),
+    };
+    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && !missing {
+        true
+    } else {
+        sync_without_waiting(conn, spec)?
+    };
+    Ok(Some((before, fresh)))
 }
 
 /// Applies the index's queue if the write lock can be taken at once; `false` when it cannot (another
@@ -234,6 +391,29 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
+    if let (Some(query), true) = (f32_query(plan), crate::ann::supports(plan.metric)) {
+        if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
+            if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
+                return Ok(found);
+            }
+        }
+        // The crate's SIMD scan over the vectors where SQLite holds them.
+        let knn = Knn::new(plan, &plan.query, None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
+            .blob_shape(blob_shape(plan.spec));
+        let rows = Rows { knn, of: RowsOf::Vectors };
+        let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(|e| match e {
+            super::exact::ExactError::Query(e) => SearchError::Query(e),
+            super::exact::ExactError::Ann(e) => SearchError::from(e),
+        })?;
+        let hits = found
+            .neighbours
+            .into_iter()
+            .filter(|n| n.distance.is_finite())
+            .map(|n| Hit { id: n.id, distance: n.distance })
+            .collect();
+        return Ok(Found { hits, path });
+    }
     let knn = || {
         Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })
@@ -351,6 +531,29 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
         self.distance.walk_ast(out.reborrow())?;
         out.push_sql(" AS d FROM ");
         out.push_identifier(self.table)?;
+        self.push_where(&mut out)?;
+        if self.finite_only {
+            // 9e999 is SQLite's infinity; NULL fails both comparisons.
+            out.push_sql(") s WHERE s.d > -9e999 AND s.d < 9e999 ORDER BY s.d, s.i");
+        } else {
+            match self.order {
+                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2 NULLS LAST, 1"),
+                KnnOrder::Distance => out.push_sql(" ORDER BY 2 NULLS LAST"),
+                KnnOrder::None => {}
+            }
+        }
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            out.push_bind_param::<BigInt, i64>(limit)?;
+        }
+        Ok(())
+    }
+}
+
+impl<F: SearchFilter<Sqlite>> Knn<'_, F> {
+    /// ` WHERE vector IS NOT NULL AND [a BLOB of the index's length] AND filters... [AND id IN (ids)]`.
+    fn push_where<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let mut out = out.reborrow();
         out.push_sql(" WHERE ");
         push_column(&mut out, self.table, self.column)?;
         out.push_sql(" IS NOT NULL");
@@ -372,23 +575,51 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
             out.push_bind_param::<Text, String>(&self.ids_json)?;
             out.push_sql("))");
         }
-        if self.finite_only {
-            // 9e999 is SQLite's infinity; NULL fails both comparisons.
-            out.push_sql(") s WHERE s.d > -9e999 AND s.d < 9e999 ORDER BY s.d, s.i");
-        } else {
-            match self.order {
-                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2 NULLS LAST, 1"),
-                KnnOrder::Distance => out.push_sql(" ORDER BY 2 NULLS LAST"),
-                KnnOrder::None => {}
-            }
-        }
-        if let Some(limit) = &self.limit {
-            out.push_sql(" LIMIT ");
-            out.push_bind_param::<BigInt, i64>(limit)?;
-        }
         Ok(())
     }
 }
+
+/// What [`Rows`] selects beside the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowsOf {
+    /// Nothing: the ids of the rows that pass every filter (the codes' allow list).
+    Ids,
+    /// The stored vector: the rows the exact scan reads.
+    Vectors,
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i[, t.vector AS v] FROM t WHERE ...`, with [`Knn`]'s conditions.
+struct Rows<'a, F> {
+    knn: Knn<'a, F>,
+    of: RowsOf,
+}
+
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Rows<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.knn.table, self.knn.id)?;
+        out.push_sql(" AS BIGINT) AS i");
+        if self.of == RowsOf::Vectors {
+            out.push_sql(", ");
+            push_column(&mut out, self.knn.table, self.knn.column)?;
+            out.push_sql(" AS v");
+        }
+        out.push_sql(" FROM ");
+        out.push_identifier(self.knn.table)?;
+        self.knn.push_where(&mut out)
+    }
+}
+
+impl<F> QueryId for Rows<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<F> Query for Rows<'_, F> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<F, C> RunQueryDsl<C> for Rows<'_, F> {}
 
 /// vec0's KNN: `SELECT rowid, distance FROM vec0 WHERE embedding MATCH ? AND k = ?`, with the partition
 /// filters as its partition keys and every other filter as `rowid IN (SELECT id FROM table WHERE ...)`,

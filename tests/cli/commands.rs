@@ -112,13 +112,13 @@ fn doctor_reads_only_and_gives_a_verdict() {
         assert!(!stdout.contains("migration run"), "{backend}: {stdout}");
 
         seed(url, 50, 2);
-        // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's vec0
-        // table was never built.
+        // Loaded without the index: PostgreSQL's ivfflat was built on the empty table, SQLite's codes were
+        // never built.
         let (stdout, _) = fails(&["--database-url", url, "doctor"]);
         let finding = if backend == "postgresql" {
             "it was built with little data"
         } else {
-            "the vec0 index fragment_embeddings_idx is missing"
+            "the quantized codes of the vector index fragment_embeddings_idx are marked for rebuild"
         };
         assert!(stdout.contains(finding), "{backend}: {stdout}");
         ok(&["--database-url", url, "reindex"]);
@@ -149,8 +149,9 @@ fn doctor_reads_only_and_gives_a_verdict() {
         } else {
             assert!(report.contains("sqlite-vec   v0.1.9"), "{report}");
             assert!(report.contains("SQLite 3."), "{report}");
-            assert_eq!(index["sqlite"]["structures"], "vec0");
-            assert_eq!(index["sqlite"]["indexed_rows"], 90);
+            assert_eq!(index["sqlite"]["structures"], "codes");
+            assert_eq!(index["sqlite"]["codes_rows"], 90);
+            assert_eq!(index["sqlite"]["codes_current"], true);
         }
     }
 }
@@ -219,21 +220,22 @@ fn doctor_flags_an_ivfflat_index_built_with_little_data_and_reindex_repairs_it()
 }
 
 #[test]
-fn doctor_flags_a_stale_vec0_index_and_reindex_rebuilds_it() {
+fn doctor_flags_a_stale_index_and_reindex_rebuilds_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = sqlite_file(dir.path(), "stale.db");
     seed(&path, 40, 1);
-    // Seeded rows are queued and the vec0 table was never built: the next search would build it.
+    // Seeded rows are queued and the codes were never built: the next search would build them.
     let (stdout, _) = fails(&["--database-url", &path, "doctor"]);
     assert!(
         stdout.contains(
-            "ACTION:  the vec0 index fragment_embeddings_idx is missing for 36 row(s) of fragment_embeddings.embedding"
+            "ACTION:  the quantized codes of the vector index fragment_embeddings_idx are marked for rebuild for 36 \
+             row(s) of fragment_embeddings.embedding"
         ),
         "{stdout}"
     );
     assert_eq!(
         ok(&["--database-url", &path, "reindex"]),
-        "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): vec0, 36 rows\n"
+        "rebuilt fragment_embeddings_idx (fragment_embeddings.embedding): codes, 36 rows\n"
     );
     let report = ok(&["--database-url", &path, "doctor"]);
     assert!(report.contains("up to date, 36 indexed"), "{report}");
@@ -245,7 +247,8 @@ fn doctor_flags_a_stale_vec0_index_and_reindex_rebuilds_it() {
     let report = ok(&["--database-url", &path, "doctor"]);
     assert!(
         report.contains(
-            "warning: 1 change(s) to fragment_embeddings.embedding wait in the vec0 index queue of fragment_embeddings_idx"
+            "warning: 1 change(s) to fragment_embeddings.embedding wait in the queue of the vector index \
+             fragment_embeddings_idx"
         ),
         "{report}"
     );

@@ -56,7 +56,7 @@ fn ten_thousand_embeddings_go_postgresql_to_sqlite_to_postgresql_bit_exact() {
     let report = copy(&first.url, &lite, &["--batch-size", "700"]);
     assert_verified(&report);
     assert!(
-        report.contains("index fragment_embeddings_idx on fragment_embeddings.embedding: vec0 rebuilt, 9000 rows"),
+        report.contains("index fragment_embeddings_idx on fragment_embeddings.embedding: codes rebuilt, 9000 rows"),
         "{report}"
     );
     assert_eq!(dump(&lite), original, "PostgreSQL -> SQLite is bit-exact, timestamps included");

@@ -122,7 +122,7 @@ fn search_and_reindex_on_a_full_disk_report_the_full_disk() {
     let (_, stderr) = fails(&["--database-url", &db, "reindex"]);
     assert_disk_full(&stderr);
     let (stdout, _) = fails(&["--database-url", &db, "doctor"]);
-    assert!(stdout.contains("vec0 fragment_embeddings_idx: not built"), "nothing half-built: {stdout}");
+    assert!(stdout.contains("codes: marked for rebuild"), "nothing half-built: {stdout}");
 
     std::fs::remove_file(disk.path().join("filler")).unwrap();
     assert!(ok(&search).lines().count() > 1, "searches work once there is room");

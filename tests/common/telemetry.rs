@@ -27,9 +27,46 @@ impl Visit for Line {
     fn record_str(&mut self, field: &Field, value: &str) {
         let _ = write!(self.0, " {}={}", field.name(), value);
     }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let _ = write!(self.0, " {}={}", field.name(), value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let _ = write!(self.0, " {}={}", field.name(), value);
+    }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Capture {
+impl<S> Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    /// Spans are captured when they close, as `SPAN <target> <name>` and their fields, including those
+    /// recorded after the span was made.
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut line = Line(format!("SPAN {} {}", attrs.metadata().target(), attrs.metadata().name()));
+            attrs.record(&mut line);
+            span.extensions_mut().insert(line);
+        }
+    }
+
+    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(line) = span.extensions_mut().get_mut::<Line>() {
+                values.record(line);
+            }
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(line) = span.extensions_mut().remove::<Line>() else { return };
+        SINK.with(|sink| {
+            if let Some(lines) = sink.borrow_mut().as_mut() {
+                lines.push(line.0);
+            }
+        });
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         SINK.with(|sink| {
             if let Some(lines) = sink.borrow_mut().as_mut() {

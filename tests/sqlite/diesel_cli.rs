@@ -34,11 +34,9 @@ fn the_diesel_cli_runs_redoes_and_reverts_the_sqlite_migrations() {
         .values(NewFragmentEmbedding::new(id, "p", "m", &v, "h"))
         .execute(&mut conn)
         .unwrap();
-    #[cfg(feature = "sqlite-vec")]
     assert_eq!(diesel_vector::sqlite::sync_index(&mut conn).unwrap().applied, 1);
 
-    // Reverting with the CLI works although the vec0 table exists (no migration names it): the
-    // registration, then the table itself...
+    // Reverting with the CLI works: the registration (and the index's codes), then the table itself...
     drop(conn);
     run(&["migration", "revert"]);
     run(&["migration", "revert"]);
@@ -49,16 +47,14 @@ fn the_diesel_cli_runs_redoes_and_reverts_the_sqlite_migrations() {
         "{schema}"
     );
 
-    // ...and the leftover index is rebuilt for the new table.
+    // ...and the index is built again from the table.
     let mut conn = {
         let _guard = EXTENSION_REGISTRATION.read().unwrap();
         diesel_vector::sqlite::establish(&path).unwrap()
     };
-    #[cfg(feature = "sqlite-vec")]
-    {
-        let report = diesel_vector::sqlite::sync_index(&mut conn).unwrap();
-        assert!(report.rebuilt);
-        assert_eq!(report.applied, 0, "the stale entry is gone");
-    }
+    let report = diesel_vector::sqlite::sync_index(&mut conn).unwrap();
+    assert!(report.rebuilt);
+    assert_eq!(report.applied, 0, "the stale entry is gone");
+    assert!(diesel_vector::sqlite::index_status(&mut conn).unwrap().is_up_to_date());
     assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|s| s.applied));
 }

@@ -157,15 +157,16 @@ fn an_index_sync_on_a_full_database_reports_the_full_disk_and_keeps_the_queue() 
     let err = sync_index(&mut conn).unwrap_err();
     assert_disk_full(&err);
     let status = index_status(&mut conn).unwrap();
-    assert!(!status.table_exists && status.pending_changes == 60, "nothing of the sync is kept: {status:?}");
+    assert!(status.codes_rows.is_none() && status.pending_changes == 60, "nothing of the sync is kept: {status:?}");
 
     make_room(&mut conn);
     let report = sync_index(&mut conn).unwrap();
     assert_eq!(report.applied, 60);
     assert!(index_status(&mut conn).unwrap().is_up_to_date());
 
-    // More rows for a built index: the queue is applied in place, and a full disk must not be taken for a
-    // damaged vec0 table (which was dropped and rebuilt after SQLite had already ended the transaction).
+    // More rows for a built index: the queue is applied in place, and a full disk must not be taken for
+    // damaged codes (rebuilt after SQLite had already ended the transaction), nor leave this process's copy
+    // of them ahead of the file.
     let (ids, vectors) = fragments_with_vectors(&mut conn, 60);
     let rows: Vec<NewFragmentEmbedding<'_>> =
         (0..60).map(|i| NewFragmentEmbedding::new(ids[i], "p", "m2", &vectors[i], &hashes[i])).collect();
@@ -175,9 +176,12 @@ fn an_index_sync_on_a_full_database_reports_the_full_disk_and_keeps_the_queue() 
     assert_disk_full(&err);
     make_room(&mut conn);
     let status = index_status(&mut conn).unwrap();
-    assert!(status.table_exists && status.pending_changes == 60, "{status:?}");
-    assert_eq!(status.indexed_rows, Some(60), "the index is as it was");
+    assert!(status.codes_current && status.pending_changes == 60, "{status:?}");
+    assert_eq!(status.codes_rows, Some(60), "the index is as it was");
     assert_eq!(sync_index(&mut conn).unwrap().applied, 60);
+    let q = &vectors[7];
+    let hits = diesel_vector::search::Search::new("p", "m2", q).k(1).run(&mut conn).unwrap();
+    assert_eq!(hits[0].fragment_id, ids[7]);
 }
 
 #[cfg(feature = "jsonl")]

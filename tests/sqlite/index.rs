@@ -1,11 +1,12 @@
-//! The vec0 index follows every writer, with or without sqlite-vec on the writing connection.
+//! The seed's index (quantized codes) follows every writer, with or without sqlite-vec on any connection.
 
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary};
+use diesel::sql_types::BigInt;
 use diesel_vector::models::NewFragmentEmbedding;
 use diesel_vector::schema::{fragment_embeddings, fragments};
+use diesel_vector::search::Search;
 use diesel_vector::sqlite::{self, index_status, sync_index, IndexError};
 use diesel_vector::{migrations, Vector};
 
@@ -50,33 +51,15 @@ fn add(conn: &mut SqliteConnection, content: &str, model: &str, v: &Vector) -> i
         .unwrap()
 }
 
-/// The k nearest embedding ids for (p, model) straight from the vec0 table.
-fn knn(conn: &mut SqliteConnection, model: &str, q: &Vector, k: i64) -> Vec<i64> {
-    #[derive(QueryableByName)]
-    struct Hit {
-        #[diesel(sql_type = BigInt)]
-        rowid: i64,
-    }
-    diesel::sql_query(
-        "SELECT rowid FROM fragment_embeddings_idx WHERE embedding MATCH ? AND k = ? AND provider = 'p' AND model = ? \
-         ORDER BY distance",
-    )
-    .bind::<Binary, _>(bytes(q))
-    .bind::<BigInt, _>(k)
-    .bind::<diesel::sql_types::Text, _>(model)
-    .load::<Hit>(conn)
-    .unwrap()
-    .into_iter()
-    .map(|h| h.rowid)
-    .collect()
-}
-
-fn bytes(v: &Vector) -> Vec<u8> {
-    diesel_vector::codec::encode_sqlite(v).into_owned()
+/// The k nearest embedding ids for (p, model), through the search (the seed's index keeps codes).
+fn knn(conn: &mut SqliteConnection, model: &str, q: &Vector, k: usize) -> Vec<i64> {
+    let (hits, events) = crate::common::telemetry::capture(|| Search::new("p", model, q).k(k).run(conn).unwrap());
+    assert!(events.iter().any(|e| e.contains("path=codes")), "{events:#?}");
+    hits.into_iter().map(|h| h.id).collect()
 }
 
 #[test]
-fn writes_without_the_extension_are_indexed_by_the_next_sync() {
+fn writes_without_the_extension_are_indexed_by_any_connection() {
     let (_dir, path) = migrated_file();
     let mut plain = open_without_extension(&path);
     let a = add(&mut plain, "a", "m1", &smooth(1536, 0.0));
@@ -84,14 +67,15 @@ fn writes_without_the_extension_are_indexed_by_the_next_sync() {
     let other_model = add(&mut plain, "c", "m2", &smooth(1536, 0.01));
     let gone = add(&mut plain, "d", "m1", &smooth(1536, 0.02));
     diesel::delete(fragments::table.filter(fragments::content.eq("d"))).execute(&mut plain).unwrap();
-    assert_eq!(sync_index(&mut plain).unwrap_err().to_string(), IndexError::ExtensionMissing.to_string());
 
-    let mut conn = open(&path);
-    let status = index_status(&mut conn).unwrap();
+    let status = index_status(&mut plain).unwrap();
     assert!(!status.is_up_to_date() && status.needs_rebuild, "{status:?}");
-    let report = sync_index(&mut conn).unwrap();
+    // The codes need no extension: the plain connection syncs.
+    let report = sync_index(&mut plain).unwrap();
     assert!(report.rebuilt);
     assert_eq!(report.applied, 3);
+
+    let mut conn = open(&path);
     assert_eq!(knn(&mut conn, "m1", &smooth(1536, 0.0), 5), [a, b], "nearest first, one model only, deleted rows gone");
     assert_eq!(knn(&mut conn, "m2", &smooth(1536, 0.0), 5), [other_model]);
     assert!(!knn(&mut conn, "m1", &smooth(1536, 0.0), 5).contains(&gone));
@@ -108,18 +92,20 @@ fn writes_without_the_extension_are_indexed_by_the_next_sync() {
     assert_eq!(knn(&mut conn, "m1", &smooth(1536, 0.0), 5), [b, c]);
     let status = index_status(&mut conn).unwrap();
     assert!(status.is_up_to_date(), "{status:?}");
-    assert_eq!((status.indexed_rows, status.embedded_rows), (Some(3), 3));
+    assert_eq!((status.codes_rows, status.embedded_rows), (Some(3), 3));
     assert_eq!(sync_index(&mut conn).unwrap().applied, 0, "nothing pending, nothing done");
 }
 
 #[test]
-fn a_vec0_table_left_over_from_an_earlier_install_is_rebuilt() {
+fn codes_left_over_from_an_earlier_install_are_rebuilt() {
     let (_dir, path) = migrated_file();
     let mut conn = open(&path);
     add(&mut conn, "old", "m", &smooth(1536, 0.0));
     sync_index(&mut conn).unwrap();
-    // What `diesel migration revert` then `run` does: plain SQL, leaving the vec0 table behind.
+    // What `diesel migration revert` then `run` does, by plain SQL; the old codes are kept aside and put
+    // back, as an older down migration that did not drop them would have left them.
     let mut plain = open_without_extension(&path);
+    plain.batch_execute("CREATE TABLE kept AS SELECT * FROM fragment_embeddings_idx_codes").unwrap();
     for sql in [
         include_str!("../../migrations_sqlite/2025-01-01-000003_register_fragment_embeddings_index/down.sql"),
         include_str!("../../migrations_sqlite/2025-01-01-000002_create_fragment_embeddings/down.sql"),
@@ -128,15 +114,15 @@ fn a_vec0_table_left_over_from_an_earlier_install_is_rebuilt() {
     ] {
         plain.batch_execute(sql).unwrap();
     }
+    plain.batch_execute("CREATE TABLE fragment_embeddings_idx_codes AS SELECT * FROM kept").unwrap();
     let fresh = add(&mut plain, "new", "m", &smooth(1536, 2.0));
     assert_eq!(fresh, 1, "ids start again, so the stale entry would collide");
 
-    let report = sync_index(&mut conn).unwrap();
-    assert!(report.rebuilt);
-    assert_eq!(knn(&mut conn, "m", &smooth(1536, 2.0), 5), [1]);
-    let stored: i64 =
-        diesel::select(sql::<BigInt>("(SELECT count(*) FROM fragment_embeddings_idx)")).get_result(&mut conn).unwrap();
-    assert_eq!(stored, 1);
+    // The connection still holds the old codes in memory, and the table holds them too: neither is used.
+    assert_eq!(knn(&mut conn, "m", &smooth(1536, 0.0), 5), [1]);
+    let status = index_status(&mut conn).unwrap();
+    assert!(status.is_up_to_date(), "{status:?}");
+    assert_eq!(status.codes_rows, Some(1));
 }
 
 #[test]
@@ -147,6 +133,30 @@ fn zero_vectors_stay_out_of_the_cosine_index() {
     let real = add(&mut conn, "real", "m", &smooth(1536, 0.0));
     sync_index(&mut conn).unwrap();
     assert_eq!(knn(&mut conn, "m", &smooth(1536, 0.3), 5), [real]);
+    assert_eq!(index_status(&mut conn).unwrap().codes_rows, Some(1));
+}
+
+#[cfg(feature = "sqlite-vec")]
+#[test]
+fn a_vec0_table_of_an_earlier_version_is_dropped() {
+    let (_dir, path) = migrated_file();
+    let mut conn = open(&path);
+    add(&mut conn, "a", "m", &smooth(1536, 0.0));
+    // The seed's vec0 table, as diesel-vector built it before its index kept codes.
+    conn.batch_execute(
+        "CREATE VIRTUAL TABLE fragment_embeddings_idx USING vec0(provider text partition key, model text partition \
+         key, embedding float[1536] distance_metric=cosine, chunk_size=64)",
+    )
+    .unwrap();
+    sync_index(&mut conn).unwrap();
+    let left: i64 = diesel::select(sql::<BigInt>(
+        "(SELECT count(*) FROM sqlite_master WHERE name LIKE 'fragment_embeddings_idx%' AND name NOT IN \
+         ('fragment_embeddings_idx_queue', 'fragment_embeddings_idx_state', 'fragment_embeddings_idx_codes') \
+         AND type = 'table')",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(left, 0, "the vec0 table and its shadow tables are gone");
 }
 
 #[test]
@@ -163,7 +173,6 @@ fn syncing_before_the_migrations_says_so() {
 
 #[test]
 fn a_search_after_writes_without_the_extension_sees_them() {
-    use diesel_vector::search::Search;
     let (_dir, path) = migrated_file();
     let mut conn = open(&path);
     let first = add(&mut conn, "first", "m", &smooth(1536, 0.0));
@@ -178,12 +187,12 @@ fn a_search_after_writes_without_the_extension_sees_them() {
 }
 
 #[test]
-fn migrating_without_sqlite_vec_works_and_warns() {
+fn migrating_without_sqlite_vec_works_silently() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plain.db").to_str().unwrap().to_owned();
     let mut plain = open_without_extension(&path);
     let (applied, events) = crate::common::telemetry::capture(|| migrations::run_pending_migrations(&mut plain));
     assert_eq!(applied.unwrap().len(), 3);
-    let warning = events.iter().find(|e| e.starts_with("WARN")).expect("a warning");
-    assert!(warning.contains("sqlite-vec is not loaded on this connection"), "{warning}");
+    // The seed's index keeps codes, which need no extension: nothing to warn about.
+    assert!(!events.iter().any(|e| e.starts_with("WARN")), "{events:#?}");
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod any_table;
 mod bad_input;
+mod codes;
 mod connection;
 mod diesel_cli;
 mod dsl;

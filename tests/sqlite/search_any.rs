@@ -48,7 +48,7 @@ fn ids(hits: &[Hit]) -> Vec<i64> {
 
 /// The structures each metric can keep on SQLite (vec0 has no inner product).
 fn structures(metric: Metric) -> Vec<SqliteIndex> {
-    let mut all = vec![SqliteIndex::CODES, SqliteIndex::NONE];
+    let mut all = vec![SqliteIndex::CODES, SqliteIndex::CODES_AND_VECTORS, SqliteIndex::NONE];
     if metric != Metric::InnerProduct {
         all.push(SqliteIndex::VEC0);
     }
@@ -76,8 +76,14 @@ fn every_metric_and_path_gives_the_exact_k_nearest_with_and_without_a_partition_
                         let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
                         assert_eq!(ids(&hits), expected, "{metric} {structure} {lang:?} {strategy:?}");
                         assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
-                        let vec0 = sqlite::SQLITE_VEC_COMPILED_IN && structure.vec0 && strategy == Strategy::Auto;
-                        let path = if vec0 { "path=vec0" } else { "path=exact_scan" };
+                        let auto = strategy == Strategy::Auto;
+                        let path = if auto && structure.codes {
+                            "path=codes"
+                        } else if auto && structure.vec0 && sqlite::SQLITE_VEC_COMPILED_IN {
+                            "path=vec0"
+                        } else {
+                            "path=exact_scan"
+                        };
                         assert!(
                             events.iter().any(|e| e.contains(path) && e.contains("index=__dv_documents_embedding")),
                             "{metric} {structure} {strategy:?}: {events:#?}"

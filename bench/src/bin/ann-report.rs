@@ -13,15 +13,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use diesel::connection::SimpleConnection;
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Binary, Double};
 use diesel_vector::ann::{ExactScan, Filter, Metric, Neighbour, Params, QuantizedIndex, SearchOptions};
 use diesel_vector::simd::Simd;
-use diesel_vector::{codec, Vector};
+use diesel_vector::Vector;
 use diesel_vector_bench::data::{clusters_for, Clusters, Spectrum, DIMS, SEED};
 use diesel_vector_bench::environment;
 use diesel_vector_bench::harness::percentile;
+use diesel_vector_bench::sqlite_index;
 
 diesel::table! {
     ann_vectors (id) {
@@ -34,10 +32,12 @@ struct Args {
     rows: usize,
     queries: usize,
     sqlite: bool,
+    maintenance: bool,
+    slow_queries: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { rows: 100_000, queries: 100, sqlite: true };
+    let mut args = Args { rows: 100_000, queries: 100, sqlite: true, maintenance: true, slow_queries: 10 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<usize, String> {
@@ -48,9 +48,14 @@ fn parse_args() -> Result<Args, String> {
             "--queries" => args.queries = value("--queries")?.max(10),
             "--quick" => args.rows = 10_000,
             "--no-sqlite" => args.sqlite = false,
+            "--no-maintenance" => args.maintenance = false,
+            "--slow-queries" => args.slow_queries = value("--slow-queries")?.max(1),
             "--bench" => {}
             other => {
-                return Err(format!("unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite"))
+                return Err(format!(
+                "unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite, --no-maintenance, \
+                     --slow-queries S"
+            ))
             }
         }
     }
@@ -342,8 +347,12 @@ fn report(set: &DataSet, args: &Args) {
         rescore_min: rescore,
         rescore_per_k: 0,
         max_rerank: rerank,
+        rerank_limit: rerank,
+        min_recall_estimate: 0.0,
         first_fetch: rerank,
         bound_scale: f64::INFINITY,
+        miss_budget: 0.0,
+        exhaustive_below: 0,
     };
     println!("### Recall@10 against the candidates reranked exactly\n");
     println!("Hamming only: the `R` nearest codes by Hamming distance reranked. Rescored: the 2000 nearest by Hamming");
@@ -425,138 +434,20 @@ fn report(set: &DataSet, args: &Args) {
     }
     println!("| memory, filter: a partition of 1% of the rows | {:.3} | | | {} | {} | ({full}/{nq} queries returned 10 rows) |", prec / nq as f64, ms(percentile(&plat, 0.5)), ms(percentile(&plat, 0.95)));
 
-    if args.sqlite {
-        sqlite_part(set, &index, &truth, &options);
-    }
     println!();
-}
-
-#[derive(QueryableByName)]
-struct Knn {
-    #[diesel(sql_type = BigInt)]
-    rowid: i64,
-    #[diesel(sql_type = Double)]
-    distance: f64,
-}
-
-fn sqlite_part(set: &DataSet, index: &QuantizedIndex, truth: &[Vec<Neighbour>], options: &SearchOptions) {
-    let dir = tempfile_dir();
-    let path = dir.join("ann.sqlite");
-    let url = path.to_string_lossy().into_owned();
-    let mut conn = diesel_vector::sqlite::establish(&url).expect("open SQLite");
-    conn.batch_execute("CREATE TABLE ann_vectors (id INTEGER PRIMARY KEY, embedding BLOB NOT NULL)").expect("create");
-    let t = Instant::now();
-    conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        for chunk in (0..set.rows()).collect::<Vec<_>>().chunks(500) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|i| {
-                    (
-                        ann_vectors::id.eq(*i as i64 + 1),
-                        ann_vectors::embedding
-                            .eq(codec::encode_sqlite(&Vector::from_slice(set.row(*i)).expect("finite")).into_owned()),
-                    )
-                })
-                .collect();
-            diesel::insert_into(ann_vectors::table).values(rows).execute(conn)?;
-        }
-        Ok(())
-    })
-    .expect("load");
-    eprintln!("ann-report: SQLite loaded in {:.1} s", t.elapsed().as_secs_f64());
-    let nq = set.query_count();
-    // Warm: one pass over the table so that the page cache holds it, as in a warm process.
-    // (`length()` reads every BLOB's overflow pages.)
-    let total = diesel::sql_query("SELECT sum(length(embedding)) AS n FROM ann_vectors")
-        .get_result::<Total>(&mut conn)
-        .expect("warm");
-    assert_eq!(total.n as usize, set.rows() * DIMS * 4);
-    let mut lat = Vec::new();
-    let mut fetch_lat = Vec::new();
-    let (mut rec, mut fetched, mut calls) = (0.0, 0usize, 0usize);
-    for q in 0..nq {
-        let mut fetch_s = 0.0;
-        let t = Instant::now();
-        let o = index
-            .search(set.query(q), 10, &Filter::all(), options, |ids, sink| {
-                let f = Instant::now();
-                let rows: Vec<(i64, Vec<u8>)> = ann_vectors::table
-                    .filter(ann_vectors::id.eq_any(ids))
-                    .select((ann_vectors::id, ann_vectors::embedding))
-                    .load(&mut conn)
-                    .map_err(|e| diesel_vector::ann::AnnError::Corrupt { reason: e.to_string() })?;
-                for (id, blob) in rows {
-                    let v = codec::decode_sqlite(&blob)
-                        .map_err(|e| diesel_vector::ann::AnnError::Corrupt { reason: e.to_string() })?;
-                    sink(id, v.as_slice());
-                }
-                fetch_s += f.elapsed().as_secs_f64();
-                Ok::<(), diesel_vector::ann::AnnError>(())
-            })
-            .expect("search");
-        lat.push(t.elapsed().as_secs_f64());
-        fetch_lat.push(fetch_s);
-        rec += recall(&o.neighbours, &truth[q]);
-        fetched += o.stats.fetched;
-        calls += o.stats.fetch_calls;
-    }
-    let p50 = percentile(&lat, 0.5);
-    println!(
-        "| SQLite (`WHERE id IN (...)` per batch, Diesel, page cache warm) | {:.3} | {:.1} | {:.1} calls | {} | {} | of which reading rows: p50 {} ms |",
-        rec / nq as f64,
-        fetched as f64 / nq as f64,
-        calls as f64 / nq as f64,
-        ms(p50),
-        ms(percentile(&lat, 0.95)),
-        ms(percentile(&fetch_lat, 0.5))
-    );
-
-    // sqlite-vec's vec0 flat KNN on the same rows.
-    if diesel_vector::sqlite::sqlite_vec_version(&mut conn).is_ok() {
-        let t = Instant::now();
-        conn.batch_execute(&format!(
-            "CREATE VIRTUAL TABLE ann_vec0 USING vec0(embedding float[{DIMS}] distance_metric=cosine, chunk_size=64); \
-             INSERT INTO ann_vec0(rowid, embedding) SELECT id, embedding FROM ann_vectors;"
-        ))
-        .expect("vec0");
-        eprintln!("ann-report: vec0 built in {:.1} s", t.elapsed().as_secs_f64());
-        let runs = nq.min(7);
-        let mut vlat = Vec::new();
-        let mut vrec = 0.0;
-        for q in 0..runs {
-            let blob = codec::encode_sqlite(&Vector::from_slice(set.query(q)).expect("finite")).into_owned();
-            let t = Instant::now();
-            let hits: Vec<Knn> = diesel::sql_query(
-                "SELECT rowid, distance FROM ann_vec0 WHERE embedding MATCH ? AND k = 10 ORDER BY distance",
-            )
-            .bind::<Binary, _>(&blob)
-            .load(&mut conn)
-            .expect("knn");
-            vlat.push(t.elapsed().as_secs_f64());
-            let found: Vec<Neighbour> = hits.iter().map(|h| Neighbour { id: h.rowid, distance: h.distance }).collect();
-            vrec += recall(&found, &truth[q]);
-        }
-        let v50 = percentile(&vlat, 0.5);
-        println!(
-            "| sqlite-vec vec0 flat KNN ({runs} queries) | {:.3} | all | | {} | {} | the SQLite search is {:.0}x faster (p50) |",
-            vrec / runs as f64,
-            ms(v50),
-            ms(percentile(&vlat, 0.95)),
-            v50 / p50
+    if args.sqlite {
+        let truth_ids: Vec<Vec<i64>> = truth.iter().map(|t| t.iter().map(|n| n.id).collect()).collect();
+        let f64_truth: Vec<Vec<i64>> = (0..nq.min(args.slow_queries)).map(|q| f64_top10(set, set.query(q))).collect();
+        let input = sqlite_index::Input {
+            dims: DIMS,
+            data: &set.data,
+            queries: &set.queries,
+            truth: &truth_ids,
+            f64_truth: &f64_truth,
+        };
+        sqlite_index::report(
+            &input,
+            &sqlite_index::Options { maintenance: args.maintenance, slow_queries: args.slow_queries },
         );
     }
-    drop(conn);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dv-ann-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }

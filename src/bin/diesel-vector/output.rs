@@ -259,8 +259,8 @@ fn target_index(index: &TargetIndex) -> String {
         TargetIndex::Vec0Synced { rebuilt: true, applied } => format!("vec0 rebuilt, {applied} rows"),
         TargetIndex::Vec0Synced { applied, .. } => format!("vec0 up to date ({applied} changes applied)"),
         TargetIndex::Vec0Pending => "vec0 not updated: this build has no sqlite-vec".into(),
-        TargetIndex::Synced { rebuilt: true, .. } => "up to date (rebuilt from the table)".into(),
-        TargetIndex::Synced { applied, .. } => format!("up to date ({applied} changes applied)"),
+        TargetIndex::Synced { rebuilt: true, applied } => format!("codes rebuilt, {applied} rows"),
+        TargetIndex::Synced { applied, .. } => format!("codes up to date ({applied} changes applied)"),
         TargetIndex::Ivfflat { lists, rows, needs_rebuild: true } => format!(
             "ivfflat with {lists} lists for {rows} rows: built with little data, searches recall poorly until \
              `diesel-vector reindex` on the target"
@@ -290,11 +290,12 @@ pub(crate) fn reindexed(r: &Reindexed) -> String {
     let what = format!("{} ({}.{})", r.index, r.table, r.column);
     match &r.built {
         Built::Vec0 { rows, left_out } => format!("rebuilt {what}: vec0, {rows} rows{}", left_out_text(left_out)),
-        Built::Queue { left_out } => format!(
-            "rebuilt {what}: queue cleared (its quantized codes are not built by this version: searches scan \
-             exactly){}",
-            left_out_text(left_out)
-        ),
+        Built::Codes { structures, rows, left_out } => {
+            format!("rebuilt {what}: {}, {rows} rows{}", structures.name(), left_out_text(left_out))
+        }
+        Built::Queue { left_out } => {
+            format!("rebuilt {what}: queue cleared (no structure: searches scan exactly){}", left_out_text(left_out))
+        }
         Built::Pg(status) => {
             let method = status.method.as_deref().unwrap_or("none");
             let lists = status.lists.map(|l| format!(", {l} lists")).unwrap_or_default();
@@ -385,23 +386,31 @@ fn state_text(index: &IndexReport) -> String {
     match &index.state {
         None => "the table or column does not exist".to_owned(),
         Some(IndexState::Sqlite { status, invalid }) => {
-            let structure = match (index.spec.sqlite_index().vec0, index.spec.sqlite_index().codes) {
-                (true, _) => format!("vec0 {}", index.spec.vec0_table()),
-                (false, true) => "codes (not built by this version: exact scans)".to_owned(),
+            let kept = index.spec.sqlite_index();
+            let structure = match (kept.vec0, kept.codes) {
+                (true, true) => format!("codes and vec0 {}", index.spec.vec0_table()),
+                (true, false) => format!("vec0 {}", index.spec.vec0_table()),
+                (false, true) => "codes".to_owned(),
                 (false, false) => "no structure (exact scans)".to_owned(),
             };
-            let state = if index.spec.sqlite_index().vec0 && status.sqlite_vec.is_none() {
-                "not maintained without sqlite-vec".to_owned()
-            } else if status.is_up_to_date() {
+            let state = if status.is_up_to_date() {
                 "up to date".to_owned()
-            } else if index.spec.sqlite_index().vec0 && !status.table_exists {
-                "not built".to_owned()
+            } else if kept.vec0 && !kept.codes && status.sqlite_vec.is_none() {
+                "not maintained without sqlite-vec".to_owned()
             } else if status.needs_rebuild {
                 "marked for rebuild".to_owned()
+            } else if kept.codes && !status.codes_current {
+                "codes not built or stale".to_owned()
+            } else if kept.vec0 && status.sqlite_vec.is_some() && !status.table_exists {
+                "not built".to_owned()
             } else {
                 format!("{} pending change(s)", status.pending_changes)
             };
-            let indexed = status.indexed_rows.map(|n| format!(", {n} indexed")).unwrap_or_default();
+            let indexed = match (kept.codes, status.codes_rows, status.indexed_rows) {
+                (true, Some(n), _) => format!(", {n} indexed"),
+                (_, _, Some(n)) => format!(", {n} indexed"),
+                _ => String::new(),
+            };
             let invalid = if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
             format!("{structure}: {state}{indexed}, {} rows{invalid}", status.embedded_rows)
         }
@@ -535,7 +544,8 @@ fn index_json(index: &IndexReport) -> Value {
                 "structures": spec.sqlite_index().name(), "sqlite_vec": status.sqlite_vec,
                 "vec0_exists": status.table_exists, "up_to_date": status.is_up_to_date(),
                 "needs_rebuild": status.needs_rebuild, "pending_changes": status.pending_changes,
-                "indexed_rows": status.indexed_rows, "embedded_rows": status.embedded_rows,
+                "indexed_rows": status.indexed_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
+                "embedded_rows": status.embedded_rows,
                 "generation": status.generation,
                 "invalid_rows": { "count": invalid.count, "ids": invalid.ids },
             });

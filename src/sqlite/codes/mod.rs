@@ -1,0 +1,946 @@
+//! The crate's quantized codes of a vector index on SQLite: stored in the database file, kept in memory once
+//! per process, searched with the [`ann`](crate::ann) engine.
+//!
+//! # Storage
+//!
+//! One table, `<index>_codes (chunk INTEGER PRIMARY KEY, generation INTEGER NOT NULL, data BLOB NOT NULL)`:
+//! row `-1` holds the training parameters ([`Params::to_bytes`]), row `-2` a small checksummed record of the
+//! codes as a whole (a build id drawn at each rebuild, a fingerprint of the index's shape, the chunk and row
+//! counts, whether vec0 missed changes), and rows `0..` the chunks of codes
+//! ([`QuantizedIndex::chunk_bytes`], 256 rows each). `generation` is the index state's generation after the
+//! sync that wrote the row.
+//!
+//! # Kept current, never served stale
+//!
+//! [`super::sync`] applies the index's change queue to the codes in the same immediate transaction that
+//! drains it (an insert, replace or removal per queued id; the changed chunks and the record are written
+//! back) and moves the state's generation on; every write of the codes carries that generation, and the
+//! record is rewritten by every sync. So **the record's generation equals the state's exactly when the codes
+//! are current**: when they differ, something drained the queue without updating the codes (an older
+//! diesel-vector, a hand-written `DELETE`), and the codes are rebuilt, not used.
+//!
+//! In memory, a process keeps one copy per database file and index ([`Cached`]), shared by its connections
+//! and tagged with the generation it reflects. A search reads the state's generation (one query); if the
+//! copy is behind, it reads the chunks written since (incrementally, checking that every row is in one
+//! place and the counts match the record) or everything again (another build, a damaged record), all in one
+//! read transaction, so the copy always equals the codes of one committed state. A sync in this process
+//! updates the copy in place while it holds the database's write lock, and drops it if the transaction
+//! does not commit. In-memory databases (`:memory:`) are private to their connection and have no file to
+//! key a shared copy by: their codes are read from the database for each search and sync.
+//!
+//! Anything that does not load (a truncated or damaged BLOB, a chunk missing, parameters of another
+//! format, counts that disagree with the record) is never trusted: the codes are rebuilt from the table.
+//!
+//! # Partitions
+//!
+//! Each row's partition key is a hash of its partition columns' values as `CAST(value AS TEXT)` (NULL
+//! apart), one field of `64 / n` bits per column for `n` columns, so that a search filtering on some of
+//! them matches those fields in the scan ([`ann::Filter::partition_masked`]). Hash collisions let a row of
+//! another partition through the scan; the search's rerank checks the real values in SQL and leaves it out,
+//! and the engine fetches more candidates until `k` rows qualify.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use diesel::connection::SimpleConnection;
+use diesel::deserialize::{self, QueryableByName};
+use diesel::prelude::*;
+use diesel::row::{Field, NamedRow, Row};
+use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+use diesel::sqlite::Sqlite;
+use diesel::SqliteConnection;
+
+use super::index::IndexError;
+use crate::ann::bytes::{Reader, Writer};
+use crate::ann::{self, AnnError, Filter, Params, Partition, QuantizedIndex, SearchOptions, SearchOutcome};
+use crate::index::{quote, Element, IndexSpec, Metric};
+use crate::migrations::shape::Catalog;
+use crate::simd::Simd;
+
+mod vectors;
+
+pub(crate) use vectors::exact as exact_from_vectors;
+
+#[cfg(test)]
+mod tests;
+
+/// The row holding the training parameters.
+const PARAMS_ROW: i64 = -1;
+/// The row holding the [`Record`].
+const RECORD_ROW: i64 = -2;
+
+/// Rows a rebuild trains on at most, and the memory their vectors may take.
+const SAMPLE_ROWS: usize = 10_000;
+const SAMPLE_BYTES: usize = 64 << 20;
+/// Codes trained on fewer rows than this are retrained (rebuilt) once the index holds [`RETRAIN_GROWTH`]
+/// times as many: the centre of a few early rows need not be the data's, and with fewer rows the error
+/// bounds are measured on fewer pairs (the calibration uses up to 2000 rows). Above it, the training stays
+/// until the index is rebuilt ([`super::rebuild`]): growth alone rarely moves the centre of thousands of
+/// rows, and a rebuild reads the whole table.
+const RETRAIN_BELOW: u64 = 2000;
+const RETRAIN_GROWTH: u64 = 4;
+
+const RECORD_MAGIC: &[u8; 4] = b"DVQR";
+/// Version of the record and of the partition-key scheme.
+const RECORD_VERSION: u16 = 1;
+
+/// Whether the codes can index `spec`'s column: `vector` columns (little-endian `f32` BLOBs) under cosine,
+/// L2, L1 or the inner product. Other columns are searched exactly.
+pub(crate) fn supported(spec: &IndexSpec) -> bool {
+    spec.element() == Element::Vector && ann::supports(spec.metric())
+}
+
+/// The codes as a whole: what every sync rewrites, and what a load checks the chunks against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record {
+    /// Drawn at each rebuild: a copy in memory from another build is never patched, only reloaded.
+    build: u64,
+    /// [`layout`] of the spec the codes were made for.
+    layout: u64,
+    /// Chunks `0..chunks` (each stored, possibly empty).
+    chunks: u32,
+    rows: u64,
+    /// Whether parameters were trained (none while the table has no valid vector).
+    trained: bool,
+    /// The index also keeps vec0, and a sync on a connection without sqlite-vec applied changes that vec0
+    /// did not get: the next sync with sqlite-vec rebuilds it.
+    vec0_stale: bool,
+}
+
+impl Record {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48);
+        w.bytes(RECORD_MAGIC);
+        w.u16(RECORD_VERSION);
+        w.u16(u16::from(self.trained) | u16::from(self.vec0_stale) << 1);
+        w.u64(self.build);
+        w.u64(self.layout);
+        w.u32(self.chunks);
+        w.u64(self.rows);
+        w.finish()
+    }
+
+    fn from_bytes(blob: &[u8]) -> Result<Record, AnnError> {
+        let what = "index codes record";
+        let mut r = Reader::open(blob, what, RECORD_MAGIC)?;
+        let version = r.u16()?;
+        if version != RECORD_VERSION {
+            return Err(AnnError::corrupt(format!("{what}: format version {version}")));
+        }
+        let flags = r.u16()?;
+        if flags > 3 {
+            return Err(AnnError::corrupt(format!("{what}: flags {flags}")));
+        }
+        let record = Record {
+            build: r.u64()?,
+            layout: r.u64()?,
+            chunks: r.u32()?,
+            rows: r.u64()?,
+            trained: flags & 1 == 1,
+            vec0_stale: flags & 2 == 2,
+        };
+        r.end()?;
+        Ok(record)
+    }
+}
+
+/// A fingerprint of what the codes depend on in the spec: a registry edited by hand (another column,
+/// metric, dimensions or partition columns) makes the stored codes another index's.
+fn layout(spec: &IndexSpec) -> u64 {
+    let mut text = format!(
+        "{RECORD_VERSION}\0{}\0{}\0{}\0{}\0{}\0{}",
+        spec.table(),
+        spec.id_column(),
+        spec.column(),
+        spec.element(),
+        spec.dims(),
+        spec.metric()
+    );
+    for p in spec.partition_by() {
+        text.push('\0');
+        text.push_str(p);
+    }
+    if spec.sqlite_index().vectors {
+        text.push_str("\0vectors");
+    }
+    mix(crate::index::fnv1a(text.as_bytes()))
+}
+
+/// splitmix64's finaliser: spreads FNV's bits so that any range of them is a fair hash.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The bits of partition field `i` of `n`: `64 / n` bits each (the first 64 columns; further ones are
+/// only checked at rerank).
+fn field_mask(i: usize, n: usize) -> u64 {
+    let fields = n.min(64);
+    if i >= fields {
+        return 0;
+    }
+    let bits = 64 / fields;
+    let low = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    low << (i * bits)
+}
+
+fn field_hash(value: Option<&str>) -> u64 {
+    match value {
+        None => mix(0x6e75_6c6c),
+        Some(text) => {
+            let mut bytes = Vec::with_capacity(text.len() + 1);
+            bytes.push(1);
+            bytes.extend_from_slice(text.as_bytes());
+            mix(crate::index::fnv1a(&bytes))
+        }
+    }
+}
+
+/// A row's partition key from its partition columns' values (as text, in the spec's order).
+fn partition_key(values: &[Option<String>]) -> u64 {
+    let n = values.len();
+    values.iter().enumerate().fold(0, |key, (i, v)| key | (field_hash(v.as_deref()) & field_mask(i, n)))
+}
+
+/// The scan filter for equality filters on some of `spec`'s partition columns: `(position among the
+/// partition columns, value as text or NULL)`. `None` when there is nothing to filter on.
+pub(crate) fn partition_filter(spec: &IndexSpec, values: &[(usize, Option<&str>)]) -> Option<Partition> {
+    let n = spec.partition_by().len();
+    let (mut key, mut mask) = (0, 0);
+    for (i, value) in values {
+        let m = field_mask(*i, n);
+        key |= field_hash(*value) & m;
+        mask |= m;
+    }
+    (mask != 0).then_some(Partition { key, mask })
+}
+
+/// The process's copy of one index's codes, as of one generation of the index's state.
+#[derive(Debug)]
+struct Cached {
+    generation: i64,
+    record: Record,
+    /// `None` while nothing was trained. Shared so that an exact scan can hold it while SQLite hands it
+    /// rows (changed only under the entry's write lock, copied if a scan still holds it).
+    index: Option<Arc<QuantizedIndex>>,
+}
+
+/// One index of one database file in this process: its copy of the codes, if loaded.
+#[derive(Debug, Default)]
+pub(crate) struct Entry {
+    cached: Option<Cached>,
+}
+
+type Shared = Arc<RwLock<Entry>>;
+
+/// Every loaded index, by database file and index name.
+static CACHE: LazyLock<Mutex<HashMap<(String, String), Shared>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+#[derive(QueryableByName)]
+struct DatabaseFile {
+    #[diesel(sql_type = Text)]
+    file: String,
+}
+
+/// The shared entry of `spec`'s index in `conn`'s database file, or a private one for a database with no
+/// file (in memory, temporary).
+fn entry(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Shared> {
+    let file: Option<DatabaseFile> =
+        diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'").get_result(conn).optional()?;
+    let file = file.map(|f| f.file).unwrap_or_default();
+    if file.is_empty() {
+        return Ok(Shared::default());
+    }
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(Arc::clone(cache.entry((file, spec.name().to_owned())).or_default()))
+}
+
+/// Forgets every copy of codes this process holds (they are read again at the next search): for tests,
+/// and for a long-running process that is done with a database.
+pub fn clear_codes_cache() {
+    CACHE.lock().unwrap_or_else(PoisonError::into_inner).clear();
+}
+
+fn read(shared: &Shared) -> RwLockReadGuard<'_, Entry> {
+    shared.read().unwrap_or_else(|poisoned| {
+        // A panic while the copy was being changed: it cannot be trusted.
+        let mut guard = shared.write().unwrap_or_else(PoisonError::into_inner);
+        guard.cached = None;
+        shared.clear_poison();
+        drop(guard);
+        poisoned.into_inner()
+    })
+}
+
+fn write(shared: &Shared) -> RwLockWriteGuard<'_, Entry> {
+    shared.write().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.cached = None;
+        shared.clear_poison();
+        guard
+    })
+}
+
+/// The index's generation and the codes record's, read together.
+#[derive(QueryableByName, Debug, Clone, Copy)]
+struct Generations {
+    #[diesel(sql_type = BigInt)]
+    generation: i64,
+    #[diesel(sql_type = BigInt)]
+    needs_rebuild: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    codes_generation: Option<i64>,
+}
+
+fn generations(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Generations> {
+    diesel::sql_query(format!(
+        "SELECT s.generation AS generation, s.needs_rebuild AS needs_rebuild, \
+                (SELECT c.generation FROM {codes} c WHERE c.chunk = {RECORD_ROW}) AS codes_generation \
+         FROM {state} s",
+        codes = quote(&spec.codes_table()),
+        state = quote(&spec.state_table()),
+    ))
+    .get_result(conn)
+}
+
+#[derive(QueryableByName)]
+struct StoredRow {
+    #[diesel(sql_type = BigInt)]
+    chunk: i64,
+    #[diesel(sql_type = Binary)]
+    data: Vec<u8>,
+}
+
+/// Why the stored codes cannot be used as they are.
+#[derive(Debug)]
+enum Unusable {
+    /// Missing, damaged, stale or another index's: rebuild them.
+    Rebuild(String),
+    Query(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Unusable {
+    fn from(e: diesel::result::Error) -> Self {
+        Unusable::Query(e)
+    }
+}
+
+impl From<AnnError> for Unusable {
+    fn from(e: AnnError) -> Self {
+        Unusable::Rebuild(e.to_string())
+    }
+}
+
+/// Loads the codes in full, or patches `previous` with the chunks written since it, checking either
+/// against the record.
+fn load(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    previous: Option<Cached>,
+    generation: i64,
+) -> Result<Cached, Unusable> {
+    let codes = quote(&spec.codes_table());
+    let since = previous.as_ref().map_or(i64::MIN, |p| p.generation);
+    let rows: Vec<StoredRow> =
+        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE generation > ? ORDER BY chunk"))
+            .bind::<BigInt, _>(since)
+            .load(conn)?;
+    let record_row =
+        rows.iter().find(|r| r.chunk == RECORD_ROW).ok_or_else(|| Unusable::Rebuild("no record".into()))?;
+    let record = Record::from_bytes(&record_row.data)?;
+    if record.layout != layout(spec) {
+        return Err(Unusable::Rebuild("codes made for another shape of the index".into()));
+    }
+    let check = |index: &Option<Arc<QuantizedIndex>>| -> Result<(), Unusable> {
+        let (chunks, rows) = index.as_ref().map_or((0, 0), |i| (i.chunk_count(), i.len()));
+        let consistent = index.as_ref().is_none_or(|i| i.is_consistent());
+        if chunks as u64 != u64::from(record.chunks) || rows as u64 != record.rows || !consistent {
+            return Err(Unusable::Rebuild(format!(
+                "the chunks hold {rows} rows in {chunks} chunks, the record says {} in {}",
+                record.rows, record.chunks
+            )));
+        }
+        Ok(())
+    };
+    // Patch a copy of the same build whose parameters did not change.
+    if let Some(mut previous) = previous {
+        if previous.record.build == record.build && !rows.iter().any(|r| r.chunk == PARAMS_ROW) {
+            let patched = (|| -> Result<Option<Arc<QuantizedIndex>>, Unusable> {
+                let mut index = previous.index.take();
+                if let Some(index) = &mut index {
+                    let index = Arc::make_mut(index);
+                    for row in rows.iter().filter(|r| r.chunk >= 0) {
+                        let number = index.replace_chunk(&row.data)?;
+                        if i64::from(number) != row.chunk {
+                            return Err(Unusable::Rebuild(format!("chunk {} stored as {number}", row.chunk)));
+                        }
+                    }
+                }
+                check(&index)?;
+                Ok(index)
+            })();
+            if let Ok(index) = patched {
+                return Ok(Cached { generation, record, index });
+            }
+        }
+    }
+    // Everything again.
+    let all: Vec<StoredRow> = if since == i64::MIN {
+        rows
+    } else {
+        diesel::sql_query(format!("SELECT chunk, data FROM {codes} ORDER BY chunk")).load(conn)?
+    };
+    let index = match all.iter().find(|r| r.chunk == PARAMS_ROW) {
+        None if !record.trained => None,
+        None => return Err(Unusable::Rebuild("no parameters".into())),
+        Some(params) => {
+            let params = Params::from_bytes(&params.data)?;
+            if params.metric() != spec.metric() || params.dims() != spec.dims() as usize {
+                return Err(Unusable::Rebuild("parameters of another index".into()));
+            }
+            Some(Arc::new(QuantizedIndex::from_chunks(
+                params,
+                all.iter().filter(|r| r.chunk >= 0).map(|r| r.data.as_slice()),
+            )?))
+        }
+    };
+    check(&index)?;
+    Ok(Cached { generation, record, index })
+}
+
+/// A row of the indexed table as the codes need it: the id, the vector when it is a valid one (a BLOB of
+/// the index's dimensions, every element finite), and the partition columns' values as text.
+#[derive(Debug)]
+struct SourceRow {
+    id: i64,
+    vector: Option<Vec<f32>>,
+    partitions: Vec<Option<String>>,
+}
+
+impl QueryableByName<Sqlite> for SourceRow {
+    /// Columns by position: the id, the vector (NULL unless a BLOB of the right length), then the partition
+    /// values. The vector is decoded where SQLite holds it.
+    fn build<'a>(row: &impl NamedRow<'a, Sqlite>) -> deserialize::Result<Self> {
+        let id = Row::get_value::<BigInt, i64, usize>(row, 0)?;
+        let field = Row::get(row, 1usize).ok_or_else(|| Box::new(diesel::result::UnexpectedEndOfRow))?;
+        let vector = match field.value() {
+            None => None,
+            Some(mut value) => {
+                let bytes = value.read_blob();
+                let words: &[[u8; 4]] = bytemuck::try_cast_slice(bytes).map_err(|e| format!("{e:?}"))?;
+                let mut out = Vec::with_capacity(words.len());
+                let finite = Simd::detect().extend_f32(words, cfg!(target_endian = "big"), &mut out)
+                    || out.iter().all(|x| x.is_finite());
+                finite.then_some(out)
+            }
+        };
+        let partitions = (2..row.field_count())
+            .map(|i| Row::get_value::<Nullable<Text>, Option<String>, usize>(row, i))
+            .collect::<deserialize::Result<_>>()?;
+        Ok(SourceRow { id, vector, partitions })
+    }
+}
+
+impl SourceRow {
+    /// The vector, if the index holds this row: zero vectors have no cosine distance.
+    fn indexable(&self, metric: Metric) -> Option<&[f32]> {
+        let v = self.vector.as_deref()?;
+        (metric != Metric::Cosine || v.iter().any(|x| *x != 0.0)).then_some(v)
+    }
+}
+
+/// `SELECT <id> AS id, <vector if valid> AS v, CAST(<partition> AS TEXT) AS p<i>... <from>`, the table
+/// aliased `t`.
+fn select_rows(spec: &IndexSpec, id: &str, from: &str) -> String {
+    let v = format!("t.{}", quote(spec.column()));
+    let bytes = 4 * u64::from(spec.dims());
+    let mut columns = vec![
+        format!("{id} AS id"),
+        format!("CASE WHEN typeof({v}) = 'blob' AND length({v}) = {bytes} THEN {v} END AS v"),
+    ];
+    columns.extend(spec.partition_by().enumerate().map(|(i, p)| format!("CAST(t.{} AS TEXT) AS p{i}", quote(p))));
+    format!("SELECT {} {from}", columns.join(", "))
+}
+
+#[derive(QueryableByName)]
+struct Span {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    low: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    high: Option<i64>,
+}
+
+/// Up to [`SAMPLE_ROWS`] valid vectors spread over the table, to train on: the rows at evenly spaced ids
+/// between the smallest and the largest (one indexed lookup each), topped up with the first rows when the
+/// ids are too sparse for that.
+fn sample(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<Vec<f32>>, IndexError> {
+    let want = SAMPLE_ROWS.min(SAMPLE_BYTES / (4 * spec.dims() as usize)).max(1);
+    let table = quote(spec.table());
+    let id = format!("t.{}", quote(spec.id_column()));
+    let span: Span =
+        diesel::sql_query(format!("SELECT min({id}) AS low, max({id}) AS high FROM {table} t")).get_result(conn)?;
+    let (Some(low), Some(high)) = (span.low, span.high) else { return Ok(Vec::new()) };
+    let metric = spec.metric();
+    let keep = |rows: Vec<SourceRow>| -> Vec<Vec<f32>> {
+        rows.into_iter().filter(|r| r.indexable(metric).is_some()).filter_map(|r| r.vector).collect()
+    };
+    let width = i128::from(high) - i128::from(low) + 1;
+    let mut found = if width <= (2 * want) as i128 {
+        keep(diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t"))).load(conn)?)
+    } else {
+        let targets: Vec<i64> = (0..want as i128)
+            .map(|i| i64::try_from(i128::from(low) + i * width / want as i128).unwrap_or(high))
+            .collect();
+        keep(
+            diesel::sql_query(select_rows(
+                spec,
+                &id,
+                &format!("FROM {table} t WHERE {id} IN (SELECT value FROM json_each(?))"),
+            ))
+            .bind::<Text, _>(super::json_ids(&targets))
+            .load(conn)?,
+        )
+    };
+    if found.len() < want / 4 {
+        found = keep(
+            diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t ORDER BY {id} LIMIT ?")))
+                .bind::<BigInt, _>(i64::try_from(want).unwrap_or(i64::MAX))
+                .load(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+fn corrupt(e: AnnError) -> IndexError {
+    IndexError::Codes(e)
+}
+
+/// Rows read from the table per query when building or syncing (bounded memory: a few tens of MB of
+/// vectors at a time).
+const BATCH_ROWS: i64 = 4096;
+
+/// The table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id.
+fn table_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Vec<SourceRow>> {
+    let id = format!("t.{}", quote(spec.id_column()));
+    let after_clause = if after.is_some() { format!("WHERE {id} > ? ") } else { String::new() };
+    let sql = select_rows(
+        spec,
+        &id,
+        &format!("FROM {} t {after_clause}ORDER BY {id} LIMIT {BATCH_ROWS}", quote(spec.table())),
+    );
+    match after {
+        Some(after) => diesel::sql_query(sql).bind::<BigInt, _>(after).load(conn),
+        None => diesel::sql_query(sql).load(conn),
+    }
+}
+
+/// Builds the codes from the table and stores them (the tables dropped and made again): trained on a
+/// sample, every valid row encoded, read in batches by id. Writes the contiguous copy of the vectors too
+/// when the index keeps it. Returns the new copy for memory.
+fn rebuild(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    generation: i64,
+    vec0_stale: bool,
+) -> Result<Cached, IndexError> {
+    let sample = sample(conn, spec)?;
+    let mut index = if sample.is_empty() {
+        None
+    } else {
+        let params =
+            Params::train(spec.metric(), spec.dims() as usize, sample.iter().map(Vec::as_slice)).map_err(corrupt)?;
+        Some(QuantizedIndex::new(params))
+    };
+    drop(sample);
+    let codes = quote(&spec.codes_table());
+    conn.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {codes}; \
+         CREATE TABLE {codes} (chunk INTEGER PRIMARY KEY, generation INTEGER NOT NULL, data BLOB NOT NULL);"
+    ))?;
+    let mut copy = vectors::Writer::create(conn, spec, generation)?;
+    if let Some(index) = &mut index {
+        let mut after = None;
+        loop {
+            let rows = table_batch(conn, spec, after)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            for row in &rows {
+                if let Some(v) = row.indexable(spec.metric()) {
+                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
+                    if let Some(copy) = &mut copy {
+                        // A fresh index fills its slots in order.
+                        copy.push(conn, spec, index.len() - 1, v)?;
+                    }
+                }
+            }
+        }
+        index.take_dirty_slots();
+    }
+    if let Some(copy) = copy {
+        copy.finish(conn, spec)?;
+    }
+    #[derive(QueryableByName)]
+    struct Random {
+        #[diesel(sql_type = BigInt)]
+        value: i64,
+    }
+    let build: Random = diesel::sql_query("SELECT random() AS value").get_result(conn)?;
+    let mut record = Record {
+        build: build.value as u64,
+        layout: layout(spec),
+        chunks: 0,
+        rows: 0,
+        trained: index.is_some(),
+        vec0_stale,
+    };
+    if let Some(index) = &mut index {
+        write_row(conn, spec, PARAMS_ROW, generation, &index.params().to_bytes())?;
+        index.take_dirty();
+        for n in 0..index.chunk_count() {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            if let Some(bytes) = index.chunk_bytes(n) {
+                write_row(conn, spec, i64::from(n), generation, &bytes)?;
+            }
+        }
+        record.chunks = u32::try_from(index.chunk_count()).unwrap_or(u32::MAX);
+        record.rows = index.len() as u64;
+    }
+    write_row(conn, spec, RECORD_ROW, generation, &record.to_bytes())?;
+    Ok(Cached { generation, record, index: index.map(Arc::new) })
+}
+
+fn write_row(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    chunk: i64,
+    generation: i64,
+    data: &[u8],
+) -> QueryResult<()> {
+    diesel::sql_query(format!(
+        "INSERT OR REPLACE INTO {} (chunk, generation, data) VALUES (?, ?, ?)",
+        quote(&spec.codes_table())
+    ))
+    .bind::<BigInt, _>(chunk)
+    .bind::<BigInt, _>(generation)
+    .bind::<Binary, _>(data)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The generations, or `None` when the codes table does not exist.
+fn generations_if_stored(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<Generations>> {
+    match generations(conn, spec) {
+        Ok(g) => Ok(Some(g)),
+        Err(e) => {
+            if conn.exists(&spec.codes_table())? {
+                Err(e)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Makes `entry` hold the stored codes of `now` (loading what changed), or says why they cannot be used.
+fn ensure_loaded(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    entry: &mut Entry,
+    now: &Generations,
+) -> Result<(), Unusable> {
+    if now.codes_generation != Some(now.generation) {
+        entry.cached = None;
+        return Err(Unusable::Rebuild(match now.codes_generation {
+            None => "no codes record".to_owned(),
+            Some(g) => format!("codes of generation {g}, the index is at {}", now.generation),
+        }));
+    }
+    if entry.cached.as_ref().is_some_and(|c| c.generation == now.generation) {
+        return Ok(());
+    }
+    let previous = entry.cached.take();
+    entry.cached = Some(load(conn, spec, previous, now.generation)?);
+    Ok(())
+}
+
+/// Whether the stored record says vec0 missed changes (false when there are no codes).
+pub(crate) fn vec0_stale(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
+    if !conn.exists(&spec.codes_table())? {
+        return Ok(false);
+    }
+    let rows: Vec<StoredRow> =
+        diesel::sql_query(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+            .load(conn)?;
+    Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).is_some_and(|r| r.vec0_stale))
+}
+
+/// Rows the stored record counts, if the codes exist and their record loads.
+pub(crate) fn stored_rows(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<u64>> {
+    if !conn.exists(&spec.codes_table())? {
+        return Ok(None);
+    }
+    let rows: Vec<StoredRow> =
+        diesel::sql_query(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+            .load(conn)?;
+    Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).map(|r| r.rows))
+}
+
+/// Whether the stored codes are those of the index's current generation (a sync leaves them so).
+pub(crate) fn is_current(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
+    Ok(generations_if_stored(conn, spec)?.is_some_and(|g| g.codes_generation == Some(g.generation)))
+}
+
+/// The shared entry of `spec`'s index, for [`sync_in_transaction`] (lock it once the write lock is held).
+pub(crate) fn shared_entry(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Shared> {
+    entry(conn, spec)
+}
+
+/// Locks an entry for a sync.
+pub(crate) fn lock(shared: &Shared) -> RwLockWriteGuard<'_, Entry> {
+    write(shared)
+}
+
+/// Drops the copy in memory (the transaction that changed it did not commit).
+pub(crate) fn forget(entry: &mut Entry) {
+    entry.cached = None;
+}
+
+/// What a sync did to the codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CodesSync {
+    /// Whether they were built from the table.
+    pub(crate) rebuilt: bool,
+    /// Rows indexed (after a rebuild) or queued changes applied.
+    pub(crate) applied: u64,
+}
+
+/// Brings the codes up to date inside the sync's immediate transaction: the queue applied, or everything
+/// rebuilt when `rebuild_all` (the state's flag), when the stored codes do not check out, or when the index
+/// outgrew its training sample; written with generation `next`, and `entry` (locked by the caller until the
+/// transaction ends; the caller forgets it if the transaction fails) updated to match. `vec0_stale` is the
+/// record's flag after this sync.
+pub(crate) fn sync_in_transaction(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    entry: &mut Entry,
+    rebuild_all: bool,
+    next: i64,
+    vec0_stale: bool,
+) -> Result<CodesSync, IndexError> {
+    let reason = if rebuild_all {
+        Some("the index is marked for rebuild".to_owned())
+    } else {
+        match generations_if_stored(conn, spec)? {
+            None => Some("no codes stored yet".to_owned()),
+            Some(now) => match ensure_loaded(conn, spec, entry, &now) {
+                Ok(()) => None,
+                Err(Unusable::Rebuild(reason)) => Some(reason),
+                Err(Unusable::Query(e)) => return Err(e.into()),
+            },
+        }
+    };
+    if let Some(reason) = reason {
+        return rebuild_into(conn, spec, entry, next, vec0_stale, &reason);
+    }
+    let metric = spec.metric();
+    if entry.cached.as_ref().is_none_or(|c| c.index.is_none()) {
+        // Nothing trained yet (the table had no valid vector): train once one arrives.
+        let mut applied = 0u64;
+        let mut after = None;
+        loop {
+            let rows = queue_batch(conn, spec, after)?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            applied += rows.len() as u64;
+            if entry.cached.is_none() || rows.iter().any(|r| r.indexable(metric).is_some()) {
+                return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
+            }
+        }
+        let Some(cached) = entry.cached.as_mut() else {
+            return rebuild_into(conn, spec, entry, next, vec0_stale, "nothing loaded");
+        };
+        cached.record.vec0_stale = vec0_stale;
+        write_row(conn, spec, RECORD_ROW, next, &cached.record.to_bytes())?;
+        cached.generation = next;
+        return Ok(CodesSync { rebuilt: false, applied });
+    }
+    let outcome = apply_queue(conn, spec, entry, next, vec0_stale)?;
+    match outcome {
+        Ok(applied) => Ok(CodesSync { rebuilt: false, applied }),
+        Err(reason) => rebuild_into(conn, spec, entry, next, vec0_stale, &reason),
+    }
+}
+
+/// Applies the queue to the loaded, trained codes and writes what changed; `Err(reason)` when they
+/// should be rebuilt instead (the index outgrew its training, the copy of the vectors does not check out).
+fn apply_queue(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    entry: &mut Entry,
+    next: i64,
+    vec0_stale: bool,
+) -> Result<Result<u64, String>, IndexError> {
+    let metric = spec.metric();
+    let Some(cached) = entry.cached.as_mut() else { return Ok(Err("nothing loaded".into())) };
+    let Some(shared) = cached.index.as_mut() else { return Ok(Err("nothing trained".into())) };
+    let index = Arc::make_mut(shared);
+    let mut applied = 0u64;
+    let mut after = None;
+    loop {
+        let rows = queue_batch(conn, spec, after)?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        applied += rows.len() as u64;
+        for row in &rows {
+            match row.indexable(metric) {
+                Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
+                None => {
+                    index.remove(row.id);
+                }
+            }
+        }
+    }
+    let trained = index.params().sample_rows();
+    if trained < RETRAIN_BELOW && index.len() as u64 >= RETRAIN_GROWTH * trained.max(1) {
+        return Ok(Err("the index outgrew its training sample".into()));
+    }
+    for n in index.take_dirty() {
+        if let Some(bytes) = index.chunk_bytes(n) {
+            write_row(conn, spec, i64::from(n), next, &bytes)?;
+        }
+    }
+    let slots = index.take_dirty_slots();
+    if spec.sqlite_index().vectors {
+        if let Err(reason) = vectors::rewrite(conn, spec, index, &slots, next)? {
+            return Ok(Err(reason));
+        }
+    }
+    cached.record.chunks = u32::try_from(index.chunk_count()).unwrap_or(u32::MAX);
+    cached.record.rows = index.len() as u64;
+    cached.record.vec0_stale = vec0_stale;
+    write_row(conn, spec, RECORD_ROW, next, &cached.record.to_bytes())?;
+    cached.generation = next;
+    Ok(Ok(applied))
+}
+
+/// Queued ids above `after` with their rows (a removed row has no vector), at most [`BATCH_ROWS`].
+fn queue_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Vec<SourceRow>> {
+    let after_clause = if after.is_some() { "WHERE q.id > ? " } else { "" };
+    let from = format!(
+        "FROM {} q LEFT JOIN {} t ON t.{} = q.id {after_clause}ORDER BY q.id LIMIT {BATCH_ROWS}",
+        quote(&spec.queue_table()),
+        quote(spec.table()),
+        quote(spec.id_column())
+    );
+    let sql = select_rows(spec, "q.id", &from);
+    match after {
+        Some(after) => diesel::sql_query(sql).bind::<BigInt, _>(after).load(conn),
+        None => diesel::sql_query(sql).load(conn),
+    }
+}
+
+fn rebuild_into(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    entry: &mut Entry,
+    next: i64,
+    vec0_stale: bool,
+    reason: &str,
+) -> Result<CodesSync, IndexError> {
+    entry.cached = None;
+    let started = std::time::Instant::now();
+    let cached = rebuild(conn, spec, next, vec0_stale)?;
+    let rows = cached.record.rows;
+    tracing::info!(
+        target: "diesel_vector::index",
+        index = spec.name(),
+        reason,
+        rows,
+        chunks = cached.record.chunks,
+        duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        "quantized codes rebuilt"
+    );
+    entry.cached = Some(cached);
+    Ok(CodesSync { rebuilt: true, applied: rows })
+}
+
+/// The candidates' exact distances, from the caller: `fetch(conn, ids, sink)` calls `sink(id, distance)`
+/// for each of `ids` that still exists and passes every filter.
+pub(crate) type Fetch<'f, E> = dyn FnMut(&mut SqliteConnection, &[i64], &mut dyn FnMut(i64, f64)) -> Result<(), E> + 'f;
+
+/// What a search of the codes came to.
+#[derive(Debug)]
+pub(crate) enum Searched {
+    /// The codes answered.
+    Found(SearchOutcome),
+    /// The codes hold no trained rows (the table has no valid vector): nothing to answer from.
+    Empty,
+    /// Not built yet, marked for rebuild, or behind the state: sync the index, then ask again.
+    NotCurrent,
+    /// The stored codes do not load (damaged, truncated, inconsistent): rebuild them
+    /// ([`super::index::rebuild_codes`]), then ask again.
+    Damaged,
+}
+
+/// A search of the codes (see [`Searched`] for when they cannot answer).
+///
+/// The copy in memory is brought to the stored codes of the state's current generation first (a read
+/// transaction). Changes still in the queue are not in the codes: the caller syncs first, or adds the
+/// queued rows' exact distances itself.
+pub(crate) fn search<E>(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    query: &[f32],
+    k: usize,
+    filter: &Filter<'_>,
+    options: &SearchOptions,
+    fetch: &mut Fetch<'_, E>,
+) -> Result<Searched, E>
+where
+    E: From<AnnError> + From<diesel::result::Error>,
+{
+    if !supported(spec) {
+        return Ok(Searched::NotCurrent);
+    }
+    let shared = entry(conn, spec)?;
+    for _ in 0..3 {
+        let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Searched::NotCurrent) };
+        if now.needs_rebuild != 0 || now.codes_generation != Some(now.generation) {
+            return Ok(Searched::NotCurrent);
+        }
+        {
+            let guard = read(&shared);
+            if let Some(cached) = guard.cached.as_ref().filter(|c| c.generation == now.generation) {
+                let Some(index) = cached.index.as_deref() else { return Ok(Searched::Empty) };
+                return index
+                    .search_distances(query, k, filter, options, |ids, sink| fetch(conn, ids, sink))
+                    .map(Searched::Found);
+            }
+        }
+        let mut guard = write(&shared);
+        let loaded = super::transaction::deferred::<_, diesel::result::Error>(conn, |conn| {
+            let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Ok(false)) };
+            if now.needs_rebuild != 0 || now.codes_generation != Some(now.generation) {
+                return Ok(Ok(false));
+            }
+            Ok(ensure_loaded(conn, spec, &mut guard, &now).map(|()| true))
+        })?;
+        match loaded {
+            Ok(true) => continue,
+            Ok(false) => return Ok(Searched::NotCurrent),
+            Err(Unusable::Rebuild(reason)) => {
+                tracing::warn!(
+                    target: "diesel_vector::index",
+                    index = spec.name(),
+                    reason,
+                    "the stored quantized codes do not load; they are rebuilt"
+                );
+                return Ok(Searched::Damaged);
+            }
+            Err(Unusable::Query(e)) => return Err(e.into()),
+        }
+    }
+    // The generation moved on three times while loading: another process writes fast.
+    Ok(Searched::NotCurrent)
+}

@@ -1,0 +1,164 @@
+//! The codes and the copy of the vectors on real SQLite files, through the crate's own entry points.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary, Text};
+
+use super::*;
+use crate::ann::{ExactScan, Neighbour};
+use crate::index::{generate, SqliteIndex};
+
+const DIMS: usize = 48;
+
+/// splitmix64 in [-1, 1).
+fn vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
+    let mut state = seed;
+    let mut unit = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    };
+    let centre: Vec<f32> = (0..DIMS).map(|_| unit()).collect();
+    (0..n).map(|_| centre.iter().map(|c| 0.6 * c + 0.5 * unit()).collect()).collect()
+}
+
+fn blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+struct Db {
+    _dir: tempfile::TempDir,
+    conn: SqliteConnection,
+    spec: IndexSpec,
+}
+
+fn db(kept: SqliteIndex) -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut conn = super::super::establish(path.to_str().unwrap()).unwrap();
+    conn.batch_execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, embedding BLOB)").unwrap();
+    let spec = IndexSpec::builder("docs", "embedding", DIMS as u64)
+        .metric(crate::index::Metric::L2)
+        .partition_by(["lang"])
+        .sqlite_index(kept)
+        .build()
+        .unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    Db { _dir: dir, conn, spec }
+}
+
+fn put(conn: &mut SqliteConnection, id: i64, lang: &str, v: &[f32]) {
+    diesel::sql_query("INSERT OR REPLACE INTO docs (id, lang, embedding) VALUES (?, ?, ?)")
+        .bind::<BigInt, _>(id)
+        .bind::<Text, _>(lang)
+        .bind::<Binary, _>(blob(v))
+        .execute(conn)
+        .unwrap();
+}
+
+/// The exact top `k` of `rows` in memory.
+fn truth(rows: &[(i64, &str, Vec<f32>)], q: &[f32], k: usize, lang: Option<&str>) -> Vec<Neighbour> {
+    let mut scan = ExactScan::new(crate::index::Metric::L2, q, k).unwrap();
+    for (id, l, v) in rows {
+        if lang.is_none_or(|want| want == *l) {
+            scan.push(&[*id], v).unwrap();
+        }
+    }
+    scan.finish()
+}
+
+#[test]
+fn the_copy_of_the_vectors_follows_every_change_and_answers_exactly() {
+    let mut db = db(SqliteIndex::CODES_AND_VECTORS);
+    let data = vectors(1, 1300);
+    let mut rows: Vec<(i64, &str, Vec<f32>)> =
+        data.iter().enumerate().map(|(i, v)| (i as i64 + 1, if i % 3 == 0 { "fr" } else { "en" }, v.clone())).collect();
+    db.conn
+        .transaction(|c| {
+            rows.iter().for_each(|(id, lang, v)| put(c, *id, lang, v));
+            QueryResult::Ok(())
+        })
+        .unwrap();
+    super::super::sync(&mut db.conn, &db.spec).unwrap();
+    let q = &vectors(2, 1)[0];
+    let fr = partition_filter(&db.spec, &[(0, Some("fr"))]);
+    let check = |db: &mut Db, rows: &[(i64, &str, Vec<f32>)]| {
+        let all = exact_from_vectors(&mut db.conn, &db.spec, q, 15, &Filter::all()).unwrap().unwrap();
+        assert_eq!(all, truth(rows, q, 15, None));
+        let filter = Filter { partition: fr, allow: None };
+        let only_fr = exact_from_vectors(&mut db.conn, &db.spec, q, 15, &filter).unwrap().unwrap();
+        assert_eq!(only_fr, truth(rows, q, 15, Some("fr")));
+    };
+    check(&mut db, &rows);
+
+    // Replacements, removals (the last row of a chunk moves into the hole), a NULL, new rows.
+    for i in [0usize, 5, 255, 256, 700, 1299] {
+        rows[i].2 = vectors(10 + i as u64, 1).remove(0);
+        put(&mut db.conn, rows[i].0, rows[i].1, &rows[i].2);
+    }
+    for id in [2i64, 3, 300, 301, 1200] {
+        db.conn.batch_execute(&format!("DELETE FROM docs WHERE id = {id}")).unwrap();
+    }
+    db.conn.batch_execute("UPDATE docs SET embedding = NULL WHERE id = 40").unwrap();
+    rows.retain(|(id, _, _)| ![2, 3, 300, 301, 1200, 40].contains(id));
+    for (i, v) in vectors(3, 20).into_iter().enumerate() {
+        let id = 5000 + i as i64;
+        put(&mut db.conn, id, "fr", &v);
+        rows.push((id, "fr", v));
+    }
+    let report = super::super::sync(&mut db.conn, &db.spec).unwrap();
+    assert!(!report.rebuilt);
+    check(&mut db, &rows);
+
+    // Another process's view: loaded from the file.
+    clear_codes_cache();
+    check(&mut db, &rows);
+}
+
+#[test]
+fn a_copy_that_does_not_match_the_codes_is_not_used() {
+    let mut db = db(SqliteIndex::CODES_AND_VECTORS);
+    for (i, v) in vectors(4, 200).iter().enumerate() {
+        put(&mut db.conn, i as i64 + 1, "en", v);
+    }
+    super::super::sync(&mut db.conn, &db.spec).unwrap();
+    let q = &vectors(5, 1)[0];
+    assert!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap().is_some());
+    let table = crate::index::quote(&db.spec.vectors_table());
+    for damage in [
+        format!("UPDATE {table} SET data = substr(data, 1, 100) WHERE chunk = 3"),
+        format!("DELETE FROM {table} WHERE chunk = 4"),
+        format!("DROP TABLE {table}"),
+    ] {
+        db.conn.batch_execute(&damage).unwrap();
+        assert_eq!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap(), None, "{damage}");
+        super::super::rebuild(&mut db.conn, &db.spec).unwrap();
+        assert!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap().is_some());
+    }
+}
+
+#[test]
+fn an_index_without_the_copy_keeps_none() {
+    let mut db = db(SqliteIndex::CODES);
+    put(&mut db.conn, 1, "en", &vectors(6, 1)[0]);
+    super::super::sync(&mut db.conn, &db.spec).unwrap();
+    assert!(!db.conn.exists(&db.spec.vectors_table()).unwrap());
+    assert_eq!(exact_from_vectors(&mut db.conn, &db.spec, &vectors(6, 1)[0], 1, &Filter::all()).unwrap(), None);
+}
+
+#[test]
+fn partition_keys_match_on_the_fields_asked_for() {
+    let two = IndexSpec::builder("t", "v", 4).partition_by(["a", "b"]).build().unwrap();
+    let key = partition_key(&[Some("x".into()), Some("y".into())]);
+    let a_only = partition_filter(&two, &[(0, Some("x"))]).unwrap();
+    assert_eq!((key ^ a_only.key) & a_only.mask, 0);
+    let b_other = partition_filter(&two, &[(1, Some("z"))]).unwrap();
+    assert_ne!((key ^ b_other.key) & b_other.mask, 0);
+    let null = partition_filter(&two, &[(1, None)]).unwrap();
+    assert_eq!((partition_key(&[Some("x".into()), None]) ^ null.key) & null.mask, 0);
+    assert_eq!(field_mask(0, 2) | field_mask(1, 2), u64::MAX);
+    assert_eq!(field_mask(64, 70), 0, "columns past the 64th are checked at rerank only");
+}

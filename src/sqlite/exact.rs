@@ -1,0 +1,137 @@
+//! The exact path on SQLite: every matching row's distance, computed in Rust with the SIMD kernels on the
+//! vectors where SQLite holds them (no copy per row, no SQL function call per row), top `k` by
+//! `(distance, id)`. Used for exact searches, and wherever the quantized codes cannot answer.
+//!
+//! Reading 100k rows of 1536 dimensions means walking some 200k pages of the table (each row's vector
+//! spills into overflow pages). Through SQLite's ordinary reads that costs a system call per page; with
+//! memory-mapped reads, which [`super::ConnectionOptions`] turns on by default, it is a memory read
+//! (BENCHMARKS.md, "SQLite index", measures both). Vectors are not copied into process memory: the scan
+//! holds one row at a time and the `k` best.
+//!
+//! Rows whose stored value is not a vector of the query's dimensions with finite elements are skipped, as
+//! they are by the index; under cosine a zero vector has no distance and is skipped too.
+
+use std::cell::RefCell;
+
+use diesel::connection::DefaultLoadingMode;
+use diesel::deserialize::{self, QueryableByName};
+use diesel::prelude::*;
+use diesel::query_dsl::methods::LoadQuery;
+use diesel::row::{Field, NamedRow, Row};
+use diesel::sql_types::BigInt;
+use diesel::sqlite::Sqlite;
+use diesel::SqliteConnection;
+
+use crate::ann::{AnnError, ExactScan, Metric, Neighbour};
+
+thread_local! {
+    /// The scan in progress on this thread: rows hand their vectors to it as SQLite reads them.
+    static SCAN: RefCell<Option<Scanning>> = const { RefCell::new(None) };
+}
+
+#[derive(Debug)]
+struct Scanning {
+    scan: ExactScan<'static>,
+    dims: usize,
+    /// For vectors SQLite holds at an address not aligned for `f32`.
+    scratch: Vec<f32>,
+    skipped: u64,
+}
+
+/// A row as the scan reads it: column 0 the id, column 1 the vector. Building it scores the vector.
+#[derive(Debug)]
+pub(crate) struct Scored;
+
+impl QueryableByName<Sqlite> for Scored {
+    fn build<'a>(row: &impl NamedRow<'a, Sqlite>) -> deserialize::Result<Self> {
+        let id = Row::get_value::<BigInt, i64, usize>(row, 0)?;
+        let field = Row::get(row, 1usize).ok_or_else(|| Box::new(diesel::result::UnexpectedEndOfRow))?;
+        let Some(mut value) = field.value() else {
+            return SCAN.with(|s| {
+                if let Some(s) = s.borrow_mut().as_mut() {
+                    s.skipped += 1;
+                }
+                Ok(Scored)
+            });
+        };
+        let is_blob = value.value_type() == Some(diesel::sqlite::SqliteType::Binary);
+        let bytes = if is_blob { value.read_blob() } else { &[] };
+        SCAN.with(|s| {
+            let mut guard = s.borrow_mut();
+            let Some(s) = guard.as_mut() else { return Err("no exact scan in progress on this thread".into()) };
+            if bytes.len() != 4 * s.dims {
+                s.skipped += 1;
+                return Ok(Scored);
+            }
+            let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                Ok(v) if cfg!(target_endian = "little") => v,
+                _ => {
+                    s.scratch.clear();
+                    s.scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+                    &s.scratch
+                }
+            };
+            // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
+            if !s.scan.push_if_finite(id, vector) {
+                s.skipped += 1;
+            }
+            Ok(Scored)
+        })
+    }
+}
+
+/// Why the exact scan failed.
+#[derive(Debug)]
+pub(crate) enum ExactError {
+    Query(diesel::result::Error),
+    Ann(AnnError),
+}
+
+impl From<diesel::result::Error> for ExactError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Query(e)
+    }
+}
+
+impl From<AnnError> for ExactError {
+    fn from(e: AnnError) -> Self {
+        Self::Ann(e)
+    }
+}
+
+/// What the scan found: the `k` nearest, and how many rows it read and skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Exact {
+    pub(crate) neighbours: Vec<Neighbour>,
+    pub(crate) rows: u64,
+    pub(crate) skipped: u64,
+}
+
+/// The `k` rows nearest to `query` by `metric` among those `rows` selects (a query whose column 0 is the
+/// id and column 1 the vector BLOB, filters applied), nearest first, ties by id.
+pub(crate) fn top_k<'q, Q>(
+    conn: &mut SqliteConnection,
+    rows: Q,
+    query: &[f32],
+    metric: Metric,
+    k: usize,
+) -> Result<Exact, ExactError>
+where
+    Q: RunQueryDsl<SqliteConnection> + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode> + 'q,
+{
+    let scan = ExactScan::owned(metric, query.to_vec(), k)?;
+    let state = Scanning { scan, dims: query.len(), scratch: Vec::new(), skipped: 0 };
+    let outer = SCAN.with(|s| s.borrow_mut().replace(state));
+    let mut read = 0u64;
+    let result = (|| -> Result<(), ExactError> {
+        for row in rows.load_iter::<Scored, DefaultLoadingMode>(conn)? {
+            row?;
+            read += 1;
+        }
+        Ok(())
+    })();
+    let state = SCAN.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+    result?;
+    let state = state.ok_or_else(|| ExactError::Query(diesel::result::Error::NotFound))?;
+    Ok(Exact { rows: read, skipped: state.skipped, neighbours: state.scan.finish() })
+}
