@@ -894,13 +894,24 @@ fn pg_index_findings(
         out.push(
             Finding::new(
                 Level::Warning,
-                format!(
-                    "the index {name} of {on} does not use the {} operator class ({}): {} searches cannot use it \
-                     and scan every row; rebuild it",
-                    spec.metric(),
-                    definition.unwrap_or("?"),
-                    spec.metric()
-                ),
+                if spec.pg_index() == crate::index::PgIndex::BinaryQuantized {
+                    format!(
+                        "the index {name} of {on} is not the binary-quantized index declared, HNSW on \
+                         `(binary_quantize({})::bit({})) bit_hamming_ops` ({}): searches cannot use it and scan every \
+                         row; rebuild it",
+                        spec.column(),
+                        spec.dims(),
+                        definition.unwrap_or("?")
+                    )
+                } else {
+                    format!(
+                        "the index {name} of {on} does not use the {} operator class ({}): {} searches cannot use \
+                         it and scan every row; rebuild it",
+                        spec.metric(),
+                        definition.unwrap_or("?"),
+                        spec.metric()
+                    )
+                },
             )
             .remedy(reindex()),
         );

@@ -269,4 +269,19 @@ fn a_binary_quantized_index_gives_candidates_that_are_reranked_exactly() {
     let report = doctor::diagnose(&mut any).unwrap();
     let Some(IndexState::Pg { definition, .. }) = &report.indexes[0].state else { panic!() };
     assert!(definition.as_deref().unwrap().contains("binary_quantize"), "rebuilt as it was declared: {definition:?}");
+
+    // A plain HNSW index put in its place by hand is named as not the declared one.
+    let DatabaseConnection::Pg(conn) = &mut any else { unreachable!() };
+    conn.batch_execute(
+        "DROP INDEX documents_embedding_bq_idx; \
+         CREATE INDEX documents_embedding_bq_idx ON documents USING hnsw (embedding vector_cosine_ops)",
+    )
+    .unwrap();
+    let report = doctor::diagnose(&mut any).unwrap();
+    assert!(
+        report.findings.iter().any(|f| f.message.contains("is not the binary-quantized index declared")
+            && f.message.contains("bit_hamming_ops")),
+        "{:#?}",
+        report.findings
+    );
 }
