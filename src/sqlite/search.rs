@@ -86,6 +86,13 @@ fn kind(declared: &str) -> ColumnKind {
     }
 }
 
+fn exact_error(e: super::exact::ExactError) -> SearchError {
+    match e {
+        super::exact::ExactError::Query(e) => SearchError::Query(e),
+        super::exact::ExactError::Ann(e) => SearchError::from(e),
+    }
+}
+
 /// The query of a `vector` column, as the crate's engine reads it (`None` for the other types).
 fn f32_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
     match &plan.query {
@@ -178,14 +185,23 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
+    let Some(query) = f32_query(plan) else { return Ok(None) };
+    // The candidates' exact distances by the SIMD kernels of the exact path, from their rows read in place
+    // with every filter applied again: the same distances as `Strategy::Exact`.
     let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
-        for hit in exact_rows(conn, plan, filters, filter, ids)? {
-            sink(hit.id, hit.distance);
+        let knn = Knn::new(plan, &plan.query, None, filters, filter)
+            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
+            .blob_shape(blob_shape(spec))
+            .only_ids(ids)
+            .ids_json(json_ids(ids));
+        let found = super::exact::top_k(conn, Rows { knn, of: RowsOf::Vectors }, query, plan.metric, ids.len())
+            .map_err(exact_error)?;
+        for n in found.neighbours {
+            sink(n.id, n.distance);
         }
         Ok::<(), SearchError>(())
     };
     let options = crate::ann::SearchOptions::default();
-    let Some(query) = f32_query(plan) else { return Ok(None) };
     let mut outcome = None;
     for attempt in 0..2 {
         match super::codes::search(conn, spec, query, plan.limit, &scan_filter, &options, &mut fetch)? {
@@ -402,10 +418,7 @@ fn exact<F: SearchFilter<Sqlite>>(
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
             .blob_shape(blob_shape(plan.spec));
         let rows = Rows { knn, of: RowsOf::Vectors };
-        let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(|e| match e {
-            super::exact::ExactError::Query(e) => SearchError::Query(e),
-            super::exact::ExactError::Ann(e) => SearchError::from(e),
-        })?;
+        let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(exact_error)?;
         let hits = found
             .neighbours
             .into_iter()
