@@ -28,6 +28,10 @@ pub mod names {
     pub const APP_SQL: &str = "SQL itself: batch_execute of the pending up.sql";
     pub const APP_RUNNER: &str = "migrations::run_pending_migrations_from (rehearsed)";
     pub const APP_DIESEL: &str = "diesel's MigrationHarness::run_pending_migrations (reference)";
+    pub const APP_SET_SQL: &str = "SQL itself: batch_execute of each up.sql of the application's folder";
+    pub const APP_SET_RUNNER: &str = "migrations::run_pending_migrations_from (the application's folder)";
+    pub const APP_CHECK: &str = "cheapest equivalent check: list the folder's migrations, then SELECT version";
+    pub const APP_NOOP: &str = "migrations::run_pending_migrations_from (nothing pending)";
 }
 
 /// Applied migrations before the pending one in the application workload.
@@ -123,6 +127,22 @@ fn up_files(folder: &str) -> Result<Vec<String>, BoxError> {
     dirs.sort();
     Ok(dirs.iter().map(|d| std::fs::read_to_string(d.join("up.sql"))).collect::<Result<_, _>>()?)
 }
+
+/// Every `up.sql` of a folder, oldest first.
+fn folder_files(root: &Path) -> Result<Vec<String>, BoxError> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    dirs.retain(|d| d.join("up.sql").is_file());
+    dirs.sort();
+    Ok(dirs.iter().map(|d| std::fs::read_to_string(d.join("up.sql"))).collect::<Result<_, _>>()?)
+}
+
+const APP_SET_NOTE: &str = "The application's folder (documents, 30 tables with an index each, and the generated \
+    vector index migration for documents) applied to a fresh database per call (created and connected outside the \
+    timing). A fresh database is not rehearsed.";
+
+const APP_NOOP_NOTE: &str = "One database with the application's folder applied; every call asks whether \
+    anything of the folder is pending. The check lists the folder's migrations (`MigrationSource::migrations`, \
+    which reads the folder: any runner must) and compares their versions with the bookkeeping's.";
 
 fn embedded_versions<DB: diesel::backend::Backend>(source: &dyn MigrationSource<DB>) -> Result<Vec<String>, BoxError> {
     Ok(source.migrations()?.iter().map(|m| m.name().version().to_string()).collect())
@@ -286,7 +306,86 @@ pub fn pg(server: &str, settings: Settings) -> Result<Vec<Group>, BoxError> {
         recall: false,
     };
     drop(contenders);
-    Ok(vec![fresh_group, noop_group, app_group])
+
+    // The application's whole folder, the generated index included, on a fresh database; then nothing pending.
+    let app_files = folder_files(&app.full)?;
+    let on_fresh = |f: &dyn Fn(&mut PgConnection) -> Result<(), BoxError>| -> Result<Duration, BoxError> {
+        let db = FreshDb::create(server, "migr_set")?;
+        let mut conn = db.conn()?;
+        let (elapsed, ()) = timed(|| f(&mut conn))?;
+        Ok(elapsed)
+    };
+    let mut contenders = vec![
+        TimedContender::new(names::APP_SET_SQL, || {
+            on_fresh(&|c| {
+                for sql in &app_files {
+                    c.batch_execute(sql)?;
+                }
+                Ok(())
+            })
+        }),
+        TimedContender::new(names::APP_SET_RUNNER, || {
+            on_fresh(&|c| {
+                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+                assert_eq!(done.len(), APP_HISTORY + 2);
+                Ok(())
+            })
+        }),
+        TimedContender::new(names::APP_DIESEL, || {
+            on_fresh(&|c| {
+                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
+                Ok(())
+            })
+        }),
+    ];
+    let app_set_group = Group {
+        title: "PostgreSQL: an application's folder with its generated index, on a fresh database".to_owned(),
+        note: APP_SET_NOTE.to_owned(),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![runner(names::APP_SET_RUNNER, names::APP_SET_SQL)],
+        recall: false,
+    };
+    drop(contenders);
+
+    let db = FreshDb::create(server, "migr_app_noop")?;
+    let mut conn = db.conn()?;
+    migrations::run_pending_migrations_from(&mut conn, &FileBasedMigrations::from_path(&app.full)?)?;
+    let conn = std::cell::RefCell::new(conn);
+    let source = FileBasedMigrations::from_path(&app.full)?;
+    let mut contenders = vec![
+        TimedContender::new(names::APP_CHECK, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let exists: bool =
+                    diesel::select(diesel::dsl::sql::<Bool>("to_regclass('__diesel_schema_migrations') IS NOT NULL"))
+                        .get_result(c)?;
+                let applied: Vec<Version> = if exists {
+                    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(c)?
+                } else {
+                    Vec::new()
+                };
+                let listed = MigrationSource::<diesel::pg::Pg>::migrations(&source)?;
+                Ok(listed.iter().any(|m| !applied.iter().any(|a| a.version == m.name().version().to_string())))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::APP_NOOP, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations_from(c, &source)?))?;
+            assert!(done.is_empty(), "nothing was pending");
+            Ok(elapsed)
+        }),
+    ];
+    let app_noop_group = Group {
+        title: "PostgreSQL: an application's folder with its generated index, nothing pending".to_owned(),
+        note: APP_NOOP_NOTE.to_owned(),
+        results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
+        comparisons: vec![runner(names::APP_NOOP, names::APP_CHECK)],
+        recall: false,
+    };
+    drop(contenders);
+    Ok(vec![fresh_group, noop_group, app_group, app_set_group, app_noop_group])
 }
 
 fn info(contender: &str, baseline: &str) -> Comparison {
@@ -460,5 +559,85 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
         recall: false,
     };
     drop(contenders);
-    Ok(vec![fresh_group, noop_group, app_group])
+
+    // The application's whole folder, the generated index included, on a fresh database; then nothing pending.
+    let app_files = folder_files(&app.full)?;
+    let on_fresh = |f: &dyn Fn(&mut SqliteConnection) -> Result<(), BoxError>| -> Result<Duration, BoxError> {
+        let (url, _remove) = temp_sqlite();
+        let mut conn = sqlite::establish(&url)?;
+        let (elapsed, ()) = timed(|| f(&mut conn))?;
+        Ok(elapsed)
+    };
+    let mut contenders = vec![
+        TimedContender::new(names::APP_SET_SQL, || {
+            on_fresh(&|c| {
+                for sql in &app_files {
+                    c.batch_execute(sql)?;
+                }
+                Ok(())
+            })
+        }),
+        TimedContender::new(names::APP_SET_RUNNER, || {
+            on_fresh(&|c| {
+                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+                assert_eq!(done.len(), APP_HISTORY + 2);
+                Ok(())
+            })
+        }),
+        TimedContender::new(names::APP_DIESEL, || {
+            on_fresh(&|c| {
+                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
+                Ok(())
+            })
+        }),
+    ];
+    let app_set_group = Group {
+        title: "SQLite: an application's folder with its generated index, on a fresh database".to_owned(),
+        note: APP_SET_NOTE.to_owned(),
+        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
+        comparisons: vec![runner(names::APP_SET_RUNNER, names::APP_SET_SQL)],
+        recall: false,
+    };
+    drop(contenders);
+
+    let (url, _remove) = temp_sqlite();
+    let mut conn = sqlite::establish(&url)?;
+    migrations::run_pending_migrations_from(&mut conn, &FileBasedMigrations::from_path(&app.full)?)?;
+    let conn = std::cell::RefCell::new(conn);
+    let source = FileBasedMigrations::from_path(&app.full)?;
+    let mut contenders = vec![
+        TimedContender::new(names::APP_CHECK, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, pending) = timed(|| {
+                let exists: bool = diesel::select(diesel::dsl::sql::<Bool>(
+                    "EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__diesel_schema_migrations')",
+                ))
+                .get_result(c)?;
+                let applied: Vec<Version> = if exists {
+                    diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(c)?
+                } else {
+                    Vec::new()
+                };
+                let listed = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&source)?;
+                Ok(listed.iter().any(|m| !applied.iter().any(|a| a.version == m.name().version().to_string())))
+            })?;
+            assert!(!pending, "the database is migrated");
+            Ok(elapsed)
+        }),
+        TimedContender::new(names::APP_NOOP, || {
+            let c = &mut *conn.borrow_mut();
+            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations_from(c, &source)?))?;
+            assert!(done.is_empty(), "nothing was pending");
+            Ok(elapsed)
+        }),
+    ];
+    let app_noop_group = Group {
+        title: "SQLite: an application's folder with its generated index, nothing pending".to_owned(),
+        note: APP_NOOP_NOTE.to_owned(),
+        results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
+        comparisons: vec![runner(names::APP_NOOP, names::APP_CHECK)],
+        recall: false,
+    };
+    drop(contenders);
+    Ok(vec![fresh_group, noop_group, app_group, app_set_group, app_noop_group])
 }
