@@ -19,6 +19,10 @@
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
 //!    - `enable_indexscan` off for an exact search.
 //!
+//!    A filtered search reads the columns and the statistics once per table and filters; later ones
+//!    send the unfiltered search's lighter statement with what was learned, checked against the table's
+//!    identity in the same statement (see `filtered_setup`).
+//!
 //!    An ivfflat index with far more lists than the statistics' row estimate supports may have been
 //!    built on an empty table (it then recalls poorly until rebuilt); the statistics lag behind a bulk
 //!    load, so the rows are counted (up to the number that would make the lists fit) before the index is
@@ -117,10 +121,116 @@ async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     if let Some(saved) = saved {
         conn.execute(sql(RESTORE_PLANNER).bind::<Text, _>(saved.seqscan).bind::<Text, _>(saved.indexscan)).await?;
     }
+    if result.is_err() && !plan.filters.is_empty() {
+        // What was learned about the table may be what failed (a column renamed or dropped since).
+        learned::forget(&learned::Key::of(plan));
+    }
     match result {
         // A search without filters does not read the columns first: a failed query names them now.
         Err(SearchError::Query(e)) => Err(missing_columns(conn, plan).await.unwrap_or(SearchError::Query(e))),
         result => result,
+    }
+}
+
+/// The set-up of a filtered search: the columns' kinds (which type the filters' values) and the filters'
+/// selectivity (which sizes `hnsw.ef_search`) come from the catalog and `pg_stats`, read by the full
+/// set-up statement the first time and remembered ([`learned`]). Later searches with the same table and
+/// filters send the lighter statement of unfiltered searches, with `ef_search` computed from the remembered
+/// selectivity; it also returns the table's identity (see [`learned`]), and when that differs from the
+/// remembered one (another database, DDL on the table, a new `ANALYZE`, another role) the full statement
+/// runs after it in the same transaction, and its settings replace the lighter one's.
+async fn filtered_setup<E: Exec<Db = Pg>>(
+    conn: &mut E,
+    plan: &Plan<'_>,
+) -> Result<(SetupRow, Vec<EqFilter>), SearchError> {
+    let key = learned::Key::of(plan);
+    if let Some(known) = learned::recall(&key) {
+        let mut quick = Setup::<false>::new(plan);
+        quick.identify = true;
+        quick.ef_search = Some(quick.ef_search.unwrap_or_else(|| filtered_ef_search(quick.ef_base, known.selectivity)));
+        let setup: SetupRow = first_row(conn, quick).await?;
+        if setup.identity.is_some() && setup.identity == known.identity {
+            // Columns renamed since give a clear error below only after the catalog is read again.
+            if let Ok(filters) = resolve_filters(plan, &known.columns, true) {
+                tracing::Span::current().record("catalog", "learned");
+                return Ok((setup, filters));
+            }
+        }
+    }
+    let mut full = Setup::<true>::new(plan);
+    full.identify = true;
+    let setup: SetupRow = first_row(conn, full).await?;
+    tracing::Span::current().record("catalog", "read");
+    let columns = setup.columns();
+    let filters = resolve_filters(plan, &columns, true)?;
+    if setup.identity.is_some() {
+        learned::remember(
+            key,
+            learned::Known { identity: setup.identity.clone(), columns, selectivity: setup.selectivity },
+        );
+    }
+    Ok((setup, filters))
+}
+
+/// `hnsw.ef_search` of a filtered search: the base divided by the square root of the filters' selectivity,
+/// within pgvector's 1 to 1000 (the full set-up statement computes the same in SQL).
+fn filtered_ef_search(ef_base: i32, selectivity: Option<f64>) -> i32 {
+    let selectivity = selectivity.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(1.0);
+    let ef = (f64::from(ef_base) / selectivity.sqrt()).ceil().clamp(1.0, 1000.0);
+    #[allow(clippy::cast_possible_truncation)] // a whole number in 1..=1000 after the clamp: exact
+    let ef = ef as i32;
+    ef
+}
+
+mod learned {
+    //! What filtered searches learned about a table from the catalog, per process: its columns' kinds and
+    //! the filters' selectivity, keyed by the table's name and the filters, and tied to the table's
+    //! **identity** as the set-up statement reads it ([`super::SETUP_IDENTITY`]: it changes with any DDL on
+    //! the table's columns, even in the transaction that reads it, and with each `ANALYZE`). A search
+    //! trusts an entry only when the identity it reads in its own transaction equals the remembered one, and
+    //! an entry whose search fails is forgotten: an entry can make a search slower (one more statement),
+    //! never wrong. At most [`CAPACITY`] entries are kept (all are dropped when it is full).
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+    use crate::search::{ColumnKind, Plan, Value};
+
+    pub(super) const CAPACITY: usize = 1024;
+
+    #[derive(Clone, PartialEq, Eq, Hash)]
+    pub(super) struct Key {
+        table: String,
+        filters: Vec<(String, Value)>,
+    }
+
+    impl Key {
+        pub(super) fn of(plan: &Plan<'_>) -> Self {
+            Self { table: plan.spec.table().to_owned(), filters: plan.filters.to_vec() }
+        }
+    }
+
+    pub(super) struct Known {
+        pub(super) identity: Option<String>,
+        pub(super) columns: Vec<(String, ColumnKind, String)>,
+        pub(super) selectivity: Option<f64>,
+    }
+
+    static KNOWN: LazyLock<Mutex<HashMap<Key, Arc<Known>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+    pub(super) fn recall(key: &Key) -> Option<Arc<Known>> {
+        KNOWN.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+
+    pub(super) fn remember(key: Key, known: Known) {
+        let mut map = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= CAPACITY && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, Arc::new(known));
+    }
+
+    pub(super) fn forget(key: &Key) {
+        KNOWN.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
 }
 
@@ -162,35 +272,15 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     filter: &F,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
-    let setup: SetupRow = if plan.filters.is_empty() {
+    let (setup, filters) = if plan.filters.is_empty() {
         let setup: SetupRow = first_row(conn, Setup::<false>::new(plan)).await?;
         if !setup.table_exists {
             return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
         }
-        setup
+        (setup, Vec::new())
     } else {
-        first_row(conn, Setup::<true>::new(plan)).await?
+        filtered_setup(conn, plan).await?
     };
-    let columns: Vec<(String, ColumnKind, String)> = if setup.table_exists {
-        setup
-            .names
-            .into_iter()
-            .zip(setup.kinds)
-            .zip(setup.types)
-            .map(|((name, kind), ty)| {
-                let kind = match kind.as_str() {
-                    "text" => ColumnKind::Text,
-                    "integer" => ColumnKind::Integer,
-                    "bool" => ColumnKind::Bool,
-                    _ => ColumnKind::Other,
-                };
-                (name, kind, ty)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let filters = if plan.filters.is_empty() { Vec::new() } else { resolve_filters(plan, &columns, true)? };
     match setup.mode.as_str() {
         "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter).await,
         "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw).await,
@@ -552,6 +642,8 @@ struct Setup<const FILTERED: bool> {
     probes: Option<i32>,
     use_index: bool,
     exact: bool,
+    /// Whether to read the table's identity (for [`learned`]).
+    identify: bool,
 }
 
 impl<const FILTERED: bool> Setup<FILTERED> {
@@ -583,14 +675,15 @@ impl<const FILTERED: bool> Setup<FILTERED> {
             probes: plan.probes.map(|p| clamp(p.max(1))),
             use_index: plan.index_serves() && spec.pg_index() != PgIndex::None,
             exact: plan.strategy == crate::search::Strategy::Exact,
+            identify: false,
         }
     }
 }
 
-/// The start of the set-up's SQL, around its nine parameters (in this order: table, index, filter columns,
-/// filter values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact);
-/// [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follows.
-const SETUP_PARAMETERS: [&str; 10] = [
+/// The start of the set-up's SQL, around its ten parameters (in this order: table, index, filter columns,
+/// filter values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact,
+/// whether to read the identity); [`SETUP_IDENTITY`], then [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follow.
+const SETUP_PARAMETERS: [&str; 11] = [
     "WITH p AS (SELECT to_regclass(",
     ") AS t, to_regclass(",
     ") AS i, ",
@@ -600,8 +693,20 @@ const SETUP_PARAMETERS: [&str; 10] = [
     "::int4 AS ef_fixed, ",
     "::int4 AS probes, ",
     "::bool AS use_index, ",
-    "::bool AS exact), ",
+    "::bool AS exact, ",
+    "::bool AS identify), ",
 ];
+
+/// The table's identity for [`learned`], when asked: its oid, the version of its `pg_class` row and of its
+/// columns' `pg_attribute` rows (the transaction that wrote each and where: DDL in the same transaction
+/// writes a new version elsewhere), its `ANALYZE` count, the server's start time, the database and the role.
+const SETUP_IDENTITY: &str = "\
+     id AS (SELECT CASE WHEN p.identify THEN (SELECT concat_ws(':', tc.oid, tc.xmin, tc.ctid, \
+              pg_stat_get_analyze_count(tc.oid) + pg_stat_get_autoanalyze_count(tc.oid), \
+              (SELECT string_agg(a.xmin || '@' || a.ctid, ',' ORDER BY a.attnum) FROM pg_attribute a \
+                  WHERE a.attrelid = tc.oid AND a.attnum > 0), \
+              pg_postmaster_start_time(), current_database(), current_user) \
+           FROM pg_class tc WHERE tc.oid = p.t) END AS identity FROM p), ";
 
 /// The set-up with filters: the columns (their types type the filters' values) and the filters'
 /// selectivity from `pg_stats`.
@@ -641,7 +746,7 @@ const SETUP_FILTERED: &str = "\
               ELSE x.method END AS mode \
            FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
      SELECT p.t IS NOT NULL AS table_exists, c.names, c.kinds, c.types, m.mode, x.lists, \
-         coalesce(r.n_rows, 0) AS n_rows, s.sel AS selectivity, \
+         coalesce(r.n_rows, 0) AS n_rows, s.sel AS selectivity, id.identity, \
          CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
          CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000.0, greatest(1.0, \
@@ -651,7 +756,7 @@ const SETUP_FILTERED: &str = "\
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
+     FROM p CROSS JOIN id CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
 
 /// The set-up without filters: no columns (a missing one fails the query, and is then named from the
 /// catalog) and no statistics: about half the time of [`SETUP_FILTERED`].
@@ -671,7 +776,7 @@ const SETUP_PLAIN: &str = "\
               ELSE x.method END AS mode \
            FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
      SELECT p.t IS NOT NULL AS table_exists, '{}'::text[] AS names, '{}'::text[] AS kinds, '{}'::text[] AS types, \
-         m.mode, x.lists, \
+         m.mode, x.lists, NULL::float8 AS selectivity, id.identity, \
          CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
          CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000, greatest(1, \
@@ -681,11 +786,11 @@ const SETUP_PLAIN: &str = "\
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN m LEFT JOIN x ON true";
+     FROM p CROSS JOIN id CROSS JOIN m LEFT JOIN x ON true";
 
 impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9] = SETUP_PARAMETERS;
+        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10] = SETUP_PARAMETERS;
         out.push_sql(p0);
         out.push_bind_param::<Text, String>(&self.table)?;
         out.push_sql(p1);
@@ -705,6 +810,9 @@ impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
         out.push_sql(p8);
         out.push_bind_param::<Bool, bool>(&self.exact)?;
         out.push_sql(p9);
+        out.push_bind_param::<Bool, bool>(&self.identify)?;
+        out.push_sql(p10);
+        out.push_sql(SETUP_IDENTITY);
         out.push_sql(if FILTERED { SETUP_FILTERED } else { SETUP_PLAIN });
         Ok(())
     }
@@ -733,6 +841,27 @@ struct SetupRow {
     mode: String,
     #[diesel(sql_type = Nullable<Integer>)]
     lists: Option<i32>,
+    #[diesel(sql_type = Nullable<Double>)]
+    selectivity: Option<f64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    identity: Option<String>,
+}
+
+impl SetupRow {
+    /// The table's columns as the full set-up read them: `(name, kind, type)`; none when the table does not
+    /// exist.
+    fn columns(&self) -> Vec<(String, ColumnKind, String)> {
+        if !self.table_exists {
+            return Vec::new();
+        }
+        let kind = |kind: &str| match kind {
+            "text" => ColumnKind::Text,
+            "integer" => ColumnKind::Integer,
+            "bool" => ColumnKind::Bool,
+            _ => ColumnKind::Other,
+        };
+        self.names.iter().zip(&self.kinds).zip(&self.types).map(|((n, k), t)| (n.clone(), kind(k), t.clone())).collect()
+    }
 }
 
 #[cfg(test)]

@@ -675,6 +675,7 @@ pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter
         reranked = tracing::field::Empty,
         recall_estimate = tracing::field::Empty,
         simd = tracing::field::Empty,
+        catalog = tracing::field::Empty,
     )
 }
 

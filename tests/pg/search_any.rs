@@ -355,3 +355,85 @@ fn names_that_need_quoting_work_and_values_never_become_sql() {
         assert_eq!(ids(&hits), [1, 3], "{strategy:?}");
     }
 }
+
+/// A filtered search reads the table's column types and the filter's selectivity from the catalog once, then
+/// uses what it learned while the table stays the same. A table of the same name in another database with
+/// another column type, a renamed column, a changed type (also inside the transaction that changes it) and a
+/// new `ANALYZE` are each seen by the next search.
+#[test]
+fn what_a_filtered_search_learned_never_outlives_the_table_it_read() {
+    let spec = IndexSpec::builder("journal", "embedding", 3).partition_by(["tenant"]).build().unwrap();
+    let open = |db: &FreshDb, tenant_type: &str| {
+        let mut conn = db.conn();
+        conn.batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS vector; \
+             CREATE TABLE journal (id bigint PRIMARY KEY, tenant {tenant_type}, embedding vector(3))"
+        ))
+        .unwrap();
+        conn.batch_execute(&generate::render(&spec, &generate::Options::default()).pg_up).unwrap();
+        conn.batch_execute(
+            "INSERT INTO journal VALUES (1, '7', '[1,0,0]'), (2, '7', '[1,0.1,0]'), (3, '8', '[1,0,0.1]'), \
+             (4, '70', '[1,0.2,0]'); ANALYZE journal",
+        )
+        .unwrap();
+        conn
+    };
+    let q = Vector::new(vec![1.0, 0.0, 0.0]).unwrap();
+    let run = |conn: &mut PgConnection, column: &str, value: search::Value| {
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(3).filter_eq(column, value).run(conn));
+        let catalog = events
+            .iter()
+            .find_map(|e| e.split(' ').find_map(|f| f.strip_prefix("catalog=")))
+            .unwrap_or("none")
+            .to_owned();
+        (hits.map(|h| ids(&h)).map_err(|e| e.to_string()), catalog)
+    };
+    let (db_a, db_b) = (FreshDb::create(), FreshDb::create());
+    let mut a = open(&db_a, "bigint");
+    let mut b = open(&db_b, "text");
+    assert_eq!(run(&mut a, "tenant", 7.into()), (Ok(vec![1, 2]), "read".into()));
+    assert_eq!(run(&mut a, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+    // The same table name and filter in another database, where `tenant` is text: 7 is compared as "7".
+    assert_eq!(run(&mut b, "tenant", 7.into()), (Ok(vec![1, 2]), "read".into()));
+    assert_eq!(run(&mut b, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+    assert_eq!(run(&mut a, "tenant", 7.into()), (Ok(vec![1, 2]), "read".into()));
+
+    a.batch_execute("ALTER TABLE journal RENAME COLUMN tenant TO owner").unwrap();
+    let (err, _) = run(&mut a, "tenant", 7.into());
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "journal has no column tenant (the filter column); its columns: id, owner, embedding"
+    );
+    assert_eq!(run(&mut a, "owner", 7.into()), (Ok(vec![1, 2]), "read".into()));
+    assert_eq!(run(&mut a, "owner", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+
+    // Now text: the integer 7 is compared as "7", which the row changed to "07" no longer equals.
+    a.batch_execute("ALTER TABLE journal ALTER COLUMN owner TYPE text USING owner::text; UPDATE journal SET owner = '07' WHERE id = 2")
+        .unwrap();
+    assert_eq!(run(&mut a, "owner", 7.into()), (Ok(vec![1]), "read".into()));
+    assert_eq!(run(&mut a, "owner", 7.into()), (Ok(vec![1]), "learned".into()));
+    a.batch_execute("ANALYZE journal").unwrap();
+    assert_eq!(run(&mut a, "owner", 7.into()), (Ok(vec![1]), "read".into()));
+
+    // DDL inside the caller's transaction is seen by a search in the same transaction.
+    a.transaction(|a| {
+        assert_eq!(run(a, "owner", 7.into()), (Ok(vec![1]), "learned".into()));
+        a.batch_execute("ALTER TABLE journal ALTER COLUMN owner TYPE bigint USING owner::bigint")?;
+        // A bigint again: "07" is 7.
+        assert_eq!(run(a, "owner", 7.into()), (Ok(vec![1, 2]), "read".into()));
+        a.batch_execute("ALTER TABLE journal RENAME COLUMN owner TO tenant")?;
+        assert_eq!(run(a, "tenant", 7.into()), (Ok(vec![1, 2]), "read".into()));
+        // pgvector's settings stay for the rest of the caller's transaction: what was learned sizes
+        // `ef_search` as the catalog did.
+        let ef_search = |a: &mut PgConnection| -> String {
+            diesel::select(diesel::dsl::sql::<Text>("current_setting('hnsw.ef_search')")).get_result(a).unwrap()
+        };
+        let read = ef_search(a);
+        a.batch_execute("SET LOCAL hnsw.ef_search = 1")?;
+        assert_eq!(run(a, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+        assert_eq!(ef_search(a), read);
+        assert_ne!(read, "200", "the filter's selectivity widened it");
+        diesel::result::QueryResult::Ok(())
+    })
+    .unwrap();
+}
