@@ -121,11 +121,7 @@ pub struct Settings {
 
 /// Every `up.sql` of a migrations folder, oldest first.
 fn up_files(folder: &str) -> Result<Vec<String>, BoxError> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(folder);
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    dirs.retain(|d| d.join("up.sql").is_file());
-    dirs.sort();
-    Ok(dirs.iter().map(|d| std::fs::read_to_string(d.join("up.sql"))).collect::<Result<_, _>>()?)
+    folder_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(folder))
 }
 
 /// Every `up.sql` of a folder, oldest first.
@@ -269,123 +265,21 @@ pub fn pg(server: &str, settings: Settings) -> Result<Vec<Group>, BoxError> {
     drop(contenders);
 
     let app = AppFolder::write(true)?;
-    let prepared = |f: fn(&mut PgConnection, &AppFolder) -> Result<(), BoxError>| {
-        let app = &app;
-        move || -> Result<Duration, BoxError> {
+    let backend = AppBackend {
+        name: "PostgreSQL",
+        run_from: migrations::run_pending_migrations_from,
+        fresh: &|| {
             let db = FreshDb::create(server, "migr_app")?;
-            let mut conn = db.conn()?;
-            conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
-            conn.run_pending_migrations(FileBasedMigrations::from_path(&app.history)?)?;
-            let (elapsed, ()) = timed(|| f(&mut conn, app))?;
-            Ok(elapsed)
-        }
+            let conn = db.conn()?;
+            Ok((conn, Box::new(db) as Box<dyn std::any::Any>))
+        },
+        prepare: "CREATE EXTENSION IF NOT EXISTS vector",
+        exists_sql: "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
+        versions_sql: "SELECT version::text AS version FROM __diesel_schema_migrations",
     };
-    let mut contenders = vec![
-        TimedContender::new(names::APP_SQL, prepared(|c, app| Ok(c.batch_execute(&app.pending_up)?))),
-        TimedContender::new(
-            names::APP_RUNNER,
-            prepared(|c, app| {
-                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
-                assert_eq!(done.len(), 1);
-                Ok(())
-            }),
-        ),
-        TimedContender::new(
-            names::APP_DIESEL,
-            prepared(|c, app| {
-                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
-                Ok(())
-            }),
-        ),
-    ];
-    let app_group = Group {
-        title: "PostgreSQL: one pending application migration".to_owned(),
-        note: app_note("PostgreSQL"),
-        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
-        comparisons: vec![info(names::APP_RUNNER, names::APP_SQL), info(names::APP_DIESEL, names::APP_SQL)],
-        recall: false,
-    };
-    drop(contenders);
-
-    // The application's whole folder, the generated index included, on a fresh database; then nothing pending.
-    let app_files = folder_files(&app.full)?;
-    let on_fresh = |f: &dyn Fn(&mut PgConnection) -> Result<(), BoxError>| -> Result<Duration, BoxError> {
-        let db = FreshDb::create(server, "migr_set")?;
-        let mut conn = db.conn()?;
-        let (elapsed, ()) = timed(|| f(&mut conn))?;
-        Ok(elapsed)
-    };
-    let mut contenders = vec![
-        TimedContender::new(names::APP_SET_SQL, || {
-            on_fresh(&|c| {
-                for sql in &app_files {
-                    c.batch_execute(sql)?;
-                }
-                Ok(())
-            })
-        }),
-        TimedContender::new(names::APP_SET_RUNNER, || {
-            on_fresh(&|c| {
-                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
-                assert_eq!(done.len(), APP_HISTORY + 2);
-                Ok(())
-            })
-        }),
-        TimedContender::new(names::APP_DIESEL, || {
-            on_fresh(&|c| {
-                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
-                Ok(())
-            })
-        }),
-    ];
-    let app_set_group = Group {
-        title: "PostgreSQL: an application's folder with its generated index, on a fresh database".to_owned(),
-        note: APP_SET_NOTE.to_owned(),
-        results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
-        comparisons: vec![runner(names::APP_SET_RUNNER, names::APP_SET_SQL)],
-        recall: false,
-    };
-    drop(contenders);
-
-    let db = FreshDb::create(server, "migr_app_noop")?;
-    let mut conn = db.conn()?;
-    migrations::run_pending_migrations_from(&mut conn, &FileBasedMigrations::from_path(&app.full)?)?;
-    let conn = std::cell::RefCell::new(conn);
-    let source = FileBasedMigrations::from_path(&app.full)?;
-    let mut contenders = vec![
-        TimedContender::new(names::APP_CHECK, || {
-            let c = &mut *conn.borrow_mut();
-            let (elapsed, pending) = timed(|| {
-                let exists: bool =
-                    diesel::select(diesel::dsl::sql::<Bool>("to_regclass('__diesel_schema_migrations') IS NOT NULL"))
-                        .get_result(c)?;
-                let applied: Vec<Version> = if exists {
-                    diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations").load(c)?
-                } else {
-                    Vec::new()
-                };
-                let listed = MigrationSource::<diesel::pg::Pg>::migrations(&source)?;
-                Ok(listed.iter().any(|m| !applied.iter().any(|a| a.version == m.name().version().to_string())))
-            })?;
-            assert!(!pending, "the database is migrated");
-            Ok(elapsed)
-        }),
-        TimedContender::new(names::APP_NOOP, || {
-            let c = &mut *conn.borrow_mut();
-            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations_from(c, &source)?))?;
-            assert!(done.is_empty(), "nothing was pending");
-            Ok(elapsed)
-        }),
-    ];
-    let app_noop_group = Group {
-        title: "PostgreSQL: an application's folder with its generated index, nothing pending".to_owned(),
-        note: APP_NOOP_NOTE.to_owned(),
-        results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
-        comparisons: vec![runner(names::APP_NOOP, names::APP_CHECK)],
-        recall: false,
-    };
-    drop(contenders);
-    Ok(vec![fresh_group, noop_group, app_group, app_set_group, app_noop_group])
+    let mut groups = vec![fresh_group, noop_group];
+    groups.extend(app_groups(&backend, &app, settings)?);
+    Ok(groups)
 }
 
 fn info(contender: &str, baseline: &str) -> Comparison {
@@ -523,37 +417,96 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
     drop(contenders);
 
     let app = AppFolder::write(false)?;
-    let prepared = |f: fn(&mut SqliteConnection, &AppFolder) -> Result<(), BoxError>| {
-        let app = &app;
+    let backend = AppBackend {
+        name: "SQLite",
+        run_from: migrations::run_pending_migrations_from,
+        fresh: &|| {
+            let (url, remove) = temp_sqlite();
+            let conn = sqlite::establish(&url)?;
+            Ok((conn, Box::new(remove) as Box<dyn std::any::Any>))
+        },
+        prepare: "",
+        exists_sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__diesel_schema_migrations') AS present",
+        versions_sql: "SELECT version FROM __diesel_schema_migrations",
+    };
+    let mut groups = vec![fresh_group, noop_group];
+    groups.extend(app_groups(&backend, &app, settings)?);
+    Ok(groups)
+}
+
+/// What the application-folder groups need of a backend.
+struct AppBackend<'a, C, DB: diesel::backend::Backend> {
+    /// "PostgreSQL" or "SQLite", in the groups' titles.
+    name: &'static str,
+    /// `migrations::run_pending_migrations_from` for the connection type.
+    run_from: RunFrom<C, DB>,
+    /// A fresh empty database, and what removes it when dropped.
+    fresh: &'a dyn Fn() -> Result<(C, Box<dyn std::any::Any>), BoxError>,
+    /// Run on a fresh database before the application's history is applied (not timed).
+    prepare: &'static str,
+    /// The cheapest check: whether Diesel's bookkeeping exists (a `present` column), then its versions.
+    exists_sql: &'static str,
+    versions_sql: &'static str,
+}
+
+type RunFrom<C, DB> =
+    fn(&mut C, &dyn MigrationSource<DB>) -> Result<Vec<migrations::AppliedMigration>, migrations::MigrationError>;
+
+/// A timed step on a database with the application's history applied.
+type Step<'s, C> = Box<dyn Fn(&mut C, &AppFolder) -> Result<(), BoxError> + 's>;
+
+#[derive(QueryableByName)]
+struct Present {
+    #[diesel(sql_type = Bool)]
+    present: bool,
+}
+
+/// The application's folder on `backend`: its one pending migration (the generated index) after its history, the
+/// whole folder on a fresh database, and nothing pending.
+fn app_groups<'b, C, DB>(
+    backend: &'b AppBackend<'b, C, DB>,
+    app: &'b AppFolder,
+    settings: Settings,
+) -> Result<Vec<Group>, BoxError>
+where
+    DB: diesel::backend::Backend,
+    C: Connection<Backend = DB> + MigrationHarness<DB>,
+    FileBasedMigrations: MigrationSource<DB>,
+    for<'q> diesel::query_builder::SqlQuery:
+        diesel::query_dsl::LoadQuery<'q, C, Version> + diesel::query_dsl::LoadQuery<'q, C, Present>,
+{
+    let name = backend.name;
+    let source = || FileBasedMigrations::from_path(&app.full);
+    let prepared = |f: Step<'b, C>| {
         move || -> Result<Duration, BoxError> {
-            let (url, _remove) = temp_sqlite();
-            let mut conn = sqlite::establish(&url)?;
+            let (mut conn, _remove) = (backend.fresh)()?;
+            conn.batch_execute(backend.prepare)?;
             conn.run_pending_migrations(FileBasedMigrations::from_path(&app.history)?)?;
             let (elapsed, ()) = timed(|| f(&mut conn, app))?;
             Ok(elapsed)
         }
     };
     let mut contenders = vec![
-        TimedContender::new(names::APP_SQL, prepared(|c, app| Ok(c.batch_execute(&app.pending_up)?))),
+        TimedContender::new(names::APP_SQL, prepared(Box::new(|c, app| Ok(c.batch_execute(&app.pending_up)?)))),
         TimedContender::new(
             names::APP_RUNNER,
-            prepared(|c, app| {
-                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+            prepared(Box::new(|c, app| {
+                let done = (backend.run_from)(c, &FileBasedMigrations::from_path(&app.full)?)?;
                 assert_eq!(done.len(), 1);
                 Ok(())
-            }),
+            })),
         ),
         TimedContender::new(
             names::APP_DIESEL,
-            prepared(|c, app| {
+            prepared(Box::new(|c, app| {
                 c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
                 Ok(())
-            }),
+            })),
         ),
     ];
     let app_group = Group {
-        title: "SQLite: one pending application migration".to_owned(),
-        note: app_note("SQLite"),
+        title: format!("{name}: one pending application migration"),
+        note: app_note(name),
         results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
         comparisons: vec![info(names::APP_RUNNER, names::APP_SQL), info(names::APP_DIESEL, names::APP_SQL)],
         recall: false,
@@ -562,9 +515,8 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
 
     // The application's whole folder, the generated index included, on a fresh database; then nothing pending.
     let app_files = folder_files(&app.full)?;
-    let on_fresh = |f: &dyn Fn(&mut SqliteConnection) -> Result<(), BoxError>| -> Result<Duration, BoxError> {
-        let (url, _remove) = temp_sqlite();
-        let mut conn = sqlite::establish(&url)?;
+    let on_fresh = |f: &dyn Fn(&mut C) -> Result<(), BoxError>| -> Result<Duration, BoxError> {
+        let (mut conn, _remove) = (backend.fresh)()?;
         let (elapsed, ()) = timed(|| f(&mut conn))?;
         Ok(elapsed)
     };
@@ -579,20 +531,20 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
         }),
         TimedContender::new(names::APP_SET_RUNNER, || {
             on_fresh(&|c| {
-                let done = migrations::run_pending_migrations_from(c, &FileBasedMigrations::from_path(&app.full)?)?;
+                let done = (backend.run_from)(c, &source()?)?;
                 assert_eq!(done.len(), APP_HISTORY + 2);
                 Ok(())
             })
         }),
         TimedContender::new(names::APP_DIESEL, || {
             on_fresh(&|c| {
-                c.run_pending_migrations(FileBasedMigrations::from_path(&app.full)?)?;
+                c.run_pending_migrations(source()?)?;
                 Ok(())
             })
         }),
     ];
     let app_set_group = Group {
-        title: "SQLite: an application's folder with its generated index, on a fresh database".to_owned(),
+        title: format!("{name}: an application's folder with its generated index, on a fresh database"),
         note: APP_SET_NOTE.to_owned(),
         results: run_timed(&mut contenders, settings.fresh_reps, 1)?,
         comparisons: vec![runner(names::APP_SET_RUNNER, names::APP_SET_SQL)],
@@ -600,25 +552,18 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
     };
     drop(contenders);
 
-    let (url, _remove) = temp_sqlite();
-    let mut conn = sqlite::establish(&url)?;
-    migrations::run_pending_migrations_from(&mut conn, &FileBasedMigrations::from_path(&app.full)?)?;
+    let (mut conn, _remove) = (backend.fresh)()?;
+    (backend.run_from)(&mut conn, &source()?)?;
     let conn = std::cell::RefCell::new(conn);
-    let source = FileBasedMigrations::from_path(&app.full)?;
+    let source = source()?;
     let mut contenders = vec![
         TimedContender::new(names::APP_CHECK, || {
             let c = &mut *conn.borrow_mut();
             let (elapsed, pending) = timed(|| {
-                let exists: bool = diesel::select(diesel::dsl::sql::<Bool>(
-                    "EXISTS (SELECT 1 FROM sqlite_master WHERE name = '__diesel_schema_migrations')",
-                ))
-                .get_result(c)?;
-                let applied: Vec<Version> = if exists {
-                    diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(c)?
-                } else {
-                    Vec::new()
-                };
-                let listed = MigrationSource::<diesel::sqlite::Sqlite>::migrations(&source)?;
+                let exists = diesel::sql_query(backend.exists_sql).get_result::<Present>(c)?.present;
+                let applied: Vec<Version> =
+                    if exists { diesel::sql_query(backend.versions_sql).load(c)? } else { Vec::new() };
+                let listed = MigrationSource::<DB>::migrations(&source)?;
                 Ok(listed.iter().any(|m| !applied.iter().any(|a| a.version == m.name().version().to_string())))
             })?;
             assert!(!pending, "the database is migrated");
@@ -626,18 +571,18 @@ pub fn sqlite(settings: Settings) -> Result<Vec<Group>, BoxError> {
         }),
         TimedContender::new(names::APP_NOOP, || {
             let c = &mut *conn.borrow_mut();
-            let (elapsed, done) = timed(|| Ok(migrations::run_pending_migrations_from(c, &source)?))?;
+            let (elapsed, done) = timed(|| Ok((backend.run_from)(c, &source)?))?;
             assert!(done.is_empty(), "nothing was pending");
             Ok(elapsed)
         }),
     ];
     let app_noop_group = Group {
-        title: "SQLite: an application's folder with its generated index, nothing pending".to_owned(),
+        title: format!("{name}: an application's folder with its generated index, nothing pending"),
         note: APP_NOOP_NOTE.to_owned(),
         results: run_timed(&mut contenders, settings.noop_reps, settings.noop_calls)?,
         comparisons: vec![runner(names::APP_NOOP, names::APP_CHECK)],
         recall: false,
     };
     drop(contenders);
-    Ok(vec![fresh_group, noop_group, app_group, app_set_group, app_noop_group])
+    Ok(vec![app_group, app_set_group, app_noop_group])
 }

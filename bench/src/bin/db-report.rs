@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! scripts/bench-db.sh [--sizes 10000,100000] [--queries N] [--reps N] [--only knn|migrations]
-//!                     [--backend sqlite|pg] [--fresh-reps N] [--noop-reps N] [--noop-calls N]
-//!                     (--only: knn, fragments, generic or migrations; knn is fragments and generic)
+//!                     [--backend sqlite|pg] [--fresh-reps N] [--noop-reps N] [--noop-calls N] [--no-scans]
+//!                     (--only: knn, fragments, generic or migrations; knn is fragments and generic;
+//!                     --no-scans: not the exact-scan group on a table of one's own, PostgreSQL)
 //! ```
 //!
 //! PostgreSQL workloads need `PG_DATABASE_URL` (a role that may create databases and pgvector); without it
@@ -24,6 +25,8 @@ struct Args {
     /// The KNN groups on a table of one's own (the generic search).
     generic: bool,
     migrations: bool,
+    /// The PostgreSQL generic exact-scan group (`--no-scans` leaves it out).
+    scans: bool,
     sqlite: bool,
     pg: bool,
     migrate: migrate::Settings,
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args, String> {
         knn: true,
         generic: true,
         migrations: true,
+        scans: true,
         sqlite: true,
         pg: true,
         migrate: migrate::Settings { fresh_reps: 21, noop_reps: 7, noop_calls: 40 },
@@ -66,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
                 "migrations" => (args.knn, args.generic) = (false, false),
                 other => return Err(format!("--only takes knn, fragments, generic or migrations, not {other:?}")),
             },
+            "--no-scans" => args.scans = false,
             "--backend" => match value("--backend")?.as_str() {
                 "sqlite" => args.pg = false,
                 "pg" | "postgres" => args.sqlite = false,
@@ -142,7 +147,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 record(knn::pg::run(server, &data, args.reps)?);
             }
             if let (Some(server), true) = (&server, args.generic) {
-                record(knn::generic::run_pg(server, &data, args.reps)?);
+                record(knn::generic::run_pg(server, &data, args.reps, args.scans)?);
             }
         }
     }
