@@ -45,7 +45,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Un
 
 use crate::exec::{self, first, sql, Exec};
 use crate::index::{quote, Element, IndexSpec, PgIndex};
-use crate::search::query::{QueryVector, SearchValue, VectorColumn};
+use crate::search::query::{push_column, KnnDialect, QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Plan, PlanVector,
     SearchError, SearchFilter, SearchPath, Value,
@@ -520,12 +520,6 @@ fn hits_of(rows: Vec<Row>) -> Vec<Hit> {
     rows.into_iter().filter_map(|r| r.d.map(|distance| Hit { id: r.i, distance })).collect()
 }
 
-fn push_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, column: &'b str) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    out.push_sql(".");
-    out.push_identifier(column)
-}
-
 impl<ST> QueryFragment<Pg> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         match self.cast {
@@ -555,73 +549,50 @@ where
     }
 }
 
-/// `SELECT CAST(t.id AS BIGINT) AS i, (t.v <=> $1) AS d FROM t WHERE t.v IS NOT NULL AND filters...
-/// ORDER BY 2 LIMIT $n`. `ORDER BY 2` is the distance expression itself, which an HNSW or ivfflat index
-/// with the metric's operator class serves. A zero stored vector's cosine distance is NaN, which sorts
-/// after every number: such rows can only come last, and are dropped after the query (a `<> 'NaN'`
-/// filter would compute, and detoast, every row's distance twice).
-impl<F: SearchFilter<Pg>> QueryFragment<Pg> for Knn<'_, F> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        if self.finite_only {
-            out.push_sql("SELECT s.i, s.d FROM (");
+/// PostgreSQL's parts of [`Knn`]: a NaN distance (a zero vector under cosine) sorts after every number; a
+/// filter on a column of another type than text, integer or bool compares its text form; ids as an array.
+impl KnnDialect for Pg {
+    const FINITE: &'static str = "s.d > '-Infinity' AND s.d < 'Infinity'";
+    const NULLS_LAST: &'static str = "";
+
+    fn push_stored_shape<'b, F>(_: &'b Knn<'_, F>, _: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        Ok(())
+    }
+
+    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
+        out.push_sql(" AND ");
+        if f.kind == ColumnKind::Other && f.value != FilterValue::Null {
+            out.push_sql("CAST(");
+            push_column(out, table, &f.column)?;
+            out.push_sql(" AS TEXT)");
+        } else {
+            push_column(out, table, &f.column)?;
         }
-        out.push_sql("SELECT CAST(");
-        push_column(&mut out, self.table, self.id)?;
-        out.push_sql(" AS BIGINT) AS i, ");
-        self.distance.walk_ast(out.reborrow())?;
-        out.push_sql(" AS d FROM ");
-        out.push_identifier(self.table)?;
-        out.push_sql(" WHERE ");
-        push_column(&mut out, self.table, self.column)?;
-        out.push_sql(" IS NOT NULL");
-        for f in self.filters {
-            out.push_sql(" AND ");
-            if f.kind == ColumnKind::Other && f.value != FilterValue::Null {
-                out.push_sql("CAST(");
-                push_column(&mut out, self.table, &f.column)?;
-                out.push_sql(" AS TEXT)");
-            } else {
-                push_column(&mut out, self.table, &f.column)?;
+        match &f.value {
+            FilterValue::Null => out.push_sql(" IS NULL"),
+            FilterValue::Text(t) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<Text, String>(t)?;
             }
-            match &f.value {
-                FilterValue::Null => out.push_sql(" IS NULL"),
-                FilterValue::Text(t) => {
-                    out.push_sql(" = ");
-                    out.push_bind_param::<Text, String>(t)?;
-                }
-                FilterValue::Integer(i) => {
-                    out.push_sql(" = ");
-                    out.push_bind_param::<BigInt, i64>(i)?;
-                }
-                FilterValue::Bool(b) => {
-                    out.push_sql(" = ");
-                    out.push_bind_param::<Bool, bool>(b)?;
-                }
+            FilterValue::Integer(i) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<BigInt, i64>(i)?;
+            }
+            FilterValue::Bool(b) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<Bool, bool>(b)?;
             }
         }
-        if !self.filter.is_empty() {
+        Ok(())
+    }
+
+    fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if let Some(ids) = &knn.ids {
             out.push_sql(" AND ");
-            self.filter.walk_filter(out.reborrow())?;
-        }
-        if let Some(ids) = &self.ids {
-            out.push_sql(" AND ");
-            push_column(&mut out, self.table, self.id)?;
+            push_column(out, knn.table, knn.id)?;
             out.push_sql(" = ANY(");
             out.push_bind_param::<Array<BigInt>, &[i64]>(ids)?;
             out.push_sql(")");
-        }
-        if self.finite_only {
-            out.push_sql(") s WHERE s.d > '-Infinity' AND s.d < 'Infinity' ORDER BY s.d, s.i");
-        } else {
-            match self.order {
-                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2, 1"),
-                KnnOrder::Distance => out.push_sql(" ORDER BY 2"),
-                KnnOrder::None => {}
-            }
-        }
-        if let Some(limit) = &self.limit {
-            out.push_sql(" LIMIT ");
-            out.push_bind_param::<BigInt, i64>(limit)?;
         }
         Ok(())
     }

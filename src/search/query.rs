@@ -292,6 +292,115 @@ impl<'a, F> Knn<'a, F> {
     }
 }
 
+/// What differs between the backends' renderings of [`Knn`]; the statement itself is written once, in its
+/// `QueryFragment` implementation below.
+pub(crate) trait KnnDialect: Backend + diesel::sql_types::HasSqlType<BigInt>
+where
+    i64: diesel::serialize::ToSql<BigInt, Self>,
+{
+    /// The outer query's condition on the distance when only finite ones are kept.
+    const FINITE: &'static str;
+    /// What follows `ORDER BY 2` so that NULL distances (a zero vector under cosine on SQLite) sort last.
+    const NULLS_LAST: &'static str;
+
+    /// What the stored value must be beyond not NULL, as ` AND ...` (SQLite: a BLOB of the index's shape).
+    fn push_stored_shape<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+
+    /// ` AND "table"."column" = value` (or `IS NULL`) for one equality filter.
+    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Self>, table: &'b str, filter: &'b EqFilter) -> QueryResult<()>;
+
+    /// ` AND "table"."id"` among [`Knn::ids`] (only called when there are some).
+    fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+}
+
+/// `"table"."column"`.
+pub(crate) fn push_column<'b, DB: Backend>(
+    out: &mut AstPass<'_, 'b, DB>,
+    table: &'b str,
+    column: &'b str,
+) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+impl<F> Knn<'_, F> {
+    /// ` WHERE t.v IS NOT NULL [AND shape] [AND filters...] [AND the typed filter] [AND t.id among ids]`.
+    pub(crate) fn push_where<'b, DB>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: KnnDialect,
+        i64: diesel::serialize::ToSql<BigInt, DB>,
+        F: super::SearchFilter<DB>,
+    {
+        out.push_sql(" WHERE ");
+        push_column(out, self.table, self.column)?;
+        out.push_sql(" IS NOT NULL");
+        DB::push_stored_shape(self, out)?;
+        for f in self.filters {
+            DB::push_filter(out, self.table, f)?;
+        }
+        if !self.filter.is_empty() {
+            out.push_sql(" AND ");
+            self.filter.walk_filter(out.reborrow())?;
+        }
+        if self.ids.is_some() {
+            DB::push_ids(self, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// `SELECT CAST(t.id AS BIGINT) AS i, <distance> AS d FROM t WHERE t.v IS NOT NULL [AND shape] [AND filters...]
+/// [AND the typed filter] [AND t.id among ids] ORDER BY 2, 1 LIMIT n`. `ORDER BY 2` is the distance expression
+/// itself, which PostgreSQL's HNSW or ivfflat index with the metric's operator class serves. A non-finite
+/// distance (a zero stored vector's cosine: NaN on PostgreSQL, NULL on SQLite) sorts after every number, so
+/// such rows can only come last and are dropped after the query; filtering them in the query would compute
+/// (and on PostgreSQL detoast) every row's distance twice. With [`Knn::finite_only`] they are filtered in an
+/// outer query (the rare re-run after non-finite distances filled the limit).
+impl<DB, F> QueryFragment<DB> for Knn<'_, F>
+where
+    DB: KnnDialect,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    F: super::SearchFilter<DB>,
+    for<'d> DistanceExpr<'d>: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if self.finite_only {
+            out.push_sql("SELECT s.i, s.d FROM (");
+        }
+        out.push_sql("SELECT CAST(");
+        push_column(&mut out, self.table, self.id)?;
+        out.push_sql(" AS BIGINT) AS i, ");
+        self.distance.walk_ast(out.reborrow())?;
+        out.push_sql(" AS d FROM ");
+        out.push_identifier(self.table)?;
+        self.push_where(&mut out)?;
+        if self.finite_only {
+            out.push_sql(") s WHERE ");
+            out.push_sql(DB::FINITE);
+            out.push_sql(" ORDER BY s.d, s.i");
+        } else {
+            match self.order {
+                KnnOrder::DistanceThenId => {
+                    out.push_sql(" ORDER BY 2");
+                    out.push_sql(DB::NULLS_LAST);
+                    out.push_sql(", 1");
+                }
+                KnnOrder::Distance => {
+                    out.push_sql(" ORDER BY 2");
+                    out.push_sql(DB::NULLS_LAST);
+                }
+                KnnOrder::None => {}
+            }
+        }
+        if let Some(limit) = &self.limit {
+            out.push_sql(" LIMIT ");
+            out.push_bind_param::<BigInt, i64>(limit)?;
+        }
+        Ok(())
+    }
+}
+
 impl<F> QueryId for Knn<'_, F> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;

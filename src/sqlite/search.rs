@@ -36,7 +36,7 @@ use super::json_ids;
 use crate::codec::SqliteBlobShape;
 use crate::index::{Element, IndexSpec};
 use crate::migrations::shape::Catalog;
-use crate::search::query::{QueryVector, SearchValue, VectorColumn};
+use crate::search::query::{push_column, KnnDialect, QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
     PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget,
@@ -448,12 +448,6 @@ fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
     rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
 }
 
-fn push_column<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, column: &'b str) -> QueryResult<()> {
-    out.push_identifier(table)?;
-    out.push_sql(".");
-    out.push_identifier(column)
-}
-
 /// `AND "table"."column" = ?` (or `IS NULL`) for each filter.
 fn push_filters<'b>(
     out: &mut AstPass<'_, 'b, Sqlite>,
@@ -529,65 +523,34 @@ fn push_blob_shape<'b>(
     Ok(())
 }
 
-/// `SELECT CAST(t.id AS BIGINT) AS i, distance AS d FROM t WHERE t.v IS NOT NULL AND typeof(t.v) = 'blob'
-/// AND length(t.v) = ? AND filters... ORDER BY 2 NULLS LAST, 1 LIMIT ?`. NULL distances (a zero vector
-/// under cosine) sort last, so they never take the place of a neighbour; a `WHERE distance IS NOT NULL`
-/// would compute every row's distance twice.
-impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Knn<'_, F> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        if self.finite_only {
-            out.push_sql("SELECT s.i, s.d FROM (");
-        }
-        out.push_sql("SELECT CAST(");
-        push_column(&mut out, self.table, self.id)?;
-        out.push_sql(" AS BIGINT) AS i, ");
-        self.distance.walk_ast(out.reborrow())?;
-        out.push_sql(" AS d FROM ");
-        out.push_identifier(self.table)?;
-        self.push_where(&mut out)?;
-        if self.finite_only {
-            // 9e999 is SQLite's infinity; NULL fails both comparisons.
-            out.push_sql(") s WHERE s.d > -9e999 AND s.d < 9e999 ORDER BY s.d, s.i");
-        } else {
-            match self.order {
-                KnnOrder::DistanceThenId => out.push_sql(" ORDER BY 2 NULLS LAST, 1"),
-                KnnOrder::Distance => out.push_sql(" ORDER BY 2 NULLS LAST"),
-                KnnOrder::None => {}
-            }
-        }
-        if let Some(limit) = &self.limit {
-            out.push_sql(" LIMIT ");
-            out.push_bind_param::<BigInt, i64>(limit)?;
+/// SQLite's parts of [`Knn`]: NULL distances (a zero vector under cosine) sort last; only BLOBs of the index's
+/// shape (other stored values are skipped rather than failing the distance function); booleans are the
+/// integers 1 and 0; ids through `json_each`.
+impl KnnDialect for Sqlite {
+    // 9e999 is SQLite's infinity; NULL fails both comparisons.
+    const FINITE: &'static str = "s.d > -9e999 AND s.d < 9e999";
+    const NULLS_LAST: &'static str = " NULLS LAST";
+
+    fn push_stored_shape<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if let Some(shape) = &knn.blob_shape {
+            out.push_sql(" AND typeof(");
+            push_column(out, knn.table, knn.column)?;
+            out.push_sql(") = 'blob'");
+            push_blob_shape(out, knn.table, knn.column, shape)?;
         }
         Ok(())
     }
-}
 
-impl<F: SearchFilter<Sqlite>> Knn<'_, F> {
-    /// ` WHERE vector IS NOT NULL AND [a BLOB of the index's length] AND filters... [AND id IN (ids)]`.
-    fn push_where<'b>(&'b self, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        let mut out = out.reborrow();
-        out.push_sql(" WHERE ");
-        push_column(&mut out, self.table, self.column)?;
-        out.push_sql(" IS NOT NULL");
-        if let Some(shape) = &self.blob_shape {
-            out.push_sql(" AND typeof(");
-            push_column(&mut out, self.table, self.column)?;
-            out.push_sql(") = 'blob'");
-            push_blob_shape(&mut out, self.table, self.column, shape)?;
-        }
-        push_filters(&mut out, self.table, self.filters.iter())?;
-        if !self.filter.is_empty() {
-            out.push_sql(" AND ");
-            self.filter.walk_filter(out.reborrow())?;
-        }
-        if self.ids.is_some() {
-            out.push_sql(" AND ");
-            push_column(&mut out, self.table, self.id)?;
-            out.push_sql(" IN (SELECT value FROM json_each(");
-            out.push_bind_param::<Text, String>(&self.ids_json)?;
-            out.push_sql("))");
-        }
+    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
+        push_filters(out, table, std::iter::once(f))
+    }
+
+    fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql(" AND ");
+        push_column(out, knn.table, knn.id)?;
+        out.push_sql(" IN (SELECT value FROM json_each(");
+        out.push_bind_param::<Text, String>(&knn.ids_json)?;
+        out.push_sql("))");
         Ok(())
     }
 }
