@@ -19,9 +19,12 @@
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
 //!    - `enable_indexscan` off for an exact search.
 //!
-//!    A filtered search reads the columns and the statistics once per table and filters; later ones
-//!    send the unfiltered search's lighter statement with what was learned, checked against the table's
-//!    identity in the same statement (see `filtered_setup`).
+//!    What the set-up reads is remembered per process (`learned`), tied to the table's identity (its
+//!    catalog rows' versions, its index's, its `ANALYZE` count, the database and role). A later HNSW search
+//!    of the same table and filters skips the set-up: it sends the `SET LOCAL`s one would write by hand and
+//!    checks the identity in its candidates' own statement (`learned_hnsw`); other filtered searches send
+//!    the unfiltered set-up with what was learned (`filtered_setup`). A changed identity, or a failure,
+//!    makes the search read the catalog again.
 //!
 //!    An ivfflat index with far more lists than the statistics' row estimate supports may have been
 //!    built on an empty table (it then recalls poorly until rebuilt); the statistics lag behind a bulk
@@ -117,18 +120,81 @@ async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
 ) -> Result<Found, SearchError> {
     let saved: Option<Planner> =
         if conn.in_transaction()? { Some(first(conn, sql(READ_PLANNER)).await?) } else { None };
-    let result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
+    let key = learned::Key::of(plan);
+    let had_learned = learned::recall(&key).is_some();
+    let mut result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
+    if had_learned && matches!(result, Err(SearchError::Query(_))) {
+        // What was learned may be what failed (another database's column types where the identity check
+        // could not run first: a type error fails the statement before it runs): once more from the catalog.
+        learned::forget(&key);
+        result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
+    }
     if let Some(saved) = saved {
         conn.execute(sql(RESTORE_PLANNER).bind::<Text, _>(saved.seqscan).bind::<Text, _>(saved.indexscan)).await?;
     }
-    if result.is_err() && !plan.filters.is_empty() {
+    if result.is_err() {
         // What was learned about the table may be what failed (a column renamed or dropped since).
-        learned::forget(&learned::Key::of(plan));
+        learned::forget(&key);
     }
     match result {
         // A search without filters does not read the columns first: a failed query names them now.
         Err(SearchError::Query(e)) => Err(missing_columns(conn, plan).await.unwrap_or(SearchError::Query(e))),
         result => result,
+    }
+}
+
+/// The HNSW search with what an earlier search learned ([`learned`]): when the index was a valid HNSW index
+/// serving this search, its settings are sent as the `SET LOCAL`s one would write by hand (`ef_search` from `k`
+/// and the remembered selectivity), and the query checks the table's identity in the same statement
+/// ([`Checked`]). `None` when nothing was learned, or the identity changed (the settings are then put back
+/// for the full set-up), or no row came back to carry the check: the full set-up then runs in the same
+/// transaction.
+async fn learned_hnsw<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
+    plan: &Plan<'_>,
+    filter: &F,
+) -> Result<Option<Found>, SearchError> {
+    if plan.spec.pg_index() != PgIndex::Hnsw || !plan.index_serves() {
+        return Ok(None);
+    }
+    let key = learned::Key::of(plan);
+    let Some(known) = learned::recall(&key).filter(|k| k.mode == "hnsw" && k.identity.is_some()) else {
+        return Ok(None);
+    };
+    let Ok(filters) = resolve_filters_if_any(plan, &known.columns) else {
+        return Ok(None);
+    };
+    let setup = Setup::<false>::new(plan);
+    let ef_search = setup.ef_search.unwrap_or_else(|| filtered_ef_search(setup.ef_base, known.selectivity));
+    // Numbers only: nothing of the input is in this text.
+    conn.batch_execute(&format!(
+        "SET LOCAL enable_seqscan = off; SET LOCAL hnsw.ef_search = {ef_search}; \
+         SET LOCAL hnsw.iterative_scan = relaxed_order"
+    ))
+    .await?;
+    let check = Check { table: setup.table, index: setup.index, identity: known.identity.clone().unwrap_or_default() };
+    match indexed(conn, plan, &filters, filter, PgIndex::Hnsw, Some(&check)).await? {
+        Some(found) => {
+            tracing::Span::current().record("catalog", "learned");
+            Ok(Some(found))
+        }
+        None => {
+            learned::forget(&key);
+            conn.batch_execute("SET LOCAL enable_seqscan = on").await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The filters of `plan` resolved against remembered columns (none to resolve without filters).
+fn resolve_filters_if_any(
+    plan: &Plan<'_>,
+    columns: &[(String, ColumnKind, String)],
+) -> Result<Vec<EqFilter>, SearchError> {
+    if plan.filters.is_empty() {
+        Ok(Vec::new())
+    } else {
+        resolve_filters(plan, columns, true)
     }
 }
 
@@ -164,10 +230,13 @@ async fn filtered_setup<E: Exec<Db = Pg>>(
     let columns = setup.columns();
     let filters = resolve_filters(plan, &columns, true)?;
     if setup.identity.is_some() {
-        learned::remember(
-            key,
-            learned::Known { identity: setup.identity.clone(), columns, selectivity: setup.selectivity },
-        );
+        let known = learned::Known {
+            identity: setup.identity.clone(),
+            columns,
+            selectivity: setup.selectivity,
+            mode: setup.mode.clone(),
+        };
+        learned::remember(key, known);
     }
     Ok((setup, filters))
 }
@@ -200,19 +269,27 @@ mod learned {
     #[derive(Clone, PartialEq, Eq, Hash)]
     pub(super) struct Key {
         table: String,
+        index: Option<String>,
         filters: Vec<(String, Value)>,
     }
 
     impl Key {
         pub(super) fn of(plan: &Plan<'_>) -> Self {
-            Self { table: plan.spec.table().to_owned(), filters: plan.filters.to_vec() }
+            Self {
+                table: plan.spec.table().to_owned(),
+                index: plan.spec.pg_index_name().map(str::to_owned),
+                filters: plan.filters.to_vec(),
+            }
         }
     }
 
     pub(super) struct Known {
         pub(super) identity: Option<String>,
+        /// Empty when learned by an unfiltered search (it does not read them).
         pub(super) columns: Vec<(String, ColumnKind, String)>,
         pub(super) selectivity: Option<f64>,
+        /// The path the set-up chose (`hnsw`, `ivfflat`, `scan`, ...).
+        pub(super) mode: String,
     }
 
     static KNOWN: LazyLock<Mutex<HashMap<Key, Arc<Known>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -272,10 +349,25 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     filter: &F,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
+    if let Some(found) = learned_hnsw(conn, plan, filter).await? {
+        return Ok(found);
+    }
     let (setup, filters) = if plan.filters.is_empty() {
-        let setup: SetupRow = first_row(conn, Setup::<false>::new(plan)).await?;
+        let mut full = Setup::<false>::new(plan);
+        full.identify = true;
+        let setup: SetupRow = first_row(conn, full).await?;
         if !setup.table_exists {
             return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
+        }
+        tracing::Span::current().record("catalog", "read");
+        if setup.identity.is_some() {
+            let known = learned::Known {
+                identity: setup.identity.clone(),
+                columns: Vec::new(),
+                selectivity: None,
+                mode: setup.mode.clone(),
+            };
+            learned::remember(learned::Key::of(plan), known);
         }
         (setup, Vec::new())
     } else {
@@ -283,8 +375,8 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     };
     match setup.mode.as_str() {
         "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter).await,
-        "hnsw" => indexed(conn, plan, &filters, filter, PgIndex::Hnsw).await,
-        "ivfflat" => indexed(conn, plan, &filters, filter, PgIndex::Ivfflat).await,
+        "hnsw" => index_path(conn, plan, &filters, filter, PgIndex::Hnsw).await,
+        "ivfflat" => index_path(conn, plan, &filters, filter, PgIndex::Ivfflat).await,
         "suspect" => {
             let lists = setup.lists.unwrap_or(100);
             if ivfflat_is_stale(conn, spec, lists).await? {
@@ -301,7 +393,7 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
                 exact(conn, plan, &filters, filter, SearchPath::StaleIvfflatExact).await
             } else {
                 conn.execute(sql(IVFFLAT_SETTINGS).bind::<Integer, _>(probes(plan, lists))).await?;
-                indexed(conn, plan, &filters, filter, PgIndex::Ivfflat).await
+                index_path(conn, plan, &filters, filter, PgIndex::Ivfflat).await
             }
         }
         _ => exact(conn, plan, &filters, filter, SearchPath::Exact).await,
@@ -344,15 +436,32 @@ async fn ivfflat_is_stale<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec, list
     Ok(counted.n > 0 && lists > 2 * super::recommended_lists(counted.n))
 }
 
-/// The index path: candidates in the index's order, re-ranked exactly when the index casts the column,
-/// and exact again when they cannot be trusted.
-async fn indexed<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+/// [`indexed`] after the set-up chose the index.
+async fn index_path<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     conn: &mut E,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
     method: PgIndex,
 ) -> Result<Found, SearchError> {
+    match indexed(conn, plan, filters, filter, method, None).await? {
+        Some(found) => Ok(found),
+        // Without a check nothing is found stale; answered exactly all the same.
+        None => exact(conn, plan, filters, filter, SearchPath::Exact).await,
+    }
+}
+
+/// The index path: candidates in the index's order, re-ranked exactly when the index casts the column,
+/// and exact again when they cannot be trusted. With `check`, the candidates' query also checks what the
+/// search learned ([`Checked`]): `None` when it is stale, or no row came back to say.
+async fn indexed<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
+    conn: &mut E,
+    plan: &Plan<'_>,
+    filters: &[EqFilter],
+    filter: &F,
+    method: PgIndex,
+    check: Option<&Check>,
+) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
     let cast = spec.pg_cast().map(|element| (element, spec.dims()));
     // halfvec distances differ from the full-precision ones in the third or fourth digit: fetch more, so
@@ -362,7 +471,16 @@ async fn indexed<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
         .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
         .order(KnnOrder::Distance)
         .limit(limit);
-    let rows: Vec<Row> = conn.load_rows(knn).await?;
+    let rows: Vec<Row> = match check {
+        None => conn.load_rows(knn).await?,
+        Some(check) => {
+            let rows: Vec<CheckedRow> = conn.load_rows(Checked { check, knn }).await?;
+            if !rows.first().is_some_and(|r| r.fresh) {
+                return Ok(None);
+            }
+            rows.into_iter().map(|r| Row { i: r.i, d: r.d }).collect()
+        }
+    };
     let returned = rows.len();
     let mut hits = hits_of(rows);
     let farthest = hits.iter().map(|h| h.distance).filter(|d| d.is_finite()).fold(f64::NEG_INFINITY, f64::max);
@@ -383,10 +501,59 @@ async fn indexed<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     if !enough {
         conn.batch_execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off").await?;
         let path = if method == PgIndex::Hnsw { SearchPath::HnswThenExact } else { SearchPath::IvfflatThenExact };
-        return exact(conn, plan, filters, filter, path).await;
+        return exact(conn, plan, filters, filter, path).await.map(Some);
     }
     let path = if method == PgIndex::Hnsw { SearchPath::Hnsw } else { SearchPath::Ivfflat };
-    Ok(Found { hits, path })
+    Ok(Some(Found { hits, path }))
+}
+
+/// What the learned HNSW path checks ([`learned_hnsw`]): the table and index as the set-up names them, and the
+/// identity remembered.
+struct Check {
+    table: String,
+    index: Option<String>,
+    identity: String,
+}
+
+/// `WITH p AS (SELECT to_regclass($t) AS t, to_regclass($i) AS i, true AS identify), id AS MATERIALIZED (<the
+/// identity>), q AS (<knn>) SELECT q.i, q.d, id.identity IS NOT DISTINCT FROM $identity AS fresh FROM q CROSS
+/// JOIN id`: the candidates, and whether the table and index are what the search learned, in one statement
+/// (the identity is computed once).
+struct Checked<'a, F> {
+    check: &'a Check,
+    knn: Knn<'a, F>,
+}
+
+impl<F: SearchFilter<Pg>> QueryFragment<Pg> for Checked<'_, F> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH p AS (SELECT to_regclass(");
+        out.push_bind_param::<Text, String>(&self.check.table)?;
+        out.push_sql(") AS t, to_regclass(");
+        out.push_bind_param::<Nullable<Text>, Option<String>>(&self.check.index)?;
+        out.push_sql(") AS i, true AS identify), ");
+        out.push_sql(SETUP_IDENTITY);
+        out.push_sql("q AS (");
+        self.knn.walk_ast(out.reborrow())?;
+        out.push_sql(") SELECT q.i, q.d, id.identity IS NOT DISTINCT FROM ");
+        out.push_bind_param::<Text, String>(&self.check.identity)?;
+        out.push_sql(" AS fresh FROM q CROSS JOIN id");
+        Ok(())
+    }
+}
+
+impl<F> QueryId for Checked<'_, F> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+#[derive(QueryableByName)]
+struct CheckedRow {
+    #[diesel(sql_type = BigInt)]
+    i: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    d: Option<f64>,
+    #[diesel(sql_type = Bool)]
+    fresh: bool,
 }
 
 /// The binary-quantized path: `k` × the rerank factor candidates by the Hamming distance of their signs
@@ -670,12 +837,16 @@ const SETUP_PARAMETERS: [&str; 11] = [
 
 /// The table's identity for [`learned`], when asked: its oid, the version of its `pg_class` row and of its
 /// columns' `pg_attribute` rows (the transaction that wrote each and where: DDL in the same transaction
-/// writes a new version elsewhere), its `ANALYZE` count, the server's start time, the database and the role.
+/// writes a new version elsewhere), its `ANALYZE` count, the same of its index's `pg_class` and `pg_index`
+/// rows (a rebuild, another method under the same name, validity), the server's start time, the database and
+/// the role. Computed once per statement (`MATERIALIZED`), also in [`Checked`].
 const SETUP_IDENTITY: &str = "\
-     id AS (SELECT CASE WHEN p.identify THEN (SELECT concat_ws(':', tc.oid, tc.xmin, tc.ctid, \
+     id AS MATERIALIZED (SELECT CASE WHEN p.identify THEN (SELECT concat_ws(':', tc.oid, tc.xmin, tc.ctid, \
               pg_stat_get_analyze_count(tc.oid) + pg_stat_get_autoanalyze_count(tc.oid), \
               (SELECT string_agg(a.xmin || '@' || a.ctid, ',' ORDER BY a.attnum) FROM pg_attribute a \
                   WHERE a.attrelid = tc.oid AND a.attnum > 0), \
+              (SELECT concat_ws('@', ic.oid, ic.xmin, ic.ctid, ix.xmin, ix.ctid) FROM pg_class ic \
+                  JOIN pg_index ix ON ix.indexrelid = ic.oid WHERE ic.oid = p.i AND ix.indrelid = tc.oid), \
               pg_postmaster_start_time(), current_database(), current_user) \
            FROM pg_class tc WHERE tc.oid = p.t) END AS identity FROM p), ";
 

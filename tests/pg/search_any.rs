@@ -437,3 +437,46 @@ fn what_a_filtered_search_learned_never_outlives_the_table_it_read() {
     })
     .unwrap();
 }
+
+/// An unfiltered HNSW search remembers that the index serves it and checks that in the candidates' own
+/// statement: the index rebuilt as another method under the same name, dropped, or built again, is seen by
+/// the next search.
+#[test]
+fn what_an_unfiltered_search_learned_follows_its_index() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
+    populate(&mut conn, &spec, &fixture::docs(600, 33));
+    let q = fixture::queries(33, 600, 1).remove(0);
+    let expected = dsl_nearest!(&mut conn, &q, Metric::Cosine, None, 10);
+    let mut run = |sql: Option<String>| {
+        if let Some(sql) = sql {
+            conn.batch_execute(&sql).unwrap();
+        }
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
+        let catalog = events
+            .iter()
+            .find_map(|e| e.split(' ').find_map(|f| f.strip_prefix("catalog=")))
+            .unwrap_or("none")
+            .to_owned();
+        let recalled = ids(&hits).iter().filter(|id| expected.contains(id)).count();
+        assert!(hits.len() == 10 && recalled >= 9, "{hits:?}");
+        (path(&events), catalog)
+    };
+    let index = spec.pg_index_name().unwrap();
+    let pair = |p: &str, c: &str| (p.to_owned(), c.to_owned());
+    assert_eq!(run(None), pair("hnsw", "read"));
+    assert_eq!(run(None), pair("hnsw", "learned"));
+    let ivfflat = format!(
+        "DROP INDEX \"{index}\"; CREATE INDEX \"{index}\" ON documents USING ivfflat (embedding vector_cosine_ops) \
+         WITH (lists = 1)"
+    );
+    assert_eq!(run(Some(ivfflat)), pair("ivfflat", "read"));
+    assert_eq!(run(None), pair("ivfflat", "read"), "only HNSW searches skip the set-up");
+    assert_eq!(run(Some(format!("DROP INDEX \"{index}\""))), pair("exact", "read"));
+    let hnsw = format!("CREATE INDEX \"{index}\" ON documents USING hnsw (embedding vector_cosine_ops)");
+    assert_eq!(run(Some(hnsw)), pair("hnsw", "read"));
+    assert_eq!(run(None), pair("hnsw", "learned"));
+    assert_eq!(run(Some(format!("REINDEX INDEX \"{index}\""))), pair("hnsw", "read"));
+    assert_eq!(run(None), pair("hnsw", "learned"));
+}
