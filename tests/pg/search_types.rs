@@ -47,7 +47,10 @@ fn halfvec_and_sparsevec_columns_are_searched_through_their_hnsw_index() {
                 }
                 let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
                 let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
-                assert_eq!(search::ids(&hits), search::ids(&exact), "{} {album:?}", spec.column());
+                // pgvector's graph is built with random levels: the index may miss one of the exact ten.
+                let exact_ids = search::ids(&exact);
+                let recalled = search::ids(&hits).iter().filter(|id| exact_ids.contains(id)).count();
+                assert!(hits.len() == 10 && recalled >= 9, "{} {album:?}: {hits:?} vs {exact:?}", spec.column());
                 paths.push((spec.column().to_owned(), path(&events)));
             }
         }
