@@ -13,7 +13,8 @@
 //!    as it stands and the rows whose changes wait in the index's queue are added as candidates (vec0 is
 //!    asked for as many more rows as are queued; any stale entry of a queued row is dropped).
 //! 3. **Exact distances** of the candidates from the table itself ([`exact_rows`]), with every filter
-//!    applied again, sorted by distance then id. If vec0's cannot be trusted to hold the true first `k`
+//!    applied again, sorted by distance then id. Every candidate set (the codes', the queued rows, vec0's)
+//!    gets them from the kernel the exact scan uses, so a sort never mixes two kernels' last bits. If vec0's cannot be trusted to hold the true first `k`
 //!    (fewer than `k` while vec0 filled its limit, or a tie at the limit), an exact scan answers.
 //!
 //! Without a usable structure (an index that keeps none, codes not trained yet, another metric than the
@@ -186,18 +187,10 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
     let Some(query) = f32_query(plan) else { return Ok(None) };
-    // The candidates' exact distances by the SIMD kernels of the exact path, from their rows read in place
-    // with every filter applied again: the same distances as `Strategy::Exact`.
+    // The candidates' exact distances, as the exact path computes them ([`exact_rows`]).
     let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
-        let knn = Knn::new(plan, &plan.query, None, filters, filter)
-            .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
-            .blob_shape(blob_shape(spec))
-            .only_ids(ids)
-            .ids_json(json_ids(ids));
-        let found = super::exact::top_k(conn, Rows { knn, of: RowsOf::Vectors }, query, plan.metric, ids.len())
-            .map_err(exact_error)?;
-        for n in found.neighbours {
-            sink(n.id, n.distance);
+        for hit in exact_rows(conn, plan, filters, filter, ids)? {
+            sink(hit.id, hit.distance);
         }
         Ok::<(), SearchError>(())
     };
@@ -380,7 +373,19 @@ fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>,
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// The exact distances of the rows `ids` that pass every filter.
+/// The query as the crate's SIMD kernels take it, when the exact path computes this plan's distances
+/// with them (a `vector` column under a metric the engine supports); `None` when sqlite-vec's or the
+/// crate's SQL functions do. The one place that choice is made: [`exact`] and [`exact_rows`] both follow
+/// it, so that every distance a search sorts comes from one kernel.
+fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
+    f32_query(plan).filter(|_| crate::ann::supports(plan.metric))
+}
+
+/// The exact distances of the rows `ids` that pass every filter, computed as the exact path computes
+/// them ([`simd_query`]): every candidate set a search sorts (the codes' candidates, the rows waiting in
+/// the index's queue, vec0's candidates, the rows the contiguous vectors returned) goes through here, so
+/// ties and near-ties order as [`exact`] orders them, to the last bit. Rows without a finite distance are
+/// left out.
 fn exact_rows<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
@@ -396,7 +401,19 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
         .only_ids(ids)
         .ids_json(json_ids(ids))
         .blob_shape(blob_shape(plan.spec));
-    Ok(hits_of(knn.load(conn)?))
+    match simd_query(plan) {
+        Some(query) => {
+            let rows = Rows { knn, of: RowsOf::Vectors };
+            let found = super::exact::top_k(conn, rows, query, plan.metric, ids.len()).map_err(exact_error)?;
+            Ok(finite_hits(found.neighbours))
+        }
+        None => Ok(hits_of(knn.load(conn)?)),
+    }
+}
+
+/// The engine's neighbours with a finite distance, as hits.
+fn finite_hits(neighbours: Vec<crate::ann::Neighbour>) -> Vec<Hit> {
+    neighbours.into_iter().filter(|n| n.distance.is_finite()).map(|n| Hit { id: n.id, distance: n.distance }).collect()
 }
 
 /// The exact scan: every matching row's distance, `plan.limit` nearest first (ties by id).
@@ -407,7 +424,7 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
-    if let (Some(query), true) = (f32_query(plan), crate::ann::supports(plan.metric)) {
+    if let Some(query) = simd_query(plan) {
         if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
@@ -419,13 +436,7 @@ fn exact<F: SearchFilter<Sqlite>>(
             .blob_shape(blob_shape(plan.spec));
         let rows = Rows { knn, of: RowsOf::Vectors };
         let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(exact_error)?;
-        let hits = found
-            .neighbours
-            .into_iter()
-            .filter(|n| n.distance.is_finite())
-            .map(|n| Hit { id: n.id, distance: n.distance })
-            .collect();
-        return Ok(Found { hits, path });
+        return Ok(Found { hits: finite_hits(found.neighbours), path });
     }
     let knn = || {
         Knn::new(plan, &plan.query, None, filters, filter)
