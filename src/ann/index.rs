@@ -231,14 +231,18 @@ impl QuantizedIndex {
     /// Loads an index from its parameters and every stored chunk (in any order; numbers may have gaps,
     /// which stay as empty chunks). Any damaged, truncated or foreign chunk, a chunk number given twice, or
     /// a row id in two places is an error and nothing is loaded: rebuild the codes from the vectors then.
-    pub fn from_chunks<'a>(
+    pub fn from_chunks<B: AsRef<[u8]>>(
         params: Params,
-        chunks: impl IntoIterator<Item = &'a [u8]>,
+        chunks: impl IntoIterator<Item = B>,
     ) -> Result<QuantizedIndex, AnnError> {
         let mut index = QuantizedIndex::new(params);
         let mut seen = BTreeSet::new();
-        for blob in chunks {
-            let (number, chunk) = index.read_chunk(blob)?;
+        // Every chunk read first, so that the id map is sized once: growing it by rehashing took a tenth of
+        // the time a new process spends loading the codes (BENCHMARKS.md, "The CLI as a process").
+        let read: Vec<(u32, Chunk)> =
+            chunks.into_iter().map(|blob| index.read_chunk(blob.as_ref())).collect::<Result<_, _>>()?;
+        index.locations.reserve(read.iter().map(|(_, c)| c.len()).sum());
+        for (number, chunk) in read {
             if !seen.insert(number) {
                 return Err(AnnError::corrupt(format!("chunk {number} given twice")));
             }

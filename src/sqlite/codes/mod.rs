@@ -42,7 +42,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{DefaultLoadingMode, SimpleConnection};
 use diesel::deserialize::{self, QueryableByName};
 use diesel::prelude::*;
 use diesel::row::{Field, NamedRow, Row};
@@ -342,10 +342,15 @@ fn load(
 ) -> Result<Cached, Unusable> {
     let codes = quote(&spec.codes_table());
     let since = previous.as_ref().map_or(i64::MIN, |p| p.generation);
-    let rows: Vec<StoredRow> =
+    // A first load reads the record and the parameters here and the chunks below, one at a time; a later
+    // one what changed since the copy it patches.
+    let rows: Vec<StoredRow> = if previous.is_none() {
+        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).load(conn)?
+    } else {
         diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE generation > ? ORDER BY chunk"))
             .bind::<BigInt, _>(since)
-            .load(conn)?;
+            .load(conn)?
+    };
     let record_row =
         rows.iter().find(|r| r.chunk == RECORD_ROW).ok_or_else(|| Unusable::Rebuild("no record".into()))?;
     let record = Record::from_bytes(&record_row.data)?;
@@ -385,13 +390,14 @@ fn load(
             }
         }
     }
-    // Everything again.
-    let all: Vec<StoredRow> = if since == i64::MIN {
+    // Everything again: the parameters, then the chunks parsed as SQLite steps to each, so that a copy of
+    // every stored chunk is never held at once (a new process would fault in its 22 MB at 100k rows).
+    let negatives: Vec<StoredRow> = if since == i64::MIN {
         rows
     } else {
-        diesel::sql_query(format!("SELECT chunk, data FROM {codes} ORDER BY chunk")).load(conn)?
+        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).load(conn)?
     };
-    let index = match all.iter().find(|r| r.chunk == PARAMS_ROW) {
+    let index = match negatives.iter().find(|r| r.chunk == PARAMS_ROW) {
         None if !record.trained => None,
         None => return Err(Unusable::Rebuild("no parameters".into())),
         Some(params) => {
@@ -399,10 +405,16 @@ fn load(
             if params.metric() != spec.metric() || params.dims() != spec.dims() as usize {
                 return Err(Unusable::Rebuild("parameters of another index".into()));
             }
-            Some(Arc::new(QuantizedIndex::from_chunks(
-                params,
-                all.iter().filter(|r| r.chunk >= 0).map(|r| r.data.as_slice()),
-            )?))
+            let mut failed = None;
+            let chunks = diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE chunk >= 0 ORDER BY chunk"))
+                .load_iter::<StoredRow, DefaultLoadingMode>(conn)?
+                .map_while(|row| row.map_err(|e| failed = Some(e)).ok())
+                .map(|row| row.data);
+            let index = QuantizedIndex::from_chunks(params, chunks);
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            Some(Arc::new(index?))
         }
     };
     check(&index)?;
