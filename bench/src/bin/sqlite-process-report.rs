@@ -92,7 +92,11 @@ fn parse_args() -> Result<Args, String> {
             }
         }
     }
-    if !args.cli.is_file() || !args.extension.is_file() {
+    if args.profile.is_some() {
+        if args.reuse.is_none() {
+            return Err("--profile needs --reuse DIR (a directory a run with --keep left)".into());
+        }
+    } else if !args.cli.is_file() || !args.extension.is_file() {
         return Err("--cli and --extension must name files (scripts/bench-sqlite-process.sh builds both)".into());
     }
     Ok(args)
@@ -348,7 +352,7 @@ fn report(set: &str, data: &[f32], queries: &[f32], args: &Args) {
 /// `--profile R --reuse DIR`: only the default search, `R` passes over the queries on the database a run
 /// with `--keep` left in `DIR`, for a profiler attached to this process (`perf record`).
 fn profile(set: &str, queries: &[f32], reps: usize, args: &Args) {
-    let dir = args.reuse.as_ref().expect("--profile needs --reuse DIR");
+    let Some(dir) = args.reuse.as_ref() else { return };
     let path = dir.join(format!("{set}.db")).to_string_lossy().into_owned();
     let mut conn = sqlite::establish(&path).expect("open");
     let spec = spec(SqliteIndex::CODES_AND_VECTORS);
