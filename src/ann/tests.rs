@@ -606,4 +606,8 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
     let recall = found as f64 / (10 * queries.len()) as f64;
     assert!(recall >= 0.99, "recall {recall} in the partition");
     assert_eq!(found_unfiltered, 10 * queries.len());
+    // `rescore_limit` caps the rows rescored (a round takes whole Hamming distances, so a few more).
+    let capped = SearchOptions { rescore_limit: 3000, ..SearchOptions::default() };
+    let outcome = index.search(&queries[0], 10, &Filter::partition(1), &capped, store.fetch()).unwrap();
+    assert!((3000..3500).contains(&outcome.stats.rescored), "{} rows rescored", outcome.stats.rescored);
 }
