@@ -75,10 +75,11 @@ pub struct SearchOptions {
     pub rescore_per_k: usize,
     /// Rows rescored at most (a round rescores whole Hamming distances, so it may pass this by a few). The
     /// stop rules speak for the rescored rows only; when a search would stop while the outermost eighth of
-    /// them by Hamming distance holds a row of the top `k` or one the error bound cannot rule out, the
-    /// Hamming distance is not parting the near rows from the far ones (a filter that leaves only rows far
-    /// from the query, all at nearly the same distance), so the rows beyond may hold some too: the next rows
-    /// by Hamming distance are rescored (twice as many in all) and the search goes on.
+    /// them by Hamming distance holds a row of the top `k`, or rows the error bound cannot rule out about as
+    /// often as the rest (at least half as often), the Hamming distance is not parting the near rows from the
+    /// far ones (a filter that leaves only rows far from the query, all at nearly the same distance), so the
+    /// rows beyond may hold some too: the next rows by Hamming distance are rescored (twice as many in all)
+    /// and the search goes on.
     pub rescore_limit: usize,
     /// Candidates whose exact distance is computed (fetched) after which a search stops if its estimated
     /// recall is at least `min_recall_estimate`.
@@ -450,9 +451,12 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate]) -> f64 {
 }
 
 /// Whether the outermost eighth of `candidates` by Hamming distance (whole distances, so at least an
-/// eighth) may hold top-`k` rows: one's lower bound is below `kth`, or a fetched one (before `next`) is in
-/// `top`. When the Hamming distance parts the near rows from the rest, the bound rules those
-/// rows out; when the rows within reach are all at nearly the same distance, it cannot.
+/// eighth) may hold top-`k` rows as much as the rest: a fetched one (before `next`) is in `top`, or the
+/// rows whose lower bound is below `kth` are at least half as frequent there as among all of `candidates`.
+/// When the Hamming distance parts the near rows from the rest, the bound rules the outermost ones out;
+/// when the rows within reach are all at nearly the same distance, it rules out as few there as elsewhere.
+/// (Where the bound is loose, as on the embedding-like data, some of the outermost rows stay open whatever
+/// the Hamming distance says: hence a density, not any one row.)
 fn frontier_open(candidates: &[Candidate], next: usize, top: &BinaryHeap<Ranked>, kth: f64, dims: usize) -> bool {
     let mut histogram = vec![0usize; dims.min(usize::from(u16::MAX - 1)) + 2];
     let last = histogram.len() - 1;
@@ -467,11 +471,18 @@ fn frontier_open(candidates: &[Candidate], next: usize, top: &BinaryHeap<Ranked>
     }
     let mut in_top: Vec<i64> = top.iter().map(|r| r.0.id).collect();
     in_top.sort_unstable();
-    candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| usize::from(c.hamming).min(last) >= from)
-        .any(|(i, c)| c.lower < kth || (i < next && in_top.binary_search(&c.id).is_ok()))
+    let (mut band_rows, mut band_open, mut all_open, mut band_top) = (0usize, 0usize, 0usize, 0usize);
+    for (i, c) in candidates.iter().enumerate() {
+        let open = c.lower < kth;
+        all_open += usize::from(open);
+        if usize::from(c.hamming).min(last) >= from {
+            band_rows += 1;
+            band_open += usize::from(open);
+            band_top += usize::from(i < next && in_top.binary_search(&c.id).is_ok());
+        }
+    }
+    // At least half as dense in the band as among all the rescored rows.
+    band_top > 0 || (band_open > 0 && 2 * band_open * candidates.len() >= all_open * band_rows)
 }
 
 /// By estimate, then id (deterministic).
