@@ -17,8 +17,10 @@
 //!    query quantised to 4 bits per dimension (bit-plane sums, a far better estimate); candidates are then
 //!    fetched in order of their estimate and their exact distances computed, until the `k`-th exact distance
 //!    is below the lowest distance any unfetched candidate's estimate allows (its lower bound), or a cap is
-//!    reached. Exact distances are computed like the crate's SQL functions, so results and their order match
-//!    the exact scan.
+//!    reached. If the outermost rescored rows by Hamming distance could still belong to the top `k` (the
+//!    Hamming distance does not part near rows from far ones, as when a filter leaves only rows far from the
+//!    query), the next rows by Hamming distance are rescored and the search goes on. Exact distances are
+//!    computed like the crate's SQL functions, so results and their order match the exact scan.
 //! 4. **Exact path** ([`ExactScan`]): every vector's distance, from contiguous chunks that the caller may
 //!    stream from a file, top-`k` by `(distance, id)`.
 //!

@@ -69,10 +69,18 @@ impl<'a> Filter<'a> {
 /// so reranks more, up to every rescored candidate, rather than answering with a poor recall.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
-    /// Rows kept by the Hamming scan for rescoring: `max(rescore_min, rescore_per_k * k)`.
+    /// Rows kept by the Hamming scan for rescoring first: `max(rescore_min, rescore_per_k * k)`.
     pub rescore_min: usize,
     /// See `rescore_min`.
     pub rescore_per_k: usize,
+    /// Rows rescored at most (a round rescores whole Hamming distances, so it may pass this by a few). The
+    /// stop rules speak for the rescored rows only; when a search would stop while the outermost eighth of
+    /// them by Hamming distance holds a row of the top `k`, or rows the error bound cannot rule out about as
+    /// often as the rest (at least half as often), the Hamming distance is not parting the near rows from the
+    /// far ones (a filter that leaves only rows far from the query, all at nearly the same distance), so the
+    /// rows beyond may hold some too: the next rows by Hamming distance are rescored (twice as many in all)
+    /// and the search goes on.
+    pub rescore_limit: usize,
     /// Candidates whose exact distance is computed (fetched) after which a search stops if its estimated
     /// recall is at least `min_recall_estimate`.
     pub max_rerank: usize,
@@ -99,6 +107,7 @@ impl Default for SearchOptions {
         SearchOptions {
             rescore_min: 2000,
             rescore_per_k: 100,
+            rescore_limit: 20_000,
             max_rerank: 200,
             rerank_limit: 4000,
             min_recall_estimate: 0.95,
@@ -165,6 +174,8 @@ struct Candidate {
     basis: f64,
     scale: f64,
     id: i64,
+    /// Its Hamming distance to the query's code.
+    hamming: u16,
 }
 
 thread_local! {
@@ -252,15 +263,18 @@ impl QuantizedIndex {
         }
         let bounds = self.params.bounds(options.bound_scale);
         let wanted = options.rescore_min.max(options.rescore_per_k.saturating_mul(k));
-        let (mut candidates, rest_threshold) = DISTANCES.with(|cell| {
+        let dims = self.params.dims();
+        // Rows within Hamming distance `rescored_to` of the query are rescored: the nearest `wanted`, or every
+        // row that passes the filter when so few do that all are reranked.
+        let (mut candidates, mut rescored_to, exhaustive) = DISTANCES.with(|cell| {
             let mut distances = cell.borrow_mut();
             stats.passed = self.scan(&prepared, filter, &mut distances);
-            let threshold = threshold(&distances, wanted, self.params.dims());
-            (self.rescore(&prepared, &distances, &bounds, |d| d <= threshold), threshold)
+            let exhaustive = stats.passed <= options.exhaustive_below;
+            let threshold = threshold(&distances, if exhaustive { usize::MAX } else { wanted }, dims);
+            (self.rescore(&prepared, &distances, &bounds, |d| d <= threshold), threshold, exhaustive)
         });
         stats.rescored = candidates.len();
         sort_candidates(&mut candidates);
-        let exhaustive = stats.passed <= options.exhaustive_below;
         let (max_rerank, limit) = if exhaustive {
             (usize::MAX, usize::MAX)
         } else {
@@ -271,41 +285,57 @@ impl QuantizedIndex {
         let mut next = 0;
         let mut batch = options.first_fetch.max(k).max(1);
         let mut suffix_min = suffix_minima(&candidates);
-        let mut widened = false;
         let mut ids = Vec::with_capacity(batch);
         loop {
-            if next == candidates.len() {
-                // Every rescored candidate was fetched and still fewer than `k` rows came back (rows deleted
-                // since they were indexed, or refused by the callback): widen to every row that passes the
-                // filter, once.
-                if top.len() < k && !widened && stats.rescored < stats.passed {
-                    widened = true;
-                    let mut more = DISTANCES.with(|cell| {
-                        let distances = cell.borrow();
-                        self.rescore(&prepared, &distances, &bounds, |d| d > rest_threshold && d != u16::MAX)
-                    });
-                    stats.rescored += more.len();
-                    sort_candidates(&mut more);
-                    candidates.extend(more);
-                    suffix_min = suffix_minima(&candidates);
-                    continue;
-                }
-                break;
-            }
-            if top.len() == k && !exhaustive {
+            let exhausted = next == candidates.len();
+            let mut stop = exhausted;
+            if top.len() == k && !exhausted && !exhaustive {
                 let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
-                if kth <= suffix_min[next] {
+                stop = if kth <= suffix_min[next] {
                     stats.bounded = true;
                     stats.expected_misses = 0.0;
+                    true
+                } else {
+                    stats.expected_misses = expected_misses(&bounds, kth, &candidates[next..]);
+                    stats.expected_misses <= options.miss_budget
+                        || stats.fetched >= limit
+                        || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate)
+                };
+            }
+            if stop {
+                if stats.rescored >= stats.passed {
                     break;
                 }
-                stats.expected_misses = expected_misses(&bounds, kth, &candidates[next..]);
-                if stats.expected_misses <= options.miss_budget
-                    || stats.fetched >= limit
-                    || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate)
-                {
+                // Rows beyond `rescored_to` remain. With fewer than `k` results (rows deleted since they were
+                // indexed, or refused by the callback) every one of them is rescored. Otherwise the rules
+                // above spoke for the rescored rows only: if the outermost of those by Hamming distance may
+                // still hold top-`k` rows, so may the rows beyond, and the next ones by Hamming distance are
+                // rescored (twice as many rows in all, up to `rescore_limit`).
+                let to = if top.len() < k {
+                    u16::MAX - 1
+                } else {
+                    let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
+                    if stats.fetched >= limit
+                        || stats.rescored >= options.rescore_limit
+                        || !frontier_open(&candidates, next, &top, kth, dims)
+                    {
+                        break;
+                    }
+                    let target = stats.rescored.saturating_mul(2).min(options.rescore_limit);
+                    DISTANCES.with(|cell| threshold(&cell.borrow(), target, dims))
+                };
+                let mut more = DISTANCES
+                    .with(|cell| self.rescore(&prepared, &cell.borrow(), &bounds, |d| d > rescored_to && d <= to));
+                if more.is_empty() {
                     break;
                 }
+                rescored_to = to;
+                stats.rescored += more.len();
+                stats.bounded = false;
+                candidates.append(&mut more);
+                sort_candidates(&mut candidates[next..]);
+                suffix_min = suffix_minima(&candidates);
+                continue;
             }
             // Within the cap while the top `k` is full (rows missing from the store may take it further).
             let cap = if stats.fetched < max_rerank { max_rerank } else { limit };
@@ -387,6 +417,7 @@ impl QuantizedIndex {
                     basis: e.basis,
                     scale: e.scale,
                     id: chunk.ids[slot],
+                    hamming: *d,
                 });
             }
         }
@@ -417,6 +448,41 @@ fn threshold(distances: &[u16], wanted: usize, dims: usize) -> u16 {
 /// beyond the last tail point cost one comparison each).
 fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate]) -> f64 {
     candidates.iter().map(|c| bounds.miss_probability(kth, c.basis, c.scale)).sum()
+}
+
+/// Whether the outermost eighth of `candidates` by Hamming distance (whole distances, so at least an
+/// eighth) may hold top-`k` rows as much as the rest: a fetched one (before `next`) is in `top`, or the
+/// rows whose lower bound is below `kth` are at least half as frequent there as among all of `candidates`.
+/// When the Hamming distance parts the near rows from the rest, the bound rules the outermost ones out;
+/// when the rows within reach are all at nearly the same distance, it rules out as few there as elsewhere.
+/// (Where the bound is loose, as on the embedding-like data, some of the outermost rows stay open whatever
+/// the Hamming distance says: hence a density, not any one row.)
+fn frontier_open(candidates: &[Candidate], next: usize, top: &BinaryHeap<Ranked>, kth: f64, dims: usize) -> bool {
+    let mut histogram = vec![0usize; dims.min(usize::from(u16::MAX - 1)) + 2];
+    let last = histogram.len() - 1;
+    for c in candidates {
+        histogram[usize::from(c.hamming).min(last)] += 1;
+    }
+    let band = candidates.len().div_ceil(8);
+    let (mut from, mut total) = (last, 0);
+    while from > 0 && total + histogram[from] < band {
+        total += histogram[from];
+        from -= 1;
+    }
+    let mut in_top: Vec<i64> = top.iter().map(|r| r.0.id).collect();
+    in_top.sort_unstable();
+    let (mut band_rows, mut band_open, mut all_open, mut band_top) = (0usize, 0usize, 0usize, 0usize);
+    for (i, c) in candidates.iter().enumerate() {
+        let open = c.lower < kth;
+        all_open += usize::from(open);
+        if usize::from(c.hamming).min(last) >= from {
+            band_rows += 1;
+            band_open += usize::from(open);
+            band_top += usize::from(i < next && in_top.binary_search(&c.id).is_ok());
+        }
+    }
+    // At least half as dense in the band as among all the rescored rows.
+    band_top > 0 || (band_open > 0 && 2 * band_open * candidates.len() >= all_open * band_rows)
 }
 
 /// By estimate, then id (deterministic).

@@ -575,3 +575,39 @@ fn the_stop_rules_stop_before_the_cap_and_keep_the_recall() {
         assert!(fetched / queries.len() < 1000, "{metric}: {} candidates per search", fetched / queries.len());
     }
 }
+
+#[test]
+fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescored_rows() {
+    // Like a 1% partition of a million rows: 10k rows, five times the 2000 nearest by Hamming distance that
+    // are rescored first, none of them near the query (other topics), all at nearly the same distance.
+    let (dims, clusters) = (256, 100);
+    let data = clustered(41, 20_000, dims, clusters);
+    let in_partition = |i: usize| i % clusters >= 50;
+    let index = index_of(Metric::Cosine, &data, |i| u64::from(in_partition(i)));
+    let store = Store::new(&data);
+    let members: Vec<(i64, &Vec<f32>)> =
+        data.iter().enumerate().filter(|(i, _)| in_partition(*i)).map(|(i, v)| (id_of(i), v)).collect();
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    // Queries from subtopics 0..50, none of which the partition holds.
+    let queries = clustered_noise(41, 42, 20, dims, clusters);
+    let (mut found, mut found_unfiltered) = (0, 0);
+    for q in &queries {
+        let truth = exact(Metric::Cosine, &members, q, 10);
+        let outcome = index.search(q, 10, &Filter::partition(1), &SearchOptions::default(), store.fetch()).unwrap();
+        assert_eq!(outcome.stats.passed, 10_000);
+        found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        // Unfiltered, the query's own subtopic is near and the Hamming distance parts it from the rest: the
+        // first 2000 rows rescored are enough.
+        let truth = exact(Metric::Cosine, &all, q, 10);
+        let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        assert!(outcome.stats.rescored < 4000, "{} rows rescored", outcome.stats.rescored);
+        found_unfiltered += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+    }
+    let recall = found as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.99, "recall {recall} in the partition");
+    assert_eq!(found_unfiltered, 10 * queries.len());
+    // `rescore_limit` caps the rows rescored (a round takes whole Hamming distances, so a few more).
+    let capped = SearchOptions { rescore_limit: 3000, ..SearchOptions::default() };
+    let outcome = index.search(&queries[0], 10, &Filter::partition(1), &capped, store.fetch()).unwrap();
+    assert!((3000..3500).contains(&outcome.stats.rescored), "{} rows rescored", outcome.stats.rescored);
+}
