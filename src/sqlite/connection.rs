@@ -61,7 +61,9 @@ impl ConnectionOptions {
 
     /// The most bytes of a file database SQLite reads through a memory map (`PRAGMA mmap_size`; default
     /// about 2 GB, SQLite's own limit on 64-bit targets, 256 MB on others). 0 reads every page with a
-    /// system call, as SQLite does unless told otherwise.
+    /// system call, as SQLite does unless told otherwise. Pages read through the map count in the process's
+    /// resident memory for as long as the connection is open: a connection that streams a whole large file
+    /// (the crate's copy, export and import turn the map off) keeps its resident memory flat with 0.
     pub fn mmap_size(mut self, bytes: u64) -> Self {
         self.mmap_size = bytes;
         self
