@@ -121,13 +121,17 @@ async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     let saved: Option<Planner> =
         if conn.in_transaction()? { Some(first(conn, sql(READ_PLANNER)).await?) } else { None };
     let key = learned::Key::of(plan);
-    let had_learned = learned::recall(&key).is_some();
-    let mut result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
-    if had_learned && matches!(result, Err(SearchError::Query(_))) {
+    let known = learned::recall(&key);
+    let mut result = exec::transaction(conn, async |conn: &mut E| {
+        knn_in_transaction(conn, plan, filter, &key, known.as_deref()).await
+    })
+    .await;
+    if known.is_some() && matches!(result, Err(SearchError::Query(_))) {
         // What was learned may be what failed (another database's column types where the identity check
         // could not run first: a type error fails the statement before it runs): once more from the catalog.
         learned::forget(&key);
-        result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter).await).await;
+        result = exec::transaction(conn, async |conn: &mut E| knn_in_transaction(conn, plan, filter, &key, None).await)
+            .await;
     }
     if let Some(saved) = saved {
         conn.execute(sql(RESTORE_PLANNER).bind::<Text, _>(saved.seqscan).bind::<Text, _>(saved.indexscan)).await?;
@@ -153,12 +157,13 @@ async fn learned_hnsw<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     conn: &mut E,
     plan: &Plan<'_>,
     filter: &F,
+    key: &learned::Key,
+    known: Option<&learned::Known>,
 ) -> Result<Option<Found>, SearchError> {
     if plan.spec.pg_index() != PgIndex::Hnsw || !plan.index_serves() {
         return Ok(None);
     }
-    let key = learned::Key::of(plan);
-    let Some(known) = learned::recall(&key).filter(|k| k.mode == "hnsw" && k.identity.is_some()) else {
+    let Some(known) = known.filter(|k| k.mode == "hnsw" && k.identity.is_some()) else {
         return Ok(None);
     };
     let Ok(filters) = resolve_filters_if_any(plan, &known.columns) else {
@@ -179,7 +184,7 @@ async fn learned_hnsw<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
             Ok(Some(found))
         }
         None => {
-            learned::forget(&key);
+            learned::forget(key);
             conn.batch_execute("SET LOCAL enable_seqscan = on").await?;
             Ok(None)
         }
@@ -208,9 +213,10 @@ fn resolve_filters_if_any(
 async fn filtered_setup<E: Exec<Db = Pg>>(
     conn: &mut E,
     plan: &Plan<'_>,
+    key: &learned::Key,
+    known: Option<&learned::Known>,
 ) -> Result<(SetupRow, Vec<EqFilter>), SearchError> {
-    let key = learned::Key::of(plan);
-    if let Some(known) = learned::recall(&key) {
+    if let Some(known) = known {
         let mut quick = Setup::<false>::new(plan);
         quick.identify = true;
         quick.ef_search = Some(quick.ef_search.unwrap_or_else(|| filtered_ef_search(quick.ef_base, known.selectivity)));
@@ -229,15 +235,7 @@ async fn filtered_setup<E: Exec<Db = Pg>>(
     tracing::Span::current().record("catalog", "read");
     let columns = setup.columns();
     let filters = resolve_filters(plan, &columns, true)?;
-    if setup.identity.is_some() {
-        let known = learned::Known {
-            identity: setup.identity.clone(),
-            columns,
-            selectivity: setup.selectivity,
-            mode: setup.mode.clone(),
-        };
-        learned::remember(key, known);
-    }
+    learn(key, &setup, columns);
     Ok((setup, filters))
 }
 
@@ -343,13 +341,30 @@ where
     conn.load_rows(query).await?.into_iter().next().ok_or(diesel::result::Error::NotFound)
 }
 
+/// Remembers what the full set-up `setup` read (with `columns`, when it read them) for `key`, when it read the
+/// table's identity.
+fn learn(key: &learned::Key, setup: &SetupRow, columns: Vec<(String, ColumnKind, String)>) {
+    if setup.identity.is_some() {
+        let known = learned::Known {
+            identity: setup.identity.clone(),
+            columns,
+            selectivity: setup.selectivity,
+            mode: setup.mode.clone(),
+        };
+        learned::remember(key.clone(), known);
+    }
+}
+
+/// The search in its transaction, with what earlier searches learned about `key` (`known`, see [`learned`]).
 async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     conn: &mut E,
     plan: &Plan<'_>,
     filter: &F,
+    key: &learned::Key,
+    known: Option<&learned::Known>,
 ) -> Result<Found, SearchError> {
     let spec = plan.spec;
-    if let Some(found) = learned_hnsw(conn, plan, filter).await? {
+    if let Some(found) = learned_hnsw(conn, plan, filter, key, known).await? {
         return Ok(found);
     }
     let (setup, filters) = if plan.filters.is_empty() {
@@ -360,18 +375,10 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
             return Err(SearchError::UnknownTable { table: spec.table().to_owned(), postgres: true });
         }
         tracing::Span::current().record("catalog", "read");
-        if setup.identity.is_some() {
-            let known = learned::Known {
-                identity: setup.identity.clone(),
-                columns: Vec::new(),
-                selectivity: None,
-                mode: setup.mode.clone(),
-            };
-            learned::remember(learned::Key::of(plan), known);
-        }
+        learn(key, &setup, Vec::new());
         (setup, Vec::new())
     } else {
-        filtered_setup(conn, plan).await?
+        filtered_setup(conn, plan, key, known).await?
     };
     match setup.mode.as_str() {
         "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter).await,
