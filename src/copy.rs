@@ -443,7 +443,7 @@ pub fn copy(
     BackendKind::from_url(from).map_err(CopyError::Source)?;
     BackendKind::from_url(to).map_err(CopyError::Target)?;
     let mut source = DatabaseConnection::establish_read_only(from).map_err(CopyError::Source)?;
-    unmapped(&mut source).map_err(|e| CopyError::Source(e.into()))?;
+    source.without_memory_map().map_err(|e| CopyError::Source(e.into()))?;
     let source = &mut source;
     dispatch!(source, s => with_source(s, to, options, on_event))
 }
@@ -464,22 +464,10 @@ fn with_source<S: Store>(
                 .map_err(|e| read_source(&plan.name, e))?;
         }
         let mut target = DatabaseConnection::establish(to).map_err(CopyError::Target)?;
-        unmapped(&mut target).map_err(|e| CopyError::Target(e.into()))?;
+        target.without_memory_map().map_err(|e| CopyError::Target(e.into()))?;
         let target = &mut target;
         dispatch!(target, t => run(source, &catalog, t, options, on_event))
     })
-}
-
-/// A copy reads and writes every row once: SQLite's memory map (on by default, for searches) would only
-/// count every page of the file it touched in the process's resident memory (760 MiB at 100k rows of 1536
-/// dimensions, against 30 MiB without), so the copy's SQLite connections read through SQLite's page cache.
-fn unmapped(conn: &mut DatabaseConnection) -> diesel::QueryResult<()> {
-    match conn {
-        #[cfg(feature = "sqlite")]
-        DatabaseConnection::Sqlite(c) => diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA mmap_size = 0"),
-        #[allow(unreachable_patterns)]
-        _ => Ok(()),
-    }
 }
 
 /// Runs the crate's own migrations (when the source uses its schema) and the application's on the

@@ -253,6 +253,23 @@ impl DatabaseConnection {
         }
     }
 
+    /// Turns SQLite's memory map off for this connection (`PRAGMA mmap_size = 0`; nothing on PostgreSQL), for
+    /// work that reads or writes a whole large file once, as copy, export and import do. Pages read through the
+    /// map (on by default, see [`crate::sqlite::ConnectionOptions::mmap_size`]) count in the process's resident
+    /// memory: a 100k-row copy of 1536-dim vectors peaked at 756-811 MiB with it, 30-32 MiB without.
+    ///
+    /// # Errors
+    ///
+    /// The pragma's error.
+    pub fn without_memory_map(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(c) => diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA mmap_size = 0"),
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
+    }
+
     /// The backend of this connection.
     pub fn kind(&self) -> BackendKind {
         match self {

@@ -141,3 +141,24 @@ fn pooled_connections_are_set_up_like_established_ones() {
     assert_eq!(journal_mode(&mut conn), "wal");
     assert_eq!(sqlite::sqlite_vec_version(&mut conn).unwrap().is_some(), sqlite::SQLITE_VEC_COMPILED_IN);
 }
+
+/// File databases are read through a memory map by default; work that streams a whole file turns it off.
+#[test]
+fn a_connection_can_read_without_the_memory_map() {
+    #[derive(QueryableByName)]
+    struct Mmap {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        mmap_size: i64,
+    }
+    let mmap_size = |db: &mut diesel_vector::database::DatabaseConnection| {
+        let diesel_vector::database::DatabaseConnection::Sqlite(conn) = db else { unreachable!("a SQLite URL") };
+        diesel::sql_query("PRAGMA mmap_size").get_result::<Mmap>(conn).unwrap().mmap_size
+    };
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let mut db = diesel_vector::database::DatabaseConnection::establish(path.to_str().unwrap()).unwrap();
+    assert!(mmap_size(&mut db) > 0);
+    db.without_memory_map().unwrap();
+    assert_eq!(mmap_size(&mut db), 0);
+}

@@ -425,7 +425,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 files::refuse_database_as_output(url, p)?;
             }
             let mut conn = DatabaseConnection::establish_read_only(url)?;
-            unmapped(&mut conn)?;
+            conn.without_memory_map()?;
             let mut progress = Progress::new("export");
             let options = options(batch, tables, None);
             let mut export = |out: &mut dyn Write| {
@@ -465,7 +465,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 DatabaseConnection::establish_existing(url)?
             };
-            unmapped(&mut conn)?;
+            conn.without_memory_map()?;
             let mut progress = Progress::new("import");
             let options = options(batch, tables, Some(migrations));
             let report = jsonl::import(&mut conn, &mut reader, &options, &mut |n| progress.count("lines", n));
@@ -660,17 +660,6 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Opt
         }
     }
     Ok(())
-}
-
-/// Export and import read or write every row once: SQLite's memory map (on by default, for searches) would
-/// only count every page of the file they touched in the process's resident memory.
-fn unmapped(conn: &mut DatabaseConnection) -> diesel::QueryResult<()> {
-    match conn {
-        #[cfg(feature = "sqlite")]
-        DatabaseConnection::Sqlite(c) => diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA mmap_size = 0"),
-        #[allow(unreachable_patterns)]
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
