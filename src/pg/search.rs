@@ -732,31 +732,20 @@ impl KnnDialect for Pg {
         Ok(())
     }
 
-    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
-        out.push_sql(" AND ");
+    fn push_filter_column<'b>(out: &mut AstPass<'_, 'b, Pg>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
         if f.kind == ColumnKind::Other && f.value != FilterValue::Null {
             out.push_sql("CAST(");
             push_column(out, table, &f.column)?;
             out.push_sql(" AS TEXT)");
+            Ok(())
         } else {
-            push_column(out, table, &f.column)?;
+            push_column(out, table, &f.column)
         }
-        match &f.value {
-            FilterValue::Null => out.push_sql(" IS NULL"),
-            FilterValue::Text(t) => {
-                out.push_sql(" = ");
-                out.push_bind_param::<Text, String>(t)?;
-            }
-            FilterValue::Integer(i) => {
-                out.push_sql(" = ");
-                out.push_bind_param::<BigInt, i64>(i)?;
-            }
-            FilterValue::Bool(b) => {
-                out.push_sql(" = ");
-                out.push_bind_param::<Bool, bool>(b)?;
-            }
-        }
-        Ok(())
+    }
+
+    fn push_bool_eq<'b>(out: &mut AstPass<'_, 'b, Pg>, value: &'b bool) -> QueryResult<()> {
+        out.push_sql(" = ");
+        out.push_bind_param::<Bool, bool>(value)
     }
 
     fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {

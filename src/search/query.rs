@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use diesel::backend::Backend;
 use diesel::expression::{is_aggregate, AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Double, Nullable};
+use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::{QueryResult, RunQueryDsl};
 
 use super::{ColumnKind, Metric, PlanVector};
@@ -294,9 +294,11 @@ impl<'a, F> Knn<'a, F> {
 
 /// What differs between the backends' renderings of [`Knn`]; the statement itself is written once, in its
 /// `QueryFragment` implementation below.
-pub(crate) trait KnnDialect: Backend + diesel::sql_types::HasSqlType<BigInt>
+pub(crate) trait KnnDialect:
+    Backend + diesel::sql_types::HasSqlType<BigInt> + diesel::sql_types::HasSqlType<Text>
 where
     i64: diesel::serialize::ToSql<BigInt, Self>,
+    String: diesel::serialize::ToSql<Text, Self>,
 {
     /// The outer query's condition on the distance when only finite ones are kept.
     const FINITE: &'static str;
@@ -306,11 +308,46 @@ where
     /// What the stored value must be beyond not NULL, as ` AND ...` (SQLite: a BLOB of the index's shape).
     fn push_stored_shape<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
 
-    /// ` AND "table"."column" = value` (or `IS NULL`) for one equality filter.
-    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Self>, table: &'b str, filter: &'b EqFilter) -> QueryResult<()>;
+    /// The column an equality filter compares, as this backend compares a value with it.
+    fn push_filter_column<'b>(out: &mut AstPass<'_, 'b, Self>, table: &'b str, filter: &'b EqFilter)
+        -> QueryResult<()>;
+
+    /// ` = value` for a boolean filter value.
+    fn push_bool_eq<'b>(out: &mut AstPass<'_, 'b, Self>, value: &'b bool) -> QueryResult<()>;
 
     /// ` AND "table"."id"` among [`Knn::ids`] (only called when there are some).
     fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Self>) -> QueryResult<()>;
+}
+
+/// ` AND "table"."column" = value` (or `IS NULL`) for each filter, its value bound as the column's kind
+/// compares it.
+pub(crate) fn push_eq_filters<'b, DB>(
+    out: &mut AstPass<'_, 'b, DB>,
+    table: &'b str,
+    filters: impl Iterator<Item = &'b EqFilter>,
+) -> QueryResult<()>
+where
+    DB: KnnDialect,
+    i64: diesel::serialize::ToSql<BigInt, DB>,
+    String: diesel::serialize::ToSql<Text, DB>,
+{
+    for f in filters {
+        out.push_sql(" AND ");
+        DB::push_filter_column(out, table, f)?;
+        match &f.value {
+            FilterValue::Null => out.push_sql(" IS NULL"),
+            FilterValue::Text(t) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<Text, String>(t)?;
+            }
+            FilterValue::Integer(i) => {
+                out.push_sql(" = ");
+                out.push_bind_param::<BigInt, i64>(i)?;
+            }
+            FilterValue::Bool(b) => DB::push_bool_eq(out, b)?,
+        }
+    }
+    Ok(())
 }
 
 /// `"table"."column"`.
@@ -330,15 +367,14 @@ impl<F> Knn<'_, F> {
     where
         DB: KnnDialect,
         i64: diesel::serialize::ToSql<BigInt, DB>,
+        String: diesel::serialize::ToSql<Text, DB>,
         F: super::SearchFilter<DB>,
     {
         out.push_sql(" WHERE ");
         push_column(out, self.table, self.column)?;
         out.push_sql(" IS NOT NULL");
         DB::push_stored_shape(self, out)?;
-        for f in self.filters {
-            DB::push_filter(out, self.table, f)?;
-        }
+        push_eq_filters(out, self.table, self.filters.iter())?;
         if !self.filter.is_empty() {
             out.push_sql(" AND ");
             self.filter.walk_filter(out.reborrow())?;
@@ -361,6 +397,7 @@ impl<DB, F> QueryFragment<DB> for Knn<'_, F>
 where
     DB: KnnDialect,
     i64: diesel::serialize::ToSql<BigInt, DB>,
+    String: diesel::serialize::ToSql<Text, DB>,
     F: super::SearchFilter<DB>,
     for<'d> DistanceExpr<'d>: QueryFragment<DB>,
 {

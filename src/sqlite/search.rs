@@ -37,10 +37,10 @@ use super::json_ids;
 use crate::codec::SqliteBlobShape;
 use crate::index::{Element, IndexSpec};
 use crate::migrations::shape::Catalog;
-use crate::search::query::{push_column, KnnDialect, QueryVector, SearchValue, VectorColumn};
+use crate::search::query::{push_column, push_eq_filters, KnnDialect, QueryVector, SearchValue, VectorColumn};
 use crate::search::{
-    resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Neighbor, Plan,
-    PlanVector, Search, SearchError, SearchFilter, SearchPath, SearchTarget,
+    resolve_filters, sort, trusted, ColumnKind, EqFilter, Found, Hit, Knn, KnnOrder, Neighbor, Plan, PlanVector,
+    Search, SearchError, SearchFilter, SearchPath, SearchTarget,
 };
 use crate::sql_types::Vector;
 use diesel::serialize::ToSql;
@@ -476,32 +476,6 @@ fn hits_of(rows: Vec<(i64, Option<f64>)>) -> Vec<Hit> {
     rows.into_iter().filter_map(|(id, d)| d.map(|distance| Hit { id, distance })).collect()
 }
 
-/// `AND "table"."column" = ?` (or `IS NULL`) for each filter.
-fn push_filters<'b>(
-    out: &mut AstPass<'_, 'b, Sqlite>,
-    table: &'b str,
-    filters: impl Iterator<Item = &'b EqFilter>,
-) -> QueryResult<()> {
-    for f in filters {
-        out.push_sql(" AND ");
-        push_column(out, table, &f.column)?;
-        match &f.value {
-            FilterValue::Null => out.push_sql(" IS NULL"),
-            FilterValue::Text(t) => {
-                out.push_sql(" = ");
-                out.push_bind_param::<Text, String>(t)?;
-            }
-            FilterValue::Integer(i) => {
-                out.push_sql(" = ");
-                out.push_bind_param::<BigInt, i64>(i)?;
-            }
-            // SQLite stores booleans as the integers 1 and 0.
-            FilterValue::Bool(b) => out.push_sql(if *b { " = 1" } else { " = 0" }),
-        }
-    }
-    Ok(())
-}
-
 impl<ST> QueryFragment<Sqlite> for VectorColumn<'_, ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         push_column(&mut out, self.table, self.column)
@@ -569,8 +543,14 @@ impl KnnDialect for Sqlite {
         Ok(())
     }
 
-    fn push_filter<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
-        push_filters(out, table, std::iter::once(f))
+    fn push_filter_column<'b>(out: &mut AstPass<'_, 'b, Sqlite>, table: &'b str, f: &'b EqFilter) -> QueryResult<()> {
+        push_column(out, table, &f.column)
+    }
+
+    /// SQLite stores booleans as the integers 1 and 0.
+    fn push_bool_eq<'b>(out: &mut AstPass<'_, 'b, Sqlite>, value: &'b bool) -> QueryResult<()> {
+        out.push_sql(if *value { " = 1" } else { " = 0" });
+        Ok(())
     }
 
     fn push_ids<'b, F>(knn: &'b Knn<'_, F>, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
@@ -710,7 +690,7 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Vec0Knn<'_, F> {
             out.push_sql(" FROM ");
             out.push_identifier(self.table)?;
             out.push_sql(" WHERE 1");
-            push_filters(&mut out, self.table, self.others.iter().copied())?;
+            push_eq_filters(&mut out, self.table, self.others.iter().copied())?;
             if !self.filter.is_empty() {
                 out.push_sql(" AND ");
                 self.filter.walk_filter(out.reborrow())?;
