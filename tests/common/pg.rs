@@ -87,3 +87,33 @@ pub fn load(conn: &mut PgConnection, vectors: &[diesel_vector::Vector]) {
     })
     .unwrap();
 }
+
+/// Recall of pgvector's approximate indexes over a test's searches. Their graphs are built with random
+/// levels (PostgreSQL's generator, which cannot be seeded), so a single search now and then misses several
+/// of its k nearest (the inner product, not a metric, most) while the index as a whole recalls well: the
+/// bar is on the whole, and every search must still return its k rows.
+#[derive(Default)]
+pub struct Recall {
+    found: usize,
+    wanted: usize,
+    misses: Vec<String>,
+}
+
+impl Recall {
+    /// Adds one search: `found` returned by the index, `exact` the exact answer.
+    pub fn add(&mut self, label: impl std::fmt::Display, found: &[i64], exact: &[i64]) {
+        assert_eq!(found.len(), exact.len(), "{label}: {found:?} vs {exact:?}");
+        let recalled = found.iter().filter(|id| exact.contains(id)).count();
+        if recalled < exact.len() {
+            self.misses.push(format!("{label}: {recalled} of {}", exact.len()));
+        }
+        self.found += recalled;
+        self.wanted += exact.len();
+    }
+
+    /// Asserts that the searches recalled at least `bar` of their exact answers, together.
+    pub fn assert_at_least(&self, bar: f64) {
+        let recall = self.found as f64 / self.wanted.max(1) as f64;
+        assert!(recall >= bar, "recall {recall:.3} < {bar} over {} rows; misses: {:?}", self.wanted, self.misses);
+    }
+}

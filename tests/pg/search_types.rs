@@ -13,6 +13,7 @@ use diesel_vector::search::{self, SearchError, SearchVector, Strategy};
 use diesel_vector::{Bit, HalfVector, SparseVector, Vector, VectorExpressionMethods};
 
 use crate::common::images::{self as fixture, images, CLIP, PG_TABLE, PHASH, TAGS};
+use crate::common::pg::Recall;
 use crate::common::telemetry;
 use crate::{insert_images, FreshDb};
 
@@ -38,6 +39,7 @@ fn halfvec_and_sparsevec_columns_are_searched_through_their_hnsw_index() {
     let tags = fixture::spec("tags", Metric::InnerProduct, PgIndex::Hnsw);
     library(&mut conn, &[&clip, &tags], 1500, 61);
     let mut paths = Vec::new();
+    let mut recall = (Recall::default(), Recall::default());
     for (_, half, sparse) in &fixture::queries(61, 1500, 4) {
         for (spec, q) in [(&clip, SearchVector::from(half)), (&tags, SearchVector::from(sparse))] {
             for album in [None, Some("travel")] {
@@ -47,14 +49,14 @@ fn halfvec_and_sparsevec_columns_are_searched_through_their_hnsw_index() {
                 }
                 let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
                 let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
-                // pgvector's graph is built with random levels: the index may miss one of the exact ten.
-                let exact_ids = search::ids(&exact);
-                let recalled = search::ids(&hits).iter().filter(|id| exact_ids.contains(id)).count();
-                assert!(hits.len() == 10 && recalled >= 9, "{} {album:?}: {hits:?} vs {exact:?}", spec.column());
+                let recall = if spec.column() == "clip" { &mut recall.0 } else { &mut recall.1 };
+                recall.add(format!("{} {album:?}", spec.column()), &search::ids(&hits), &search::ids(&exact));
                 paths.push((spec.column().to_owned(), path(&events)));
             }
         }
     }
+    recall.0.assert_at_least(0.95);
+    recall.1.assert_at_least(0.9);
     // The index answers; rarely (tags of unrelated scenes share no term, so the graph links them
     // poorly) it returns too few rows of an album and the search runs again exactly.
     for column in ["clip", "tags"] {
