@@ -182,13 +182,14 @@ pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Sta
     if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
         return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
     }
-    Ok(diesel::sql_query(format!(
+    Ok(super::cached::CachedSql::sql(format!(
         "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
                 (SELECT s.generation FROM {state} s) AS generation, \
                 (SELECT count(*) FROM {queue}) AS pending",
         state = quote(&spec.state_table()),
         queue = quote(&spec.queue_table()),
     ))
+    .rows()
     .get_result(conn)?)
 }
 

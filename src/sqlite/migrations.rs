@@ -377,18 +377,19 @@ impl Catalog for SqliteConnection {
     }
 
     fn exists(&mut self, object: &str) -> QueryResult<bool> {
-        let row: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?) AS \"exists\"")
-            .bind::<Text, _>(object)
+        let row: Exists = super::cached::CachedSql::sql("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ")
+            .bind_text(object, ") AS \"exists\"")
+            .rows()
             .get_result(self)?;
         Ok(row.exists)
     }
 
     fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>> {
-        let rows: Vec<SqliteColumn> = diesel::sql_query(
-            "SELECT name, type AS ty, \"notnull\" AS not_null FROM pragma_table_info(?) ORDER BY cid",
-        )
-        .bind::<Text, _>(table)
-        .load(self)?;
+        let rows: Vec<SqliteColumn> =
+            super::cached::CachedSql::sql("SELECT name, type AS ty, \"notnull\" AS not_null FROM pragma_table_info(")
+                .bind_text(table, ") ORDER BY cid")
+                .rows()
+                .load(self)?;
         Ok(rows.into_iter().map(|c| FoundColumn { name: c.name, ty: c.ty, not_null: c.not_null }).collect())
     }
 

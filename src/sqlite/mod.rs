@@ -3,6 +3,7 @@
 
 #[cfg(feature = "async")]
 mod asynchronous;
+mod cached;
 mod codes;
 mod connection;
 pub(crate) mod doctor;

@@ -50,6 +50,7 @@ use diesel::sql_types::{BigInt, Binary, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
+use super::cached::CachedSql;
 use super::index::IndexError;
 use crate::ann::bytes::{Reader, Writer};
 use crate::ann::{self, AnnError, Filter, Params, Partition, QuantizedIndex, SearchOptions, SearchOutcome};
@@ -246,8 +247,10 @@ struct DatabaseFile {
 /// The shared entry of `spec`'s index in `conn`'s database file, or a private one for a database with no
 /// file (in memory, temporary).
 fn entry(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Shared> {
-    let file: Option<DatabaseFile> =
-        diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'").get_result(conn).optional()?;
+    let file: Option<DatabaseFile> = CachedSql::sql("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        .rows()
+        .get_result(conn)
+        .optional()?;
     let file = file.map(|f| f.file).unwrap_or_default();
     if file.is_empty() {
         return Ok(Shared::default());
@@ -294,13 +297,14 @@ struct Generations {
 }
 
 fn generations(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Generations> {
-    diesel::sql_query(format!(
+    CachedSql::sql(format!(
         "SELECT s.generation AS generation, s.needs_rebuild AS needs_rebuild, \
                 (SELECT c.generation FROM {codes} c WHERE c.chunk = {RECORD_ROW}) AS codes_generation \
          FROM {state} s",
         codes = quote(&spec.codes_table()),
         state = quote(&spec.state_table()),
     ))
+    .rows()
     .get_result(conn)
 }
 
