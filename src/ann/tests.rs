@@ -578,7 +578,7 @@ fn the_stop_rules_stop_before_the_cap_and_keep_the_recall() {
 
 #[test]
 fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescored_rows() {
-    // Like a 1% partition of a million rows: 10k rows, five times the 2000 nearest by Hamming distance that
+    // Like a 1% partition of a million rows: 10k rows, ten times the 1000 nearest by Hamming distance that
     // are rescored first, none of them near the query (other topics), all at nearly the same distance.
     let (dims, clusters) = (256, 100);
     let data = clustered(41, 20_000, dims, clusters);
@@ -597,7 +597,7 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
         assert_eq!(outcome.stats.passed, 10_000);
         found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
         // Unfiltered, the query's own subtopic is near and the Hamming distance parts it from the rest: the
-        // first 2000 rows rescored are enough.
+        // first rows rescored are enough.
         let truth = exact(Metric::Cosine, &all, q, 10);
         let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
         assert!(outcome.stats.rescored < 4000, "{} rows rescored", outcome.stats.rescored);

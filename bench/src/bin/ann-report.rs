@@ -344,7 +344,8 @@ fn report(set: &DataSet, args: &Args) {
         Ok(())
     };
     let fixed = |rescore: usize, rerank: usize| SearchOptions {
-        rescore_min: rescore,
+        rescore_first: rescore,
+        rescore_share: 1.0,
         rescore_per_k: 0,
         rescore_limit: rescore,
         max_rerank: rerank,
