@@ -19,9 +19,9 @@
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
 //!    - `enable_indexscan` off for an exact search.
 //!
-//!    What the set-up reads is remembered per process (`learned`), tied to the table's identity (its
+//!    What the set-up reads is remembered per connection (`learned`), tied to the table's identity (its
 //!    catalog rows' versions, its index's, its `ANALYZE` count, the database and role). A later HNSW search
-//!    of the same table and filters skips the set-up: it sends the `SET LOCAL`s one would write by hand and
+//!    of the same table and filters on that connection skips the set-up: it sends the `SET LOCAL`s one would write by hand and
 //!    checks the identity in its candidates' own statement (`learned_hnsw`); other filtered searches send
 //!    the unfiltered set-up with what was learned (`filtered_setup`). A changed identity, or a failure,
 //!    makes the search read the catalog again.
@@ -72,7 +72,8 @@ impl crate::search::SearchTarget for diesel::PgConnection {
     const BACKEND: &'static str = "postgresql";
 
     fn knn<F: SearchFilter<Pg>>(&mut self, plan: &Plan<'_>, filter: &F) -> Result<Found, SearchError> {
-        exec::block_on(knn(self, plan, filter))
+        let connection = std::ptr::from_ref(self).addr();
+        exec::block_on(knn(self, connection, plan, filter))
     }
 
     fn search_fragments(
@@ -94,7 +95,8 @@ impl crate::search::AsyncSearchTarget for diesel_async::AsyncPgConnection {
         filter: &'a F,
     ) -> Result<Found, SearchError> {
         // The guard rolls the search's transaction back if the future is dropped half way.
-        knn(&mut exec::AsyncPg::new(self), plan, filter).await
+        let connection = std::ptr::from_ref(self).addr();
+        knn(&mut exec::AsyncPg::new(self), connection, plan, filter).await
     }
 
     async fn search_fragments_async<'a>(
@@ -112,15 +114,17 @@ impl crate::search::AsyncSearchTarget for diesel_async::AsyncPgConnection {
 }
 
 /// The search on any PostgreSQL connection (see the module's docs): one transaction, or a savepoint in
-/// the caller's, whose planner switches are put back afterwards.
+/// the caller's, whose planner switches are put back afterwards. `connection` is the connection's address
+/// (what it learned is its own, see [`learned`]).
 async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     conn: &mut E,
+    connection: usize,
     plan: &Plan<'_>,
     filter: &F,
 ) -> Result<Found, SearchError> {
     let saved: Option<Planner> =
         if conn.in_transaction()? { Some(first(conn, sql(READ_PLANNER)).await?) } else { None };
-    let key = learned::Key::of(plan);
+    let key = learned::Key::of(connection, plan);
     let known = learned::recall(&key);
     let mut result = exec::transaction(conn, async |conn: &mut E| {
         knn_in_transaction(conn, plan, filter, &key, known.as_deref()).await
@@ -251,12 +255,19 @@ fn filtered_ef_search(ef_base: i32, selectivity: Option<f64>) -> i32 {
 
 mod learned {
     //! What filtered searches learned about a table from the catalog, per process: its columns' kinds and
-    //! the filters' selectivity, keyed by the table's name and the filters, and tied to the table's
+    //! the filters' selectivity, keyed by the connection, the table's name and the filters, and tied to the table's
     //! **identity** as the set-up statement reads it ([`super::SETUP_IDENTITY`]: it changes with any DDL on
     //! the table's columns, even in the transaction that reads it, and with each `ANALYZE`). A search
     //! trusts an entry only when the identity it reads in its own transaction equals the remembered one, and
     //! an entry whose search fails is forgotten: an entry can make a search slower (one more statement),
     //! never wrong. At most [`CAPACITY`] entries are kept (all are dropped when it is full).
+    //!
+    //! The connection is part of the key (its address: a connection is bound to one database and role), so
+    //! that applications with a database per tenant, or tests with a database each, whose tables share their
+    //! names, do not take each other's entries: keyed by the table alone, connections to two databases
+    //! searching in turn made every search try the other database's entry, fail its identity check and read
+    //! the catalog again (one statement more than learning nothing). A connection that moves learns again; a
+    //! new connection at a dropped one's address is caught by the identity check, like any change.
     use std::collections::HashMap;
     use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -266,14 +277,17 @@ mod learned {
 
     #[derive(Clone, PartialEq, Eq, Hash)]
     pub(super) struct Key {
+        connection: usize,
         table: String,
         index: Option<String>,
         filters: Vec<(String, Value)>,
     }
 
     impl Key {
-        pub(super) fn of(plan: &Plan<'_>) -> Self {
+        /// The key of `plan`'s search on the connection at address `connection`.
+        pub(super) fn of(connection: usize, plan: &Plan<'_>) -> Self {
             Self {
+                connection,
                 table: plan.spec.table().to_owned(),
                 index: plan.spec.pg_index_name().map(str::to_owned),
                 filters: plan.filters.to_vec(),
