@@ -13,8 +13,8 @@
 //!    `<x - c, q - c> ≈ ‖x - c‖² / Σ|x_i - c_i| · Σ_i sign_i · (q_i - c_i)`). Codes live in chunks of
 //!    [`CHUNK_ROWS`] rows with their row ids and partition keys.
 //! 3. **Search** ([`QuantizedIndex::search`]): the query's sign code is compared with every code that passes
-//!    the [`Filter`] by Hamming distance (SIMD, [`crate::simd`]); the nearest few thousand are rescored with the
-//!    query quantised to 4 bits per dimension (bit-plane sums, a far better estimate); candidates are then
+//!    the [`Filter`] by Hamming distance (SIMD, [`crate::simd`]); the nearest 1% (1000 to 2000 for `k` = 10)
+//!    are rescored with the query quantised to 4 bits per dimension (bit-plane sums, a far better estimate); candidates are then
 //!    fetched in order of their estimate and their exact distances computed, until the `k`-th exact distance
 //!    is below the lowest distance any unfetched candidate's estimate allows (its lower bound), or a cap is
 //!    reached. If the outermost rescored rows by Hamming distance could still belong to the top `k` (the

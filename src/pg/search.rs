@@ -19,9 +19,10 @@
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
 //!    - `enable_indexscan` off for an exact search.
 //!
-//!    What the set-up reads is remembered per connection (`learned`), tied to the table's identity (its
+//!    What the set-up reads is remembered per process (`learned`: the connection's own entry first, else
+//!    the latest any connection learned), tied to the table's identity (its
 //!    catalog rows' versions, its index's, its `ANALYZE` count, the database and role). A later HNSW search
-//!    of the same table and filters on that connection skips the set-up: it sends the `SET LOCAL`s one would write by hand and
+//!    of the same table and filters skips the set-up: it sends the `SET LOCAL`s one would write by hand and
 //!    checks the identity in its candidates' own statement (`learned_hnsw`); other filtered searches send
 //!    the unfiltered set-up with what was learned (`filtered_setup`). A changed identity, or a failure,
 //!    makes the search read the catalog again.
@@ -254,20 +255,21 @@ fn filtered_ef_search(ef_base: i32, selectivity: Option<f64>) -> i32 {
 }
 
 mod learned {
-    //! What filtered searches learned about a table from the catalog, per process: its columns' kinds and
-    //! the filters' selectivity, keyed by the connection, the table's name and the filters, and tied to the table's
-    //! **identity** as the set-up statement reads it ([`super::SETUP_IDENTITY`]: it changes with any DDL on
-    //! the table's columns, even in the transaction that reads it, and with each `ANALYZE`). A search
-    //! trusts an entry only when the identity it reads in its own transaction equals the remembered one, and
-    //! an entry whose search fails is forgotten: an entry can make a search slower (one more statement),
-    //! never wrong. At most [`CAPACITY`] entries are kept (all are dropped when it is full).
+    //! What searches learned about a table from the catalog, per process: the index's method and, for filtered
+    //! searches, the columns' kinds and the filters' selectivity, keyed by the table's name, its index and the
+    //! filters, and tied to the table's **identity** as the set-up statement reads it
+    //! ([`super::SETUP_IDENTITY`]: it changes with any DDL on the table's columns, even in the transaction that
+    //! reads it, with each `ANALYZE`, and with the database, role or server). A search trusts an entry only when
+    //! the identity it reads in its own transaction equals the remembered one, and an entry whose search fails
+    //! is forgotten: an entry can make a search slower (one more statement), never wrong. At most
+    //! [`CAPACITY`] entries are kept (all are dropped when it is full).
     //!
-    //! The connection is part of the key (its address: a connection is bound to one database and role), so
-    //! that applications with a database per tenant, or tests with a database each, whose tables share their
-    //! names, do not take each other's entries: keyed by the table alone, connections to two databases
-    //! searching in turn made every search try the other database's entry, fail its identity check and read
-    //! the catalog again (one statement more than learning nothing). A connection that moves learns again; a
-    //! new connection at a dropped one's address is caught by the identity check, like any change.
+    //! Entries are kept twice: under the connection's address as well, and as the latest for the table, index
+    //! and filters. A search takes its connection's own entry first, else the latest. So connections to two
+    //! databases whose tables share their names (a database per tenant, or per test) keep what each learned
+    //! while they stay in place (keyed by the table alone, searching in turn, each took the other's entry,
+    //! failed its identity check and read the catalog again: one statement more than learning nothing), and a
+    //! connection that moves (a pool's checkout holds it inline) or is new still finds what another learned.
     use std::collections::HashMap;
     use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
@@ -275,23 +277,29 @@ mod learned {
 
     pub(super) const CAPACITY: usize = 1024;
 
+    /// What a search is about: the table, its index, the filters.
     #[derive(Clone, PartialEq, Eq, Hash)]
-    pub(super) struct Key {
-        connection: usize,
+    struct About {
         table: String,
         index: Option<String>,
         filters: Vec<(String, Value)>,
     }
 
+    #[derive(Clone, PartialEq, Eq, Hash)]
+    pub(super) struct Key {
+        connection: usize,
+        about: About,
+    }
+
     impl Key {
         /// The key of `plan`'s search on the connection at address `connection`.
         pub(super) fn of(connection: usize, plan: &Plan<'_>) -> Self {
-            Self {
-                connection,
+            let about = About {
                 table: plan.spec.table().to_owned(),
                 index: plan.spec.pg_index_name().map(str::to_owned),
                 filters: plan.filters.to_vec(),
-            }
+            };
+            Self { connection, about }
         }
     }
 
@@ -304,22 +312,42 @@ mod learned {
         pub(super) mode: String,
     }
 
-    static KNOWN: LazyLock<Mutex<HashMap<Key, Arc<Known>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    #[derive(Default)]
+    struct Memory {
+        by_connection: HashMap<Key, Arc<Known>>,
+        latest: HashMap<About, Arc<Known>>,
+    }
 
+    static KNOWN: LazyLock<Mutex<Memory>> = LazyLock::new(|| Mutex::new(Memory::default()));
+
+    fn memory() -> std::sync::MutexGuard<'static, Memory> {
+        KNOWN.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection's own entry, else the latest any connection learned.
     pub(super) fn recall(key: &Key) -> Option<Arc<Known>> {
-        KNOWN.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+        let memory = memory();
+        memory.by_connection.get(key).or_else(|| memory.latest.get(&key.about)).cloned()
     }
 
     pub(super) fn remember(key: Key, known: Known) {
-        let mut map = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= CAPACITY && !map.contains_key(&key) {
-            map.clear();
+        let mut memory = memory();
+        let known = Arc::new(known);
+        if memory.by_connection.len() >= CAPACITY && !memory.by_connection.contains_key(&key) {
+            memory.by_connection.clear();
         }
-        map.insert(key, Arc::new(known));
+        if memory.latest.len() >= CAPACITY && !memory.latest.contains_key(&key.about) {
+            memory.latest.clear();
+        }
+        memory.latest.insert(key.about.clone(), Arc::clone(&known));
+        memory.by_connection.insert(key, known);
     }
 
+    /// Forgets the connection's entry and the latest (either may be what the search used).
     pub(super) fn forget(key: &Key) {
-        KNOWN.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        let mut memory = memory();
+        memory.by_connection.remove(key);
+        memory.latest.remove(&key.about);
     }
 }
 

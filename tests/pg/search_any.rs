@@ -48,7 +48,7 @@ fn every_metric_and_index_gives_the_k_nearest_with_and_without_a_partition_filte
             if index == PgIndex::Ivfflat {
                 pg::rebuild(&mut conn, &spec, Rebuild::Ivfflat { lists: None }).unwrap();
             }
-            for q in &queries {
+            for (n, q) in queries.iter().enumerate() {
                 for lang in [None, Some("fr")] {
                     let expected = dsl_nearest!(&mut conn, q, metric, lang, 10);
                     assert_eq!(expected.len(), 10);
@@ -62,7 +62,7 @@ fn every_metric_and_index_gives_the_k_nearest_with_and_without_a_partition_filte
                         if strategy == Strategy::Exact || index == PgIndex::None {
                             assert_eq!(found, expected, "{metric} {index} {lang:?} {strategy:?}");
                         } else {
-                            recall.add(format_args!("{metric} {index} {lang:?}"), &found, &expected);
+                            recall.add(format_args!("{metric} {index} {lang:?} query {n}"), &found, &expected);
                         }
                         let expected_path = match (strategy, index) {
                             (Strategy::Exact, _) | (_, PgIndex::None) => "exact",
@@ -402,6 +402,15 @@ fn what_a_filtered_search_learned_never_outlives_the_table_it_read() {
     // Each connection keeps what it learned (a database per tenant searched in turn reads its catalog once).
     assert_eq!(run(&mut a, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
     assert_eq!(run(&mut b, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+    // A new connection (as a pool hands out) takes the latest entry any connection learned: here b's, of the
+    // other database, where `tenant` is text. Its check fails and the search reads the catalog.
+    let mut c = db_a.conn();
+    assert_eq!(run(&mut c, "tenant", 7.into()), (Ok(vec![1, 2]), "read".into()));
+    assert_eq!(run(&mut c, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+    // The next new connection to the same database finds what c learned.
+    let mut d = db_a.conn();
+    assert_eq!(run(&mut d, "tenant", 7.into()), (Ok(vec![1, 2]), "learned".into()));
+    drop((c, d));
 
     a.batch_execute("ALTER TABLE journal RENAME COLUMN tenant TO owner").unwrap();
     let (err, _) = run(&mut a, "tenant", 7.into());

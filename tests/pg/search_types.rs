@@ -40,7 +40,7 @@ fn halfvec_and_sparsevec_columns_are_searched_through_their_hnsw_index() {
     library(&mut conn, &[&clip, &tags], 1500, 61);
     let mut paths = Vec::new();
     let mut recall = (Recall::default(), Recall::default());
-    for (_, half, sparse) in &fixture::queries(61, 1500, 4) {
+    for (n, (_, half, sparse)) in fixture::queries(61, 1500, 4).iter().enumerate() {
         for (spec, q) in [(&clip, SearchVector::from(half)), (&tags, SearchVector::from(sparse))] {
             for album in [None, Some("travel")] {
                 let mut search = spec.search(q).k(10);
@@ -50,7 +50,7 @@ fn halfvec_and_sparsevec_columns_are_searched_through_their_hnsw_index() {
                 let exact = search.clone().strategy(Strategy::Exact).run(&mut conn).unwrap();
                 let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
                 let recall = if spec.column() == "clip" { &mut recall.0 } else { &mut recall.1 };
-                recall.add(format!("{} {album:?}", spec.column()), &search::ids(&hits), &search::ids(&exact));
+                recall.add(format!("{} {album:?} query {n}", spec.column()), &search::ids(&hits), &search::ids(&exact));
                 paths.push((spec.column().to_owned(), path(&events)));
             }
         }
