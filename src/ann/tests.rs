@@ -611,3 +611,28 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
     let outcome = index.search(&queries[0], 10, &Filter::partition(1), &capped, store.fetch()).unwrap();
     assert!((3000..3500).contains(&outcome.stats.rescored), "{} rows rescored", outcome.stats.rescored);
 }
+
+#[test]
+fn the_rows_rescored_first_are_a_share_of_the_rows_the_filter_passes() {
+    let (dims, clusters) = (64, 40);
+    let data = clustered(43, 20_000, dims, clusters);
+    let index = index_of(Metric::Cosine, &data, |i| u64::from(i % 4 == 0));
+    let store = Store::new(&data);
+    let q = &clustered_noise(43, 44, 1, dims, clusters)[0];
+    // No widening round (`rescore_limit` 0): what a search rescores is its first round, the nearest rows by
+    // whole Hamming distances, so at least what was asked and a few more at the last distance.
+    let rescored = |filter: &Filter<'_>, options: SearchOptions| {
+        let options = SearchOptions { rescore_limit: 0, exhaustive_below: 0, ..options };
+        index.search(q, 10, filter, &options, store.fetch()).unwrap().stats.rescored
+    };
+    let share = SearchOptions { rescore_per_k: 0, ..SearchOptions::default() };
+    let all = rescored(&Filter::all(), share);
+    assert!((200..300).contains(&all), "1% of 20000 rows: {all}");
+    let quarter = rescored(&Filter::partition(1), share);
+    assert!((50..100).contains(&quarter), "1% of the 5000 rows passing: {quarter}");
+    // At most `rescore_first`, at least `rescore_per_k` per neighbour.
+    let capped = rescored(&Filter::all(), SearchOptions { rescore_first: 120, ..share });
+    assert!((120..200).contains(&capped), "{capped}");
+    let floor = rescored(&Filter::all(), SearchOptions::default());
+    assert!((1000..1200).contains(&floor), "100 per neighbour for k = 10: {floor}");
+}
