@@ -280,7 +280,7 @@ impl QuantizedIndex {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // `as` saturates (NaN gives 0)
             let share = (stats.passed as f64 * options.rescore_share) as usize;
             let wanted = share.min(options.rescore_first).max(options.rescore_per_k.saturating_mul(k));
-            let histogram = Histogram::of(&distances, dims);
+            let histogram = Histogram::of(distances.iter().copied(), dims);
             let threshold = histogram.threshold(if exhaustive { usize::MAX } else { wanted });
             (self.rescore(&prepared, &distances, &bounds, 0..=threshold), threshold, exhaustive, histogram)
         });
@@ -463,19 +463,24 @@ impl QuantizedIndex {
     }
 }
 
-/// How many of the scanned rows are at each Hamming distance (the filtered-out rows, `u16::MAX`, left out).
+/// How many rows are at each Hamming distance (the filtered-out rows, `u16::MAX`, left out).
 struct Histogram(Vec<usize>);
 
 impl Histogram {
-    fn of(distances: &[u16], dims: usize) -> Histogram {
+    fn of(distances: impl IntoIterator<Item = u16>, dims: usize) -> Histogram {
         let mut counts = vec![0usize; dims.min(usize::from(u16::MAX - 1)) + 2];
         let last = counts.len() - 1;
         for d in distances {
-            if *d != u16::MAX {
-                counts[usize::from(*d).min(last)] += 1;
+            if d != u16::MAX {
+                counts[usize::from(d).min(last)] += 1;
             }
         }
         Histogram(counts)
+    }
+
+    /// The largest distance it counts (`dims` + 1: a distance is at most `dims`).
+    fn last(&self) -> usize {
+        self.0.len() - 1
     }
 
     /// The smallest Hamming distance `t` such that at least `wanted` rows are within `t` (all rows if fewer).
@@ -505,15 +510,12 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate]) -> f64 {
 /// (Where the bound is loose, as on the embedding-like data, some of the outermost rows stay open whatever
 /// the Hamming distance says: hence a density, not any one row.)
 fn frontier_open(candidates: &[Candidate], next: usize, top: &BinaryHeap<Ranked>, kth: f64, dims: usize) -> bool {
-    let mut histogram = vec![0usize; dims.min(usize::from(u16::MAX - 1)) + 2];
-    let last = histogram.len() - 1;
-    for c in candidates {
-        histogram[usize::from(c.hamming).min(last)] += 1;
-    }
+    let histogram = Histogram::of(candidates.iter().map(|c| c.hamming), dims);
+    let last = histogram.last();
     let band = candidates.len().div_ceil(8);
     let (mut from, mut total) = (last, 0);
-    while from > 0 && total + histogram[from] < band {
-        total += histogram[from];
+    while from > 0 && total + histogram.0[from] < band {
+        total += histogram.0[from];
         from -= 1;
     }
     let mut in_top: Vec<i64> = top.iter().map(|r| r.0.id).collect();
