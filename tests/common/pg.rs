@@ -111,9 +111,14 @@ impl Recall {
         self.wanted += exact.len();
     }
 
+    /// The share of the exact answers the searches recalled, together.
+    pub fn value(&self) -> f64 {
+        self.found as f64 / self.wanted.max(1) as f64
+    }
+
     /// Asserts that the searches recalled at least `bar` of their exact answers, together.
     pub fn assert_at_least(&self, bar: f64) {
-        let recall = self.found as f64 / self.wanted.max(1) as f64;
+        let recall = self.value();
         assert!(recall >= bar, "recall {recall:.3} < {bar} over {} rows; misses: {:?}", self.wanted, self.misses);
     }
 }
