@@ -280,8 +280,11 @@ impl QuantizedIndex {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // `as` saturates (NaN gives 0)
             let share = (stats.passed as f64 * options.rescore_share) as usize;
             let wanted = share.min(options.rescore_first).max(options.rescore_per_k.saturating_mul(k));
-            let histogram = Histogram::of(distances.iter().copied(), dims);
-            let threshold = histogram.threshold(if exhaustive { usize::MAX } else { wanted });
+            // An exhaustive search rescores every passing row at once and never widens: no histogram (an
+            // empty one puts every row within its threshold).
+            let histogram =
+                if exhaustive { Histogram(Vec::new()) } else { Histogram::of(distances.iter().copied(), dims) };
+            let threshold = histogram.threshold(wanted);
             (self.rescore(&prepared, &distances, &bounds, 0..=threshold), threshold, exhaustive, histogram)
         });
         stats.rescored = candidates.len();
