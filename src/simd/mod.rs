@@ -47,6 +47,10 @@
 //!    capacity stay within the capacity reserved just before, and `set_len` is called only after every
 //!    element up to the new length was written.
 //! 3. **Values.** The kernels read `f32`, `u64` and bytes, for which every bit pattern is valid.
+//! 4. **Prefetches** (`_mm_prefetch`, before [`Simd::hamming_rows`] compares scattered rows) are hints: they
+//!    read nothing into the program and cannot fault, whatever the address; they are only ever given
+//!    addresses within a slice anyway. The kernels that take closures (`hamming_rows`) hand them only
+//!    subslices of the caller's slices, and the unsafe distance inside reads the shorter of its two slices.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -264,6 +268,24 @@ impl Simd {
             return x86::hamming_scan(self.level, query, codes, keep, scanned);
         }
         portable::hamming_scan(query, codes, keep, scanned)
+    }
+
+    /// Hamming distances from `query` to the codes at `rows` of `codes` (`query.len()` words each, one after
+    /// the other): `out[i]` for row `rows[i]`. For a few rows scattered over many codes: every row's cache
+    /// lines are asked for before the first is compared, so that their reads from memory overlap.
+    ///
+    /// Saturates like [`hamming_scan`](Self::hamming_scan); a row beyond `codes` gets `u16::MAX`, and only
+    /// `out.len()` rows (or fewer, if `rows` is shorter) are compared.
+    pub fn hamming_rows(self, query: &[u64], codes: &[u64], rows: &[u32], out: &mut [u16]) {
+        let count = rows.len().min(out.len());
+        let (rows, out) = (&rows[..count], &mut out[..count]);
+        let words = query.len();
+        let held = codes.len().checked_div(words).unwrap_or(usize::MAX);
+        #[cfg(target_arch = "x86_64")]
+        if self.level >= Level::Popcnt {
+            return x86::hamming_rows(self.level, query, codes, held, rows, out);
+        }
+        portable::hamming_rows(query, codes, held, rows, out)
     }
 
     /// The bit-plane sum of one code against a query quantised to `planes.len() / code.len()` bits per

@@ -93,6 +93,38 @@ pub(super) fn hamming_scan(query: &[u64], codes: &[u64], keep: &[u64], out: &mut
     }
 }
 
+pub(super) fn hamming_rows(query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
+    rows_with(query, codes, held, rows, out, hamming, |_| ());
+}
+
+/// [`Simd::hamming_rows`](super::Simd::hamming_rows) with the level's `distance` (of two slices of equal
+/// length) and `prefetch` (a hint for a row's cache lines), shared by every level. `held` is the number of
+/// codes in `codes`.
+#[inline(always)]
+pub(super) fn rows_with(
+    query: &[u64],
+    codes: &[u64],
+    held: usize,
+    rows: &[u32],
+    out: &mut [u16],
+    distance: impl Fn(&[u64], &[u64]) -> u32,
+    prefetch: impl Fn(&[u64]),
+) {
+    let words = query.len();
+    let code = |row: u32| {
+        let row = row as usize;
+        (row < held).then(|| &codes[row * words..(row + 1) * words])
+    };
+    for row in rows {
+        if let Some(c) = code(*row) {
+            prefetch(c);
+        }
+    }
+    for (row, o) in rows.iter().zip(out.iter_mut()) {
+        *o = code(*row).map_or(u16::MAX, |c| saturate(distance(query, c)));
+    }
+}
+
 #[inline(always)]
 pub(super) fn plane_sums(planes: &[u64], code: &[u64]) -> (u32, u32) {
     let ones = code.iter().map(|w| w.count_ones()).sum();

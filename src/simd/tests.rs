@@ -182,6 +182,41 @@ fn hamming_scans_mark_rows_beyond_the_codes_or_the_mask_as_skipped() {
 }
 
 #[test]
+fn hamming_rows_agree_with_a_naive_count_at_every_level() {
+    let mut rng = Rng(3);
+    for words in [1, 3, 4, 7, 8, 9, 16, 17, 250] {
+        let rows = 40;
+        let query = rng.words(words);
+        let codes = rng.words(words * rows);
+        // In order, out of order, repeated, and beyond the codes (`u16::MAX`).
+        let picks: Vec<u32> = vec![0, 39, 5, 5, 17, 40, 1000, u32::MAX, 2];
+        let naive = |row: u32| {
+            let row = row as usize;
+            if row < rows {
+                let d: u32 = query.iter().zip(&codes[row * words..]).map(|(q, c)| (q ^ c).count_ones()).sum();
+                (d as u16).min(u16::MAX - 1)
+            } else {
+                u16::MAX
+            }
+        };
+        let expected: Vec<u16> = picks.iter().map(|r| naive(*r)).collect();
+        for simd in Simd::all_supported() {
+            let mut out = vec![7u16; picks.len()];
+            simd.hamming_rows(&query, &codes, &picks, &mut out);
+            assert_eq!(out, expected, "{} words={words}", simd.level());
+            // Only `out.len()` rows, and none when either is empty.
+            let mut short = [7u16; 3];
+            simd.hamming_rows(&query, &codes, &picks, &mut short);
+            assert_eq!(short, expected[..3], "{}", simd.level());
+            simd.hamming_rows(&query, &codes, &[], &mut short);
+            assert_eq!(short, expected[..3]);
+            simd.hamming_rows(&query, &codes[..words * 3], &picks, &mut out);
+            assert_eq!(&out[..3], &[expected[0], u16::MAX, u16::MAX], "{} words={words}", simd.level());
+        }
+    }
+}
+
+#[test]
 fn plane_sums_agree_with_a_naive_sum_at_every_level() {
     let mut rng = Rng(3);
     for words in (1..=33).chain([96, 250]) {

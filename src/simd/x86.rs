@@ -258,6 +258,31 @@ pub(super) fn hamming_scan(level: Level, query: &[u64], codes: &[u64], keep: &[u
     }
 }
 
+pub(super) fn hamming_rows(level: Level, query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
+    if query.is_empty() || held.checked_mul(query.len()).is_none_or(|n| n > codes.len()) {
+        return portable::hamming_rows(query, codes, held, rows, out);
+    }
+    // Features as in `dot`; every code `rows_with` passes is a slice of `codes` of `query.len()` words.
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { hamming_rows_avx512(query, codes, held, rows, out) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { hamming_rows_avx2(query, codes, held, rows, out) },
+        Level::Popcnt => unsafe { hamming_rows_popcnt(query, codes, held, rows, out) },
+        Level::Portable => portable::hamming_rows(query, codes, held, rows, out),
+    }
+}
+
+/// Asks for the cache lines of `words` ahead of their use (a hint: no fault, no effect on results).
+#[inline(always)]
+fn prefetch_lines(words: &[u64]) {
+    for line in words.chunks(8) {
+        // A prefetch is only a hint: it reads nothing into the program and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+}
+
 /// At most this many planes are summed (the weights stay within `u32`).
 pub(super) const MAX_PLANES: usize = 8;
 
@@ -281,6 +306,11 @@ pub(super) fn plane_sums(level: Level, planes: &[u64], code: &[u64]) -> (u32, u3
 #[target_feature(enable = "popcnt")]
 unsafe fn hamming_scan_popcnt(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     portable::hamming_scan(query, codes, keep, out)
+}
+
+#[target_feature(enable = "popcnt")]
+unsafe fn hamming_rows_popcnt(query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
+    portable::rows_with(query, codes, held, rows, out, portable::hamming, prefetch_lines)
 }
 
 #[target_feature(enable = "popcnt")]
@@ -308,32 +338,51 @@ unsafe fn sum_u64x4(v: __m256i) -> u32 {
     u32::try_from(lanes.iter().sum::<u64>()).unwrap_or(u32::MAX)
 }
 
+/// The Hamming distance between the `words` words at `q` and at `code`; the caller guarantees both are
+/// readable for `words` words.
+#[inline(always)]
+unsafe fn hamming_avx2(q: *const u64, code: *const u64, words: usize) -> u32 {
+    let blocks = words / 4;
+    let mut acc = _mm256_setzero_si256();
+    for b in 0..blocks {
+        // In bounds: b * 4 + 4 <= words.
+        let x = _mm256_xor_si256(_mm256_loadu_si256(q.add(b * 4).cast()), _mm256_loadu_si256(code.add(b * 4).cast()));
+        acc = _mm256_add_epi64(acc, popcount_avx2(x));
+    }
+    let mut d = sum_u64x4(acc);
+    for w in blocks * 4..words {
+        // In bounds: w < words.
+        d += (*q.add(w) ^ *code.add(w)).count_ones();
+    }
+    d
+}
+
 #[target_feature(enable = "avx2,popcnt")]
 unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     let words = query.len();
-    let blocks = words / 4;
-    let q = query.as_ptr();
     for (row, o) in out.iter_mut().enumerate() {
         if !kept(keep, row) {
             *o = u16::MAX;
             continue;
         }
         // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
-        let code = codes.as_ptr().add(row * words);
-        let mut acc = _mm256_setzero_si256();
-        for b in 0..blocks {
-            // In bounds: b * 4 + 4 <= words.
-            let x =
-                _mm256_xor_si256(_mm256_loadu_si256(q.add(b * 4).cast()), _mm256_loadu_si256(code.add(b * 4).cast()));
-            acc = _mm256_add_epi64(acc, popcount_avx2(x));
-        }
-        let mut d = sum_u64x4(acc);
-        for w in blocks * 4..words {
-            // In bounds: w < words.
-            d += (*q.add(w) ^ *code.add(w)).count_ones();
-        }
-        *o = saturate(d);
+        *o = saturate(hamming_avx2(query.as_ptr(), codes.as_ptr().add(row * words), words));
     }
+}
+
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn hamming_rows_avx2(query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
+    // In bounds: both slices are readable for the shorter one's length. (The closure has this function's
+    // target features.)
+    portable::rows_with(
+        query,
+        codes,
+        held,
+        rows,
+        out,
+        |a, b| hamming_avx2(a.as_ptr(), b.as_ptr(), a.len().min(b.len())),
+        prefetch_lines,
+    );
 }
 
 #[target_feature(enable = "avx2,popcnt")]
@@ -369,37 +418,58 @@ fn first_lanes(n: usize) -> __mmask8 {
     u8::try_from((1u16 << n) - 1).unwrap_or(u8::MAX)
 }
 
+/// The Hamming distance between the `words` words at `q` and at `code`; the caller guarantees both are
+/// readable for `words` words.
+#[cfg(dv_avx512)]
+#[inline(always)]
+unsafe fn hamming_avx512(q: *const u64, code: *const u64, words: usize) -> u32 {
+    let (blocks, rest) = (words / 8, words % 8);
+    let mut acc = _mm512_setzero_si512();
+    for b in 0..blocks {
+        // In bounds: b * 8 + 8 <= words.
+        let x = _mm512_xor_si512(_mm512_loadu_si512(q.add(b * 8).cast()), _mm512_loadu_si512(code.add(b * 8).cast()));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    if rest > 0 {
+        // Masked loads touch only the first `rest` words after the blocks: blocks * 8 + rest == words.
+        let rest_mask = first_lanes(rest);
+        let x = _mm512_xor_si512(
+            _mm512_maskz_loadu_epi64(rest_mask, q.add(blocks * 8).cast()),
+            _mm512_maskz_loadu_epi64(rest_mask, code.add(blocks * 8).cast()),
+        );
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    u32::try_from(_mm512_reduce_add_epi64(acc)).unwrap_or(u32::MAX)
+}
+
 #[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
 unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     let words = query.len();
-    let (blocks, rest) = (words / 8, words % 8);
-    let rest_mask = first_lanes(rest);
-    let q = query.as_ptr();
     for (row, o) in out.iter_mut().enumerate() {
         if !kept(keep, row) {
             *o = u16::MAX;
             continue;
         }
         // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
-        let code = codes.as_ptr().add(row * words);
-        let mut acc = _mm512_setzero_si512();
-        for b in 0..blocks {
-            // In bounds: b * 8 + 8 <= words.
-            let x =
-                _mm512_xor_si512(_mm512_loadu_si512(q.add(b * 8).cast()), _mm512_loadu_si512(code.add(b * 8).cast()));
-            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
-        }
-        if rest > 0 {
-            // Masked loads touch only the first `rest` words after the blocks: blocks * 8 + rest == words.
-            let x = _mm512_xor_si512(
-                _mm512_maskz_loadu_epi64(rest_mask, q.add(blocks * 8).cast()),
-                _mm512_maskz_loadu_epi64(rest_mask, code.add(blocks * 8).cast()),
-            );
-            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
-        }
-        *o = saturate(u32::try_from(_mm512_reduce_add_epi64(acc)).unwrap_or(u32::MAX));
+        *o = saturate(hamming_avx512(query.as_ptr(), codes.as_ptr().add(row * words), words));
     }
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
+unsafe fn hamming_rows_avx512(query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
+    // In bounds: both slices are readable for the shorter one's length. (The closure has this function's
+    // target features.)
+    portable::rows_with(
+        query,
+        codes,
+        held,
+        rows,
+        out,
+        |a, b| hamming_avx512(a.as_ptr(), b.as_ptr(), a.len().min(b.len())),
+        prefetch_lines,
+    );
 }
 
 #[cfg(dv_avx512)]
