@@ -13,7 +13,12 @@
 //!    `<x - c, q - c> ≈ ‖x - c‖² / Σ|x_i - c_i| · Σ_i sign_i · (q_i - c_i)`). Codes live in chunks of
 //!    [`CHUNK_ROWS`] rows with their row ids and partition keys.
 //! 3. **Search** ([`QuantizedIndex::search`]): the query's sign code is compared with every code that passes
-//!    the [`Filter`] by Hamming distance (SIMD, [`crate::simd`]); the nearest 1% (1000 to 2000 for `k` = 10)
+//!    the [`Filter`] by Hamming distance (SIMD, [`crate::simd`]). From 512 dimensions up this takes two
+//!    passes: the first third of every code (kept contiguous, a third of the bytes to read) first, then the
+//!    rest of the code for the rows nearest by that prefix only (twice as many as are rescored,
+//!    [`SearchOptions::first_pass_keep`]; when those are at most an eighth of the rows passing and at most
+//!    2^18 rows pass); the others are compared whole only if the search widens (below).
+//!    The nearest 1% by whole Hamming distance (1000 to 2000 for `k` = 10)
 //!    are rescored with the query quantised to 4 bits per dimension (bit-plane sums, a far better estimate); candidates are then
 //!    fetched in order of their estimate and their exact distances computed, until the `k`-th exact distance
 //!    is below the lowest distance any unfetched candidate's estimate allows (its lower bound), or a cap is

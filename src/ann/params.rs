@@ -377,6 +377,17 @@ impl Params {
         self.dims.div_ceil(64)
     }
 
+    /// The words of each code a search's first pass compares (the rest only for the rows that pass compare
+    /// nearest): a third of the code from 8 words (512 dimensions) up, the whole code below.
+    pub(super) fn prefix_words(&self) -> usize {
+        let words = self.words();
+        if words >= 8 {
+            words.div_ceil(3)
+        } else {
+            words
+        }
+    }
+
     pub(super) fn bounds(&self, scale: f64) -> Bounds {
         Bounds {
             metric: self.metric,

@@ -79,6 +79,21 @@ pub struct SearchOptions {
     pub rescore_share: f64,
     /// See `rescore_first`.
     pub rescore_per_k: usize,
+    /// From 512 dimensions up, the scan compares the first third of each code first (a third of the bytes to
+    /// read, from contiguous memory), then the whole code of this many times the rows rescored first (at
+    /// least 2: the first round rescores the nearest of those by whole Hamming distance, and its outermost
+    /// rows tell whether to widen), the nearest by that prefix (about: the prefix distance that holds them is
+    /// measured on a sample of the chunks). Only when those are at most an eighth of the rows passing the
+    /// filter and at most 2^18 rows pass; otherwise every code is compared whole. A search that widens
+    /// compares every other row's whole code before it goes on, so widening sees the whole codes' order as
+    /// before. `usize::MAX` compares every code whole. At 100k rows the default, 2, kept the recall of whole
+    /// codes on both of the benchmarks' generators (BENCHMARKS.md, "Scanning a third of the codes").
+    ///
+    /// The prefix speaks for the whole code when the code's bits carry their information evenly, as the
+    /// dimensions of embedding models do (Matryoshka-trained ones put more of it first). A column whose first
+    /// third of dimensions is constant loses nothing (every prefix distance is equal, so every row is kept);
+    /// one whose first dimensions are noise unrelated to the rest would rank poorly: set `usize::MAX` then.
+    pub first_pass_keep: usize,
     /// Rows rescored at most (a round rescores whole Hamming distances, so it may pass this by a few). The
     /// stop rules speak for the rescored rows only; when a search would stop while the outermost eighth of
     /// them by Hamming distance holds a row of the top `k`, or rows the error bound cannot rule out about as
@@ -114,6 +129,7 @@ impl Default for SearchOptions {
             rescore_first: 2000,
             rescore_share: 0.01,
             rescore_per_k: 100,
+            first_pass_keep: 2,
             rescore_limit: 20_000,
             max_rerank: 200,
             rerank_limit: 4000,
@@ -185,10 +201,20 @@ struct Candidate {
     hamming: u16,
 }
 
+/// The scan's output, kept between searches so that a query does not allocate (and fault in) a fresh buffer
+/// of a few hundred KB.
+struct Scratch {
+    /// One per row slot: the row's Hamming distance, [`PENDING`] with its prefix's, or `u16::MAX` when the
+    /// filter leaves it out.
+    distances: Vec<u16>,
+    /// One bit per row slot of each chunk: the rows the filter passes.
+    passing: Vec<[u64; CHUNK_ROWS / 64]>,
+    /// The row slots whose distance is whole, in the order they were compared.
+    whole: Vec<u32>,
+}
+
 thread_local! {
-    /// The Hamming scan's output, one `u16` per row slot: kept between searches so that a query does not
-    /// allocate (and fault in) a fresh buffer of a few hundred KB.
-    static DISTANCES: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { distances: Vec::new(), passing: Vec::new(), whole: Vec::new() }) };
 }
 
 impl QuantizedIndex {
@@ -273,19 +299,35 @@ impl QuantizedIndex {
         // Rows within Hamming distance `rescored_to` of the query are rescored: the nearest `wanted`, or every
         // row that passes the filter when so few do that all are reranked. The distances' histogram is kept
         // for the rounds that rescore more.
-        let (mut candidates, mut rescored_to, exhaustive, histogram) = DISTANCES.with(|cell| {
-            let mut distances = cell.borrow_mut();
-            stats.passed = self.scan(&prepared, filter, &mut distances);
+        let (mut candidates, mut rescored_to, exhaustive, mut histogram, mut whole) = SCRATCH.with(|cell| {
+            let scratch = &mut *cell.borrow_mut();
+            stats.passed = self.passing(filter, scratch);
             let exhaustive = stats.passed <= options.exhaustive_below;
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // `as` saturates (NaN gives 0)
             let share = (stats.passed as f64 * options.rescore_share) as usize;
             let wanted = share.min(options.rescore_first).max(options.rescore_per_k.saturating_mul(k));
-            // An exhaustive search rescores every passing row at once and never widens: no histogram (an
-            // empty one puts every row within its threshold).
-            let histogram =
-                if exhaustive { Histogram(Vec::new()) } else { Histogram::of(distances.iter().copied(), dims) };
-            let threshold = histogram.threshold(wanted);
-            (self.rescore(&prepared, &distances, &bounds, 0..=threshold), threshold, exhaustive, histogram)
+            // At least twice the rows rescored first: the first round must be the nearest of the rows kept by
+            // whole Hamming distance, so that its outermost rows say whether to widen.
+            let keep = if exhaustive { usize::MAX } else { wanted.saturating_mul(options.first_pass_keep.max(2)) };
+            // The prefixes pay when the rows they keep are few among those passing (the rest of each kept
+            // row's code is a scattered read), and where few are kept the prefix order matters least: when
+            // more than an eighth would be kept (a filter leaving few rows), every code is compared whole.
+            // Nor above `PREFIX_PASS_MAX_ROWS` rows passing (measured: see there).
+            let whole = self.params.prefix_words() == self.params.words()
+                || keep.saturating_mul(8) > stats.passed
+                || stats.passed > PREFIX_PASS_MAX_ROWS;
+            let prefix_within = if whole { u16::MAX - 1 } else { self.prefix_threshold(&prepared, scratch, keep) };
+            // The rows compared whole are listed when they are few (the rows kept, or an exhaustive search's).
+            let listed = exhaustive || !whole;
+            let histogram = self.scan(&prepared, scratch, prefix_within, listed);
+            // An exhaustive search rescores every passing row at once (all of them are whole).
+            let threshold = if exhaustive { u16::MAX - 1 } else { histogram.threshold(wanted) };
+            let candidates = if listed {
+                self.rescore(&prepared, &scratch.distances, &scratch.whole, &bounds, 0..=threshold)
+            } else {
+                self.rescore_all(&prepared, &scratch.distances, &bounds, 0..=threshold)
+            };
+            (candidates, threshold, exhaustive, histogram, whole)
         });
         stats.rescored = candidates.len();
         sort_candidates(&mut candidates);
@@ -325,9 +367,8 @@ impl QuantizedIndex {
                 // above spoke for the rescored rows only: if the outermost of those by Hamming distance may
                 // still hold top-`k` rows, so may the rows beyond, and the next ones by Hamming distance are
                 // rescored (twice as many rows in all, up to `rescore_limit`).
-                let to = if top.len() < k {
-                    u16::MAX - 1
-                } else {
+                let everything = top.len() < k;
+                if !everything {
                     let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
                     if stats.fetched >= limit
                         || stats.rescored >= options.rescore_limit
@@ -335,10 +376,32 @@ impl QuantizedIndex {
                     {
                         break;
                     }
+                }
+                // Widening needs every row's whole distance (the Hamming distance is not parting the near rows
+                // from the far ones, and the prefixes' even less): the rows the first pass left pending are
+                // completed (once), and those within the distance rescored so far join the candidates first.
+                if !whole {
+                    let mut late;
+                    (late, histogram) =
+                        SCRATCH.with(|cell| self.complete(&prepared, &mut cell.borrow_mut(), &bounds, rescored_to));
+                    whole = true;
+                    if !late.is_empty() {
+                        stats.rescored += late.len();
+                        stats.bounded = false;
+                        candidates.append(&mut late);
+                        sort_candidates(&mut candidates[next..]);
+                        suffix_min = suffix_minima(&candidates);
+                        continue;
+                    }
+                }
+                let to = if everything {
+                    u16::MAX - 1
+                } else {
                     histogram.threshold(stats.rescored.saturating_mul(2).min(options.rescore_limit))
                 };
-                let mut more =
-                    DISTANCES.with(|cell| self.rescore(&prepared, &cell.borrow(), &bounds, rescored_to + 1..=to));
+                // Every row's distance is whole by now.
+                let mut more = SCRATCH
+                    .with(|cell| self.rescore_all(&prepared, &cell.borrow().distances, &bounds, rescored_to + 1..=to));
                 if more.is_empty() {
                     break;
                 }
@@ -376,12 +439,10 @@ impl QuantizedIndex {
         Ok(SearchOutcome { neighbours, stats })
     }
 
-    /// Hamming distances of every row slot that passes `filter` (others `u16::MAX`); returns how many passed.
-    fn scan(&self, query: &Query, filter: &Filter<'_>, distances: &mut Vec<u16>) -> usize {
-        let slots = self.chunks.len() * CHUNK_ROWS;
-        distances.clear();
-        distances.resize(slots, u16::MAX);
+    /// Which rows of each chunk `filter` passes (`scratch.passing`); returns how many.
+    fn passing(&self, filter: &Filter<'_>, scratch: &mut Scratch) -> usize {
         let allowed = filter.allow.map(|ids| self.allowed_masks(ids));
+        scratch.passing.clear();
         let mut passed = 0;
         for (n, chunk) in self.chunks.iter().enumerate() {
             let mut keep = [0u64; CHUNK_ROWS / 64];
@@ -405,10 +466,170 @@ impl QuantizedIndex {
                 }
             }
             passed += keep.iter().map(|w| w.count_ones() as usize).sum::<usize>();
-            let out = &mut distances[n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len()];
-            self.simd.hamming_scan(&query.code, &chunk.codes, &keep, out);
+            scratch.passing.push(keep);
         }
         passed
+    }
+
+    /// The Hamming distance of the codes' prefixes within which about `keep` of the passing rows lie,
+    /// measured on a sample of the chunks (one in `keep / 512`, at most one in 16; every chunk when the
+    /// sample would hold too few rows).
+    fn prefix_threshold(&self, query: &Query, scratch: &Scratch, keep: usize) -> u16 {
+        let p = self.params.prefix_words();
+        let passing = |n: usize| scratch.passing[n].iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        let passed: usize = (0..self.chunks.len()).map(passing).sum();
+        let mut stride = (keep / 512).clamp(1, 16);
+        loop {
+            let sampled: usize = (0..self.chunks.len()).step_by(stride).map(passing).sum();
+            // The rows of the sample expected within the threshold.
+            let target = keep.saturating_mul(sampled).div_ceil(passed.max(1));
+            if stride > 1 && target < 256 {
+                stride = 1;
+                continue;
+            }
+            let mut histogram = Histogram::new(p * 64);
+            let mut out = [u16::MAX; CHUNK_ROWS];
+            for n in (0..self.chunks.len()).step_by(stride) {
+                let chunk = &self.chunks[n];
+                let out = &mut out[..chunk.len()];
+                self.simd.hamming_scan(&query.code[..p], &chunk.prefix, &scratch.passing[n], out);
+                out.iter().for_each(|d| histogram.add(*d));
+            }
+            return histogram.threshold(target);
+        }
+    }
+
+    /// The scan: the Hamming distance of every passing row (others `u16::MAX`), compared on the prefix of its
+    /// code first and whole only when that is within `prefix_within` (the rows nearest by their prefix);
+    /// the others are left [`PENDING`], their prefix's distance beside the flag. The rows compared whole are
+    /// listed in `scratch.whole` when `listed`. Returns the histogram of the whole distances.
+    fn scan(&self, query: &Query, scratch: &mut Scratch, prefix_within: u16, listed: bool) -> Histogram {
+        let Scratch { distances, passing, whole } = scratch;
+        distances.clear();
+        distances.resize(self.chunks.len() * CHUNK_ROWS, u16::MAX);
+        whole.clear();
+        let mut histogram = Histogram::new(self.params.dims());
+        for (n, (chunk, pass)) in self.chunks.iter().zip(passing.iter()).enumerate() {
+            if pass.iter().all(|w| *w == 0) {
+                continue;
+            }
+            let out = &mut distances[n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len()];
+            let before = whole.len();
+            self.compare_chunk(query, n, pass, prefix_within, out, listed.then_some(&mut *whole));
+            whole[before..].iter().for_each(|slot| histogram.add(distances[*slot as usize]));
+        }
+        if listed {
+            histogram
+        } else {
+            Histogram::of(distances.iter().copied(), self.params.dims())
+        }
+    }
+
+    /// Compares chunk `n`'s rows in `mask` with the query, its distances in `out` (`u16::MAX` for the
+    /// others): the prefix of each one's code first (the prefixes are contiguous), then the rest of the code
+    /// for the rows whose prefix's distance is at most `within` (listed without a branch per row, and read
+    /// from scattered places together; when `within` takes every row, streamed like the prefixes). Those get
+    /// their whole distance, and are appended to `whole` (as slots among all) when it is given; the others
+    /// keep their prefix's distance, marked [`PENDING`].
+    fn compare_chunk(
+        &self,
+        query: &Query,
+        n: usize,
+        mask: &[u64; CHUNK_ROWS / 64],
+        within: u16,
+        out: &mut [u16],
+        whole: Option<&mut Vec<u32>>,
+    ) {
+        let chunk = &self.chunks[n];
+        let p = self.params.prefix_words();
+        self.simd.hamming_scan(&query.code[..p], &chunk.prefix, mask, out);
+        if within >= u16::MAX - 1 {
+            if p < self.params.words() {
+                let mut rest = [u16::MAX; CHUNK_ROWS];
+                self.simd.hamming_scan(&query.code[p..], &chunk.rest, mask, &mut rest[..out.len()]);
+                for (d, r) in out.iter_mut().zip(&rest) {
+                    *d = if *d == u16::MAX { u16::MAX } else { d.saturating_add(*r).min(u16::MAX - 1) };
+                }
+            }
+            if let Some(whole) = whole {
+                for (w, word) in (0u32..).zip(mask.iter()) {
+                    let mut bits = *word;
+                    while bits != 0 {
+                        let i = w * 64 + bits.trailing_zeros();
+                        bits &= bits - 1;
+                        if (i as usize) < out.len() {
+                            whole.push(i + slot_base(n));
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        // The rows in the mask within `within`, listed without a branch per row: a filter that leaves a few
+        // rows per chunk costs a few steps, not one per slot.
+        let (mut near, mut count) = ([0u32; CHUNK_ROWS], 0);
+        for (w, word) in (0u32..).zip(mask.iter()) {
+            let mut bits = *word;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                if let Some(d) = out.get(i as usize) {
+                    // `count <=` the bits seen so far `<= CHUNK_ROWS`.
+                    near[count] = i;
+                    count += usize::from(*d <= within);
+                }
+            }
+        }
+        let near = &near[..count];
+        for d in out.iter_mut() {
+            *d = if *d <= within || *d == u16::MAX { *d } else { *d | PENDING };
+        }
+        let mut rest = [0u16; CHUNK_ROWS];
+        self.simd.hamming_rows(&query.code[p..], &chunk.rest, near, &mut rest[..count]);
+        for (i, r) in near.iter().zip(&rest) {
+            let d = &mut out[*i as usize];
+            *d = d.saturating_add(*r).min(u16::MAX - 1);
+        }
+        if let Some(whole) = whole {
+            whole.extend(near.iter().map(|i| i + slot_base(n)));
+        }
+    }
+
+    /// Completes the distances [`scan`](Self::scan) left [`PENDING`] (adds the rest of each one's code to its
+    /// prefix's distance, streaming over each chunk's rests with the pending rows as the mask). Returns the
+    /// rows completed whose whole distance is at most `within`, rescored (the rows the search would have
+    /// rescored so far), and the histogram of every passing row's distance.
+    fn complete(
+        &self,
+        query: &Query,
+        scratch: &mut Scratch,
+        bounds: &Bounds,
+        within: u16,
+    ) -> (Vec<Candidate>, Histogram) {
+        let Scratch { distances, passing, .. } = scratch;
+        let p = self.params.prefix_words();
+        let mut late = vec![u16::MAX; distances.len()];
+        for (n, (chunk, pass)) in self.chunks.iter().zip(passing.iter()).enumerate() {
+            if pass.iter().all(|w| *w == 0) {
+                continue;
+            }
+            let range = n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len();
+            let d = &mut distances[range.clone()];
+            let mut pending = [0u64; CHUNK_ROWS / 64];
+            for (slot, x) in d.iter().enumerate() {
+                pending[slot / 64] |= u64::from(*x != u16::MAX && *x & PENDING != 0) << (slot % 64);
+            }
+            let mut rest = [u16::MAX; CHUNK_ROWS];
+            self.simd.hamming_scan(&query.code[p..], &chunk.rest, &pending, &mut rest[..chunk.len()]);
+            for ((x, r), l) in d.iter_mut().zip(&rest).zip(&mut late[range]) {
+                if *r != u16::MAX {
+                    *x = (*x & !PENDING).saturating_add(*r).min(u16::MAX - 1);
+                    *l = *x;
+                }
+            }
+        }
+        let histogram = Histogram::of(distances.iter().copied(), self.params.dims());
+        (self.rescore_all(query, &late, bounds, 0..=within), histogram)
     }
 
     /// A bit per row slot: set for the rows in `ids`.
@@ -423,9 +644,30 @@ impl QuantizedIndex {
         masks
     }
 
-    /// The rows whose Hamming distance is in `take` (which never holds `u16::MAX`, the rows the filter left
-    /// out), with their estimated distances and lower bounds.
+    /// The rows among `slots` whose Hamming distance is in `take` (which never holds `u16::MAX`, the rows
+    /// the filter left out, nor [`PENDING`] ones), with their estimated distances and lower bounds.
     fn rescore(
+        &self,
+        query: &Query,
+        distances: &[u16],
+        slots: &[u32],
+        bounds: &Bounds,
+        take: std::ops::RangeInclusive<u16>,
+    ) -> Vec<Candidate> {
+        let mut code = vec![0u64; self.params.words()];
+        let (from, to) = (*take.start(), (*take.end()).min(PENDING - 1));
+        let mut out = Vec::new();
+        for at in slots.iter().map(|s| *s as usize) {
+            let d = distances[at];
+            if (from..=to).contains(&d) {
+                out.push(self.candidate(query, bounds, at, d, &mut code));
+            }
+        }
+        out
+    }
+
+    /// [`rescore`](Self::rescore) over every row slot.
+    fn rescore_all(
         &self,
         query: &Query,
         distances: &[u16],
@@ -433,52 +675,80 @@ impl QuantizedIndex {
         take: std::ops::RangeInclusive<u16>,
     ) -> Vec<Candidate> {
         const BLOCK: usize = 32;
-        let words = self.params.words();
-        let (from, to) = (*take.start(), (*take.end()).min(u16::MAX - 1));
+        let mut code = vec![0u64; self.params.words()];
+        let (from, to) = (*take.start(), (*take.end()).min(PENDING - 1));
         let mut out = Vec::new();
-        for (n, chunk) in self.chunks.iter().enumerate() {
-            let chunk_distances = &distances[n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len()];
-            for (b, block) in chunk_distances.chunks(BLOCK).enumerate() {
-                // Most blocks hold no row in range (a search rescores about 1% of the rows): the block's
-                // minimum (a vectorised fold) rules them out without a branch per row.
-                if block.iter().fold(u16::MAX, |m, d| m.min(*d)) > to {
-                    continue;
-                }
-                for (i, d) in block.iter().enumerate() {
-                    if *d < from || *d > to {
-                        continue;
-                    }
-                    let slot = b * BLOCK + i;
-                    let code = &chunk.codes[slot * words..(slot + 1) * words];
-                    let e = query.estimate(self.simd, bounds, code, &chunk.factors[slot]);
-                    out.push(Candidate {
-                        estimate: e.estimate,
-                        lower: if e.lower.is_nan() { f64::NEG_INFINITY } else { e.lower },
-                        basis: e.basis,
-                        scale: e.scale,
-                        id: chunk.ids[slot],
-                        hamming: *d,
-                    });
+        for (b, block) in distances.chunks(BLOCK).enumerate() {
+            // Most blocks hold no row in range (a search rescores about 1% of the rows): the block's minimum
+            // (a vectorised fold) rules them out without a branch per row.
+            if block.iter().fold(u16::MAX, |m, d| m.min(*d)) > to {
+                continue;
+            }
+            for (i, d) in block.iter().enumerate() {
+                if (from..=to).contains(d) {
+                    out.push(self.candidate(query, bounds, b * BLOCK + i, *d, &mut code));
                 }
             }
         }
         out
     }
+
+    /// Row slot `at` (among all) rescored, its Hamming distance `hamming`; `code` is room for one code.
+    fn candidate(&self, query: &Query, bounds: &Bounds, at: usize, hamming: u16, code: &mut [u64]) -> Candidate {
+        let (chunk, slot) = (&self.chunks[at / CHUNK_ROWS], at % CHUNK_ROWS);
+        chunk.code_into(slot, self.params.prefix_words(), code);
+        let e = query.estimate(self.simd, bounds, code, &chunk.factors[slot]);
+        Candidate {
+            estimate: e.estimate,
+            lower: if e.lower.is_nan() { f64::NEG_INFINITY } else { e.lower },
+            basis: e.basis,
+            scale: e.scale,
+            id: chunk.ids[slot],
+            hamming,
+        }
+    }
 }
+
+/// The index of chunk `n`'s first row slot among all slots.
+fn slot_base(n: usize) -> u32 {
+    u32::try_from(n * CHUNK_ROWS).unwrap_or(u32::MAX)
+}
+
+/// Above this many rows passing the filter, every code is compared whole. Measured at 1M rows (BENCHMARKS.md,
+/// "Scanning a third of the codes"): from memory the first pass was faster (11.3 / 11.9 ms against 12.8 /
+/// 21.0 ms), but through SQLite the embedding-like search took 32.6 ms against 22.9 ms with whole codes, for a
+/// reason not yet found; at 100k it gained on both sets.
+const PREFIX_PASS_MAX_ROWS: usize = 1 << 18;
+
+/// Marks a row whose distance so far is its prefix's only (in the low bits): the rows the first pass put
+/// beyond the nearest [`SearchOptions::first_pass_keep`] are completed only when a search widens. Whole
+/// distances are at most the dimensions (16,000), below it.
+const PENDING: u16 = 0x8000;
 
 /// How many rows are at each Hamming distance (the filtered-out rows, `u16::MAX`, left out).
 struct Histogram(Vec<usize>);
 
 impl Histogram {
+    /// An empty histogram of distances up to `dims`.
+    fn new(dims: usize) -> Histogram {
+        Histogram(vec![0usize; dims.min(usize::from(PENDING - 1)) + 2])
+    }
+
+    /// Counts `distances` at most `dims`; the rows the filter left out (`u16::MAX`) and those
+    /// [`PENDING`] are not counted.
     fn of(distances: impl IntoIterator<Item = u16>, dims: usize) -> Histogram {
-        let mut counts = vec![0usize; dims.min(usize::from(u16::MAX - 1)) + 2];
-        let last = counts.len() - 1;
-        for d in distances {
-            if d != u16::MAX {
-                counts[usize::from(d).min(last)] += 1;
-            }
+        let mut histogram = Histogram::new(dims);
+        distances.into_iter().for_each(|d| histogram.add(d));
+        histogram
+    }
+
+    /// Counts one distance (not a row left out or [`PENDING`]).
+    #[inline]
+    fn add(&mut self, d: u16) {
+        if d < PENDING {
+            let last = self.0.len() - 1;
+            self.0[usize::from(d).min(last)] += 1;
         }
-        Histogram(counts)
     }
 
     /// The largest distance it counts (`dims` + 1: a distance is at most `dims`).

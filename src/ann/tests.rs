@@ -579,8 +579,10 @@ fn the_stop_rules_stop_before_the_cap_and_keep_the_recall() {
 #[test]
 fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescored_rows() {
     // Like a 1% partition of a million rows: 10k rows, ten times the 1000 nearest by Hamming distance that
-    // are rescored first, none of them near the query (other topics), all at nearly the same distance.
-    let (dims, clusters) = (256, 100);
+    // are rescored first, none of them near the query (other topics), all at nearly the same distance. At
+    // 512 dimensions, so that the first pass compares the codes' prefixes (the rows it leaves pending must be
+    // completed when the search widens).
+    let (dims, clusters) = (512, 100);
     let data = clustered(41, 20_000, dims, clusters);
     let in_partition = |i: usize| i % clusters >= 50;
     let index = index_of(Metric::Cosine, &data, |i| u64::from(in_partition(i)));
@@ -590,12 +592,18 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
     let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
     // Queries from subtopics 0..50, none of which the partition holds.
     let queries = clustered_noise(41, 42, 20, dims, clusters);
-    let (mut found, mut found_unfiltered) = (0, 0);
+    let (mut found, mut found_tight, mut found_unfiltered) = (0, 0, 0);
     for q in &queries {
         let truth = exact(Metric::Cosine, &members, q, 10);
         let outcome = index.search(q, 10, &Filter::partition(1), &SearchOptions::default(), store.fetch()).unwrap();
         assert_eq!(outcome.stats.passed, 10_000);
         found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        // With 200 rows rescored first, the first pass keeps 400 by their codes' prefixes (by default it
+        // would keep 2000 here, more than the eighth of the rows passing it needs to compare prefixes first):
+        // widening completes the rest.
+        let tight = SearchOptions { rescore_per_k: 20, ..SearchOptions::default() };
+        let outcome = index.search(q, 10, &Filter::partition(1), &tight, store.fetch()).unwrap();
+        found_tight += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
         // Unfiltered, the query's own subtopic is near and the Hamming distance parts it from the rest: the
         // first rows rescored are enough.
         let truth = exact(Metric::Cosine, &all, q, 10);
@@ -605,6 +613,8 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
     }
     let recall = found as f64 / (10 * queries.len()) as f64;
     assert!(recall >= 0.99, "recall {recall} in the partition");
+    let recall = found_tight as f64 / (10 * queries.len()) as f64;
+    assert!(recall >= 0.99, "recall {recall} in the partition, codes compared on their prefixes first");
     assert_eq!(found_unfiltered, 10 * queries.len());
     // `rescore_limit` caps the rows rescored (a round takes whole Hamming distances, so a few more).
     let capped = SearchOptions { rescore_limit: 3000, ..SearchOptions::default() };
@@ -635,4 +645,78 @@ fn the_rows_rescored_first_are_a_share_of_the_rows_the_filter_passes() {
     assert!((120..200).contains(&capped), "{capped}");
     let floor = rescored(&Filter::all(), SearchOptions::default());
     assert!((1000..1200).contains(&floor), "100 per neighbour for k = 10: {floor}");
+}
+
+/// From 512 dimensions up the first pass compares the first third of each code and only the nearest rows by
+/// that prefix on their whole code: the same results as comparing every code whole, widening that completes
+/// the rows left pending, and the stored form (each row's whole code) unchanged.
+#[test]
+fn the_first_pass_over_the_codes_prefixes_finds_what_whole_codes_find() {
+    let (dims, clusters) = (640, 40);
+    let data = clustered(61, 8000, dims, clusters);
+    let queries = clustered_noise(61, 62, 8, dims, clusters);
+    let index = index_of(Metric::Cosine, &data, |i| u64::from(i % 40 == 3));
+    assert_eq!((index.params().words(), index.params().prefix_words()), (10, 4));
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    let whole = SearchOptions { first_pass_keep: usize::MAX, ..SearchOptions::default() };
+    // Fewer rows rescored first, and so kept by the first pass: more searches widen and complete the rest.
+    let tight = SearchOptions { rescore_per_k: 20, ..SearchOptions::default() };
+    let mut found = 0;
+    for q in &queries {
+        let truth = exact(Metric::Cosine, &all, q, 10);
+        let a = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        let b = index.search(q, 10, &Filter::all(), &whole, store.fetch()).unwrap();
+        let c = index.search(q, 10, &Filter::all(), &tight, store.fetch()).unwrap();
+        assert_eq!(a.neighbours, b.neighbours);
+        assert_eq!(a.neighbours, c.neighbours);
+        found += truth.iter().filter(|t| a.neighbours.iter().any(|n| n.id == t.id)).count();
+        // A partition of 200 rows, fewer than the rows rescored first: all of them whole, reranked exactly.
+        let members: Vec<(i64, &Vec<f32>)> = all.iter().copied().filter(|(id, _)| (id - 1) / 3 % 40 == 3).collect();
+        let p = index.search(q, 10, &Filter::partition(1), &tight, store.fetch()).unwrap();
+        assert_eq!(p.neighbours, exact(Metric::Cosine, &members, q, 10));
+    }
+    assert!(found >= 79, "recall {found}/80");
+    // Rows missing from the store leave fewer than k results: the search completes and rescores every row,
+    // and finds the few left wherever they rank.
+    let mut sparse = Store::new(&data);
+    sparse.rows.retain(|id, _| (id - 1) / 3 % 1000 == 999);
+    let left: Vec<(i64, &Vec<f32>)> = all.iter().copied().filter(|(id, _)| sparse.rows.contains_key(id)).collect();
+    let outcome = index.search(&queries[0], 10, &Filter::all(), &tight, sparse.fetch()).unwrap();
+    assert_eq!(outcome.stats.rescored, data.len());
+    assert_eq!(outcome.neighbours, exact(Metric::Cosine, &left, &queries[0], 10));
+    // Stored as before the split: each row's whole code, row after row, after the ids, keys and factors.
+    let (ids, _) = index.chunk_rows(0);
+    let blob = index.chunk_bytes(0).unwrap();
+    let codes_at = blob.len() - 8 - ids.len() * 10 * 8;
+    for (slot, id) in ids.iter().enumerate().take(5) {
+        let code = index.params().encode(&data[((id - 1) / 3) as usize]).unwrap();
+        let stored: Vec<u64> = blob[codes_at + slot * 80..codes_at + (slot + 1) * 80]
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(stored, code);
+    }
+}
+
+/// A column whose first third of dimensions is constant (all its codes' prefixes equal): the first pass
+/// keeps every row, and the search finds what whole codes find.
+#[test]
+fn codes_whose_prefixes_say_nothing_are_compared_whole() {
+    let (dims, clusters) = (600, 20);
+    let mut data = clustered(71, 3000, dims, clusters);
+    let mut queries = clustered_noise(71, 72, 5, dims, clusters);
+    for v in data.iter_mut().chain(queries.iter_mut()) {
+        v[..dims / 3 + 64].fill(0.25);
+    }
+    let index = index_of(Metric::L2, &data, |_| 0);
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    let whole = SearchOptions { first_pass_keep: usize::MAX, ..SearchOptions::default() };
+    for q in &queries {
+        let a = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        let b = index.search(q, 10, &Filter::all(), &whole, store.fetch()).unwrap();
+        assert_eq!(a.neighbours, b.neighbours);
+        assert_eq!(a.neighbours, exact(Metric::L2, &all, q, 10));
+    }
 }

@@ -34,10 +34,13 @@ struct Args {
     sqlite: bool,
     maintenance: bool,
     slow_queries: usize,
+    /// `SearchOptions::first_pass_keep` of the default search from memory (its default when `None`).
+    first_pass_keep: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { rows: 100_000, queries: 100, sqlite: true, maintenance: true, slow_queries: 10 };
+    let mut args =
+        Args { rows: 100_000, queries: 100, sqlite: true, maintenance: true, slow_queries: 10, first_pass_keep: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<usize, String> {
@@ -50,11 +53,12 @@ fn parse_args() -> Result<Args, String> {
             "--no-sqlite" => args.sqlite = false,
             "--no-maintenance" => args.maintenance = false,
             "--slow-queries" => args.slow_queries = value("--slow-queries")?.max(1),
+            "--first-pass-keep" => args.first_pass_keep = Some(value("--first-pass-keep")?.max(1)),
             "--bench" => {}
             other => {
                 return Err(format!(
                 "unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite, --no-maintenance, \
-                     --slow-queries S"
+                     --slow-queries S, --first-pass-keep F"
             ))
             }
         }
@@ -347,6 +351,8 @@ fn report(set: &DataSet, args: &Args) {
         rescore_first: rescore,
         rescore_share: 1.0,
         rescore_per_k: 0,
+        // The whole codes' Hamming order, with no first pass over their prefixes.
+        first_pass_keep: usize::MAX,
         rescore_limit: rescore,
         max_rerank: rerank,
         rerank_limit: rerank,
@@ -393,7 +399,9 @@ fn report(set: &DataSet, args: &Args) {
 
     // The default search, candidates from memory.
     println!("### Default search (`SearchOptions::default()`, adaptive rerank)\n");
-    let options = SearchOptions::default();
+    let defaults = SearchOptions::default();
+    let options =
+        SearchOptions { first_pass_keep: args.first_pass_keep.unwrap_or(defaults.first_pass_keep), ..defaults };
     let mut lat = Vec::new();
     let (mut rec, mut fetched, mut bounded, mut rescored) = (0.0, 0usize, 0usize, 0usize);
     for q in 0..nq {
