@@ -316,7 +316,8 @@ impl QuantizedIndex {
             let whole = self.params.prefix_words() == self.params.words()
                 || keep.saturating_mul(8) > stats.passed
                 || stats.passed > PREFIX_PASS_MAX_ROWS;
-            let prefix_within = if whole { u16::MAX - 1 } else { self.prefix_threshold(&prepared, scratch, keep) };
+            let prefix_within =
+                if whole { u16::MAX - 1 } else { self.prefix_threshold(&prepared, scratch, keep, stats.passed) };
             // The rows compared whole are listed when they are few (the rows kept, or an exhaustive search's).
             let listed = exhaustive || !whole;
             let histogram = self.scan(&prepared, scratch, prefix_within, listed);
@@ -388,9 +389,7 @@ impl QuantizedIndex {
                     if !late.is_empty() {
                         stats.rescored += late.len();
                         stats.bounded = false;
-                        candidates.append(&mut late);
-                        sort_candidates(&mut candidates[next..]);
-                        suffix_min = suffix_minima(&candidates);
+                        suffix_min = join(&mut candidates, next, &mut late);
                         continue;
                     }
                 }
@@ -408,9 +407,7 @@ impl QuantizedIndex {
                 rescored_to = to;
                 stats.rescored += more.len();
                 stats.bounded = false;
-                candidates.append(&mut more);
-                sort_candidates(&mut candidates[next..]);
-                suffix_min = suffix_minima(&candidates);
+                suffix_min = join(&mut candidates, next, &mut more);
                 continue;
             }
             // Within the cap while the top `k` is full (rows missing from the store may take it further).
@@ -471,13 +468,12 @@ impl QuantizedIndex {
         passed
     }
 
-    /// The Hamming distance of the codes' prefixes within which about `keep` of the passing rows lie,
+    /// The Hamming distance of the codes' prefixes within which about `keep` of the `passed` rows lie,
     /// measured on a sample of the chunks (one in `keep / 512`, at most one in 16; every chunk when the
     /// sample would hold too few rows).
-    fn prefix_threshold(&self, query: &Query, scratch: &Scratch, keep: usize) -> u16 {
+    fn prefix_threshold(&self, query: &Query, scratch: &Scratch, keep: usize, passed: usize) -> u16 {
         let p = self.params.prefix_words();
         let passing = |n: usize| scratch.passing[n].iter().map(|w| w.count_ones() as usize).sum::<usize>();
-        let passed: usize = (0..self.chunks.len()).map(passing).sum();
         let mut stride = (keep / 512).clamp(1, 16);
         loop {
             let sampled: usize = (0..self.chunks.len()).step_by(stride).map(passing).sum();
@@ -552,33 +548,17 @@ impl QuantizedIndex {
                 }
             }
             if let Some(whole) = whole {
-                for (w, word) in (0u32..).zip(mask.iter()) {
-                    let mut bits = *word;
-                    while bits != 0 {
-                        let i = w * 64 + bits.trailing_zeros();
-                        bits &= bits - 1;
-                        if (i as usize) < out.len() {
-                            whole.push(i + slot_base(n));
-                        }
-                    }
-                }
+                whole.extend(set_slots(mask, out.len()).map(|i| i + slot_base(n)));
             }
             return;
         }
         // The rows in the mask within `within`, listed without a branch per row: a filter that leaves a few
         // rows per chunk costs a few steps, not one per slot.
         let (mut near, mut count) = ([0u32; CHUNK_ROWS], 0);
-        for (w, word) in (0u32..).zip(mask.iter()) {
-            let mut bits = *word;
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros();
-                bits &= bits - 1;
-                if let Some(d) = out.get(i as usize) {
-                    // `count <=` the bits seen so far `<= CHUNK_ROWS`.
-                    near[count] = i;
-                    count += usize::from(*d <= within);
-                }
-            }
+        for i in set_slots(mask, out.len()) {
+            // `count <=` the slots seen so far `<= CHUNK_ROWS`.
+            near[count] = i;
+            count += usize::from(out[i as usize] <= within);
         }
         let near = &near[..count];
         for d in out.iter_mut() {
@@ -805,6 +785,31 @@ fn frontier_open(candidates: &[Candidate], next: usize, top: &BinaryHeap<Ranked>
     }
     // At least half as dense in the band as among all the rescored rows.
     band_top > 0 || (band_open > 0 && 2 * band_open * candidates.len() >= all_open * band_rows)
+}
+
+/// Adds `more` rescored rows to `candidates`, the unfetched ones (from `next`) sorted again; returns the new
+/// suffix minima of their lower bounds.
+fn join(candidates: &mut Vec<Candidate>, next: usize, more: &mut Vec<Candidate>) -> Vec<f64> {
+    candidates.append(more);
+    sort_candidates(&mut candidates[next..]);
+    suffix_minima(candidates)
+}
+
+/// The slots (below `len`) whose bit is set in a chunk's `mask`, in order.
+fn set_slots(mask: &[u64; CHUNK_ROWS / 64], len: usize) -> impl Iterator<Item = u32> + '_ {
+    (0u32..)
+        .zip(mask.iter())
+        .flat_map(|(w, word)| {
+            let mut bits = *word;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let i = w * 64 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    i
+                })
+            })
+        })
+        .take_while(move |i| (*i as usize) < len)
 }
 
 /// By estimate, then id (deterministic).

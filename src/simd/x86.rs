@@ -259,10 +259,8 @@ pub(super) fn hamming_scan(level: Level, query: &[u64], codes: &[u64], keep: &[u
 }
 
 pub(super) fn hamming_rows(level: Level, query: &[u64], codes: &[u64], held: usize, rows: &[u32], out: &mut [u16]) {
-    if query.is_empty() || held.checked_mul(query.len()).is_none_or(|n| n > codes.len()) {
-        return portable::hamming_rows(query, codes, held, rows, out);
-    }
-    // Features as in `dot`; every code `rows_with` passes is a slice of `codes` of `query.len()` words.
+    // Features as in `dot`. No length to check: `rows_with` slices each code out of `codes` (a row beyond it
+    // gets `u16::MAX`), and the distance reads the shorter of its two slices.
     #[cfg(dv_avx512)]
     if level == Level::Avx512 {
         return unsafe { hamming_rows_avx512(query, codes, held, rows, out) };
