@@ -442,6 +442,7 @@ pub struct IndexSearch<'a> {
     pub(crate) probes: Option<u32>,
     pub(crate) ef_search: Option<u32>,
     pub(crate) rerank: Option<u32>,
+    pub(crate) threads: Option<usize>,
 }
 
 impl IndexSpec {
@@ -459,6 +460,7 @@ impl IndexSpec {
             probes: None,
             ef_search: None,
             rerank: None,
+            threads: None,
         }
     }
 }
@@ -519,6 +521,19 @@ impl<'a> IndexSearch<'a> {
         self
     }
 
+    /// SQLite, a scan of every row (exact, or where the index cannot answer) of a database file: how many
+    /// connections read the table at once, each a part of its rows, this connection one of them (default:
+    /// the threads the machine runs at once, at most 4, for a table of more than 16,384 rows; at least 1).
+    /// The extra connections are opened for the search and closed after it; they read the same snapshot
+    /// as this one, checked before their results are taken. A search inside a transaction, or on a
+    /// database in memory, reads on this connection only, and so does any part another connection cannot
+    /// read (a function only this connection knows, for example). The results are the same either way.
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
     /// Runs the search on `conn`: a [`diesel::PgConnection`] or a [`diesel::SqliteConnection`] (set up by
     /// [`crate::sqlite::establish`]); [`crate::database::DatabaseConnection::search_index`] for either.
     ///
@@ -550,6 +565,9 @@ pub struct Plan<'a> {
     /// Candidates per result from a binary-quantized index.
     #[cfg_attr(not(feature = "pg"), allow(dead_code))]
     pub(crate) rerank: u32,
+    /// SQLite: the connections a scan of the table may use ([`IndexSearch::threads`]).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) threads: Option<usize>,
 }
 
 impl Plan<'_> {
@@ -574,6 +592,7 @@ pub(crate) struct OwnedPlan {
     probes: Option<u32>,
     ef_search: Option<u32>,
     rerank: u32,
+    threads: Option<usize>,
 }
 
 #[cfg(all(feature = "async", feature = "sqlite"))]
@@ -590,6 +609,7 @@ impl OwnedPlan {
             probes: plan.probes,
             ef_search: plan.ef_search,
             rerank: plan.rerank,
+            threads: plan.threads,
         }
     }
 
@@ -605,6 +625,7 @@ impl OwnedPlan {
             probes: self.probes,
             ef_search: self.ef_search,
             rerank: self.rerank,
+            threads: self.threads,
         }
     }
 }
@@ -652,6 +673,7 @@ pub(crate) fn plan<'a>(search: &'a IndexSearch<'a>) -> Result<Plan<'a>, SearchEr
         probes: search.probes,
         ef_search: search.ef_search,
         rerank: search.rerank.unwrap_or(DEFAULT_RERANK).max(1),
+        threads: search.threads,
     })
 }
 
@@ -676,6 +698,7 @@ pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter
         recall_estimate = tracing::field::Empty,
         simd = tracing::field::Empty,
         catalog = tracing::field::Empty,
+        connections = tracing::field::Empty,
     )
 }
 

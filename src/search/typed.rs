@@ -144,6 +144,7 @@ pub struct TypedSearch<'a, T, F = NoFilter> {
     probes: Option<u32>,
     ef_search: Option<u32>,
     rerank: Option<u32>,
+    threads: Option<usize>,
     table: PhantomData<fn() -> T>,
 }
 
@@ -163,6 +164,7 @@ impl<T> VectorIndex<T> {
             probes: None,
             ef_search: None,
             rerank: None,
+            threads: None,
             table: PhantomData,
         }
     }
@@ -218,6 +220,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             probes: self.probes,
             ef_search: self.ef_search,
             rerank: self.rerank,
+            threads: self.threads,
             table: PhantomData,
         }
     }
@@ -247,6 +250,14 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
     #[must_use]
     pub fn rerank(mut self, factor: u32) -> Self {
         self.rerank = Some(factor);
+        self
+    }
+
+    /// SQLite, a scan of every row of a database file: how many connections read the table at once (see
+    /// [`IndexSearch::threads`]).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
         self
     }
 
@@ -285,6 +296,7 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
             probes: self.probes,
             ef_search: self.ef_search,
             rerank: self.rerank,
+            threads: self.threads,
         })
     }
 }

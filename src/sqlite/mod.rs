@@ -13,6 +13,7 @@ mod extension;
 mod functions;
 pub(crate) mod index;
 mod migrations;
+mod parallel;
 mod search;
 pub(crate) mod transaction;
 mod transfer;
@@ -32,6 +33,7 @@ pub use index::{
     index_status, invalid_rows, rebuild, rebuild_index, status, sync, sync_index, IndexError, IndexStatus, InvalidRows,
     SyncReport, INDEX_DIMS, INDEX_TABLE,
 };
+pub use parallel::close_scan_connections;
 
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one bound parameter for any number of ids.
 fn json_ids(ids: &[i64]) -> String {

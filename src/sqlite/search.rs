@@ -275,7 +275,7 @@ fn scan_filter<F: SearchFilter<Sqlite>>(
         let knn = Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: spec.element() })?
             .blob_shape(blob_shape(spec));
-        let ids: Vec<Id> = Rows { knn, of: RowsOf::Ids }.load(conn)?;
+        let ids: Vec<Id> = Rows { knn: &knn, of: RowsOf::Ids, part: None }.load(conn)?;
         Some(ids.into_iter().map(|r| r.i).collect())
     } else {
         None
@@ -420,7 +420,7 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
         .blob_shape(blob_shape(plan.spec));
     match simd_query(plan) {
         Some(query) => {
-            let rows = Rows { knn, of: RowsOf::Vectors };
+            let rows = Rows { knn: &knn, of: RowsOf::Vectors, part: None };
             let found = super::exact::top_k(conn, rows, query, plan.metric, ids.len()).map_err(exact_error)?;
             Ok(finite_hits(found.neighbours))
         }
@@ -447,12 +447,19 @@ fn exact<F: SearchFilter<Sqlite>>(
                 return Ok(found);
             }
         }
-        // The crate's SIMD scan over the vectors where SQLite holds them.
+        // The crate's SIMD scan over the vectors where SQLite holds them, divided between connections
+        // when the table is large enough.
         let knn = Knn::new(plan, &plan.query, None, filters, filter)
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
             .blob_shape(blob_shape(plan.spec));
-        let rows = Rows { knn, of: RowsOf::Vectors };
-        let found = super::exact::top_k(conn, rows, query, plan.metric, plan.limit).map_err(exact_error)?;
+        let rows = |part| Rows { knn: &knn, of: RowsOf::Vectors, part };
+        let divided =
+            super::parallel::top_k_divided(conn, plan.spec.table(), plan.threads, rows, query, plan.metric, plan.limit)
+                .map_err(exact_error)?;
+        let found = match divided {
+            Some(found) => found,
+            None => super::exact::top_k(conn, rows(None), query, plan.metric, plan.limit).map_err(exact_error)?,
+        };
         return Ok(Found { hits: finite_hits(found.neighbours), path });
     }
     let knn = || {
@@ -573,12 +580,14 @@ enum RowsOf {
 }
 
 /// `SELECT CAST(t.id AS BIGINT) AS i[, t.vector AS v] FROM t WHERE ...`, with [`Knn`]'s conditions.
-struct Rows<'a, F> {
-    knn: Knn<'a, F>,
+struct Rows<'k, 'a, F> {
+    knn: &'k Knn<'a, F>,
     of: RowsOf,
+    /// Only this part of the table's rowids (a scan divided between connections).
+    part: Option<super::parallel::Part>,
 }
 
-impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Rows<'_, F> {
+impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Rows<'_, '_, F> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
         out.push_sql("SELECT CAST(");
         push_column(&mut out, self.knn.table, self.knn.id)?;
@@ -590,20 +599,24 @@ impl<F: SearchFilter<Sqlite>> QueryFragment<Sqlite> for Rows<'_, F> {
         }
         out.push_sql(" FROM ");
         out.push_identifier(self.knn.table)?;
-        self.knn.push_where(&mut out)
+        self.knn.push_where(&mut out)?;
+        match &self.part {
+            Some(part) => part.walk_ast(self.knn.table, &mut out),
+            None => Ok(()),
+        }
     }
 }
 
-impl<F> QueryId for Rows<'_, F> {
+impl<F> QueryId for Rows<'_, '_, F> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<F> Query for Rows<'_, F> {
+impl<F> Query for Rows<'_, '_, F> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
-impl<F, C> RunQueryDsl<C> for Rows<'_, F> {}
+impl<F, C> RunQueryDsl<C> for Rows<'_, '_, F> {}
 
 /// vec0's KNN: `SELECT rowid, distance FROM vec0 WHERE embedding MATCH ? AND k = ?`, with the partition
 /// filters as its partition keys and every other filter as `rowid IN (SELECT id FROM table WHERE ...)`,

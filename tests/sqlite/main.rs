@@ -8,6 +8,7 @@ mod bad_input;
 mod codes;
 mod connection;
 mod diesel_cli;
+mod divided_scan;
 mod dsl;
 mod full_disk;
 #[cfg(feature = "sqlite-vec")]

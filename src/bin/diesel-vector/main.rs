@@ -342,13 +342,17 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", output::escape_keeping_lines(&output::error_text(&*e)));
             ExitCode::FAILURE
         }
-    }
+    };
+    // The connections an exact scan kept for the next one: closed, so that the database's last
+    // connection ends its WAL as it would without them.
+    diesel_vector::sqlite::close_scan_connections();
+    code
 }
 
 fn database_url(cli: &Cli) -> Result<&str> {

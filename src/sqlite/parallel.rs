@@ -1,0 +1,486 @@
+//! A scan of every row of a database file on several connections at once, each reading a range of the
+//! table's rowids: what the exact path costs is SQLite assembling each row's vector from its pages (about
+//! 1.1 µs a row at 1536 dimensions, BENCHMARKS.md), and that work divides.
+//!
+//! The connections must read one snapshot, or a row updated during the search could be read twice or not
+//! at all. Each extra connection starts its read transaction after the caller's connection has read
+//! `PRAGMA data_version`; the caller's connection then starts its own and reads it again. SQLite changes
+//! that number whenever another connection commits, so when both readings agree no commit came between
+//! them and every connection's snapshot is the same one. When they differ the search reads on the
+//! caller's connection alone.
+//!
+//! The extra connections are kept open between searches, a few per database file: a new connection maps
+//! the file anew, and the page faults of its first scan cost as much as the scan. One whose file is no
+//! longer the file at that path (replaced, or moved) is closed rather than used, and each part's
+//! connection must see the same page count, schema version and free-list size as the caller's inside
+//! the shared snapshot. [`close_scan_connections`] closes them all.
+//!
+//! Only outside a transaction: inside one, the other connections could not see what it wrote. Diesel's
+//! transaction manager says whether one is open, and a `BEGIN` SQLite refuses says it for a transaction
+//! opened by hand. A part another connection cannot read (a function registered on the caller's
+//! connection only, a table of its `temp` schema) is read again on the caller's connection, inside the
+//! same snapshot; so the results never depend on how the rows were divided.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::thread;
+
+use diesel::backend::Backend;
+use diesel::connection::{AnsiTransactionManager, DefaultLoadingMode, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, CollectedQuery, MoveableBindCollector, Query, QueryFragment, QueryId};
+use diesel::query_dsl::methods::LoadQuery;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
+use diesel::SqliteConnection;
+
+use super::exact::{top_k, Exact, ExactError, Scored};
+use crate::ann::{Metric, Neighbour};
+
+/// The most connections a scan uses by default.
+const DEFAULT_MAX_THREADS: usize = 4;
+
+/// Below this many rowids, the default scan reads on one connection (opening another costs more than a
+/// few thousand rows take to read).
+const DEFAULT_MIN_ROWS: i64 = 16_384;
+
+/// The most idle connections kept for all database files together.
+const POOL_MAX: usize = 16;
+
+/// Idle connections by database file, each with the file's identity when it was opened.
+static POOL: LazyLock<Mutex<HashMap<String, Vec<Helper>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Closes the connections this process keeps open for divided scans
+/// ([`IndexSearch::threads`](crate::search::IndexSearch::threads)): for a long-running process that is
+/// done with a database, or one about to leave WAL mode, which SQLite allows only to the database's last
+/// connection. The next divided scan opens them again.
+pub fn close_scan_connections() {
+    POOL.lock().unwrap_or_else(PoisonError::into_inner).clear();
+}
+
+/// A file's identity: device and inode where the platform has them, else its creation time and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
+fn file_id(path: &str) -> Option<FileId> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileId(meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let created = meta.created().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(FileId(created.as_secs(), u64::from(created.subsec_nanos())))
+    }
+}
+
+/// One connection's part of a scan: `table.<rowid> BETWEEN first AND last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// The name that reaches the rowid: `rowid`, `_rowid_` or `oid`, whichever no column of the table
+    /// takes.
+    pub(crate) rowid: &'static str,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
+}
+
+impl Part {
+    /// ` AND t.rowid BETWEEN ? AND ?`.
+    pub(crate) fn walk_ast<'b>(&'b self, table: &'b str, out: &mut AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql(" AND ");
+        crate::search::query::push_column(out, table, self.rowid)?;
+        out.push_sql(" BETWEEN ");
+        out.push_bind_param::<BigInt, i64>(&self.first)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<BigInt, i64>(&self.last)
+    }
+}
+
+/// The connections a scan would use by default on this machine.
+fn default_threads() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get().min(DEFAULT_MAX_THREADS))
+}
+
+#[derive(QueryableByName)]
+struct DatabaseFile {
+    #[diesel(sql_type = Text)]
+    file: String,
+}
+
+#[derive(QueryableByName)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct Span {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    first: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = BigInt)]
+    data_version: i64,
+}
+
+#[derive(QueryableByName)]
+struct MmapSize {
+    #[diesel(sql_type = BigInt)]
+    mmap_size: i64,
+}
+
+#[derive(QueryableByName)]
+struct LockingMode {
+    #[diesel(sql_type = Text)]
+    locking_mode: String,
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = BigInt)]
+    found: i64,
+}
+
+fn data_version(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(conn).map(|v| v.data_version)
+}
+
+/// How the scan would divide: the database file and each part's rowids (the caller's connection reads
+/// the first). `None` when it reads on one connection.
+fn divide(
+    conn: &mut SqliteConnection,
+    table: &str,
+    threads: Option<usize>,
+) -> QueryResult<Option<(String, Vec<Part>)>> {
+    let wanted = threads.unwrap_or_else(default_threads);
+    if wanted < 2 {
+        return Ok(None);
+    }
+    // A transaction manager in a broken state counts as a transaction: this connection alone.
+    let in_transaction =
+        <AnsiTransactionManager as TransactionManager<SqliteConnection>>::transaction_manager_status_mut(conn)
+            .transaction_depth()
+            .map_or(true, |depth| depth.is_some());
+    if in_transaction {
+        return Ok(None);
+    }
+    let file = diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        .get_result::<DatabaseFile>(conn)
+        .optional()?
+        .map(|f| f.file)
+        .unwrap_or_default();
+    if file.is_empty() {
+        return Ok(None);
+    }
+    // A connection in exclusive locking mode keeps every other connection out.
+    let locking = diesel::sql_query("PRAGMA locking_mode").get_result::<LockingMode>(conn)?.locking_mode;
+    if !locking.eq_ignore_ascii_case("normal") {
+        return Ok(None);
+    }
+    // A table of this name in `temp` is the one the caller's connection reads; the others would read
+    // main's.
+    let shadowed = diesel::sql_query("SELECT count(*) AS found FROM temp.sqlite_master WHERE name = ? COLLATE NOCASE")
+        .bind::<Text, _>(table)
+        .get_result::<Found>(conn)?
+        .found
+        > 0;
+    if shadowed {
+        return Ok(None);
+    }
+    let columns = diesel::sql_query("SELECT name FROM pragma_table_info(?, 'main')")
+        .bind::<Text, _>(table)
+        .load::<Column>(conn)?;
+    let Some(rowid) =
+        ["rowid", "_rowid_", "oid"].into_iter().find(|name| !columns.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
+    else {
+        return Ok(None);
+    };
+    // A table without rowids has none to divide by: read on one connection.
+    let mut span_sql = String::new();
+    {
+        let mut out = SqliteQueryBuilder::new();
+        use diesel::query_builder::QueryBuilder;
+        // Two subqueries: SQLite reads a lone min() or max() of the rowid from one end of the table, but
+        // scans the whole table for both in one SELECT.
+        out.push_sql("SELECT (SELECT min(");
+        out.push_identifier(rowid)?;
+        out.push_sql(") FROM main.");
+        out.push_identifier(table)?;
+        out.push_sql(") AS first, (SELECT max(");
+        out.push_identifier(rowid)?;
+        out.push_sql(") FROM main.");
+        out.push_identifier(table)?;
+        out.push_sql(") AS last");
+        span_sql.push_str(&out.finish());
+    }
+    let Ok(span) = diesel::sql_query(span_sql).get_result::<Span>(conn) else {
+        return Ok(None);
+    };
+    let (Some(first), Some(last)) = (span.first, span.last) else { return Ok(None) };
+    let rows = i128::from(last) - i128::from(first) + 1;
+    if threads.is_none() && rows < i128::from(DEFAULT_MIN_ROWS) {
+        return Ok(None);
+    }
+    let parts = i128::try_from(wanted).unwrap_or(i128::MAX).min(rows);
+    if parts < 2 {
+        return Ok(None);
+    }
+    // Part i starts at first + rows * i / parts (in i128, which cannot overflow); the last ends at `last`.
+    let start = |i: i128| i64::try_from(i128::from(first) + rows * i / parts).unwrap_or(last);
+    let parts = (0..parts)
+        .map(|i| Part { rowid, first: start(i), last: if i + 1 == parts { last } else { start(i + 1) - 1 } })
+        .collect();
+    Ok(Some((file, parts)))
+}
+
+/// A connection that reads parts of scans, opened on the file `id` names.
+struct Helper {
+    conn: SqliteConnection,
+    id: FileId,
+}
+
+/// What must be equal on every connection of a divided scan, read inside its snapshot.
+#[derive(QueryableByName, PartialEq, Eq)]
+struct Fingerprint {
+    #[diesel(sql_type = BigInt)]
+    pages: i64,
+    #[diesel(sql_type = BigInt)]
+    schema: i64,
+    #[diesel(sql_type = BigInt)]
+    free: i64,
+}
+
+/// Starts `conn`'s read transaction (at its first read, this one) and says what it sees.
+fn fingerprint(conn: &mut SqliteConnection) -> QueryResult<Fingerprint> {
+    diesel::sql_query(
+        "SELECT (SELECT page_count FROM pragma_page_count) AS pages, \
+         (SELECT schema_version FROM pragma_schema_version) AS schema, \
+         (SELECT freelist_count FROM pragma_freelist_count) AS free",
+    )
+    .get_result(conn)
+}
+
+/// An idle connection to `file` from the pool, or a new one (read only, with the crate's functions); its
+/// memory map set as the caller's, its read transaction begun. It never waits for a lock: a part it cannot
+/// read at once is read on the caller's connection, which waits as that connection is set to.
+fn helper(file: &str, id: FileId, mmap_size: i64) -> Option<(Helper, Fingerprint)> {
+    let pooled = {
+        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = pool.get_mut(file);
+        let found = idle.and_then(|idle| {
+            // Connections to a file that was at this path before are closed.
+            idle.retain(|h| h.id == id);
+            idle.pop()
+        });
+        if pool.get(file).is_some_and(Vec::is_empty) {
+            pool.remove(file);
+        }
+        found
+    };
+    let mut helper = match pooled {
+        Some(h) => h,
+        None => {
+            let mut conn = SqliteConnection::establish(file).ok()?;
+            conn.batch_execute("PRAGMA query_only = 1; PRAGMA busy_timeout = 0;").ok()?;
+            super::functions::register(&mut conn).ok()?;
+            Helper { conn, id }
+        }
+    };
+    helper.conn.batch_execute(&format!("PRAGMA mmap_size = {}; BEGIN;", mmap_size.max(0))).ok()?;
+    match fingerprint(&mut helper.conn) {
+        Ok(seen) => Some((helper, seen)),
+        Err(_) => {
+            let _ = helper.conn.batch_execute("ROLLBACK");
+            None
+        }
+    }
+}
+
+/// Ends `helper`'s read transaction and keeps it for the next scan, or closes it.
+fn give_back(file: &str, mut helper: Helper) {
+    if helper.conn.batch_execute("COMMIT").is_err() && helper.conn.batch_execute("ROLLBACK").is_err() {
+        return;
+    }
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if pool.values().map(Vec::len).sum::<usize>() < POOL_MAX {
+        pool.entry(file.to_owned()).or_default().push(helper);
+    }
+}
+
+/// SQLite's bind values, owned, so that a query can be moved to another thread.
+type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
+
+/// A query rendered on the caller's thread and run on another.
+struct Owned(CollectedQuery<Binds>);
+
+impl QueryFragment<Sqlite> for Owned {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+}
+
+impl QueryId for Owned {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Owned {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<SqliteConnection> for Owned {}
+
+fn render<Q: QueryFragment<Sqlite>>(query: &Q) -> QueryResult<Owned> {
+    let backend = Sqlite;
+    let mut sql = SqliteQueryBuilder::new();
+    query.to_sql(&mut sql, &backend)?;
+    let mut binds = <<Sqlite as Backend>::BindCollector<'_> as Default>::default();
+    query.collect_binds(&mut binds, &mut (), &backend)?;
+    let cacheable = query.is_safe_to_cache_prepared(&backend)?;
+    use diesel::query_builder::QueryBuilder;
+    Ok(Owned(CollectedQuery::new(sql.finish(), cacheable, binds.moveable())))
+}
+
+/// The `k` rows nearest to `query` among those `rows(part)` selects, read on several connections when
+/// [`divide`] says so; `None` when the scan is to be read on `conn` alone as usual.
+pub(crate) fn top_k_divided<'q, Q>(
+    conn: &mut SqliteConnection,
+    table: &str,
+    threads: Option<usize>,
+    rows: impl Fn(Option<Part>) -> Q,
+    query: &[f32],
+    metric: Metric,
+    k: usize,
+) -> Result<Option<Exact>, ExactError>
+where
+    Q: QueryFragment<Sqlite>
+        + RunQueryDsl<SqliteConnection>
+        + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
+        + 'q,
+{
+    let Some((file, parts)) = divide(conn, table, threads)? else { return Ok(None) };
+    let before = data_version(conn)?;
+    let mmap_size = diesel::sql_query("PRAGMA mmap_size").get_result::<MmapSize>(conn)?.mmap_size;
+    // SQLite refuses a BEGIN inside a transaction opened by hand (`batch_execute("BEGIN")`): read on this
+    // connection alone, which sees what that transaction wrote.
+    if conn.batch_execute("BEGIN").is_err() {
+        return Ok(None);
+    }
+    let result = divided(conn, &file, &parts, before, mmap_size, &rows, query, metric, k);
+    let ended = conn.batch_execute("COMMIT");
+    let found = result?;
+    ended?;
+    Ok(found)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn divided<'q, Q>(
+    conn: &mut SqliteConnection,
+    file: &str,
+    parts: &[Part],
+    before: i64,
+    mmap_size: i64,
+    rows: &impl Fn(Option<Part>) -> Q,
+    query_vector: &[f32],
+    metric: Metric,
+    k: usize,
+) -> Result<Option<Exact>, ExactError>
+where
+    Q: QueryFragment<Sqlite>
+        + RunQueryDsl<SqliteConnection>
+        + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
+        + 'q,
+{
+    let (mine, theirs) = parts.split_first().ok_or(ExactError::Query(diesel::result::Error::NotFound))?;
+    let id = file_id(file);
+    let mut queued = Vec::with_capacity(theirs.len());
+    for part in theirs {
+        let helper = id.and_then(|id| helper(file, id, mmap_size));
+        queued.push((*part, render(&rows(Some(*part)))?, helper));
+    }
+    // This connection's snapshot starts here; a commit since `before` means another snapshot. Every
+    // other connection must see what this one sees.
+    let seen = fingerprint(conn)?;
+    let same = data_version(conn)? == before;
+    let mut running = Vec::with_capacity(queued.len());
+    for (part, query, helper) in queued {
+        let helper = match helper {
+            Some((helper, theirs)) if same && theirs == seen => Some(helper),
+            Some((helper, _)) => {
+                give_back(file, helper);
+                None
+            }
+            None => None,
+        };
+        running.push((part, query, helper));
+    }
+    if !same {
+        return Ok(None);
+    }
+    tracing::Span::current().record("connections", 1 + running.iter().filter(|(_, _, h)| h.is_some()).count());
+    let (found, left, idle) = thread::scope(|scope| {
+        let handles: Vec<_> = running
+            .into_iter()
+            .map(|(part, query, helper)| {
+                let handle = helper.map(|mut h| {
+                    scope.spawn(move || {
+                        let found = top_k(&mut h.conn, query, query_vector, metric, k).ok();
+                        (h, found)
+                    })
+                });
+                (part, handle)
+            })
+            .collect();
+        let found = top_k(conn, rows(Some(*mine)), query_vector, metric, k);
+        let mut results = Vec::with_capacity(handles.len() + 1);
+        let (mut left, mut idle) = (Vec::new(), Vec::new());
+        for (part, handle) in handles {
+            // A thread that panicked took its connection with it; its part is read again below.
+            match handle.map(thread::ScopedJoinHandle::join) {
+                Some(Ok((h, Some(exact)))) => {
+                    results.push(exact);
+                    idle.push(h);
+                }
+                Some(Ok((h, None))) => {
+                    left.push(part);
+                    idle.push(h);
+                }
+                Some(Err(_)) | None => left.push(part),
+            }
+        }
+        let found = found.map(|f| {
+            results.push(f);
+            results
+        });
+        (found, left, idle)
+    });
+    for h in idle {
+        give_back(file, h);
+    }
+    let mut found = found?;
+    // What another connection could not read is read here, in the same snapshot.
+    for part in left {
+        found.push(top_k(conn, rows(Some(part)), query_vector, metric, k)?);
+    }
+    Ok(Some(merge(found, k)))
+}
+
+/// The `k` nearest of the parts' results, ordered as one scan orders them.
+fn merge(parts: Vec<Exact>, k: usize) -> Exact {
+    let mut neighbours: Vec<Neighbour> = Vec::with_capacity(parts.len() * k);
+    let (mut rows, mut skipped) = (0, 0);
+    for part in parts {
+        rows += part.rows;
+        skipped += part.skipped;
+        neighbours.extend(part.neighbours);
+    }
+    neighbours.sort_by(Neighbour::order);
+    neighbours.truncate(k);
+    Exact { neighbours, rows, skipped }
+}

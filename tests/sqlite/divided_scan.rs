@@ -1,0 +1,218 @@
+//! The exact scan of a database file divided between connections (`threads`): the same rows as one
+//! connection finds, in the same order, with filters and gaps in the ids; on this connection alone where
+//! another could not see the same rows (a transaction, a function only this connection knows, a table of
+//! its `temp` schema, a database in memory).
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_vector::index::{generate, IndexSpec, Metric, PgIndex, SqliteIndex};
+use diesel_vector::search::{self, Hit, Strategy};
+use diesel_vector::{sqlite, Vector};
+
+use crate::common::documents::{self as fixture, documents, Doc, SQLITE_TABLE};
+use crate::common::telemetry;
+use crate::insert_docs;
+use crate::EXTENSION_REGISTRATION;
+
+fn open(path: &str) -> SqliteConnection {
+    let _guard = EXTENSION_REGISTRATION.read().unwrap();
+    sqlite::establish(path).unwrap()
+}
+
+/// A database file with `docs` in `documents`, its index declared `codes`.
+fn database(docs: &[Doc], metric: Metric) -> (tempfile::TempDir, String, IndexSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db").to_str().unwrap().to_owned();
+    let spec = fixture::spec(metric, PgIndex::Hnsw, SqliteIndex::CODES);
+    let mut conn = open(&path);
+    conn.batch_execute(SQLITE_TABLE).unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    insert_docs!(&mut conn, docs);
+    (dir, path, spec)
+}
+
+/// The search's `connections` as its span recorded it (absent: one connection, never divided).
+fn connections(events: &[String]) -> Option<usize> {
+    let line = events.iter().find(|e| e.contains("connections="))?;
+    let value = line.split("connections=").nth(1)?;
+    value.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+fn exact<'a>(spec: &'a IndexSpec, q: &'a Vector, k: usize, threads: usize) -> diesel_vector::search::IndexSearch<'a> {
+    spec.search(q).k(k).strategy(Strategy::Exact).threads(threads)
+}
+
+fn pairs(hits: &[Hit]) -> Vec<(i64, u64)> {
+    hits.iter().map(|h| (h.id, h.distance.to_bits())).collect()
+}
+
+#[test]
+fn a_divided_scan_finds_the_rows_one_connection_finds_in_the_same_order() {
+    let mut docs = fixture::docs(1200, 31);
+    // Gaps and far-apart ids: parts divide the rowids' span, not the rows.
+    docs.retain(|d| !(300..700).contains(&d.id));
+    docs.push(Doc { id: 1_000_000, lang: "fr", year: 2020, embedding: docs[10].embedding.clone() });
+    for metric in [Metric::Cosine, Metric::L2] {
+        let (_dir, path, spec) = database(&docs, metric);
+        let mut conn = open(&path);
+        for q in fixture::queries(31, 1200, 3) {
+            for k in [1, 10, 40] {
+                let one = exact(&spec, &q, k, 1).run(&mut conn).unwrap();
+                assert_eq!(one.len(), k);
+                for threads in [2, 3, 7] {
+                    let (hits, events) = telemetry::capture(|| exact(&spec, &q, k, threads).run(&mut conn).unwrap());
+                    assert_eq!(pairs(&hits), pairs(&one), "{metric} k={k} threads={threads}");
+                    assert_eq!(connections(&events), Some(threads), "{events:?}");
+                    let fr = exact(&spec, &q, k, threads).filter_eq("lang", "fr").run(&mut conn).unwrap();
+                    let fr_one = exact(&spec, &q, k, 1).filter_eq("lang", "fr").run(&mut conn).unwrap();
+                    assert_eq!(pairs(&fr), pairs(&fr_one));
+                    assert!(fr.iter().all(|h| h.id % 5 == 0 || h.id == 1_000_000), "{fr:?}");
+                }
+            }
+        }
+        // The row far from the others is found by the part that holds it.
+        let q = docs[10].embedding.clone().unwrap();
+        let hits = exact(&spec, &q, 2, 4).run(&mut conn).unwrap();
+        assert_eq!(
+            search::ids(&hits).iter().copied().collect::<std::collections::BTreeSet<_>>(),
+            [11, 1_000_000].into()
+        );
+    }
+}
+
+#[test]
+fn a_search_inside_a_transaction_reads_what_the_transaction_wrote() {
+    let docs = fixture::docs(600, 32);
+    let (_dir, path, spec) = database(&docs, Metric::Cosine);
+    let mut conn = open(&path);
+    let q = fixture::queries(32, 600, 1).remove(0);
+    let insert = |conn: &mut SqliteConnection, id: i64| {
+        diesel::insert_into(documents::table)
+            .values((
+                documents::id.eq(id),
+                documents::lang.eq("en"),
+                documents::year.eq(2024),
+                documents::body.eq("new"),
+                documents::embedding.eq(Some(&q)),
+            ))
+            .execute(conn)
+            .unwrap();
+    };
+    // Diesel's transaction.
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        insert(conn, 5000);
+        let (hits, events) = telemetry::capture(|| exact(&spec, &q, 3, 4).run(conn).unwrap());
+        assert_eq!(hits[0].id, 5000);
+        assert_eq!(connections(&events), None, "inside a transaction, one connection: {events:?}");
+        Err::<(), _>(diesel::result::Error::RollbackTransaction)
+    })
+    .unwrap_err();
+    // One opened by hand, which Diesel does not know of.
+    conn.batch_execute("BEGIN").unwrap();
+    insert(&mut conn, 5001);
+    let hits = exact(&spec, &q, 3, 4).run(&mut conn).unwrap();
+    assert_eq!(hits[0].id, 5001);
+    conn.batch_execute("ROLLBACK").unwrap();
+    // Neither row is left, and the connection divides again.
+    let (hits, events) = telemetry::capture(|| exact(&spec, &q, 3, 4).run(&mut conn).unwrap());
+    assert!(hits.iter().all(|h| h.id < 5000), "{hits:?}");
+    assert_eq!(connections(&events), Some(4));
+}
+
+diesel::define_sql_function! {
+    /// Known only to the connection that registers it.
+    fn only_here(id: BigInt) -> Bool;
+}
+
+#[test]
+fn what_other_connections_cannot_read_is_read_on_this_one() {
+    diesel_vector::vector_index! {
+        static DOCUMENTS: documents {
+            column: embedding,
+            dims: 768,
+            partition_by: [lang],
+            sqlite_index: CODES,
+        }
+    }
+    let docs = fixture::docs(600, 33);
+    let (_dir, path, _) = database(&docs, Metric::Cosine);
+    let mut conn = open(&path);
+    only_here_utils::register_impl(&mut conn, |id: i64| id % 3 == 0).unwrap();
+    let q = fixture::queries(33, 600, 1).remove(0);
+    let typed = |conn: &mut SqliteConnection, threads: usize| {
+        DOCUMENTS.search(&q).k(10).strategy(Strategy::Exact).threads(threads).filter(only_here(documents::id)).run(conn)
+    };
+    let one = typed(&mut conn, 1).unwrap();
+    let divided = typed(&mut conn, 3).unwrap();
+    assert_eq!(pairs(&divided), pairs(&one));
+    assert!(divided.iter().all(|h| h.id % 3 == 0), "{divided:?}");
+
+    // A temporary table of the same name is what this connection reads: the others would read another.
+    let spec = DOCUMENTS.spec();
+    conn.batch_execute("CREATE TEMP TABLE documents AS SELECT * FROM main.documents WHERE id <= 100").unwrap();
+    let (hits, events) = telemetry::capture(|| exact(spec, &q, 10, 3).run(&mut conn).unwrap());
+    assert!(hits.iter().all(|h| h.id <= 100), "{hits:?}");
+    assert_eq!(connections(&events), None);
+}
+
+#[test]
+fn a_database_in_memory_and_a_table_with_a_rowid_column_are_searched_alike() {
+    let docs = fixture::docs(300, 34);
+    let spec = fixture::spec(Metric::L2, PgIndex::Hnsw, SqliteIndex::CODES);
+    let mut memory = crate::conn();
+    memory.batch_execute(SQLITE_TABLE).unwrap();
+    memory.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    insert_docs!(&mut memory, &docs);
+    let q = fixture::queries(34, 300, 1).remove(0);
+    let (hits, events) = telemetry::capture(|| exact(&spec, &q, 10, 4).run(&mut memory).unwrap());
+    assert_eq!(pairs(&hits), pairs(&exact(&spec, &q, 10, 1).run(&mut memory).unwrap()));
+    assert_eq!(connections(&events), None);
+
+    // A table whose own column is named `rowid`: the parts are divided by `_rowid_`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rowid.db").to_str().unwrap().to_owned();
+    let mut conn = open(&path);
+    let table = "CREATE TABLE items (id INTEGER PRIMARY KEY, \"rowid\" INTEGER NOT NULL)";
+    let items = IndexSpec::builder("items", "embedding", 4).metric(Metric::L2).build().unwrap();
+    conn.batch_execute(table).unwrap();
+    conn.batch_execute(&generate::render(&items, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    for id in 1..=500_i64 {
+        let v = Vector::new(vec![id as f32, 0.0, 1.0, 2.0]).unwrap();
+        diesel::sql_query("INSERT INTO items (id, \"rowid\", embedding) VALUES (?, ?, ?)")
+            .bind::<BigInt, _>(id)
+            .bind::<BigInt, _>(1000 - id)
+            .bind::<diesel_vector::sql_types::Vector, _>(&v)
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let q = Vector::new(vec![250.2, 0.0, 1.0, 2.0]).unwrap();
+    let (hits, events) =
+        telemetry::capture(|| items.search(&q).k(3).strategy(Strategy::Exact).threads(4).run(&mut conn).unwrap());
+    assert_eq!(search::ids(&hits), [250, 251, 249]);
+    assert_eq!(connections(&events), Some(4));
+}
+
+#[test]
+fn a_database_file_replaced_at_its_path_is_read_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db").to_str().unwrap().to_owned();
+    let spec = fixture::spec(Metric::L2, PgIndex::Hnsw, SqliteIndex::CODES);
+    let q = fixture::queries(35, 400, 1).remove(0);
+    for (round, seed) in [(0, 35), (1, 36)] {
+        // The second file replaces the first at the same path while this process keeps connections to it.
+        let _ = std::fs::remove_file(&path);
+        let docs = fixture::docs(400, seed);
+        let mut conn = open(&path);
+        conn.batch_execute(SQLITE_TABLE).unwrap();
+        conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+        insert_docs!(&mut conn, &docs);
+        let expected = exact(&spec, &q, 10, 1).run(&mut conn).unwrap();
+        for _ in 0..2 {
+            let (hits, events) = telemetry::capture(|| exact(&spec, &q, 10, 3).run(&mut conn).unwrap());
+            assert_eq!(pairs(&hits), pairs(&expected), "round {round}");
+            assert_eq!(connections(&events), Some(3), "round {round}");
+        }
+    }
+    sqlite::close_scan_connections();
+}
