@@ -16,7 +16,8 @@
 //! (The script builds the CLI and sqlite-vec's loadable extension and passes `--cli`, `--sqlite3`,
 //! `--extension`.) `--keep` leaves each data set's database and query files in a directory it names;
 //! `--profile R --reuse DIR` runs only the default search, `R` passes over the queries, on such a database
-//! (for `perf record`).
+//! (for `perf record`); with `--threads T`, the exact scan of the rows in place on one connection and on `T`,
+//! alternating query by query.
 
 // Queries are numbered: `q` indexes the queries, their reference ids and their files alike.
 #![allow(clippy::needless_range_loop)]
@@ -46,6 +47,7 @@ struct Args {
     keep: bool,
     reuse: Option<PathBuf>,
     profile: Option<usize>,
+    threads: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         keep: false,
         reuse: None,
         profile: None,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,11 +86,12 @@ fn parse_args() -> Result<Args, String> {
             "--keep" => args.keep = true,
             "--reuse" => args.reuse = Some(value("--reuse")?.into()),
             "--profile" => args.profile = Some(number("--profile", value("--profile")?)?.max(1)),
+            "--threads" => args.threads = Some(number("--threads", value("--threads")?)?.max(1)),
             "--bench" => {}
             other => {
                 return Err(format!(
                     "unknown argument {other:?}; expected --rows N, --queries Q, --reps R, --set S, --cli PATH, \
-                     --sqlite3 PATH, --extension PATH, --keep, --reuse DIR, --profile R"
+                     --sqlite3 PATH, --extension PATH, --keep, --reuse DIR, --profile R, --threads T"
                 ))
             }
         }
@@ -285,6 +289,10 @@ fn report(set: &str, data: &[f32], queries: &[f32], args: &Args) {
     let run = |conn: &mut SqliteConnection, spec: &IndexSpec, q: &Vector, strategy: Strategy| -> Vec<i64> {
         diesel_vector::search::ids(&spec.search(q).k(10).strategy(strategy).run(conn).expect("search"))
     };
+    let one_connection = |conn: &mut SqliteConnection, spec: &IndexSpec, q: &Vector| -> Vec<i64> {
+        let search = spec.search(q).k(10).strategy(Strategy::Exact).threads(1);
+        diesel_vector::search::ids(&search.run(conn).expect("search"))
+    };
     let vec0 = |conn: &mut SqliteConnection, q: &[f32]| -> Vec<i64> {
         let hits: Vec<Knn> = diesel::sql_query(VEC0_SQL).bind::<Binary, _>(blob(q)).load(conn).expect("vec0 knn");
         hits.into_iter().map(|h| h.rowid).collect()
@@ -297,16 +305,18 @@ fn report(set: &str, data: &[f32], queries: &[f32], args: &Args) {
         run(&mut conn, &with_vectors, &v, Strategy::Auto);
         first.push(t.elapsed().as_secs_f64());
     }
-    // [default, exact from vectors, exact in place, vec0]: latencies and ids equal to the reference.
-    let mut lat: [Vec<f64>; 4] = Default::default();
-    let mut same = [0usize; 4];
+    // [default, exact from vectors, exact in place, the same on one connection, vec0]: latencies and ids
+    // equal to the reference.
+    let mut lat: [Vec<f64>; 5] = Default::default();
+    let mut same = [0usize; 5];
     for pass in 0..2 {
         for q in 0..nq {
             let v = Vector::from_slice(query(q)).expect("finite");
-            let contenders: [&mut Contender<'_>; 4] = [
+            let contenders: [&mut Contender<'_>; 5] = [
                 &mut |c| run(c, &with_vectors, &v, Strategy::Auto),
                 &mut |c| run(c, &with_vectors, &v, Strategy::Exact),
                 &mut |c| run(c, &in_place, &v, Strategy::Exact),
+                &mut |c| one_connection(c, &in_place, &v),
                 &mut |c| vec0(c, query(q)),
             ];
             for (i, f) in contenders.into_iter().enumerate() {
@@ -320,13 +330,14 @@ fn report(set: &str, data: &[f32], queries: &[f32], args: &Args) {
             }
         }
     }
-    let v50 = percentile(&lat[3], 0.5);
+    let v50 = percentile(&lat[4], 0.5);
     println!("### In-process, warm (one connection)\n");
     println!("| path | ids = f64 reference | p50 ms | p95 ms | vec0 p50 / this p50 |\n|---|---:|---:|---:|---:|");
     let names = [
         "default search (codes, exact rerank)",
         "`Strategy::Exact`, index kept as `codes,vectors` (contiguous vectors)",
-        "`Strategy::Exact`, index declared `codes` (rows read in place)",
+        "`Strategy::Exact`, index declared `codes` (rows read in place; default connections)",
+        "`Strategy::Exact`, index declared `codes`, `threads(1)` (rows read in place on one connection)",
         "sqlite-vec vec0 flat KNN (`raw_vec0`), same rows, hand SQL",
     ];
     for (i, name) in names.iter().enumerate() {
@@ -350,13 +361,40 @@ fn report(set: &str, data: &[f32], queries: &[f32], args: &Args) {
 }
 
 /// `--profile R --reuse DIR`: only the default search, `R` passes over the queries on the database a run
-/// with `--keep` left in `DIR`, for a profiler attached to this process (`perf record`).
+/// with `--keep` left in `DIR`, for a profiler attached to this process (`perf record`). With `--threads T`:
+/// the exact scan of the rows in place instead, on one connection and on `T`, alternating query by query.
 fn profile(set: &str, queries: &[f32], reps: usize, args: &Args) {
     let Some(dir) = args.reuse.as_ref() else { return };
     let path = dir.join(format!("{set}.db")).to_string_lossy().into_owned();
     let mut conn = sqlite::establish(&path).expect("open");
-    let spec = spec(SqliteIndex::CODES_AND_VECTORS);
     let vectors: Vec<Vector> = queries.chunks_exact(DIMS).map(|q| Vector::from_slice(q).expect("finite")).collect();
+    if let Some(threads) = args.threads {
+        let spec = spec(SqliteIndex::CODES);
+        let mut lat: [Vec<f64>; 2] = Default::default();
+        for pass in 0..=reps {
+            for v in &vectors {
+                for (i, t) in [1, threads].into_iter().enumerate() {
+                    let started = Instant::now();
+                    let search = spec.search(v).k(10).strategy(Strategy::Exact).threads(t);
+                    std::hint::black_box(search.run(&mut conn).expect("search"));
+                    if pass > 0 {
+                        lat[i].push(started.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+        let (one, many) = (percentile(&lat[0], 0.5), percentile(&lat[1], 0.5));
+        println!(
+            "Exact scan of the rows in place on {path}, {} searches each, alternating: one connection p50 {} ms, \
+             {threads} connections p50 {} ms ({:.2}x).\n",
+            lat[0].len(),
+            ms(one),
+            ms(many),
+            many / one
+        );
+        return;
+    }
+    let spec = spec(SqliteIndex::CODES_AND_VECTORS);
     let mut lat = Vec::new();
     for pass in 0..=reps {
         for v in &vectors {
