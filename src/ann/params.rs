@@ -244,7 +244,7 @@ impl Params {
             .iter()
             .map(|v| {
                 let mut code = vec![0u64; self.words()];
-                let f = self.encode_scaled(v, 1.0, &mut code);
+                let f = self.encode_scaled(simd, v, 1.0, &mut code);
                 (code, f)
             })
             .collect();
@@ -495,32 +495,17 @@ impl Params {
 
     /// Writes the code of a checked vector into `code` (`words()` long) and returns its factors.
     pub(super) fn encode_into(&self, simd: Simd, v: &[f32], code: &mut [u64]) -> Factors {
-        self.encode_scaled(v, scale_of(simd, self.metric, v), code)
+        self.encode_scaled(simd, v, scale_of(simd, self.metric, v), code)
     }
 
-    /// The code of `v * s`: one pass, 64 dimensions (a code word) at a time, no allocation. The sums run in
-    /// `f32` over [`LANES`] partial sums, which the compiler vectorises at the target's level; they only
-    /// feed the estimate, whose error the calibration measures.
-    fn encode_scaled(&self, v: &[f32], s: f32, code: &mut [u64]) -> Factors {
-        let (mut l1, mut norm_sq, mut centre_dot) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
-        let blocks = v.chunks_exact(64).zip(self.centre.chunks_exact(64));
-        let (rest_v, rest_c) = (v.chunks_exact(64).remainder(), self.centre.chunks_exact(64).remainder());
-        for ((xs, cs), word) in blocks.zip(code.iter_mut()) {
-            let mut o = [0f32; 64];
-            for j in 0..64 {
-                o[j] = xs[j] * s - cs[j];
-            }
-            for j in 0..64 {
-                l1[j % LANES] += o[j].abs();
-                norm_sq[j % LANES] += o[j] * o[j];
-                centre_dot[j % LANES] += o[j] * cs[j];
-            }
-            let mut w = 0u64;
-            for (j, x) in o.iter().enumerate() {
-                w |= u64::from(*x > 0.0) << j;
-            }
-            *word = w;
-        }
+    /// The code of `v * s`: one pass, 64 dimensions (a code word) at a time, no allocation; the whole words
+    /// by [`Simd::sign_code`] (the same bits at every level), the rest here in the same order. The sums run
+    /// in `f32` over [`LANES`] partial sums; they only feed the estimate, whose error the calibration
+    /// measures.
+    fn encode_scaled(&self, simd: Simd, v: &[f32], s: f32, code: &mut [u64]) -> Factors {
+        let [mut l1, mut norm_sq, mut centre_dot] = simd.sign_code(v, s, &self.centre, code);
+        let whole = v.len() / 64 * 64;
+        let (rest_v, rest_c) = (&v[whole.min(v.len())..], &self.centre[whole.min(self.centre.len())..]);
         if !rest_v.is_empty() {
             let mut w = 0u64;
             for (j, (x, c)) in rest_v.iter().zip(rest_c).enumerate() {

@@ -9,8 +9,8 @@
 //! |---|---|---|
 //! | [`Level::Portable`] | none (the compile target's own) | everything, in plain Rust the compiler vectorises |
 //! | [`Level::Popcnt`] | POPCNT, SSSE3 (every x86-64 CPU since about 2009) | Hamming distances; the codecs' byte swaps (`pshufb`) |
-//! | [`Level::Avx2`] | AVX2, POPCNT | the above with 256-bit registers; `f32` distances |
-//! | [`Level::Avx512`] | AVX-512 F, BW and VPOPCNTDQ, AVX2, POPCNT | Hamming distances (`vpopcntq`), `f32` distances, byte swaps |
+//! | [`Level::Avx2`] | AVX2, POPCNT | the above with 256-bit registers; `f32` distances; the index's sign codes |
+//! | [`Level::Avx512`] | AVX-512 F, BW and VPOPCNTDQ, AVX2, POPCNT | Hamming distances (`vpopcntq`), `f32` distances, sign codes, byte swaps |
 //!
 //! The CPU is asked once per process (cached). Setting the environment variable `DIESEL_VECTOR_SIMD` to
 //! `portable`, `popcnt`, `avx2` or `avx512` caps the level [`Simd::detect`] picks (never raises it above what
@@ -22,7 +22,9 @@
 //! The `f32` kernels keep 16 independent partial sums and add them in the same order at every level, with a
 //! separate multiply and add (no FMA, which rounds once instead of twice): each returns **the same bits** at
 //! every level, and the same bits as the crate's SQL distance functions (`src/sqlite/functions/kernels.rs`),
-//! so an index search ranks rows exactly as the exact scan does. The scans are bound by memory bandwidth, so
+//! so an index search ranks rows exactly as the exact scan does. The sign codes of the quantized index are
+//! the same comparisons at every level, and their sums are kept like the distances' (so an index encodes
+//! the same codes whatever CPU wrote them). The scans are bound by memory bandwidth, so
 //! FMA would buy nothing measurable. Integer kernels (Hamming distances, bit-plane sums) are exact; byte
 //! conversions copy bits. The tests check every level against the portable reference, bit for bit.
 //!
@@ -298,6 +300,19 @@ impl Simd {
             return x86::plane_sums(self.level, planes, code);
         }
         portable::plane_sums(planes, code)
+    }
+
+    /// The quantized index's encoder over whole 64-element blocks: for `o = v[i] * s - centre[i]` (a multiply
+    /// and a subtraction, each rounded), bit `i % 64` of `code[i / 64]` is set when `o > 0`, and the result
+    /// holds `Σ |o|`, `Σ o²` and `Σ o · centre[i]` as 16 partial sums each (lane `i % 16`, in order). Only
+    /// `min(v.len(), centre.len()) / 64` words, at most `code.len()`, are written; the rest is the caller's.
+    /// The same bits at every level.
+    pub(crate) fn sign_code(self, v: &[f32], s: f32, centre: &[f32], code: &mut [u64]) -> [[f32; 16]; 3] {
+        #[cfg(target_arch = "x86_64")]
+        if self.level >= Level::Avx2 {
+            return x86::sign_code(self.level, v, s, centre, code);
+        }
+        portable::sign_code(v, s, centre, code)
     }
 
     /// Appends `src`, 4-byte words each reversed when `swap` is true, to `out` as `f32`. Returns `true` when

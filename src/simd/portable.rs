@@ -50,6 +50,30 @@ pub(super) fn dot_and_norm(a: &[f32], b: &[f32]) -> (f32, f32) {
     (sum_f32(a, b, |x, y| x * y), sum_f32(b, b, |_, y| y * y))
 }
 
+/// The sign code of `v * s - centre` over whole 64-element blocks (one word each, bit `j` set when element `j`
+/// is above zero), and the three sums of the encoder (`|o|`, `o²`, `o·centre`) as 16 partial sums each, lane
+/// `j % 16` adding its elements in order.
+pub(super) fn sign_code(v: &[f32], s: f32, centre: &[f32], code: &mut [u64]) -> [[f32; LANES]; 3] {
+    let (mut l1, mut norm_sq, mut centre_dot) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    for ((xs, cs), word) in v.chunks_exact(64).zip(centre.chunks_exact(64)).zip(code.iter_mut()) {
+        let mut o = [0f32; 64];
+        for j in 0..64 {
+            o[j] = xs[j] * s - cs[j];
+        }
+        for j in 0..64 {
+            l1[j % LANES] += o[j].abs();
+            norm_sq[j % LANES] += o[j] * o[j];
+            centre_dot[j % LANES] += o[j] * cs[j];
+        }
+        let mut w = 0u64;
+        for (j, x) in o.iter().enumerate() {
+            w |= u64::from(*x > 0.0) << j;
+        }
+        *word = w;
+    }
+    [l1, norm_sq, centre_dot]
+}
+
 pub(super) fn l1(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);

@@ -119,6 +119,50 @@ fn f32_kernels_propagate_nan_and_infinity_like_the_portable_ones() {
     }
 }
 
+#[test]
+fn sign_codes_give_the_portable_bits_at_every_level_and_the_textbook_signs() {
+    let mut rng = Rng(13);
+    for n in lengths() {
+        let (v, centre) = (rng.vec(n, 3.0), rng.vec(n, 0.5));
+        // Some elements exactly on the centre (o = 0: no bit) and a centre shorter than the vector.
+        let mut v = v;
+        for i in (0..n).step_by(7) {
+            v[i] = centre[i];
+        }
+        let words = n.div_ceil(64);
+        let mut reference = vec![u64::MAX; words];
+        portable::sign_code(&v, 1.0, &centre, &mut reference);
+        for (w, word) in reference.iter().enumerate().take(n / 64) {
+            let expected =
+                (0..64).fold(0u64, |acc, j| acc | (u64::from(v[w * 64 + j] - centre[w * 64 + j] > 0.0) << j));
+            assert_eq!(*word, expected, "n={n} word {w}");
+        }
+        // Words beyond the whole blocks are the caller's: left as they were.
+        assert!(reference[n / 64..].iter().all(|w| *w == u64::MAX), "n={n}");
+        for simd in Simd::all_supported() {
+            for s in [1.0, 0.37] {
+                let mut code = vec![u64::MAX; words];
+                let got = simd.sign_code(&v, s, &centre, &mut code);
+                let mut want_code = vec![u64::MAX; words];
+                let want = portable::sign_code(&v, s, &centre, &mut want_code);
+                assert_eq!(code, want_code, "{:?} n={n} s={s}", simd.level());
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.map(bits), w.map(bits), "{:?} n={n} s={s}", simd.level());
+                }
+            }
+        }
+        let short = &centre[..n / 2];
+        for simd in Simd::all_supported() {
+            let mut code = vec![0u64; words];
+            let mut want_code = vec![0u64; words];
+            let got = simd.sign_code(&v, 1.0, short, &mut code);
+            let want = portable::sign_code(&v, 1.0, short, &mut want_code);
+            assert_eq!(code, want_code, "{:?} n={n} short centre", simd.level());
+            assert_eq!(got.map(|l| l.map(bits)), want.map(|l| l.map(bits)));
+        }
+    }
+}
+
 fn naive_hamming(query: &[u64], codes: &[u64], keep: &[u64], rows: usize) -> Vec<u16> {
     (0..rows)
         .map(|r| {

@@ -233,6 +233,72 @@ unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f64 {
 }
 
 // ------------------------------------------------------------------------------------------------------
+// Sign codes (the quantized index's encoder): each lane sums the same elements in the same order as the
+// portable kernel, with a separate multiply and subtract; the bits are the same comparisons.
+
+pub(super) fn sign_code(level: Level, v: &[f32], s: f32, centre: &[f32], code: &mut [u64]) -> [[f32; LANES]; 3] {
+    #[cfg(dv_avx512)]
+    if level == Level::Avx512 {
+        return unsafe { sign_code_avx512(v, s, centre, code) };
+    }
+    match level {
+        Level::Avx512 | Level::Avx2 => unsafe { sign_code_avx2(v, s, centre, code) },
+        Level::Popcnt | Level::Portable => portable::sign_code(v, s, centre, code),
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn sign_code_avx2(v: &[f32], s: f32, centre: &[f32], code: &mut [u64]) -> [[f32; LANES]; 3] {
+    let words = (v.len().min(centre.len()) / 64).min(code.len());
+    let (pv, pc) = (v.as_ptr(), centre.as_ptr());
+    let (scale, zero, sign) = (_mm256_set1_ps(s), _mm256_setzero_ps(), _mm256_set1_ps(-0.0));
+    let (mut l1, mut norm_sq, mut centre_dot) = ([zero; 2], [zero; 2], [zero; 2]);
+    for (w, word) in code.iter_mut().enumerate().take(words) {
+        let mut bits = 0u64;
+        for q in 0..8 {
+            let i = w * 64 + q * 8;
+            // In bounds: i + 8 <= words * 64 <= v.len(), centre.len().
+            let (x, c) = (_mm256_loadu_ps(pv.add(i)), _mm256_loadu_ps(pc.add(i)));
+            let o = _mm256_sub_ps(_mm256_mul_ps(x, scale), c);
+            // Elements q * 8.. of the block are lanes 0-7 for even q, 8-15 for odd q.
+            let h = q & 1;
+            l1[h] = _mm256_add_ps(l1[h], _mm256_andnot_ps(sign, o));
+            norm_sq[h] = _mm256_add_ps(norm_sq[h], _mm256_mul_ps(o, o));
+            centre_dot[h] = _mm256_add_ps(centre_dot[h], _mm256_mul_ps(o, c));
+            let above = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(o, zero)) as u32;
+            bits |= u64::from(above) << (q * 8);
+        }
+        *word = bits;
+    }
+    [lanes_avx2(l1[0], l1[1]), lanes_avx2(norm_sq[0], norm_sq[1]), lanes_avx2(centre_dot[0], centre_dot[1])]
+}
+
+#[cfg(dv_avx512)]
+#[target_feature(enable = "avx512f")]
+unsafe fn sign_code_avx512(v: &[f32], s: f32, centre: &[f32], code: &mut [u64]) -> [[f32; LANES]; 3] {
+    let words = (v.len().min(centre.len()) / 64).min(code.len());
+    let (pv, pc) = (v.as_ptr(), centre.as_ptr());
+    let (scale, zero) = (_mm512_set1_ps(s), _mm512_setzero_ps());
+    let (mut l1, mut norm_sq, mut centre_dot) = (zero, zero, zero);
+    for (w, word) in code.iter_mut().enumerate().take(words) {
+        let mut bits = 0u64;
+        for q in 0..4 {
+            let i = w * 64 + q * 16;
+            // In bounds: i + 16 <= words * 64 <= v.len(), centre.len().
+            let (x, c) = (_mm512_loadu_ps(pv.add(i)), _mm512_loadu_ps(pc.add(i)));
+            let o = _mm512_sub_ps(_mm512_mul_ps(x, scale), c);
+            l1 = _mm512_add_ps(l1, _mm512_abs_ps(o));
+            norm_sq = _mm512_add_ps(norm_sq, _mm512_mul_ps(o, o));
+            centre_dot = _mm512_add_ps(centre_dot, _mm512_mul_ps(o, c));
+            let above: __mmask16 = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(o, zero);
+            bits |= u64::from(above) << (q * 16);
+        }
+        *word = bits;
+    }
+    [lanes_avx512(l1), lanes_avx512(norm_sq), lanes_avx512(centre_dot)]
+}
+
+// ------------------------------------------------------------------------------------------------------
 // Bit codes: Hamming distances (one query, many codes) and bit-plane sums (one quantised query, one code).
 // POPCNT runs the portable loops with the `popcnt` instruction; AVX2 counts bits with a nibble table
 // (`vpshufb`, Mula's method); AVX-512 with `vpopcntq`.
