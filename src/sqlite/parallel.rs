@@ -1,6 +1,8 @@
-//! A scan of every row of a database file on several connections at once, each reading a range of the
-//! table's rowids: what the exact path costs is SQLite assembling each row's vector from its pages (about
-//! 1.1 µs a row at 1536 dimensions, BENCHMARKS.md), and that work divides.
+//! A scan of every row of a database file on several connections at once: what the exact path costs is
+//! SQLite assembling each row's vector from its pages (about 1.1 µs a row at 1536 dimensions, BENCHMARKS.md),
+//! and that work divides. The table's rowids are cut into ranges, eight per connection, and each connection
+//! takes the next range when done with one: a connection slowed down (its memory map still faulting in, its
+//! core busy with other work) reads fewer, and the scan ends about when the work does.
 //!
 //! The connections must read one snapshot, or a row updated during the search could be read twice or not
 //! at all. Each extra connection starts its read transaction after the caller's connection has read
@@ -22,6 +24,7 @@
 //! same snapshot; so the results never depend on how the rows were divided.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::thread;
 
@@ -39,6 +42,10 @@ use crate::ann::{Metric, Neighbour};
 
 /// The most connections a scan uses by default.
 const DEFAULT_MAX_THREADS: usize = 4;
+
+/// Ranges of rowids per connection: each connection takes the next range when it is done with one, so a
+/// connection that is slower (its memory map not yet faulted in, its core busy) reads fewer.
+const PIECES_PER_CONNECTION: usize = 8;
 
 /// Below this many rowids, the default scan reads on one connection (opening another costs more than a
 /// few thousand rows take to read).
@@ -151,13 +158,8 @@ fn data_version(conn: &mut SqliteConnection) -> QueryResult<i64> {
     diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(conn).map(|v| v.data_version)
 }
 
-/// How the scan would divide: the database file and each part's rowids (the caller's connection reads
-/// the first). `None` when it reads on one connection.
-fn divide(
-    conn: &mut SqliteConnection,
-    table: &str,
-    threads: Option<usize>,
-) -> QueryResult<Option<(String, Vec<Part>)>> {
+/// How the scan would divide (see [`Divided`]); `None` when it reads on one connection.
+fn divide(conn: &mut SqliteConnection, table: &str, threads: Option<usize>) -> QueryResult<Option<Divided>> {
     let wanted = threads.unwrap_or_else(default_threads);
     if wanted < 2 {
         return Ok(None);
@@ -227,16 +229,24 @@ fn divide(
     if threads.is_none() && rows < i128::from(DEFAULT_MIN_ROWS) {
         return Ok(None);
     }
-    let parts = i128::try_from(wanted).unwrap_or(i128::MAX).min(rows);
-    if parts < 2 {
+    let connections = wanted.min(usize::try_from(rows).unwrap_or(usize::MAX));
+    if connections < 2 {
         return Ok(None);
     }
-    // Part i starts at first + rows * i / parts (in i128, which cannot overflow); the last ends at `last`.
-    let start = |i: i128| i64::try_from(i128::from(first) + rows * i / parts).unwrap_or(last);
-    let parts = (0..parts)
-        .map(|i| Part { rowid, first: start(i), last: if i + 1 == parts { last } else { start(i + 1) - 1 } })
+    let pieces = i128::try_from(connections * PIECES_PER_CONNECTION).unwrap_or(i128::MAX).min(rows);
+    // Piece i starts at first + rows * i / pieces (in i128, which cannot overflow); the last ends at `last`.
+    let start = |i: i128| i64::try_from(i128::from(first) + rows * i / pieces).unwrap_or(last);
+    let pieces = (0..pieces)
+        .map(|i| Part { rowid, first: start(i), last: if i + 1 == pieces { last } else { start(i + 1) - 1 } })
         .collect();
-    Ok(Some((file, parts)))
+    Ok(Some(Divided { file, connections, pieces }))
+}
+
+/// How a scan is divided: the file, the connections that read it, the ranges of rowids they take in turn.
+struct Divided {
+    file: String,
+    connections: usize,
+    pieces: Vec<Part>,
 }
 
 /// A connection that reads parts of scans, opened on the file `id` names.
@@ -364,7 +374,7 @@ where
         + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
         + 'q,
 {
-    let Some((file, parts)) = divide(conn, table, threads)? else { return Ok(None) };
+    let Some(plan) = divide(conn, table, threads)? else { return Ok(None) };
     let before = data_version(conn)?;
     let mmap_size = diesel::sql_query("PRAGMA mmap_size").get_result::<MmapSize>(conn)?.mmap_size;
     // SQLite refuses a BEGIN inside a transaction opened by hand (`batch_execute("BEGIN")`): read on this
@@ -372,7 +382,7 @@ where
     if conn.batch_execute("BEGIN").is_err() {
         return Ok(None);
     }
-    let result = divided(conn, &file, &parts, before, mmap_size, &rows, query, metric, k);
+    let result = divided(conn, &plan, before, mmap_size, &rows, query, metric, k);
     let ended = conn.batch_execute("COMMIT");
     let found = result?;
     ended?;
@@ -382,8 +392,7 @@ where
 #[allow(clippy::too_many_arguments)]
 fn divided<'q, Q>(
     conn: &mut SqliteConnection,
-    file: &str,
-    parts: &[Part],
+    plan: &Divided,
     before: i64,
     mmap_size: i64,
     rows: &impl Fn(Option<Part>) -> Q,
@@ -397,76 +406,101 @@ where
         + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
         + 'q,
 {
-    let (mine, theirs) = parts.split_first().ok_or(ExactError::Query(diesel::result::Error::NotFound))?;
+    let file = plan.file.as_str();
     let id = file_id(file);
-    let mut queued = Vec::with_capacity(theirs.len());
-    for part in theirs {
-        let helper = id.and_then(|id| helper(file, id, mmap_size));
-        queued.push((*part, render(&rows(Some(*part)))?, helper));
+    let mut helpers = Vec::with_capacity(plan.connections - 1);
+    for _ in 1..plan.connections {
+        if let Some(h) = id.and_then(|id| helper(file, id, mmap_size)) {
+            helpers.push(h);
+        }
     }
     // This connection's snapshot starts here; a commit since `before` means another snapshot. Every
     // other connection must see what this one sees.
     let seen = fingerprint(conn)?;
     let same = data_version(conn)? == before;
-    let mut running = Vec::with_capacity(queued.len());
-    for (part, query, helper) in queued {
-        let helper = match helper {
-            Some((helper, theirs)) if same && theirs == seen => Some(helper),
-            Some((helper, _)) => {
-                give_back(file, helper);
-                None
-            }
-            None => None,
-        };
-        running.push((part, query, helper));
+    let mut ready = Vec::with_capacity(helpers.len());
+    for (helper, theirs) in helpers {
+        if same && theirs == seen {
+            ready.push(helper);
+        } else {
+            give_back(file, helper);
+        }
     }
     if !same {
         return Ok(None);
     }
-    tracing::Span::current().record("connections", 1 + running.iter().filter(|(_, _, h)| h.is_some()).count());
-    let (found, left, idle) = thread::scope(|scope| {
-        let handles: Vec<_> = running
+    tracing::Span::current().record("connections", 1 + ready.len());
+    // The helpers' queries, rendered here; every connection takes the next piece in turn.
+    let queued = plan
+        .pieces
+        .iter()
+        .map(|piece| render(&rows(Some(*piece))).map(|q| Mutex::new(Some(q))))
+        .collect::<QueryResult<Vec<_>>>()?;
+    let next = AtomicUsize::new(0);
+    let take = || {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        queued.get(i).map(|q| (i, q.lock().unwrap_or_else(PoisonError::into_inner).take()))
+    };
+    let (mine, theirs) = thread::scope(|scope| {
+        let running: Vec<_> = ready
             .into_iter()
-            .map(|(part, query, helper)| {
-                let handle = helper.map(|mut h| {
-                    scope.spawn(move || {
-                        let found = top_k(&mut h.conn, query, query_vector, metric, k).ok();
-                        (h, found)
-                    })
-                });
-                (part, handle)
+            .map(|mut h| {
+                let take = &take;
+                scope.spawn(move || {
+                    let (mut found, mut failed) = (Vec::new(), Vec::new());
+                    while let Some((i, query)) = take() {
+                        match query.map(|q| top_k(&mut h.conn, q, query_vector, metric, k)) {
+                            Some(Ok(exact)) => found.push(exact),
+                            // Read again on the caller's connection below.
+                            _ => failed.push(i),
+                        }
+                    }
+                    (h, found, failed)
+                })
             })
             .collect();
-        let found = top_k(conn, rows(Some(*mine)), query_vector, metric, k);
-        let mut results = Vec::with_capacity(handles.len() + 1);
-        let (mut left, mut idle) = (Vec::new(), Vec::new());
-        for (part, handle) in handles {
-            // A thread that panicked took its connection with it; its part is read again below.
-            match handle.map(thread::ScopedJoinHandle::join) {
-                Some(Ok((h, Some(exact)))) => {
-                    results.push(exact);
-                    idle.push(h);
+        let mut mine = Vec::new();
+        let mut error = None;
+        while let Some((i, _)) = take() {
+            match top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k) {
+                Ok(exact) => mine.push(exact),
+                Err(e) => {
+                    // Stop taking pieces; the helpers finish theirs.
+                    error = Some(e);
+                    next.store(plan.pieces.len(), Ordering::Relaxed);
                 }
-                Some(Ok((h, None))) => {
-                    left.push(part);
-                    idle.push(h);
-                }
-                Some(Err(_)) | None => left.push(part),
             }
         }
-        let found = found.map(|f| {
-            results.push(f);
-            results
-        });
-        (found, left, idle)
+        // A thread that panicked took its connection with it: its pieces are unknown, so all are read again.
+        let theirs: Vec<_> = running.into_iter().map(thread::ScopedJoinHandle::join).collect();
+        (error.map_or(Ok(mine), Err), theirs)
     });
-    for h in idle {
-        give_back(file, h);
+    let mut found = Vec::new();
+    let mut again = Vec::new();
+    let mut lost = false;
+    for joined in theirs {
+        match joined {
+            Ok((h, exact, failed)) => {
+                found.extend(exact);
+                again.extend(failed);
+                give_back(file, h);
+            }
+            Err(_) => lost = true,
+        }
     }
-    let mut found = found?;
+    let mine = mine?;
+    if lost {
+        // Which pieces the lost thread had read is not known: read every piece here, in the same snapshot.
+        let mut all = Vec::with_capacity(plan.pieces.len());
+        for piece in &plan.pieces {
+            all.push(top_k(conn, rows(Some(*piece)), query_vector, metric, k)?);
+        }
+        return Ok(Some(merge(all, k)));
+    }
+    found.extend(mine);
     // What another connection could not read is read here, in the same snapshot.
-    for part in left {
-        found.push(top_k(conn, rows(Some(part)), query_vector, metric, k)?);
+    for i in again {
+        found.push(top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k)?);
     }
     Ok(Some(merge(found, k)))
 }
