@@ -216,3 +216,53 @@ fn a_database_file_replaced_at_its_path_is_read_anew() {
     }
     sqlite::close_scan_connections();
 }
+
+#[test]
+fn a_divided_scan_never_mixes_two_snapshots_while_another_connection_commits() {
+    let docs = fixture::docs(1200, 37);
+    let (_dir, path, spec) = database(&docs, Metric::L2);
+    let target = fixture::queries(37, 1200, 1).remove(0);
+    let far = Vector::new(vec![50.0; fixture::DIMS]).unwrap();
+    let (first, last) = (docs.first().unwrap().id, docs.last().unwrap().id);
+    // Every committed state has exactly one of the first and the last row at the query.
+    let set = |conn: &mut SqliteConnection, near: i64, away: i64| {
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            for (id, v) in [(near, &target), (away, &far)] {
+                diesel::update(documents::table.find(id)).set(documents::embedding.eq(Some(v))).execute(conn)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    };
+    let mut writer = open(&path);
+    set(&mut writer, first, last);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the writer however the searches end (a failed assertion included).
+    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut flip = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (near, away) = if flip { (first, last) } else { (last, first) };
+                set(&mut writer, near, away);
+                flip = !flip;
+            }
+        });
+        let _stop = Stop(&stop);
+        let mut conn = open(&path);
+        let mut divided = 0;
+        for _ in 0..200 {
+            let (hits, events) = telemetry::capture(|| exact(&spec, &target, 2, 3).run(&mut conn).unwrap());
+            let at_query: Vec<i64> = hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect();
+            assert_eq!(at_query.len(), 1, "one snapshot has exactly one row at the query: {hits:?}");
+            divided += usize::from(connections(&events) == Some(3));
+        }
+        // Most searches still divide (a commit between the two readings sends one to a single connection).
+        assert!(divided > 0, "no search was divided");
+    });
+}
