@@ -528,6 +528,42 @@ impl<'a> IndexSearch<'a> {
     /// as this one, checked before their results are taken. A search inside a transaction, or on a
     /// database in memory, reads on this connection only, and so does any part another connection cannot
     /// read (a function only this connection knows, for example). The results are the same either way.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use diesel::connection::SimpleConnection;
+    /// use diesel_vector::index::{generate, IndexSpec, Metric};
+    /// use diesel_vector::search::{ids, Strategy};
+    /// use diesel_vector::Vector;
+    ///
+    /// let path = std::env::temp_dir().join(format!("threads-{}.db", std::process::id()));
+    /// let mut conn = diesel_vector::sqlite::establish(path.to_str().unwrap())?;
+    /// conn.batch_execute("CREATE TABLE points (id INTEGER PRIMARY KEY)")?;
+    /// let spec = IndexSpec::builder("points", "embedding", 2).metric(Metric::L2).build()?;
+    /// conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up)?;
+    /// // 2000 points on a line: [i, 0].
+    /// use diesel::prelude::*;
+    /// conn.transaction::<_, diesel::result::Error, _>(|conn| {
+    ///     for i in 1..=2000_i64 {
+    ///         diesel::sql_query("INSERT INTO points (id, embedding) VALUES (?, ?)")
+    ///             .bind::<diesel::sql_types::BigInt, _>(i)
+    ///             .bind::<diesel_vector::sql_types::Vector, _>(Vector::new(vec![i as f32, 0.0]).unwrap())
+    ///             .execute(conn)?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// let q = Vector::new(vec![1234.2, 0.0])?;
+    /// let exact = spec.search(&q).k(3).strategy(Strategy::Exact);
+    /// // Four connections each read ranges of the rows; one connection reads them all: the same rows.
+    /// let divided = exact.clone().threads(4).run(&mut conn)?;
+    /// assert_eq!(ids(&divided), [1234, 1235, 1233]);
+    /// assert_eq!(divided, exact.threads(1).run(&mut conn)?);
+    /// # drop(conn);
+    /// # diesel_vector::sqlite::close_scan_connections();
+    /// # for suffix in ["", "-wal", "-shm"] { let _ = std::fs::remove_file(format!("{}{suffix}", path.display())); }
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads.max(1));
