@@ -323,6 +323,43 @@ fn give_back(file: &str, mut helper: Helper) {
     }
 }
 
+#[derive(QueryableByName)]
+struct PlanStep {
+    #[diesel(sql_type = Text)]
+    detail: String,
+}
+
+/// `EXPLAIN QUERY PLAN` of a query.
+struct Explain<'a, Q>(&'a Q);
+
+impl<Q: QueryFragment<Sqlite>> QueryFragment<Sqlite> for Explain<'_, Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("EXPLAIN QUERY PLAN ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> QueryId for Explain<'_, Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> Query for Explain<'_, Q> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Q> RunQueryDsl<SqliteConnection> for Explain<'_, Q> {}
+
+/// Whether SQLite reads the whole table for `query` (a `SCAN` with no index anywhere in its plan): only then
+/// do ranges of rowids divide the work. When a filter goes through an index (a partition column's, say),
+/// SQLite may keep that index as each range's plan and walk it again for every range; one connection
+/// reading what the index selects is the plan to keep.
+fn scans_the_table<Q: QueryFragment<Sqlite>>(conn: &mut SqliteConnection, query: &Q) -> QueryResult<bool> {
+    let steps = Explain(query).load::<PlanStep>(conn)?;
+    let scan = |d: &str| d.starts_with("SCAN") && !d.contains(" USING ");
+    Ok(steps.iter().any(|s| scan(&s.detail)) && !steps.iter().any(|s| s.detail.contains(" USING ")))
+}
+
 /// SQLite's bind values, owned, so that a query can be moved to another thread.
 type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
 
@@ -375,6 +412,9 @@ where
         + 'q,
 {
     let Some(plan) = divide(conn, table, threads)? else { return Ok(None) };
+    if !scans_the_table(conn, &rows(None))? {
+        return Ok(None);
+    }
     let before = data_version(conn)?;
     let mmap_size = diesel::sql_query("PRAGMA mmap_size").get_result::<MmapSize>(conn)?.mmap_size;
     // SQLite refuses a BEGIN inside a transaction opened by hand (`batch_execute("BEGIN")`): read on this
@@ -429,7 +469,6 @@ where
     if !same {
         return Ok(None);
     }
-    tracing::Span::current().record("connections", 1 + ready.len());
     // The helpers' queries, rendered here; every connection takes the next piece in turn.
     let queued = plan
         .pieces
@@ -442,23 +481,28 @@ where
         queued.get(i).map(|q| (i, q.lock().unwrap_or_else(PoisonError::into_inner).take()))
     };
     let (mine, theirs) = thread::scope(|scope| {
+        // A thread the system refuses to start takes no range: the others, this one included, read them.
         let running: Vec<_> = ready
             .into_iter()
-            .map(|mut h| {
+            .filter_map(|mut h| {
                 let take = &take;
-                scope.spawn(move || {
-                    let (mut found, mut failed) = (Vec::new(), Vec::new());
-                    while let Some((i, query)) = take() {
-                        match query.map(|q| top_k(&mut h.conn, q, query_vector, metric, k)) {
-                            Some(Ok(exact)) => found.push(exact),
-                            // Read again on the caller's connection below.
-                            _ => failed.push(i),
+                thread::Builder::new()
+                    .name("diesel-vector-scan".into())
+                    .spawn_scoped(scope, move || {
+                        let (mut found, mut failed) = (Vec::new(), Vec::new());
+                        while let Some((i, query)) = take() {
+                            match query.map(|q| top_k(&mut h.conn, q, query_vector, metric, k)) {
+                                Some(Ok(exact)) => found.push(exact),
+                                // Read again on the caller's connection below.
+                                _ => failed.push(i),
+                            }
                         }
-                    }
-                    (h, found, failed)
-                })
+                        (h, found, failed)
+                    })
+                    .ok()
             })
             .collect();
+        tracing::Span::current().record("connections", 1 + running.len());
         let mut mine = Vec::new();
         let mut error = None;
         while let Some((i, _)) = take() {

@@ -266,3 +266,20 @@ fn a_divided_scan_never_mixes_two_snapshots_while_another_connection_commits() {
         assert!(divided > 0, "no search was divided");
     });
 }
+
+#[test]
+fn a_filter_an_index_serves_is_read_through_the_index_on_one_connection() {
+    let docs = fixture::docs(1000, 38);
+    let (_dir, path, spec) = database(&docs, Metric::Cosine);
+    let mut conn = open(&path);
+    conn.batch_execute("CREATE INDEX documents_lang ON documents (lang)").unwrap();
+    let q = fixture::queries(38, 1000, 1).remove(0);
+    let one = exact(&spec, &q, 10, 1).filter_eq("lang", "fr").run(&mut conn).unwrap();
+    let (hits, events) = telemetry::capture(|| exact(&spec, &q, 10, 3).filter_eq("lang", "fr").run(&mut conn).unwrap());
+    assert_eq!(pairs(&hits), pairs(&one));
+    // Every range would walk the index again: the index's rows are read on this connection.
+    assert_eq!(connections(&events), None, "{events:?}");
+    // Without the filter the whole table is read, divided.
+    let (_, events) = telemetry::capture(|| exact(&spec, &q, 10, 3).run(&mut conn).unwrap());
+    assert_eq!(connections(&events), Some(3));
+}
