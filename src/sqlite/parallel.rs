@@ -111,12 +111,6 @@ fn default_threads() -> usize {
 }
 
 #[derive(QueryableByName)]
-struct DatabaseFile {
-    #[diesel(sql_type = Text)]
-    file: String,
-}
-
-#[derive(QueryableByName)]
 struct Column {
     #[diesel(sql_type = Text)]
     name: String,
@@ -172,11 +166,7 @@ fn divide(conn: &mut SqliteConnection, table: &str, threads: Option<usize>) -> Q
     if in_transaction {
         return Ok(None);
     }
-    let file = diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
-        .get_result::<DatabaseFile>(conn)
-        .optional()?
-        .map(|f| f.file)
-        .unwrap_or_default();
+    let file = super::codes::database_file(conn)?;
     if file.is_empty() {
         return Ok(None);
     }
@@ -361,7 +351,19 @@ fn scans_the_table<Q: QueryFragment<Sqlite>>(conn: &mut SqliteConnection, query:
 }
 
 /// SQLite's bind values, owned, so that a query can be moved to another thread.
-type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
+pub(super) type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
+
+/// `query` as SQL text and owned binds, to run on another thread or later.
+pub(super) fn collect<Q: QueryFragment<Sqlite>>(query: &Q) -> QueryResult<CollectedQuery<Binds>> {
+    use diesel::query_builder::QueryBuilder;
+    let backend = Sqlite;
+    let mut sql = SqliteQueryBuilder::new();
+    query.to_sql(&mut sql, &backend)?;
+    let mut binds = <<Sqlite as Backend>::BindCollector<'_> as Default>::default();
+    query.collect_binds(&mut binds, &mut (), &backend)?;
+    let cacheable = query.is_safe_to_cache_prepared(&backend)?;
+    Ok(CollectedQuery::new(sql.finish(), cacheable, binds.moveable()))
+}
 
 /// A query rendered on the caller's thread and run on another.
 struct Owned(CollectedQuery<Binds>);
@@ -383,15 +385,19 @@ impl Query for Owned {
 
 impl RunQueryDsl<SqliteConnection> for Owned {}
 
-fn render<Q: QueryFragment<Sqlite>>(query: &Q) -> QueryResult<Owned> {
-    let backend = Sqlite;
-    let mut sql = SqliteQueryBuilder::new();
-    query.to_sql(&mut sql, &backend)?;
-    let mut binds = <<Sqlite as Backend>::BindCollector<'_> as Default>::default();
-    query.collect_binds(&mut binds, &mut (), &backend)?;
-    let cacheable = query.is_safe_to_cache_prepared(&backend)?;
-    use diesel::query_builder::QueryBuilder;
-    Ok(Owned(CollectedQuery::new(sql.finish(), cacheable, binds.moveable())))
+/// A query whose rows the exact scan reads (column 0 the id, column 1 the vector), which can also be
+/// rendered for another connection.
+pub(crate) trait RowsQuery<'q>:
+    QueryFragment<Sqlite> + RunQueryDsl<SqliteConnection> + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode> + 'q
+{
+}
+
+impl<'q, T> RowsQuery<'q> for T where
+    T: QueryFragment<Sqlite>
+        + RunQueryDsl<SqliteConnection>
+        + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
+        + 'q
+{
 }
 
 /// The `k` rows nearest to `query` among those `rows(part)` selects, read on several connections when
@@ -406,10 +412,7 @@ pub(crate) fn top_k_divided<'q, Q>(
     k: usize,
 ) -> Result<Option<Exact>, ExactError>
 where
-    Q: QueryFragment<Sqlite>
-        + RunQueryDsl<SqliteConnection>
-        + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
-        + 'q,
+    Q: RowsQuery<'q>,
 {
     let Some(plan) = divide(conn, table, threads)? else { return Ok(None) };
     if !scans_the_table(conn, &rows(None))? {
@@ -441,10 +444,7 @@ fn divided<'q, Q>(
     k: usize,
 ) -> Result<Option<Exact>, ExactError>
 where
-    Q: QueryFragment<Sqlite>
-        + RunQueryDsl<SqliteConnection>
-        + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode>
-        + 'q,
+    Q: RowsQuery<'q>,
 {
     let file = plan.file.as_str();
     let id = file_id(file);
@@ -473,7 +473,7 @@ where
     let queued = plan
         .pieces
         .iter()
-        .map(|piece| render(&rows(Some(*piece))).map(|q| Mutex::new(Some(q))))
+        .map(|piece| collect(&rows(Some(*piece))).map(|q| Mutex::new(Some(Owned(q)))))
         .collect::<QueryResult<Vec<_>>>()?;
     let next = AtomicUsize::new(0);
     let take = || {

@@ -734,18 +734,15 @@ impl<F, C> RunQueryDsl<C> for Vec0Knn<'_, F> {}
 mod asynchronous {
     use std::future::Future;
 
-    use diesel::backend::Backend;
-    use diesel::query_builder::{AstPass, CollectedQuery, MoveableBindCollector, QueryBuilder, QueryFragment};
-    use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
+    use diesel::query_builder::{AstPass, CollectedQuery, QueryFragment};
+    use diesel::sqlite::Sqlite;
     use diesel::{QueryResult, SqliteConnection};
     use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 
+    use super::super::parallel::{collect, Binds};
     use crate::search::{
         AsyncSearchTarget, Found, Neighbor, NoFilter, OwnedPlan, Plan, Search, SearchError, SearchFilter, SearchTarget,
     };
-
-    /// SQLite's bind values, owned.
-    type Binds = <<Sqlite as Backend>::BindCollector<'static> as MoveableBindCollector<Sqlite>>::BindData;
 
     /// `filter`'s condition as SQL and owned binds (`None` when there is none).
     fn render<F: SearchFilter<Sqlite>>(filter: &F) -> QueryResult<Option<CollectedQuery<Binds>>> {
@@ -758,13 +755,7 @@ mod asynchronous {
         if filter.is_empty() {
             return Ok(None);
         }
-        let (condition, backend) = (Condition(filter), Sqlite);
-        let mut sql = SqliteQueryBuilder::new();
-        condition.to_sql(&mut sql, &backend)?;
-        let mut binds = <<Sqlite as Backend>::BindCollector<'_> as Default>::default();
-        condition.collect_binds(&mut binds, &mut (), &backend)?;
-        let cacheable = condition.is_safe_to_cache_prepared(&backend)?;
-        Ok(Some(CollectedQuery::new(sql.finish(), cacheable, binds.moveable())))
+        collect(&Condition(filter)).map(Some)
     }
 
     impl<S: SpawnBlocking + Send> AsyncSearchTarget for SyncConnectionWrapper<SqliteConnection, S> {

@@ -244,14 +244,19 @@ struct DatabaseFile {
     file: String,
 }
 
-/// The shared entry of `spec`'s index in `conn`'s database file, or a private one for a database with no
-/// file (in memory, temporary).
-fn entry(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Shared> {
+/// The file of `conn`'s main database; empty for a database in memory or a temporary one.
+pub(in crate::sqlite) fn database_file(conn: &mut SqliteConnection) -> QueryResult<String> {
     let file: Option<DatabaseFile> = CachedSql::sql("SELECT file FROM pragma_database_list WHERE name = 'main'")
         .rows()
         .get_result(conn)
         .optional()?;
-    let file = file.map(|f| f.file).unwrap_or_default();
+    Ok(file.map(|f| f.file).unwrap_or_default())
+}
+
+/// The shared entry of `spec`'s index in `conn`'s database file, or a private one for a database with no
+/// file (in memory, temporary).
+fn entry(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Shared> {
+    let file = database_file(conn)?;
     if file.is_empty() {
         return Ok(Shared::default());
     }
