@@ -16,9 +16,11 @@
 //!   shift/or instructions. Targets with SSSE3, and all others, use `swap_bytes`.
 //!
 //! On x86-64 CPUs with SSSE3 (all since about 2009) these loops are not used: each function hands the work
-//! to the SIMD module's conversions (`pshufb` chosen at run time, `crate::simd`), which copy, swap and sum
-//! in one pass straight into the output's spare capacity. The loops here remain the fallback, for other
-//! targets and for `DIESEL_VECTOR_SIMD=portable`, and are tested against the SIMD paths below.
+//! to the SIMD module's conversions (`pshufb` chosen at run time, `crate::simd`), which copy, swap and
+//! check the exponent bits in one pass straight into the output's spare capacity (there a compare and a
+//! max cost less than a running sum, whose additions wait on each other). The loops here remain the
+//! fallback, for other targets and for `DIESEL_VECTOR_SIMD=portable`, and are tested against the SIMD paths
+//! below.
 
 use crate::simd::Simd;
 use crate::vector::first_not_finite;

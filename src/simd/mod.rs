@@ -53,6 +53,9 @@
 //!    read nothing into the program and cannot fault, whatever the address; they are only ever given
 //!    addresses within a slice anyway. The kernels that take closures (`hamming_rows`) hand them only
 //!    subslices of the caller's slices, and the unsafe distance inside reads the shorter of its two slices.
+//! 5. **The one `asm!`** (`opaque!`, in the codecs' conversions) has an empty template: it hands a register
+//!    back unchanged and touches no memory, stack or flag (`pure, nomem, nostack, preserves_flags`). It only
+//!    hides from LLVM that the value was just loaded, so that the copy loop is not replaced by `memcpy`.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -315,9 +318,8 @@ impl Simd {
         portable::sign_code(v, s, centre, code)
     }
 
-    /// Appends `src`, 4-byte words each reversed when `swap` is true, to `out` as `f32`. Returns `true` when
-    /// the sum of the values is finite, which proves every value finite; `false` means some value may not be
-    /// (or the sum overflowed): the caller checks element by element. The sum is of the written values.
+    /// Appends `src`, 4-byte words each reversed when `swap` is true, to `out` as `f32`. Returns whether every
+    /// written value is finite (checked in the same pass, on the exponent bits).
     pub(crate) fn extend_f32(self, src: &[[u8; 4]], swap: bool, out: &mut Vec<f32>) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self.level >= Level::Popcnt {
@@ -327,14 +329,14 @@ impl Simd {
     }
 
     /// Appends `src`, 4-byte words each reversed when `swap` is true, to `out`; the return value is that of
-    /// [`Simd::extend_f32`], for the source words (`sum_src`: they are the values in this machine's order)
+    /// [`Simd::extend_f32`], for the source words (`check_src`: they are the values in this machine's order)
     /// or for the written ones.
-    pub(crate) fn extend_bytes(self, src: &[[u8; 4]], swap: bool, sum_src: bool, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn extend_bytes(self, src: &[[u8; 4]], swap: bool, check_src: bool, out: &mut Vec<u8>) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self.level >= Level::Popcnt {
-            return x86::extend_bytes(self.level, src, swap, sum_src, out);
+            return x86::extend_bytes(self.level, src, swap, check_src, out);
         }
-        portable::extend_bytes(src, swap, sum_src, out)
+        portable::extend_bytes(src, swap, check_src, out)
     }
 
     /// Appends `src`, 4-byte words each reversed when `swap` is true, to `out`; the return value is that of

@@ -172,25 +172,33 @@ fn word(w: [u8; 4], swap: bool) -> [u8; 4] {
     }
 }
 
+/// Whether the word, as `f32` in this machine's byte order, is finite: its exponent bits are not all ones.
+#[inline(always)]
+fn finite(w: [u8; 4]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    u32::from_ne_bytes(w) & EXPONENT != EXPONENT
+}
+
 pub(super) fn extend_f32(src: &[[u8; 4]], swap: bool, out: &mut Vec<f32>) -> bool {
     let start = out.len();
     out.extend(src.iter().map(|w| f32::from_ne_bytes(word(*w, swap))));
-    out[start..].iter().sum::<f32>().is_finite()
+    // `fold` rather than `all`: no early exit, so the check vectorises.
+    out[start..].iter().fold(true, |ok, v| ok & v.is_finite())
 }
 
-pub(super) fn extend_bytes(src: &[[u8; 4]], swap: bool, sum_src: bool, out: &mut Vec<u8>) -> bool {
+pub(super) fn extend_bytes(src: &[[u8; 4]], swap: bool, check_src: bool, out: &mut Vec<u8>) -> bool {
     out.reserve(src.len() * 4);
-    let mut sum = 0f32;
+    let mut ok = true;
     for s in src {
         let w = word(*s, swap);
-        sum += f32::from_ne_bytes(if sum_src { *s } else { w });
+        ok &= finite(if check_src { *s } else { w });
         out.extend_from_slice(&w);
     }
-    sum.is_finite()
+    ok
 }
 
 pub(super) fn extend_words(src: &[[u8; 4]], swap: bool, out: &mut Vec<[u8; 4]>) -> bool {
     let start = out.len();
     out.extend(src.iter().map(|w| word(*w, swap)));
-    out[start..].iter().map(|w| f32::from_ne_bytes(*w)).sum::<f32>().is_finite()
+    out[start..].iter().fold(true, |ok, w| ok & finite(*w))
 }

@@ -316,12 +316,13 @@ fn conversions_copy_every_word_and_report_non_finite_values_at_every_level() {
                     let as_bytes: Vec<u8> = floats[1..].iter().flat_map(|f| f.to_ne_bytes()).collect();
                     assert_eq!(as_bytes, expected, "{at} n={n} swap={swap}");
                     assert_eq!(floats[0], 1.5);
-                    // Swapped big-endian words are the values themselves: finite, so the flag is true.
-                    // Unswapped they are arbitrary bits, so only a poisoned input is checked.
+                    // Swapped big-endian words are the values themselves; unswapped they are arbitrary
+                    // bits, some of them not finite. The flag is exact either way.
+                    let all_finite =
+                        expected.chunks_exact(4).all(|w| f32::from_ne_bytes([w[0], w[1], w[2], w[3]]).is_finite());
+                    assert_eq!((ok, ok_f), (all_finite, all_finite), "{at} n={n} swap={swap}");
                     if swap {
-                        assert_eq!((ok, ok_f), (finite, finite), "{at} n={n}");
-                    } else if !finite {
-                        assert!(!ok && !ok_f, "{at} n={n}");
+                        assert_eq!(all_finite, finite, "{at} n={n}");
                     }
                 }
             }
@@ -341,6 +342,26 @@ fn conversions_can_check_the_source_words_instead_of_the_written_ones() {
             out.clear();
             assert!(!simd.extend_bytes(&src, true, true, &mut out), "{} n={n}", simd.level());
             assert_eq!(out, naive_convert(&src, true));
+        }
+    }
+}
+
+#[test]
+fn conversions_accept_the_largest_finite_values_whose_sum_would_overflow() {
+    for simd in Simd::all_supported() {
+        for n in [1, 16, 63, 64, 65, 200] {
+            let words = vec![f32::MAX.to_ne_bytes(); n];
+            let mut out = Vec::new();
+            assert!(simd.extend_f32(&words, false, &mut out), "{} n={n}", simd.level());
+            let mut bytes = Vec::new();
+            assert!(simd.extend_bytes(&words, true, true, &mut bytes), "{} n={n}", simd.level());
+            // The smallest non-finite pattern, and a NaN whose exponent bits alone are all ones.
+            for bad in [f32::INFINITY.to_bits(), 0xffc0_0001] {
+                let mut words = words.clone();
+                words[n - 1] = bad.to_ne_bytes();
+                out.clear();
+                assert!(!simd.extend_f32(&words, false, &mut out), "{} n={n} {bad:#x}", simd.level());
+            }
         }
     }
 }

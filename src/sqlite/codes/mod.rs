@@ -451,8 +451,7 @@ impl QueryableByName<Sqlite> for SourceRow {
                 let bytes = value.read_blob();
                 let words: &[[u8; 4]] = bytemuck::try_cast_slice(bytes).map_err(|e| format!("{e:?}"))?;
                 let mut out = Vec::with_capacity(words.len());
-                let finite = Simd::detect().extend_f32(words, cfg!(target_endian = "big"), &mut out)
-                    || out.iter().all(|x| x.is_finite());
+                let finite = Simd::detect().extend_f32(words, cfg!(target_endian = "big"), &mut out);
                 finite.then_some(out)
             }
         };
