@@ -149,7 +149,9 @@ impl Bounds {
         let j = (0..last).find(|j| g <= t[j + 1]).unwrap_or(last - 1);
         let width = t[j + 1] - t[j];
         let decades = if width > 0.0 { (g - t[j]) / width } else { f64::INFINITY };
-        10f64.powf(-(j as f64 + 1.0 + decades))
+        // 10^-x as e^(-x ln 10): `exp` costs a fraction of `powf`, called for every unfetched candidate on
+        // every round (`powf` was 4 % of a search through SQLite).
+        (-(j as f64 + 1.0 + decades) * std::f64::consts::LN_10).exp()
     }
 }
 
