@@ -636,15 +636,11 @@ fn check(v: &[f32], dims: usize) -> Result<(), AnnError> {
     if v.len() != dims {
         return Err(AnnError::DimensionMismatch { expected: dims, found: v.len() });
     }
-    // `x * 0` is 0 for every finite `x` and NaN otherwise: a sum the compiler vectorises says whether all
-    // are finite; the slow search for the first bad one runs only when one is.
-    let mut lanes = [0f32; LANES];
-    for block in v.chunks(LANES) {
-        for (lane, x) in lanes.iter_mut().zip(block) {
-            *lane += x * 0.0;
-        }
-    }
-    if lanes.iter().sum::<f32>() == 0.0 {
+    // A value is not finite when its exponent bits are all set: a compare and an `or` per element, which the
+    // compiler vectorises with no chain of additions (a sum of `x * 0` took 0.5 us per 1536-dim vector in a
+    // sync); the slow search for the first bad one runs only when one is.
+    const EXPONENT: u32 = 0x7f80_0000;
+    if !v.iter().fold(false, |bad, x| bad | (x.to_bits() & EXPONENT == EXPONENT)) {
         return Ok(());
     }
     match v.iter().position(|x| !x.is_finite()) {

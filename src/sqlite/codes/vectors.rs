@@ -139,18 +139,19 @@ pub(super) fn rewrite(
         let wanted: Vec<i64> = batch.iter().flat_map(|g| group_ids(index, *g).iter().copied()).collect();
         let mut vectors: HashMap<i64, Vec<f32>> = HashMap::with_capacity(wanted.len());
         if !wanted.is_empty() {
-            let rows: Vec<SourceRow> = diesel::sql_query(select_rows(
-                spec,
-                &id,
-                &format!("FROM {table} t WHERE {id} IN (SELECT value FROM json_each(?))"),
-            ))
-            .bind::<Text, _>(super::super::json_ids(&wanted))
-            .load(conn)?;
-            for row in rows {
-                if row.indexable(spec.metric()).is_some() {
-                    if let Some(v) = row.vector {
-                        vectors.insert(row.id, v);
-                    }
+            let rows = Rows::load(
+                conn,
+                diesel::sql_query(select_rows(
+                    spec,
+                    &id,
+                    &format!("FROM {table} t WHERE {id} IN (SELECT value FROM json_each(?))"),
+                ))
+                .bind::<Text, _>(super::super::json_ids(&wanted)),
+                wanted.len() * spec.dims() as usize,
+            )?;
+            for (row, v) in rows.indexable(spec.metric()) {
+                if let Some(v) = v {
+                    vectors.insert(row.id, v.to_vec());
                 }
             }
         }
