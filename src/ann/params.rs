@@ -155,6 +155,45 @@ impl Bounds {
     }
 }
 
+impl Bounds {
+    /// A fetched row's signed error `exact - estimate` from its exact `distance`, normalised by its estimate's
+    /// `scale` as the calibrated tail is; `None` for L1 (its estimate is L2's, through ratios) or no number.
+    pub(super) fn observed_error(&self, distance: f64, basis: f64, scale: f64) -> Option<f64> {
+        if !distance.is_finite() || scale.is_nan() || scale <= 0.0 {
+            return None;
+        }
+        let error = match self.metric {
+            Metric::L2 => (basis - distance * distance) / 2.0,
+            Metric::L1 => return None,
+            _ => basis - distance,
+        };
+        error.is_finite().then_some(error / scale)
+    }
+
+    /// The bounds with the tail of the estimate's error scaled to what this search measured on its own
+    /// fetched rows (`observed`, reordered): by their errors' 0.9 quantile over the calibrated one (the
+    /// tail's first point), at least `floor` and at most 2. The fetched rows are the rows nearest by
+    /// estimate, the population the tail was calibrated on, but for this query and this data rather than
+    /// pairs of a 2000-row sample. Chosen by their estimate, they understate the errors of the rows left
+    /// (the estimate favours rows it overrates): hence the floor. Unchanged below [`TUNE_MIN_ROWS`] rows.
+    pub(super) fn tuned(&self, observed: &mut [f64], floor: f64) -> Bounds {
+        let first = self.tail[0];
+        if observed.len() < TUNE_MIN_ROWS || !first.is_finite() || first <= 0.0 {
+            return *self;
+        }
+        let at = observed.len() * 9 / 10;
+        let (_, q90, _) = observed.select_nth_unstable_by(at, f64::total_cmp);
+        let ratio = (*q90 / first).clamp(floor.clamp(0.0, 1.0), 2.0);
+        if ratio.is_nan() {
+            return *self;
+        }
+        Bounds { tail: self.tail.map(|t| t * ratio), ..*self }
+    }
+}
+
+/// Fetched rows a search measures its own errors on before it tunes the tail ([`Bounds::tuned`]).
+pub(super) const TUNE_MIN_ROWS: usize = 40;
+
 #[allow(clippy::cast_possible_truncation)] // f64 sums of f32 values, stored as f32 on purpose
 fn to_f32(x: f64) -> f32 {
     x as f32

@@ -678,6 +678,58 @@ fn an_unfiltered_search_widens_only_when_the_outermost_rows_may_hold_neighbours(
 }
 
 #[test]
+fn the_error_tail_is_tuned_to_a_search_s_own_rows_within_limits() {
+    let data = clustered(61, 3000, 64, 30);
+    let params = Params::train(Metric::Cosine, 64, data.iter().map(Vec::as_slice)).unwrap();
+    let bounds = params.bounds(1.0);
+    let first = bounds.tail[0];
+    assert!(first.is_finite() && first > 0.0, "calibrated: {:?}", bounds.tail);
+    let scaled = |ratio: f64| bounds.tail.map(|t| t * ratio);
+    // Errors at `share` of the calibrated 0.9 quantile, spread evenly from 0.
+    let errors = |n: usize, share: f64| -> Vec<f64> { (0..n).map(|i| first * share * i as f64 / n as f64).collect() };
+    // Too few rows to say: unchanged.
+    assert_eq!(bounds.tuned(&mut errors(params::TUNE_MIN_ROWS - 1, 0.1), 0.7).tail, bounds.tail);
+    // Half the calibrated errors: narrowed by the measured ratio.
+    let tail = bounds.tuned(&mut errors(100, 1.0 / 0.9 * 0.8), 0.5).tail;
+    for (t, want) in tail.iter().zip(scaled(0.8)) {
+        assert!((t - want).abs() < 1e-9 * want.abs().max(1.0), "{tail:?}");
+    }
+    // A tenth: no further than the floor; with a floor of 1, not at all.
+    assert_eq!(bounds.tuned(&mut errors(100, 0.1), 0.7).tail, scaled(0.7));
+    assert_eq!(bounds.tuned(&mut errors(100, 0.1), 1.0).tail, bounds.tail);
+    // Three times the calibrated errors: widened, at most twice.
+    assert_eq!(bounds.tuned(&mut errors(100, 3.0 / 0.9), 0.7).tail, scaled(2.0));
+}
+
+#[test]
+fn tuning_the_error_tail_to_the_fetched_rows_fetches_fewer_with_the_same_recall() {
+    let dims = 256;
+    let data = spectrum(71, 72, 20_000, dims, 200);
+    let queries = spectrum(71, 73, 30, dims, 200);
+    let index = index_of(Metric::Cosine, &data, |_| 0);
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    let truths: Vec<Vec<Neighbour>> = queries.iter().map(|q| exact(Metric::Cosine, &all, q, 10)).collect();
+    let run = |floor: f64| {
+        let options = SearchOptions { tail_tuning_floor: floor, ..SearchOptions::default() };
+        let (mut fetched, mut found) = (0, 0);
+        for (q, truth) in queries.iter().zip(&truths) {
+            let outcome = index.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap();
+            fetched += outcome.stats.fetched;
+            found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        }
+        (fetched, found)
+    };
+    // Measured: 12951 rows fetched with the calibrated tail alone (300 of 300 found), 9474 tuned (299).
+    let (calibrated, calibrated_found) = run(1.0);
+    let (tuned, tuned_found) = run(SearchOptions::default().tail_tuning_floor);
+    let all_found = 10 * queries.len();
+    assert!(tuned_found * 100 >= all_found * 98, "{tuned_found} of {all_found} found");
+    assert!(tuned_found * 100 >= calibrated_found * 100 - all_found, "{tuned_found} against {calibrated_found}");
+    assert!(tuned * 10 < calibrated * 9, "{tuned} rows fetched against {calibrated}");
+}
+
+#[test]
 fn the_rows_rescored_first_are_a_share_of_the_rows_the_filter_passes() {
     let (dims, clusters) = (64, 40);
     let data = clustered(43, 20_000, dims, clusters);

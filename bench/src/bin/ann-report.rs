@@ -361,6 +361,7 @@ fn report(set: &DataSet, args: &Args) {
         bound_scale: f64::INFINITY,
         miss_budget: 0.0,
         exhaustive_below: 0,
+        tail_tuning_floor: 1.0,
     };
     println!("### Recall@10 against the candidates reranked exactly\n");
     println!("Hamming only: the `R` nearest codes by Hamming distance reranked. Rescored: the 2000 nearest by Hamming");
