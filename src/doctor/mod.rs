@@ -765,8 +765,9 @@ fn sqlite_index_findings(
         out.push(Finding::new(
             Level::Action,
             format!(
-                "{} row(s) of {} hold a value in {} that is not a vector of {} dimensions (ids {}): every search \
-                 skips them and the index leaves them out; correct or delete them",
+                "{} row(s) of {} hold a value in {} that is not a vector of {} finite elements (another length or \
+                 type, or a NaN or infinite element; ids {}): every search skips them and the index leaves them \
+                 out; correct or delete them",
                 invalid.count,
                 spec.table(),
                 spec.column(),
