@@ -354,6 +354,9 @@ impl QuantizedIndex {
             (options.max_rerank, options.rerank_limit.max(options.max_rerank))
         };
 
+        // Expected misses beyond which no stop rule holds (the budget, or the misses the estimated recall
+        // allows at the cap).
+        let decisive = options.miss_budget.max((1.0 - options.min_recall_estimate) * k as f64);
         let mut top: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
         let mut next = 0;
         let mut batch = options.first_fetch.max(k).max(1);
@@ -372,10 +375,17 @@ impl QuantizedIndex {
                     stats.expected_misses = 0.0;
                     true
                 } else {
-                    stats.expected_misses = expected_misses(&tuned, kth, &candidates[next..]);
-                    stats.expected_misses <= options.miss_budget
+                    // Summed only as far as a stop rule could still hold: past `decisive` neither can.
+                    let remaining = &candidates[next..];
+                    stats.expected_misses = expected_misses(&tuned, kth, remaining, decisive);
+                    let stop = stats.expected_misses <= options.miss_budget
                         || stats.fetched >= limit
-                        || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate)
+                        || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate);
+                    if stop && stats.expected_misses > decisive {
+                        // Stopped by the cap: the whole sum, for the search's telemetry.
+                        stats.expected_misses = expected_misses(&tuned, kth, remaining, f64::INFINITY);
+                    }
+                    stop
                 };
             }
             if stop {
@@ -783,9 +793,18 @@ impl Histogram {
 }
 
 /// The expected number of `candidates` nearer than `kth`: the sum of their miss probabilities (those far
-/// beyond the last tail point cost one comparison each).
-fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate]) -> f64 {
-    candidates.iter().map(|c| bounds.miss_probability(kth, c.basis, c.scale)).sum()
+/// beyond the last tail point cost one comparison each), or, once it passes `until`, the sum so far.
+fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate], until: f64) -> f64 {
+    // Nearest by estimate first, so the largest terms come first and a sum past `until` ends early (the
+    // rounds before a search stops compute a power of ten for few rows instead of every one).
+    let mut sum = 0.0;
+    for c in candidates {
+        sum += bounds.miss_probability(kth, c.basis, c.scale);
+        if sum > until {
+            break;
+        }
+    }
+    sum
 }
 
 /// Whether the outermost eighth of `candidates` by Hamming distance (whole distances, so at least an
