@@ -107,12 +107,18 @@ impl Vector {
 /// Checks length and finiteness; the error names the first offending element.
 pub(crate) fn validate(values: &[f32]) -> Result<(), VectorError> {
     check_len(values.len())?;
-    // Branch-free pass so that the common, valid case vectorises; the slow search for the offending
-    // index runs only on failure.
-    if values.iter().fold(false, |bad, v| bad | !v.is_finite()) {
+    // The slow search for the offending index runs only on failure.
+    if !all_finite(values) {
         return Err(first_not_finite(values.iter().copied()));
     }
     Ok(())
+}
+
+/// Whether every value is finite: one branch-free pass, so that the common, valid case vectorises (no early
+/// exit, and no chain of additions as in a sum of `x * 0`).
+#[inline]
+pub(crate) fn all_finite(values: &[f32]) -> bool {
+    !values.iter().fold(false, |bad, v| bad | !v.is_finite())
 }
 
 pub(crate) fn check_len(dims: usize) -> Result<(), VectorError> {

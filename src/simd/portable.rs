@@ -172,18 +172,16 @@ fn word(w: [u8; 4], swap: bool) -> [u8; 4] {
     }
 }
 
-/// Whether the word, as `f32` in this machine's byte order, is finite: its exponent bits are not all ones.
+/// Whether the word, as `f32` in this machine's byte order, is finite.
 #[inline(always)]
 fn finite(w: [u8; 4]) -> bool {
-    const EXPONENT: u32 = 0x7f80_0000;
-    u32::from_ne_bytes(w) & EXPONENT != EXPONENT
+    f32::from_ne_bytes(w).is_finite()
 }
 
 pub(super) fn extend_f32(src: &[[u8; 4]], swap: bool, out: &mut Vec<f32>) -> bool {
     let start = out.len();
     out.extend(src.iter().map(|w| f32::from_ne_bytes(word(*w, swap))));
-    // `fold` rather than `all`: no early exit, so the check vectorises.
-    out[start..].iter().fold(true, |ok, v| ok & v.is_finite())
+    crate::vector::all_finite(&out[start..])
 }
 
 pub(super) fn extend_bytes(src: &[[u8; 4]], swap: bool, check_src: bool, out: &mut Vec<u8>) -> bool {
