@@ -124,15 +124,16 @@ pub struct SearchOptions {
     /// (from the calibrated error distribution) is at most this; 0 leaves only the hard bound and the cap.
     pub miss_budget: f64,
     /// How far a search over the whole index (no row filtered out) may narrow the calibrated error
-    /// distribution to the errors it measures on its own fetched rows (from 40 of them on): the distribution is scaled by their 0.9 quantile over the
-    /// calibrated one, at least this and at most 2 (1 keeps it from narrowing). The calibration, on pairs of
-    /// a 2000-row sample, overstates the errors near a query several times on some data (BENCHMARKS.md, "How
-    /// pessimistic the expected misses are"); the rows a search fetched first understate them a little,
-    /// being chosen by their estimate. At 0.8 (the default) the embedding-like benchmark fetched 186 rows
-    /// instead of 199 at 100k (recall 1.000) and 534 instead of 628 at 1M (recall 0.994 instead of 1.000),
-    /// the clustered one kept its recall; at 0.7, 169 rows at 100k but recall 0.986 at 1M; at 0.5 the
-    /// clustered recall fell to 0.995, at 0.25 to 0.925. Under a filter the calibrated distribution stands: a partition of rows far from
-    /// the query, all at nearly the same distance, recalled 0.985 instead of 0.99 with it tuned.
+    /// distribution to the errors it measures on its own fetched rows (from 40 of them on): the distribution
+    /// is scaled by their 0.9 quantile over the calibrated one, at least this and at most 2 (1 keeps it from
+    /// narrowing). The calibration, on pairs of a 2000-row sample, overstates the errors near a query several
+    /// times on some data (BENCHMARKS.md, "How pessimistic the expected misses are"); the rows a search
+    /// fetched first understate them a little, being chosen by their estimate. At 0.8 (the default) the
+    /// embedding-like benchmark fetched 186 rows instead of 199 at 100k (recall 1.000) and 534 instead of
+    /// 628 at 1M (recall 0.994 instead of 1.000), the clustered one kept its recall; at 0.7, 169 rows at 100k
+    /// but recall 0.986 at 1M; at 0.5 the clustered recall fell to 0.995, at 0.25 to 0.925. Under a filter
+    /// the calibrated distribution stands: a partition of rows far from the query, all at nearly the same
+    /// distance, recalled 0.985 instead of 0.99 with it tuned.
     pub tail_tuning_floor: f64,
 }
 
@@ -362,8 +363,9 @@ impl QuantizedIndex {
         let mut batch = options.first_fetch.max(k).max(1);
         let mut suffix_min = suffix_minima(&candidates);
         let mut ids = Vec::with_capacity(batch);
-        // The fetched rows' own errors, and the bounds tuned to them (see `Bounds::tuned`).
-        let (mut observed, mut scratch_errors, mut tuned) = (Vec::new(), Vec::new(), bounds);
+        // The fetched rows' own errors (in no particular order), and the bounds tuned to them (see
+        // `Bounds::tuned`).
+        let (mut observed, mut tuned) = (Vec::new(), bounds);
         let mut fetching: Vec<(i64, f64, f64)> = Vec::with_capacity(batch);
         loop {
             let exhausted = next == candidates.len();
@@ -469,9 +471,7 @@ impl QuantizedIndex {
             // Over the whole index only: under a filter that leaves rows far from the query, all at nearly
             // the same distance, a tuned tail stopped too early (a test's partition recalled 0.985).
             if unfiltered {
-                scratch_errors.clear();
-                scratch_errors.extend_from_slice(&observed);
-                tuned = bounds.tuned(&mut scratch_errors, options.tail_tuning_floor);
+                tuned = bounds.tuned(&mut observed, options.tail_tuning_floor);
             }
         }
         let mut neighbours: Vec<Neighbour> = top.into_iter().map(|r| r.0).collect();
