@@ -36,11 +36,20 @@ struct Args {
     slow_queries: usize,
     /// `SearchOptions::first_pass_keep` of the default search from memory (its default when `None`).
     first_pass_keep: Option<usize>,
+    /// `SearchOptions::tail_tuning_floor` of the default search from memory (its default when `None`).
+    tail_floor: Option<f64>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args =
-        Args { rows: 100_000, queries: 100, sqlite: true, maintenance: true, slow_queries: 10, first_pass_keep: None };
+    let mut args = Args {
+        rows: 100_000,
+        queries: 100,
+        sqlite: true,
+        maintenance: true,
+        slow_queries: 10,
+        first_pass_keep: None,
+        tail_floor: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<usize, String> {
@@ -54,11 +63,15 @@ fn parse_args() -> Result<Args, String> {
             "--no-maintenance" => args.maintenance = false,
             "--slow-queries" => args.slow_queries = value("--slow-queries")?.max(1),
             "--first-pass-keep" => args.first_pass_keep = Some(value("--first-pass-keep")?.max(1)),
+            "--tail-floor" => {
+                let floor = it.next().and_then(|v| v.parse::<f64>().ok()).filter(|f| *f > 0.0);
+                args.tail_floor = Some(floor.ok_or("--tail-floor needs a positive number")?);
+            }
             "--bench" => {}
             other => {
                 return Err(format!(
                 "unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite, --no-maintenance, \
-                     --slow-queries S, --first-pass-keep F"
+                     --slow-queries S, --first-pass-keep F, --tail-floor T"
             ))
             }
         }
@@ -401,8 +414,11 @@ fn report(set: &DataSet, args: &Args) {
     // The default search, candidates from memory.
     println!("### Default search (`SearchOptions::default()`, adaptive rerank)\n");
     let defaults = SearchOptions::default();
-    let options =
-        SearchOptions { first_pass_keep: args.first_pass_keep.unwrap_or(defaults.first_pass_keep), ..defaults };
+    let options = SearchOptions {
+        first_pass_keep: args.first_pass_keep.unwrap_or(defaults.first_pass_keep),
+        tail_tuning_floor: args.tail_floor.unwrap_or(defaults.tail_tuning_floor),
+        ..defaults
+    };
     let mut lat = Vec::new();
     let (mut rec, mut fetched, mut bounded, mut rescored) = (0.0, 0usize, 0usize, 0usize);
     for q in 0..nq {
