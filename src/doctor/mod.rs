@@ -816,7 +816,7 @@ fn sqlite_index_findings(
     if !spec.sqlite_index().vec0 || status.sqlite_vec.is_none() {
         return;
     }
-    if (status.needs_rebuild || !status.table_exists) && status.embedded_rows > 0 {
+    if (status.needs_rebuild || !status.vec0_table_exists) && status.embedded_rows > 0 {
         out.push(
             Finding::new(
                 Level::Action,
@@ -824,7 +824,7 @@ fn sqlite_index_findings(
                     "the vec0 index {} is {} for {} row(s) of {on}: the next search would stall rebuilding it; \
                      rebuild it now",
                     spec.name(),
-                    if status.table_exists { "marked for rebuild" } else { "missing" },
+                    if status.vec0_table_exists { "marked for rebuild" } else { "missing" },
                     status.embedded_rows
                 ),
             )

@@ -18,7 +18,8 @@
 //!
 //! Rows whose stored vector is not a valid BLOB of the index's dimensions (NULL, another storage class,
 //! another length, NaN or infinite elements), and zero vectors under cosine, are left out of the index;
-//! [`IndexStatus::indexed_rows`] against [`IndexStatus::embedded_rows`] shows how many.
+//! [`IndexStatus::codes_rows`] (or [`IndexStatus::vec0_rows`]) against [`IndexStatus::embedded_rows`] shows
+//! how many.
 //!
 //! ```
 //! # #[cfg(feature = "sqlite-vec")] fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -134,14 +135,14 @@ pub struct IndexStatus {
     pub structures: SqliteIndex,
     /// sqlite-vec's version on this connection, if loaded.
     pub sqlite_vec: Option<String>,
-    /// Whether the vec0 table exists.
-    pub table_exists: bool,
+    /// Whether the index's vec0 table exists (false for an index that keeps none).
+    pub vec0_table_exists: bool,
     /// Whether the next sync rebuilds it from scratch.
     pub needs_rebuild: bool,
     /// Changes recorded by the triggers and not yet applied.
     pub pending_changes: i64,
-    /// Rows in the vec0 table (only countable with sqlite-vec).
-    pub indexed_rows: Option<i64>,
+    /// Rows in the vec0 table (only countable with sqlite-vec; `None` for an index that keeps none).
+    pub vec0_rows: Option<i64>,
     /// Rows in the quantized codes, when they are stored.
     pub codes_rows: Option<u64>,
     /// Whether the index's quantized codes are current: true when the stored codes are those of the
@@ -159,7 +160,7 @@ impl IndexStatus {
     /// True when nothing is pending, no rebuild is due, the codes are current and, for an index that keeps
     /// a vec0 table, the table exists.
     pub fn is_up_to_date(&self) -> bool {
-        (self.table_exists || !self.structures.vec0)
+        (self.vec0_table_exists || !self.structures.vec0)
             && self.codes_current
             && !self.needs_rebuild
             && self.pending_changes == 0
@@ -502,7 +503,7 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
     Ok(report)
 }
 
-/// `spec`'s index's state. Works without sqlite-vec (then `indexed_rows` is `None`).
+/// `spec`'s index's state. Works without sqlite-vec (then `vec0_rows` is `None`).
 ///
 /// # Errors
 ///
@@ -510,8 +511,8 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
 pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStatus, IndexError> {
     let state = state(conn, spec)?;
     let sqlite_vec = super::sqlite_vec_version(conn)?;
-    let table_exists = conn.exists(spec.vec0_table())?;
-    let indexed_rows = match (&sqlite_vec, table_exists) {
+    let vec0_table_exists = conn.exists(spec.vec0_table())?;
+    let vec0_rows = match (&sqlite_vec, vec0_table_exists) {
         (Some(_), true) => Some(count(conn, &format!("SELECT count(*) AS count FROM {}", quote(spec.vec0_table())))?),
         _ => None,
     };
@@ -528,10 +529,10 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
         index: spec.name().to_owned(),
         structures: spec.sqlite_index(),
         sqlite_vec,
-        table_exists,
+        vec0_table_exists,
         needs_rebuild: state.needs_rebuild != 0,
         pending_changes: state.pending,
-        indexed_rows,
+        vec0_rows,
         codes_rows: super::codes::stored_rows(conn, spec)?,
         codes_current: !codes || super::codes::is_current(conn, spec)?,
         embedded_rows,

@@ -265,7 +265,7 @@ fn every_writer_leaves_the_index_repairable_and_the_next_sync_applies_it() {
     let report = sqlite::sync(&mut conn, &spec).unwrap();
     assert_eq!((report.rebuilt, report.applied), (false, 5));
     let status = sqlite::status(&mut conn, &spec).unwrap();
-    assert!(status.is_up_to_date() && status.indexed_rows == Some(58) && status.embedded_rows == 58, "{status:?}");
+    assert!(status.is_up_to_date() && status.vec0_rows == Some(58) && status.embedded_rows == 58, "{status:?}");
     for lang in ["en", "fr"] {
         for _ in 0..5 {
             let q = vector(&mut rng);
@@ -330,5 +330,5 @@ fn rows_the_index_cannot_hold_are_left_out_instead_of_failing_every_sync() {
     let report = sqlite::sync(&mut conn, &spec).unwrap();
     assert_eq!(report.applied, 1, "only the valid row is indexed");
     let status = sqlite::status(&mut conn, &spec).unwrap();
-    assert_eq!((status.indexed_rows, status.embedded_rows), (Some(1), 4));
+    assert_eq!((status.vec0_rows, status.embedded_rows), (Some(1), 4));
 }

@@ -401,12 +401,12 @@ fn state_text(index: &IndexReport) -> String {
                 "marked for rebuild".to_owned()
             } else if kept.codes && !status.codes_current {
                 "codes not built or stale".to_owned()
-            } else if kept.vec0 && status.sqlite_vec.is_some() && !status.table_exists {
+            } else if kept.vec0 && status.sqlite_vec.is_some() && !status.vec0_table_exists {
                 "not built".to_owned()
             } else {
                 format!("{} pending change(s)", status.pending_changes)
             };
-            let indexed = match (kept.codes, status.codes_rows, status.indexed_rows) {
+            let indexed = match (kept.codes, status.codes_rows, status.vec0_rows) {
                 (true, Some(n), _) => format!(", {n} indexed"),
                 (_, _, Some(n)) => format!(", {n} indexed"),
                 _ => String::new(),
@@ -542,9 +542,9 @@ fn index_json(index: &IndexReport) -> Value {
         Some(IndexState::Sqlite { status, invalid }) => {
             value["sqlite"] = json!({
                 "structures": spec.sqlite_index().name(), "sqlite_vec": status.sqlite_vec,
-                "vec0_exists": status.table_exists, "up_to_date": status.is_up_to_date(),
+                "vec0_exists": status.vec0_table_exists, "up_to_date": status.is_up_to_date(),
                 "needs_rebuild": status.needs_rebuild, "pending_changes": status.pending_changes,
-                "indexed_rows": status.indexed_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
+                "indexed_rows": status.vec0_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
                 "embedded_rows": status.embedded_rows,
                 "generation": status.generation,
                 "invalid_rows": { "count": invalid.count, "ids": invalid.ids },
