@@ -48,6 +48,7 @@
 mod reindex;
 mod versions;
 
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::database::{BackendKind, DatabaseConnection};
@@ -111,6 +112,58 @@ impl Report {
         } else {
             "healthy"
         }
+    }
+}
+
+/// The verdict, then each finding on a line of its own (`  action: ...`), most serious first: what an
+/// application logs. (The command line's `doctor` prints the whole state.) Control characters in names
+/// that come from the database are escaped, so that they cannot forge or hide lines.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use diesel::connection::SimpleConnection;
+/// use diesel_vector::database::DatabaseConnection;
+/// use diesel_vector::index::{generate, IndexSpec};
+///
+/// let mut conn = DatabaseConnection::establish(":memory:")?;
+/// let DatabaseConnection::Sqlite(sqlite) = &mut conn else { unreachable!() };
+/// let spec = IndexSpec::builder("notes", "embedding", 3).build()?;
+/// sqlite.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, embedding BLOB)")?;
+/// sqlite.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up)?;
+/// // A writer that bypassed the index's triggers leaves a value that is not a vector of 3 dimensions.
+/// sqlite.batch_execute(
+///     "DROP TRIGGER __dv_notes_embedding_check_insert; INSERT INTO notes VALUES (1, x'00');",
+/// )?;
+/// let report = diesel_vector::doctor::diagnose(&mut conn)?;
+/// let text = report.to_string();
+/// assert!(text.starts_with(report.verdict()), "{text}");
+/// assert_eq!(text.lines().count(), 1 + report.findings.len());
+/// assert!(text.contains("ids 1"), "{text}");
+/// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.verdict())?;
+        for finding in &self.findings {
+            write!(f, "\n  {finding}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `action: <message>` (or `warning:`, `info:`), control characters in the message escaped.
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.level)?;
+        for c in self.message.chars() {
+            if c.is_control() || matches!(c, '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -314,6 +367,13 @@ impl Level {
             Self::Warning => "warning",
             Self::Info => "info",
         }
+    }
+}
+
+/// [`Level::name`].
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -1045,4 +1105,29 @@ fn version_findings(facts: &Facts) -> Vec<Finding> {
         sqlite: facts.server_version.strip_prefix("SQLite "),
         sqlite_vec,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_findings_text_cannot_forge_a_line_or_drive_a_terminal() {
+        let finding = Finding::new(Level::Warning, "table \"x\nACTION: drop it\" has \u{1b}[31mred\u{202e} text");
+        let text = finding.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("warning: table \"x\\u{a}ACTION: drop it\""), "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text}");
+        let report = Report {
+            backend: BackendKind::Sqlite,
+            server_version: "SQLite 3".into(),
+            extension: Extension::SqliteVec { version: None },
+            migrations: AppMigrations { recorded: false, applied: Vec::new(), pending: None, directory: None },
+            indexes: Vec::new(),
+            unregistered: Vec::new(),
+            fragments: None,
+            findings: vec![Finding::new(Level::Action, "rebuild it"), finding],
+        };
+        assert_eq!(report.to_string().lines().collect::<Vec<_>>()[..2], ["needs action", "  action: rebuild it"]);
+    }
 }
