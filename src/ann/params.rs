@@ -117,14 +117,13 @@ impl Bounds {
     /// the calibrated tail of the estimate's error: 1 when its estimate is already nearer, then falling
     /// tenfold per tail point its margin passes (log-linear between the points and beyond the last).
     pub(super) fn miss_probability(&self, kth: f64, basis: f64, scale: f64) -> f64 {
-        let gap = match self.metric {
-            Metric::L2 => (basis - kth * kth) / 2.0,
-            Metric::L1 => {
-                let kth = if self.l1_low > 0.0 { kth / self.l1_low } else { f64::INFINITY };
-                (basis - kth * kth) / 2.0
-            }
-            _ => basis - kth,
+        // L1's estimate is L2's: the k-th L1 distance as the smallest L2 distance it allows.
+        let kth = match self.metric {
+            Metric::L1 if self.l1_low > 0.0 => kth / self.l1_low,
+            Metric::L1 => f64::INFINITY,
+            _ => kth,
         };
+        let gap = self.gap(basis, kth);
         // Already nearer (or no number): certainly a miss if left out. No spread: the estimate is exact.
         if gap.is_nan() || gap <= 0.0 {
             return 1.0;
@@ -162,12 +161,20 @@ impl Bounds {
         if !distance.is_finite() || scale.is_nan() || scale <= 0.0 {
             return None;
         }
-        let error = match self.metric {
-            Metric::L2 => (basis - distance * distance) / 2.0,
-            Metric::L1 => return None,
-            _ => basis - distance,
-        };
+        if self.metric == Metric::L1 {
+            return None;
+        }
+        let error = self.gap(basis, distance);
         error.is_finite().then_some(error / scale)
+    }
+
+    /// How far an estimate's `basis` lies beyond an exact `distance`, in the estimate's units: the inner
+    /// product's difference (half the difference of squares for L2 and L1, whose estimate is L2's).
+    fn gap(&self, basis: f64, distance: f64) -> f64 {
+        match self.metric {
+            Metric::L2 | Metric::L1 => (basis - distance * distance) / 2.0,
+            _ => basis - distance,
+        }
     }
 
     /// The bounds with the tail of the estimate's error scaled to what this search measured on its own
