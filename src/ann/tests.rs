@@ -65,6 +65,11 @@ impl Store {
     }
 }
 
+/// How many of `truth` are among `neighbours` (by id).
+fn found_of(truth: &[Neighbour], neighbours: &[Neighbour]) -> usize {
+    truth.iter().filter(|t| neighbours.iter().any(|n| n.id == t.id)).count()
+}
+
 fn id_of(i: usize) -> i64 {
     i as i64 * 3 + 1
 }
@@ -119,7 +124,7 @@ fn searches_find_the_exact_neighbours_at_every_simd_level_and_metric() {
                     assert_eq!(n.distance.to_bits(), exact(metric, &[(n.id, v)], q, 1)[0].distance.to_bits());
                 }
                 assert!(outcome.neighbours.windows(2).all(|w| w[0].order(&w[1]).is_lt()));
-                found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+                found += found_of(&truth, &outcome.neighbours);
                 wanted += truth.len();
             }
             let recall = found as f64 / wanted as f64;
@@ -566,7 +571,7 @@ fn the_stop_rules_stop_before_the_cap_and_keep_the_recall() {
             let outcome = index.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap();
             fetched += outcome.stats.fetched;
             stopped += usize::from(outcome.stats.fetched < 2000);
-            found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+            found += found_of(&truth, &outcome.neighbours);
             assert!((0.0..=1.0).contains(&outcome.stats.recall_estimate()));
         }
         let recall = found as f64 / (10 * queries.len()) as f64;
@@ -597,19 +602,19 @@ fn a_partition_far_from_the_query_keeps_its_recall_when_it_outnumbers_the_rescor
         let truth = exact(Metric::Cosine, &members, q, 10);
         let outcome = index.search(q, 10, &Filter::partition(1), &SearchOptions::default(), store.fetch()).unwrap();
         assert_eq!(outcome.stats.passed, 10_000);
-        found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        found += found_of(&truth, &outcome.neighbours);
         // With 200 rows rescored first, the first pass keeps 400 by their codes' prefixes (by default it
         // would keep 2000 here, more than the eighth of the rows passing it needs to compare prefixes first):
         // widening completes the rest.
         let tight = SearchOptions { rescore_per_k: 20, ..SearchOptions::default() };
         let outcome = index.search(q, 10, &Filter::partition(1), &tight, store.fetch()).unwrap();
-        found_tight += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        found_tight += found_of(&truth, &outcome.neighbours);
         // Unfiltered, the query's own subtopic is near and the Hamming distance parts it from the rest: the
         // first rows rescored are enough.
         let truth = exact(Metric::Cosine, &all, q, 10);
         let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
         assert!(outcome.stats.rescored < 4000, "{} rows rescored", outcome.stats.rescored);
-        found_unfiltered += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        found_unfiltered += found_of(&truth, &outcome.neighbours);
     }
     let recall = found as f64 / (10 * queries.len()) as f64;
     assert!(recall >= 0.99, "recall {recall} in the partition");
@@ -669,7 +674,7 @@ fn an_unfiltered_search_widens_only_when_the_outermost_rows_may_hold_neighbours(
     for q in &queries {
         let truth = exact(Metric::Cosine, &all, q, 10);
         let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
-        found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+        found += found_of(&truth, &outcome.neighbours);
         widened += usize::from(outcome.stats.rescored > first_round + first_round / 2);
     }
     let recall = found as f64 / (10 * queries.len()) as f64;
@@ -716,7 +721,7 @@ fn tuning_the_error_tail_to_the_fetched_rows_fetches_fewer_with_the_same_recall(
         for (q, truth) in queries.iter().zip(&truths) {
             let outcome = index.search(q, 10, &Filter::all(), &options, store.fetch()).unwrap();
             fetched += outcome.stats.fetched;
-            found += truth.iter().filter(|t| outcome.neighbours.iter().any(|n| n.id == t.id)).count();
+            found += found_of(truth, &outcome.neighbours);
         }
         (fetched, found)
     };
@@ -777,7 +782,7 @@ fn the_first_pass_over_the_codes_prefixes_finds_what_whole_codes_find() {
         let c = index.search(q, 10, &Filter::all(), &tight, store.fetch()).unwrap();
         assert_eq!(a.neighbours, b.neighbours);
         assert_eq!(a.neighbours, c.neighbours);
-        found += truth.iter().filter(|t| a.neighbours.iter().any(|n| n.id == t.id)).count();
+        found += found_of(&truth, &a.neighbours);
         // A partition of 200 rows, fewer than the rows rescored first: all of them whole, reranked exactly.
         let members: Vec<(i64, &Vec<f32>)> = all.iter().copied().filter(|(id, _)| (id - 1) / 3 % 40 == 3).collect();
         let p = index.search(q, 10, &Filter::partition(1), &tight, store.fetch()).unwrap();
