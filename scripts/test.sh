@@ -15,6 +15,12 @@ fi
 
 step() { printf '\n=== %s\n' "$*" >&2; }
 
+# A run builds six feature sets once each. With incremental state and full debug info, `.ci/run` filled about
+# 12 GB of target directory, more than one CI machine had free; without the one and with line tables only
+# (panics and backtraces still name files and lines) it peaks under 3 GB. A caller's own setting wins.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+
 # The real diesel CLI (2.3) for the tests that run the migrations through it.
 if ! diesel --version 2>/dev/null | grep -q 'Version: 2\.3\.'; then
     step "installing diesel_cli 2.3 (postgres + bundled sqlite)"
