@@ -836,7 +836,7 @@ fn sqlite_index_findings(
             ),
         ));
     }
-    let codes = spec.sqlite_index().codes && spec.element() == crate::index::Element::Vector;
+    let codes = spec.sqlite_keeps_codes();
     if codes && (status.needs_rebuild || !status.codes_current) && status.embedded_rows > 0 {
         // The crate's codes are kept on any connection: no extension needed.
         let state = match (status.needs_rebuild, status.codes_rows) {

@@ -119,7 +119,7 @@ pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Resul
                 let report = crate::sqlite::rebuild(c, spec).map_err(DoctorError::Index)?;
                 let left_out = crate::sqlite::invalid_rows(c, spec, super::NAMED_IDS).map_err(DoctorError::Index)?;
                 let kept = spec.sqlite_index();
-                if kept.codes && spec.element() == crate::index::Element::Vector {
+                if spec.sqlite_keeps_codes() {
                     Built::Codes { structures: kept, rows: report.applied, left_out }
                 } else if kept.vec0 {
                     Built::Vec0 { rows: report.applied, left_out }

@@ -724,6 +724,15 @@ impl IndexSpec {
         self.sqlite_index
     }
 
+    /// Whether SQLite keeps the crate's quantized codes for this index: its structures include `codes`, and
+    /// codes can index its column (`vector` and `halfvec` columns under cosine, L2, L1 or the inner
+    /// product). Other indexes are searched through vec0 where they keep one, or exactly.
+    pub fn sqlite_keeps_codes(&self) -> bool {
+        self.sqlite_index.codes
+            && matches!(self.element, Element::Vector | Element::HalfVector)
+            && crate::ann::supports(self.metric)
+    }
+
     /// SQLite: the change queue the triggers fill (`<name>_queue`).
     pub fn queue_table(&self) -> String {
         format!("{}_queue", self.name)

@@ -29,9 +29,58 @@ thread_local! {
     static SCAN: RefCell<Option<Scanning>> = const { RefCell::new(None) };
 }
 
+/// How a column stores its vectors' elements in a BLOB: what the scans read and convert to `f32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// `vector`: little-endian `f32`.
+    F32,
+    /// `halfvec`: little-endian `f16`, converted exactly.
+    F16,
+}
+
+impl Stored {
+    /// The format of `element`'s BLOBs, for the element types the crate's kernels read.
+    pub(crate) fn of(element: crate::index::Element) -> Option<Stored> {
+        match element {
+            crate::index::Element::Vector => Some(Stored::F32),
+            crate::index::Element::HalfVector => Some(Stored::F16),
+            _ => None,
+        }
+    }
+
+    /// The length of a BLOB of `dims` elements.
+    pub(crate) fn bytes(self, dims: usize) -> usize {
+        match self {
+            Stored::F32 => 4 * dims,
+            Stored::F16 => 2 * dims,
+        }
+    }
+
+    /// Appends the elements of `bytes` (a BLOB of this format) to `out` as `f32`; false, with `out` as it
+    /// was, when one is NaN or infinite.
+    pub(crate) fn extend_f32(self, bytes: &[u8], out: &mut Vec<f32>) -> bool {
+        let start = out.len();
+        let ok = match self {
+            Stored::F32 => match bytemuck::try_cast_slice::<u8, [u8; 4]>(bytes) {
+                Ok(words) => crate::simd::Simd::detect().extend_f32(words, cfg!(target_endian = "big"), out),
+                Err(_) => false,
+            },
+            Stored::F16 => {
+                out.extend(bytes.chunks_exact(2).map(|w| super::functions::f16_to_f32([w[0], w[1]])));
+                crate::vector::all_finite(&out[start..])
+            }
+        };
+        if !ok {
+            out.truncate(start);
+        }
+        ok
+    }
+}
+
 #[derive(Debug)]
 struct Scanning {
     scan: ExactScan<'static>,
+    stored: Stored,
     dims: usize,
     /// For vectors SQLite holds at an address not aligned for `f32`.
     scratch: Vec<f32>,
@@ -59,12 +108,17 @@ impl QueryableByName<Sqlite> for Scored {
         SCAN.with(|s| {
             let mut guard = s.borrow_mut();
             let Some(s) = guard.as_mut() else { return Err("no exact scan in progress on this thread".into()) };
-            if bytes.len() != 4 * s.dims {
+            if bytes.len() != s.stored.bytes(s.dims) {
                 s.skipped += 1;
                 return Ok(Scored);
             }
             let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                Ok(v) if cfg!(target_endian = "little") => v,
+                Ok(v) if s.stored == Stored::F32 && cfg!(target_endian = "little") => v,
+                _ if s.stored == Stored::F16 => {
+                    s.scratch.clear();
+                    s.scratch.extend(bytes.chunks_exact(2).map(|w| super::functions::f16_to_f32([w[0], w[1]])));
+                    &s.scratch
+                }
                 _ => {
                     s.scratch.clear();
                     s.scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
@@ -108,10 +162,11 @@ pub(crate) struct Exact {
 }
 
 /// The `k` rows nearest to `query` by `metric` among those `rows` selects (a query whose column 0 is the
-/// id and column 1 the vector BLOB, filters applied), nearest first, ties by id.
+/// id and column 1 the vector BLOB, stored as `stored` says, filters applied), nearest first, ties by id.
 pub(crate) fn top_k<'q, Q>(
     conn: &mut SqliteConnection,
     rows: Q,
+    stored: Stored,
     query: &[f32],
     metric: Metric,
     k: usize,
@@ -120,7 +175,7 @@ where
     Q: RunQueryDsl<SqliteConnection> + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode> + 'q,
 {
     let scan = ExactScan::owned(metric, query.to_vec(), k)?;
-    let state = Scanning { scan, dims: query.len(), scratch: Vec::new(), skipped: 0 };
+    let state = Scanning { scan, stored, dims: query.len(), scratch: Vec::new(), skipped: 0 };
     let outer = SCAN.with(|s| s.borrow_mut().replace(state));
     let mut read = 0u64;
     let result = (|| -> Result<(), ExactError> {

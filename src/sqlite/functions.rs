@@ -23,6 +23,8 @@ mod half;
 mod kernels;
 mod sparse;
 
+pub(crate) use half::f16_to_f32;
+
 use std::fmt;
 use std::marker::PhantomData;
 

@@ -146,8 +146,8 @@ pub struct IndexStatus {
     /// Rows in the quantized codes, when they are stored.
     pub codes_rows: Option<u64>,
     /// Whether the index's quantized codes are current: true when the stored codes are those of the
-    /// current generation, or the index keeps none (or its column's type has none: only `vector` columns
-    /// are coded); false when they are not built yet or something drained the queue without updating them
+    /// current generation, or the index keeps none ([`IndexSpec::sqlite_keeps_codes`]: only `vector` and
+    /// `halfvec` columns are coded); false when they are not built yet or something drained the queue without updating them
     /// (the next sync rebuilds them).
     pub codes_current: bool,
     /// Rows of the table that have a vector (not NULL).
@@ -412,7 +412,7 @@ struct Plan {
 
 fn plan(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Plan, IndexError> {
     let kept = spec.sqlite_index();
-    let codes = kept.codes && super::codes::supported(spec);
+    let codes = spec.sqlite_keeps_codes();
     let extension = has_extension(conn)?;
     if kept.vec0 && !extension && !codes {
         return Err(IndexError::ExtensionMissing);
@@ -524,7 +524,7 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
             quote(spec.column())
         ),
     )?;
-    let codes = spec.sqlite_index().codes && super::codes::supported(spec);
+    let codes = spec.sqlite_keeps_codes();
     Ok(IndexStatus {
         index: spec.name().to_owned(),
         structures: spec.sqlite_index(),

@@ -265,7 +265,7 @@ impl Runner for SqliteConnection {
         let wanting: Vec<String> = registry::load(self)
             .map_err(MigrationError::Registry)?
             .into_iter()
-            .filter(|s| s.sqlite_index().vec0 && !(s.sqlite_index().codes && super::codes::supported(s)))
+            .filter(|s| s.sqlite_index().vec0 && !s.sqlite_keeps_codes())
             .map(|s| s.name().to_owned())
             .collect();
         if !wanting.is_empty() {

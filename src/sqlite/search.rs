@@ -23,6 +23,7 @@
 //! other types sqlite-vec's or the crate's SQL functions. Stored values that are not vectors of the index's
 //! dimensions are skipped by every path.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use diesel::connection::SimpleConnection;
@@ -32,6 +33,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
+use super::exact::Stored;
 use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
 use crate::codec::SqliteBlobShape;
@@ -94,10 +96,12 @@ fn exact_error(e: super::exact::ExactError) -> SearchError {
     }
 }
 
-/// The query of a `vector` column, as the crate's engine reads it (`None` for the other types).
-fn f32_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
+/// The query of a `vector` or `halfvec` column, as the crate's engine reads it (`f16` converted exactly),
+/// with how the column stores its vectors; `None` for the other types.
+fn f32_query<'p>(plan: &'p Plan<'_>) -> Option<(Cow<'p, [f32]>, Stored)> {
     match &plan.query {
-        crate::search::element::PlanVector::Vector(v) => Some(v.as_slice()),
+        crate::search::element::PlanVector::Vector(v) => Some((Cow::Borrowed(v.as_slice()), Stored::F32)),
+        crate::search::element::PlanVector::HalfVector(v) => Some((Cow::Owned(v.to_f32_vec()), Stored::F16)),
         _ => None,
     }
 }
@@ -118,7 +122,7 @@ fn candidates<F: SearchFilter<Sqlite>>(
     if !plan.index_serves() {
         return Ok(None);
     }
-    if spec.sqlite_index().codes && spec.element() == Element::Vector {
+    if spec.sqlite_keeps_codes() {
         if let Some(found) = codes_candidates(conn, plan, filters, filter)? {
             return Ok(Some(found));
         }
@@ -203,7 +207,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
-    let Some(query) = f32_query(plan) else { return Ok(None) };
+    let Some((query, _)) = f32_query(plan) else { return Ok(None) };
     // The candidates' exact distances, as the exact path computes them ([`exact_rows`]).
     let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
         for hit in exact_rows(conn, plan, filters, filter, ids)? {
@@ -214,7 +218,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     let options = crate::ann::SearchOptions::default();
     let mut outcome = None;
     for attempt in 0..2 {
-        match super::codes::search(conn, spec, query, plan.limit, &scan_filter, &options, &mut fetch)? {
+        match super::codes::search(conn, spec, &query, plan.limit, &scan_filter, &options, &mut fetch)? {
             super::codes::Searched::Found(found) => {
                 outcome = Some(found);
                 break;
@@ -300,9 +304,9 @@ fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     }
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan = crate::ann::Filter { partition, allow: allow.as_deref() };
-    let Some(query) = f32_query(plan) else { return Ok(None) };
+    let Some((query, _)) = f32_query(plan) else { return Ok(None) };
     let Some(found) =
-        super::codes::exact_from_vectors(conn, spec, query, plan.limit, &scan).map_err(SearchError::Index)?
+        super::codes::exact_from_vectors(conn, spec, &query, plan.limit, &scan).map_err(SearchError::Index)?
     else {
         return Ok(None);
     };
@@ -391,10 +395,10 @@ fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>,
 }
 
 /// The query as the crate's SIMD kernels take it, when the exact path computes this plan's distances
-/// with them (a `vector` column under a metric the engine supports); `None` when sqlite-vec's or the
+/// with them (a `vector` or `halfvec` column under a metric the engine supports); `None` when sqlite-vec's or the
 /// crate's SQL functions do. The one place that choice is made: [`exact`] and [`exact_rows`] both follow
 /// it, so that every distance a search sorts comes from one kernel.
-fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<&'p [f32]> {
+fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<(Cow<'p, [f32]>, Stored)> {
     f32_query(plan).filter(|_| crate::ann::supports(plan.metric))
 }
 
@@ -419,9 +423,9 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
         .ids_json(json_ids(ids))
         .blob_shape(blob_shape(plan.spec));
     match simd_query(plan) {
-        Some(query) => {
+        Some((query, stored)) => {
             let rows = Rows { knn: &knn, of: RowsOf::Vectors, part: None };
-            let found = super::exact::top_k(conn, rows, query, plan.metric, ids.len()).map_err(exact_error)?;
+            let found = super::exact::top_k(conn, rows, stored, &query, plan.metric, ids.len()).map_err(exact_error)?;
             Ok(finite_hits(found.neighbours))
         }
         None => Ok(hits_of(knn.load(conn)?)),
@@ -441,7 +445,7 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
-    if let Some(query) = simd_query(plan) {
+    if let Some((query, stored)) = simd_query(plan) {
         if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
@@ -453,12 +457,22 @@ fn exact<F: SearchFilter<Sqlite>>(
             .ok_or(SearchError::MetricForType { metric: plan.metric, element: plan.spec.element() })?
             .blob_shape(blob_shape(plan.spec));
         let rows = |part| Rows { knn: &knn, of: RowsOf::Vectors, part };
-        let divided =
-            super::parallel::top_k_divided(conn, plan.spec.table(), plan.threads, rows, query, plan.metric, plan.limit)
-                .map_err(exact_error)?;
+        let divided = super::parallel::top_k_divided(
+            conn,
+            plan.spec.table(),
+            plan.threads,
+            rows,
+            stored,
+            &query,
+            plan.metric,
+            plan.limit,
+        )
+        .map_err(exact_error)?;
         let found = match divided {
             Some(found) => found,
-            None => super::exact::top_k(conn, rows(None), query, plan.metric, plan.limit).map_err(exact_error)?,
+            None => {
+                super::exact::top_k(conn, rows(None), stored, &query, plan.metric, plan.limit).map_err(exact_error)?
+            }
         };
         return Ok(Found { hits: finite_hits(found.neighbours), path });
     }

@@ -231,3 +231,53 @@ fn perceptual_hashes_are_searched_through_sqlite_vecs_bit_vectors() {
     .unwrap();
     assert_eq!(vec0_rows, photos.iter().filter(|p| p.phash.is_some()).count() as i64);
 }
+
+/// A `halfvec` column's index keeps the crate's codes as a `vector` column's does: the default search goes
+/// through them and answers what the exact scan answers, under partition and Diesel filters; a plain
+/// writer's changes are searched at once; a stored infinity is left out of both, and named.
+#[test]
+fn a_halfvec_index_keeps_codes_and_answers_what_the_exact_scan_answers() {
+    use crate::common::telemetry;
+
+    let mut conn = crate::conn();
+    library(&mut conn, &[&CLIP], 3000, 74);
+    let queries = fixture::queries(74, 3000, 12);
+    let search = |conn: &mut SqliteConnection, q: &HalfVector, album: Option<&str>, strategy: Strategy| {
+        let mut s = CLIP.search(q).k(10).strategy(strategy).filter(images::taken.ge(2016));
+        if let Some(album) = album {
+            s = s.partition(images::album, album);
+        }
+        s.run(conn).unwrap()
+    };
+    for (_, half, _) in &queries {
+        for album in [None, Some("travel")] {
+            let (fast, events) = telemetry::capture(|| search(&mut conn, half, album, Strategy::Auto));
+            assert!(events.iter().any(|e| e.contains("path=codes")), "{events:#?}");
+            let exact = search(&mut conn, half, album, Strategy::Exact);
+            assert_eq!(fast.len(), 10);
+            assert_eq!(fast, exact, "{album:?}: the same ids and the same distances");
+        }
+    }
+    let status = diesel_vector::sqlite::status(&mut conn, &CLIP).unwrap();
+    assert!(status.codes_current, "{status:?}");
+    // Rows 7 (all zeros: no cosine distance) and every 31st (NULL) are not in the codes.
+    let with_clip = 3000 - 3000 / 31 - 1;
+    assert_eq!(status.codes_rows, Some(with_clip as u64), "{status:?}");
+
+    // A writer without the crate moves row 5 onto the first query and stores an infinity in row 6.
+    let (_, target, _) = &queries[0];
+    let blob: String =
+        target.as_slice().iter().flat_map(|h| h.to_bits().to_le_bytes()).map(|b| format!("{b:02x}")).collect();
+    conn.batch_execute(&format!("UPDATE images SET clip = x'{blob}', taken = 2019 WHERE id = 5")).unwrap();
+    let infinity = format!("00fc{}", "0000".repeat(fixture::CLIP_DIMS - 1));
+    conn.batch_execute(&format!("UPDATE images SET clip = x'{infinity}' WHERE id = 6")).unwrap();
+    let hits = search(&mut conn, target, None, Strategy::Auto);
+    assert_eq!(hits[0].id, 5, "{hits:?}");
+    assert!(hits[0].distance.abs() < 1e-6, "{hits:?}");
+    assert_eq!(hits, search(&mut conn, target, None, Strategy::Exact));
+    for (_, half, _) in &queries {
+        assert!(!search::ids(&search(&mut conn, half, None, Strategy::Auto)).contains(&6));
+    }
+    let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, &CLIP, 10).unwrap();
+    assert_eq!(invalid.ids, [6]);
+}

@@ -387,26 +387,32 @@ fn state_text(index: &IndexReport) -> String {
         None => "the table or column does not exist".to_owned(),
         Some(IndexState::Sqlite { status, invalid }) => {
             let kept = index.spec.sqlite_index();
-            let structure = match (kept.vec0, kept.codes) {
+            let codes = index.spec.sqlite_keeps_codes();
+            let structure = match (kept.vec0, codes) {
                 (true, true) => format!("codes and vec0 {}", index.spec.vec0_table()),
                 (true, false) => format!("vec0 {}", index.spec.vec0_table()),
                 (false, true) => "codes".to_owned(),
-                (false, false) => "no structure (exact scans)".to_owned(),
+                (false, false) => {
+                    // Nothing to keep current: the queue's state means nothing to a search.
+                    let invalid =
+                        if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
+                    return format!("no structure (exact scans), {} rows{invalid}", status.embedded_rows);
+                }
             };
             let state = if status.is_up_to_date() {
                 "up to date".to_owned()
-            } else if kept.vec0 && !kept.codes && status.sqlite_vec.is_none() {
+            } else if kept.vec0 && !codes && status.sqlite_vec.is_none() {
                 "not maintained without sqlite-vec".to_owned()
             } else if status.needs_rebuild {
                 "marked for rebuild".to_owned()
-            } else if kept.codes && !status.codes_current {
+            } else if codes && !status.codes_current {
                 "codes not built or stale".to_owned()
             } else if kept.vec0 && status.sqlite_vec.is_some() && !status.vec0_table_exists {
                 "not built".to_owned()
             } else {
                 format!("{} pending change(s)", status.pending_changes)
             };
-            let indexed = match (kept.codes, status.codes_rows, status.vec0_rows) {
+            let indexed = match (codes, status.codes_rows, status.vec0_rows) {
                 (true, Some(n), _) => format!(", {n} indexed"),
                 (_, _, Some(n)) => format!(", {n} indexed"),
                 _ => String::new(),

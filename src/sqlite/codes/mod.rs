@@ -51,12 +51,12 @@ use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
 use super::cached::CachedSql;
+use super::exact::Stored;
 use super::index::IndexError;
 use crate::ann::bytes::{Reader, Writer};
-use crate::ann::{self, AnnError, Filter, Params, Partition, QuantizedIndex, SearchOptions, SearchOutcome};
-use crate::index::{quote, Element, IndexSpec, Metric};
+use crate::ann::{AnnError, Filter, Params, Partition, QuantizedIndex, SearchOptions, SearchOutcome};
+use crate::index::{quote, IndexSpec, Metric};
 use crate::migrations::shape::Catalog;
-use crate::simd::Simd;
 
 mod vectors;
 
@@ -85,10 +85,11 @@ const RECORD_MAGIC: &[u8; 4] = b"DVQR";
 /// Version of the record and of the partition-key scheme.
 const RECORD_VERSION: u16 = 1;
 
-/// Whether the codes can index `spec`'s column: `vector` columns (little-endian `f32` BLOBs) under cosine,
-/// L2, L1 or the inner product. Other columns are searched exactly.
-pub(crate) fn supported(spec: &IndexSpec) -> bool {
-    spec.element() == Element::Vector && ann::supports(spec.metric())
+/// How `spec`'s column stores its elements, for the specs that keep codes
+/// ([`IndexSpec::sqlite_keeps_codes`]: `vector` and `halfvec` columns); `f32` for the others, which nothing
+/// here reads.
+fn stored(spec: &IndexSpec) -> Stored {
+    Stored::of(spec.element()).unwrap_or(Stored::F32)
 }
 
 /// The codes as a whole: what every sync rewrites, and what a load checks the chunks against.
@@ -445,6 +446,8 @@ thread_local! {
     /// buffer for the whole batch. Decoding each row into its own `Vec` spent about a third of a sync's
     /// reading in `malloc`, `free` and the first touch of fresh pages.
     static DECODED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How the query [`Rows::load`] runs on this thread stores its vectors.
+    static STORED: std::cell::Cell<Stored> = const { std::cell::Cell::new(Stored::F32) };
 }
 
 impl QueryableByName<Sqlite> for SourceRow {
@@ -457,16 +460,16 @@ impl QueryableByName<Sqlite> for SourceRow {
             None => None,
             Some(mut value) => {
                 let bytes = value.read_blob();
-                let words: &[[u8; 4]] = bytemuck::try_cast_slice(bytes).map_err(|e| format!("{e:?}"))?;
+                let stored = STORED.get();
+                if bytes.len() % stored.bytes(1) != 0 {
+                    return Err(
+                        format!("a vector BLOB of {} bytes is not whole {stored:?} elements", bytes.len()).into()
+                    );
+                }
                 DECODED.with(|decoded| {
                     let mut out = decoded.borrow_mut();
                     let start = out.len();
-                    if Simd::detect().extend_f32(words, cfg!(target_endian = "big"), &mut out) {
-                        Some(start..out.len())
-                    } else {
-                        out.truncate(start);
-                        None
-                    }
+                    stored.extend_f32(bytes, &mut out).then(|| start..out.len())
                 })
             }
         };
@@ -486,10 +489,11 @@ struct Rows {
 impl Rows {
     /// Runs `query` (built by [`select_rows`]); `floats` is how many vector elements it may return at most
     /// (the buffer is reserved once: memory the rows do not fill is never touched).
-    fn load<'q, Q>(conn: &mut SqliteConnection, query: Q, floats: usize) -> QueryResult<Rows>
+    fn load<'q, Q>(conn: &mut SqliteConnection, spec: &IndexSpec, query: Q, floats: usize) -> QueryResult<Rows>
     where
         Q: diesel::query_dsl::LoadQuery<'q, SqliteConnection, SourceRow>,
     {
+        STORED.set(stored(spec));
         DECODED.with(|decoded| {
             let mut decoded = decoded.borrow_mut();
             decoded.clear();
@@ -519,7 +523,7 @@ impl Rows {
 /// aliased `t`.
 fn select_rows(spec: &IndexSpec, id: &str, from: &str) -> String {
     let v = format!("t.{}", quote(spec.column()));
-    let bytes = 4 * u64::from(spec.dims());
+    let bytes = stored(spec).bytes(spec.dims() as usize);
     let mut columns = vec![
         format!("{id} AS id"),
         format!("CASE WHEN typeof({v}) = 'blob' AND length({v}) = {bytes} THEN {v} END AS v"),
@@ -552,13 +556,14 @@ fn sample(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<Vec<f32>>
         |rows: Rows| -> Vec<Vec<f32>> { rows.indexable(metric).filter_map(|(_, v)| v.map(<[f32]>::to_vec)).collect() };
     let width = i128::from(high) - i128::from(low) + 1;
     let mut found = if width <= (2 * want) as i128 {
-        keep(Rows::load(conn, diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t"))), floats)?)
+        keep(Rows::load(conn, spec, diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t"))), floats)?)
     } else {
         let targets: Vec<i64> = (0..want as i128)
             .map(|i| i64::try_from(i128::from(low) + i * width / want as i128).unwrap_or(high))
             .collect();
         keep(Rows::load(
             conn,
+            spec,
             diesel::sql_query(select_rows(
                 spec,
                 &id,
@@ -571,6 +576,7 @@ fn sample(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<Vec<f32>>
     if found.len() < want / 4 {
         found = keep(Rows::load(
             conn,
+            spec,
             diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t ORDER BY {id} LIMIT ?")))
                 .bind::<BigInt, _>(i64::try_from(want).unwrap_or(i64::MAX)),
             floats,
@@ -598,8 +604,8 @@ fn table_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>
     );
     let floats = BATCH_ROWS * spec.dims() as usize;
     match after {
-        Some(after) => Rows::load(conn, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
-        None => Rows::load(conn, diesel::sql_query(sql), floats),
+        Some(after) => Rows::load(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
+        None => Rows::load(conn, spec, diesel::sql_query(sql), floats),
     }
 }
 
@@ -904,8 +910,8 @@ fn queue_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>
     let sql = select_rows(spec, "q.id", &from);
     let floats = BATCH_ROWS * spec.dims() as usize;
     match after {
-        Some(after) => Rows::load(conn, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
-        None => Rows::load(conn, diesel::sql_query(sql), floats),
+        Some(after) => Rows::load(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
+        None => Rows::load(conn, spec, diesel::sql_query(sql), floats),
     }
 }
 
@@ -969,7 +975,7 @@ pub(crate) fn search<E>(
 where
     E: From<AnnError> + From<diesel::result::Error>,
 {
-    if !supported(spec) {
+    if !spec.sqlite_keeps_codes() {
         return Ok(Searched::NotCurrent);
     }
     let shared = entry(conn, spec)?;

@@ -141,6 +141,7 @@ pub(super) fn rewrite(
         if !wanted.is_empty() {
             let rows = Rows::load(
                 conn,
+                spec,
                 diesel::sql_query(select_rows(
                     spec,
                     &id,
@@ -258,7 +259,7 @@ pub(crate) fn exact(
     k: usize,
     filter: &Filter<'_>,
 ) -> Result<Option<Vec<Neighbour>>, IndexError> {
-    if !spec.sqlite_index().vectors || !supported(spec) || query.len() != spec.dims() as usize {
+    if !spec.sqlite_index().vectors || !spec.sqlite_keeps_codes() || query.len() != spec.dims() as usize {
         return Ok(None);
     }
     let shared = entry(conn, spec)?;
