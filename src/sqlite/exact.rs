@@ -66,8 +66,8 @@ impl Stored {
                 Err(_) => false,
             },
             Stored::F16 => {
-                out.extend(bytes.chunks_exact(2).map(|w| super::functions::f16_to_f32([w[0], w[1]])));
-                crate::vector::all_finite(&out[start..])
+                out.resize(start + bytes.len() / 2, 0.0);
+                f16_into(bytes, &mut out[start..]) && crate::vector::all_finite(&out[start..])
             }
         };
         if !ok {
@@ -75,6 +75,21 @@ impl Stored {
         }
         ok
     }
+}
+
+/// Converts the little-endian `f16` words of `bytes` into `out` (of half their length), exactly: one
+/// branchless conversion per element over two slices of the same length, which the compiler vectorises
+/// (converting through `extend` and an iterator of chunks took nearly twice as long for a whole exact
+/// scan). False, with `out` untouched, when `bytes` is not `out`'s length in whole words.
+fn f16_into(bytes: &[u8], out: &mut [f32]) -> bool {
+    let Ok(words) = bytemuck::try_cast_slice::<u8, [u8; 2]>(bytes) else { return false };
+    if words.len() != out.len() {
+        return false;
+    }
+    for (o, w) in out.iter_mut().zip(words) {
+        *o = super::functions::f16_to_f32(*w);
+    }
+    true
 }
 
 #[derive(Debug)]
@@ -115,8 +130,11 @@ impl QueryableByName<Sqlite> for Scored {
             let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
                 Ok(v) if s.stored == Stored::F32 && cfg!(target_endian = "little") => v,
                 _ if s.stored == Stored::F16 => {
-                    s.scratch.clear();
-                    s.scratch.extend(bytes.chunks_exact(2).map(|w| super::functions::f16_to_f32([w[0], w[1]])));
+                    s.scratch.resize(s.dims, 0.0);
+                    if !f16_into(bytes, &mut s.scratch) {
+                        s.skipped += 1;
+                        return Ok(Scored);
+                    }
                     &s.scratch
                 }
                 _ => {
@@ -189,4 +207,40 @@ where
     result?;
     let state = state.ok_or_else(|| ExactError::Query(diesel::result::Error::NotFound))?;
     Ok(Exact { rows: read, skipped: state.skipped, neighbours: state.scan.finish() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    fn halves(values: &[f16]) -> Vec<u8> {
+        values.iter().flat_map(|h| h.to_bits().to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn f16_blobs_read_as_the_f32_they_convert_to_or_not_at_all() {
+        // Every finite f16, subnormals and both zeros included, converts exactly.
+        let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).filter(|h| h.is_finite()).collect();
+        let mut out = vec![7.0];
+        assert!(Stored::F16.extend_f32(&halves(&all), &mut out));
+        assert_eq!(out.len(), 1 + all.len());
+        for (h, x) in all.iter().zip(&out[1..]) {
+            assert_eq!(x.to_bits(), h.to_f32().to_bits(), "{h:?}");
+        }
+        // An infinity or a NaN, an odd length: false, and what was there stays.
+        for bad in [halves(&[f16::ONE, f16::INFINITY]), halves(&[f16::NAN, f16::ONE]), vec![0, 60, 0]] {
+            let mut out = vec![7.0];
+            assert!(!Stored::F16.extend_f32(&bad, &mut out), "{bad:?}");
+            assert_eq!(out, [7.0]);
+        }
+        let mut out = vec![0.0; 2];
+        assert!(!f16_into(&halves(&[f16::ONE]), &mut out), "a BLOB of another length");
+        assert_eq!((Stored::F16.bytes(384), Stored::F32.bytes(384)), (768, 1536));
+        let mut out = Vec::new();
+        assert!(Stored::F32.extend_f32(&1.5f32.to_le_bytes(), &mut out));
+        assert_eq!(out, [1.5]);
+        assert!(!Stored::F32.extend_f32(&[0, 0, 0], &mut out), "not whole f32 words");
+        assert_eq!(out, [1.5]);
+    }
 }

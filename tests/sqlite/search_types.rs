@@ -258,6 +258,13 @@ fn a_halfvec_index_keeps_codes_and_answers_what_the_exact_scan_answers() {
             assert_eq!(fast, exact, "{album:?}: the same ids and the same distances");
         }
     }
+    // The SIMD kernel's distances are the SQL function's to 1e-6.
+    let (_, q, _) = &queries[1];
+    for hit in search(&mut conn, q, None, Strategy::Auto) {
+        let dsl: Option<f64> =
+            images::table.find(hit.id).select(images::clip.cosine_distance(q)).first(&mut conn).unwrap();
+        assert!((dsl.unwrap() - hit.distance).abs() <= 1e-6, "{hit:?} {dsl:?}");
+    }
     let status = diesel_vector::sqlite::status(&mut conn, &CLIP).unwrap();
     assert!(status.codes_current, "{status:?}");
     // Rows 7 (all zeros: no cosine distance) and every 31st (NULL) are not in the codes.

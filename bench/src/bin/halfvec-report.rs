@@ -1,0 +1,171 @@
+//! `halfvec` on SQLite: the default search (the crate's codes) and the exact scan of a `halfvec(768)`
+//! column, against the same column searched through the crate's SQL distance function (what the exact
+//! path ran before `halfvec` columns were read by the SIMD kernel) and against the same values stored as
+//! `vector(768)`, all in one SQLite file, calls interleaved query by query in a rotating order.
+//!
+//!   cargo run --release -p diesel-vector-bench --bin halfvec-report [-- --rows N --queries N --reps N]
+//!
+//! Data: the embedding-like generator (`data::Spectrum`: a shared direction, a decaying spectrum,
+//! overlapping topics). Recall@10 is measured against the exact scan of the `halfvec` column, whose ids
+//! are checked against the SQL function's. Prints Markdown on stdout; about 2 minutes at the defaults.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::SqliteConnection;
+use diesel_vector::index::generate;
+use diesel_vector::search::{self, Strategy};
+use diesel_vector::{HalfVector, Vector, VectorExpressionMethods};
+use diesel_vector_bench::data::{self, Spectrum};
+use diesel_vector_bench::db_harness::{run_queries, BoxError, QueryContender};
+use diesel_vector_bench::harness::percentile;
+
+const DIMS: usize = 768;
+const K: i64 = 10;
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::HalfVector;
+    docs_half (id) {
+        id -> BigInt,
+        embedding -> Nullable<HalfVector>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::Vector;
+    docs_f32 (id) {
+        id -> BigInt,
+        embedding -> Nullable<Vector>,
+    }
+}
+
+diesel_vector::vector_index! {
+    /// The `halfvec` column (codes, the default).
+    static HALF: docs_half { column: embedding, dims: 768 }
+}
+
+diesel_vector::vector_index! {
+    /// The same values as `vector`.
+    static F32: docs_f32 { column: embedding, dims: 768 }
+}
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn half(v: &Vector) -> HalfVector {
+    HalfVector::from_f32_slice(v.as_slice()).expect("the generator's values fit f16")
+}
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let (rows, n_queries, reps) = (arg(&args, "--rows", 100_000), arg(&args, "--queries", 30), arg(&args, "--reps", 3));
+    let spectrum = Spectrum::new(data::SEED, DIMS, data::clusters_for(rows));
+    let queries: Vec<Vector> = spectrum
+        .vectors(data::SEED + 1, n_queries)
+        .chunks(DIMS)
+        .map(|q| Vector::new(HalfVector::from_f32_slice(q).expect("fits f16").to_f32_vec()).expect("finite"))
+        .collect();
+
+    let dir = TempDir(std::env::temp_dir().join(format!("dv-halfvec-report-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let path = dir.0.join("docs.db").to_string_lossy().into_owned();
+    let mut conn = diesel_vector::sqlite::establish(&path)?;
+    conn.batch_execute(
+        "CREATE TABLE docs_half (id INTEGER PRIMARY KEY, embedding BLOB); \
+         CREATE TABLE docs_f32 (id INTEGER PRIMARY KEY, embedding BLOB);",
+    )?;
+    for spec in [&*HALF, &*F32] {
+        conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up)?;
+    }
+    let started = Instant::now();
+    let stored = spectrum.vectors(data::SEED ^ 1, rows);
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for (i, v) in stored.chunks(DIMS).enumerate() {
+            let h = HalfVector::from_f32_slice(v).expect("fits f16");
+            let id = i as i64 + 1;
+            let exact_f32 = Vector::new(h.to_f32_vec()).expect("finite");
+            diesel::insert_into(docs_half::table)
+                .values((docs_half::id.eq(id), docs_half::embedding.eq(&h)))
+                .execute(conn)?;
+            diesel::insert_into(docs_f32::table)
+                .values((docs_f32::id.eq(id), docs_f32::embedding.eq(&exact_f32)))
+                .execute(conn)?;
+        }
+        Ok(())
+    })?;
+    let loaded = started.elapsed();
+    let mut synced = Vec::new();
+    for spec in [&*HALF, &*F32] {
+        let t = Instant::now();
+        diesel_vector::sqlite::sync(&mut conn, spec)?;
+        synced.push(t.elapsed());
+    }
+    conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")?;
+
+    let ids = |hits: Vec<search::Hit>| search::ids(&hits);
+    let mut contenders: Vec<QueryContender<'_, SqliteConnection>> = vec![
+        QueryContender::new("halfvec, SQL function (ORDER BY ... LIMIT)", |conn, q| {
+            Ok(docs_half::table
+                .select(docs_half::id)
+                .filter(docs_half::embedding.is_not_null())
+                .order((docs_half::embedding.cosine_distance(half(q)), docs_half::id))
+                .limit(K)
+                .load(conn)?)
+        }),
+        QueryContender::new("halfvec, Strategy::Exact", move |conn, q| {
+            Ok(ids(HALF.search(&half(q)).k(K as usize).strategy(Strategy::Exact).run(conn)?))
+        }),
+        QueryContender::new("halfvec, default (codes)", move |conn, q| {
+            Ok(ids(HALF.search(&half(q)).k(K as usize).run(conn)?))
+        }),
+        QueryContender::new("vector, Strategy::Exact", move |conn, q| {
+            Ok(ids(F32.search(q).k(K as usize).strategy(Strategy::Exact).run(conn)?))
+        }),
+        QueryContender::new("vector, default (codes)", move |conn, q| {
+            Ok(ids(F32.search(q).k(K as usize).run(conn)?))
+        }),
+    ];
+    let measured = run_queries(&mut conn, &mut contenders, &queries, reps)?;
+
+    println!("## `halfvec` on SQLite: the codes and the exact scan\n");
+    println!(
+        "{rows} rows of `halfvec({DIMS})` (embedding-like, cosine) and the same values as `vector({DIMS})`, one file; \
+         loaded in {:.1} s, codes built in {:.2} s (halfvec) / {:.2} s (vector). {n_queries} queries x {reps} \
+         repetitions, top {K}, interleaved.\n\n{}\n",
+        loaded.as_secs_f64(),
+        synced[0].as_secs_f64(),
+        synced[1].as_secs_f64(),
+        diesel_vector_bench::environment::describe()
+    );
+    let truth = &measured[1].ids;
+    assert_eq!(&measured[0].ids, truth, "the SQL function and the SIMD exact scan return the same ids");
+    let base: Vec<f64> = measured[0].rep_ms.clone();
+    println!("| contender | p50 ms | mean ms per repetition, over the SQL function | recall@10 | same ids as exact |\n|---|---:|---:|---:|---:|");
+    for m in &measured {
+        let ratios: Vec<String> = m.rep_ms.iter().zip(&base).map(|(a, b)| format!("{:.3}", a / b)).collect();
+        let recall = m.ids.iter().zip(truth).map(|(f, t)| data::recall(f, t)).sum::<f64>() / truth.len() as f64;
+        let same = m.ids.iter().zip(truth).filter(|(f, t)| f == t).count();
+        println!(
+            "| {} | {:.2} | {} | {recall:.3} | {same}/{} |",
+            m.name,
+            percentile(&m.calls_ms, 0.5),
+            ratios.join(", "),
+            truth.len()
+        );
+    }
+    Ok(())
+}
