@@ -31,7 +31,10 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=BENCH_RUSTC_VERSION={version}");
 
-    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    // The directory cargo runs this script for, read when it runs: `env!` would keep the one it was compiled
+    // in, and a target directory shared between checkouts reuses the compiled script.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let lock_path = Path::new(&manifest_dir).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock_path.display());
     let lock = std::fs::read_to_string(&lock_path).unwrap_or_default();
     let versions: Vec<String> = CRATES
