@@ -288,3 +288,44 @@ fn a_halfvec_index_keeps_codes_and_answers_what_the_exact_scan_answers() {
     let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, &CLIP, 10).unwrap();
     assert_eq!(invalid.ids, [6]);
 }
+
+/// A `halfvec` index that also keeps the contiguous copy (`codes,vectors`) keeps one group per 16 coded
+/// rows, and its exact searches answer what the scan of the table does for an index without the copy
+/// (the copy's own answers are checked in the crate's unit tests).
+#[test]
+fn a_halfvec_index_with_the_contiguous_copy_answers_exact_searches_from_it() {
+    use diesel_vector::index::{Element, SqliteIndex};
+
+    let with_copy = IndexSpec::builder("images", "clip", fixture::CLIP_DIMS as u64)
+        .element(Element::HalfVector)
+        .partition_by(["album"])
+        .sqlite_index(SqliteIndex::CODES_AND_VECTORS)
+        .name("clip_with_copy")
+        .build()
+        .unwrap();
+    let mut conn = crate::conn();
+    library(&mut conn, &[&CLIP, &with_copy], 1500, 75);
+    diesel_vector::sqlite::sync(&mut conn, &with_copy).unwrap();
+    let groups: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM \"{}\")",
+        with_copy.vectors_table()
+    )))
+    .get_result(&mut conn)
+    .unwrap();
+    let coded = diesel_vector::sqlite::status(&mut conn, &with_copy).unwrap().codes_rows.unwrap();
+    assert_eq!(groups, coded.div_ceil(16) as i64, "groups of 16 rows hold the {coded} coded rows");
+    for (_, half, _) in &fixture::queries(75, 1500, 8) {
+        for album in [None, Some("family")] {
+            let run = |conn: &mut SqliteConnection, spec: &IndexSpec| {
+                let mut s = spec.search(half).k(10).strategy(Strategy::Exact);
+                if let Some(album) = album {
+                    s = s.filter_eq("album", album);
+                }
+                s.run(conn).unwrap()
+            };
+            let from_copy = run(&mut conn, &with_copy);
+            assert_eq!(from_copy.len(), 10);
+            assert_eq!(from_copy, run(&mut conn, &CLIP), "{album:?}");
+        }
+    }
+}

@@ -162,3 +162,43 @@ fn partition_keys_match_on_the_fields_asked_for() {
     assert_eq!(field_mask(0, 2) | field_mask(1, 2), u64::MAX);
     assert_eq!(field_mask(64, 70), 0, "columns past the 64th are checked at rerank only");
 }
+
+#[test]
+fn a_halfvec_column_is_coded_and_copied_as_the_f32_its_elements_convert_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = super::super::establish(dir.path().join("h.db").to_str().unwrap()).unwrap();
+    conn.batch_execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, embedding BLOB)").unwrap();
+    let spec = IndexSpec::builder("docs", "embedding", DIMS as u64)
+        .element(crate::index::Element::HalfVector)
+        .metric(crate::index::Metric::L2)
+        .partition_by(["lang"])
+        .sqlite_index(SqliteIndex::CODES_AND_VECTORS)
+        .build()
+        .unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    let rows: Vec<(i64, &str, Vec<f32>)> = vectors(7, 600)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let halves: Vec<f32> = v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
+            (i as i64 + 1, if i % 4 == 0 { "fr" } else { "en" }, halves)
+        })
+        .collect();
+    for (id, lang, v) in &rows {
+        let blob: Vec<u8> = v.iter().flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes()).collect();
+        diesel::sql_query("INSERT INTO docs (id, lang, embedding) VALUES (?, ?, ?)")
+            .bind::<BigInt, _>(id)
+            .bind::<Text, _>(lang)
+            .bind::<Binary, _>(blob)
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let report = super::super::sync(&mut conn, &spec).unwrap();
+    assert_eq!(report.applied, 600);
+    assert_eq!(stored_rows(&mut conn, &spec).unwrap(), Some(600));
+    let q = &vectors(8, 1)[0];
+    let from_copy = exact_from_vectors(&mut conn, &spec, q, 12, &Filter::all()).unwrap().expect("the copy answers");
+    assert_eq!(from_copy, truth(&rows, q, 12, None));
+    let fr = Filter { partition: partition_filter(&spec, &[(0, Some("fr"))]), allow: None };
+    assert_eq!(exact_from_vectors(&mut conn, &spec, q, 12, &fr).unwrap().unwrap(), truth(&rows, q, 12, Some("fr")));
+}
