@@ -150,6 +150,7 @@ fn doctor_reads_only_and_gives_a_verdict() {
             assert!(report.contains("sqlite-vec   v0.1.9"), "{report}");
             assert!(report.contains("SQLite 3."), "{report}");
             assert_eq!(index["sqlite"]["structures"], "codes");
+            assert_eq!(index["sqlite"]["keeps_codes"], true);
             assert_eq!(index["sqlite"]["codes_rows"], 90);
             assert_eq!(index["sqlite"]["codes_current"], true);
         }

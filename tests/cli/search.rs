@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use diesel::connection::SimpleConnection;
+use diesel::RunQueryDsl;
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use serde_json::Value;
 
@@ -463,4 +464,74 @@ fn a_photo_librarys_hash_and_tags_are_searched_from_the_command_line_on_both_bac
         answers.push(json_ids(&out));
     }
     assert_eq!(answers[0], answers[1], "the same tags neighbours on both backends");
+}
+
+/// `doctor` and `reindex` on a table with a `halfvec` and a `bit` column, each with a generated index:
+/// the `halfvec` index keeps codes, the `bit` one keeps no structure and says so (text and JSON).
+#[test]
+fn doctor_tells_which_index_keeps_codes_on_a_table_of_halfvec_and_bit_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_file(dir.path(), "photos.db");
+    let mut conn = diesel_vector::sqlite::establish(&db).unwrap();
+    conn.batch_execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, clip BLOB, phash BLOB)").unwrap();
+    let migrations = dir.path().join("migrations_sqlite");
+    for (column, kind, dims, version) in
+        [("clip", "halfvec", "8", "20260102000000"), ("phash", "bit", "16", "20260103000000")]
+    {
+        ok(&[
+            "generate",
+            "vector-index",
+            "--table",
+            "photos",
+            "--column",
+            column,
+            "--type",
+            kind,
+            "--dims",
+            dims,
+            "--migrations-pg",
+            dir.path().join("migrations_pg").to_str().unwrap(),
+            "--migrations-sqlite",
+            migrations.to_str().unwrap(),
+            "--migration-version",
+            version,
+        ]);
+    }
+    ok(&["--database-url", &db, "migration", "run", "--migration-dir", migrations.to_str().unwrap()]);
+    for id in 1..=40u8 {
+        let values: Vec<f32> = (0..8u8).map(|j| f32::from(id ^ j) - 20.0).collect();
+        let clip = diesel_vector::HalfVector::from_f32_slice(&values).unwrap();
+        let phash = diesel_vector::Bit::from_bytes(&[id, 255 - id]);
+        diesel::sql_query("INSERT INTO photos (id, clip, phash) VALUES (?, ?, ?)")
+            .bind::<diesel::sql_types::Integer, _>(i32::from(id))
+            .bind::<diesel_vector::sql_types::HalfVector, _>(&clip)
+            .bind::<diesel_vector::sql_types::Bit, _>(&phash)
+            .execute(&mut conn)
+            .unwrap();
+    }
+    // Rows written without the crate: the codes are due, the bit index has nothing to build.
+    let (report, _) = fails(&["--database-url", &db, "doctor"]);
+    assert!(
+        report.contains("photos.clip: __dv_photos_clip, BLOB, cosine\n               codes: marked for rebuild"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "photos.phash: __dv_photos_phash, BLOB, hamming\n               no structure (exact scans), 40 rows"
+        ),
+        "{report}"
+    );
+    assert_eq!(report.matches("ACTION").count(), 1, "only the codes are due: {report}");
+    let out = ok(&["--database-url", &db, "reindex"]);
+    assert!(out.contains("rebuilt __dv_photos_clip (photos.clip): codes, 40 rows"), "{out}");
+    assert!(out.contains("rebuilt __dv_photos_phash (photos.phash): queue cleared (no structure"), "{out}");
+    let report = ok(&["--database-url", &db, "doctor"]);
+    assert!(report.contains("codes: up to date, 40 indexed, 40 rows"), "{report}");
+    let json: Value = serde_json::from_str(&ok(&["--database-url", &db, "doctor", "--json"])).unwrap();
+    let keeps = |column: &str| {
+        let index = json["indexes"].as_array().unwrap().iter().find(|i| i["column"] == column).unwrap();
+        (index["sqlite"]["structures"].clone(), index["sqlite"]["keeps_codes"].clone())
+    };
+    assert_eq!(keeps("clip"), (Value::from("codes"), Value::from(true)), "{json}");
+    assert_eq!(keeps("phash"), (Value::from("codes"), Value::from(false)), "{json}");
 }

@@ -547,7 +547,8 @@ fn index_json(index: &IndexReport) -> Value {
         }
         Some(IndexState::Sqlite { status, invalid }) => {
             value["sqlite"] = json!({
-                "structures": spec.sqlite_index().name(), "sqlite_vec": status.sqlite_vec,
+                "structures": spec.sqlite_index().name(), "keeps_codes": spec.sqlite_keeps_codes(),
+                "sqlite_vec": status.sqlite_vec,
                 "vec0_exists": status.vec0_table_exists, "up_to_date": status.is_up_to_date(),
                 "needs_rebuild": status.needs_rebuild, "pending_changes": status.pending_changes,
                 "indexed_rows": status.vec0_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
