@@ -92,14 +92,119 @@ fn f16_into(bytes: &[u8], out: &mut [f32]) -> bool {
     true
 }
 
+/// What an exact scan compares each row with.
+#[derive(Debug, Clone)]
+pub(crate) enum ScanQuery<'a> {
+    /// A `vector` or `halfvec` column: the query as `f32`, and how the column stores its elements (cosine,
+    /// L2, L1 or the inner product).
+    Floats(std::borrow::Cow<'a, [f32]>, Stored),
+    /// A `bit` column: the query's packed bytes (Hamming or Jaccard), compared with the kernels of the
+    /// crate's SQL functions (pgvector's arithmetic: exact integers), so that the distances are theirs.
+    Bits(&'a [u8]),
+}
+
+#[derive(Debug)]
+enum Scorer {
+    Floats {
+        scan: ExactScan<'static>,
+        stored: Stored,
+        dims: usize,
+        /// For vectors SQLite holds at an address not aligned for `f32`, or in `f16`.
+        scratch: Vec<f32>,
+    },
+    Bits {
+        query: Vec<u8>,
+        jaccard: bool,
+        k: usize,
+        /// The `k` best so far, the worst on top.
+        top: std::collections::BinaryHeap<Worst>,
+    },
+}
+
+/// A neighbour ordered so that a max-heap keeps the worst of the best on top.
+#[derive(Debug, Clone, Copy)]
+struct Worst(Neighbour);
+
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.order(&other.0).is_eq()
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.order(&other.0)
+    }
+}
+
 #[derive(Debug)]
 struct Scanning {
-    scan: ExactScan<'static>,
-    stored: Stored,
-    dims: usize,
-    /// For vectors SQLite holds at an address not aligned for `f32`.
-    scratch: Vec<f32>,
+    scorer: Scorer,
     skipped: u64,
+}
+
+impl Scanning {
+    /// Scores one row's BLOB; false when it is not a value of the query's shape with a finite distance.
+    fn push(&mut self, id: i64, bytes: &[u8]) -> bool {
+        match &mut self.scorer {
+            Scorer::Floats { scan, stored, dims, scratch } => {
+                if bytes.len() != stored.bytes(*dims) {
+                    return false;
+                }
+                let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                    Ok(v) if *stored == Stored::F32 && cfg!(target_endian = "little") => v,
+                    _ if *stored == Stored::F16 => {
+                        scratch.resize(*dims, 0.0);
+                        if !f16_into(bytes, scratch) {
+                            return false;
+                        }
+                        scratch
+                    }
+                    _ => {
+                        scratch.clear();
+                        scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+                        scratch
+                    }
+                };
+                // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
+                scan.push_if_finite(id, vector)
+            }
+            Scorer::Bits { query, jaccard, k, top } => {
+                if bytes.len() != query.len() {
+                    return false;
+                }
+                let distance = if *jaccard {
+                    super::functions::bit_jaccard(query, bytes)
+                } else {
+                    super::functions::bit_hamming(query, bytes)
+                };
+                let candidate = Worst(Neighbour { id, distance });
+                if top.len() < *k {
+                    top.push(candidate);
+                } else if top.peek().is_some_and(|worst| candidate < *worst) {
+                    top.pop();
+                    top.push(candidate);
+                }
+                true
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<Neighbour> {
+        match self.scorer {
+            Scorer::Floats { scan, .. } => scan.finish(),
+            Scorer::Bits { top, .. } => {
+                let mut out: Vec<Neighbour> = top.into_iter().map(|w| w.0).collect();
+                out.sort_by(Neighbour::order);
+                out
+            }
+        }
+    }
 }
 
 /// A row as the scan reads it: column 0 the id, column 1 the vector. Building it scores the vector.
@@ -123,28 +228,7 @@ impl QueryableByName<Sqlite> for Scored {
         SCAN.with(|s| {
             let mut guard = s.borrow_mut();
             let Some(s) = guard.as_mut() else { return Err("no exact scan in progress on this thread".into()) };
-            if bytes.len() != s.stored.bytes(s.dims) {
-                s.skipped += 1;
-                return Ok(Scored);
-            }
-            let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                Ok(v) if s.stored == Stored::F32 && cfg!(target_endian = "little") => v,
-                _ if s.stored == Stored::F16 => {
-                    s.scratch.resize(s.dims, 0.0);
-                    if !f16_into(bytes, &mut s.scratch) {
-                        s.skipped += 1;
-                        return Ok(Scored);
-                    }
-                    &s.scratch
-                }
-                _ => {
-                    s.scratch.clear();
-                    s.scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
-                    &s.scratch
-                }
-            };
-            // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
-            if !s.scan.push_if_finite(id, vector) {
+            if !s.push(id, bytes) {
                 s.skipped += 1;
             }
             Ok(Scored)
@@ -180,20 +264,35 @@ pub(crate) struct Exact {
 }
 
 /// The `k` rows nearest to `query` by `metric` among those `rows` selects (a query whose column 0 is the
-/// id and column 1 the vector BLOB, stored as `stored` says, filters applied), nearest first, ties by id.
+/// id and column 1 the vector BLOB, filters applied), nearest first, ties by id.
 pub(crate) fn top_k<'q, Q>(
     conn: &mut SqliteConnection,
     rows: Q,
-    stored: Stored,
-    query: &[f32],
+    query: &ScanQuery<'_>,
     metric: Metric,
     k: usize,
 ) -> Result<Exact, ExactError>
 where
     Q: RunQueryDsl<SqliteConnection> + LoadQuery<'q, SqliteConnection, Scored, DefaultLoadingMode> + 'q,
 {
-    let scan = ExactScan::owned(metric, query.to_vec(), k)?;
-    let state = Scanning { scan, stored, dims: query.len(), scratch: Vec::new(), skipped: 0 };
+    let scorer = match query {
+        ScanQuery::Floats(values, stored) => Scorer::Floats {
+            scan: ExactScan::owned(metric, values.to_vec(), k)?,
+            stored: *stored,
+            dims: values.len(),
+            scratch: Vec::new(),
+        },
+        ScanQuery::Bits(bytes) => match metric {
+            Metric::Hamming | Metric::Jaccard => Scorer::Bits {
+                query: bytes.to_vec(),
+                jaccard: metric == Metric::Jaccard,
+                k,
+                top: std::collections::BinaryHeap::with_capacity(k + 1),
+            },
+            _ => return Err(ExactError::Ann(AnnError::UnsupportedMetric { metric })),
+        },
+    };
+    let state = Scanning { scorer, skipped: 0 };
     let outer = SCAN.with(|s| s.borrow_mut().replace(state));
     let mut read = 0u64;
     let result = (|| -> Result<(), ExactError> {
@@ -206,7 +305,8 @@ where
     let state = SCAN.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
     result?;
     let state = state.ok_or_else(|| ExactError::Query(diesel::result::Error::NotFound))?;
-    Ok(Exact { rows: read, skipped: state.skipped, neighbours: state.scan.finish() })
+    let skipped = state.skipped;
+    Ok(Exact { rows: read, skipped, neighbours: state.finish() })
 }
 
 #[cfg(test)]

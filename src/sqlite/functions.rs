@@ -23,6 +23,7 @@ mod half;
 mod kernels;
 mod sparse;
 
+pub(crate) use bits::{hamming as bit_hamming, jaccard as bit_jaccard};
 pub(crate) use half::f16_to_f32;
 
 use std::fmt;

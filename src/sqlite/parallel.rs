@@ -37,7 +37,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::sqlite::{Sqlite, SqliteQueryBuilder};
 use diesel::SqliteConnection;
 
-use super::exact::{top_k, Exact, ExactError, Scored, Stored};
+use super::exact::{top_k, Exact, ExactError, ScanQuery, Scored};
 use crate::ann::{Metric, Neighbour};
 
 /// The most connections a scan uses by default.
@@ -402,14 +402,12 @@ impl<'q, T> RowsQuery<'q> for T where
 
 /// The `k` rows nearest to `query` among those `rows(part)` selects, read on several connections when
 /// [`divide`] says so; `None` when the scan is to be read on `conn` alone as usual.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn top_k_divided<'q, Q>(
     conn: &mut SqliteConnection,
     table: &str,
     threads: Option<usize>,
     rows: impl Fn(Option<Part>) -> Q,
-    stored: Stored,
-    query: &[f32],
+    query: &ScanQuery<'_>,
     metric: Metric,
     k: usize,
 ) -> Result<Option<Exact>, ExactError>
@@ -427,7 +425,7 @@ where
     if conn.batch_execute("BEGIN").is_err() {
         return Ok(None);
     }
-    let result = divided(conn, &plan, before, mmap_size, &rows, stored, query, metric, k);
+    let result = divided(conn, &plan, before, mmap_size, &rows, query, metric, k);
     let ended = conn.batch_execute("COMMIT");
     let found = result?;
     ended?;
@@ -441,8 +439,7 @@ fn divided<'q, Q>(
     before: i64,
     mmap_size: i64,
     rows: &impl Fn(Option<Part>) -> Q,
-    stored: Stored,
-    query_vector: &[f32],
+    query_vector: &ScanQuery<'_>,
     metric: Metric,
     k: usize,
 ) -> Result<Option<Exact>, ExactError>
@@ -494,7 +491,7 @@ where
                     .spawn_scoped(scope, move || {
                         let (mut found, mut failed) = (Vec::new(), Vec::new());
                         while let Some((i, query)) = take() {
-                            match query.map(|q| top_k(&mut h.conn, q, stored, query_vector, metric, k)) {
+                            match query.map(|q| top_k(&mut h.conn, q, query_vector, metric, k)) {
                                 Some(Ok(exact)) => found.push(exact),
                                 // Read again on the caller's connection below.
                                 _ => failed.push(i),
@@ -509,7 +506,7 @@ where
         let mut mine = Vec::new();
         let mut error = None;
         while let Some((i, _)) = take() {
-            match top_k(conn, rows(Some(plan.pieces[i])), stored, query_vector, metric, k) {
+            match top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k) {
                 Ok(exact) => mine.push(exact),
                 Err(e) => {
                     // Stop taking pieces; the helpers finish theirs.
@@ -540,14 +537,14 @@ where
         // Which pieces the lost thread had read is not known: read every piece here, in the same snapshot.
         let mut all = Vec::with_capacity(plan.pieces.len());
         for piece in &plan.pieces {
-            all.push(top_k(conn, rows(Some(*piece)), stored, query_vector, metric, k)?);
+            all.push(top_k(conn, rows(Some(*piece)), query_vector, metric, k)?);
         }
         return Ok(Some(merge(all, k)));
     }
     found.extend(mine);
     // What another connection could not read is read here, in the same snapshot.
     for i in again {
-        found.push(top_k(conn, rows(Some(plan.pieces[i])), stored, query_vector, metric, k)?);
+        found.push(top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k)?);
     }
     Ok(Some(merge(found, k)))
 }

@@ -33,7 +33,7 @@ use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
-use super::exact::Stored;
+use super::exact::{ScanQuery, Stored};
 use super::index::{state, vec0_partition_column, IndexError};
 use super::json_ids;
 use crate::codec::SqliteBlobShape;
@@ -398,8 +398,17 @@ fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>,
 /// with them (a `vector` or `halfvec` column under a metric the engine supports); `None` when sqlite-vec's or the
 /// crate's SQL functions do. The one place that choice is made: [`exact`] and [`exact_rows`] both follow
 /// it, so that every distance a search sorts comes from one kernel.
-fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<(Cow<'p, [f32]>, Stored)> {
-    f32_query(plan).filter(|_| crate::ann::supports(plan.metric))
+fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<ScanQuery<'p>> {
+    match &plan.query {
+        PlanVector::Bit(bits)
+            if matches!(plan.metric, crate::index::Metric::Hamming | crate::index::Metric::Jaccard) =>
+        {
+            Some(ScanQuery::Bits(bits.as_bytes()))
+        }
+        _ => f32_query(plan)
+            .filter(|_| crate::ann::supports(plan.metric))
+            .map(|(values, stored)| ScanQuery::Floats(values, stored)),
+    }
 }
 
 /// The exact distances of the rows `ids` that pass every filter, computed as the exact path computes
@@ -423,9 +432,9 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
         .ids_json(json_ids(ids))
         .blob_shape(blob_shape(plan.spec));
     match simd_query(plan) {
-        Some((query, stored)) => {
+        Some(query) => {
             let rows = Rows { knn: &knn, of: RowsOf::Vectors, part: None };
-            let found = super::exact::top_k(conn, rows, stored, &query, plan.metric, ids.len()).map_err(exact_error)?;
+            let found = super::exact::top_k(conn, rows, &query, plan.metric, ids.len()).map_err(exact_error)?;
             Ok(finite_hits(found.neighbours))
         }
         None => Ok(hits_of(knn.load(conn)?)),
@@ -445,7 +454,7 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
-    if let Some((query, stored)) = simd_query(plan) {
+    if let Some(query) = simd_query(plan) {
         if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
@@ -462,7 +471,6 @@ fn exact<F: SearchFilter<Sqlite>>(
             plan.spec.table(),
             plan.threads,
             rows,
-            stored,
             &query,
             plan.metric,
             plan.limit,
@@ -470,9 +478,7 @@ fn exact<F: SearchFilter<Sqlite>>(
         .map_err(exact_error)?;
         let found = match divided {
             Some(found) => found,
-            None => {
-                super::exact::top_k(conn, rows(None), stored, &query, plan.metric, plan.limit).map_err(exact_error)?
-            }
+            None => super::exact::top_k(conn, rows(None), &query, plan.metric, plan.limit).map_err(exact_error)?,
         };
         return Ok(Found { hits: finite_hits(found.neighbours), path });
     }

@@ -283,3 +283,69 @@ fn a_filter_an_index_serves_is_read_through_the_index_on_one_connection() {
     let (_, events) = telemetry::capture(|| exact(&spec, &q, 10, 3).run(&mut conn).unwrap());
     assert_eq!(connections(&events), Some(3));
 }
+
+/// A `bit` column's exact scan, divided between connections: Hamming distances tie often, and the pieces'
+/// answers merge into the one-connection order (distance, then id), which is the SQL function's.
+#[test]
+fn a_divided_scan_of_bit_strings_keeps_the_ties_in_id_order() {
+    use diesel_vector::index::Element;
+    use diesel_vector::Bit;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hashes.db").to_str().unwrap().to_owned();
+    let spec = IndexSpec::builder("hashes", "h", 64).element(Element::Bit).build().unwrap();
+    let mut conn = open(&path);
+    conn.batch_execute("CREATE TABLE hashes (id INTEGER PRIMARY KEY, h BLOB)").unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for id in 1..=20_000i64 {
+            let bytes = next().to_be_bytes();
+            diesel::sql_query("INSERT INTO hashes (id, h) VALUES (?, ?)")
+                .bind::<BigInt, _>(id)
+                .bind::<diesel::sql_types::Binary, _>(bytes.to_vec())
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    for _ in 0..4 {
+        let q = Bit::from_bytes(&next().to_be_bytes());
+        for metric in [Metric::Hamming, Metric::Jaccard] {
+            let run = |conn: &mut SqliteConnection, threads| {
+                telemetry::capture(|| {
+                    spec.search(&q).k(25).metric(metric).strategy(Strategy::Exact).threads(threads).run(conn).unwrap()
+                })
+            };
+            let (divided, events) = run(&mut conn, 2);
+            assert_eq!(connections(&events), Some(2), "{events:#?}");
+            let (alone, _) = run(&mut conn, 1);
+            assert_eq!(divided, alone, "{metric}");
+            let function = if metric == Metric::Hamming {
+                "vec_distance_hamming(vec_bit(h), vec_bit(?))"
+            } else {
+                "diesel_vector_bit_jaccard_distance(h, ?)"
+            };
+            #[derive(QueryableByName, Debug, PartialEq)]
+            struct Row {
+                #[diesel(sql_type = BigInt)]
+                id: i64,
+                #[diesel(sql_type = diesel::sql_types::Double)]
+                d: f64,
+            }
+            let expected: Vec<Row> =
+                diesel::sql_query(format!("SELECT id, {function} AS d FROM hashes ORDER BY d, id LIMIT 25"))
+                    .bind::<diesel::sql_types::Binary, _>(q.as_bytes().to_vec())
+                    .load(&mut conn)
+                    .unwrap();
+            let got: Vec<Row> = divided.iter().map(|h| Row { id: h.id, d: h.distance }).collect();
+            assert_eq!(got, expected, "{metric}");
+        }
+    }
+}

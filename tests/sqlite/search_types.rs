@@ -113,6 +113,16 @@ fn typed_searches_on_a_photo_library_match_the_distance_dsl() {
         .load(&mut conn)
         .unwrap();
     assert_eq!(hits.iter().map(|h| (h.id, Some(h.distance))).collect::<Vec<_>>(), expected);
+    // Jaccard, over the whole table: the scan's kernel gives the SQL function's distances to the bit.
+    let hits = PHASH.search(bits).k(12).metric(Metric::Jaccard).run(&mut conn).unwrap();
+    let expected: Vec<(i64, Option<f64>)> = images::table
+        .filter(images::phash.is_not_null())
+        .order((images::phash.jaccard_distance(bits), images::id))
+        .select((images::id, images::phash.jaccard_distance(bits)))
+        .limit(12)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| (h.id, Some(h.distance))).collect::<Vec<_>>(), expected);
 
     let hits = CLIP.search(half).k(5).filter(images::taken.between(2016, 2020)).run(&mut conn).unwrap();
     let expected: Vec<i64> = images::table
