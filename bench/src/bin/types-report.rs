@@ -1,9 +1,10 @@
-//! `halfvec` on SQLite: the default search (the crate's codes) and the exact scan of a `halfvec(768)`
-//! column, against the same column searched through the crate's SQL distance function (what the exact
-//! path ran before `halfvec` columns were read by the SIMD kernel) and against the same values stored as
-//! `vector(768)`, all in one SQLite file, calls interleaved query by query in a rotating order.
+//! `halfvec` and `bit` on SQLite: the default search (the crate's codes) and the exact scan of a
+//! `halfvec(768)` column, against the same column searched through the crate's SQL distance function (what
+//! the exact path ran before `halfvec` columns were read by the SIMD kernel) and against the same values
+//! stored as `vector(768)`; and the exact Hamming scan of a `bit(768)` column (the values' signs) against
+//! its SQL function. All in one SQLite file, calls interleaved query by query in a rotating order.
 //!
-//!   cargo run --release -p diesel-vector-bench --bin halfvec-report [-- --rows N --queries N --reps N]
+//!   cargo run --release -p diesel-vector-bench --bin types-report [-- --rows N --queries N --reps N]
 //!
 //! Data: the embedding-like generator (`data::Spectrum`: a shared direction, a decaying spectrum,
 //! overlapping topics). Recall@10 is measured against the exact scan of the `halfvec` column, whose ids
@@ -17,7 +18,7 @@ use diesel::prelude::*;
 use diesel::SqliteConnection;
 use diesel_vector::index::generate;
 use diesel_vector::search::{self, Strategy};
-use diesel_vector::{HalfVector, Vector, VectorExpressionMethods};
+use diesel_vector::{Bit, HalfVector, Vector, VectorExpressionMethods};
 use diesel_vector_bench::data::{self, Spectrum};
 use diesel_vector_bench::db_harness::{run_queries, BoxError, QueryContender};
 use diesel_vector_bench::harness::percentile;
@@ -41,6 +42,20 @@ diesel::table! {
         id -> BigInt,
         embedding -> Nullable<Vector>,
     }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::Bit;
+    docs_bit (id) {
+        id -> BigInt,
+        embedding -> Nullable<Bit>,
+    }
+}
+
+diesel_vector::vector_index! {
+    /// The values' signs as a `bit` column (no structure: exact scans).
+    static BITS: docs_bit { column: embedding, dims: 768 }
 }
 
 diesel_vector::vector_index! {
@@ -70,6 +85,10 @@ fn half(v: &Vector) -> HalfVector {
     HalfVector::from_f32_slice(v.as_slice()).expect("the generator's values fit f16")
 }
 
+fn signs(v: &[f32]) -> Bit {
+    Bit::new(&v.iter().map(|x| *x > 0.0).collect::<Vec<_>>())
+}
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     let (rows, n_queries, reps) = (arg(&args, "--rows", 100_000), arg(&args, "--queries", 30), arg(&args, "--reps", 3));
@@ -80,15 +99,16 @@ fn main() -> Result<(), BoxError> {
         .map(|q| Vector::new(HalfVector::from_f32_slice(q).expect("fits f16").to_f32_vec()).expect("finite"))
         .collect();
 
-    let dir = TempDir(std::env::temp_dir().join(format!("dv-halfvec-report-{}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("dv-types-report-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let path = dir.0.join("docs.db").to_string_lossy().into_owned();
     let mut conn = diesel_vector::sqlite::establish(&path)?;
     conn.batch_execute(
         "CREATE TABLE docs_half (id INTEGER PRIMARY KEY, embedding BLOB); \
-         CREATE TABLE docs_f32 (id INTEGER PRIMARY KEY, embedding BLOB);",
+         CREATE TABLE docs_f32 (id INTEGER PRIMARY KEY, embedding BLOB); \
+         CREATE TABLE docs_bit (id INTEGER PRIMARY KEY, embedding BLOB);",
     )?;
-    for spec in [&*HALF, &*F32] {
+    for spec in [&*HALF, &*F32, &*BITS] {
         conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up)?;
     }
     let started = Instant::now();
@@ -103,6 +123,9 @@ fn main() -> Result<(), BoxError> {
                 .execute(conn)?;
             diesel::insert_into(docs_f32::table)
                 .values((docs_f32::id.eq(id), docs_f32::embedding.eq(&exact_f32)))
+                .execute(conn)?;
+            diesel::insert_into(docs_bit::table)
+                .values((docs_bit::id.eq(id), docs_bit::embedding.eq(signs(v))))
                 .execute(conn)?;
         }
         Ok(())
@@ -138,12 +161,25 @@ fn main() -> Result<(), BoxError> {
         QueryContender::new("vector, default (codes)", move |conn, q| {
             Ok(ids(F32.search(q).k(K as usize).run(conn)?))
         }),
+        QueryContender::new("bit, Hamming, SQL function (ORDER BY ... LIMIT)", |conn, q| {
+            let code = signs(q.as_slice());
+            Ok(docs_bit::table
+                .select(docs_bit::id)
+                .filter(docs_bit::embedding.is_not_null())
+                .order((docs_bit::embedding.hamming_distance(&code), docs_bit::id))
+                .limit(K)
+                .load(conn)?)
+        }),
+        QueryContender::new("bit, Hamming, default (exact scan)", move |conn, q| {
+            Ok(ids(BITS.search(&signs(q.as_slice())).k(K as usize).run(conn)?))
+        }),
     ];
     let measured = run_queries(&mut conn, &mut contenders, &queries, reps)?;
 
-    println!("## `halfvec` on SQLite: the codes and the exact scan\n");
+    println!("## `halfvec` and `bit` on SQLite: the codes and the exact scans\n");
     println!(
-        "{rows} rows of `halfvec({DIMS})` (embedding-like, cosine) and the same values as `vector({DIMS})`, one file; \
+        "{rows} rows of `halfvec({DIMS})` (embedding-like, cosine), the same values as `vector({DIMS})` and their \
+         signs as `bit({DIMS})` (Hamming), in one file; \
          loaded in {:.1} s, codes built in {:.2} s (halfvec) / {:.2} s (vector). {n_queries} queries x {reps} \
          repetitions, top {K}, interleaved.\n\n{}\n",
         loaded.as_secs_f64(),
@@ -154,9 +190,13 @@ fn main() -> Result<(), BoxError> {
     let truth = &measured[1].ids;
     assert_eq!(&measured[0].ids, truth, "the SQL function and the SIMD exact scan return the same ids");
     let base: Vec<f64> = measured[0].rep_ms.clone();
-    println!("| contender | p50 ms | mean ms per repetition, over the SQL function | recall@10 | same ids as exact |\n|---|---:|---:|---:|---:|");
-    for m in &measured {
-        let ratios: Vec<String> = m.rep_ms.iter().zip(&base).map(|(a, b)| format!("{:.3}", a / b)).collect();
+    println!("| contender | p50 ms | mean ms per repetition, over its type's SQL function | recall@10 | same ids as exact |\n|---|---:|---:|---:|---:|");
+    // The `bit` rows against the `bit` column's SQL function (its own truth and baseline).
+    let bit_truth = &measured[5].ids;
+    let bit_base: Vec<f64> = measured[5].rep_ms.clone();
+    for (n, m) in measured.iter().enumerate() {
+        let (truth, base) = if n >= 5 { (bit_truth, &bit_base) } else { (truth, &base) };
+        let ratios: Vec<String> = m.rep_ms.iter().zip(base).map(|(a, b)| format!("{:.3}", a / b)).collect();
         let recall = m.ids.iter().zip(truth).map(|(f, t)| data::recall(f, t)).sum::<f64>() / truth.len() as f64;
         let same = m.ids.iter().zip(truth).filter(|(f, t)| f == t).count();
         println!(
