@@ -534,4 +534,22 @@ fn doctor_tells_which_index_keeps_codes_on_a_table_of_halfvec_and_bit_columns() 
     };
     assert_eq!(keeps("clip"), (Value::from("codes"), Value::from(true)), "{json}");
     assert_eq!(keeps("phash"), (Value::from("codes"), Value::from(false)), "{json}");
+
+    // Two indexes on the table: `search` asks which one.
+    let (_, err) = fails(&["--database-url", &db, "search", "--table", "photos", "--vector", "[1,2,3,4,5,6,7,8]"]);
+    assert!(err.contains("table photos has a vector index on each of clip, phash: choose one with --column"), "{err}");
+    let out = ok(&[
+        "--database-url",
+        &db,
+        "search",
+        "--table",
+        "photos",
+        "--column",
+        "phash",
+        "--vector",
+        "0000010111111010",
+        "-k",
+        "1",
+    ]);
+    assert!(out.contains(" 5\n") || out.trim_end().ends_with(" 5"), "row 5's hash is the query: {out}");
 }

@@ -505,6 +505,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Err(e) if !conn.has_table(table)? => {
                         return Err(format!("table {table} does not exist in this database ({e})").into())
                     }
+                    Err(_) if column.is_none() && specs.iter().filter(|s| s.table() == table).count() > 1 => {
+                        let columns: Vec<&str> =
+                            specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
+                        return Err(format!(
+                            "table {table} has a vector index on each of {}: choose one with --column",
+                            columns.join(", ")
+                        )
+                        .into());
+                    }
                     Err(e) => {
                         return Err(format!(
                             "{e}; register the column's index with `diesel-vector generate vector-index --table \
