@@ -18,10 +18,10 @@
 //!    (fewer than `k` while vec0 filled its limit, or a tie at the limit), an exact scan answers.
 //!
 //! Without a usable structure (an index that keeps none, codes not trained yet, another metric than the
-//! index's, vec0 without sqlite-vec or beyond its `k`) the search is an exact scan ([`exact`]): for
-//! `vector` columns the crate's SIMD scan of the vectors where SQLite holds them (`super::exact`), for the
-//! other types sqlite-vec's or the crate's SQL functions. Stored values that are not vectors of the index's
-//! dimensions are skipped by every path.
+//! index's, vec0 without sqlite-vec or beyond its `k`) the search is an exact scan ([`exact`]) of the values
+//! where SQLite holds them (`super::exact`): the crate's SIMD kernel for `vector` and `halfvec` columns,
+//! the SQL functions' popcount kernels for `bit` columns; for `sparsevec`, the crate's SQL functions.
+//! Stored values that are not vectors of the index's dimensions are skipped by every path.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
