@@ -156,20 +156,22 @@ impl Scanning {
                 if bytes.len() != stored.bytes(*dims) {
                     return false;
                 }
-                let vector: &[f32] = match bytemuck::try_cast_slice::<u8, f32>(bytes) {
-                    Ok(v) if *stored == Stored::F32 && cfg!(target_endian = "little") => v,
-                    _ if *stored == Stored::F16 => {
+                let vector: &[f32] = match stored {
+                    Stored::F16 => {
                         scratch.resize(*dims, 0.0);
                         if !f16_into(bytes, scratch) {
                             return false;
                         }
                         scratch
                     }
-                    _ => {
-                        scratch.clear();
-                        scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
-                        scratch
-                    }
+                    Stored::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                        Ok(v) if cfg!(target_endian = "little") => v,
+                        _ => {
+                            scratch.clear();
+                            scratch.extend(bytes.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+                            scratch
+                        }
+                    },
                 };
                 // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
                 scan.push_if_finite(id, vector)
