@@ -116,9 +116,9 @@ impl Neighbour {
     }
 }
 
-/// An exact result in the top-`k` heap: the largest (farthest) on top.
+/// An exact result in a top-`k` heap: the largest (farthest) on top.
 #[derive(Debug, Clone, Copy)]
-struct Ranked(Neighbour);
+pub(crate) struct Ranked(pub(crate) Neighbour);
 
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {

@@ -22,7 +22,7 @@ use diesel::sql_types::BigInt;
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
-use crate::ann::{AnnError, ExactScan, Metric, Neighbour};
+use crate::ann::{AnnError, ExactScan, Metric, Neighbour, Ranked};
 
 thread_local! {
     /// The scan in progress on this thread: rows hand their vectors to it as SQLite reads them.
@@ -117,29 +117,8 @@ enum Scorer {
         jaccard: bool,
         k: usize,
         /// The `k` best so far, the worst on top.
-        top: std::collections::BinaryHeap<Worst>,
+        top: std::collections::BinaryHeap<Ranked>,
     },
-}
-
-/// A neighbour ordered so that a max-heap keeps the worst of the best on top.
-#[derive(Debug, Clone, Copy)]
-struct Worst(Neighbour);
-
-impl PartialEq for Worst {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.order(&other.0).is_eq()
-    }
-}
-impl Eq for Worst {}
-impl PartialOrd for Worst {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Worst {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.order(&other.0)
-    }
 }
 
 #[derive(Debug)]
@@ -185,7 +164,7 @@ impl Scanning {
                 } else {
                     super::functions::bit_hamming(query, bytes)
                 };
-                let candidate = Worst(Neighbour { id, distance });
+                let candidate = Ranked(Neighbour { id, distance });
                 if top.len() < *k {
                     top.push(candidate);
                 } else if top.peek().is_some_and(|worst| candidate < *worst) {
@@ -201,7 +180,7 @@ impl Scanning {
         match self.scorer {
             Scorer::Floats { scan, .. } => scan.finish(),
             Scorer::Bits { top, .. } => {
-                let mut out: Vec<Neighbour> = top.into_iter().map(|w| w.0).collect();
+                let mut out: Vec<Neighbour> = top.into_iter().map(|r| r.0).collect();
                 out.sort_by(Neighbour::order);
                 out
             }
