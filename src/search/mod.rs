@@ -41,7 +41,7 @@
 //! | PostgreSQL, `vector` of 2001-4000 dims | the `halfvec` expression index, then the candidates re-ranked on the full-precision column | sequential scan |
 //! | SQLite, codes (the default for `vector` and `halfvec` columns) | the crate's quantized codes: a Hamming scan of the rows passing the partition filters, candidates reranked by their exact distance from the table until the error bound or the estimated recall says the top `k` is complete (brought up to date first, without waiting for the write lock; queued rows computed exactly beside) | exact scan |
 //! | SQLite, vec0 kept | candidates from sqlite-vec's vec0 (brought up to date first, without waiting for the write lock), exact distances for them from the table | exact scan |
-//! | SQLite otherwise | exact scan (the crate's scan of the values in place; the crate's SQL functions for `sparsevec`) | exact scan |
+//! | SQLite otherwise | exact scan (the crate's scan of the values where SQLite holds them) | exact scan |
 //!
 //! An index serves its own metric; a search with another metric scans exactly.
 //!
@@ -134,8 +134,7 @@ pub enum SearchPath {
     /// SQLite: candidates from the codes, which could not be brought up to date without waiting, plus the
     /// rows changed since (queued), computed exactly.
     CodesWithQueue,
-    /// SQLite: every matching row's distance (the crate's scan of `vector`, `halfvec` and `bit` values where
-    /// SQLite holds them, or the crate's SQL functions for `sparsevec`).
+    /// SQLite: every matching row's distance (the crate's scan of the values where SQLite holds them).
     ExactScan,
     /// PostgreSQL: pgvector's ivfflat index.
     Ivfflat,

@@ -98,9 +98,10 @@ pub(crate) enum ScanQuery<'a> {
     /// A `vector` or `halfvec` column: the query as `f32`, and how the column stores its elements (cosine,
     /// L2, L1 or the inner product).
     Floats(std::borrow::Cow<'a, [f32]>, Stored),
-    /// A `bit` column: the query's packed bytes (Hamming or Jaccard), compared with the kernels of the
-    /// crate's SQL functions (pgvector's arithmetic: exact integers), so that the distances are theirs.
-    Bits(&'a [u8]),
+    /// A `bit` or `sparsevec` column: the query's BLOB as SQLite stores the type, compared with the
+    /// kernels of the crate's SQL functions ([`super::functions::blob_kernel`]), so that the distances are
+    /// theirs.
+    Encoded(std::borrow::Cow<'a, [u8]>, crate::index::Element),
 }
 
 #[derive(Debug)]
@@ -112,9 +113,9 @@ enum Scorer {
         /// For vectors SQLite holds at an address not aligned for `f32`, or in `f16`.
         scratch: Vec<f32>,
     },
-    Bits {
+    Encoded {
         query: Vec<u8>,
-        jaccard: bool,
+        kernel: super::functions::BlobKernel,
         k: usize,
         /// The `k` best so far, the worst on top.
         top: std::collections::BinaryHeap<Ranked>,
@@ -155,15 +156,8 @@ impl Scanning {
                 // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
                 scan.push_if_finite(id, vector)
             }
-            Scorer::Bits { query, jaccard, k, top } => {
-                if bytes.len() != query.len() {
-                    return false;
-                }
-                let distance = if *jaccard {
-                    super::functions::bit_jaccard(query, bytes)
-                } else {
-                    super::functions::bit_hamming(query, bytes)
-                };
+            Scorer::Encoded { query, kernel, k, top } => {
+                let Some(distance) = kernel(bytes, query) else { return false };
                 let candidate = Ranked(Neighbour { id, distance });
                 if top.len() < *k {
                     top.push(candidate);
@@ -179,7 +173,7 @@ impl Scanning {
     fn finish(self) -> Vec<Neighbour> {
         match self.scorer {
             Scorer::Floats { scan, .. } => scan.finish(),
-            Scorer::Bits { top, .. } => {
+            Scorer::Encoded { top, .. } => {
                 let mut out: Vec<Neighbour> = top.into_iter().map(|r| r.0).collect();
                 out.sort_by(Neighbour::order);
                 out
@@ -263,14 +257,14 @@ where
             dims: values.len(),
             scratch: Vec::new(),
         },
-        ScanQuery::Bits(bytes) => match metric {
-            Metric::Hamming | Metric::Jaccard => Scorer::Bits {
+        ScanQuery::Encoded(bytes, element) => match super::functions::blob_kernel(*element, metric) {
+            Some(kernel) => Scorer::Encoded {
                 query: bytes.to_vec(),
-                jaccard: metric == Metric::Jaccard,
+                kernel,
                 k,
                 top: std::collections::BinaryHeap::with_capacity(k + 1),
             },
-            _ => return Err(ExactError::Ann(AnnError::UnsupportedMetric { metric })),
+            None => return Err(ExactError::Ann(AnnError::UnsupportedMetric { metric })),
         },
     };
     let state = Scanning { scorer, skipped: 0 };

@@ -23,8 +23,34 @@ mod half;
 mod kernels;
 mod sparse;
 
-pub(crate) use bits::{hamming as bit_hamming, jaccard as bit_jaccard};
 pub(crate) use half::f16_to_f32;
+
+/// A distance between a stored BLOB and the query's (both as SQLite stores the type), `None` when the row
+/// is not a value of the query's shape or has no distance (NaN).
+pub(crate) type BlobKernel = fn(&[u8], &[u8]) -> Option<f64>;
+
+/// The kernel of the crate's SQL function for `metric` on `bit` or `sparsevec` BLOBs, for scans that read
+/// the rows in place: the same arithmetic, so the same distances, with the arguments in the SQL function's
+/// order (the column's value, then the query). `None` for the other types and for metrics the type lacks.
+pub(crate) fn blob_kernel(element: crate::index::Element, metric: crate::index::Metric) -> Option<BlobKernel> {
+    use crate::index::{Element, Metric};
+
+    fn sparse(row: &[u8], query: &[u8], kernel: fn(SqliteParts<'_>, SqliteParts<'_>) -> f64) -> Option<f64> {
+        let (a, b) =
+            (crate::codec::sparsevec::sqlite_parts(row).ok()?, crate::codec::sparsevec::sqlite_parts(query).ok()?);
+        (a.dims == b.dims).then(|| kernel(a, b)).filter(|d| !d.is_nan())
+    }
+    let kernel: BlobKernel = match (element, metric) {
+        (Element::Bit, Metric::Hamming) => |row, query| (row.len() == query.len()).then(|| bits::hamming(row, query)),
+        (Element::Bit, Metric::Jaccard) => |row, query| (row.len() == query.len()).then(|| bits::jaccard(row, query)),
+        (Element::SparseVector, Metric::L2) => |row, query| sparse(row, query, sparse::l2),
+        (Element::SparseVector, Metric::Cosine) => |row, query| sparse(row, query, sparse::cosine),
+        (Element::SparseVector, Metric::L1) => |row, query| sparse(row, query, sparse::l1),
+        (Element::SparseVector, Metric::InnerProduct) => |row, query| sparse(row, query, sparse::neg_inner_product),
+        _ => return None,
+    };
+    Some(kernel)
+}
 
 use std::fmt;
 use std::marker::PhantomData;

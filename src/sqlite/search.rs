@@ -20,7 +20,7 @@
 //! Without a usable structure (an index that keeps none, codes not trained yet, another metric than the
 //! index's, vec0 without sqlite-vec or beyond its `k`) the search is an exact scan ([`exact`]) of the values
 //! where SQLite holds them (`super::exact`): the crate's SIMD kernel for `vector` and `halfvec` columns,
-//! the SQL functions' popcount kernels for `bit` columns; for `sparsevec`, the crate's SQL functions.
+//! the crate's SQL functions' own kernels for `bit` and `sparsevec` columns.
 //! Stored values that are not vectors of the index's dimensions are skipped by every path.
 
 use std::borrow::Cow;
@@ -394,21 +394,26 @@ fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>,
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// The query as the crate's SIMD kernels take it, when the exact path computes this plan's distances
-/// with them (a `vector` or `halfvec` column under a metric the engine supports); `None` when sqlite-vec's or the
-/// crate's SQL functions do. The one place that choice is made: [`exact`] and [`exact_rows`] both follow
-/// it, so that every distance a search sorts comes from one kernel.
+/// The query as the crate's scan of the rows in place takes it: `f32` values for the SIMD kernel (a `vector`
+/// or `halfvec` column under a metric the engine supports), or the BLOB for the SQL functions' own kernels
+/// (`bit`, `sparsevec`); `None` when the type has no kernel for the metric, and the SQL functions are asked
+/// (which refuse it). The one place that choice is made: [`exact`] and [`exact_rows`] both follow it, so
+/// that every distance a search sorts comes from one kernel.
 fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<ScanQuery<'p>> {
     match &plan.query {
-        PlanVector::Bit(bits)
-            if matches!(plan.metric, crate::index::Metric::Hamming | crate::index::Metric::Jaccard) =>
-        {
-            Some(ScanQuery::Bits(bits.as_bytes()))
+        PlanVector::Bit(bits) => encoded(plan, Cow::Borrowed(bits.as_bytes()), Element::Bit),
+        PlanVector::SparseVector(v) => {
+            encoded(plan, Cow::Owned(crate::codec::sparsevec::encode_sqlite(v)), Element::SparseVector)
         }
         _ => f32_query(plan)
             .filter(|_| crate::ann::supports(plan.metric))
             .map(|(values, stored)| ScanQuery::Floats(values, stored)),
     }
+}
+
+/// A `bit` or `sparsevec` query for the scan, when the crate's SQL functions have a kernel for its metric.
+fn encoded<'p>(plan: &Plan<'_>, query: Cow<'p, [u8]>, element: Element) -> Option<ScanQuery<'p>> {
+    super::functions::blob_kernel(element, plan.metric).map(|_| ScanQuery::Encoded(query, element))
 }
 
 /// The exact distances of the rows `ids` that pass every filter, computed as the exact path computes

@@ -136,15 +136,25 @@ fn typed_searches_on_a_photo_library_match_the_distance_dsl() {
     assert_eq!(search::ids(&hits), expected);
     assert!(!search::ids(&hits).contains(&7), "the all-zero embedding has no cosine distance");
 
+    // The sparse scan reads the rows in place with the SQL functions' kernels: the same distances.
     let hits = TAGS.search(sparse).k(4).strategy(Strategy::Exact).run(&mut conn).unwrap();
-    let expected: Vec<i64> = images::table
+    let expected: Vec<(i64, Option<f64>)> = images::table
         .filter(images::tags.is_not_null())
         .order((images::tags.max_inner_product(sparse), images::id))
-        .select(images::id)
+        .select((images::id, images::tags.max_inner_product(sparse)))
         .limit(4)
         .load(&mut conn)
         .unwrap();
-    assert_eq!(search::ids(&hits), expected);
+    assert_eq!(hits.iter().map(|h| (h.id, Some(h.distance))).collect::<Vec<_>>(), expected);
+    let hits = TAGS.search(sparse).k(6).metric(Metric::L2).run(&mut conn).unwrap();
+    let expected: Vec<(i64, Option<f64>)> = images::table
+        .filter(images::tags.is_not_null())
+        .order((images::tags.l2_distance(sparse), images::id))
+        .select((images::id, images::tags.l2_distance(sparse)))
+        .limit(6)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| (h.id, Some(h.distance))).collect::<Vec<_>>(), expected);
 }
 
 #[test]

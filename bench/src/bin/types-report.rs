@@ -2,7 +2,7 @@
 //! `halfvec(768)` column, against the same column searched through the crate's SQL distance function (what
 //! the exact path ran before `halfvec` columns were read by the SIMD kernel) and against the same values
 //! stored as `vector(768)`; and the exact Hamming scan of a `bit(768)` column (the values' signs) against
-//! its SQL function. All in one SQLite file, calls interleaved query by query in a rotating order.
+//! its SQL function, and the same for a `sparsevec(768)` column (the 64 largest values). All in one SQLite file, calls interleaved query by query in a rotating order.
 //!
 //!   cargo run --release -p diesel-vector-bench --bin types-report [-- --rows N --queries N --reps N]
 //!
@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use diesel::SqliteConnection;
 use diesel_vector::index::generate;
 use diesel_vector::search::{self, Strategy};
-use diesel_vector::{Bit, HalfVector, Vector, VectorExpressionMethods};
+use diesel_vector::{Bit, HalfVector, SparseVector, Vector, VectorExpressionMethods};
 use diesel_vector_bench::data::{self, Spectrum};
 use diesel_vector_bench::db_harness::{run_queries, BoxError, QueryContender};
 use diesel_vector_bench::harness::percentile;
@@ -51,6 +51,20 @@ diesel::table! {
         id -> BigInt,
         embedding -> Nullable<Bit>,
     }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use diesel_vector::sql_types::SparseVector;
+    docs_sparse (id) {
+        id -> BigInt,
+        embedding -> Nullable<SparseVector>,
+    }
+}
+
+diesel_vector::vector_index! {
+    /// The 64 largest values of each as a `sparsevec` column (no structure: exact scans).
+    static SPARSE: docs_sparse { column: embedding, dims: 768 }
 }
 
 diesel_vector::vector_index! {
@@ -89,6 +103,17 @@ fn signs(v: &[f32]) -> Bit {
     Bit::new(&v.iter().map(|x| *x > 0.0).collect::<Vec<_>>())
 }
 
+/// The 64 elements of largest magnitude, as a sparse vector of the same dimensions.
+fn sparse(v: &[f32]) -> SparseVector {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|a, b| v[*b].abs().total_cmp(&v[*a].abs()).then(a.cmp(b)));
+    let mut kept: Vec<usize> = order.into_iter().take(64).collect();
+    kept.sort_unstable();
+    let indices: Vec<i32> = kept.iter().map(|i| *i as i32).collect();
+    let values: Vec<f32> = kept.iter().map(|i| v[*i]).collect();
+    SparseVector::new(v.len() as i32, indices, values).expect("a valid sparse vector")
+}
+
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     let (rows, n_queries, reps) = (arg(&args, "--rows", 100_000), arg(&args, "--queries", 30), arg(&args, "--reps", 3));
@@ -106,9 +131,10 @@ fn main() -> Result<(), BoxError> {
     conn.batch_execute(
         "CREATE TABLE docs_half (id INTEGER PRIMARY KEY, embedding BLOB); \
          CREATE TABLE docs_f32 (id INTEGER PRIMARY KEY, embedding BLOB); \
-         CREATE TABLE docs_bit (id INTEGER PRIMARY KEY, embedding BLOB);",
+         CREATE TABLE docs_bit (id INTEGER PRIMARY KEY, embedding BLOB); \
+         CREATE TABLE docs_sparse (id INTEGER PRIMARY KEY, embedding BLOB);",
     )?;
-    for spec in [&*HALF, &*F32, &*BITS] {
+    for spec in [&*HALF, &*F32, &*BITS, &*SPARSE] {
         conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up)?;
     }
     let started = Instant::now();
@@ -126,6 +152,9 @@ fn main() -> Result<(), BoxError> {
                 .execute(conn)?;
             diesel::insert_into(docs_bit::table)
                 .values((docs_bit::id.eq(id), docs_bit::embedding.eq(signs(v))))
+                .execute(conn)?;
+            diesel::insert_into(docs_sparse::table)
+                .values((docs_sparse::id.eq(id), docs_sparse::embedding.eq(sparse(v))))
                 .execute(conn)?;
         }
         Ok(())
@@ -173,13 +202,25 @@ fn main() -> Result<(), BoxError> {
         QueryContender::new("bit, Hamming, default (exact scan)", move |conn, q| {
             Ok(ids(BITS.search(&signs(q.as_slice())).k(K as usize).run(conn)?))
         }),
+        QueryContender::new("sparsevec, cosine, SQL function (ORDER BY ... LIMIT)", |conn, q| {
+            let s = sparse(q.as_slice());
+            Ok(docs_sparse::table
+                .select(docs_sparse::id)
+                .filter(docs_sparse::embedding.is_not_null())
+                .order((docs_sparse::embedding.cosine_distance(&s), docs_sparse::id))
+                .limit(K)
+                .load(conn)?)
+        }),
+        QueryContender::new("sparsevec, cosine, default (exact scan)", move |conn, q| {
+            Ok(ids(SPARSE.search(&sparse(q.as_slice())).k(K as usize).run(conn)?))
+        }),
     ];
     let measured = run_queries(&mut conn, &mut contenders, &queries, reps)?;
 
     println!("## `halfvec` and `bit` on SQLite: the codes and the exact scans\n");
     println!(
         "{rows} rows of `halfvec({DIMS})` (embedding-like, cosine), the same values as `vector({DIMS})` and their \
-         signs as `bit({DIMS})` (Hamming), in one file; \
+         signs as `bit({DIMS})` (Hamming) and their 64 largest as `sparsevec({DIMS})` (cosine), in one file; \
          loaded in {:.1} s, codes built in {:.2} s (halfvec) / {:.2} s (vector). {n_queries} queries x {reps} \
          repetitions, top {K}, interleaved.\n\n{}\n",
         loaded.as_secs_f64(),
@@ -191,11 +232,13 @@ fn main() -> Result<(), BoxError> {
     assert_eq!(&measured[0].ids, truth, "the SQL function and the SIMD exact scan return the same ids");
     let base: Vec<f64> = measured[0].rep_ms.clone();
     println!("| contender | p50 ms | mean ms per repetition, over its type's SQL function | recall@10 | same ids as exact |\n|---|---:|---:|---:|---:|");
-    // The `bit` rows against the `bit` column's SQL function (its own truth and baseline).
-    let bit_truth = &measured[5].ids;
-    let bit_base: Vec<f64> = measured[5].rep_ms.clone();
+    // The `bit` and `sparsevec` rows against their column's SQL function (their own truth and baseline).
     for (n, m) in measured.iter().enumerate() {
-        let (truth, base) = if n >= 5 { (bit_truth, &bit_base) } else { (truth, &base) };
+        let (truth, base) = match n {
+            0..=4 => (truth, &base),
+            5 | 6 => (&measured[5].ids, &measured[5].rep_ms),
+            _ => (&measured[7].ids, &measured[7].rep_ms),
+        };
         let ratios: Vec<String> = m.rep_ms.iter().zip(base).map(|(a, b)| format!("{:.3}", a / b)).collect();
         let recall = m.ids.iter().zip(truth).map(|(f, t)| data::recall(f, t)).sum::<f64>() / truth.len() as f64;
         let same = m.ids.iter().zip(truth).filter(|(f, t)| f == t).count();
