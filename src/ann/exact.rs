@@ -1,9 +1,8 @@
 //! The exact path: every row's distance, from vectors laid out contiguously, top `k` by `(distance, id)`.
 
 use std::borrow::Cow;
-use std::collections::BinaryHeap;
 
-use super::{exact_distance, AnnError, Metric, Neighbour, Ranked};
+use super::{exact_distance, AnnError, Metric, Neighbour, TopK};
 use crate::simd::Simd;
 
 /// The exact top `k` over vectors given in contiguous chunks, which the caller may read one at a time
@@ -29,8 +28,7 @@ pub struct ExactScan<'q> {
     metric: Metric,
     query: Cow<'q, [f32]>,
     query_norm_sq: f32,
-    k: usize,
-    top: BinaryHeap<Ranked>,
+    top: TopK,
     rows: usize,
 }
 
@@ -59,15 +57,7 @@ impl<'q> ExactScan<'q> {
             return Err(AnnError::NotFinite { index });
         }
         let simd = Simd::detect();
-        Ok(ExactScan {
-            simd,
-            metric,
-            query_norm_sq: simd.norm_squared(&query),
-            query,
-            k,
-            top: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
-            rows: 0,
-        })
+        Ok(ExactScan { simd, metric, query_norm_sq: simd.norm_squared(&query), query, top: TopK::new(k), rows: 0 })
     }
 
     /// Uses the kernels of `simd` (tests and benchmarks force a level this way).
@@ -85,21 +75,15 @@ impl<'q> ExactScan<'q> {
             let found = if ids.is_empty() { vectors.len() } else { vectors.len() / ids.len() };
             return Err(AnnError::DimensionMismatch { expected: dims, found });
         }
-        if self.k == 0 {
+        if self.top.k() == 0 {
             self.rows += ids.len();
             return Ok(());
         }
         for (id, row) in ids.iter().zip(vectors.chunks_exact(dims)) {
-            let candidate = Neighbour {
+            self.top.offer(Neighbour {
                 id: *id,
                 distance: exact_distance(self.simd, self.metric, &self.query, self.query_norm_sq, row),
-            };
-            if self.top.len() < self.k {
-                self.top.push(Ranked(candidate));
-            } else if self.top.peek().is_some_and(|worst| candidate.order(&worst.0).is_lt()) {
-                self.top.pop();
-                self.top.push(Ranked(candidate));
-            }
+            });
         }
         self.rows += ids.len();
         Ok(())
@@ -116,16 +100,7 @@ impl<'q> ExactScan<'q> {
         if !distance.is_finite() {
             return false;
         }
-        if self.k == 0 {
-            return true;
-        }
-        let candidate = Neighbour { id, distance };
-        if self.top.len() < self.k {
-            self.top.push(Ranked(candidate));
-        } else if self.top.peek().is_some_and(|worst| candidate.order(&worst.0).is_lt()) {
-            self.top.pop();
-            self.top.push(Ranked(candidate));
-        }
+        self.top.offer(Neighbour { id, distance });
         true
     }
 
@@ -136,8 +111,6 @@ impl<'q> ExactScan<'q> {
 
     /// The `k` nearest rows (fewer if fewer were scanned), nearest first.
     pub fn finish(self) -> Vec<Neighbour> {
-        let mut out: Vec<Neighbour> = self.top.into_iter().map(|r| r.0).collect();
-        out.sort_by(Neighbour::order);
-        out
+        self.top.into_sorted()
     }
 }

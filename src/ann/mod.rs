@@ -120,6 +120,41 @@ impl Neighbour {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ranked(pub(crate) Neighbour);
 
+/// The `k` nearest of the neighbours offered, in [`Neighbour::order`].
+#[derive(Debug)]
+pub(crate) struct TopK {
+    k: usize,
+    /// The `k` best so far, the worst on top.
+    heap: std::collections::BinaryHeap<Ranked>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> TopK {
+        TopK { k, heap: std::collections::BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)) }
+    }
+
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Keeps `candidate` if it is among the `k` nearest so far.
+    pub(crate) fn offer(&mut self, candidate: Neighbour) {
+        if self.heap.len() < self.k {
+            self.heap.push(Ranked(candidate));
+        } else if self.heap.peek().is_some_and(|worst| candidate.order(&worst.0).is_lt()) {
+            self.heap.pop();
+            self.heap.push(Ranked(candidate));
+        }
+    }
+
+    /// The neighbours kept, nearest first.
+    pub(crate) fn into_sorted(self) -> Vec<Neighbour> {
+        let mut out: Vec<Neighbour> = self.heap.into_iter().map(|r| r.0).collect();
+        out.sort_by(Neighbour::order);
+        out
+    }
+}
+
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()

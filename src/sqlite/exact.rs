@@ -22,7 +22,7 @@ use diesel::sql_types::BigInt;
 use diesel::sqlite::Sqlite;
 use diesel::SqliteConnection;
 
-use crate::ann::{AnnError, ExactScan, Metric, Neighbour, Ranked};
+use crate::ann::{AnnError, ExactScan, Metric, Neighbour, TopK};
 
 thread_local! {
     /// The scan in progress on this thread: rows hand their vectors to it as SQLite reads them.
@@ -98,10 +98,10 @@ pub(crate) enum ScanQuery<'a> {
     /// A `vector` or `halfvec` column: the query as `f32`, and how the column stores its elements (cosine,
     /// L2, L1 or the inner product).
     Floats(std::borrow::Cow<'a, [f32]>, Stored),
-    /// A `bit` or `sparsevec` column: the query's BLOB as SQLite stores the type, compared with the
-    /// kernels of the crate's SQL functions ([`super::functions::blob_kernel`]), so that the distances are
-    /// theirs.
-    Encoded(std::borrow::Cow<'a, [u8]>, crate::index::Element),
+    /// A `bit` or `sparsevec` column: the query's BLOB as SQLite stores the type, and the kernel of the
+    /// crate's SQL function for the metric ([`super::functions::blob_kernel`]), so that the distances are
+    /// the function's.
+    Encoded(std::borrow::Cow<'a, [u8]>, super::functions::BlobKernel),
 }
 
 #[derive(Debug)]
@@ -116,9 +116,7 @@ enum Scorer {
     Encoded {
         query: Vec<u8>,
         kernel: super::functions::BlobKernel,
-        k: usize,
-        /// The `k` best so far, the worst on top.
-        top: std::collections::BinaryHeap<Ranked>,
+        top: TopK,
     },
 }
 
@@ -156,15 +154,9 @@ impl Scanning {
                 // NaN or infinite elements, or a zero vector under cosine, give no finite distance.
                 scan.push_if_finite(id, vector)
             }
-            Scorer::Encoded { query, kernel, k, top } => {
+            Scorer::Encoded { query, kernel, top } => {
                 let Some(distance) = kernel(bytes, query) else { return false };
-                let candidate = Ranked(Neighbour { id, distance });
-                if top.len() < *k {
-                    top.push(candidate);
-                } else if top.peek().is_some_and(|worst| candidate < *worst) {
-                    top.pop();
-                    top.push(candidate);
-                }
+                top.offer(Neighbour { id, distance });
                 true
             }
         }
@@ -173,11 +165,7 @@ impl Scanning {
     fn finish(self) -> Vec<Neighbour> {
         match self.scorer {
             Scorer::Floats { scan, .. } => scan.finish(),
-            Scorer::Encoded { top, .. } => {
-                let mut out: Vec<Neighbour> = top.into_iter().map(|r| r.0).collect();
-                out.sort_by(Neighbour::order);
-                out
-            }
+            Scorer::Encoded { top, .. } => top.into_sorted(),
         }
     }
 }
@@ -257,15 +245,9 @@ where
             dims: values.len(),
             scratch: Vec::new(),
         },
-        ScanQuery::Encoded(bytes, element) => match super::functions::blob_kernel(*element, metric) {
-            Some(kernel) => Scorer::Encoded {
-                query: bytes.to_vec(),
-                kernel,
-                k,
-                top: std::collections::BinaryHeap::with_capacity(k + 1),
-            },
-            None => return Err(ExactError::Ann(AnnError::UnsupportedMetric { metric })),
-        },
+        ScanQuery::Encoded(bytes, kernel) => {
+            Scorer::Encoded { query: bytes.to_vec(), kernel: *kernel, top: TopK::new(k) }
+        }
     };
     let state = Scanning { scorer, skipped: 0 };
     let outer = SCAN.with(|s| s.borrow_mut().replace(state));

@@ -399,7 +399,7 @@ fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>,
 /// (`bit`, `sparsevec`); `None` when the type has no kernel for the metric, and the SQL functions are asked
 /// (which refuse it). The one place that choice is made: [`exact`] and [`exact_rows`] both follow it, so
 /// that every distance a search sorts comes from one kernel.
-fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<ScanQuery<'p>> {
+fn scan_query<'p>(plan: &'p Plan<'_>) -> Option<ScanQuery<'p>> {
     match &plan.query {
         PlanVector::Bit(bits) => encoded(plan, Cow::Borrowed(bits.as_bytes()), Element::Bit),
         PlanVector::SparseVector(v) => {
@@ -413,11 +413,11 @@ fn simd_query<'p>(plan: &'p Plan<'_>) -> Option<ScanQuery<'p>> {
 
 /// A `bit` or `sparsevec` query for the scan, when the crate's SQL functions have a kernel for its metric.
 fn encoded<'p>(plan: &Plan<'_>, query: Cow<'p, [u8]>, element: Element) -> Option<ScanQuery<'p>> {
-    super::functions::blob_kernel(element, plan.metric).map(|_| ScanQuery::Encoded(query, element))
+    super::functions::blob_kernel(element, plan.metric).map(|kernel| ScanQuery::Encoded(query, kernel))
 }
 
 /// The exact distances of the rows `ids` that pass every filter, computed as the exact path computes
-/// them ([`simd_query`]): every candidate set a search sorts (the codes' candidates, the rows waiting in
+/// them ([`scan_query`]): every candidate set a search sorts (the codes' candidates, the rows waiting in
 /// the index's queue, vec0's candidates, the rows the contiguous vectors returned) goes through here, so
 /// ties and near-ties order as [`exact`] orders them, to the last bit. Rows without a finite distance are
 /// left out.
@@ -436,7 +436,7 @@ fn exact_rows<F: SearchFilter<Sqlite>>(
         .only_ids(ids)
         .ids_json(json_ids(ids))
         .blob_shape(blob_shape(plan.spec));
-    match simd_query(plan) {
+    match scan_query(plan) {
         Some(query) => {
             let rows = Rows { knn: &knn, of: RowsOf::Vectors, part: None };
             let found = super::exact::top_k(conn, rows, &query, plan.metric, ids.len()).map_err(exact_error)?;
@@ -459,7 +459,7 @@ fn exact<F: SearchFilter<Sqlite>>(
     filter: &F,
     path: SearchPath,
 ) -> Result<Found, SearchError> {
-    if let Some(query) = simd_query(plan) {
+    if let Some(query) = scan_query(plan) {
         if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
