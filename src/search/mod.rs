@@ -525,9 +525,10 @@ impl<'a> IndexSearch<'a> {
     /// connections read the table at once, each a part of its rows, this connection one of them (default:
     /// the threads the machine runs at once, at most 4, for a table of more than 16,384 rows; at least 1).
     /// The extra connections are kept open for the next scan (`sqlite::close_scan_connections` closes
-    /// them); they read the same snapshot as this one, checked before their results are taken. A search inside a transaction, or on a
-    /// database in memory, reads on this connection only, and so does any part another connection cannot
-    /// read (a function only this connection knows, for example). The results are the same either way.
+    /// them); they read the same snapshot as this one, checked before their results are taken. A search
+    /// inside a transaction, or on a database in memory, reads on this connection only, and so does any part
+    /// another connection cannot read (a function only this connection knows, for example). The results are
+    /// the same either way.
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")] fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -300,4 +300,21 @@ mod tests {
         assert!(!Stored::F32.extend_f32(&[0, 0, 0], &mut out), "not whole f32 words");
         assert_eq!(out, [1.5]);
     }
+
+    /// `IndexSpec::sqlite_keeps_codes` (backend-neutral) names the element types whose BLOBs `Stored` reads:
+    /// the two lists must not drift apart.
+    #[test]
+    fn the_types_that_keep_codes_are_the_types_the_scans_read_as_floats() {
+        use crate::index::{Element, IndexSpec, SqliteIndex};
+        for element in [Element::Vector, Element::HalfVector, Element::Bit, Element::SparseVector] {
+            let metric = if element == Element::Bit { Metric::Hamming } else { Metric::Cosine };
+            let spec = IndexSpec::builder("t", "v", 64)
+                .element(element)
+                .metric(metric)
+                .sqlite_index(SqliteIndex::CODES)
+                .build()
+                .unwrap();
+            assert_eq!(spec.sqlite_keeps_codes(), Stored::of(element).is_some(), "{element}");
+        }
+    }
 }

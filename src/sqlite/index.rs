@@ -147,8 +147,8 @@ pub struct IndexStatus {
     pub codes_rows: Option<u64>,
     /// Whether the index's quantized codes are current: true when the stored codes are those of the
     /// current generation, or the index keeps none ([`IndexSpec::sqlite_keeps_codes`]: only `vector` and
-    /// `halfvec` columns are coded); false when they are not built yet or something drained the queue without updating them
-    /// (the next sync rebuilds them).
+    /// `halfvec` columns are coded); false when they are not built yet or something drained the queue
+    /// without updating them (the next sync rebuilds them).
     pub codes_current: bool,
     /// Rows of the table that have a vector (not NULL).
     pub embedded_rows: i64,

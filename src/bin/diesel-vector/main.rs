@@ -505,21 +505,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Err(e) if !conn.has_table(table)? => {
                         return Err(format!("table {table} does not exist in this database ({e})").into())
                     }
-                    Err(_) if column.is_none() && specs.iter().filter(|s| s.table() == table).count() > 1 => {
-                        let columns: Vec<&str> =
-                            specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
-                        return Err(format!(
-                            "table {table} has a vector index on each of {}: choose one with --column",
-                            columns.join(", ")
-                        )
-                        .into());
-                    }
                     Err(e) => {
+                        let indexed: Vec<&str> =
+                            specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
+                        if column.is_none() && indexed.len() > 1 {
+                            return Err(format!(
+                                "table {table} has a vector index on each of {}: choose one with --column",
+                                indexed.join(", ")
+                            )
+                            .into());
+                        }
                         return Err(format!(
                             "{e}; register the column's index with `diesel-vector generate vector-index --table \
                              {table} --column COLUMN --dims N` and apply the migration"
                         )
-                        .into())
+                        .into());
                     }
                 };
                 // The query in the text form of the column's type: `[1,2]` (vector, halfvec), `{1:0.5}/30000`

@@ -388,16 +388,14 @@ fn state_text(index: &IndexReport) -> String {
         Some(IndexState::Sqlite { status, invalid }) => {
             let kept = index.spec.sqlite_index();
             let codes = index.spec.sqlite_keeps_codes();
+            let rows = status.embedded_rows;
+            let invalid = if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
             let structure = match (kept.vec0, codes) {
                 (true, true) => format!("codes and vec0 {}", index.spec.vec0_table()),
                 (true, false) => format!("vec0 {}", index.spec.vec0_table()),
                 (false, true) => "codes".to_owned(),
-                (false, false) => {
-                    // Nothing to keep current: the queue's state means nothing to a search.
-                    let invalid =
-                        if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
-                    return format!("no structure (exact scans), {} rows{invalid}", status.embedded_rows);
-                }
+                // Nothing to keep current: the queue's state means nothing to a search.
+                (false, false) => return format!("no structure (exact scans), {rows} rows{invalid}"),
             };
             let state = if status.is_up_to_date() {
                 "up to date".to_owned()
@@ -417,8 +415,7 @@ fn state_text(index: &IndexReport) -> String {
                 (_, _, Some(n)) => format!(", {n} indexed"),
                 _ => String::new(),
             };
-            let invalid = if invalid.count > 0 { format!(", {} invalid", invalid.count) } else { String::new() };
-            format!("{structure}: {state}{indexed}, {} rows{invalid}", status.embedded_rows)
+            format!("{structure}: {state}{indexed}, {rows} rows{invalid}")
         }
         Some(IndexState::Pg { status, .. }) => match status.method.as_deref() {
             None if index.spec.pg_index_name().is_none() => format!("no PostgreSQL index, {} rows", status.rows),
