@@ -1,7 +1,7 @@
 //! Training parameters: the centre the codes are taken around, the calibrated error bounds of the estimate,
 //! and the stored form of both; the encoder that turns a vector into its code.
 
-use super::bytes::{checksum, Reader, Writer};
+use super::bytes::{checksum_v1, Reader, Writer};
 use super::{metric_code, metric_from_code, supports, AnnError, Metric};
 use crate::simd::Simd;
 
@@ -60,8 +60,9 @@ pub struct Params {
     /// calibration pairs (L1 is estimated and bounded from the L2 estimate through them); 1 otherwise.
     l1_low: f32,
     l1_mid: f32,
-    /// `checksum(to_bytes())`, computed once: chunks carry it so that codes are never read with other
-    /// parameters than they were made with.
+    /// `checksum_v1` of the stored form without its trailing sum, computed once: chunks carry it so that
+    /// codes are never read with other parameters than they were made with (the first format's sum, so that
+    /// codes of every build since agree on it).
     fingerprint: u64,
 }
 
@@ -277,7 +278,7 @@ impl Params {
             fingerprint: 0,
         };
         params.calibrate(simd, &kept);
-        params.fingerprint = checksum(&params.body());
+        params.fingerprint = checksum_v1(&params.body());
         Ok(params)
     }
 
@@ -451,7 +452,7 @@ impl Params {
     /// bounds and L1 ratios, the centre, checksum.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer(self.body());
-        w.u64(checksum(&w.0));
+        w.u64(checksum_v1(&w.0));
         w.0
     }
 
@@ -522,7 +523,7 @@ impl Params {
             tail,
             l1_low,
             l1_mid,
-            fingerprint: checksum(&blob[..body_len]),
+            fingerprint: checksum_v1(&blob[..body_len]),
         })
     }
 

@@ -314,6 +314,62 @@ fn stored_chunks_and_parameters_load_back_to_the_same_index() {
     }
 }
 
+/// Chunks written by a build before the eight-lane checksum end with the first format's sum: they load, and
+/// loading them gives the same index as the chunks written now.
+#[test]
+fn chunks_an_earlier_build_wrote_still_load() {
+    use super::bytes::{checksum, checksum_v1};
+    let data = clustered(23, 700, 96, 4);
+    let index = index_of(Metric::Cosine, &data, |i| i as u64 % 5);
+    let now: Vec<Vec<u8>> = (0..index.chunk_count()).map(|c| index.chunk_bytes(c as u32).unwrap()).collect();
+    let earlier: Vec<Vec<u8>> = now
+        .iter()
+        .map(|blob| {
+            let body = &blob[..blob.len() - 8];
+            assert_eq!(blob[blob.len() - 8..], checksum(body).to_le_bytes(), "written with the current sum");
+            assert_ne!(checksum(body), checksum_v1(body));
+            [body, &checksum_v1(body).to_le_bytes()].concat()
+        })
+        .collect();
+    let params = index.params().clone();
+    let a = QuantizedIndex::from_chunks(params.clone(), now.iter().map(Vec::as_slice)).unwrap();
+    let b = QuantizedIndex::from_chunks(params.clone(), earlier.iter().map(Vec::as_slice)).unwrap();
+    for c in 0..index.chunk_count() {
+        assert_eq!(a.chunk_bytes(c as u32), b.chunk_bytes(c as u32));
+        assert_eq!(a.chunk_rows(c), index.chunk_rows(c));
+    }
+    // A flipped bit fails both sums.
+    let mut flipped = earlier[0].clone();
+    flipped[100] ^= 1;
+    assert!(matches!(QuantizedIndex::from_chunks(params, [flipped.as_slice()]), Err(AnnError::Corrupt { .. })));
+}
+
+/// The eight-lane checksum sees every byte at every length (the lanes, the words after the last whole
+/// block, the bytes after the last word) and its length.
+#[test]
+fn the_checksum_covers_every_byte_and_the_length() {
+    use super::bytes::{checksum, checksum_v1};
+    let bytes: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for len in [0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 129, 200, 300] {
+        let b = &bytes[..len];
+        let sum = checksum(b);
+        for at in 0..len {
+            let mut flipped = b.to_vec();
+            flipped[at] ^= 0x80;
+            assert_ne!(checksum(&flipped), sum, "length {len}, byte {at}");
+            assert_ne!(checksum_v1(&flipped), checksum_v1(b), "v1, length {len}, byte {at}");
+        }
+        let mut longer = b.to_vec();
+        longer.push(0);
+        assert_ne!(checksum(&longer), sum, "a zero byte appended to {len}");
+    }
+    // The parameters' fingerprint is still the first format's sum (every stored chunk repeats it).
+    let data = clustered(29, 50, 16, 2);
+    let params = Params::train(Metric::L2, 16, data.iter().map(Vec::as_slice)).unwrap();
+    let blob = params.to_bytes();
+    assert_eq!(params.fingerprint(), checksum_v1(&blob[..blob.len() - 8]));
+}
+
 #[test]
 fn damaged_truncated_or_foreign_blobs_are_errors_never_trusted() {
     let data = clustered(19, 300, 70, 3);
