@@ -29,13 +29,6 @@ pub struct Partition {
     pub mask: u64,
 }
 
-impl Partition {
-    #[inline]
-    fn matches(self, p: u64) -> bool {
-        (p ^ self.key) & self.mask == 0
-    }
-}
-
 impl<'a> Filter<'a> {
     /// Every row.
     pub fn all() -> Filter<'static> {
@@ -487,11 +480,7 @@ impl QuantizedIndex {
         for (n, chunk) in self.chunks.iter().enumerate() {
             let mut keep = [0u64; CHUNK_ROWS / 64];
             match filter.partition {
-                Some(want) => {
-                    for (slot, p) in chunk.partitions.iter().enumerate() {
-                        keep[slot / 64] |= u64::from(want.matches(*p)) << (slot % 64);
-                    }
-                }
+                Some(want) => self.simd.matching_keys(&chunk.partitions, want.key, want.mask, &mut keep),
                 // Every slot the chunk holds.
                 None => {
                     for (w, word) in keep.iter_mut().enumerate() {

@@ -293,6 +293,17 @@ impl Simd {
         portable::hamming_rows(query, codes, held, rows, out)
     }
 
+    /// The rows whose 64-bit key matches `key` on the bits of `mask` (`(keys[i] ^ key) & mask == 0`), as bits:
+    /// bit `i % 64` of `out[i / 64]`. Keys beyond `64 * out.len()` are not looked at; bits past the last key
+    /// are clear. The same bits at every level.
+    pub(crate) fn matching_keys(self, keys: &[u64], key: u64, mask: u64, out: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.level >= Level::Avx2 {
+            return x86::matching_keys(self.level, keys, key, mask, out);
+        }
+        portable::matching_keys(keys, key, mask, out)
+    }
+
     /// The bit-plane sum of one code against a query quantised to `planes.len() / code.len()` bits per
     /// dimension: `(Σ_j 2^j · popcount(plane_j & code), popcount(code))`, where plane `j` is the `j`-th
     /// `code.len()` words of `planes`. With query values `u[i]` stored bit by bit in the planes, the first

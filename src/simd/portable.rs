@@ -100,6 +100,19 @@ pub(super) fn kept(keep: &[u64], row: usize) -> bool {
     keep.get(row / 64).is_some_and(|w| w >> (row % 64) & 1 == 1)
 }
 
+/// Bit `i % 64` of `out[i / 64]` set when `(keys[i] ^ key) & mask == 0`, for the `keys` that fit `out`; the
+/// bits past the last key are clear. Each word is built in a register (64 compares folded into it), a loop
+/// the compiler vectorises where 64-bit compares exist (SSE4.1 and up).
+#[inline(always)]
+pub(super) fn matching_keys(keys: &[u64], key: u64, mask: u64, out: &mut [u64]) {
+    let mut blocks = keys.chunks(64);
+    for word in out.iter_mut() {
+        *word = blocks
+            .next()
+            .map_or(0, |block| block.iter().enumerate().fold(0, |w, (b, k)| w | u64::from((k ^ key) & mask == 0) << b));
+    }
+}
+
 pub(super) fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }

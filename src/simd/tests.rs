@@ -380,3 +380,28 @@ fn conversions_report_infinities_at_every_position() {
         }
     }
 }
+
+#[test]
+fn matching_keys_sets_the_same_bits_at_every_level() {
+    let mut rng = Rng(41);
+    for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 100, 255, 256, 300] {
+        // Keys drawn from a few values, so that every mask matches some and misses others.
+        let values = rng.words(5);
+        let keys: Vec<u64> = (0..n).map(|_| values[(rng.next() % 5) as usize]).collect();
+        for (key, mask) in
+            [(values[0], u64::MAX), (values[1], 0xffff_0000_0000_0000), (values[2], 0), (rng.next(), u64::MAX)]
+        {
+            for words in [0, n / 64, n.div_ceil(64), n.div_ceil(64) + 1] {
+                let mut expected = vec![0u64; words];
+                for (i, k) in keys.iter().enumerate().take(64 * words) {
+                    expected[i / 64] |= u64::from((k ^ key) & mask == 0) << (i % 64);
+                }
+                for simd in Simd::all_supported() {
+                    let mut out = vec![u64::MAX; words];
+                    simd.matching_keys(&keys, key, mask, &mut out);
+                    assert_eq!(out, expected, "{} keys, {words} words, mask {mask:x}, {}", n, simd.level());
+                }
+            }
+        }
+    }
+}

@@ -367,6 +367,21 @@ pub(super) fn plane_sums(level: Level, planes: &[u64], code: &[u64]) -> (u32, u3
     }
 }
 
+pub(super) fn matching_keys(level: Level, keys: &[u64], key: u64, mask: u64, out: &mut [u64]) {
+    match level {
+        // SAFETY: as in `dot`; the kernel only indexes slices.
+        Level::Avx512 | Level::Avx2 => unsafe { matching_keys_avx2(keys, key, mask, out) },
+        Level::Popcnt | Level::Portable => portable::matching_keys(keys, key, mask, out),
+    }
+}
+
+/// The portable loop compiled with AVX2 (`vpcmpeqq`, four keys per compare; the default target has no 64-bit
+/// compare before SSE4.1).
+#[target_feature(enable = "avx2")]
+unsafe fn matching_keys_avx2(keys: &[u64], key: u64, mask: u64, out: &mut [u64]) {
+    portable::matching_keys(keys, key, mask, out)
+}
+
 #[target_feature(enable = "popcnt")]
 unsafe fn hamming_scan_popcnt(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     portable::hamming_scan(query, codes, keep, out)
