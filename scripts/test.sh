@@ -51,6 +51,10 @@ cargo test --no-default-features --features async,bundled --lib --test async --e
 cargo test --no-default-features --features async,bundled --doc
 scripts/check-async-app.sh
 
+step "features: cli without pg (the SQLite-only binary: no libpq to load)"
+cargo build --no-default-features --features cli,bundled --bin diesel-vector
+scripts/check-sqlite-cli.sh target/debug/diesel-vector
+
 step "features: all (pg + sqlite + r2d2 + serde + jsonl + cli + async: the diesel-vector binary and its tests)"
 cargo test --all-features
 

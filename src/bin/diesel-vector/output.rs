@@ -296,6 +296,7 @@ pub(crate) fn reindexed(r: &Reindexed) -> String {
         Built::Queue { left_out } => {
             format!("rebuilt {what}: queue cleared (no structure: searches scan exactly){}", left_out_text(left_out))
         }
+        #[cfg(feature = "pg")]
         Built::Pg(status) => {
             let method = status.method.as_deref().unwrap_or("none");
             let lists = status.lists.map(|l| format!(", {l} lists")).unwrap_or_default();
@@ -417,6 +418,7 @@ fn state_text(index: &IndexReport) -> String {
             };
             format!("{structure}: {state}{indexed}, {rows} rows{invalid}")
         }
+        #[cfg(feature = "pg")]
         Some(IndexState::Pg { status, .. }) => match status.method.as_deref() {
             None if index.spec.pg_index_name().is_none() => format!("no PostgreSQL index, {} rows", status.rows),
             None => format!("{} {}: MISSING, {} rows", index.spec.pg_index(), status.name, status.rows),
@@ -534,6 +536,7 @@ fn index_json(index: &IndexReport) -> Value {
         "rows": index.rows(), "postgresql": Value::Null, "sqlite": Value::Null,
     });
     match &index.state {
+        #[cfg(feature = "pg")]
         Some(IndexState::Pg { status, definition, operator_class_matches }) => {
             value["postgresql"] = json!({
                 "name": status.name, "registered_method": spec.pg_index().name(), "method": status.method,
