@@ -7,9 +7,9 @@
 #   scripts/bench-sqlite-process.sh --rows 10000       # quicker
 #   scripts/bench-sqlite-process.sh --set embedding-like --queries 20 --reps 5
 #
-# It builds the CLI (release, feature `cli`) and sqlite-vec's loadable extension from the source the sqlite-vec
-# crate vendors (the same file and version the crate compiles in, -O3 as a release build of it), for the
-# system's sqlite3 shell (SQLITE3, default /usr/bin/sqlite3).
+# It builds the CLI (release, feature `cli`: SQLite only, no libpq) and sqlite-vec's loadable extension from
+# the source the sqlite-vec crate vendors (the same file and version the crate compiles in, -O3 as a release
+# build of it), for the system's sqlite3 shell (SQLITE3, default /usr/bin/sqlite3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
