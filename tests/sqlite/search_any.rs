@@ -561,3 +561,45 @@ fn rows_with_a_null_partition_value_are_found_with_and_without_the_filter() {
         assert_eq!(ids(&tagged), [2, 4], "{strategy:?}");
     }
 }
+
+/// The table's columns a search checks its filters against are those of the schema as it is when the search
+/// runs, whichever connection changed it: a column another connection added is found, one of another type
+/// after the table was made again is compared as that type, and a table gone is named.
+#[test]
+fn a_search_sees_the_table_as_another_connection_left_it() {
+    let (_dir, path) = file_db();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
+    let docs = fixture::docs(300, 23);
+    let q = fixture::queries(23, 300, 1).remove(0);
+    let mut conn = open(&path);
+    populate(&mut conn, &spec, &docs);
+    let err = spec.search(&q).filter_eq("shelf", 2).run(&mut conn).unwrap_err();
+    assert!(matches!(&err, SearchError::UnknownColumn { column, .. } if column == "shelf"), "{err}");
+
+    let mut other = open(&path);
+    other.batch_execute("ALTER TABLE documents ADD COLUMN shelf INTEGER NOT NULL DEFAULT 0").unwrap();
+    other.batch_execute("UPDATE documents SET shelf = id % 3").unwrap();
+    let hits = spec.search(&q).filter_eq("shelf", 2).run(&mut conn).unwrap();
+    assert_eq!(hits.len(), 10);
+    let shelves: Vec<i64> = documents::table
+        .filter(documents::id.eq_any(ids(&hits)))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("shelf"))
+        .load(&mut conn)
+        .unwrap();
+    assert!(shelves.iter().all(|s| *s == 2), "{shelves:?}");
+
+    // The column made again as text: the integer 2 is compared with it as text ('2'), as SQLite's affinity
+    // has it, not as the integer the column held before.
+    other
+        .batch_execute(
+            "ALTER TABLE documents DROP COLUMN shelf; ALTER TABLE documents ADD COLUMN shelf TEXT; \
+             UPDATE documents SET shelf = CASE WHEN id % 3 = 2 THEN '2' ELSE 'two' END",
+        )
+        .unwrap();
+    assert_eq!(ids(&spec.search(&q).filter_eq("shelf", 2).run(&mut conn).unwrap()), ids(&hits));
+    assert_eq!(ids(&spec.search(&q).filter_eq("shelf", "2").run(&mut conn).unwrap()), ids(&hits));
+
+    other.batch_execute("ALTER TABLE documents RENAME TO old_documents").unwrap();
+    let err = spec.search(&q).run(&mut conn).unwrap_err();
+    assert!(matches!(&err, SearchError::UnknownTable { table, .. } if table == "documents"), "{err}");
+}
