@@ -30,26 +30,32 @@ pub(crate) use half::f16_to_f32;
 pub(crate) type BlobKernel = fn(&[u8], &[u8]) -> Option<f64>;
 
 /// The kernel of the crate's SQL function for `metric` on `bit` or `sparsevec` BLOBs, for scans that read
-/// the rows in place: the same arithmetic, so the same distances, with the arguments in the SQL function's
-/// order (the column's value, then the query). `None` for the other types and for metrics the type lacks.
+/// the rows in place: the function's own reading, checks and arithmetic ([`scan_kernel`]), so the same
+/// distances, with the arguments in the SQL function's order (the column's value, then the query). `None`
+/// for the other types and for metrics the type lacks.
 pub(crate) fn blob_kernel(element: crate::index::Element, metric: crate::index::Metric) -> Option<BlobKernel> {
     use crate::index::{Element, Metric};
 
-    fn sparse(row: &[u8], query: &[u8], kernel: fn(SqliteParts<'_>, SqliteParts<'_>) -> f64) -> Option<f64> {
-        let (a, b) =
-            (crate::codec::sparsevec::sqlite_parts(row).ok()?, crate::codec::sparsevec::sqlite_parts(query).ok()?);
-        (a.dims == b.dims).then(|| kernel(a, b)).filter(|d| !d.is_nan())
-    }
     let kernel: BlobKernel = match (element, metric) {
-        (Element::Bit, Metric::Hamming) => |row, query| (row.len() == query.len()).then(|| bits::hamming(row, query)),
-        (Element::Bit, Metric::Jaccard) => |row, query| (row.len() == query.len()).then(|| bits::jaccard(row, query)),
-        (Element::SparseVector, Metric::L2) => |row, query| sparse(row, query, sparse::l2),
-        (Element::SparseVector, Metric::Cosine) => |row, query| sparse(row, query, sparse::cosine),
-        (Element::SparseVector, Metric::L1) => |row, query| sparse(row, query, sparse::l1),
-        (Element::SparseVector, Metric::InnerProduct) => |row, query| sparse(row, query, sparse::neg_inner_product),
+        (Element::Bit, Metric::Hamming) => scan_kernel::<sql_types::Bit, metric::Hamming>,
+        (Element::Bit, Metric::Jaccard) => scan_kernel::<sql_types::Bit, metric::Jaccard>,
+        (Element::SparseVector, Metric::L2) => scan_kernel::<sql_types::SparseVector, metric::L2>,
+        (Element::SparseVector, Metric::Cosine) => scan_kernel::<sql_types::SparseVector, metric::Cosine>,
+        (Element::SparseVector, Metric::L1) => scan_kernel::<sql_types::SparseVector, metric::L1>,
+        (Element::SparseVector, Metric::InnerProduct) => {
+            scan_kernel::<sql_types::SparseVector, metric::MaxInnerProduct>
+        }
         _ => return None,
     };
     Some(kernel)
+}
+
+/// [`Computed`]'s reading and arithmetic for a scan: `None` where the SQL function raises an error (a value
+/// not of the type's layout, other dimensions) or returns NULL (NaN), so that a row the function cannot
+/// compare is skipped rather than failing the scan.
+fn scan_kernel<T: Kernel<M>, M>(row: &[u8], query: &[u8]) -> Option<f64> {
+    let (a, b) = (T::read(row).ok()?, T::read(query).ok()?);
+    (T::dims(a) == T::dims(b)).then(|| T::compute(a, b)).filter(|d| !d.is_nan())
 }
 
 use std::fmt;

@@ -17,13 +17,13 @@ fn popcount(a: &[u8], b: &[u8], op: impl Fn(u64, u64) -> u64) -> u64 {
 
 /// The number of bits that differ.
 #[allow(clippy::cast_precision_loss)] // at most 2^53 bits: exact
-pub(crate) fn hamming(a: &[u8], b: &[u8]) -> f64 {
+pub(super) fn hamming(a: &[u8], b: &[u8]) -> f64 {
     popcount(a, b, |x, y| x ^ y) as f64
 }
 
 /// pgvector's `BitJaccardDistance`: `1 - |a ∧ b| / (|a| + |b| - |a ∧ b|)`, 1 when no bit is set in both.
 #[allow(clippy::cast_precision_loss)] // at most 2^53 bits: exact
-pub(crate) fn jaccard(a: &[u8], b: &[u8]) -> f64 {
+pub(super) fn jaccard(a: &[u8], b: &[u8]) -> f64 {
     let ab = popcount(a, b, |x, y| x & y);
     let aa = popcount(a, a, |x, _| x);
     let bb = popcount(b, b, |_, y| y);

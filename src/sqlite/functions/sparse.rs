@@ -68,22 +68,22 @@ fn inner_product(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f32 {
     distance
 }
 
-pub(crate) fn l2(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
+pub(super) fn l2(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
     f64::from(l2_squared(a, b)).sqrt()
 }
 
-pub(crate) fn neg_inner_product(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
+pub(super) fn neg_inner_product(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
     f64::from(-inner_product(a, b))
 }
 
 /// pgvector's `sparsevec_cosine_distance`: NaN when either vector is zero.
-pub(crate) fn cosine(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
+pub(super) fn cosine(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
     let norm = |v: SqliteParts<'_>| v.values.iter().fold(0f32, |acc, x| acc + value(*x) * value(*x));
     super::half::cosine_from_sums(inner_product(a, b), norm(a), norm(b))
 }
 
 /// pgvector's `sparsevec_l1_distance`.
-pub(crate) fn l1(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
+pub(super) fn l1(a: SqliteParts<'_>, b: SqliteParts<'_>) -> f64 {
     let mut distance = 0f32;
     let mut bpos = 0;
     for (ai, ax) in a.indices.iter().zip(a.values) {
