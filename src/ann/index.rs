@@ -105,10 +105,7 @@ impl std::hash::Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, value: u64) {
-        let mut z = (self.0 ^ value).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        self.0 = z ^ (z >> 31);
+        self.0 = crate::index::splitmix_finish((self.0 ^ value).wrapping_add(0x9e37_79b9_7f4a_7c15));
     }
 
     fn finish(&self) -> u64 {

@@ -40,6 +40,14 @@ pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
 pub use registry::{RegistryError, REGISTRY_TABLE};
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
 
+/// SplitMix64's finaliser: a bijection of `u64` whose every output bit depends on every input bit, which
+/// spreads a hash's bits (FNV's, a sum's) so that any range of them is a fair hash.
+pub(crate) fn splitmix_finish(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// 64-bit FNV-1a: a stable hash for derived names.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -71,10 +71,7 @@ impl RowHasher {
 
     /// The row's hash: FNV-1a, then SplitMix64's finaliser so that sums of hashes are well mixed.
     pub(crate) fn finish(&self) -> u64 {
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::index::splitmix_finish(self.0)
     }
 }
 

@@ -165,14 +165,7 @@ fn layout(spec: &IndexSpec) -> u64 {
     if spec.sqlite_index().vectors {
         text.push_str("\0vectors");
     }
-    mix(crate::index::fnv1a(text.as_bytes()))
-}
-
-/// splitmix64's finaliser: spreads FNV's bits so that any range of them is a fair hash.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    crate::index::splitmix_finish(crate::index::fnv1a(text.as_bytes()))
 }
 
 /// The bits of partition field `i` of `n`: `64 / n` bits each (the first 64 columns; further ones are
@@ -189,12 +182,12 @@ fn field_mask(i: usize, n: usize) -> u64 {
 
 fn field_hash(value: Option<&str>) -> u64 {
     match value {
-        None => mix(0x6e75_6c6c),
+        None => crate::index::splitmix_finish(0x6e75_6c6c),
         Some(text) => {
             let mut bytes = Vec::with_capacity(text.len() + 1);
             bytes.push(1);
             bytes.extend_from_slice(text.as_bytes());
-            mix(crate::index::fnv1a(&bytes))
+            crate::index::splitmix_finish(crate::index::fnv1a(&bytes))
         }
     }
 }
