@@ -435,11 +435,12 @@ struct SourceRow {
 }
 
 thread_local! {
-    /// Where [`SourceRow::build`] decodes the vectors of the query [`Rows::load`] runs on this thread: one
-    /// buffer for the whole batch. Decoding each row into its own `Vec` spent about a third of a sync's
-    /// reading in `malloc`, `free` and the first touch of fresh pages.
+    /// Where [`SourceRow::build`] decodes the vectors of the query running on this thread: one buffer for
+    /// the whole batch ([`Rows::load`]), or for one row at a time ([`for_each_row`]). Decoding each row into
+    /// its own `Vec` spent about a third of a sync's reading in `malloc`, `free` and the first touch of fresh
+    /// pages.
     static DECODED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// How the query [`Rows::load`] runs on this thread stores its vectors.
+    /// How the query running on this thread stores its vectors.
     static STORED: std::cell::Cell<Stored> = const { std::cell::Cell::new(Stored::F32) };
 }
 
@@ -497,10 +498,6 @@ impl Rows {
         Ok(Rows { rows: rows?, decoded })
     }
 
-    fn last_id(&self) -> Option<i64> {
-        self.rows.last().map(|r| r.id)
-    }
-
     /// The rows, each with its vector when it is a valid one.
     fn iter(&self) -> impl Iterator<Item = (&SourceRow, Option<&[f32]>)> {
         self.rows.iter().map(|r| (r, r.vector.clone().and_then(|range| self.decoded.get(range))))
@@ -510,6 +507,42 @@ impl Rows {
     fn indexable(&self, metric: Metric) -> impl Iterator<Item = (&SourceRow, Option<&[f32]>)> {
         self.iter().map(move |(r, v)| (r, v.filter(|v| metric != Metric::Cosine || v.iter().any(|x| *x != 0.0))))
     }
+}
+
+/// Runs `query` (built by [`select_rows`]) and hands each row to `each` as SQLite steps to it, with its
+/// vector if the index holds it (as [`Rows::indexable`]); returns the last row's id. Nothing is kept: the
+/// vectors are decoded into two buffers of one vector each, swapped row by row, so a sync touches no fresh
+/// memory however many rows it reads (a batch's buffer of a few MB, allocated per sync, cost a sixth of
+/// the sync in page faults).
+fn for_each_row<'q, Q>(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    query: Q,
+    mut each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
+) -> Result<Option<i64>, IndexError>
+where
+    Q: diesel::query_dsl::LoadQuery<'q, SqliteConnection, SourceRow, DefaultLoadingMode>,
+{
+    STORED.set(stored(spec));
+    DECODED.with(|decoded| decoded.borrow_mut().clear());
+    let metric = spec.metric();
+    let mut vector = Vec::new();
+    let mut last = None;
+    for row in query.load_iter::<SourceRow, DefaultLoadingMode>(conn)? {
+        let row = row?;
+        // The row's vector is the thread's buffer now: take it, and leave the other one, emptied, for the
+        // next row.
+        vector.clear();
+        DECODED.with(|decoded| std::mem::swap(&mut vector, &mut *decoded.borrow_mut()));
+        let v = row
+            .vector
+            .clone()
+            .and_then(|range| vector.get(range))
+            .filter(|v| metric != Metric::Cosine || v.iter().any(|x| *x != 0.0));
+        each(&row, v)?;
+        last = Some(row.id);
+    }
+    Ok(last)
 }
 
 /// `SELECT <id> AS id, <vector if valid> AS v, CAST(<partition> AS TEXT) AS p<i>... <from>`, the table
@@ -586,8 +619,14 @@ fn corrupt(e: AnnError) -> IndexError {
 /// vectors at a time).
 const BATCH_ROWS: usize = 4096;
 
-/// The table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id.
-fn table_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Rows> {
+/// Hands the table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id, to
+/// `each` ([`for_each_row`]); returns the last one's id.
+fn each_table_row(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    after: Option<i64>,
+    each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
+) -> Result<Option<i64>, IndexError> {
     let id = format!("t.{}", quote(spec.id_column()));
     let after_clause = if after.is_some() { format!("WHERE {id} > ? ") } else { String::new() };
     let sql = select_rows(
@@ -595,10 +634,9 @@ fn table_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>
         &id,
         &format!("FROM {} t {after_clause}ORDER BY {id} LIMIT {BATCH_ROWS}", quote(spec.table())),
     );
-    let floats = BATCH_ROWS * spec.dims() as usize;
     match after {
-        Some(after) => Rows::load(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
-        None => Rows::load(conn, spec, diesel::sql_query(sql), floats),
+        Some(after) => for_each_row(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), each),
+        None => for_each_row(conn, spec, diesel::sql_query(sql), each),
     }
 }
 
@@ -627,20 +665,31 @@ fn rebuild(
     ))?;
     let mut copy = vectors::Writer::create(conn, spec, generation)?;
     if let Some(index) = &mut index {
+        let dims = spec.dims() as usize;
+        // The contiguous copy is written between batches (the statement reading the table is open while a
+        // batch's rows arrive).
+        let mut pending: Vec<f32> = Vec::new();
         let mut after = None;
         loop {
-            let rows = table_batch(conn, spec, after)?;
-            let Some(last) = rows.last_id() else { break };
-            after = Some(last);
-            for (row, v) in rows.indexable(spec.metric()) {
+            let last = each_table_row(conn, spec, after, |row, v| {
                 if let Some(v) = v {
                     index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
-                    if let Some(copy) = &mut copy {
-                        // A fresh index fills its slots in order.
-                        copy.push(conn, spec, index.len() - 1, v)?;
+                    if copy.is_some() {
+                        pending.extend_from_slice(v);
                     }
                 }
+                Ok(())
+            })?;
+            if let Some(copy) = &mut copy {
+                // A fresh index fills its slots in order.
+                let first = index.len() - pending.len() / dims.max(1);
+                for (i, v) in pending.chunks_exact(dims.max(1)).enumerate() {
+                    copy.push(conn, spec, first + i, v)?;
+                }
+                pending.clear();
             }
+            let Some(last) = last else { break };
+            after = Some(last);
         }
         index.take_dirty_slots();
     }
@@ -810,19 +859,22 @@ pub(crate) fn sync_in_transaction(
     if let Some(reason) = reason {
         return rebuild_into(conn, spec, entry, next, vec0_stale, &reason);
     }
-    let metric = spec.metric();
     if entry.cached.as_ref().is_none_or(|c| c.index.is_none()) {
         // Nothing trained yet (the table had no valid vector): train once one arrives.
         let mut applied = 0u64;
         let mut after = None;
+        let mut arrived = false;
         loop {
-            let rows = queue_batch(conn, spec, after)?;
-            let Some(last) = rows.last_id() else { break };
-            after = Some(last);
-            applied += rows.rows.len() as u64;
-            if entry.cached.is_none() || rows.indexable(metric).any(|(_, v)| v.is_some()) {
+            let last = each_queued_row(conn, spec, after, |_, v| {
+                applied += 1;
+                arrived |= v.is_some();
+                Ok(())
+            })?;
+            let Some(last) = last else { break };
+            if entry.cached.is_none() || arrived {
                 return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
             }
+            after = Some(last);
         }
         let Some(cached) = entry.cached.as_mut() else {
             return rebuild_into(conn, spec, entry, next, vec0_stale, "nothing loaded");
@@ -848,25 +900,24 @@ fn apply_queue(
     next: i64,
     vec0_stale: bool,
 ) -> Result<Result<u64, String>, IndexError> {
-    let metric = spec.metric();
     let Some(cached) = entry.cached.as_mut() else { return Ok(Err("nothing loaded".into())) };
     let Some(shared) = cached.index.as_mut() else { return Ok(Err("nothing trained".into())) };
     let index = Arc::make_mut(shared);
     let mut applied = 0u64;
     let mut after = None;
     loop {
-        let rows = queue_batch(conn, spec, after)?;
-        let Some(last) = rows.last_id() else { break };
-        after = Some(last);
-        applied += rows.rows.len() as u64;
-        for (row, v) in rows.indexable(metric) {
+        let last = each_queued_row(conn, spec, after, |row, v| {
+            applied += 1;
             match v {
                 Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
                 None => {
                     index.remove(row.id);
                 }
             }
-        }
+            Ok(())
+        })?;
+        let Some(last) = last else { break };
+        after = Some(last);
     }
     let trained = index.params().sample_rows();
     if trained < RETRAIN_BELOW && index.len() as u64 >= RETRAIN_GROWTH * trained.max(1) {
@@ -891,8 +942,14 @@ fn apply_queue(
     Ok(Ok(applied))
 }
 
-/// Queued ids above `after` with their rows (a removed row has no vector), at most [`BATCH_ROWS`].
-fn queue_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>) -> QueryResult<Rows> {
+/// Hands the queued ids above `after`, at most [`BATCH_ROWS`], each with its row (a removed row has no
+/// vector), to `each` ([`for_each_row`]); returns the last id.
+fn each_queued_row(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    after: Option<i64>,
+    each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
+) -> Result<Option<i64>, IndexError> {
     let after_clause = if after.is_some() { "WHERE q.id > ? " } else { "" };
     let from = format!(
         "FROM {} q LEFT JOIN {} t ON t.{} = q.id {after_clause}ORDER BY q.id LIMIT {BATCH_ROWS}",
@@ -901,10 +958,9 @@ fn queue_batch(conn: &mut SqliteConnection, spec: &IndexSpec, after: Option<i64>
         quote(spec.id_column())
     );
     let sql = select_rows(spec, "q.id", &from);
-    let floats = BATCH_ROWS * spec.dims() as usize;
     match after {
-        Some(after) => Rows::load(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), floats),
-        None => Rows::load(conn, spec, diesel::sql_query(sql), floats),
+        Some(after) => for_each_row(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), each),
+        None => for_each_row(conn, spec, diesel::sql_query(sql), each),
     }
 }
 
