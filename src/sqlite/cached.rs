@@ -9,13 +9,13 @@
 use std::borrow::Cow;
 
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Binary, Text};
 use diesel::sqlite::Sqlite;
 use diesel::QueryResult;
 
 use crate::exec::Rows;
 
-/// SQL text and text binds, in order; run it with [`CachedSql::rows`] and Diesel's `RunQueryDsl` (rows read by
+/// SQL text and binds, in order; run it with [`CachedSql::rows`] and Diesel's `RunQueryDsl` (rows read by
 /// name, as from `sql_query`).
 pub(crate) struct CachedSql<'a> {
     pieces: Vec<Piece<'a>>,
@@ -24,6 +24,8 @@ pub(crate) struct CachedSql<'a> {
 enum Piece<'a> {
     Sql(Cow<'a, str>),
     Text(&'a str),
+    Int(i64),
+    Blob(&'a [u8]),
 }
 
 impl<'a> CachedSql<'a> {
@@ -35,6 +37,20 @@ impl<'a> CachedSql<'a> {
     /// A text bind (`?`) here, then `sql`.
     pub(crate) fn bind_text(mut self, value: &'a str, sql: impl Into<Cow<'a, str>>) -> Self {
         self.pieces.push(Piece::Text(value));
+        self.pieces.push(Piece::Sql(sql.into()));
+        self
+    }
+
+    /// An integer bind (`?`) here, then `sql`.
+    pub(crate) fn bind_i64(mut self, value: i64, sql: impl Into<Cow<'a, str>>) -> Self {
+        self.pieces.push(Piece::Int(value));
+        self.pieces.push(Piece::Sql(sql.into()));
+        self
+    }
+
+    /// A BLOB bind (`?`) here, then `sql`.
+    pub(crate) fn bind_blob(mut self, value: &'a [u8], sql: impl Into<Cow<'a, str>>) -> Self {
+        self.pieces.push(Piece::Blob(value));
         self.pieces.push(Piece::Sql(sql.into()));
         self
     }
@@ -57,6 +73,8 @@ impl QueryFragment<Sqlite> for CachedSql<'_> {
             match piece {
                 Piece::Sql(sql) => out.push_sql(sql),
                 Piece::Text(value) => out.push_bind_param::<Text, _>(value)?,
+                Piece::Int(value) => out.push_bind_param::<BigInt, _>(value)?,
+                Piece::Blob(value) => out.push_bind_param::<Binary, _>(value)?,
             }
         }
         Ok(())

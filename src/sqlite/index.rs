@@ -180,18 +180,28 @@ pub(crate) struct State {
 
 /// One read of the index's state; [`IndexError::NotMigrated`] when its tables are missing.
 pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
-    if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
-        return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
-    }
-    Ok(super::cached::CachedSql::sql(format!(
+    // The statement names the indexed table too, so that it fails without it; the catalog is read only
+    // then, to say why.
+    let read = super::cached::CachedSql::sql(format!(
         "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
                 (SELECT s.generation FROM {state} s) AS generation, \
-                (SELECT count(*) FROM {queue}) AS pending",
+                (SELECT count(*) FROM {queue}) AS pending \
+         WHERE NOT EXISTS (SELECT 1 FROM {table} LIMIT 0)",
         state = quote(&spec.state_table()),
         queue = quote(&spec.queue_table()),
+        table = quote(spec.table()),
     ))
     .rows()
-    .get_result(conn)?)
+    .get_result(conn);
+    match read {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
+                return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// The SQL condition (over `t`, the indexed table's alias) a row must meet to be indexed: a BLOB of the
@@ -566,11 +576,15 @@ fn rebuild_vec0(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncRep
 
 /// Empties the queue, clears the rebuild flag and sets the generation to `next`.
 fn finish(conn: &mut SqliteConnection, spec: &IndexSpec, next: i64) -> Result<(), IndexError> {
-    conn.batch_execute(&format!(
-        "DELETE FROM {}; UPDATE {} SET needs_rebuild = 0, generation = {next};",
-        quote(&spec.queue_table()),
-        quote(&spec.state_table()),
-    ))?;
+    // Two statements prepared once per connection (a batch is parsed on every call).
+    super::cached::CachedSql::sql(format!("DELETE FROM {}", quote(&spec.queue_table()))).rows().execute(conn)?;
+    super::cached::CachedSql::sql(format!(
+        "UPDATE {} SET needs_rebuild = 0, generation = ",
+        quote(&spec.state_table())
+    ))
+    .bind_i64(next, "")
+    .rows()
+    .execute(conn)?;
     Ok(())
 }
 

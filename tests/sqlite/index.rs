@@ -172,6 +172,20 @@ fn syncing_before_the_migrations_says_so() {
 }
 
 #[test]
+fn syncing_after_the_index_or_its_table_went_says_so() {
+    for dropped in ["fragment_embeddings_idx_queue", "fragment_embeddings_idx_state", "fragment_embeddings"] {
+        let (_dir, path) = migrated_file();
+        let mut conn = open(&path);
+        // The sync's statements are prepared and kept by this connection before the table goes.
+        sync_index(&mut conn).unwrap();
+        sync_index(&mut conn).unwrap();
+        conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; DROP TABLE \"{dropped}\"")).unwrap();
+        let err = sync_index(&mut conn).unwrap_err();
+        assert!(matches!(err, IndexError::NotMigrated { .. }), "{dropped}: {err}");
+    }
+}
+
+#[test]
 fn a_search_after_writes_without_the_extension_sees_them() {
     let (_dir, path) = migrated_file();
     let mut conn = open(&path);

@@ -348,10 +348,11 @@ fn load(
     // A first load reads the record and the parameters here and the chunks below, one at a time; a later
     // one what changed since the copy it patches.
     let rows: Vec<StoredRow> = if previous.is_none() {
-        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).load(conn)?
+        CachedSql::sql(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).rows().load(conn)?
     } else {
-        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE generation > ? ORDER BY chunk"))
-            .bind::<BigInt, _>(since)
+        CachedSql::sql(format!("SELECT chunk, data FROM {codes} WHERE generation > "))
+            .bind_i64(since, " ORDER BY chunk")
+            .rows()
             .load(conn)?
     };
     let record_row =
@@ -398,7 +399,7 @@ fn load(
     let negatives: Vec<StoredRow> = if since == i64::MIN {
         rows
     } else {
-        diesel::sql_query(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).load(conn)?
+        CachedSql::sql(format!("SELECT chunk, data FROM {codes} WHERE chunk < 0 ORDER BY chunk")).rows().load(conn)?
     };
     let index = match negatives.iter().find(|r| r.chunk == PARAMS_ROW) {
         None if !record.trained => None,
@@ -628,16 +629,16 @@ fn each_table_row(
     each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
 ) -> Result<Option<i64>, IndexError> {
     let id = format!("t.{}", quote(spec.id_column()));
-    let after_clause = if after.is_some() { format!("WHERE {id} > ? ") } else { String::new() };
-    let sql = select_rows(
-        spec,
-        &id,
-        &format!("FROM {} t {after_clause}ORDER BY {id} LIMIT {BATCH_ROWS}", quote(spec.table())),
-    );
-    match after {
-        Some(after) => for_each_row(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), each),
-        None => for_each_row(conn, spec, diesel::sql_query(sql), each),
-    }
+    let table = quote(spec.table());
+    let order = format!(" ORDER BY {id} LIMIT {BATCH_ROWS}");
+    // Prepared once per connection for each of the two texts.
+    let query = match after {
+        Some(after) => {
+            CachedSql::sql(select_rows(spec, &id, &format!("FROM {table} t WHERE {id} > "))).bind_i64(after, order)
+        }
+        None => CachedSql::sql(select_rows(spec, &id, &format!("FROM {table} t{order}"))),
+    };
+    for_each_row(conn, spec, query.rows(), each)
 }
 
 /// Builds the codes from the table and stores them (the tables dropped and made again): trained on a
@@ -733,14 +734,12 @@ fn write_row(
     generation: i64,
     data: &[u8],
 ) -> QueryResult<()> {
-    diesel::sql_query(format!(
-        "INSERT OR REPLACE INTO {} (chunk, generation, data) VALUES (?, ?, ?)",
-        quote(&spec.codes_table())
-    ))
-    .bind::<BigInt, _>(chunk)
-    .bind::<BigInt, _>(generation)
-    .bind::<Binary, _>(data)
-    .execute(conn)?;
+    CachedSql::sql(format!("INSERT OR REPLACE INTO {} (chunk, generation, data) VALUES (", quote(&spec.codes_table())))
+        .bind_i64(chunk, ", ")
+        .bind_i64(generation, ", ")
+        .bind_blob(data, ")")
+        .rows()
+        .execute(conn)?;
     Ok(())
 }
 
@@ -786,7 +785,8 @@ pub(crate) fn vec0_stale(conn: &mut SqliteConnection, spec: &IndexSpec) -> Query
         return Ok(false);
     }
     let rows: Vec<StoredRow> =
-        diesel::sql_query(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+        CachedSql::sql(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+            .rows()
             .load(conn)?;
     Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).is_some_and(|r| r.vec0_stale))
 }
@@ -797,7 +797,8 @@ pub(crate) fn stored_rows(conn: &mut SqliteConnection, spec: &IndexSpec) -> Quer
         return Ok(None);
     }
     let rows: Vec<StoredRow> =
-        diesel::sql_query(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+        CachedSql::sql(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
+            .rows()
             .load(conn)?;
     Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).map(|r| r.rows))
 }
@@ -950,18 +951,21 @@ fn each_queued_row(
     after: Option<i64>,
     each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
 ) -> Result<Option<i64>, IndexError> {
-    let after_clause = if after.is_some() { "WHERE q.id > ? " } else { "" };
     let from = format!(
-        "FROM {} q LEFT JOIN {} t ON t.{} = q.id {after_clause}ORDER BY q.id LIMIT {BATCH_ROWS}",
+        "FROM {} q LEFT JOIN {} t ON t.{} = q.id",
         quote(&spec.queue_table()),
         quote(spec.table()),
         quote(spec.id_column())
     );
-    let sql = select_rows(spec, "q.id", &from);
-    match after {
-        Some(after) => for_each_row(conn, spec, diesel::sql_query(sql).bind::<BigInt, _>(after), each),
-        None => for_each_row(conn, spec, diesel::sql_query(sql), each),
-    }
+    let order = format!(" ORDER BY q.id LIMIT {BATCH_ROWS}");
+    // Prepared once per connection for each of the two texts.
+    let query = match after {
+        Some(after) => {
+            CachedSql::sql(select_rows(spec, "q.id", &format!("{from} WHERE q.id > "))).bind_i64(after, order)
+        }
+        None => CachedSql::sql(select_rows(spec, "q.id", &format!("{from}{order}"))),
+    };
+    for_each_row(conn, spec, query.rows(), each)
 }
 
 fn rebuild_into(
