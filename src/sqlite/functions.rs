@@ -4,7 +4,10 @@
 //! - `diesel_vector_neg_inner_product(a, b)` for `Vector` (sqlite-vec has no inner product);
 //! - `diesel_vector_halfvec_{l2_distance, cosine_distance, l1_distance, neg_inner_product}(a, b)` and
 //!   `diesel_vector_sparsevec_*` likewise (sqlite-vec has neither type);
-//! - `diesel_vector_bit_jaccard_distance(a, b)` (sqlite-vec has no Jaccard distance).
+//! - `diesel_vector_bit_jaccard_distance(a, b)` (sqlite-vec has no Jaccard distance);
+//! - `diesel_vector_sparsevec_valid(x)`: 1 when `x` is a `sparsevec` BLOB the distances take and that has
+//!   a distance (its layout, its indices in order and within its dimensions, its values finite), 0 for
+//!   anything else; never an error (the index's checks count the rows it leaves out with it).
 //!
 //! Only when sqlite-vec is not loaded, so that the distance DSL runs without the extension:
 //! `vec_distance_l2`, `vec_distance_cosine`, `vec_distance_l1` (for `Vector`), `vec_distance_hamming` and
@@ -52,9 +55,10 @@ pub(crate) fn blob_kernel(element: crate::index::Element, metric: crate::index::
 
 /// [`Computed`]'s reading and arithmetic for a scan: `None` where the SQL function raises an error (a value
 /// not of the type's layout, other dimensions) or returns NULL (NaN), so that a row the function cannot
-/// compare is skipped rather than failing the scan.
+/// compare is skipped rather than failing the scan; `None` too for a row with NaN or infinite elements,
+/// which the index leaves out (its distance may still be a number, where they meet the query's zeros).
 fn scan_kernel<T: Kernel<M>, M>(row: &[u8], query: &[u8]) -> Option<f64> {
-    let (a, b) = (T::read(row).ok()?, T::read(query).ok()?);
+    let (a, b) = (T::read(row).ok().filter(|a| T::finite(*a))?, T::read(query).ok()?);
     (T::dims(a) == T::dims(b)).then(|| T::compute(a, b)).filter(|d| !d.is_nan())
 }
 
@@ -63,7 +67,7 @@ use std::marker::PhantomData;
 
 use diesel::deserialize::{self, FromSqlRow, StaticallySizedRow};
 use diesel::row::{Field, Row};
-use diesel::sql_types::{Binary, Double, Nullable};
+use diesel::sql_types::{Binary, Double, Integer, Nullable};
 use diesel::sqlite::{Sqlite, SqliteValue};
 use diesel::{QueryResult, SqliteConnection};
 
@@ -86,6 +90,11 @@ pub(crate) fn register(conn: &mut SqliteConnection) -> QueryResult<()> {
     register_one::<sql_types::SparseVector, metric::L1>(conn)?;
     register_one::<sql_types::SparseVector, metric::MaxInnerProduct>(conn)?;
     register_one::<sql_types::Bit, metric::Jaccard>(conn)?;
+    conn.register_sql_function::<(Binary,), Integer, Valid<sql_types::SparseVector>, i32, _>(
+        SPARSEVEC_VALID,
+        true,
+        |valid: Valid<sql_types::SparseVector>| i32::from(valid.0),
+    )?;
     if sqlite_vec_version(conn)?.is_none() {
         register_one::<sql_types::Vector, metric::L2>(conn)?;
         register_one::<sql_types::Vector, metric::Cosine>(conn)?;
@@ -106,6 +115,10 @@ trait BlobLayout: VectorSqlType {
 
     /// The dimensions (bits, for `Bit`), which both arguments must share.
     fn dims(arg: Self::Arg<'_>) -> usize;
+
+    /// Whether every element is a finite number: what a scan asks of a row (a row with NaN or infinite
+    /// elements is one the index leaves out), not what a distance asks of its arguments.
+    fn finite(arg: Self::Arg<'_>) -> bool;
 }
 
 impl BlobLayout for sql_types::Vector {
@@ -118,6 +131,10 @@ impl BlobLayout for sql_types::Vector {
     fn dims(arg: Self::Arg<'_>) -> usize {
         arg.len()
     }
+
+    fn finite(arg: Self::Arg<'_>) -> bool {
+        arg.iter().all(|w| f32::from_le_bytes(*w).is_finite())
+    }
 }
 
 impl BlobLayout for sql_types::HalfVector {
@@ -129,6 +146,11 @@ impl BlobLayout for sql_types::HalfVector {
 
     fn dims(arg: Self::Arg<'_>) -> usize {
         arg.len()
+    }
+
+    fn finite(arg: Self::Arg<'_>) -> bool {
+        // Exponent bits all set: infinite or NaN.
+        arg.iter().all(|h| u16::from_le_bytes(*h) & 0x7c00 != 0x7c00)
     }
 }
 
@@ -146,6 +168,10 @@ impl BlobLayout for sql_types::SparseVector {
     fn dims(arg: Self::Arg<'_>) -> usize {
         usize::try_from(arg.dims).unwrap_or(usize::MAX)
     }
+
+    fn finite(arg: Self::Arg<'_>) -> bool {
+        arg.values.iter().all(|w| f32::from_le_bytes(*w).is_finite())
+    }
 }
 
 impl BlobLayout for sql_types::Bit {
@@ -160,6 +186,10 @@ impl BlobLayout for sql_types::Bit {
 
     fn dims(arg: Self::Arg<'_>) -> usize {
         arg.len().saturating_mul(8)
+    }
+
+    fn finite(_: Self::Arg<'_>) -> bool {
+        true
     }
 }
 
@@ -257,6 +287,26 @@ fn blob<'v>(value: Option<&'v mut SqliteValue<'_, '_, '_>>, kind: VectorKind) ->
 /// `vec_distance_hamming` reads), after sqlite-vec's checks.
 fn register_vec_bit(conn: &mut SqliteConnection) -> QueryResult<()> {
     conn.register_sql_function::<(Binary,), Binary, BitArgument, Vec<u8>, _>("vec_bit", true, |arg: BitArgument| arg.0)
+}
+
+/// The name of the function that says whether a value is a valid `sparsevec` BLOB.
+pub(crate) const SPARSEVEC_VALID: &str = "diesel_vector_sparsevec_valid";
+
+/// Whether the argument is a BLOB of `T`'s layout with finite elements (what a scan needs of a row):
+/// worked out while the argument is read in place.
+struct Valid<T>(bool, PhantomData<T>);
+
+impl<T: BlobLayout> FromSqlRow<(Binary,), Sqlite> for Valid<T> {
+    fn build_from_row<'a>(row: &impl Row<'a, Sqlite>) -> deserialize::Result<Self> {
+        let field = row.get(0).ok_or(diesel::result::UnexpectedEndOfRow)?;
+        let mut value = field.value();
+        let valid = blob(value.as_mut(), T::KIND).and_then(T::read).is_ok_and(T::finite);
+        Ok(Self(valid, PhantomData))
+    }
+}
+
+impl<T: BlobLayout> StaticallySizedRow<(Binary,), Sqlite> for Valid<T> {
+    const FIELD_COUNT: usize = 1;
 }
 
 struct BitArgument(Vec<u8>);

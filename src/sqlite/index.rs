@@ -222,7 +222,8 @@ fn indexable(spec: &IndexSpec) -> String {
 #[non_exhaustive]
 pub struct InvalidRows {
     /// How many rows hold a value that is not a vector of the index's dimensions: a BLOB of another
-    /// length, TEXT, a number, or NaN or infinite elements. Zero vectors are not counted: they are
+    /// length, TEXT, a number, NaN or infinite elements, or for `sparsevec` indices out of order or
+    /// beyond the dimensions. Zero vectors are not counted: they are
     /// valid data, only left out of a cosine index (they have no direction).
     pub count: i64,
     /// The ids of the first of them, in id order.
@@ -240,8 +241,9 @@ fn invalid(spec: &IndexSpec) -> String {
 /// The SQL condition that `v` holds a value of the index's type and dimensions (see
 /// [`SqliteBlobShape`](crate::codec::SqliteBlobShape)): a BLOB of the type's length with finite elements
 /// (a distance of the value to itself is NULL for NaN and infinite ones) for `vector` and `halfvec`, of
-/// the right length for `bit`, and for `sparsevec` its dimensions prefix and whole items. Only integers
-/// from the spec are written into it.
+/// the right length for `bit`, and for `sparsevec` its dimensions prefix and whole items, then what the
+/// scans check ([`SPARSEVEC_VALID`](super::functions::SPARSEVEC_VALID): indices in order and within the
+/// dimensions, finite values). Only integers from the spec are written into it.
 fn valid_value(spec: &IndexSpec, v: &str) -> String {
     use crate::codec::SqliteBlobShape;
     use crate::index::Element;
@@ -263,9 +265,15 @@ fn valid_value(spec: &IndexSpec, v: &str) -> String {
                 let _ = write!(out, "{b:02x}");
                 out
             });
+            // The shape in SQL first (cheap, and the function only sees BLOBs of the right vocabulary); then
+            // what the scans check: indices in order and within the dimensions, finite values.
+            let contents = match spec.element() {
+                Element::SparseVector => format!("{}({v})", super::functions::SPARSEVEC_VALID),
+                _ => "1".to_owned(),
+            };
             format!(
                 "CASE WHEN typeof({v}) = 'blob' AND substr({v}, 1, {min}) = x'{hex}' AND length({v}) <= {max} \
-                 AND (length({v}) - {min}) % {stride} = 0 THEN 1 ELSE 0 END"
+                 AND (length({v}) - {min}) % {stride} = 0 THEN {contents} ELSE 0 END"
             )
         }
     }

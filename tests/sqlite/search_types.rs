@@ -161,16 +161,19 @@ fn typed_searches_on_a_photo_library_match_the_distance_dsl() {
 fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors() {
     let mut conn = crate::conn();
     // Rows written before the indexes (whose migrations add triggers that refuse such values): a TEXT,
-    // a shorter hash, a sparse vector of another vocabulary, a truncated sparse BLOB; and one no trigger
-    // can refuse, a sparse vector of the right vocabulary and length whose indices are out of order (the
-    // crate's SQL functions refuse it, and so must the scan).
+    // a shorter hash, a sparse vector of another vocabulary, a truncated sparse BLOB; and three no trigger
+    // can refuse, sparse vectors of the right vocabulary and length whose indices are out of order or
+    // beyond the vocabulary, or with a NaN value (the crate's SQL functions refuse or give no distance,
+    // and so must the scan).
     conn.batch_execute(SQLITE_TABLE).unwrap();
     conn.batch_execute(
         "INSERT INTO images (id, album, taken, phash, clip, tags) VALUES \
          (101, 'family', 2020, x'00ff', 'not a vector', x'e8030000010000000000803f'), \
          (102, 'family', 2020, 'text', x'0000', x'3075000001000000'), \
          (103, 'family', 2020, NULL, NULL, x'3075000001000000'), \
-         (104, 'family', 2020, NULL, NULL, x'3075000005000000020000000000004000004040')",
+         (104, 'family', 2020, NULL, NULL, x'3075000005000000020000000000004000004040'), \
+         (105, 'family', 2020, NULL, NULL, x'3075000002000000307500000000004000004040'), \
+         (106, 'family', 2020, NULL, NULL, x'3075000001000000020000000000803f0000c07f')",
     )
     .unwrap();
     for spec in [&PHASH, &CLIP, &TAGS] {
@@ -187,7 +190,7 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
     }
 
     // doctor and reindex name them, per index, and nothing else.
-    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103])] {
+    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103, 104, 105, 106])] {
         let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap();
         assert_eq!(invalid.ids, ids, "{}", spec.name());
         assert_eq!(invalid.count, ids.len() as i64, "{}", spec.name());
