@@ -822,15 +822,23 @@ fn sqlite_index_findings(
 ) {
     let reindex = || Remedy::Reindex { table: spec.table().to_owned() };
     if invalid.count > 0 {
+        // What can be wrong besides the length and type, per element type.
+        let contents = match spec.element() {
+            crate::index::Element::Bit => "",
+            crate::index::Element::SparseVector => {
+                ", indices out of order or beyond the dimensions, or a NaN or infinite value"
+            }
+            _ => ", or a NaN or infinite element",
+        };
         out.push(Finding::new(
             Level::Action,
             format!(
-                "{} row(s) of {} hold a value in {} that is not a vector of {} finite elements (another length or \
-                 type, or a NaN or infinite element; ids {}): every search skips them and the index leaves them \
-                 out; correct or delete them",
+                "{} row(s) of {} hold a value in {} that is not a {} of {} dimensions (another length or type{contents}; \
+                 ids {}): every search skips them and the index leaves them out; correct or delete them",
                 invalid.count,
                 spec.table(),
                 spec.column(),
+                spec.element(),
                 spec.dims(),
                 ids_text(&invalid.ids, invalid.count)
             ),

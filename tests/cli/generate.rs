@@ -65,6 +65,9 @@ fn it_writes_one_migration_per_backend_with_the_same_version_and_name() {
         assert!(out.contains(folder.to_str().unwrap()), "{out}");
         assert!(folder.join("up.sql").is_file() && folder.join("down.sql").is_file());
     }
+    // And how to apply them (`migration run` alone applies diesel-vector's own).
+    let sqlite = dir.path().join("migrations_sqlite");
+    assert!(out.contains(&format!("migration run --migration-dir {}", sqlite.display())), "{out}");
     // Again: the folders exist, nothing is overwritten.
     let args = ["generate", "vector-index", "--table", "documents", "--column", "embedding", "--dims", "768"];
     // From the application's folder, with the default folder names.

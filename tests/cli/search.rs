@@ -369,8 +369,8 @@ fn doctor_on_sqlite_names_rows_the_index_leaves_out() {
     let (stdout, _) = fails(&["--database-url", &lite, "doctor"]);
     assert!(
         stdout.contains(
-            "ACTION:  3 row(s) of documents hold a value in embedding that is not a vector of 768 finite \
-                         elements (another length or type, or a NaN or infinite element; ids 101, 102, 103)"
+            "ACTION:  3 row(s) of documents hold a value in embedding that is not a vector of 768 dimensions \
+                         (another length or type, or a NaN or infinite element; ids 101, 102, 103)"
         ),
         "{stdout}"
     );

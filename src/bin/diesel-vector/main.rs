@@ -623,6 +623,13 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
     let (pg, sqlite) = generate::write(&migration, &version, &args.migrations_pg, &args.migrations_sqlite)?;
     println!("Created {}", pg.display());
     println!("Created {}", sqlite.display());
+    // `migration run` alone applies diesel-vector's own migrations: say how to apply these.
+    println!(
+        "Apply them with `diesel-vector migration run --migration-dir {}` (or {}), or `diesel migration run` with \
+         the same folder",
+        args.migrations_sqlite.display(),
+        args.migrations_pg.display()
+    );
     Ok(())
 }
 
