@@ -524,18 +524,25 @@ mod sqlite {
         let mut conn = open(&path).await;
         conn.batch_execute(fixture::SQLITE_TABLE).await.unwrap();
         conn.batch_execute(&migration().sqlite_up).await.unwrap();
-        let docs = fixture::docs(120, 9);
+        // Batches of 4 rows until a search was dropped while its blocking call ran (at least 5 batches):
+        // on a loaded machine the blocking thread can finish before the first poll returns.
+        let docs = fixture::docs(400, 9);
         for doc in &docs[..100] {
             insert!(&mut conn, doc).unwrap();
         }
         // With sqlite-vec, each search has queued rows to apply to vec0 first; without, it scans.
         #[cfg(feature = "sqlite-vec")]
         sqlite::sync_async(&mut conn, &spec()).await.unwrap();
-        let q = fixture::queries(9, 120, 1).remove(0);
+        let q = fixture::queries(9, 400, 1).remove(0);
         let spec = spec();
         let search = spec.search(&q).k(5).filter_eq("lang", "en");
         let mut dropped = 0;
-        for batch in docs[100..].chunks(4) {
+        let mut written = 100;
+        for (n, batch) in docs[100..].chunks(4).enumerate() {
+            if n >= 5 && dropped > 0 {
+                break;
+            }
+            written += batch.len();
             for doc in batch {
                 insert!(&mut conn, doc).unwrap();
             }
@@ -560,7 +567,7 @@ mod sqlite {
             let timeout: Timeout = diesel::sql_query("PRAGMA busy_timeout").get_result(&mut conn).await.unwrap();
             assert_eq!(timeout.timeout, 5000);
         }
-        assert!(dropped > 0, "at least one search was dropped while its blocking call ran");
+        assert!(dropped > 0, "at least one search of {} was dropped while its blocking call ran", (written - 100) / 4);
         let expected = exact!(&mut conn, &q, "en", 0, 5);
         assert_same(&search.run_async(&mut conn).await.unwrap(), &expected, "after the dropped search");
     }
