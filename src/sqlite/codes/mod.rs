@@ -425,9 +425,9 @@ fn load(
     Ok(Cached { generation, record, index })
 }
 
-/// A row of the indexed table as the codes need it: the id, where its vector lies in the [`Rows`]' buffer when
-/// it is a valid one (a BLOB of the index's dimensions, every element finite), and the partition columns'
-/// values as text.
+/// A row of the indexed table as the codes need it: the id, where its vector lies in the thread's decoding
+/// buffer ([`for_each_row`]) when it is a valid one (a BLOB of the index's dimensions, every element
+/// finite), and the partition columns' values as text.
 #[derive(Debug)]
 struct SourceRow {
     id: i64,
@@ -436,10 +436,9 @@ struct SourceRow {
 }
 
 thread_local! {
-    /// Where [`SourceRow::build`] decodes the vectors of the query running on this thread: one buffer for
-    /// the whole batch ([`Rows::load`]), or for one row at a time ([`for_each_row`]). Decoding each row into
-    /// its own `Vec` spent about a third of a sync's reading in `malloc`, `free` and the first touch of fresh
-    /// pages.
+    /// Where [`SourceRow::build`] decodes the vector of the row [`for_each_row`] is reading on this thread
+    /// (it swaps this buffer with its own after each row). Decoding each row into its own `Vec` spent about
+    /// a third of a sync's reading in `malloc`, `free` and the first touch of fresh pages.
     static DECODED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// How the query running on this thread stores its vectors.
     static STORED: std::cell::Cell<Stored> = const { std::cell::Cell::new(Stored::F32) };
@@ -475,43 +474,8 @@ impl QueryableByName<Sqlite> for SourceRow {
     }
 }
 
-/// The rows one query loaded, with their vectors one after another in one buffer.
-struct Rows {
-    rows: Vec<SourceRow>,
-    decoded: Vec<f32>,
-}
-
-impl Rows {
-    /// Runs `query` (built by [`select_rows`]); `floats` is how many vector elements it may return at most
-    /// (the buffer is reserved once: memory the rows do not fill is never touched).
-    fn load<'q, Q>(conn: &mut SqliteConnection, spec: &IndexSpec, query: Q, floats: usize) -> QueryResult<Rows>
-    where
-        Q: diesel::query_dsl::LoadQuery<'q, SqliteConnection, SourceRow>,
-    {
-        STORED.set(stored(spec));
-        DECODED.with(|decoded| {
-            let mut decoded = decoded.borrow_mut();
-            decoded.clear();
-            decoded.reserve(floats);
-        });
-        let rows = query.load(conn);
-        let decoded = DECODED.with(|decoded| std::mem::take(&mut *decoded.borrow_mut()));
-        Ok(Rows { rows: rows?, decoded })
-    }
-
-    /// The rows, each with its vector when it is a valid one.
-    fn iter(&self) -> impl Iterator<Item = (&SourceRow, Option<&[f32]>)> {
-        self.rows.iter().map(|r| (r, r.vector.clone().and_then(|range| self.decoded.get(range))))
-    }
-
-    /// The rows, each with its vector if the index holds it: zero vectors have no cosine distance.
-    fn indexable(&self, metric: Metric) -> impl Iterator<Item = (&SourceRow, Option<&[f32]>)> {
-        self.iter().map(move |(r, v)| (r, v.filter(|v| metric != Metric::Cosine || v.iter().any(|x| *x != 0.0))))
-    }
-}
-
 /// Runs `query` (built by [`select_rows`]) and hands each row to `each` as SQLite steps to it, with its
-/// vector if the index holds it (as [`Rows::indexable`]); returns the last row's id. Nothing is kept: the
+/// vector if the index holds it (zero vectors have no cosine distance); returns the last row's id. Nothing is kept: the
 /// vectors are decoded into two buffers of one vector each, swapped row by row, so a sync touches no fresh
 /// memory however many rows it reads (a batch's buffer of a few MB, allocated per sync, cost a sixth of
 /// the sync in page faults).
@@ -577,18 +541,14 @@ fn sample(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<Vec<f32>>
     let span: Span =
         diesel::sql_query(format!("SELECT min({id}) AS low, max({id}) AS high FROM {table} t")).get_result(conn)?;
     let (Some(low), Some(high)) = (span.low, span.high) else { return Ok(Vec::new()) };
-    let metric = spec.metric();
-    let floats = want.saturating_mul(spec.dims() as usize);
-    let keep =
-        |rows: Rows| -> Vec<Vec<f32>> { rows.indexable(metric).filter_map(|(_, v)| v.map(<[f32]>::to_vec)).collect() };
     let width = i128::from(high) - i128::from(low) + 1;
     let mut found = if width <= (2 * want) as i128 {
-        keep(Rows::load(conn, spec, diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t"))), floats)?)
+        vectors_of(conn, spec, diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t"))))?
     } else {
         let targets: Vec<i64> = (0..want as i128)
             .map(|i| i64::try_from(i128::from(low) + i * width / want as i128).unwrap_or(high))
             .collect();
-        keep(Rows::load(
+        vectors_of(
             conn,
             spec,
             diesel::sql_query(select_rows(
@@ -597,18 +557,29 @@ fn sample(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<Vec<f32>>
                 &format!("FROM {table} t WHERE {id} IN (SELECT value FROM json_each(?))"),
             ))
             .bind::<Text, _>(super::json_ids(&targets)),
-            floats,
-        )?)
+        )?
     };
     if found.len() < want / 4 {
-        found = keep(Rows::load(
+        found = vectors_of(
             conn,
             spec,
             diesel::sql_query(select_rows(spec, &id, &format!("FROM {table} t ORDER BY {id} LIMIT ?")))
                 .bind::<BigInt, _>(i64::try_from(want).unwrap_or(i64::MAX)),
-            floats,
-        )?);
+        )?;
     }
+    Ok(found)
+}
+
+/// The vectors the index holds among the rows of `query` (built by [`select_rows`]).
+fn vectors_of<'q, Q>(conn: &mut SqliteConnection, spec: &IndexSpec, query: Q) -> Result<Vec<Vec<f32>>, IndexError>
+where
+    Q: diesel::query_dsl::LoadQuery<'q, SqliteConnection, SourceRow, DefaultLoadingMode>,
+{
+    let mut found = Vec::new();
+    for_each_row(conn, spec, query, |_, v| {
+        found.extend(v.map(<[f32]>::to_vec));
+        Ok(())
+    })?;
     Ok(found)
 }
 
@@ -616,8 +587,9 @@ fn corrupt(e: AnnError) -> IndexError {
     IndexError::Codes(e)
 }
 
-/// Rows read from the table per query when building or syncing (bounded memory: a few tens of MB of
-/// vectors at a time).
+/// Rows read from the table per query when building or syncing: the rows stream through one vector's
+/// buffer, but a rebuild that keeps the contiguous copy holds a batch's vectors until its statement ends
+/// (a few tens of MB at most).
 const BATCH_ROWS: usize = 4096;
 
 /// Hands the table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id, to

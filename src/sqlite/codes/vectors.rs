@@ -137,9 +137,11 @@ pub(super) fn rewrite(
     let id = format!("t.{}", quote(spec.id_column()));
     for batch in groups.chunks(GROUPS_PER_READ) {
         let wanted: Vec<i64> = batch.iter().flat_map(|g| group_ids(index, *g).iter().copied()).collect();
-        let mut vectors: HashMap<i64, Vec<f32>> = HashMap::with_capacity(wanted.len());
+        // The batch's vectors one after another, and where each row's starts.
+        let mut read: Vec<f32> = Vec::new();
+        let mut vectors: HashMap<i64, usize> = HashMap::with_capacity(wanted.len());
         if !wanted.is_empty() {
-            let rows = Rows::load(
+            for_each_row(
                 conn,
                 spec,
                 diesel::sql_query(select_rows(
@@ -148,14 +150,16 @@ pub(super) fn rewrite(
                     &format!("FROM {table} t WHERE {id} IN (SELECT value FROM json_each(?))"),
                 ))
                 .bind::<Text, _>(super::super::json_ids(&wanted)),
-                wanted.len() * spec.dims() as usize,
+                |row, v| {
+                    if let Some(v) = v {
+                        vectors.insert(row.id, read.len());
+                        read.extend_from_slice(v);
+                    }
+                    Ok(())
+                },
             )?;
-            for (row, v) in rows.indexable(spec.metric()) {
-                if let Some(v) = v {
-                    vectors.insert(row.id, v.to_vec());
-                }
-            }
         }
+        let dims = spec.dims() as usize;
         let mut data = Vec::new();
         for group in batch {
             let ids = group_ids(index, *group);
@@ -167,7 +171,7 @@ pub(super) fn rewrite(
             }
             data.clear();
             for id in ids {
-                let Some(v) = vectors.get(id) else {
+                let Some(v) = vectors.get(id).and_then(|start| read.get(*start..start + dims)) else {
                     return Ok(Err(format!("row {id} of the codes has no valid vector in the table")));
                 };
                 extend_le(&mut data, v);
