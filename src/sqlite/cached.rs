@@ -129,4 +129,31 @@ mod tests {
         }
         assert_eq!(cached.lock().unwrap().len(), 1, "{:?}", cached.lock().unwrap());
     }
+
+    #[test]
+    fn integer_and_blob_binds_are_values_of_their_type() {
+        #[derive(QueryableByName, Debug, PartialEq)]
+        struct Typed {
+            #[diesel(sql_type = Text)]
+            n: String,
+            #[diesel(sql_type = Text)]
+            b: String,
+        }
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        let cached = Arc::new(Mutex::new(Vec::new()));
+        conn.set_instrumentation(Prepared(Arc::clone(&cached)));
+        for (n, bytes) in [(i64::MIN, &b"\x00'?"[..]), (42, &b""[..])] {
+            let row: Typed = CachedSql::sql("SELECT typeof(")
+                .bind_i64(n, ") || ':' || ")
+                .bind_i64(n, " AS n, typeof(")
+                .bind_blob(bytes, ") || ':' || hex(")
+                .bind_blob(bytes, ") AS b")
+                .rows()
+                .get_result(&mut conn)
+                .unwrap();
+            let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            assert_eq!(row, Typed { n: format!("integer:{n}"), b: format!("blob:{hex}") });
+        }
+        assert_eq!(cached.lock().unwrap().len(), 1, "{:?}", cached.lock().unwrap());
+    }
 }
