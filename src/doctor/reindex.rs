@@ -41,6 +41,8 @@ pub struct Reindexed {
     pub table: String,
     /// Its vector column.
     pub column: String,
+    /// The column's type.
+    pub element: crate::index::Element,
     /// What was built.
     pub built: Built,
 }
@@ -146,6 +148,7 @@ pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Resul
             index: spec.name().to_owned(),
             table: spec.table().to_owned(),
             column: spec.column().to_owned(),
+            element: spec.element(),
             built,
         });
     }

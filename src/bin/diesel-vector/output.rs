@@ -14,7 +14,7 @@ use diesel_vector::copy::{CopyEvent, CopyReport, IndexReport as CopyIndexReport,
 use diesel_vector::doctor::{
     Built, Extension, IndexReport, IndexState, Level, PgIndexInfo, Reindexed, Remedy, Report, Unregistered,
 };
-use diesel_vector::index::IndexSpec;
+use diesel_vector::index::{Element, IndexSpec};
 use diesel_vector::jsonl::JsonlReport;
 use diesel_vector::migrations::{MigrationError, Outcome};
 use diesel_vector::models::Fragment;
@@ -289,12 +289,17 @@ pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
 pub(crate) fn reindexed(r: &Reindexed) -> String {
     let what = format!("{} ({}.{})", r.index, r.table, r.column);
     match &r.built {
-        Built::Vec0 { rows, left_out } => format!("rebuilt {what}: vec0, {rows} rows{}", left_out_text(left_out)),
+        Built::Vec0 { rows, left_out } => {
+            format!("rebuilt {what}: vec0, {rows} rows{}", left_out_text(left_out, r.element))
+        }
         Built::Codes { structures, rows, left_out } => {
-            format!("rebuilt {what}: {}, {rows} rows{}", structures.name(), left_out_text(left_out))
+            format!("rebuilt {what}: {}, {rows} rows{}", structures.name(), left_out_text(left_out, r.element))
         }
         Built::Queue { left_out } => {
-            format!("rebuilt {what}: queue cleared (no structure: searches scan exactly){}", left_out_text(left_out))
+            format!(
+                "rebuilt {what}: queue cleared (no structure: searches scan exactly){}",
+                left_out_text(left_out, r.element)
+            )
         }
         #[cfg(feature = "pg")]
         Built::Pg(status) => {
@@ -307,14 +312,14 @@ pub(crate) fn reindexed(r: &Reindexed) -> String {
     }
 }
 
-fn left_out_text(left_out: &InvalidRows) -> String {
+fn left_out_text(left_out: &InvalidRows, element: Element) -> String {
     if left_out.count == 0 {
         return String::new();
     }
     let ids: Vec<String> = left_out.ids.iter().map(i64::to_string).collect();
     let more = if left_out.count > left_out.ids.len() as i64 { ", ..." } else { "" };
     format!(
-        "; left out {} row(s) whose value is not a vector of the index's dimensions (ids {}{more})",
+        "; left out {} row(s) whose value is not a {element} of the index's dimensions (ids {}{more})",
         left_out.count,
         ids.join(", ")
     )
