@@ -1,5 +1,5 @@
 //! What a database runs and whether it needs attention ([`diagnose`]), and the repair of its vector
-//! indexes ([`reindex`]). Both work through a [`DatabaseConnection`], so on either backend, on any
+//! indexes ([`reindex()`]). Both work through a [`DatabaseConnection`], so on either backend, on any
 //! application's database.
 //!
 //! [`diagnose`] reads and never writes:
@@ -381,7 +381,7 @@ impl fmt::Display for Level {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Remedy {
-    /// Rebuild the registered indexes of `table` ([`reindex`]).
+    /// Rebuild the registered indexes of `table` ([`reindex()`]).
     Reindex {
         /// The table.
         table: String,
@@ -425,7 +425,7 @@ impl Finding {
     }
 }
 
-/// Why [`diagnose`] or [`reindex`] failed.
+/// Why [`diagnose`] or [`reindex()`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DoctorError {

@@ -35,7 +35,7 @@
 //!
 //! Each row's partition key is a hash of its partition columns' values as `CAST(value AS TEXT)` (NULL
 //! apart), one field of `64 / n` bits per column for `n` columns, so that a search filtering on some of
-//! them matches those fields in the scan ([`ann::Filter::partition_masked`]). Hash collisions let a row of
+//! them matches those fields in the scan ([`crate::ann::Filter::partition_masked`]). Hash collisions let a row of
 //! another partition through the scan; the search's rerank checks the real values in SQL and leaves it out,
 //! and the engine fetches more candidates until `k` rows qualify.
 
