@@ -149,8 +149,7 @@ impl BlobLayout for sql_types::HalfVector {
     }
 
     fn finite(arg: Self::Arg<'_>) -> bool {
-        // Exponent bits all set: infinite or NaN.
-        arg.iter().all(|h| u16::from_le_bytes(*h) & 0x7c00 != 0x7c00)
+        arg.iter().all(|h| crate::halfvec::half_bits_finite(u16::from_le_bytes(*h)))
     }
 }
 
