@@ -592,6 +592,25 @@ fn corrupt(e: AnnError) -> IndexError {
 /// (a few tens of MB at most).
 const BATCH_ROWS: usize = 4096;
 
+/// Hands the rows of `from` (a FROM clause with no WHERE) whose `key` is above `after` (`None`: from the
+/// start), at most [`BATCH_ROWS`] in `key` order, each with `key` as its id, to `each` ([`for_each_row`]);
+/// returns the last one's id. Each of the two texts is prepared once per connection.
+fn each_row_after(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    key: &str,
+    from: &str,
+    after: Option<i64>,
+    each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
+) -> Result<Option<i64>, IndexError> {
+    let order = format!(" ORDER BY {key} LIMIT {BATCH_ROWS}");
+    let query = match after {
+        Some(after) => CachedSql::sql(select_rows(spec, key, &format!("{from} WHERE {key} > "))).bind_i64(after, order),
+        None => CachedSql::sql(select_rows(spec, key, &format!("{from}{order}"))),
+    };
+    for_each_row(conn, spec, query.rows(), each)
+}
+
 /// Hands the table's rows with ids above `after` (`None`: from the start), at most [`BATCH_ROWS`], by id, to
 /// `each` ([`for_each_row`]); returns the last one's id.
 fn each_table_row(
@@ -600,17 +619,8 @@ fn each_table_row(
     after: Option<i64>,
     each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
 ) -> Result<Option<i64>, IndexError> {
-    let id = format!("t.{}", quote(spec.id_column()));
-    let table = quote(spec.table());
-    let order = format!(" ORDER BY {id} LIMIT {BATCH_ROWS}");
-    // Prepared once per connection for each of the two texts.
-    let query = match after {
-        Some(after) => {
-            CachedSql::sql(select_rows(spec, &id, &format!("FROM {table} t WHERE {id} > "))).bind_i64(after, order)
-        }
-        None => CachedSql::sql(select_rows(spec, &id, &format!("FROM {table} t{order}"))),
-    };
-    for_each_row(conn, spec, query.rows(), each)
+    let from = format!("FROM {} t", quote(spec.table()));
+    each_row_after(conn, spec, &format!("t.{}", quote(spec.id_column())), &from, after, each)
 }
 
 /// Builds the codes from the table and stores them (the tables dropped and made again): trained on a
@@ -929,15 +939,7 @@ fn each_queued_row(
         quote(spec.table()),
         quote(spec.id_column())
     );
-    let order = format!(" ORDER BY q.id LIMIT {BATCH_ROWS}");
-    // Prepared once per connection for each of the two texts.
-    let query = match after {
-        Some(after) => {
-            CachedSql::sql(select_rows(spec, "q.id", &format!("{from} WHERE q.id > "))).bind_i64(after, order)
-        }
-        None => CachedSql::sql(select_rows(spec, "q.id", &format!("{from}{order}"))),
-    };
-    for_each_row(conn, spec, query.rows(), each)
+    each_row_after(conn, spec, "q.id", &from, after, each)
 }
 
 fn rebuild_into(
