@@ -35,9 +35,9 @@
 //!
 //! Each row's partition key is a hash of its partition columns' values as `CAST(value AS TEXT)` (NULL
 //! apart), one field of `64 / n` bits per column for `n` columns, so that a search filtering on some of
-//! them matches those fields in the scan ([`crate::ann::Filter::partition_masked`]). Hash collisions let a row of
-//! another partition through the scan; the search's rerank checks the real values in SQL and leaves it out,
-//! and the engine fetches more candidates until `k` rows qualify.
+//! them matches those fields in the scan ([`crate::ann::Filter::partition_masked`]). Hash collisions let a
+//! row of another partition through the scan; the search's rerank checks the real values in SQL and leaves
+//! it out, and the engine fetches more candidates until `k` rows qualify.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -475,10 +475,10 @@ impl QueryableByName<Sqlite> for SourceRow {
 }
 
 /// Runs `query` (built by [`select_rows`]) and hands each row to `each` as SQLite steps to it, with its
-/// vector if the index holds it (zero vectors have no cosine distance); returns the last row's id. Nothing is kept: the
-/// vectors are decoded into two buffers of one vector each, swapped row by row, so a sync touches no fresh
-/// memory however many rows it reads (a batch's buffer of a few MB, allocated per sync, cost a sixth of
-/// the sync in page faults).
+/// vector if the index holds it (zero vectors have no cosine distance); returns the last row's id. Nothing
+/// is kept: the vectors are decoded into two buffers of one vector each, swapped row by row, so a sync
+/// touches no fresh memory however many rows it reads (a batch's buffer of a few MB, allocated per sync,
+/// cost a sixth of the sync in page faults).
 fn for_each_row<'q, Q>(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
@@ -761,20 +761,8 @@ fn ensure_loaded(
     Ok(())
 }
 
-/// Whether the stored record says vec0 missed changes (false when there are no codes).
-pub(crate) fn vec0_stale(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
-    if !conn.exists(&spec.codes_table())? {
-        return Ok(false);
-    }
-    let rows: Vec<StoredRow> =
-        CachedSql::sql(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
-            .rows()
-            .load(conn)?;
-    Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).is_some_and(|r| r.vec0_stale))
-}
-
-/// Rows the stored record counts, if the codes exist and their record loads.
-pub(crate) fn stored_rows(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<u64>> {
+/// The stored record, if the codes exist and their record loads.
+fn stored_record(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<Record>> {
     if !conn.exists(&spec.codes_table())? {
         return Ok(None);
     }
@@ -782,7 +770,17 @@ pub(crate) fn stored_rows(conn: &mut SqliteConnection, spec: &IndexSpec) -> Quer
         CachedSql::sql(format!("SELECT chunk, data FROM {} WHERE chunk = {RECORD_ROW}", quote(&spec.codes_table())))
             .rows()
             .load(conn)?;
-    Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()).map(|r| r.rows))
+    Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()))
+}
+
+/// Whether the stored record says vec0 missed changes (false when there are no codes).
+pub(crate) fn vec0_stale(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
+    Ok(stored_record(conn, spec)?.is_some_and(|r| r.vec0_stale))
+}
+
+/// Rows the stored record counts, if the codes exist and their record loads.
+pub(crate) fn stored_rows(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<u64>> {
+    Ok(stored_record(conn, spec)?.map(|r| r.rows))
 }
 
 /// Whether the stored codes are those of the index's current generation (a sync leaves them so).
