@@ -182,6 +182,12 @@ fn syncing_after_the_index_or_its_table_went_says_so() {
         conn.batch_execute(&format!("PRAGMA foreign_keys = OFF; DROP TABLE \"{dropped}\"")).unwrap();
         let err = sync_index(&mut conn).unwrap_err();
         assert!(matches!(err, IndexError::NotMigrated { .. }), "{dropped}: {err}");
+        assert_eq!(
+            err.to_string(),
+            "the vector index fragment_embeddings_idx on fragment_embeddings is not set up in this database (its \
+             change queue and state are missing): apply the migration that creates it",
+            "{dropped}"
+        );
     }
 }
 

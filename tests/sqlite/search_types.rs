@@ -195,6 +195,33 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
         assert_eq!(invalid.ids, ids, "{}", spec.name());
         assert_eq!(invalid.count, ids.len() as i64, "{}", spec.name());
     }
+    // doctor's finding says what can be wrong with a value of each type.
+    let mut db = diesel_vector::database::DatabaseConnection::Sqlite(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    let diesel_vector::database::DatabaseConnection::Sqlite(mut conn) = db else { unreachable!() };
+    let finding = |column: &str| {
+        let prefix = format!("row(s) of images hold a value in {column} that is not a ");
+        report.findings.iter().find(|f| f.message.contains(&prefix)).map(|f| f.message.clone()).unwrap_or_default()
+    };
+    assert!(
+        finding("tags").starts_with(
+            "6 row(s) of images hold a value in tags that is not a sparsevec of 30000 dimensions (another length or \
+             type, indices out of order or beyond the dimensions, or a NaN or infinite value; ids 101, 102, 103, \
+             104, 105, ...)"
+        ),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        finding("phash").contains("not a bit of 256 dimensions (another length or type; ids 101, 102)"),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        finding("clip").contains("not a halfvec of 384 dimensions (another length or type, or a NaN or infinite"),
+        "{:?}",
+        report.findings
+    );
 
     let err = PHASH.search(half).run(&mut conn).unwrap_err();
     assert!(matches!(err, SearchError::QueryType { .. }), "{err}");
