@@ -29,6 +29,15 @@ pub struct Partition {
     pub mask: u64,
 }
 
+impl Partition {
+    /// Whether a row of partition key `p` passes (the scan matches whole blocks of keys at once with
+    /// [`Simd::matching_keys`](crate::simd::Simd::matching_keys), the same test).
+    #[inline]
+    pub(crate) fn matches(self, p: u64) -> bool {
+        (p ^ self.key) & self.mask == 0
+    }
+}
+
 impl<'a> Filter<'a> {
     /// Every row.
     pub fn all() -> Filter<'static> {

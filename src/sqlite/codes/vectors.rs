@@ -238,7 +238,7 @@ impl QueryableByName<Sqlite> for Group {
                 }
             };
             for (r, slot) in (low..high).enumerate() {
-                let passes = s.partition.is_none_or(|p| (partitions[slot] ^ p.key) & p.mask == 0)
+                let passes = s.partition.is_none_or(|p| p.matches(partitions[slot]))
                     && s.allow.as_ref().is_none_or(|a| a.contains(&ids[slot]));
                 if passes {
                     let v = &vectors[r * s.dims..(r + 1) * s.dims];
