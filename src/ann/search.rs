@@ -29,6 +29,8 @@ pub struct Partition {
     pub mask: u64,
 }
 
+// Used by the SQLite index's exact scan of its contiguous copy.
+#[cfg(feature = "sqlite")]
 impl Partition {
     /// Whether a row of partition key `p` passes (the scan matches whole blocks of keys at once with
     /// [`Simd::matching_keys`](crate::simd::Simd::matching_keys), the same test).
