@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | extension | `CREATE EXTENSION IF NOT EXISTS vector` | none needed |
 //! | column | with `add_column`: `vector(N)` (or `halfvec`, `bit`, `sparsevec`), nullable; otherwise checked to exist with that type | with `add_column`: `BLOB` with a `CHECK` on storage class and length; otherwise checked to exist, and `BEFORE` triggers refuse the same values |
-//! | index | HNSW or ivfflat with the metric's operator class (a `vector` of 2001 to 4000 dimensions as a `halfvec` expression index) | a change queue filled by triggers and a state row; the crate builds the index from them |
+//! | index | HNSW or ivfflat with the metric's operator class (a `vector` of 2001 to 4000 dimensions as a `halfvec` expression index) | a change queue filled by triggers (every change but rows appended above the largest id the index has seen, which it finds by id) and a state row; the crate builds the index from them |
 //! | registry | `__diesel_vector_indexes` and the index's row | the same |
 //!
 //! Each `down.sql` undoes exactly its `up.sql`, except that it never drops the pgvector extension or the
@@ -345,14 +345,19 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
          -- override it.\n\
          CREATE TABLE {queue} (id INTEGER PRIMARY KEY);\n\n\
          -- One row: needs_rebuild = 1 makes diesel-vector build the index from the table first (an index\n\
-         -- structure left by an earlier installation is never trusted); generation changes with every update.\n\
+         -- structure left by an earlier installation is never trusted); generation changes with every update;\n\
+         -- indexed_through is the table's largest id at the last update: a row inserted with a larger id is\n\
+         -- not queued, diesel-vector reads the rows above it.\n\
          CREATE TABLE {state} (\n    \
              id INTEGER PRIMARY KEY CHECK (id = 1),\n    \
              needs_rebuild INTEGER NOT NULL,\n    \
-             generation INTEGER NOT NULL\n\
+             generation INTEGER NOT NULL,\n    \
+             indexed_through INTEGER NOT NULL\n\
          );\n\
-         INSERT INTO {state} (id, needs_rebuild, generation) VALUES (1, 1, random() & 9223372036854775807);\n\n\
-         CREATE TRIGGER {insert} AFTER INSERT ON {table} BEGIN\n{}END;\n\
+         INSERT INTO {state} (id, needs_rebuild, generation, indexed_through)\n    \
+             VALUES (1, 1, random() & 9223372036854775807, -9223372036854775807 - 1);\n\n\
+         CREATE TRIGGER {insert} AFTER INSERT ON {table}\n    \
+             WHEN NEW.{id} <= (SELECT s.indexed_through FROM {state} s) BEGIN\n{}END;\n\
          CREATE TRIGGER {update} AFTER UPDATE OF {} ON {table} BEGIN\n{}{}END;\n\
          CREATE TRIGGER {delete} AFTER DELETE ON {table} BEGIN\n{}END;\n",
         enqueue("NEW"),

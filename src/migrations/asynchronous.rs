@@ -196,7 +196,7 @@ mod sqlite {
 /// # runtime.block_on(async {
 /// let mut conn = sqlite::establish_async(":memory:").await?; // or an AsyncPgConnection
 /// let applied = migrations::run_pending_migrations_async(&mut conn).await?;
-/// assert_eq!(applied.len(), 3);
+/// assert_eq!(applied.len(), 4);
 /// assert!(migrations::run_pending_migrations_async(&mut conn).await?.is_empty(), "a second run does nothing");
 /// assert!(migrations::migration_status_async(&mut conn).await?.iter().all(|m| m.applied));
 /// # Ok::<_, Box<dyn std::error::Error>>(())

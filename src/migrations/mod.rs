@@ -68,7 +68,7 @@
 //!
 //! let mut conn = diesel_vector::sqlite::establish(":memory:")?;
 //! let applied = migrations::run_pending_migrations(&mut conn)?;
-//! assert_eq!(applied.len(), 3);
+//! assert_eq!(applied.len(), 4);
 //! assert!(migrations::run_pending_migrations(&mut conn)?.is_empty(), "a second run does nothing");
 //! # Ok(()) }
 //! # #[cfg(not(feature = "sqlite"))] fn main() {}

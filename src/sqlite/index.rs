@@ -1,14 +1,18 @@
 //! The SQLite side of a vector index ([`IndexSpec`]), on any table.
 //!
 //! The migration that creates an index (generated, or the crate's own for `fragment_embeddings`)
-//! installs plain triggers that record the id of every inserted, updated or deleted row in the index's
-//! change queue (`<name>_queue`), and a one-row state (`<name>_state`: a rebuild flag, set by the
-//! migration, and a generation that changes with every update). They work on any connection, so no write
-//! ever fails for want of an extension, and no writer can leave the index silently stale: [`sync`] applies
-//! the queue (or rebuilds from the table when the flag is set or an index structure is missing or
-//! damaged) in one immediate transaction; searches call it first.
+//! installs a one-row state (`<name>_state`: a rebuild flag, set by the migration; a generation that
+//! changes with every update; `indexed_through`, the table's largest id at the last update) and plain
+//! triggers that record in the index's change queue (`<name>_queue`) the id of every updated or deleted
+//! row, and of every row inserted with an id at or below `indexed_through`. A row appended above it is
+//! not queued: the sync reads the rows above it by id, so the common insert costs no queue write. The
+//! triggers work on any connection, so no write ever fails for want of an extension, and no writer can
+//! leave the index silently stale: [`sync`] applies the queue and the appended rows (or rebuilds from the
+//! table when the flag is set or an index structure is missing or damaged) in one immediate transaction;
+//! searches call it first. An index migrated before `indexed_through` existed keeps working as it was:
+//! its triggers queue every insert.
 //!
-//! What is kept from the queue is the index's [`SqliteIndex`] choice: the crate's quantized codes
+//! What is kept from the changes is the index's [`SqliteIndex`] choice: the crate's quantized codes
 //! (`<name>_codes`, see the `codes` module; the default, kept on any connection), optionally the contiguous
 //! copy of the vectors for exact scans (`<name>_vectors`), and optionally sqlite-vec's `vec0` table (named
 //! as the index, `chunk_size=64`, the metric's `distance_metric`, the partition columns as partition keys),
@@ -39,7 +43,7 @@ use std::fmt;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Nullable};
 use diesel::SqliteConnection;
 use tracing::info;
 
@@ -121,7 +125,7 @@ impl From<diesel::result::Error> for IndexError {
 pub struct SyncReport {
     /// Whether the index was (re)built from the table.
     pub rebuilt: bool,
-    /// How many queued changes were applied (or rows indexed, on a rebuild).
+    /// How many changes (queued ids and appended rows) were applied, or rows indexed on a rebuild.
     pub applied: i64,
 }
 
@@ -167,32 +171,89 @@ impl IndexStatus {
     }
 }
 
-/// The index's state row and queue length.
+/// The index's state row and what is pending.
 #[derive(QueryableByName)]
 pub(crate) struct State {
     #[diesel(sql_type = BigInt)]
     pub(crate) needs_rebuild: i64,
     #[diesel(sql_type = BigInt)]
     pub(crate) generation: i64,
+    /// Queued ids.
     #[diesel(sql_type = BigInt)]
-    pub(crate) pending: i64,
+    pub(crate) queued: i64,
+    /// 1 when the table has rows above `indexed_through` (counting them would read each one), else 0.
+    #[diesel(sql_type = BigInt)]
+    pub(crate) appended: i64,
+    /// The table's largest id at the last sync: rows inserted above it are not queued, the sync reads
+    /// them by id. `None` for an index whose migration predates it (its triggers queue every insert).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub(crate) indexed_through: Option<i64>,
+}
+
+impl State {
+    /// Whether the index has changes to apply (queued or appended rows).
+    pub(crate) fn pending(&self) -> bool {
+        self.queued > 0 || self.appended > 0
+    }
+}
+
+/// The smallest id, as SQL: an empty table's `indexed_through` (`-9223372036854775808` would be read as a
+/// real number).
+const SMALLEST_ID: &str = "(-9223372036854775807 - 1)";
+
+/// Whether `spec`'s state has `indexed_through` (migrations written before it do not): a read of the
+/// schema SQLite holds in memory.
+fn has_indexed_through(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
+    super::cached::CachedSql::sql(format!(
+        "SELECT count(*) AS count FROM pragma_table_info({}) WHERE name = 'indexed_through'",
+        crate::index::literal(&spec.state_table())
+    ))
+    .rows()
+    .get_result::<super::migrations::Count>(conn)
+    .map(|c| c.count > 0)
+}
+
+/// The rows above the state's `indexed_through`, as SQL over `t` (the indexed table), for the SQL of an
+/// index whose state has it.
+pub(crate) fn appended(spec: &IndexSpec) -> String {
+    format!("t.{} > (SELECT s.indexed_through FROM {} s)", quote(spec.id_column()), quote(&spec.state_table()))
+}
+
+/// How many rows lie above `indexed_through` (0 without it): a read of each.
+fn appended_rows(conn: &mut SqliteConnection, spec: &IndexSpec, state: &State) -> QueryResult<i64> {
+    if state.appended == 0 {
+        return Ok(0);
+    }
+    count(conn, &format!("SELECT count(*) AS count FROM {} t WHERE {}", quote(spec.table()), appended(spec)))
 }
 
 /// One read of the index's state; [`IndexError::NotMigrated`] when its tables are missing.
 pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
     // The statement names the indexed table too, so that it fails without it; the catalog is read only
     // then, to say why.
-    let read = super::cached::CachedSql::sql(format!(
-        "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
-                (SELECT s.generation FROM {state} s) AS generation, \
-                (SELECT count(*) FROM {queue}) AS pending \
-         WHERE NOT EXISTS (SELECT 1 FROM {table} LIMIT 0)",
-        state = quote(&spec.state_table()),
-        queue = quote(&spec.queue_table()),
-        table = quote(spec.table()),
-    ))
-    .rows()
-    .get_result(conn);
+    let (state, queue, table) = (quote(&spec.state_table()), quote(&spec.queue_table()), quote(spec.table()));
+    let read = match has_indexed_through(conn, spec) {
+        Ok(true) => super::cached::CachedSql::sql(format!(
+            "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
+                    (SELECT s.generation FROM {state} s) AS generation, \
+                    (SELECT s.indexed_through FROM {state} s) AS indexed_through, \
+                    (SELECT count(*) FROM {queue}) AS queued, \
+                    EXISTS (SELECT 1 FROM {table} t WHERE {appended}) AS appended",
+            appended = appended(spec),
+        ))
+        .rows()
+        .get_result(conn),
+        Ok(false) => super::cached::CachedSql::sql(format!(
+            "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
+                    (SELECT s.generation FROM {state} s) AS generation, \
+                    NULL AS indexed_through, \
+                    (SELECT count(*) FROM {queue}) AS queued, 0 AS appended \
+             WHERE NOT EXISTS (SELECT 1 FROM {table} LIMIT 0)",
+        ))
+        .rows()
+        .get_result(conn),
+        Err(e) => Err(e),
+    };
     match read {
         Ok(state) => Ok(state),
         Err(e) => {
@@ -459,7 +520,7 @@ fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<b
 fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
-    if forced == Rebuild::Nothing && before.needs_rebuild == 0 && before.pending == 0 && !plan.leftover_vec0 {
+    if forced == Rebuild::Nothing && before.needs_rebuild == 0 && !before.pending() && !plan.leftover_vec0 {
         let vec0_ready =
             !plan.vec0 || (conn.exists(spec.vec0_table())? && !(plan.codes && super::codes::vec0_stale(conn, spec)?));
         let codes_ready = !plan.codes || super::codes::is_current(conn, spec)?;
@@ -479,7 +540,7 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
             let part = if rebuild_all || vec0_stale || !conn.exists(spec.vec0_table())? {
                 rebuild_vec0(conn, spec)?
             } else {
-                match transaction::savepoint(conn, |conn| apply_queue(conn, spec)) {
+                match transaction::savepoint(conn, |conn| apply_queue(conn, spec, now.indexed_through.is_some())) {
                     Ok(applied) => SyncReport { rebuilt: false, applied },
                     // A damaged vec0 table, or one of another shape: start again from the table.
                     Err(SavepointError::RolledBack(_)) => rebuild_vec0(conn, spec)?,
@@ -494,16 +555,23 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
         }
         if let Some(shared) = &shared {
             let entry = locked.insert(super::codes::lock(shared));
-            let vec0_missed = plan.vec0_elsewhere && (vec0_stale || rebuild_all || now.pending > 0);
+            let vec0_missed = plan.vec0_elsewhere && (vec0_stale || rebuild_all || now.pending());
             let rebuild_codes = rebuild_all || forced == Rebuild::Codes;
-            let codes = super::codes::sync_in_transaction(conn, spec, entry, rebuild_codes, next, vec0_missed)?;
+            let codes = super::codes::sync_in_transaction(
+                conn,
+                spec,
+                entry,
+                super::codes::Due { rebuild: rebuild_codes, appended_after: now.indexed_through },
+                next,
+                vec0_missed,
+            )?;
             report.rebuilt |= codes.rebuilt;
             report.applied = report.applied.max(i64::try_from(codes.applied).unwrap_or(i64::MAX));
         }
         if !plan.vec0 && !plan.codes {
-            report.applied = now.pending;
+            report.applied = now.queued + appended_rows(conn, spec, &now)?;
         }
-        finish(conn, spec, next)?;
+        finish(conn, spec, next, now.indexed_through.is_some())?;
         Ok(report)
     });
     if let (Err(_), Some(entry)) = (&result, locked.as_mut()) {
@@ -549,7 +617,7 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
         sqlite_vec,
         vec0_table_exists,
         needs_rebuild: state.needs_rebuild != 0,
-        pending_changes: state.pending,
+        pending_changes: state.queued + appended_rows(conn, spec, &state)?,
         vec0_rows,
         codes_rows: super::codes::stored_rows(conn, spec)?,
         codes_current: !codes || super::codes::is_current(conn, spec)?,
@@ -558,9 +626,12 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
     })
 }
 
-fn apply_queue(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<i64, IndexError> {
+/// Applies the queue, and the rows above `indexed_through` when the state has it (`appended`), to the vec0
+/// table; returns how many changes that was.
+fn apply_queue(conn: &mut SqliteConnection, spec: &IndexSpec, appended: bool) -> Result<i64, IndexError> {
     let queue = quote(&spec.queue_table());
     let pending = count(conn, &format!("SELECT count(*) AS count FROM {queue}"))?;
+    let mut added = 0;
     if spec.sqlite_index().vec0 {
         // vec0 has no working upsert: delete every queued id, then insert the rows that still exist.
         let from =
@@ -570,8 +641,18 @@ fn apply_queue(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<i64, Ind
             vec0 = quote(spec.vec0_table()),
             fill = fill_vec0(spec, &from),
         ))?;
+        if appended {
+            // Rows inserted above the mark since the last sync (never in vec0), less those queued since.
+            let from = format!(
+                "FROM {} t WHERE {} AND t.{id} NOT IN (SELECT q.id FROM {queue} q)",
+                quote(spec.table()),
+                self::appended(spec),
+                id = quote(spec.id_column()),
+            );
+            added = i64::try_from(diesel::sql_query(fill_vec0(spec, &from)).execute(conn)?).unwrap_or(i64::MAX);
+        }
     }
-    Ok(pending)
+    Ok(pending + added)
 }
 
 fn rebuild_vec0(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
@@ -582,15 +663,25 @@ fn rebuild_vec0(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncRep
     Ok(SyncReport { rebuilt: true, applied })
 }
 
-/// Empties the queue, clears the rebuild flag and sets the generation to `next`.
-fn finish(conn: &mut SqliteConnection, spec: &IndexSpec, next: i64) -> Result<(), IndexError> {
+/// Empties the queue, clears the rebuild flag, sets the generation to `next` and, when the state has it
+/// (`appended`), `indexed_through` to the table's largest id.
+fn finish(conn: &mut SqliteConnection, spec: &IndexSpec, next: i64, appended: bool) -> Result<(), IndexError> {
     // Two statements prepared once per connection (a batch is parsed on every call).
     super::cached::CachedSql::sql(format!("DELETE FROM {}", quote(&spec.queue_table()))).rows().execute(conn)?;
+    let through = if appended {
+        format!(
+            ", indexed_through = coalesce((SELECT max(t.{}) FROM {} t), {SMALLEST_ID})",
+            quote(spec.id_column()),
+            quote(spec.table())
+        )
+    } else {
+        String::new()
+    };
     super::cached::CachedSql::sql(format!(
         "UPDATE {} SET needs_rebuild = 0, generation = ",
         quote(&spec.state_table())
     ))
-    .bind_i64(next, "")
+    .bind_i64(next, through)
     .rows()
     .execute(conn)?;
     Ok(())

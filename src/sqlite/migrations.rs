@@ -53,9 +53,9 @@ struct IndexName {
 }
 
 #[derive(QueryableByName)]
-struct Count {
+pub(super) struct Count {
     #[diesel(sql_type = BigInt)]
-    count: i64,
+    pub(super) count: i64,
 }
 
 #[derive(QueryableByName)]

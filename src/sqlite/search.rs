@@ -142,7 +142,7 @@ fn candidates<F: SearchFilter<Sqlite>>(
         // Nothing to answer from until the index is rebuilt.
         return Ok(None);
     } else {
-        queued_ids(conn, spec)?
+        queued_ids(conn, spec, &before)?
     };
     let wanted = plan.limit.saturating_add(queued.len());
     if wanted > VEC0_MAX_K {
@@ -203,8 +203,8 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     if !crate::ann::supports(plan.metric) {
         return Ok(None);
     }
-    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
-    let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec)? };
+    let Some((before, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
+    let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec, &before)? };
     let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
     let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
@@ -332,7 +332,7 @@ fn freshen(
         Err(IndexError::NotMigrated { .. }) => return Ok(None),
         Err(e) => return Err(SearchError::Index(e)),
     };
-    let fresh = if before.needs_rebuild == 0 && before.pending == 0 && !missing {
+    let fresh = if before.needs_rebuild == 0 && !before.pending() && !missing {
         true
     } else {
         sync_without_waiting(conn, spec)?
@@ -380,17 +380,30 @@ fn cannot_write(e: &diesel::result::Error) -> bool {
     }
 }
 
-fn queued_ids(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Vec<i64>, SearchError> {
+/// The ids of the rows the index does not hold as they are: the queued ones and, when the state has
+/// `indexed_through` (`state`, read before), the rows inserted above it.
+fn queued_ids(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    state: &super::index::State,
+) -> Result<Vec<i64>, SearchError> {
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
-    let rows: Vec<Id> = diesel::sql_query(format!(
-        "SELECT q.id AS id FROM {} q ORDER BY q.id",
-        crate::index::quote(&spec.queue_table())
-    ))
-    .load(conn)?;
+    let queue = format!("SELECT q.id AS id FROM {} q", crate::index::quote(&spec.queue_table()));
+    let sql = if state.indexed_through.is_some() {
+        format!(
+            "{queue} UNION SELECT t.{id} AS id FROM {table} t WHERE {appended} ORDER BY id",
+            id = crate::index::quote(spec.id_column()),
+            table = crate::index::quote(spec.table()),
+            appended = super::index::appended(spec),
+        )
+    } else {
+        format!("{queue} ORDER BY id")
+    };
+    let rows: Vec<Id> = diesel::sql_query(sql).load(conn)?;
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 

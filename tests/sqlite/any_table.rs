@@ -332,3 +332,91 @@ fn rows_the_index_cannot_hold_are_left_out_instead_of_failing_every_sync() {
     let status = sqlite::status(&mut conn, &spec).unwrap();
     assert_eq!((status.vec0_rows, status.embedded_rows), (Some(1), 4));
 }
+
+/// The ids the index's default search returns for `q` in `lang`, with the path it took.
+fn indexed_knn(conn: &mut SqliteConnection, spec: &IndexSpec, q: &Vector, lang: &str, k: usize) -> (Vec<i64>, String) {
+    let (hits, events) =
+        crate::common::telemetry::capture(|| spec.search(q).k(k).filter_eq("lang", lang).run(&mut *conn).unwrap());
+    let path = events
+        .iter()
+        .find_map(|e| e.split(' ').find(|w| w.starts_with("path=")).map(str::to_owned))
+        .unwrap_or_default();
+    (hits.into_iter().map(|h| h.id).collect(), path)
+}
+
+#[test]
+fn rows_appended_above_the_last_indexed_id_skip_the_queue_and_every_other_write_is_queued() {
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let spec = spec(SqliteIndex::CODES);
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let queue = |conn: &mut SqliteConnection| count(conn, "__dv_documents_embedding_queue");
+    let lang = |id: i64| if id % 3 == 0 { "fr" } else { "en" };
+    let mut rng = Rng::new(31);
+    // Ids with gaps (10, 20, ... 400), so that later rows can land below the largest one.
+    for id in (10..=400).step_by(10) {
+        insert(&mut conn, id, lang(id), Some(&vector(&mut rng)));
+    }
+    assert_eq!(queue(&mut conn), 0, "a fresh index is built from the table");
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert_eq!((report.rebuilt, report.applied), (true, 40));
+
+    for id in 401..=410 {
+        insert(&mut conn, id, lang(id), Some(&vector(&mut rng)));
+    }
+    assert_eq!(queue(&mut conn), 0, "rows above the largest indexed id are not queued");
+    assert_eq!(sqlite::status(&mut conn, &spec).unwrap().pending_changes, 10);
+
+    // Plain SQL, as the sqlite3 shell would write it: a row in a gap below the largest indexed id, an
+    // update and a delete of appended rows before any sync, a delete of an indexed row, and a REPLACE of an
+    // appended id (SQLite deletes the old row without firing the delete trigger).
+    conn.batch_execute(
+        "INSERT INTO documents (id, lang, body, embedding) SELECT 15, 'en', 'gap', embedding FROM documents WHERE id = 400;
+         UPDATE documents SET lang = 'fr' WHERE id = 405;
+         DELETE FROM documents WHERE id = 406;
+         DELETE FROM documents WHERE id = 20;
+         INSERT OR REPLACE INTO documents (id, lang, body, embedding)
+             SELECT 407, 'fr', 'replaced', embedding FROM documents WHERE id = 10;",
+    )
+    .unwrap();
+    assert_eq!(queue(&mut conn), 4, "15, 405, 406 and 20 are queued; 407 is still above the mark");
+
+    // Another connection holds the write lock: the search cannot sync, so it answers from the codes plus
+    // every row they do not hold as it is, queued or appended, computed exactly.
+    let mut other = open(&path);
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    for _ in 0..5 {
+        let q = vector(&mut rng);
+        for lang in ["en", "fr"] {
+            let (found, path) = indexed_knn(&mut conn, &spec, &q, lang, 8);
+            assert_eq!(found, exact(&mut conn, &q, lang, 8), "{lang} while another connection writes");
+            assert_eq!(path, "path=codes_with_queue", "{lang}");
+        }
+    }
+    for (id, lang) in [(15, "en"), (407, "fr"), (405, "fr")] {
+        let v: Option<Vector> = documents::table.find(id).select(documents::embedding).first(&mut conn).unwrap();
+        assert_eq!(indexed_knn(&mut conn, &spec, &v.unwrap(), lang, 1).0, [id]);
+    }
+    other.batch_execute("ROLLBACK").unwrap();
+
+    let report = sqlite::sync(&mut conn, &spec).unwrap();
+    assert!(!report.rebuilt);
+    let status = sqlite::status(&mut conn, &spec).unwrap();
+    assert!(status.is_up_to_date() && status.codes_rows == Some(49) && status.embedded_rows == 49, "{status:?}");
+    assert_eq!(queue(&mut conn), 0);
+    for _ in 0..5 {
+        let q = vector(&mut rng);
+        for lang in ["en", "fr"] {
+            assert_eq!(
+                indexed_knn(&mut conn, &spec, &q, lang, 8),
+                (exact(&mut conn, &q, lang, 8), "path=codes".into())
+            );
+        }
+    }
+    // The mark moved to 410: a row in the gap below it is queued now, one above it is not.
+    insert(&mut conn, 305, "en", Some(&vector(&mut rng)));
+    insert(&mut conn, 411, "en", Some(&vector(&mut rng)));
+    assert_eq!(queue(&mut conn), 1);
+    assert_eq!(sqlite::status(&mut conn, &spec).unwrap().pending_changes, 2);
+}

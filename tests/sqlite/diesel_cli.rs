@@ -36,8 +36,10 @@ fn the_diesel_cli_runs_redoes_and_reverts_the_sqlite_migrations() {
         .unwrap();
     assert_eq!(diesel_vector::sqlite::sync_index(&mut conn).unwrap().applied, 1);
 
-    // Reverting with the CLI works: the registration (and the index's codes), then the table itself...
+    // Reverting with the CLI works: the queue of every insert back, the registration (and the index's
+    // codes), then the table itself...
     drop(conn);
+    run(&["migration", "revert"]);
     run(&["migration", "revert"]);
     run(&["migration", "revert"]);
     run(&["migration", "run"]);

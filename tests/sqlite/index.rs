@@ -212,7 +212,53 @@ fn migrating_without_sqlite_vec_works_silently() {
     let path = dir.path().join("plain.db").to_str().unwrap().to_owned();
     let mut plain = open_without_extension(&path);
     let (applied, events) = crate::common::telemetry::capture(|| migrations::run_pending_migrations(&mut plain));
-    assert_eq!(applied.unwrap().len(), 3);
+    assert_eq!(applied.unwrap().len(), 4);
     // The seed's index keeps codes, which need no extension: nothing to warn about.
     assert!(!events.iter().any(|e| e.starts_with("WARN")), "{events:#?}");
+}
+
+fn queued(conn: &mut SqliteConnection) -> i64 {
+    diesel::select(sql::<BigInt>("(SELECT count(*) FROM fragment_embeddings_idx_queue)")).get_result(conn).unwrap()
+}
+
+#[test]
+fn the_seed_s_index_before_indexed_through_queues_every_insert_and_stays_current_both_ways() {
+    let (_dir, path) = migrated_file();
+    let mut conn = open(&path);
+    let first = add(&mut conn, "first", "m", &smooth(1536, 0.0));
+    sync_index(&mut conn).unwrap();
+    // Appended since the last sync: not queued, pending all the same.
+    let a = add(&mut conn, "a", "m", &smooth(1536, 1.0));
+    let b = add(&mut conn, "b", "m", &smooth(1536, 2.0));
+    assert_eq!(queued(&mut conn), 0);
+    assert_eq!(index_status(&mut conn).unwrap().pending_changes, 2);
+
+    // Reverting the change queues them, and the old trigger queues every insert again.
+    assert_eq!(
+        migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
+        Some("2025-01-01-000004_queue_only_changed_fragment_embeddings")
+    );
+    assert_eq!(queued(&mut conn), 2, "the rows appended since the last sync were queued by the revert");
+    let c = add(&mut conn, "c", "m", &smooth(1536, 3.0));
+    assert_eq!(queued(&mut conn), 3);
+    let status = index_status(&mut conn).unwrap();
+    assert_eq!(status.pending_changes, 3, "{status:?}");
+    // (Four rows on codes trained on one: the sync retrains them.)
+    assert_eq!(sync_index(&mut conn).unwrap().applied, 4);
+    assert!(index_status(&mut conn).unwrap().is_up_to_date());
+    for (id, phase) in [(first, 0.0), (a, 1.0), (b, 2.0), (c, 3.0)] {
+        assert_eq!(knn(&mut conn, "m", &smooth(1536, phase), 1), [id]);
+    }
+
+    // Forward again: what the old trigger queued stays queued; inserts above the largest id are not.
+    let d = add(&mut conn, "d", "m", &smooth(1536, 4.0));
+    assert_eq!(migrations::run_pending_migrations(&mut conn).unwrap().len(), 1);
+    let e = add(&mut conn, "e", "m", &smooth(1536, 5.0));
+    assert_eq!(queued(&mut conn), 1);
+    assert_eq!(index_status(&mut conn).unwrap().pending_changes, 2);
+    for (id, phase) in [(d, 4.0), (e, 5.0), (a, 1.0)] {
+        assert_eq!(knn(&mut conn, "m", &smooth(1536, phase), 1), [id]);
+    }
+    let status = index_status(&mut conn).unwrap();
+    assert!(status.is_up_to_date() && status.codes_rows == Some(6), "{status:?}");
 }

@@ -76,13 +76,14 @@ fn a_fresh_database_gets_every_migration_once() {
         [
             ("2025-01-01-000001_create_fragments", Outcome::Applied),
             ("2025-01-01-000002_create_fragment_embeddings", Outcome::Applied),
-            ("2025-01-01-000003_register_fragment_embeddings_index", Outcome::Applied)
+            ("2025-01-01-000003_register_fragment_embeddings_index", Outcome::Applied),
+            ("2025-01-01-000004_queue_only_changed_fragment_embeddings", Outcome::Applied)
         ]
     );
     assert!(migrations::run_pending_migrations(&mut conn).unwrap().is_empty());
     let status = migrations::migration_status(&mut conn).unwrap();
     assert!(status.iter().all(|s| s.applied), "{status:?}");
-    assert_eq!(status.len(), 3);
+    assert_eq!(status.len(), 4);
     let registered = diesel_vector::index::registry::load(&mut conn).unwrap();
     assert_eq!(registered, [diesel_vector::schema::fragment_embeddings_index().clone()]);
 }
@@ -176,6 +177,10 @@ fn up_down_up_leaves_the_schema_as_it_was() {
 
     assert_eq!(
         migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
+        Some("2025-01-01-000004_queue_only_changed_fragment_embeddings")
+    );
+    assert_eq!(
+        migrations::revert_last_migration(&mut conn).unwrap().as_deref(),
         Some("2025-01-01-000003_register_fragment_embeddings_index")
     );
     #[cfg(feature = "sqlite-vec")]
@@ -201,7 +206,7 @@ fn up_down_up_leaves_the_schema_as_it_was() {
     assert_eq!(schema_snapshot(&mut conn), first);
     assert_eq!(
         migrations::redo_last_migration(&mut conn).unwrap().as_deref(),
-        Some("2025-01-01-000003_register_fragment_embeddings_index")
+        Some("2025-01-01-000004_queue_only_changed_fragment_embeddings")
     );
     assert_eq!(schema_snapshot(&mut conn), first);
 }
@@ -221,7 +226,7 @@ fn a_migration_that_fails_halfway_leaves_nothing_of_itself() {
     assert_eq!(count(&mut conn, "sqlite_master WHERE name LIKE 'fragment_embeddings_idx%'"), 0);
     // The migration before it stays applied; the failed one is still pending.
     let status = migrations::migration_status(&mut conn).unwrap();
-    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false, false]);
+    assert_eq!(status.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, false, false, false]);
 }
 
 #[test]
@@ -246,8 +251,8 @@ fn existing_tables_of_the_same_shape_are_adopted_without_touching_rows() {
     let applied = migrations::run_pending_migrations(&mut conn).unwrap();
     assert_eq!(
         applied.iter().map(|m| m.outcome).collect::<Vec<_>>(),
-        [Outcome::Adopted, Outcome::Adopted, Outcome::Applied],
-        "the registering migration runs: it only records the index"
+        [Outcome::Adopted, Outcome::Adopted, Outcome::Applied, Outcome::Applied],
+        "the registering migration runs: it only records the index; so does the queue's change"
     );
     assert_eq!(tables(&mut conn), before);
     assert_eq!((count(&mut conn, "fragments"), count(&mut conn, "fragment_embeddings")), (1, 1));
@@ -281,13 +286,13 @@ fn every_migration_is_reported_to_tracing() {
     let (result, events) = telemetry::capture(|| migrations::run_pending_migrations(&mut conn));
     result.unwrap();
     let applied: Vec<_> = events.iter().filter(|e| e.contains("outcome=applied")).collect();
-    assert_eq!(applied.len(), 3, "{events:#?}");
+    assert_eq!(applied.len(), 4, "{events:#?}");
     assert!(
         applied[0].contains("backend=sqlite")
             && applied[0].contains("version=20250101000001")
             && applied[0].contains("duration_ms=")
     );
-    assert!(events.iter().any(|e| e.contains("migrations up to date") && e.contains("count=3")), "{events:#?}");
+    assert!(events.iter().any(|e| e.contains("migrations up to date") && e.contains("count=4")), "{events:#?}");
 
     let mut broken = crate::conn();
     broken
@@ -326,7 +331,7 @@ fn eight_processes_migrating_one_fresh_database_all_succeed_once() {
         );
     }
     let mut conn = open(&path);
-    assert_eq!(count(&mut conn, "__diesel_schema_migrations"), 3);
+    assert_eq!(count(&mut conn, "__diesel_schema_migrations"), 4);
     assert!(migrations::migration_status(&mut conn).unwrap().iter().all(|s| s.applied));
 }
 
@@ -400,7 +405,18 @@ fn an_application_s_migrations_run_without_the_crate_s_own_tables() {
     assert!(migrations::migration_status_from(&mut conn, &source).unwrap().iter().all(|s| s.applied));
     assert!(migrations::run_pending_migrations_from(&mut conn, &source).unwrap().is_empty());
     add_documents(&mut conn, 3);
-    assert_eq!(count(&mut conn, "\"__dv_documents_embedding_queue\""), 3, "the triggers queue every write");
+    assert_eq!(
+        count(&mut conn, "\"__dv_documents_embedding_queue\""),
+        0,
+        "rows inserted above the index's last id are not queued"
+    );
+    assert_eq!(diesel_vector::sqlite::status(&mut conn, &app::spec()).unwrap().pending_changes, 3, "they are pending");
+    conn.batch_execute("UPDATE documents SET title = 'x'; UPDATE documents SET lang = 'fr' WHERE id = 2").unwrap();
+    assert_eq!(
+        count(&mut conn, "\"__dv_documents_embedding_queue\""),
+        1,
+        "an update of a filter column is queued, one of another column is not"
+    );
 }
 
 #[test]
@@ -410,6 +426,7 @@ fn objects_made_by_the_same_sql_by_hand_are_adopted_and_the_index_registered() {
     conn.batch_execute(app::DOCUMENTS_SQLITE).unwrap();
     conn.batch_execute(&app::index_up(&dirs.sqlite)).unwrap();
     add_documents(&mut conn, 4);
+    conn.batch_execute("UPDATE documents SET lang = 'fr'").unwrap();
     // As an application that made the structures by hand before the registry existed.
     conn.batch_execute("DELETE FROM __diesel_vector_indexes").unwrap();
     let before = schema_snapshot(&mut conn);
@@ -523,7 +540,7 @@ fn database_connection_runs_the_application_s_folder_for_its_backend() {
     const PG_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_pg");
     const SQLITE_SET: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations_sqlite");
     let embedded = AppMigrations::embedded(&PG_SET, &SQLITE_SET);
-    assert_eq!(conn.run_pending_migrations_from(&embedded).unwrap().len(), 3);
+    assert_eq!(conn.run_pending_migrations_from(&embedded).unwrap().len(), 4);
 }
 
 #[test]

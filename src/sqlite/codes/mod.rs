@@ -812,20 +812,30 @@ pub(crate) struct CodesSync {
     pub(crate) applied: u64,
 }
 
-/// Brings the codes up to date inside the sync's immediate transaction: the queue applied, or everything
-/// rebuilt when `rebuild_all` (the state's flag), when the stored codes do not check out, or when the index
-/// outgrew its training sample; written with generation `next`, and `entry` (locked by the caller until the
-/// transaction ends; the caller forgets it if the transaction fails) updated to match. `vec0_stale` is the
-/// record's flag after this sync.
+/// What a sync has to bring into the codes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    /// Build them from the table whatever they look like (the state's flag, or damaged codes).
+    pub(crate) rebuild: bool,
+    /// The state's `indexed_through`: the rows above it were inserted since the last sync and are not
+    /// queued. `None` for a state without it (every change is queued).
+    pub(crate) appended_after: Option<i64>,
+}
+
+/// Brings the codes up to date inside the sync's immediate transaction: the queue and the rows above
+/// `indexed_through` applied, or everything rebuilt when `due.rebuild`, when the stored codes do not check
+/// out, or when the index outgrew its training sample; written with generation `next`, and `entry`
+/// (locked by the caller until the transaction ends; the caller forgets it if the transaction fails)
+/// updated to match. `vec0_stale` is the record's flag after this sync.
 pub(crate) fn sync_in_transaction(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
     entry: &mut Entry,
-    rebuild_all: bool,
+    due: Due,
     next: i64,
     vec0_stale: bool,
 ) -> Result<CodesSync, IndexError> {
-    let reason = if rebuild_all {
+    let reason = if due.rebuild {
         Some("the index is marked for rebuild".to_owned())
     } else {
         match generations_if_stored(conn, spec)? {
@@ -843,19 +853,23 @@ pub(crate) fn sync_in_transaction(
     if entry.cached.as_ref().is_none_or(|c| c.index.is_none()) {
         // Nothing trained yet (the table had no valid vector): train once one arrives.
         let mut applied = 0u64;
-        let mut after = None;
-        let mut arrived = false;
-        loop {
-            let last = each_queued_row(conn, spec, after, |_, v| {
+        let arrived = std::cell::Cell::new(false);
+        let loaded = entry.cached.is_some();
+        let read_all = each_changed_row(
+            conn,
+            spec,
+            due.appended_after,
+            |_, v| {
                 applied += 1;
-                arrived |= v.is_some();
+                arrived.set(arrived.get() || v.is_some());
                 Ok(())
-            })?;
-            let Some(last) = last else { break };
-            if entry.cached.is_none() || arrived {
-                return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
-            }
-            after = Some(last);
+            },
+            // Stop at the first batch with a vector (or at once when nothing is loaded): everything is
+            // rebuilt then.
+            || loaded && !arrived.get(),
+        )?;
+        if !read_all || arrived.get() {
+            return rebuild_into(conn, spec, entry, next, vec0_stale, "the first vectors arrived");
         }
         let Some(cached) = entry.cached.as_mut() else {
             return rebuild_into(conn, spec, entry, next, vec0_stale, "nothing loaded");
@@ -865,19 +879,21 @@ pub(crate) fn sync_in_transaction(
         cached.generation = next;
         return Ok(CodesSync { rebuilt: false, applied });
     }
-    let outcome = apply_queue(conn, spec, entry, next, vec0_stale)?;
+    let outcome = apply_queue(conn, spec, entry, due.appended_after, next, vec0_stale)?;
     match outcome {
         Ok(applied) => Ok(CodesSync { rebuilt: false, applied }),
         Err(reason) => rebuild_into(conn, spec, entry, next, vec0_stale, &reason),
     }
 }
 
-/// Applies the queue to the loaded, trained codes and writes what changed; `Err(reason)` when they
-/// should be rebuilt instead (the index outgrew its training, the copy of the vectors does not check out).
+/// Applies the queue and the rows above `appended_after` to the loaded, trained codes and writes what
+/// changed; `Err(reason)` when they should be rebuilt instead (the index outgrew its training, the copy of
+/// the vectors does not check out).
 fn apply_queue(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
     entry: &mut Entry,
+    appended_after: Option<i64>,
     next: i64,
     vec0_stale: bool,
 ) -> Result<Result<u64, String>, IndexError> {
@@ -885,9 +901,11 @@ fn apply_queue(
     let Some(shared) = cached.index.as_mut() else { return Ok(Err("nothing trained".into())) };
     let index = Arc::make_mut(shared);
     let mut applied = 0u64;
-    let mut after = None;
-    loop {
-        let last = each_queued_row(conn, spec, after, |row, v| {
+    each_changed_row(
+        conn,
+        spec,
+        appended_after,
+        |row, v| {
             applied += 1;
             match v {
                 Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
@@ -896,10 +914,9 @@ fn apply_queue(
                 }
             }
             Ok(())
-        })?;
-        let Some(last) = last else { break };
-        after = Some(last);
-    }
+        },
+        || true,
+    )?;
     let trained = index.params().sample_rows();
     if trained < RETRAIN_BELOW && index.len() as u64 >= RETRAIN_GROWTH * trained.max(1) {
         return Ok(Err("the index outgrew its training sample".into()));
@@ -921,6 +938,36 @@ fn apply_queue(
     write_row(conn, spec, RECORD_ROW, next, &cached.record.to_bytes())?;
     cached.generation = next;
     Ok(Ok(applied))
+}
+
+/// Hands every row changed since the last sync to `each` ([`for_each_row`]), a batch at a time: the queued
+/// ids (a removed row has no vector), then the rows above `appended_after` (inserted since, not queued;
+/// one queued since too is handed twice, its last state both times). `between` runs after each batch;
+/// false stops the reading. Returns whether every row was read.
+fn each_changed_row(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    appended_after: Option<i64>,
+    mut each: impl FnMut(&SourceRow, Option<&[f32]>) -> Result<(), IndexError>,
+    mut between: impl FnMut() -> bool,
+) -> Result<bool, IndexError> {
+    let mut after = None;
+    while let Some(last) = each_queued_row(conn, spec, after, &mut each)? {
+        if !between() {
+            return Ok(false);
+        }
+        after = Some(last);
+    }
+    if let Some(mark) = appended_after {
+        let mut after = Some(mark);
+        while let Some(last) = each_table_row(conn, spec, after, &mut each)? {
+            if !between() {
+                return Ok(false);
+            }
+            after = Some(last);
+        }
+    }
+    Ok(true)
 }
 
 /// Hands the queued ids above `after`, at most [`BATCH_ROWS`], each with its row (a removed row has no
