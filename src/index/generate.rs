@@ -281,9 +281,22 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     let exists = |col: &str, extra: &str| {
         format!("EXISTS (SELECT 1 FROM pragma_table_info({table_lit}) WHERE name = {}{extra})", literal(col))
     };
+    // The index finds rows by id (the queue's, and those appended above the last indexed id, on every
+    // search): the id must lead the primary key or a unique index, or each lookup would scan the table.
+    let id_lit = literal(spec.id_column());
     checks.push((
-        format!("{}.{} must exist and be an INTEGER primary key", spec.table(), spec.id_column()),
-        exists(spec.id_column(), " AND upper(type) LIKE '%INT%'"),
+        format!(
+            "{}.{} must exist, be an INTEGER and the primary key (or lead a unique index)",
+            spec.table(),
+            spec.id_column()
+        ),
+        exists(
+            spec.id_column(),
+            &format!(
+                " AND upper(type) LIKE '%INT%' AND (pk = 1 OR EXISTS (SELECT 1 FROM pragma_index_list({table_lit}) l, \
+                 pragma_index_info(l.name) i WHERE l.\"unique\" = 1 AND i.seqno = 0 AND i.name = {id_lit}))"
+            ),
+        ),
     ));
     checks.push((
         format!("{}.{} must exist and be declared BLOB", spec.table(), spec.column()),

@@ -125,7 +125,8 @@ impl From<diesel::result::Error> for IndexError {
 pub struct SyncReport {
     /// Whether the index was (re)built from the table.
     pub rebuilt: bool,
-    /// How many changes (queued ids and appended rows) were applied, or rows indexed on a rebuild.
+    /// How many changes (queued ids and appended rows) were applied, or rows indexed on a rebuild; for an
+    /// index that keeps no structure (`SqliteIndex::NONE`), the queued ids dropped.
     pub applied: i64,
 }
 
@@ -569,7 +570,9 @@ fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result
             report.applied = report.applied.max(i64::try_from(codes.applied).unwrap_or(i64::MAX));
         }
         if !plan.vec0 && !plan.codes {
-            report.applied = now.queued + appended_rows(conn, spec, &now)?;
+            // Nothing to apply: the queued ids are dropped (appended rows are not counted, which would read
+            // each one).
+            report.applied = now.queued;
         }
         finish(conn, spec, next, now.indexed_through.is_some())?;
         Ok(report)

@@ -187,7 +187,13 @@ fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_noth
         (
             "CREATE TABLE documents (id TEXT PRIMARY KEY, lang TEXT)",
             true,
-            "documents.id must exist and be an INTEGER primary key",
+            "documents.id must exist, be an INTEGER and the primary key (or lead a unique index)",
+        ),
+        (
+            // Every lookup by id would scan the table.
+            "CREATE TABLE documents (id INTEGER NOT NULL, lang TEXT)",
+            true,
+            "documents.id must exist, be an INTEGER and the primary key (or lead a unique index)",
         ),
         (
             "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT)",
@@ -419,4 +425,36 @@ fn rows_appended_above_the_last_indexed_id_skip_the_queue_and_every_other_write_
     insert(&mut conn, 411, "en", Some(&vector(&mut rng)));
     assert_eq!(queue(&mut conn), 1);
     assert_eq!(sqlite::status(&mut conn, &spec).unwrap().pending_changes, 2);
+}
+
+#[test]
+fn an_id_that_leads_a_unique_index_serves_like_a_primary_key() {
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    conn.batch_execute(
+        "CREATE TABLE documents (rowkey INTEGER PRIMARY KEY, id INTEGER NOT NULL UNIQUE, lang TEXT NOT NULL, \
+         body TEXT NOT NULL)",
+    )
+    .unwrap();
+    let spec = spec(SqliteIndex::CODES);
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let mut rng = Rng::new(5);
+    let mut rows = Vec::new();
+    // Ids out of the rowid's order.
+    for id in [50, 30, 90, 10, 70] {
+        let v = vector(&mut rng);
+        insert(&mut conn, id, "en", Some(&v));
+        rows.push((id, v));
+    }
+    assert!(sqlite::sync(&mut conn, &spec).unwrap().rebuilt);
+    for id in [40, 120] {
+        let v = vector(&mut rng);
+        insert(&mut conn, id, "en", Some(&v));
+        rows.push((id, v));
+    }
+    assert_eq!(count(&mut conn, "__dv_documents_embedding_queue"), 1, "40 lies below the largest indexed id, 90");
+    for (id, v) in &rows {
+        assert_eq!(indexed_knn(&mut conn, &spec, v, "en", 1).0, [*id]);
+    }
+    assert!(sqlite::status(&mut conn, &spec).unwrap().is_up_to_date());
 }
