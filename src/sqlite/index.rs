@@ -230,40 +230,39 @@ fn appended_rows(conn: &mut SqliteConnection, spec: &IndexSpec, state: &State) -
 
 /// One read of the index's state; [`IndexError::NotMigrated`] when its tables are missing.
 pub(crate) fn state(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<State, IndexError> {
-    // The statement names the indexed table too, so that it fails without it; the catalog is read only
-    // then, to say why.
+    // One statement, prepared once per connection, in the common case. It names the indexed table and
+    // `indexed_through`, so it fails without either; the catalog is read only then, to say which table is
+    // missing or to read a state migrated before `indexed_through` existed.
     let (state, queue, table) = (quote(&spec.state_table()), quote(&spec.queue_table()), quote(spec.table()));
-    let read = match has_indexed_through(conn, spec) {
-        Ok(true) => super::cached::CachedSql::sql(format!(
-            "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
-                    (SELECT s.generation FROM {state} s) AS generation, \
-                    (SELECT s.indexed_through FROM {state} s) AS indexed_through, \
-                    (SELECT count(*) FROM {queue}) AS queued, \
-                    EXISTS (SELECT 1 FROM {table} t WHERE {appended}) AS appended",
-            appended = appended(spec),
-        ))
-        .rows()
-        .get_result(conn),
-        Ok(false) => super::cached::CachedSql::sql(format!(
-            "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
-                    (SELECT s.generation FROM {state} s) AS generation, \
-                    NULL AS indexed_through, \
-                    (SELECT count(*) FROM {queue}) AS queued, 0 AS appended \
-             WHERE NOT EXISTS (SELECT 1 FROM {table} LIMIT 0)",
-        ))
-        .rows()
-        .get_result(conn),
-        Err(e) => Err(e),
+    let read = super::cached::CachedSql::sql(format!(
+        "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
+                (SELECT s.generation FROM {state} s) AS generation, \
+                (SELECT s.indexed_through FROM {state} s) AS indexed_through, \
+                (SELECT count(*) FROM {queue}) AS queued, \
+                EXISTS (SELECT 1 FROM {table} t WHERE {appended}) AS appended",
+        appended = appended(spec),
+    ))
+    .rows()
+    .get_result(conn);
+    let e = match read {
+        Ok(state) => return Ok(state),
+        Err(e) => e,
     };
-    match read {
-        Ok(state) => Ok(state),
-        Err(e) => {
-            if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
-                return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
-            }
-            Err(e.into())
-        }
+    if !conn.exists(&spec.state_table())? || !conn.exists(&spec.queue_table())? || !conn.exists(spec.table())? {
+        return Err(IndexError::NotMigrated { index: spec.name().to_owned(), table: spec.table().to_owned() });
     }
+    if has_indexed_through(conn, spec)? {
+        return Err(e.into());
+    }
+    // Migrated before `indexed_through`: every insert is queued.
+    Ok(super::cached::CachedSql::sql(format!(
+        "SELECT (SELECT s.needs_rebuild FROM {state} s) AS needs_rebuild, \
+                (SELECT s.generation FROM {state} s) AS generation, \
+                NULL AS indexed_through, \
+                (SELECT count(*) FROM {queue}) AS queued, 0 AS appended",
+    ))
+    .rows()
+    .get_result(conn)?)
 }
 
 /// The SQL condition (over `t`, the indexed table's alias) a row must meet to be indexed: a BLOB of the
