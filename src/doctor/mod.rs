@@ -871,8 +871,8 @@ fn sqlite_index_findings(
             Finding::new(
                 Level::Warning,
                 format!(
-                    "{} change(s) to {on} wait in the queue of the vector index {}: the next search applies them, \
-                     or rebuild the index",
+                    "{} change(s) to {on} are not in the vector index {} yet: the next search applies them, or \
+                     rebuild the index",
                     status.pending_changes,
                     spec.name()
                 ),
@@ -903,8 +903,8 @@ fn sqlite_index_findings(
             Finding::new(
                 Level::Warning,
                 format!(
-                    "{} change(s) to {on} wait in the vec0 index queue of {}: the next search applies them, or \
-                     rebuild the index",
+                    "{} change(s) to {on} are not in the vec0 table of the index {} yet: the next search applies \
+                     them, or rebuild the index",
                     status.pending_changes,
                     spec.name()
                 ),

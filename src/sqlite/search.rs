@@ -10,8 +10,9 @@
 //!    candidates are reranked until the error bound proves the result or the estimated recall reaches its
 //!    target), else sqlite-vec's vec0 table. Either is brought up to date first without waiting for the
 //!    write lock. When another connection holds it (or the database is read-only), the structure answers
-//!    as it stands and the rows whose changes wait in the index's queue are added as candidates (vec0 is
-//!    asked for as many more rows as are queued; any stale entry of a queued row is dropped).
+//!    as it stands and the rows it does not hold as they are (queued, or appended above its last indexed
+//!    id) are added as candidates (vec0 is asked for as many more rows as that; any stale entry of such a
+//!    row is dropped).
 //! 3. **Exact distances** of the candidates from the table itself ([`exact_rows`]), with every filter
 //!    applied again, sorted by distance then id. Every candidate set (the codes', the queued rows, vec0's)
 //!    gets them from the kernel the exact scan uses, so a sort never mixes two kernels' last bits. If vec0's cannot be trusted to hold the true first `k`

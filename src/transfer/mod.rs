@@ -73,9 +73,9 @@ pub enum TargetIndex {
         /// Changes applied (rows indexed, on a rebuild).
         applied: i64,
     },
-    /// SQLite without sqlite-vec: the changes wait in the queue for a connection that has it.
+    /// SQLite without sqlite-vec: the changes wait for a connection that has it.
     Vec0Pending,
-    /// SQLite, an index without vec0 (the crate's codes): its queue was applied, or it was marked for a
+    /// SQLite, an index without vec0 (the crate's codes): its changes were applied, or it was marked for a
     /// rebuild from the table, which the crate's codes follow on the index's next search.
     Synced {
         /// Whether it was rebuilt from the table.

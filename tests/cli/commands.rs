@@ -260,8 +260,8 @@ fn doctor_flags_a_stale_index_and_reindex_rebuilds_it() {
     let report = ok(&["--database-url", &path, "doctor"]);
     assert!(
         report.contains(
-            "warning: 1 change(s) to fragment_embeddings.embedding wait in the queue of the vector index \
-             fragment_embeddings_idx"
+            "warning: 1 change(s) to fragment_embeddings.embedding are not in the vector index \
+             fragment_embeddings_idx yet"
         ),
         "{report}"
     );
