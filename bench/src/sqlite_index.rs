@@ -120,7 +120,16 @@ fn docs_spec(kept: SqliteIndex, dims: usize) -> IndexSpec {
 
 /// Rows into `docs` in transactions of 1000, each followed by a sync when there is an index; returns the
 /// seconds writing, the seconds syncing and the file size.
-fn write_docs(input: &Input<'_>, path: &str, spec: Option<&IndexSpec>) -> (f64, f64, u64) {
+/// When the maintenance variants bring the index up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// `sqlite::sync` after each transaction of 1000 rows.
+    EachTransaction,
+    /// Once, after the last transaction (as the first search after the writes would).
+    AtTheEnd,
+}
+
+fn write_docs(input: &Input<'_>, path: &str, spec: Option<&IndexSpec>, when: Sync) -> (f64, f64, u64) {
     let mut conn = sqlite::establish(path).expect("open");
     conn.batch_execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, embedding BLOB)")
         .expect("create");
@@ -149,7 +158,7 @@ fn write_docs(input: &Input<'_>, path: &str, spec: Option<&IndexSpec>) -> (f64, 
         })
         .expect("insert");
         writing += t.elapsed().as_secs_f64();
-        if let Some(spec) = spec {
+        if let Some(spec) = spec.filter(|_| when == Sync::EachTransaction || start + 1000 >= rows) {
             let t = Instant::now();
             sqlite::sync(&mut conn, spec).expect("sync");
             syncing += t.elapsed().as_secs_f64();
@@ -159,8 +168,9 @@ fn write_docs(input: &Input<'_>, path: &str, spec: Option<&IndexSpec>) -> (f64, 
     (writing, syncing, file_size(path))
 }
 
-/// Rounds of the quick variants (the table alone, the queue, the codes, the contiguous copy), interleaved so
-/// that the machine's drift falls on all of them alike; the vec0 variants, 7-9x slower, run once.
+/// Rounds of the quick variants (the table alone, the queue, the codes synced at each transaction and at the
+/// end, the contiguous copy), interleaved so that the machine's drift falls on all of them alike; the vec0
+/// variants, 7-9x slower, run once.
 const MAINTENANCE_ROUNDS: usize = 3;
 
 fn maintenance(input: &Input<'_>) {
@@ -169,10 +179,11 @@ fn maintenance(input: &Input<'_>) {
         "Maintenance: {} rows written into `docs (id, lang, embedding)` in transactions of 1000 rows, the index",
         input.rows()
     );
-    println!("synced after each (`sqlite::sync`); the index's migration as `generate::render` writes it (queue");
-    println!("triggers and the value checks). Rows inserted with Diesel's `insert_into` (a cached statement).");
+    println!("synced after each (`sqlite::sync`) unless the row says otherwise; the index's migration as");
+    println!("`generate::render` writes it (queue triggers and the value checks). Rows inserted with Diesel's");
+    println!("`insert_into` (a cached statement).");
     println!(
-        "The first four variants run in {MAINTENANCE_ROUNDS} interleaved rounds after an untimed run of the table alone \
+        "The first five variants run in {MAINTENANCE_ROUNDS} interleaved rounds after an untimed run of the table alone \
          (medians; each round's total over its own table-alone run in brackets), the vec0 ones once. File size after \
          a checkpoint.\n"
     );
@@ -181,13 +192,19 @@ fn maintenance(input: &Input<'_>) {
          |---|---:|---:|---:|---:|---:|"
     );
     let dims = input.dims;
-    let variants: [(&str, Option<SqliteIndex>); 6] = [
-        ("no index (the table alone)", None),
-        ("none (queue and checks only)", Some(SqliteIndex::NONE)),
-        ("codes (the default)", Some(SqliteIndex::CODES)),
-        ("codes,vectors", Some(SqliteIndex::CODES_AND_VECTORS)),
-        ("vec0", Some(SqliteIndex::VEC0)),
-        ("codes,vec0", Some(SqliteIndex::CODES_AND_VEC0)),
+    let each = Sync::EachTransaction;
+    let variants: [(&str, Option<SqliteIndex>, Sync); 7] = [
+        ("no index (the table alone)", None, each),
+        ("none (queue and checks only)", Some(SqliteIndex::NONE), each),
+        ("codes (the default)", Some(SqliteIndex::CODES), each),
+        (
+            "codes, synced once after the last transaction (as the first search after them would)",
+            Some(SqliteIndex::CODES),
+            Sync::AtTheEnd,
+        ),
+        ("codes,vectors", Some(SqliteIndex::CODES_AND_VECTORS), each),
+        ("vec0", Some(SqliteIndex::VEC0), each),
+        ("codes,vec0", Some(SqliteIndex::CODES_AND_VEC0), each),
     ];
     // Per variant: (writing, syncing) of each round, and the file size.
     let mut runs: Vec<(Vec<(f64, f64)>, u64)> = vec![(Vec::new(), 0); variants.len()];
@@ -196,22 +213,22 @@ fn maintenance(input: &Input<'_>) {
     // and page cache warming up), which fell on the table alone and made round 1's figures negative.
     {
         let path = dir.file("warm-up.db");
-        write_docs(input, &path, None);
+        write_docs(input, &path, None, Sync::EachTransaction);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
     }
     for round in 0..MAINTENANCE_ROUNDS {
-        for (n, (_, kept)) in variants.iter().enumerate() {
-            if round > 0 && n >= 4 {
+        for (n, (_, kept, when)) in variants.iter().enumerate() {
+            if round > 0 && n >= 5 {
                 continue;
             }
             let path = dir.file(&format!("docs{n}.db"));
             let spec = kept.map(|k| docs_spec(k, dims));
-            let (writing, syncing, size) = write_docs(input, &path, spec.as_ref());
+            let (writing, syncing, size) = write_docs(input, &path, spec.as_ref(), *when);
             runs[n].0.push((writing, syncing));
             runs[n].1 = size;
-            if *kept == Some(SqliteIndex::CODES) && round + 1 == MAINTENANCE_ROUNDS {
+            if *kept == Some(SqliteIndex::CODES) && *when == each && round + 1 == MAINTENANCE_ROUNDS {
                 codes_path = Some(path);
                 continue;
             }
@@ -223,7 +240,7 @@ fn maintenance(input: &Input<'_>) {
     }
     let totals = |n: usize| -> Vec<f64> { runs[n].0.iter().map(|(w, s)| w + s).collect() };
     let base = percentile(&totals(0), 0.5);
-    for (n, (name, _)) in variants.iter().enumerate() {
+    for (n, (name, _, _)) in variants.iter().enumerate() {
         let (times, size) = &runs[n];
         let writing: Vec<f64> = times.iter().map(|t| t.0).collect();
         let syncing: Vec<f64> = times.iter().map(|t| t.1).collect();
