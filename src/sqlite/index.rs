@@ -144,7 +144,8 @@ pub struct IndexStatus {
     pub vec0_table_exists: bool,
     /// Whether the next sync rebuilds it from scratch.
     pub needs_rebuild: bool,
-    /// Changes recorded by the triggers and not yet applied.
+    /// Changes not yet applied: the ids the triggers queued, plus the rows appended above the last
+    /// indexed id (counting those reads each one; an id both queued and appended counts twice).
     pub pending_changes: i64,
     /// Rows in the vec0 table (only countable with sqlite-vec; `None` for an index that keeps none).
     pub vec0_rows: Option<i64>,
