@@ -118,8 +118,6 @@ fn docs_spec(kept: SqliteIndex, dims: usize) -> IndexSpec {
         .expect("valid spec")
 }
 
-/// Rows into `docs` in transactions of 1000, each followed by a sync when there is an index; returns the
-/// seconds writing, the seconds syncing and the file size.
 /// When the maintenance variants bring the index up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sync {
@@ -129,6 +127,8 @@ enum Sync {
     AtTheEnd,
 }
 
+/// Rows into `docs` in transactions of 1000, the index (if any) synced as `when` says; returns the seconds
+/// writing, the seconds syncing and the file size.
 fn write_docs(input: &Input<'_>, path: &str, spec: Option<&IndexSpec>, when: Sync) -> (f64, f64, u64) {
     let mut conn = sqlite::establish(path).expect("open");
     conn.batch_execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, lang TEXT NOT NULL, embedding BLOB)")

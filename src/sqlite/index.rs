@@ -43,7 +43,7 @@ use std::fmt;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::sql_types::{BigInt, Bool, Nullable};
 use diesel::SqliteConnection;
 use tracing::info;
 
@@ -183,9 +183,9 @@ pub(crate) struct State {
     /// Queued ids.
     #[diesel(sql_type = BigInt)]
     pub(crate) queued: i64,
-    /// 1 when the table has rows above `indexed_through` (counting them would read each one), else 0.
-    #[diesel(sql_type = BigInt)]
-    pub(crate) appended: i64,
+    /// Whether the table has rows above `indexed_through` (counting them would read each one).
+    #[diesel(sql_type = Bool)]
+    pub(crate) appended: bool,
     /// The table's largest id at the last sync: rows inserted above it are not queued, the sync reads
     /// them by id. `None` for an index whose migration predates it (its triggers queue every insert).
     #[diesel(sql_type = Nullable<BigInt>)]
@@ -195,7 +195,7 @@ pub(crate) struct State {
 impl State {
     /// Whether the index has changes to apply (queued or appended rows).
     pub(crate) fn pending(&self) -> bool {
-        self.queued > 0 || self.appended > 0
+        self.queued > 0 || self.appended
     }
 }
 
@@ -206,13 +206,11 @@ const SMALLEST_ID: &str = "(-9223372036854775807 - 1)";
 /// Whether `spec`'s state has `indexed_through` (migrations written before it do not): a read of the
 /// schema SQLite holds in memory.
 fn has_indexed_through(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
-    super::cached::CachedSql::sql(format!(
+    let sql = format!(
         "SELECT count(*) AS count FROM pragma_table_info({}) WHERE name = 'indexed_through'",
         crate::index::literal(&spec.state_table())
-    ))
-    .rows()
-    .get_result::<super::migrations::Count>(conn)
-    .map(|c| c.count > 0)
+    );
+    Ok(count(conn, &sql)? > 0)
 }
 
 /// The rows above the state's `indexed_through`, as SQL over `t` (the indexed table), for the SQL of an
@@ -223,7 +221,7 @@ pub(crate) fn appended(spec: &IndexSpec) -> String {
 
 /// How many rows lie above `indexed_through` (0 without it): a read of each.
 fn appended_rows(conn: &mut SqliteConnection, spec: &IndexSpec, state: &State) -> QueryResult<i64> {
-    if state.appended == 0 {
+    if !state.appended {
         return Ok(0);
     }
     count(conn, &format!("SELECT count(*) AS count FROM {} t WHERE {}", quote(spec.table()), appended(spec)))

@@ -53,9 +53,9 @@ struct IndexName {
 }
 
 #[derive(QueryableByName)]
-pub(super) struct Count {
+struct Count {
     #[diesel(sql_type = BigInt)]
-    pub(super) count: i64,
+    count: i64,
 }
 
 #[derive(QueryableByName)]
