@@ -152,6 +152,23 @@ impl QuantizedIndex {
         &self.params
     }
 
+    /// Takes `params`, which must have the same metric, dimensions and centre as the parameters in use
+    /// ([`Params::recalibrated`]): every code stays valid, and every chunk is marked dirty, since a stored
+    /// chunk carries the parameters' fingerprint.
+    ///
+    /// Errors: [`AnnError::Corrupt`] when `params` were made around another centre (nothing changes).
+    pub fn recalibrate(&mut self, params: Params) -> Result<(), AnnError> {
+        let same = params.metric() == self.params.metric()
+            && params.dims() == self.params.dims()
+            && params.centre().iter().map(|x| x.to_bits()).eq(self.params.centre().iter().map(|x| x.to_bits()));
+        if !same {
+            return Err(AnnError::corrupt("recalibrated parameters of another metric, shape or centre"));
+        }
+        self.params = params;
+        self.dirty.extend((0..self.chunks.len()).map(|n| u32::try_from(n).unwrap_or(u32::MAX)));
+        Ok(())
+    }
+
     /// Rows in the index.
     pub fn len(&self) -> usize {
         self.locations.len()

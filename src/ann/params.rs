@@ -227,6 +227,57 @@ fn quantile(sorted: &[f64], q: f64) -> f32 {
     sorted.get(at).map_or(f32::INFINITY, |e| to_f32(*e))
 }
 
+/// How far the centre of a larger sample may lie from the centre codes were made around, in squared
+/// distance relative to the sample's mean squared distance to its own centre, for
+/// [`Params::recalibrated`] to keep the codes: a tenth of the RMS distance. Two random samples of 1000 rows
+/// of the same data lie about a thousandth apart; a first batch of one topic of the data lies far beyond.
+const CENTRE_DRIFT: f64 = 0.01;
+
+/// A training sample read once: the sum and count of its (scaled) vectors, and the first
+/// [`CALIBRATION_ROWS`] of them, scaled.
+struct Gathered {
+    sum: Vec<f64>,
+    count: u64,
+    kept: Vec<Vec<f32>>,
+}
+
+impl Gathered {
+    fn of<'a>(
+        metric: Metric,
+        dims: usize,
+        sample: impl IntoIterator<Item = &'a [f32]>,
+    ) -> Result<(Simd, Gathered), AnnError> {
+        if !supports(metric) {
+            return Err(AnnError::UnsupportedMetric { metric });
+        }
+        if dims == 0 || dims > crate::MAX_DIMS {
+            return Err(AnnError::EmptySample);
+        }
+        let simd = Simd::detect();
+        let mut gathered = Gathered { sum: vec![0f64; dims], count: 0, kept: Vec::new() };
+        for v in sample {
+            check(v, dims)?;
+            let s = scale_of(simd, metric, v);
+            for (total, x) in gathered.sum.iter_mut().zip(v) {
+                *total += f64::from(x * s);
+            }
+            gathered.count += 1;
+            if gathered.kept.len() < CALIBRATION_ROWS {
+                gathered.kept.push(v.iter().map(|x| x * s).collect());
+            }
+        }
+        if gathered.count == 0 {
+            return Err(AnnError::EmptySample);
+        }
+        Ok((simd, gathered))
+    }
+
+    /// The mean of the (scaled) vectors.
+    fn centre(&self) -> Vec<f32> {
+        self.sum.iter().map(|s| to_f32(s / self.count as f64)).collect()
+    }
+}
+
 impl Params {
     /// Trains parameters for `metric` on a sample of `dims`-dimensional vectors (a few thousand rows of the
     /// data to be indexed; more is fine, every one is read once, the first 2000 are also used to measure the
@@ -240,36 +291,37 @@ impl Params {
         dims: usize,
         sample: impl IntoIterator<Item = &'a [f32]>,
     ) -> Result<Params, AnnError> {
-        if !supports(metric) {
-            return Err(AnnError::UnsupportedMetric { metric });
+        let (simd, gathered) = Gathered::of(metric, dims, sample)?;
+        let centre = gathered.centre();
+        Ok(Params::calibrated(simd, metric, dims, centre, &gathered))
+    }
+
+    /// These parameters measured again on a larger `sample` of the same data, keeping their centre, so that
+    /// every code made with them stays valid: the error bounds from the new sample, which they then say
+    /// they were trained on. `None` when the sample's own centre lies more than a tenth of the sample's
+    /// root-mean-square distance to it away from the kept one (the first rows were not like the rest):
+    /// then [`train`](Self::train) anew and encode every row again.
+    ///
+    /// Errors: as [`train`](Self::train).
+    pub fn recalibrated<'a>(&self, sample: impl IntoIterator<Item = &'a [f32]>) -> Result<Option<Params>, AnnError> {
+        let (simd, gathered) = Gathered::of(self.metric, self.dims, sample)?;
+        let centre = gathered.centre();
+        let shift: f64 = centre.iter().zip(&self.centre).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+        let spread = gathered.kept.iter().map(|v| f64::from(simd.l2_squared(v, &centre))).sum::<f64>()
+            / gathered.kept.len().max(1) as f64;
+        if shift > CENTRE_DRIFT * spread {
+            return Ok(None);
         }
-        if dims == 0 || dims > crate::MAX_DIMS {
-            return Err(AnnError::EmptySample);
-        }
-        let simd = Simd::detect();
-        let mut sum = vec![0f64; dims];
-        let mut count = 0u64;
-        let mut kept: Vec<Vec<f32>> = Vec::new();
-        for v in sample {
-            check(v, dims)?;
-            let s = scale_of(simd, metric, v);
-            for (total, x) in sum.iter_mut().zip(v) {
-                *total += f64::from(x * s);
-            }
-            count += 1;
-            if kept.len() < CALIBRATION_ROWS {
-                kept.push(v.iter().map(|x| x * s).collect());
-            }
-        }
-        if count == 0 {
-            return Err(AnnError::EmptySample);
-        }
-        let centre: Vec<f32> = sum.iter().map(|s| to_f32(s / count as f64)).collect();
+        Ok(Some(Params::calibrated(simd, self.metric, self.dims, self.centre.clone(), &gathered)))
+    }
+
+    /// Parameters around `centre`, their bounds measured on `gathered`'s calibration rows.
+    fn calibrated(simd: Simd, metric: Metric, dims: usize, centre: Vec<f32>, gathered: &Gathered) -> Params {
         let mut params = Params {
             metric,
             dims,
             centre,
-            sample_rows: count,
+            sample_rows: gathered.count,
             error_bound: f32::INFINITY,
             angular_bound: f32::INFINITY,
             tail: [f32::INFINITY; TAIL_POINTS],
@@ -277,9 +329,9 @@ impl Params {
             l1_mid: 1.0,
             fingerprint: 0,
         };
-        params.calibrate(simd, &kept);
+        params.calibrate(simd, &gathered.kept);
         params.fingerprint = checksum_v1(&params.body());
-        Ok(params)
+        params
     }
 
     /// Measures the error bounds (and the L1 ratios) on pairs of sample vectors; leaves them infinite when

@@ -888,3 +888,52 @@ fn codes_whose_prefixes_say_nothing_are_compared_whole() {
         assert_eq!(a.neighbours, exact(Metric::L2, &all, q, 10));
     }
 }
+
+#[test]
+fn recalibrating_on_a_larger_sample_keeps_the_codes_unless_the_centre_moved() {
+    // Rows cycle through the clusters, so the first 200 are like the rest.
+    let data = clustered(31, 4000, 96, 40);
+    let rows = || data.iter().enumerate().map(|(i, v)| (id_of(i), 0, v.as_slice()));
+    let store = Store::new(&data);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    for metric in METRICS {
+        let early = Params::train(metric, 96, data[..200].iter().map(Vec::as_slice)).unwrap();
+        let mut index = QuantizedIndex::build(early.clone(), rows()).unwrap();
+        index.take_dirty();
+        let params = early.recalibrated(data.iter().map(Vec::as_slice)).unwrap().expect("the centre holds");
+        assert_eq!(params.centre(), early.centre(), "{metric}");
+        assert_eq!(params.sample_rows(), 4000);
+        assert_ne!(params.fingerprint(), early.fingerprint());
+        index.recalibrate(params.clone()).unwrap();
+        // Every chunk is stored again, and is what a build with the new parameters stores.
+        assert_eq!(index.take_dirty().len(), index.chunk_count());
+        let fresh = QuantizedIndex::build(params, rows()).unwrap();
+        for n in 0..index.chunk_count() as u32 {
+            assert_eq!(index.chunk_bytes(n), fresh.chunk_bytes(n), "{metric}: chunk {n}");
+        }
+        let (mut found, mut wanted) = (0, 0);
+        for q in &clustered_noise(31, 5, 10, 96, 40) {
+            let truth = exact(metric, &all, q, 10);
+            let outcome = index.search(q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+            found += found_of(&truth, &outcome.neighbours);
+            wanted += truth.len();
+        }
+        assert!(found as f64 >= 0.97 * wanted as f64, "{metric}: {found} of {wanted}");
+    }
+
+    // A first sample of one cluster: its centre is not the data's, so the codes must be made again.
+    let one_cluster = Params::train(Metric::L2, 96, data.iter().step_by(40).map(Vec::as_slice)).unwrap();
+    assert!(one_cluster.recalibrated(data.iter().map(Vec::as_slice)).unwrap().is_none());
+    // Parameters around another centre are refused, and the index stays as it was.
+    let mut index = QuantizedIndex::build(one_cluster, rows()).unwrap();
+    index.take_dirty();
+    let before = index.chunk_bytes(0);
+    let other = Params::train(Metric::L2, 96, data.iter().map(Vec::as_slice)).unwrap();
+    assert!(matches!(index.recalibrate(other), Err(AnnError::Corrupt { .. })));
+    assert!(index.take_dirty().is_empty());
+    assert_eq!(index.chunk_bytes(0), before);
+    // Bad vectors in the sample are the same typed errors as in training.
+    let early = Params::train(Metric::L2, 96, data[..200].iter().map(Vec::as_slice)).unwrap();
+    assert!(matches!(early.recalibrated([&data[0][..95]]), Err(AnnError::DimensionMismatch { .. })));
+    assert!(matches!(early.recalibrated(std::iter::empty()), Err(AnnError::EmptySample)));
+}

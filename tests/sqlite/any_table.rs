@@ -458,3 +458,51 @@ fn an_id_that_leads_a_unique_index_serves_like_a_primary_key() {
     }
     assert!(sqlite::status(&mut conn, &spec).unwrap().is_up_to_date());
 }
+
+#[test]
+fn an_index_trained_on_its_first_rows_is_measured_again_as_it_grows_and_rebuilt_only_if_they_were_unlike_the_rest() {
+    let lang = |id: i64| if id % 3 == 0 { "fr" } else { "en" };
+    for first_rows_alike in [true, false] {
+        let (_dir, path) = file_db();
+        let mut conn = open(&path);
+        conn.batch_execute(DOCUMENTS).unwrap();
+        let spec = spec(SqliteIndex::CODES);
+        conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+        let mut rng = Rng::new(47);
+        for id in 1..=500 {
+            let mut v = vector(&mut rng);
+            if !first_rows_alike {
+                // All in one corner, far from where the later rows lie.
+                v = Vector::new(v.as_slice().iter().map(|x| 0.05 * x + 3.0).collect()).unwrap();
+            }
+            insert(&mut conn, id, lang(id), Some(&v));
+        }
+        assert_eq!(sqlite::sync(&mut conn, &spec).unwrap().applied, 500, "trained on the first 500 rows");
+        for id in 501..=2000 {
+            insert(&mut conn, id, lang(id), Some(&vector(&mut rng)));
+        }
+        // Four times the rows it was trained on: trained again, on a sample of all 2000. Around the same
+        // centre when it still holds (no row read or encoded again), from scratch when it moved.
+        let report = sqlite::sync(&mut conn, &spec).unwrap();
+        if first_rows_alike {
+            assert_eq!((report.rebuilt, report.applied), (false, 1500));
+        } else {
+            assert_eq!((report.rebuilt, report.applied), (true, 2000));
+        }
+        let status = sqlite::status(&mut conn, &spec).unwrap();
+        assert!(status.is_up_to_date() && status.codes_rows == Some(2000), "{status:?}");
+        // The next growth syncs apply changes only: the training now holds.
+        insert(&mut conn, 2001, "en", Some(&vector(&mut rng)));
+        assert!(!sqlite::sync(&mut conn, &spec).unwrap().rebuilt);
+        for _ in 0..10 {
+            let q = vector(&mut rng);
+            for lang in ["en", "fr"] {
+                assert_eq!(indexed_knn(&mut conn, &spec, &q, lang, 10).0, exact(&mut conn, &q, lang, 10), "{lang}");
+            }
+        }
+        // A new process loads the recalibrated codes from the file and answers alike.
+        sqlite::clear_codes_cache();
+        let q = vector(&mut rng);
+        assert_eq!(indexed_knn(&mut conn, &spec, &q, "en", 10).0, exact(&mut conn, &q, "en", 10));
+    }
+}

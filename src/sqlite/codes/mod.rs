@@ -73,11 +73,13 @@ const RECORD_ROW: i64 = -2;
 /// Rows a rebuild trains on at most, and the memory their vectors may take.
 const SAMPLE_ROWS: usize = 10_000;
 const SAMPLE_BYTES: usize = 64 << 20;
-/// Codes trained on fewer rows than this are retrained (rebuilt) once the index holds [`RETRAIN_GROWTH`]
-/// times as many: the centre of a few early rows need not be the data's, and with fewer rows the error
-/// bounds are measured on fewer pairs (the calibration uses up to 2000 rows). Above it, the training stays
-/// until the index is rebuilt ([`super::rebuild`]): growth alone rarely moves the centre of thousands of
-/// rows, and a rebuild reads the whole table.
+/// Codes trained on fewer rows than this are trained again once the index holds [`RETRAIN_GROWTH`] times
+/// as many: with fewer rows the error bounds are measured on fewer pairs (the calibration uses up to 2000
+/// rows), and the centre of a few early rows need not be the data's. When the larger sample's centre is
+/// near the old one, only the bounds are measured again ([`Params::recalibrated`]: the codes stay, every
+/// chunk is stored again with the new parameters' fingerprint); otherwise the codes are rebuilt. Above it,
+/// the training stays until the index is rebuilt ([`super::rebuild`]): growth alone rarely moves the
+/// centre of thousands of rows, and a rebuild reads the whole table.
 const RETRAIN_BELOW: u64 = 2000;
 const RETRAIN_GROWTH: u64 = 4;
 
@@ -919,7 +921,22 @@ fn apply_queue(
     )?;
     let trained = index.params().sample_rows();
     if trained < RETRAIN_BELOW && index.len() as u64 >= RETRAIN_GROWTH * trained.max(1) {
-        return Ok(Err("the index outgrew its training sample".into()));
+        // Measured again on a sample of the table; kept around the same centre when it still holds, so that
+        // no row is read or encoded again.
+        let sample = sample(conn, spec)?;
+        let Ok(Some(params)) = index.params().recalibrated(sample.iter().map(Vec::as_slice)) else {
+            return Ok(Err("the index outgrew its training sample, and its centre moved".into()));
+        };
+        drop(sample);
+        index.recalibrate(params).map_err(corrupt)?;
+        write_row(conn, spec, PARAMS_ROW, next, &index.params().to_bytes())?;
+        tracing::debug!(
+            target: "diesel_vector::index",
+            index = spec.name(),
+            trained,
+            sample_rows = index.params().sample_rows(),
+            "quantized codes recalibrated on a larger sample"
+        );
     }
     for n in index.take_dirty() {
         if let Some(bytes) = index.chunk_bytes(n) {
