@@ -677,16 +677,13 @@ impl QuantizedIndex {
         bounds: &Bounds,
         take: std::ops::RangeInclusive<u16>,
     ) -> Vec<Candidate> {
-        let mut code = vec![0u64; self.params.words()];
         let (from, to) = (*take.start(), (*take.end()).min(PENDING - 1));
-        let mut out = Vec::new();
-        for at in slots.iter().map(|s| *s as usize) {
-            let d = distances[at];
-            if (from..=to).contains(&d) {
-                out.push(self.candidate(query, bounds, at, d, &mut code));
-            }
-        }
-        out
+        let rows: Vec<(usize, u16)> = slots
+            .iter()
+            .map(|s| *s as usize)
+            .filter_map(|at| Some((at, distances[at])).filter(|(_, d)| (from..=to).contains(d)))
+            .collect();
+        self.candidates(query, bounds, &rows)
     }
 
     /// [`rescore`](Self::rescore) over every row slot.
@@ -698,9 +695,8 @@ impl QuantizedIndex {
         take: std::ops::RangeInclusive<u16>,
     ) -> Vec<Candidate> {
         const BLOCK: usize = 32;
-        let mut code = vec![0u64; self.params.words()];
         let (from, to) = (*take.start(), (*take.end()).min(PENDING - 1));
-        let mut out = Vec::new();
+        let mut rows = Vec::new();
         for (b, block) in distances.chunks(BLOCK).enumerate() {
             // Most blocks hold no row in range (a search rescores about 1% of the rows): the block's minimum
             // (a vectorised fold) rules them out without a branch per row.
@@ -709,9 +705,34 @@ impl QuantizedIndex {
             }
             for (i, d) in block.iter().enumerate() {
                 if (from..=to).contains(d) {
-                    out.push(self.candidate(query, bounds, b * BLOCK + i, *d, &mut code));
+                    rows.push((b * BLOCK + i, *d));
                 }
             }
+        }
+        self.candidates(query, bounds, &rows)
+    }
+
+    /// The rows at `rows` (slot among all, Hamming distance) rescored, in order. They lie scattered over the
+    /// chunks: each row's code, factors and id are asked for [`PREFETCH_AHEAD`] rows before its turn, so that
+    /// their reads from memory overlap instead of each waiting for the last.
+    fn candidates(&self, query: &Query, bounds: &Bounds, rows: &[(usize, u16)]) -> Vec<Candidate> {
+        let mut code = vec![0u64; self.params.words()];
+        let p = self.params.prefix_words();
+        let r = code.len() - p;
+        let fetch = |at: usize| {
+            let (chunk, slot) = (&self.chunks[at / CHUNK_ROWS], at % CHUNK_ROWS);
+            self.simd.prefetch(&chunk.prefix[slot * p..(slot + 1) * p]);
+            self.simd.prefetch(&chunk.rest[slot * r..(slot + 1) * r]);
+            self.simd.prefetch(std::slice::from_ref(&chunk.factors[slot]));
+            self.simd.prefetch(std::slice::from_ref(&chunk.ids[slot]));
+        };
+        rows.iter().take(PREFETCH_AHEAD).for_each(|(at, _)| fetch(*at));
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, (at, d)) in rows.iter().enumerate() {
+            if let Some((ahead, _)) = rows.get(i + PREFETCH_AHEAD) {
+                fetch(*ahead);
+            }
+            out.push(self.candidate(query, bounds, *at, *d, &mut code));
         }
         out
     }
@@ -731,6 +752,9 @@ impl QuantizedIndex {
         }
     }
 }
+
+/// How many rows ahead of its rescoring a row's code is asked for ([`QuantizedIndex::candidates`]).
+const PREFETCH_AHEAD: usize = 8;
 
 /// The index of chunk `n`'s first row slot among all slots.
 fn slot_base(n: usize) -> u32 {

@@ -405,3 +405,20 @@ fn matching_keys_sets_the_same_bits_at_every_level() {
         }
     }
 }
+
+#[test]
+fn prefetches_take_any_slice_and_change_nothing() {
+    let words: Vec<u64> = (0..1000).collect();
+    let floats = vec![1.5f32; 333];
+    for simd in Simd::all_supported() {
+        // Empty, one element, unaligned starts, lengths not a multiple of a cache line, zero-sized elements.
+        simd.prefetch::<u64>(&[]);
+        simd.prefetch(&words[..1]);
+        simd.prefetch(&words[3..517]);
+        simd.prefetch(&floats[1..]);
+        simd.prefetch(&[(); 8]);
+        simd.prefetch(std::slice::from_ref(&floats[332]));
+    }
+    assert_eq!(words, (0..1000).collect::<Vec<u64>>());
+    assert!(floats.iter().all(|x| *x == 1.5));
+}

@@ -347,6 +347,19 @@ fn prefetch_lines(words: &[u64]) {
     }
 }
 
+/// Asks for the cache lines of `data`, whatever its element type (a hint, like [`prefetch_lines`]).
+#[inline(always)]
+pub(super) fn prefetch<T>(data: &[T]) {
+    let (start, len) = (data.as_ptr().cast::<u8>(), std::mem::size_of_val(data));
+    let mut at = 0;
+    while at < len {
+        // A prefetch is only a hint: it reads nothing into the program and cannot fault; `at` stays within
+        // `data` anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(at).cast()) };
+        at += 64;
+    }
+}
+
 /// At most this many planes are summed (the weights stay within `u32`).
 pub(super) const MAX_PLANES: usize = 8;
 
