@@ -410,16 +410,28 @@ unsafe fn plane_sums_popcnt(planes: &[u64], code: &[u64]) -> (u32, u32) {
     portable::plane_sums(planes, code)
 }
 
-/// Bytes of `x` replaced by their number of set bits (Mula's nibble table), summed into four `u64` lanes.
+/// Mula's nibble table (the set bits of 0 to 15, in both 128-bit halves) and the low-nibble mask.
 #[inline(always)]
-unsafe fn popcount_avx2(x: __m256i) -> __m256i {
+unsafe fn nibble_table_avx2() -> (__m256i, __m256i) {
     let table = _mm256_setr_epi8(
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
     );
-    let low = _mm256_set1_epi8(0x0f);
+    (table, _mm256_set1_epi8(0x0f))
+}
+
+/// Bytes of `x` replaced by their number of set bits (0 to 8), from [`nibble_table_avx2`]'s table and mask.
+#[inline(always)]
+unsafe fn byte_counts_avx2(x: __m256i, table: __m256i, low: __m256i) -> __m256i {
     let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
     let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
-    _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
+    _mm256_add_epi8(lo, hi)
+}
+
+/// Bytes of `x` replaced by their number of set bits, summed into four `u64` lanes.
+#[inline(always)]
+unsafe fn popcount_avx2(x: __m256i) -> __m256i {
+    let (table, low) = nibble_table_avx2();
+    _mm256_sad_epu8(byte_counts_avx2(x, table, low), _mm256_setzero_si256())
 }
 
 #[inline(always)]
@@ -454,13 +466,10 @@ unsafe fn hamming_avx2(q: *const u64, code: *const u64, words: usize) -> u32 {
 const FOUR_ROWS_MAX_WORDS: usize = 1023;
 
 /// The bytes of `q ^ *c` (four words at `c`, which the caller guarantees readable) replaced by their number
-/// of set bits (0 to 8; Mula's nibble table).
+/// of set bits (0 to 8).
 #[inline(always)]
 unsafe fn xor_counts_avx2(q: __m256i, c: *const u64, table: __m256i, low: __m256i) -> __m256i {
-    let x = _mm256_xor_si256(q, _mm256_loadu_si256(c.cast()));
-    let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
-    let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
-    _mm256_add_epi8(lo, hi)
+    byte_counts_avx2(_mm256_xor_si256(q, _mm256_loadu_si256(c.cast())), table, low)
 }
 
 /// The Hamming distances from `q` to the four codes of `words` words at `code`, `code + words`, ... (one
@@ -472,10 +481,7 @@ unsafe fn xor_counts_avx2(q: __m256i, c: *const u64, table: __m256i, low: __m256
 /// into their fields and summed once, where the one-row kernel sums each row's lanes by itself.
 #[inline(always)]
 unsafe fn hamming_four_avx2(q: *const u64, code: *const u64, words: usize) -> u64 {
-    let table = _mm256_setr_epi8(
-        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-    );
-    let low = _mm256_set1_epi8(0x0f);
+    let (table, low) = nibble_table_avx2();
     let zero = _mm256_setzero_si256();
     let blocks = words / 4;
     let (c0, c1, c2, c3) = (code, code.add(words), code.add(2 * words), code.add(3 * words));
