@@ -527,6 +527,15 @@ unsafe fn hamming_four_avx2(q: *const u64, code: *const u64, words: usize) -> u6
 #[target_feature(enable = "avx2,popcnt")]
 unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     let words = query.len();
+    // One row by itself (the closure has this function's target features).
+    let one = |row: usize| {
+        if kept(keep, row) {
+            // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
+            saturate(hamming_avx2(query.as_ptr(), codes.as_ptr().add(row * words), words))
+        } else {
+            u16::MAX
+        }
+    };
     let mut done = 0;
     // Four rows at a time pays when most rows are kept (a quarter less time over whole chunks of 8-24 words);
     // with fewer kept, groups of four mostly hold one or two rows to count, and row by row is as fast.
@@ -541,16 +550,11 @@ unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mu
             if bits.count_ones() < 3 {
                 // One or two rows kept: counting them alone reads less than counting all four.
                 for (i, o) in o.iter_mut().enumerate() {
-                    *o = if bits >> i & 1 == 1 {
-                        // In bounds: row + i < out.len(), and codes.len() == out.len() * words (the dispatch).
-                        saturate(hamming_avx2(query.as_ptr(), codes.as_ptr().add((row + i) * words), words))
-                    } else {
-                        u16::MAX
-                    };
+                    *o = one(row + i);
                 }
                 continue;
             }
-            // In bounds: rows row..row + 4 < out.len(), and codes.len() == out.len() * words (checked by the
+            // In bounds: row + 4 <= out.len(), and codes.len() == out.len() * words (checked by the
             // dispatch); 4 <= words <= FOUR_ROWS_MAX_WORDS above.
             let sums = hamming_four_avx2(query.as_ptr(), codes.as_ptr().add(row * words), words);
             for (i, o) in o.iter_mut().enumerate() {
@@ -562,12 +566,7 @@ unsafe fn hamming_scan_avx2(query: &[u64], codes: &[u64], keep: &[u64], out: &mu
         done = groups * 4;
     }
     for (row, o) in out.iter_mut().enumerate().skip(done) {
-        if !kept(keep, row) {
-            *o = u16::MAX;
-            continue;
-        }
-        // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
-        *o = saturate(hamming_avx2(query.as_ptr(), codes.as_ptr().add(row * words), words));
+        *o = one(row);
     }
 }
 
