@@ -287,6 +287,13 @@ pub fn rank<R, K: Into<i64>>(rows: Vec<R>, id: impl Fn(&R) -> K, hits: &[Hit]) -
 }
 
 #[cfg(feature = "sqlite")]
+impl From<crate::sqlite::IndexError> for SearchError {
+    fn from(e: crate::sqlite::IndexError) -> Self {
+        Self::Index(e)
+    }
+}
+
+#[cfg(feature = "sqlite")]
 impl From<crate::ann::AnnError> for SearchError {
     fn from(e: crate::ann::AnnError) -> Self {
         use crate::ann::AnnError;
@@ -524,6 +531,8 @@ impl<'a> IndexSearch<'a> {
     /// SQLite, a scan of every row (exact, or where the index cannot answer) of a database file: how many
     /// connections read the table at once, each a part of its rows, this connection one of them (default:
     /// the threads the machine runs at once, at most 4, for a table of more than 16,384 rows; at least 1).
+    /// An index that keeps a copy of the vectors (`SqliteIndex::vectors`) has its copy read the same way,
+    /// by ranges of its groups of 16 rows.
     /// The extra connections are kept open for the next scan (`sqlite::close_scan_connections` closes
     /// them); they read the same snapshot as this one, checked before their results are taken. A search
     /// inside a transaction, or on a database in memory, reads on this connection only, and so does any part
@@ -736,6 +745,7 @@ pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter
         simd = tracing::field::Empty,
         catalog = tracing::field::Empty,
         connections = tracing::field::Empty,
+        vectors_copy = tracing::field::Empty,
     )
 }
 

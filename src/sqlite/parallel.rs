@@ -49,7 +49,13 @@ const PIECES_PER_CONNECTION: usize = 8;
 
 /// Below this many rowids, the default scan reads on one connection (opening another costs more than a
 /// few thousand rows take to read).
-const DEFAULT_MIN_ROWS: i64 = 16_384;
+pub(crate) const DEFAULT_MIN_ROWS: i64 = 16_384;
+
+/// The idle connections kept for `file`.
+#[cfg(test)]
+pub(crate) fn idle_connections(file: &str) -> usize {
+    POOL.lock().unwrap_or_else(PoisonError::into_inner).get(file).map_or(0, Vec::len)
+}
 
 /// The most idle connections kept for all database files together.
 const POOL_MAX: usize = 16;
@@ -152,8 +158,14 @@ fn data_version(conn: &mut SqliteConnection) -> QueryResult<i64> {
     diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(conn).map(|v| v.data_version)
 }
 
-/// How the scan would divide (see [`Divided`]); `None` when it reads on one connection.
-fn divide(conn: &mut SqliteConnection, table: &str, threads: Option<usize>) -> QueryResult<Option<Divided>> {
+/// How a scan of `table` would divide (see [`Divided`]); `None` when it reads on one connection. Without
+/// `threads` asked for, a table of fewer than `min_rows` rowids is read on one connection.
+pub(crate) fn divide(
+    conn: &mut SqliteConnection,
+    table: &str,
+    threads: Option<usize>,
+    min_rows: i64,
+) -> QueryResult<Option<Divided>> {
     let wanted = threads.unwrap_or_else(default_threads);
     if wanted < 2 {
         return Ok(None);
@@ -216,7 +228,7 @@ fn divide(conn: &mut SqliteConnection, table: &str, threads: Option<usize>) -> Q
     };
     let (Some(first), Some(last)) = (span.first, span.last) else { return Ok(None) };
     let rows = i128::from(last) - i128::from(first) + 1;
-    if threads.is_none() && rows < i128::from(DEFAULT_MIN_ROWS) {
+    if threads.is_none() && rows < i128::from(min_rows) {
         return Ok(None);
     }
     let connections = wanted.min(usize::try_from(rows).unwrap_or(usize::MAX));
@@ -233,10 +245,17 @@ fn divide(conn: &mut SqliteConnection, table: &str, threads: Option<usize>) -> Q
 }
 
 /// How a scan is divided: the file, the connections that read it, the ranges of rowids they take in turn.
-struct Divided {
+pub(crate) struct Divided {
     file: String,
     connections: usize,
     pieces: Vec<Part>,
+}
+
+impl Divided {
+    /// Piece `i`'s range of rowids.
+    pub(crate) fn piece(&self, i: usize) -> Part {
+        self.pieces[i]
+    }
 }
 
 /// A connection that reads parts of scans, opened on the file `id` names.
@@ -414,10 +433,44 @@ pub(crate) fn top_k_divided<'q, Q>(
 where
     Q: RowsQuery<'q>,
 {
-    let Some(plan) = divide(conn, table, threads)? else { return Ok(None) };
+    let Some(plan) = divide(conn, table, threads, DEFAULT_MIN_ROWS)? else { return Ok(None) };
     if !scans_the_table(conn, &rows(None))? {
         return Ok(None);
     }
+    // The helpers' queries, rendered here (a query need not be `Send`); each piece's is taken once.
+    let queued = plan
+        .pieces
+        .iter()
+        .map(|piece| collect(&rows(Some(*piece))).map(|q| Mutex::new(Some(Owned(q)))))
+        .collect::<QueryResult<Vec<_>>>()?;
+    let theirs = |conn: &mut SqliteConnection, (): &(), i: usize| {
+        let owned = queued.get(i)?.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        top_k(conn, owned, query, metric, k).ok()
+    };
+    let mine =
+        |conn: &mut SqliteConnection, (): &(), i: usize| top_k(conn, rows(Some(plan.pieces[i])), query, metric, k);
+    in_pieces(conn, &plan, |_| Ok(()), &theirs, mine, |_, parts| Ok(Some(merge(parts, k))))
+}
+
+/// Reads the pieces of `plan` on `conn` and on the extra connections at once, all in one snapshot. In it,
+/// on `conn`: `prepare` first, for what every piece needs (read before any piece is); then the pieces,
+/// `theirs(connection, &prepared, piece)` on other threads (`None`: the piece is read again by `mine`),
+/// `mine(conn, &prepared, piece)` on this one; then `finish(conn, parts)` (in any order), for what the
+/// result needs beside them. `None` (nothing read, or nothing kept) when a commit came between the
+/// snapshots, when a transaction was already open, or when `finish` says so.
+pub(crate) fn in_pieces<P, T, R, E>(
+    conn: &mut SqliteConnection,
+    plan: &Divided,
+    prepare: impl FnOnce(&mut SqliteConnection) -> Result<P, E>,
+    theirs: &(impl Fn(&mut SqliteConnection, &P, usize) -> Option<T> + Sync),
+    mut mine: impl FnMut(&mut SqliteConnection, &P, usize) -> Result<T, E>,
+    finish: impl FnOnce(&mut SqliteConnection, Vec<T>) -> Result<Option<R>, E>,
+) -> Result<Option<R>, E>
+where
+    P: Sync,
+    T: Send,
+    E: From<diesel::result::Error>,
+{
     let before = data_version(conn)?;
     let mmap_size = diesel::sql_query("PRAGMA mmap_size").get_result::<MmapSize>(conn)?.mmap_size;
     // SQLite refuses a BEGIN inside a transaction opened by hand (`batch_execute("BEGIN")`): read on this
@@ -425,26 +478,30 @@ where
     if conn.batch_execute("BEGIN").is_err() {
         return Ok(None);
     }
-    let result = divided(conn, &plan, before, mmap_size, &rows, query, metric, k);
+    let result = match read_pieces(conn, plan, before, mmap_size, prepare, theirs, &mut mine) {
+        Ok(Some(parts)) => finish(conn, parts),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
     let ended = conn.batch_execute("COMMIT");
     let found = result?;
     ended?;
     Ok(found)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn divided<'q, Q>(
+fn read_pieces<P, T, E>(
     conn: &mut SqliteConnection,
     plan: &Divided,
     before: i64,
     mmap_size: i64,
-    rows: &impl Fn(Option<Part>) -> Q,
-    query_vector: &ScanQuery<'_>,
-    metric: Metric,
-    k: usize,
-) -> Result<Option<Exact>, ExactError>
+    prepare: impl FnOnce(&mut SqliteConnection) -> Result<P, E>,
+    theirs: &(impl Fn(&mut SqliteConnection, &P, usize) -> Option<T> + Sync),
+    mine: &mut impl FnMut(&mut SqliteConnection, &P, usize) -> Result<T, E>,
+) -> Result<Option<Vec<T>>, E>
 where
-    Q: RowsQuery<'q>,
+    P: Sync,
+    T: Send,
+    E: From<diesel::result::Error>,
 {
     let file = plan.file.as_str();
     let id = file_id(file);
@@ -469,18 +526,22 @@ where
     if !same {
         return Ok(None);
     }
-    // The helpers' queries, rendered here; every connection takes the next piece in turn.
-    let queued = plan
-        .pieces
-        .iter()
-        .map(|piece| collect(&rows(Some(*piece))).map(|q| Mutex::new(Some(Owned(q)))))
-        .collect::<QueryResult<Vec<_>>>()?;
+    // Run before the helpers start: on error they are given back unused.
+    let prepared = match prepare(conn) {
+        Ok(p) => p,
+        Err(e) => {
+            ready.into_iter().for_each(|h| give_back(file, h));
+            return Err(e);
+        }
+    };
+    let prepared = &prepared;
+    // Every connection takes the next piece in turn.
     let next = AtomicUsize::new(0);
     let take = || {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        queued.get(i).map(|q| (i, q.lock().unwrap_or_else(PoisonError::into_inner).take()))
+        (i < plan.pieces.len()).then_some(i)
     };
-    let (mine, theirs) = thread::scope(|scope| {
+    let (mine_found, joined) = thread::scope(|scope| {
         // A thread the system refuses to start takes no range: the others, this one included, read them.
         let running: Vec<_> = ready
             .into_iter()
@@ -490,11 +551,11 @@ where
                     .name("diesel-vector-scan".into())
                     .spawn_scoped(scope, move || {
                         let (mut found, mut failed) = (Vec::new(), Vec::new());
-                        while let Some((i, query)) = take() {
-                            match query.map(|q| top_k(&mut h.conn, q, query_vector, metric, k)) {
-                                Some(Ok(exact)) => found.push(exact),
+                        while let Some(i) = take() {
+                            match theirs(&mut h.conn, prepared, i) {
+                                Some(part) => found.push(part),
                                 // Read again on the caller's connection below.
-                                _ => failed.push(i),
+                                None => failed.push(i),
                             }
                         }
                         (h, found, failed)
@@ -503,11 +564,11 @@ where
             })
             .collect();
         tracing::Span::current().record("connections", 1 + running.len());
-        let mut mine = Vec::new();
+        let mut found = Vec::new();
         let mut error = None;
-        while let Some((i, _)) = take() {
-            match top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k) {
-                Ok(exact) => mine.push(exact),
+        while let Some(i) = take() {
+            match mine(conn, prepared, i) {
+                Ok(part) => found.push(part),
                 Err(e) => {
                     // Stop taking pieces; the helpers finish theirs.
                     error = Some(e);
@@ -516,37 +577,33 @@ where
             }
         }
         // A thread that panicked took its connection with it: its pieces are unknown, so all are read again.
-        let theirs: Vec<_> = running.into_iter().map(thread::ScopedJoinHandle::join).collect();
-        (error.map_or(Ok(mine), Err), theirs)
+        let joined: Vec<_> = running.into_iter().map(thread::ScopedJoinHandle::join).collect();
+        (error.map_or(Ok(found), Err), joined)
     });
     let mut found = Vec::new();
     let mut again = Vec::new();
     let mut lost = false;
-    for joined in theirs {
-        match joined {
-            Ok((h, exact, failed)) => {
-                found.extend(exact);
+    for outcome in joined {
+        match outcome {
+            Ok((h, parts, failed)) => {
+                found.extend(parts);
                 again.extend(failed);
                 give_back(file, h);
             }
             Err(_) => lost = true,
         }
     }
-    let mine = mine?;
+    let mine_found = mine_found?;
     if lost {
         // Which pieces the lost thread had read is not known: read every piece here, in the same snapshot.
-        let mut all = Vec::with_capacity(plan.pieces.len());
-        for piece in &plan.pieces {
-            all.push(top_k(conn, rows(Some(*piece)), query_vector, metric, k)?);
-        }
-        return Ok(Some(merge(all, k)));
+        return (0..plan.pieces.len()).map(|i| mine(conn, prepared, i)).collect::<Result<Vec<_>, E>>().map(Some);
     }
-    found.extend(mine);
+    found.extend(mine_found);
     // What another connection could not read is read here, in the same snapshot.
     for i in again {
-        found.push(top_k(conn, rows(Some(plan.pieces[i])), query_vector, metric, k)?);
+        found.push(mine(conn, prepared, i)?);
     }
-    Ok(Some(merge(found, k)))
+    Ok(Some(found))
 }
 
 /// The `k` nearest of the parts' results, ordered as one scan orders them.

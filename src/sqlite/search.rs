@@ -290,7 +290,8 @@ fn scan_filter<F: SearchFilter<Sqlite>>(
 
 /// The exact path from the index's contiguous copy of the vectors (`SqliteIndex::vectors`), or `None` when
 /// it cannot answer: the index keeps no copy, it cannot be brought up to date without waiting, or a row it
-/// returned does not pass the filters in the table (a partition key's hash collision).
+/// returned does not pass the filters in the table (a partition key's hash collision). The filters' rows,
+/// the copy and the rows returned are read in one snapshot.
 fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
@@ -303,21 +304,29 @@ fn exact_from_vectors<F: SearchFilter<Sqlite>>(
     if !fresh {
         return Ok(None);
     }
-    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
-    let scan = crate::ann::Filter { partition, allow: allow.as_deref() };
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
-    let Some(found) =
-        super::codes::exact_from_vectors(conn, spec, &query, plan.limit, &scan).map_err(SearchError::Index)?
-    else {
-        return Ok(None);
+    let rows_in = |conn: &mut SqliteConnection| -> Result<super::codes::ScanFilter, SearchError> {
+        let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+        Ok(super::codes::ScanFilter {
+            partition,
+            allow: allow.map(|ids| std::sync::Arc::new(ids.into_iter().collect())),
+        })
     };
-    let ids: Vec<i64> = found.iter().map(|n| n.id).collect();
-    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
-    if hits.len() != ids.len() {
-        return Ok(None);
+    let rows =
+        |conn: &mut SqliteConnection, found: Vec<crate::ann::Neighbour>| -> Result<Option<Vec<Hit>>, SearchError> {
+            let ids: Vec<i64> = found.iter().map(|n| n.id).collect();
+            let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+            if hits.len() != ids.len() {
+                return Ok(None);
+            }
+            sort(&mut hits);
+            Ok(Some(hits))
+        };
+    let hits = super::codes::exact_from_vectors(conn, spec, &query, plan.limit, plan.threads, rows_in, rows)?;
+    if hits.is_some() {
+        tracing::Span::current().record("vectors_copy", true);
     }
-    sort(&mut hits);
-    Ok(Some(Found { hits, path }))
+    Ok(hits.map(|hits| Found { hits, path }))
 }
 
 /// The index's state before, and whether it is up to date now: nothing was due (no queued change, no

@@ -22,9 +22,14 @@ fn open(path: &str) -> SqliteConnection {
 
 /// A database file with `docs` in `documents`, its index declared `codes`.
 fn database(docs: &[Doc], metric: Metric) -> (tempfile::TempDir, String, IndexSpec) {
+    database_keeping(docs, metric, SqliteIndex::CODES)
+}
+
+/// The same, its index keeping the structures `kept`.
+fn database_keeping(docs: &[Doc], metric: Metric, kept: SqliteIndex) -> (tempfile::TempDir, String, IndexSpec) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.db").to_str().unwrap().to_owned();
-    let spec = fixture::spec(metric, PgIndex::Hnsw, SqliteIndex::CODES);
+    let spec = fixture::spec(metric, PgIndex::Hnsw, kept);
     let mut conn = open(&path);
     conn.batch_execute(SQLITE_TABLE).unwrap();
     conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
@@ -79,6 +84,43 @@ fn a_divided_scan_finds_the_rows_one_connection_finds_in_the_same_order() {
             [11, 1_000_000].into()
         );
     }
+}
+
+#[test]
+fn an_index_keeping_a_copy_of_the_vectors_divides_its_exact_scan_too() {
+    let docs = fixture::docs(1500, 34);
+    let (_dir, path, spec) = database_keeping(&docs, Metric::Cosine, SqliteIndex::CODES_AND_VECTORS);
+    let mut conn = open(&path);
+    sqlite::sync(&mut conn, &spec).unwrap();
+    for q in fixture::queries(34, 1500, 3) {
+        let one = exact(&spec, &q, 10, 1).run(&mut conn).unwrap();
+        assert_eq!(one.len(), 10);
+        for threads in [2, 3] {
+            let (hits, events) = telemetry::capture(|| exact(&spec, &q, 10, threads).run(&mut conn).unwrap());
+            assert_eq!(pairs(&hits), pairs(&one), "threads={threads}");
+            assert_eq!(connections(&events), Some(threads), "{events:?}");
+            assert!(events.iter().any(|e| e.contains("vectors_copy=true")), "read from the copy: {events:?}");
+            let fr = exact(&spec, &q, 10, threads).filter_eq("lang", "fr").run(&mut conn).unwrap();
+            assert_eq!(pairs(&fr), pairs(&exact(&spec, &q, 10, 1).filter_eq("lang", "fr").run(&mut conn).unwrap()));
+        }
+    }
+    // Another connection writes and syncs: the next divided scan reads the new rows, not the old copy.
+    let q = fixture::queries(34, 1500, 1).remove(0);
+    let mut writer = open(&path);
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(9000),
+            documents::lang.eq("fr"),
+            documents::year.eq(2024),
+            documents::body.eq("new"),
+            documents::embedding.eq(Some(&q)),
+        ))
+        .execute(&mut writer)
+        .unwrap();
+    sqlite::sync(&mut writer, &spec).unwrap();
+    let hits = exact(&spec, &q, 3, 3).run(&mut conn).unwrap();
+    assert_eq!(hits[0].id, 9000);
+    assert_eq!(pairs(&hits), pairs(&exact(&spec, &q, 3, 1).run(&mut conn).unwrap()));
 }
 
 #[test]
@@ -219,8 +261,20 @@ fn a_database_file_replaced_at_its_path_is_read_anew() {
 
 #[test]
 fn a_divided_scan_never_mixes_two_snapshots_while_another_connection_commits() {
+    never_mixes_two_snapshots(SqliteIndex::CODES);
+}
+
+#[test]
+fn a_divided_scan_of_the_copy_of_the_vectors_never_mixes_two_snapshots() {
+    never_mixes_two_snapshots(SqliteIndex::CODES_AND_VECTORS);
+}
+
+/// Searches while another connection moves a row to the query and another away from it in each commit
+/// (and syncs the index after each, when it keeps a copy of the vectors that the exact scan reads: between
+/// the two commits the copy is behind the table, and the search must not answer from it).
+fn never_mixes_two_snapshots(kept: SqliteIndex) {
     let docs = fixture::docs(1200, 37);
-    let (_dir, path, spec) = database(&docs, Metric::L2);
+    let (_dir, path, spec) = database_keeping(&docs, Metric::L2, kept);
     let target = fixture::queries(37, 1200, 1).remove(0);
     let far = Vector::new(vec![50.0; fixture::DIMS]).unwrap();
     let (first, last) = (docs.first().unwrap().id, docs.last().unwrap().id);
@@ -233,6 +287,12 @@ fn a_divided_scan_never_mixes_two_snapshots_while_another_connection_commits() {
             Ok(())
         })
         .unwrap();
+        if kept.vectors {
+            // The copy follows in the next commit (the search may sync it first: then there is nothing to
+            // do), and stays the table's for a moment before the next change.
+            sqlite::sync(conn, &spec).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     };
     let mut writer = open(&path);
     set(&mut writer, first, last);
@@ -255,15 +315,18 @@ fn a_divided_scan_never_mixes_two_snapshots_while_another_connection_commits() {
         });
         let _stop = Stop(&stop);
         let mut conn = open(&path);
-        let mut divided = 0;
+        let (mut divided, mut from_copy) = (0, 0);
         for _ in 0..200 {
             let (hits, events) = telemetry::capture(|| exact(&spec, &target, 2, 3).run(&mut conn).unwrap());
             let at_query: Vec<i64> = hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect();
             assert_eq!(at_query.len(), 1, "one snapshot has exactly one row at the query: {hits:?}");
             divided += usize::from(connections(&events) == Some(3));
+            from_copy += usize::from(events.iter().any(|e| e.contains("vectors_copy=true")));
         }
         // Most searches still divide (a commit between the two readings sends one to a single connection).
         assert!(divided > 0, "no search was divided");
+        // And an index that keeps a copy answers from it (when the table has no change it does not hold).
+        assert_eq!(from_copy > 0, kept.vectors, "{from_copy} searches answered from the copy");
     });
 }
 

@@ -60,7 +60,7 @@ use crate::migrations::shape::Catalog;
 
 mod vectors;
 
-pub(crate) use vectors::exact as exact_from_vectors;
+pub(crate) use vectors::{exact as exact_from_vectors, ScanFilter};
 
 #[cfg(test)]
 mod tests;

@@ -59,6 +59,21 @@ fn put(conn: &mut SqliteConnection, id: i64, lang: &str, v: &[f32]) {
         .unwrap();
 }
 
+/// The exact top `k` from the copy of the vectors among the rows `filter` lets in, as the search asks for
+/// them (here without reading the rows back).
+fn from_copy(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+    q: &[f32],
+    k: usize,
+    filter: &Filter<'_>,
+    threads: Option<usize>,
+) -> Result<Option<Vec<Neighbour>>, IndexError> {
+    let allow = filter.allow.map(|ids| std::sync::Arc::new(ids.iter().copied().collect()));
+    let rows_in = |_: &mut SqliteConnection| Ok(ScanFilter { partition: filter.partition, allow: allow.clone() });
+    exact_from_vectors(conn, spec, q, k, threads, rows_in, |_, found| Ok(Some(found)))
+}
+
 /// The exact top `k` of `rows` in memory.
 fn truth(rows: &[(i64, &str, Vec<f32>)], q: &[f32], k: usize, lang: Option<&str>) -> Vec<Neighbour> {
     let mut scan = ExactScan::new(crate::index::Metric::L2, q, k).unwrap();
@@ -85,14 +100,26 @@ fn the_copy_of_the_vectors_follows_every_change_and_answers_exactly() {
     super::super::sync(&mut db.conn, &db.spec).unwrap();
     let q = &vectors(2, 1)[0];
     let fr = partition_filter(&db.spec, &[(0, Some("fr"))]);
+    // On this connection alone (too few rows to divide by default), and in ranges of groups on two and
+    // three connections at once.
     let check = |db: &mut Db, rows: &[(i64, &str, Vec<f32>)]| {
-        let all = exact_from_vectors(&mut db.conn, &db.spec, q, 15, &Filter::all()).unwrap().unwrap();
-        assert_eq!(all, truth(rows, q, 15, None));
-        let filter = Filter { partition: fr, allow: None };
-        let only_fr = exact_from_vectors(&mut db.conn, &db.spec, q, 15, &filter).unwrap().unwrap();
-        assert_eq!(only_fr, truth(rows, q, 15, Some("fr")));
+        for threads in [None, Some(2), Some(3)] {
+            let all = from_copy(&mut db.conn, &db.spec, q, 15, &Filter::all(), threads).unwrap().unwrap();
+            assert_eq!(all, truth(rows, q, 15, None), "{threads:?}");
+            let filter = Filter { partition: fr, allow: None };
+            let only_fr = from_copy(&mut db.conn, &db.spec, q, 15, &filter, threads).unwrap().unwrap();
+            assert_eq!(only_fr, truth(rows, q, 15, Some("fr")), "{threads:?}");
+            let some: Vec<i64> = rows.iter().map(|r| r.0).filter(|id| id % 7 == 0).collect();
+            let allowed = Filter { partition: None, allow: Some(&some) };
+            let only_some = from_copy(&mut db.conn, &db.spec, q, 15, &allowed, threads).unwrap().unwrap();
+            let expected: Vec<(i64, &str, Vec<f32>)> = rows.iter().filter(|r| r.0 % 7 == 0).cloned().collect();
+            assert_eq!(only_some, truth(&expected, q, 15, None), "{threads:?}");
+        }
     };
+    let file = database_file(&mut db.conn).unwrap();
     check(&mut db, &rows);
+    // The extra connections read their parts and were kept for the next scan.
+    assert_eq!(super::super::parallel::idle_connections(&file), 2);
 
     // Replacements, removals (the last row of a chunk moves into the hole), a NULL, new rows.
     for i in [0usize, 5, 255, 256, 700, 1299] {
@@ -126,7 +153,7 @@ fn a_copy_that_does_not_match_the_codes_is_not_used() {
     }
     super::super::sync(&mut db.conn, &db.spec).unwrap();
     let q = &vectors(5, 1)[0];
-    assert!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap().is_some());
+    assert!(from_copy(&mut db.conn, &db.spec, q, 5, &Filter::all(), None).unwrap().is_some());
     let table = crate::index::quote(&db.spec.vectors_table());
     for damage in [
         format!("UPDATE {table} SET data = substr(data, 1, 100) WHERE chunk = 3"),
@@ -134,9 +161,14 @@ fn a_copy_that_does_not_match_the_codes_is_not_used() {
         format!("DROP TABLE {table}"),
     ] {
         db.conn.batch_execute(&damage).unwrap();
-        assert_eq!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap(), None, "{damage}");
+        // Read on one connection or divided between three: a damaged copy answers neither way.
+        for threads in [None, Some(3)] {
+            let found = from_copy(&mut db.conn, &db.spec, q, 5, &Filter::all(), threads).unwrap();
+            assert_eq!(found, None, "{damage} {threads:?}");
+        }
         super::super::rebuild(&mut db.conn, &db.spec).unwrap();
-        assert!(exact_from_vectors(&mut db.conn, &db.spec, q, 5, &Filter::all()).unwrap().is_some());
+        assert!(from_copy(&mut db.conn, &db.spec, q, 5, &Filter::all(), None).unwrap().is_some());
+        assert!(from_copy(&mut db.conn, &db.spec, q, 5, &Filter::all(), Some(3)).unwrap().is_some());
     }
 }
 
@@ -146,7 +178,7 @@ fn an_index_without_the_copy_keeps_none() {
     put(&mut db.conn, 1, "en", &vectors(6, 1)[0]);
     super::super::sync(&mut db.conn, &db.spec).unwrap();
     assert!(!db.conn.exists(&db.spec.vectors_table()).unwrap());
-    assert_eq!(exact_from_vectors(&mut db.conn, &db.spec, &vectors(6, 1)[0], 1, &Filter::all()).unwrap(), None);
+    assert_eq!(from_copy(&mut db.conn, &db.spec, &vectors(6, 1)[0], 1, &Filter::all(), None).unwrap(), None);
 }
 
 #[test]
@@ -197,8 +229,8 @@ fn a_halfvec_column_is_coded_and_copied_as_the_f32_its_elements_convert_to() {
     assert_eq!(report.applied, 600);
     assert_eq!(stored_rows(&mut conn, &spec).unwrap(), Some(600));
     let q = &vectors(8, 1)[0];
-    let from_copy = exact_from_vectors(&mut conn, &spec, q, 12, &Filter::all()).unwrap().expect("the copy answers");
-    assert_eq!(from_copy, truth(&rows, q, 12, None));
+    let copied = from_copy(&mut conn, &spec, q, 12, &Filter::all(), None).unwrap().expect("the copy answers");
+    assert_eq!(copied, truth(&rows, q, 12, None));
     let fr = Filter { partition: partition_filter(&spec, &[(0, Some("fr"))]), allow: None };
-    assert_eq!(exact_from_vectors(&mut conn, &spec, q, 12, &fr).unwrap().unwrap(), truth(&rows, q, 12, Some("fr")));
+    assert_eq!(from_copy(&mut conn, &spec, q, 12, &fr, None).unwrap().unwrap(), truth(&rows, q, 12, Some("fr")));
 }

@@ -10,13 +10,17 @@
 //! It is written with the codes, in the same transaction: by a rebuild in slot order, and by a sync for
 //! the groups whose slots changed (their vectors read back from the table, which holds exactly what the
 //! codes were made of for every row not in the queue). An exact scan reads it in the same read
-//! transaction as the state's generation, so it matches the codes in memory; a group whose length does not
-//! match the codes, or a missing group, makes the scan decline (the table is scanned instead).
+//! transaction as the state's generation, so it matches the codes in memory, and declines when the table
+//! has changes the copy does not hold yet in that snapshot (queued or appended rows), or when a group's
+//! length does not match the codes or a group is missing (the table is scanned instead). The search reads
+//! its filter's rows and the rows it returns in the same snapshot. A large copy is read in ranges of
+//! groups on several connections at once (`sqlite::parallel`), each connection's snapshot the same.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::*;
 use crate::ann::{ExactScan, Neighbour, CHUNK_ROWS};
+use crate::sqlite::parallel::Part;
 
 /// Rows per stored group.
 pub(super) const GROUP_ROWS: usize = 16;
@@ -194,7 +198,7 @@ struct Scanning {
     scan: ExactScan<'static>,
     dims: usize,
     partition: Option<Partition>,
-    allow: Option<HashSet<i64>>,
+    allow: Option<Arc<HashSet<i64>>>,
     scratch: Vec<f32>,
     /// Groups read, and whether any did not match the codes.
     groups: usize,
@@ -252,82 +256,222 @@ impl QueryableByName<Sqlite> for Group {
     }
 }
 
-/// The exact top `k` by the index's metric from the copy of the vectors, filtered in the scan by
-/// `filter`; `None` when the copy cannot answer (the index keeps none, the codes are not current, the copy
-/// does not match them). Hash collisions of partition keys may let rows of other partitions in: the
-/// caller checks the rows it returns against the table.
-pub(crate) fn exact(
+/// What one scan of the copy (or one part of it) found.
+#[derive(Debug)]
+struct Scanned {
+    /// The `k` nearest among the groups read, nearest first.
+    neighbours: Vec<Neighbour>,
+    groups: usize,
+    /// Whether a group did not match the codes.
+    mismatch: bool,
+}
+
+/// The rows a scan of the copy considers, read in the scan's snapshot: those of a partition (by the codes'
+/// keys), and of a set of ids.
+#[derive(Debug, Default)]
+pub(crate) struct ScanFilter {
+    pub(crate) partition: Option<Partition>,
+    pub(crate) allow: Option<Arc<HashSet<i64>>>,
+}
+
+/// A scan of the copy: what each of its parts needs, shared by the connections that read them.
+#[derive(Debug)]
+struct Job<'a> {
+    /// The copy's table, quoted.
+    table: String,
+    index: Arc<QuantizedIndex>,
+    metric: crate::ann::Metric,
+    query: &'a [f32],
+    k: usize,
+}
+
+impl Job<'_> {
+    /// The groups of `part` (every group for `None`) that pass `filter`, on `conn`, in the read
+    /// transaction it is in.
+    fn scan(
+        &self,
+        conn: &mut SqliteConnection,
+        filter: &ScanFilter,
+        part: Option<Part>,
+    ) -> Result<Scanned, IndexError> {
+        let scan = ExactScan::owned(self.metric, self.query.to_vec(), self.k).map_err(IndexError::Codes)?;
+        let state = Scanning {
+            index: Arc::clone(&self.index),
+            scan,
+            dims: self.query.len(),
+            partition: filter.partition,
+            allow: filter.allow.clone(),
+            scratch: Vec::new(),
+            groups: 0,
+            mismatch: false,
+        };
+        let (first, last) = part.map_or((i64::MIN, i64::MAX), |p| (p.first, p.last));
+        let outer = SCAN.with(|s| s.borrow_mut().replace(state));
+        let read = (|| -> QueryResult<()> {
+            let sql = format!("SELECT chunk, data FROM {} WHERE chunk BETWEEN ? AND ? ORDER BY chunk", self.table);
+            for group in diesel::sql_query(sql)
+                .bind::<BigInt, _>(first)
+                .bind::<BigInt, _>(last)
+                .load_iter::<Group, diesel::connection::DefaultLoadingMode>(conn)?
+            {
+                group?;
+            }
+            Ok(())
+        })();
+        let state = SCAN.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+        read?;
+        let state = state.ok_or(IndexError::Query(diesel::result::Error::NotFound))?;
+        Ok(Scanned { neighbours: state.scan.finish(), groups: state.groups, mismatch: state.mismatch })
+    }
+
+    /// The scan's answer from what it read: `None`, with a warning, when the copy did not match the codes.
+    fn answer(&self, spec: &IndexSpec, scanned: Scanned) -> Option<Vec<Neighbour>> {
+        let expected: usize =
+            (0..self.index.chunk_count()).map(|c| self.index.chunk_rows(c).0.len().div_ceil(GROUP_ROWS)).sum();
+        if scanned.mismatch || scanned.groups != expected {
+            tracing::warn!(
+                target: "diesel_vector::index",
+                index = spec.name(),
+                groups = scanned.groups,
+                expected,
+                "the copy of the vectors does not match the codes; the table is scanned instead"
+            );
+            return None;
+        }
+        Some(scanned.neighbours)
+    }
+}
+
+/// What the scan learned in a read transaction before reading the copy.
+enum Loaded {
+    /// The codes of `generation`, loaded, and the copy's table there.
+    Index(Arc<QuantizedIndex>, i64),
+    /// Nothing trained: no rows to find.
+    Empty,
+    /// The copy cannot answer.
+    Unusable,
+}
+
+/// Whether, in `conn`'s snapshot, the table has changes that the codes and the copy do not hold yet
+/// (queued or appended rows, a rebuild due): then the copy is not the table and cannot answer for it.
+fn behind(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, IndexError> {
+    match super::super::index::state(conn, spec) {
+        Ok(state) => Ok(state.pending() || state.needs_rebuild != 0),
+        Err(IndexError::NotMigrated { .. }) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// The codes of the stored generation in memory, loaded in `conn`'s read transaction, if the copy holds
+/// what the table holds in it.
+fn load_index(conn: &mut SqliteConnection, spec: &IndexSpec, shared: &Shared) -> Result<Loaded, IndexError> {
+    let Some(now) = generations_if_stored(conn, spec)? else { return Ok(Loaded::Unusable) };
+    if now.needs_rebuild != 0 || behind(conn, spec)? {
+        return Ok(Loaded::Unusable);
+    }
+    let index = {
+        let mut guard = write(shared);
+        match ensure_loaded(conn, spec, &mut guard, &now) {
+            Ok(()) => {}
+            Err(Unusable::Rebuild(_)) => return Ok(Loaded::Unusable),
+            Err(Unusable::Query(e)) => return Err(e.into()),
+        }
+        match guard.cached.as_ref().and_then(|c| c.index.clone()) {
+            Some(index) => index,
+            None => return Ok(Loaded::Empty),
+        }
+    };
+    if !conn.exists(&spec.vectors_table())? {
+        return Ok(Loaded::Unusable);
+    }
+    Ok(Loaded::Index(index, now.generation))
+}
+
+/// The exact top `k` by the index's metric from the copy of the vectors, among the rows `filter` lets in,
+/// handed to `rows` (nearest first): what `rows` makes of them, or `None` when the copy cannot answer (the
+/// index keeps none, the codes are not current, the copy does not match them) or `rows` says so. `filter`
+/// and `rows` run in the same read transaction as the scan, so that what they read of the table is what
+/// the copy holds: hash collisions of partition keys may let rows of other partitions in, and `rows`
+/// checks them against the table.
+///
+/// A copy of more than [`DEFAULT_MIN_ROWS`](super::super::parallel::DEFAULT_MIN_ROWS) rows, or any copy when
+/// `threads` is given, is read in ranges of groups on several connections at once, as the table's rows are
+/// (`sqlite::parallel`): the codes are loaded first, and the generation they are of is checked again in the
+/// snapshot every connection read; if it moved, the copy is read on this connection alone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exact<R, E>(
     conn: &mut SqliteConnection,
     spec: &IndexSpec,
     query: &[f32],
     k: usize,
-    filter: &Filter<'_>,
-) -> Result<Option<Vec<Neighbour>>, IndexError> {
+    threads: Option<usize>,
+    filter: impl Fn(&mut SqliteConnection) -> Result<ScanFilter, E>,
+    rows: impl Fn(&mut SqliteConnection, Vec<Neighbour>) -> Result<Option<R>, E>,
+) -> Result<Option<R>, E>
+where
+    E: From<IndexError> + From<diesel::result::Error>,
+{
+    use super::super::parallel::{divide, in_pieces, DEFAULT_MIN_ROWS};
     if !spec.sqlite_index().vectors || !spec.sqlite_keeps_codes() || query.len() != spec.dims() as usize {
         return Ok(None);
     }
+    // Fails early, before any read, for a query the metric cannot take.
+    ExactScan::owned(spec.metric(), query.to_vec(), k).map_err(IndexError::Codes)?;
     let shared = entry(conn, spec)?;
-    let scan = ExactScan::owned(spec.metric(), query.to_vec(), k).map_err(IndexError::Codes)?;
-    let allow = filter.allow.map(|ids| ids.iter().copied().collect::<HashSet<i64>>());
-    let partition = filter.partition;
-    let table = quote(&spec.vectors_table());
-    let outcome = {
-        super::super::transaction::deferred::<_, IndexError>(conn, |conn| {
-            let Some(now) = generations_if_stored(conn, spec)? else { return Ok(None) };
-            if now.needs_rebuild != 0 {
+    let job = |index| Job { table: quote(&spec.vectors_table()), index, metric: spec.metric(), query, k };
+    let min_groups = DEFAULT_MIN_ROWS / i64::try_from(GROUP_ROWS).unwrap_or(1);
+    if let Some(plan) = divide(conn, &spec.vectors_table(), threads, min_groups)? {
+        let loaded = super::super::transaction::deferred(conn, |conn| load_index(conn, spec, &shared))?;
+        let (index, generation) = match loaded {
+            Loaded::Index(index, generation) => (index, generation),
+            Loaded::Empty => return rows(conn, Vec::new()),
+            Loaded::Unusable => return Ok(None),
+        };
+        let job = job(index);
+        let theirs =
+            |conn: &mut SqliteConnection, f: &ScanFilter, i: usize| job.scan(conn, f, Some(plan.piece(i))).ok();
+        let mine =
+            |conn: &mut SqliteConnection, f: &ScanFilter, i: usize| Ok(job.scan(conn, f, Some(plan.piece(i)))?);
+        // The copy read is that of the codes in memory only if the snapshot is still at their generation,
+        // and it answers for the table only if the table has no change it does not hold.
+        let finish = |conn: &mut SqliteConnection, parts: Vec<Scanned>| -> Result<Option<Option<R>>, E> {
+            let now = generations_if_stored(conn, spec)?;
+            if !now.is_some_and(|now| {
+                now.generation == generation && now.codes_generation == Some(generation) && now.needs_rebuild == 0
+            }) {
                 return Ok(None);
             }
-            let index = {
-                let mut guard = write(&shared);
-                match ensure_loaded(conn, spec, &mut guard, &now) {
-                    Ok(()) => {}
-                    Err(Unusable::Rebuild(_)) => return Ok(None),
-                    Err(Unusable::Query(e)) => return Err(e.into()),
-                }
-                match guard.cached.as_ref().and_then(|c| c.index.clone()) {
-                    Some(index) => index,
-                    None => return Ok(Some(Vec::new())),
-                }
-            };
-            if !conn.exists(&spec.vectors_table())? {
-                return Ok(None);
+            if behind(conn, spec)? {
+                return Ok(Some(None));
             }
-            let expected: usize =
-                (0..index.chunk_count()).map(|c| index.chunk_rows(c).0.len().div_ceil(GROUP_ROWS)).sum();
-            let state = Scanning {
-                index,
-                scan,
-                dims: spec.dims() as usize,
-                partition,
-                allow,
-                scratch: Vec::new(),
-                groups: 0,
-                mismatch: false,
-            };
-            let outer = SCAN.with(|s| s.borrow_mut().replace(state));
-            let read = (|| -> QueryResult<()> {
-                for group in diesel::sql_query(format!("SELECT chunk, data FROM {table} ORDER BY chunk"))
-                    .load_iter::<Group, diesel::connection::DefaultLoadingMode>(conn)?
-                {
-                    group?;
-                }
-                Ok(())
-            })();
-            let state = SCAN.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
-            read?;
-            let Some(state) = state else { return Ok(None) };
-            if state.mismatch || state.groups != expected {
-                tracing::warn!(
-                    target: "diesel_vector::index",
-                    index = spec.name(),
-                    groups = state.groups,
-                    expected,
-                    "the copy of the vectors does not match the codes; the table is scanned instead"
-                );
-                return Ok(None);
+            let mut all = Scanned { neighbours: Vec::with_capacity(parts.len() * k), groups: 0, mismatch: false };
+            for part in parts {
+                all.neighbours.extend(part.neighbours);
+                all.groups += part.groups;
+                all.mismatch |= part.mismatch;
             }
-            Ok(Some(state.scan.finish()))
-        })
-    }?;
-    Ok(outcome)
+            all.neighbours.sort_by(Neighbour::order);
+            all.neighbours.truncate(k);
+            match job.answer(spec, all) {
+                Some(found) => rows(conn, found).map(Some),
+                None => Ok(Some(None)),
+            }
+        };
+        if let Some(answer) = in_pieces(conn, &plan, &filter, &theirs, mine, finish)? {
+            return Ok(answer);
+        }
+    }
+    super::super::transaction::deferred::<_, E>(conn, |conn| match load_index(conn, spec, &shared)? {
+        Loaded::Index(index, _) => {
+            let job = job(index);
+            let rows_in = filter(conn)?;
+            let scanned = job.scan(conn, &rows_in, None)?;
+            match job.answer(spec, scanned) {
+                Some(found) => rows(conn, found),
+                None => Ok(None),
+            }
+        }
+        Loaded::Empty => rows(conn, Vec::new()),
+        Loaded::Unusable => Ok(None),
+    })
 }
