@@ -136,40 +136,49 @@ fn candidates<F: SearchFilter<Sqlite>>(
         return Ok(None);
     }
     let vec0_exists = conn.exists(spec.vec0_table())?;
-    let Some((before, fresh)) = freshen(conn, spec, !vec0_exists)? else { return Ok(None) };
-    let queued: Vec<i64> = if fresh {
-        Vec::new()
-    } else if before.needs_rebuild != 0 || !vec0_exists {
-        // Nothing to answer from until the index is rebuilt.
+    if freshen(conn, spec, !vec0_exists)?.is_none() {
         return Ok(None);
-    } else {
-        queued_ids(conn, spec, &before)?
+    }
+    // What vec0 answers, read in one snapshot with the rows changed since it was synced (computed exactly
+    // beside it) and the candidates' rows; `Err(())` when it may have cut the top k, for the exact scan.
+    let in_snapshot = |conn: &mut SqliteConnection| -> Result<Option<Result<Found, ()>>, SearchError> {
+        let state = super::index::state(conn, spec)?;
+        if state.needs_rebuild != 0 || !conn.exists(spec.vec0_table())? {
+            // Nothing to answer from until the index is rebuilt.
+            return Ok(None);
+        }
+        let queued: Vec<i64> = if state.pending() { queued_ids(conn, spec, &state)? } else { Vec::new() };
+        let wanted = plan.limit.saturating_add(queued.len());
+        if wanted > VEC0_MAX_K {
+            return Ok(None);
+        }
+        let Some(knn) = Vec0Knn::new(plan, filters, filter, wanted) else { return Ok(None) };
+        // Rows whose distance is not a number (overflowing values) come first with no distance: their
+        // exact distance is computed again below, and they count as candidates fetched.
+        let from_vec0: Vec<(i64, Option<f64>)> = knn.load(conn)?;
+        // Every matching indexed row came back when vec0 returned fewer than asked; otherwise none nearer
+        // than the farthest returned was left out (vec0's flat KNN is exact).
+        let boundary = (from_vec0.len() >= wanted)
+            .then(|| from_vec0.iter().filter_map(|(_, d)| *d).fold(f64::NEG_INFINITY, f64::max));
+        let queued_set: HashSet<i64> = queued.iter().copied().collect();
+        let mut ids: Vec<i64> = from_vec0.into_iter().map(|(id, _)| id).filter(|id| !queued_set.contains(id)).collect();
+        ids.extend(&queued);
+        let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
+        sort(&mut hits);
+        // The boundary is vec0's distance and the hits are the exact kernel's: the rows vec0 left out are at
+        // least the boundary less the two kernels' possible difference away (see `kernel_margin`).
+        let boundary = boundary.map(|b| b - kernel_margin(spec, b));
+        if !trusted(&hits, plan.k, boundary) {
+            return Ok(Some(Err(())));
+        }
+        let path = if queued.is_empty() { SearchPath::Vec0 } else { SearchPath::Vec0WithQueue };
+        Ok(Some(Ok(Found { hits, path })))
     };
-    let wanted = plan.limit.saturating_add(queued.len());
-    if wanted > VEC0_MAX_K {
-        return Ok(None);
+    match super::transaction::deferred(conn, in_snapshot)? {
+        Some(Ok(found)) => Ok(Some(found)),
+        Some(Err(())) => exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact).map(Some),
+        None => Ok(None),
     }
-    let Some(knn) = Vec0Knn::new(plan, filters, filter, wanted) else { return Ok(None) };
-    // Rows whose distance is not a number (overflowing values) come first with no distance: their
-    // exact distance is computed again below, and they count as candidates fetched.
-    let from_vec0: Vec<(i64, Option<f64>)> = knn.load(conn)?;
-    // Every matching indexed row came back when vec0 returned fewer than asked; otherwise none nearer
-    // than the farthest returned was left out (vec0's flat KNN is exact).
-    let boundary =
-        (from_vec0.len() >= wanted).then(|| from_vec0.iter().filter_map(|(_, d)| *d).fold(f64::NEG_INFINITY, f64::max));
-    let queued_set: HashSet<i64> = queued.iter().copied().collect();
-    let mut ids: Vec<i64> = from_vec0.into_iter().map(|(id, _)| id).filter(|id| !queued_set.contains(id)).collect();
-    ids.extend(&queued);
-    let mut hits = exact_rows(conn, plan, filters, filter, &ids)?;
-    sort(&mut hits);
-    // The boundary is vec0's distance and the hits are the exact kernel's: the rows vec0 left out are at
-    // least the boundary less the two kernels' possible difference away (see `kernel_margin`).
-    let boundary = boundary.map(|b| b - kernel_margin(spec, b));
-    if !trusted(&hits, plan.k, boundary) {
-        return exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact).map(Some);
-    }
-    let path = if fresh { SearchPath::Vec0 } else { SearchPath::Vec0WithQueue };
-    Ok(Some(Found { hits, path }))
 }
 
 /// How far apart sqlite-vec's distance and the exact path's kernel may put the same row near `distance`: both
@@ -193,64 +202,69 @@ fn kernel_margin(spec: &IndexSpec, distance: f64) -> f64 {
 /// answer as they stand and the queued rows are computed exactly beside them (a queued row's codes are
 /// not trusted). Equality filters on partition columns filter the scan by the rows' partition keys; any
 /// other filter becomes the scan's allow list (the ids SQLite finds for it). Candidates get their exact
-/// distance from the table with every filter applied again ([`exact_rows`]).
+/// distance from the table with every filter applied again ([`exact_rows`]). What the search reads (the
+/// rows changed since the codes, the filter's rows, the codes' generation, the candidates) is read in one
+/// snapshot, so that a change another connection commits meanwhile is either all in it or not at all.
 fn codes_candidates<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
 ) -> Result<Option<Found>, SearchError> {
+    use super::codes::Searched;
     let spec = plan.spec;
     if !crate::ann::supports(plan.metric) {
         return Ok(None);
     }
-    let Some((before, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
-    let queued: Vec<i64> = if fresh { Vec::new() } else { queued_ids(conn, spec, &before)? };
-    let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
-    let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
+    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
-    // The candidates' exact distances, as the exact path computes them ([`exact_rows`]).
-    let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
-        for hit in exact_rows(conn, plan, filters, filter, ids)? {
-            sink(hit.id, hit.distance);
-        }
-        Ok::<(), SearchError>(())
-    };
     let options = crate::ann::SearchOptions::default();
-    let mut outcome = None;
+    // The search in one read transaction: its answer, or why the codes could not give one.
+    let in_snapshot = |conn: &mut SqliteConnection| -> Result<Result<Found, Searched>, SearchError> {
+        let state = super::index::state(conn, spec)?;
+        let queued = if state.pending() { queued_ids(conn, spec, &state)? } else { Vec::new() };
+        let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
+        let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
+        // The candidates' exact distances, as the exact path computes them ([`exact_rows`]).
+        let mut fetch = |conn: &mut SqliteConnection, ids: &[i64], sink: &mut dyn FnMut(i64, f64)| {
+            for hit in exact_rows(conn, plan, filters, filter, ids)? {
+                sink(hit.id, hit.distance);
+            }
+            Ok::<(), SearchError>(())
+        };
+        let outcome = match super::codes::search(conn, spec, &query, plan.limit, &scan_filter, &options, &mut fetch)? {
+            Searched::Found(found) => found,
+            Searched::Empty if queued.is_empty() => return Ok(Ok(Found { hits: Vec::new(), path: SearchPath::Codes })),
+            other => return Ok(Err(other)),
+        };
+        crate::search::record_codes_stats(&outcome.stats);
+        let queued_set: HashSet<i64> = queued.iter().copied().collect();
+        let mut hits: Vec<Hit> = outcome
+            .neighbours
+            .into_iter()
+            .filter(|n| n.distance.is_finite() && !queued_set.contains(&n.id))
+            .map(|n| Hit { id: n.id, distance: n.distance })
+            .collect();
+        if queued.is_empty() {
+            return Ok(Ok(Found { hits, path: SearchPath::Codes }));
+        }
+        hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
+        sort(&mut hits);
+        Ok(Ok(Found { hits, path: SearchPath::CodesWithQueue }))
+    };
     for attempt in 0..2 {
-        match super::codes::search(conn, spec, &query, plan.limit, &scan_filter, &options, &mut fetch)? {
-            super::codes::Searched::Found(found) => {
-                outcome = Some(found);
-                break;
-            }
-            super::codes::Searched::Empty if queued.is_empty() => {
-                return Ok(Some(Found { hits: Vec::new(), path: SearchPath::Codes }))
-            }
-            super::codes::Searched::NotCurrent if attempt == 0 && fresh => {
+        match super::transaction::deferred(conn, in_snapshot)? {
+            Ok(found) => return Ok(Some(found)),
+            Err(Searched::NotCurrent) if attempt == 0 && fresh => {
                 super::sync(conn, spec).map_err(SearchError::Index)?;
             }
-            super::codes::Searched::Damaged if attempt == 0 && fresh => {
+            Err(Searched::Damaged) if attempt == 0 && fresh => {
                 super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
             }
-            _ => return Ok(None),
+            Err(_) => return Ok(None),
         }
     }
-    let Some(outcome) = outcome else { return Ok(None) };
-    crate::search::record_codes_stats(&outcome.stats);
-    let queued_set: HashSet<i64> = queued.iter().copied().collect();
-    let mut hits: Vec<Hit> = outcome
-        .neighbours
-        .into_iter()
-        .filter(|n| n.distance.is_finite() && !queued_set.contains(&n.id))
-        .map(|n| Hit { id: n.id, distance: n.distance })
-        .collect();
-    if queued.is_empty() {
-        return Ok(Some(Found { hits, path: SearchPath::Codes }));
-    }
-    hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
-    sort(&mut hits);
-    Ok(Some(Found { hits, path: SearchPath::CodesWithQueue }))
+    Ok(None)
 }
 
 /// The filters as the codes' scan takes them: equality filters on partition columns as a partition key
