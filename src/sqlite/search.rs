@@ -216,12 +216,29 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     if !crate::ann::supports(plan.metric) {
         return Ok(None);
     }
-    let Some((_, fresh)) = freshen(conn, spec, false)? else { return Ok(None) };
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
     let options = crate::ann::SearchOptions::default();
-    // The search in one read transaction: its answer, or why the codes could not give one.
-    let in_snapshot = |conn: &mut SqliteConnection| -> Result<Result<Found, Searched>, SearchError> {
-        let state = super::index::state(conn, spec)?;
+    /// What one attempt in a snapshot came to.
+    enum Step {
+        Found(Found),
+        /// The index has changes to apply (or a rebuild due): sync it first, outside the snapshot.
+        Sync,
+        /// The codes could not answer.
+        Codes(Searched),
+        NotMigrated,
+    }
+    // The search in one read transaction. The first time the index is behind the table, the search
+    // leaves it to bring the index up to date without waiting; after that it answers as the index stands,
+    // with the changed rows computed exactly beside it.
+    let in_snapshot = |conn: &mut SqliteConnection, sync_first: bool| -> Result<Step, SearchError> {
+        let state = match super::index::state(conn, spec) {
+            Ok(state) => state,
+            Err(IndexError::NotMigrated { .. }) => return Ok(Step::NotMigrated),
+            Err(e) => return Err(SearchError::Index(e)),
+        };
+        if sync_first && (state.needs_rebuild != 0 || state.pending()) {
+            return Ok(Step::Sync);
+        }
         let queued = if state.pending() { queued_ids(conn, spec, &state)? } else { Vec::new() };
         let (partition, allow) = scan_filter(conn, plan, filters, filter)?;
         let scan_filter = crate::ann::Filter { partition, allow: allow.as_deref() };
@@ -234,8 +251,10 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         };
         let outcome = match super::codes::search(conn, spec, &query, plan.limit, &scan_filter, &options, &mut fetch)? {
             Searched::Found(found) => found,
-            Searched::Empty if queued.is_empty() => return Ok(Ok(Found { hits: Vec::new(), path: SearchPath::Codes })),
-            other => return Ok(Err(other)),
+            Searched::Empty if queued.is_empty() => {
+                return Ok(Step::Found(Found { hits: Vec::new(), path: SearchPath::Codes }))
+            }
+            other => return Ok(Step::Codes(other)),
         };
         crate::search::record_codes_stats(&outcome.stats);
         let queued_set: HashSet<i64> = queued.iter().copied().collect();
@@ -246,25 +265,33 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
             .map(|n| Hit { id: n.id, distance: n.distance })
             .collect();
         if queued.is_empty() {
-            return Ok(Ok(Found { hits, path: SearchPath::Codes }));
+            return Ok(Step::Found(Found { hits, path: SearchPath::Codes }));
         }
         hits.extend(exact_rows(conn, plan, filters, filter, &queued)?);
         sort(&mut hits);
-        Ok(Ok(Found { hits, path: SearchPath::CodesWithQueue }))
+        Ok(Step::Found(Found { hits, path: SearchPath::CodesWithQueue }))
     };
-    for attempt in 0..2 {
-        match super::transaction::deferred(conn, in_snapshot)? {
-            Ok(found) => return Ok(Some(found)),
-            Err(Searched::NotCurrent) if attempt == 0 && fresh => {
+    // Whether this connection may write the index (nothing was due, or a sync without waiting went
+    // through): only then are codes that cannot answer synced or rebuilt, once.
+    let (mut synced, mut fresh, mut repaired) = (false, true, false);
+    loop {
+        match super::transaction::deferred(conn, |conn| in_snapshot(conn, !synced))? {
+            Step::Found(found) => return Ok(Some(found)),
+            Step::Sync => {
+                synced = true;
+                fresh = sync_without_waiting(conn, spec)?;
+            }
+            Step::Codes(Searched::NotCurrent) if fresh && !repaired => {
+                repaired = true;
                 super::sync(conn, spec).map_err(SearchError::Index)?;
             }
-            Err(Searched::Damaged) if attempt == 0 && fresh => {
+            Step::Codes(Searched::Damaged) if fresh && !repaired => {
+                repaired = true;
                 super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
             }
-            Err(_) => return Ok(None),
+            Step::Codes(_) | Step::NotMigrated => return Ok(None),
         }
     }
-    Ok(None)
 }
 
 /// The filters as the codes' scan takes them: equality filters on partition columns as a partition key
