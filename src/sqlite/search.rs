@@ -405,7 +405,9 @@ fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result
     conn.batch_execute(&format!("PRAGMA busy_timeout = {}", previous.timeout.max(0)))?;
     match result {
         Ok(_) => Ok(true),
-        Err(IndexError::Query(e)) if cannot_write(&e) => {
+        // Inside the application's transaction the index is not synced (that would commit the
+        // transaction's own writes to it); the search computes the changed rows exactly instead.
+        Err(IndexError::Query(e)) if cannot_write(&e) || in_a_transaction(&e) => {
             tracing::debug!(
                 target: "diesel_vector::search",
                 index = spec.name(),
@@ -416,6 +418,11 @@ fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result
         }
         Err(e) => Err(SearchError::Index(e)),
     }
+}
+
+/// The sync's refusal to begin its transaction inside another one (Diesel's, or one opened by hand).
+fn in_a_transaction(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::AlreadyInTransaction) || super::transaction::opened_by_hand(e)
 }
 
 /// SQLite's errors for a write that would have to wait, or may not happen at all.

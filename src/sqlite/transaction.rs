@@ -57,10 +57,43 @@ pub(crate) fn deferred<R, E: From<DieselError>>(
             Manager::begin_transaction(conn)?;
             false
         }
+        Err(e) if opened_by_hand(&e) => return in_savepoint_by_hand(conn, f),
         Err(e) => return Err(e.into()),
     };
     let result = f(conn);
     finish(conn, result, top_level)
+}
+
+/// Whether SQLite refused a `BEGIN` because a transaction is open that Diesel's manager does not know of
+/// (opened by hand, `batch_execute("BEGIN")`).
+pub(crate) fn opened_by_hand(e: &DieselError) -> bool {
+    matches!(e, DieselError::DatabaseError(_, info)
+        if info.message().contains("cannot start a transaction within a transaction"))
+}
+
+/// Runs `f` in a savepoint of a transaction opened by hand, in SQL alone (Diesel's manager, which does not
+/// know of that transaction, is left as it is): released after success, rolled back to after failure.
+fn in_savepoint_by_hand<R, E: From<DieselError>>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<R, E>,
+) -> Result<R, E> {
+    conn.batch_execute("SAVEPOINT diesel_vector_by_hand")?;
+    match f(conn) {
+        Ok(value) => {
+            conn.batch_execute("RELEASE diesel_vector_by_hand")?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) =
+                conn.batch_execute("ROLLBACK TO diesel_vector_by_hand; RELEASE diesel_vector_by_hand")
+            {
+                if !ended_by_sqlite(&rollback) {
+                    warn!(target: "diesel_vector::sqlite", error = %rollback, "rolling back a savepoint failed");
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Begins a top-level transaction with `sql` ([`end_top`] ends it), for callers that cannot hand over a
@@ -233,6 +266,32 @@ mod tests {
         let mut conn = full_database();
         let err = conn.immediate_transaction(fill).unwrap_err().to_string();
         assert!(err.contains("no transaction is active"), "{err}");
+    }
+
+    #[test]
+    fn inside_a_transaction_opened_by_hand_deferred_work_is_a_savepoint_of_it() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.batch_execute("CREATE TABLE t (b BLOB)").unwrap();
+        conn.batch_execute("BEGIN").unwrap();
+        small_row(&mut conn).unwrap();
+        // Kept in the outer transaction when it succeeds, undone alone when it fails.
+        assert_eq!(deferred(&mut conn, small_row).unwrap(), 1);
+        let failed = deferred(&mut conn, |c| {
+            small_row(c)?;
+            diesel::sql_query("SELECT * FROM missing").execute(c)
+        });
+        assert!(failed.unwrap_err().to_string().contains("no such table"));
+        assert_eq!(rows(&mut conn), 2);
+        // The transaction is still the caller's to end, and Diesel's manager was left as it was.
+        conn.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(rows(&mut conn), 0);
+        assert_eq!(deferred(&mut conn, small_row).unwrap(), 1);
+        assert_eq!(rows(&mut conn), 1);
+        // An immediate transaction is refused there, with SQLite's words.
+        conn.batch_execute("BEGIN").unwrap();
+        let refused = immediate(&mut conn, small_row).unwrap_err();
+        assert!(opened_by_hand(&refused), "{refused}");
+        conn.batch_execute("ROLLBACK").unwrap();
     }
 
     #[test]

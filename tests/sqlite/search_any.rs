@@ -664,3 +664,46 @@ fn one_state_while_another_connection_commits(kept: SqliteIndex, path_prefix: &s
         assert!(paths.iter().any(|p| p.starts_with(path_prefix)), "{paths:?}");
     });
 }
+
+#[test]
+fn every_search_inside_a_transaction_sees_what_it_wrote() {
+    // In Diesel's transaction and in one opened by hand (which Diesel does not know of), for every
+    // structure the index may keep: the row just written is found.
+    let docs = fixture::docs(400, 43);
+    let q = fixture::queries(43, 400, 1).remove(0);
+    let insert = |conn: &mut SqliteConnection, id: i64| {
+        diesel::insert_into(documents::table)
+            .values((
+                documents::id.eq(id),
+                documents::lang.eq("en"),
+                documents::year.eq(2024),
+                documents::body.eq("new"),
+                documents::embedding.eq(Some(&q)),
+            ))
+            .execute(conn)
+            .unwrap();
+    };
+    for kept in structures(Metric::Cosine) {
+        let (_dir, path) = file_db();
+        let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, kept);
+        let mut conn = open(&path);
+        populate(&mut conn, &spec, &docs);
+        sqlite::sync(&mut conn, &spec).unwrap();
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                insert(conn, 5000);
+                let hits = spec.search(&q).k(3).strategy(strategy).run(conn).unwrap();
+                assert_eq!(hits[0].id, 5000, "{kept} {strategy:?}");
+                Err::<(), _>(diesel::result::Error::RollbackTransaction)
+            })
+            .unwrap_err();
+            conn.batch_execute("BEGIN").unwrap();
+            insert(&mut conn, 5001);
+            let hits = spec.search(&q).k(3).strategy(strategy).run(&mut conn);
+            conn.batch_execute("ROLLBACK").unwrap();
+            assert_eq!(hits.unwrap()[0].id, 5001, "{kept} {strategy:?}");
+            let hits = spec.search(&q).k(3).strategy(strategy).run(&mut conn).unwrap();
+            assert!(hits.iter().all(|h| h.id < 5000), "{kept} {strategy:?}: {hits:?}");
+        }
+    }
+}
