@@ -139,3 +139,57 @@ macro_rules! dsl_nearest {
         rows.into_iter().map(|(id, _)| id).collect::<Vec<i64>>()
     }};
 }
+
+/// Runs `searches` on this thread while `writer`, on another, commits in a loop: each commit moves one of
+/// the rows `pair` onto `target` and the other far off, the two swapping every time, and `after_commit`
+/// follows it (a sync, say). Every committed state has exactly one of the two rows at `target`. The writer
+/// stops when `searches` returns or panics.
+#[cfg(feature = "sqlite")]
+pub fn while_two_rows_swap(
+    mut writer: diesel::SqliteConnection,
+    pair: (i64, i64),
+    target: &Vector,
+    after_commit: impl Fn(&mut diesel::SqliteConnection) + Sync,
+    searches: impl FnOnce(),
+) {
+    use diesel::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let far = Vector::new(vec![50.0; DIMS]).unwrap();
+    let swap = |conn: &mut diesel::SqliteConnection, near: i64, away: i64| {
+        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            for (id, v) in [(near, target), (away, &far)] {
+                diesel::update(documents::table.find(id)).set(documents::embedding.eq(Some(v))).execute(conn)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        after_commit(conn);
+    };
+    swap(&mut writer, pair.0, pair.1);
+    let stop = AtomicBool::new(false);
+    /// Stops the writer however the searches end (a failed assertion included).
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let (near, away) = if flip { pair } else { (pair.1, pair.0) };
+                swap(&mut writer, near, away);
+                flip = !flip;
+            }
+        });
+        let _stop = Stop(&stop);
+        searches();
+    });
+}
+
+/// The ids of `hits` at distance 0.
+pub fn at_distance_zero(hits: &[diesel_vector::search::Hit]) -> Vec<i64> {
+    hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect()
+}

@@ -276,17 +276,8 @@ fn never_mixes_two_snapshots(kept: SqliteIndex) {
     let docs = fixture::docs(1200, 37);
     let (_dir, path, spec) = database_keeping(&docs, Metric::L2, kept);
     let target = fixture::queries(37, 1200, 1).remove(0);
-    let far = Vector::new(vec![50.0; fixture::DIMS]).unwrap();
-    let (first, last) = (docs.first().unwrap().id, docs.last().unwrap().id);
-    // Every committed state has exactly one of the first and the last row at the query.
-    let set = |conn: &mut SqliteConnection, near: i64, away: i64| {
-        conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            for (id, v) in [(near, &target), (away, &far)] {
-                diesel::update(documents::table.find(id)).set(documents::embedding.eq(Some(v))).execute(conn)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    let pair = (docs.first().unwrap().id, docs.last().unwrap().id);
+    let after_commit = |conn: &mut SqliteConnection| {
         if kept.vectors {
             // The copy follows in the next commit (the search may sync it first: then there is nothing to
             // do), and stays the table's for a moment before the next change.
@@ -294,31 +285,12 @@ fn never_mixes_two_snapshots(kept: SqliteIndex) {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     };
-    let mut writer = open(&path);
-    set(&mut writer, first, last);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    /// Stops the writer however the searches end (a failed assertion included).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut flip = false;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (near, away) = if flip { (first, last) } else { (last, first) };
-                set(&mut writer, near, away);
-                flip = !flip;
-            }
-        });
-        let _stop = Stop(&stop);
+    fixture::while_two_rows_swap(open(&path), pair, &target, after_commit, || {
         let mut conn = open(&path);
         let (mut divided, mut from_copy) = (0, 0);
         for _ in 0..200 {
             let (hits, events) = telemetry::capture(|| exact(&spec, &target, 2, 3).run(&mut conn).unwrap());
-            let at_query: Vec<i64> = hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect();
+            let at_query = fixture::at_distance_zero(&hits);
             assert_eq!(at_query.len(), 1, "one snapshot has exactly one row at the query: {hits:?}");
             divided += usize::from(connections(&events) == Some(3));
             from_copy += usize::from(events.iter().any(|e| e.contains("vectors_copy=true")));

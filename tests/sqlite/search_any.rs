@@ -622,47 +622,25 @@ fn one_state_while_another_connection_commits(kept: SqliteIndex, path_prefix: &s
     populate(&mut conn, &spec, &docs);
     sqlite::sync(&mut conn, &spec).unwrap();
     let target = fixture::queries(41, 1200, 1).remove(0);
-    let far = Vector::new(vec![50.0; DIMS]).unwrap();
-    let (first, last) = (docs[0].id, docs[docs.len() - 1].id);
-    let set = |conn: &mut SqliteConnection, near: i64, away: i64| {
-        conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            for (id, v) in [(near, &target), (away, &far)] {
-                diesel::update(documents::table.find(id)).set(documents::embedding.eq(Some(v))).execute(conn)?;
+    let pair = (docs[0].id, docs[docs.len() - 1].id);
+    fixture::while_two_rows_swap(
+        open(&path),
+        pair,
+        &target,
+        |_| {},
+        || {
+            let mut paths = std::collections::BTreeSet::new();
+            for _ in 0..300 {
+                let (hits, events) = telemetry::capture(|| spec.search(&target).k(2).run(&mut conn).unwrap());
+                let at_query = fixture::at_distance_zero(&hits);
+                assert_eq!(at_query.len(), 1, "one state has exactly one row at the query: {hits:?}");
+                paths
+                    .extend(events.iter().filter_map(|e| Some(e.split("path=").nth(1)?.split(' ').next()?.to_owned())));
             }
-            Ok(())
-        })
-        .unwrap();
-    };
-    let mut writer = open(&path);
-    set(&mut writer, first, last);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    /// Stops the writer however the searches end (a failed assertion included).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let mut flip = false;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (near, away) = if flip { (first, last) } else { (last, first) };
-                set(&mut writer, near, away);
-                flip = !flip;
-            }
-        });
-        let _stop = Stop(&stop);
-        let mut paths = std::collections::BTreeSet::new();
-        for _ in 0..300 {
-            let (hits, events) = telemetry::capture(|| spec.search(&target).k(2).run(&mut conn).unwrap());
-            let at_query: Vec<i64> = hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect();
-            assert_eq!(at_query.len(), 1, "one state has exactly one row at the query: {hits:?}");
-            paths.extend(events.iter().filter_map(|e| Some(e.split("path=").nth(1)?.split(' ').next()?.to_owned())));
-        }
-        // The index answered, synced or with the rows changed since beside it.
-        assert!(paths.iter().any(|p| p.starts_with(path_prefix)), "{paths:?}");
-    });
+            // The index answered, synced or with the rows changed since beside it.
+            assert!(paths.iter().any(|p| p.starts_with(path_prefix)), "{paths:?}");
+        },
+    );
 }
 
 #[test]
