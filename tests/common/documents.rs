@@ -193,3 +193,19 @@ pub fn while_two_rows_swap(
 pub fn at_distance_zero(hits: &[diesel_vector::search::Hit]) -> Vec<i64> {
     hits.iter().filter(|h| h.distance == 0.0).map(|h| h.id).collect()
 }
+
+/// Inserts one English document of 2024 with `embedding`.
+#[cfg(feature = "sqlite")]
+pub fn insert_one(conn: &mut diesel::SqliteConnection, id: i64, embedding: &Vector) {
+    use diesel::prelude::*;
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(id),
+            documents::lang.eq("en"),
+            documents::year.eq(2024),
+            documents::body.eq("new"),
+            documents::embedding.eq(Some(embedding)),
+        ))
+        .execute(conn)
+        .unwrap();
+}

@@ -107,16 +107,7 @@ fn an_index_keeping_a_copy_of_the_vectors_divides_its_exact_scan_too() {
     // Another connection writes and syncs: the next divided scan reads the new rows, not the old copy.
     let q = fixture::queries(34, 1500, 1).remove(0);
     let mut writer = open(&path);
-    diesel::insert_into(documents::table)
-        .values((
-            documents::id.eq(9000),
-            documents::lang.eq("fr"),
-            documents::year.eq(2024),
-            documents::body.eq("new"),
-            documents::embedding.eq(Some(&q)),
-        ))
-        .execute(&mut writer)
-        .unwrap();
+    fixture::insert_one(&mut writer, 9000, &q);
     sqlite::sync(&mut writer, &spec).unwrap();
     let hits = exact(&spec, &q, 3, 3).run(&mut conn).unwrap();
     assert_eq!(hits[0].id, 9000);
@@ -129,18 +120,7 @@ fn a_search_inside_a_transaction_reads_what_the_transaction_wrote() {
     let (_dir, path, spec) = database(&docs, Metric::Cosine);
     let mut conn = open(&path);
     let q = fixture::queries(32, 600, 1).remove(0);
-    let insert = |conn: &mut SqliteConnection, id: i64| {
-        diesel::insert_into(documents::table)
-            .values((
-                documents::id.eq(id),
-                documents::lang.eq("en"),
-                documents::year.eq(2024),
-                documents::body.eq("new"),
-                documents::embedding.eq(Some(&q)),
-            ))
-            .execute(conn)
-            .unwrap();
-    };
+    let insert = |conn: &mut SqliteConnection, id: i64| fixture::insert_one(conn, id, &q);
     // Diesel's transaction.
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         insert(conn, 5000);

@@ -649,18 +649,7 @@ fn every_search_inside_a_transaction_sees_what_it_wrote() {
     // structure the index may keep: the row just written is found.
     let docs = fixture::docs(400, 43);
     let q = fixture::queries(43, 400, 1).remove(0);
-    let insert = |conn: &mut SqliteConnection, id: i64| {
-        diesel::insert_into(documents::table)
-            .values((
-                documents::id.eq(id),
-                documents::lang.eq("en"),
-                documents::year.eq(2024),
-                documents::body.eq("new"),
-                documents::embedding.eq(Some(&q)),
-            ))
-            .execute(conn)
-            .unwrap();
-    };
+    let insert = |conn: &mut SqliteConnection, id: i64| fixture::insert_one(conn, id, &q);
     for kept in structures(Metric::Cosine) {
         let (_dir, path) = file_db();
         let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, kept);
