@@ -447,7 +447,9 @@ fn has_extension(conn: &mut SqliteConnection) -> Result<bool, IndexError> {
 ///
 /// [`IndexError::ExtensionMissing`] for an index that keeps only vec0, on a connection without sqlite-vec;
 /// [`IndexError::NotMigrated`] before the index's migration, or a failing query (nothing of the sync is
-/// kept).
+/// kept). Inside a transaction, which the sync's own would have to nest in, `IndexError::Query` with
+/// Diesel's `AlreadyInTransaction` (or SQLite's refusal, for one opened by hand): sync once it has
+/// committed. A search inside it needs no sync: it computes the rows changed since exactly.
 pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
     run(conn, spec, Rebuild::Nothing)
 }
