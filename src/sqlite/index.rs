@@ -197,6 +197,11 @@ impl State {
     pub(crate) fn pending(&self) -> bool {
         self.queued > 0 || self.appended
     }
+
+    /// Whether the index is behind its table: changes to apply, or a rebuild due.
+    pub(crate) fn behind(&self) -> bool {
+        self.needs_rebuild != 0 || self.pending()
+    }
 }
 
 /// The smallest id, as SQL: an empty table's `indexed_through` (`-9223372036854775808` would be read as a
@@ -521,7 +526,7 @@ fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<b
 fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
-    if forced == Rebuild::Nothing && before.needs_rebuild == 0 && !before.pending() && !plan.leftover_vec0 {
+    if forced == Rebuild::Nothing && !before.behind() && !plan.leftover_vec0 {
         let vec0_ready =
             !plan.vec0 || (conn.exists(spec.vec0_table())? && !(plan.codes && super::codes::vec0_stale(conn, spec)?));
         let codes_ready = !plan.codes || super::codes::is_current(conn, spec)?;

@@ -236,7 +236,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
             Err(IndexError::NotMigrated { .. }) => return Ok(Step::NotMigrated),
             Err(e) => return Err(SearchError::Index(e)),
         };
-        if sync_first && (state.needs_rebuild != 0 || state.pending()) {
+        if sync_first && state.behind() {
             return Ok(Step::Sync);
         }
         let queued = if state.pending() { queued_ids(conn, spec, &state)? } else { Vec::new() };
@@ -383,11 +383,7 @@ fn freshen(
         Err(IndexError::NotMigrated { .. }) => return Ok(None),
         Err(e) => return Err(SearchError::Index(e)),
     };
-    let fresh = if before.needs_rebuild == 0 && !before.pending() && !missing {
-        true
-    } else {
-        sync_without_waiting(conn, spec)?
-    };
+    let fresh = if !before.behind() && !missing { true } else { sync_without_waiting(conn, spec)? };
     Ok(Some((before, fresh)))
 }
 

@@ -356,7 +356,7 @@ enum Loaded {
 /// (queued or appended rows, a rebuild due): then the copy is not the table and cannot answer for it.
 fn behind(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, IndexError> {
     match super::super::index::state(conn, spec) {
-        Ok(state) => Ok(state.pending() || state.needs_rebuild != 0),
+        Ok(state) => Ok(state.behind()),
         Err(IndexError::NotMigrated { .. }) => Ok(true),
         Err(e) => Err(e),
     }
