@@ -618,6 +618,18 @@ fn first_lanes(n: usize) -> __mmask8 {
     u8::try_from((1u16 << n) - 1).unwrap_or(u8::MAX)
 }
 
+/// Block `b` of the 8-word blocks at `p`: whole below `blocks`, else its lanes in `rest_mask` only (the rest
+/// of a length that is not a multiple of 8, the others zero). The caller guarantees those words are readable.
+#[cfg(dv_avx512)]
+#[inline(always)]
+unsafe fn load_block(p: *const u64, b: usize, blocks: usize, rest_mask: __mmask8) -> __m512i {
+    if b < blocks {
+        _mm512_loadu_si512(p.add(b * 8).cast())
+    } else {
+        _mm512_maskz_loadu_epi64(rest_mask, p.add(b * 8).cast())
+    }
+}
+
 /// The Hamming distance between the `words` words at `q` and at `code`; the caller guarantees both are
 /// readable for `words` words.
 #[cfg(dv_avx512)]
@@ -642,17 +654,91 @@ unsafe fn hamming_avx512(q: *const u64, code: *const u64, words: usize) -> u32 {
     u32::try_from(_mm512_reduce_add_epi64(acc)).unwrap_or(u32::MAX)
 }
 
+/// How far ahead of the rows [`hamming_scan_avx512`] compares it asks for their cache lines, in bytes. On an
+/// Intel Xeon the hardware prefetcher alone left a scan of 1M codes from memory at 9 GB/s on one core where
+/// plain reads ran at 12 GB/s; asking 1.5-6 KB ahead reached 11-12 GB/s. On an AMD EPYC 3-4 KB ahead gained
+/// 10 % on one core and nothing lost on two (BENCHMARKS.md, "The Hamming scan from memory").
+#[cfg(dv_avx512)]
+const SCAN_PREFETCH_BYTES: usize = 4096;
+
+/// The sums of the eight lanes of each of `a[0..8]`, in the eight lanes of the result (lane `i` for `a[i]`):
+/// three rounds of pairwise adds, 21 instructions for eight rows where a reduction per row takes about 56.
+#[cfg(dv_avx512)]
+#[inline(always)]
+unsafe fn sum_lanes_of_eight(a: &[__m512i; 8]) -> __m512i {
+    // Lanes 2j and 2j + 1 of the result: within each 128-bit quarter, a row's pair of lanes summed.
+    let pairs = |x: __m512i, y: __m512i| _mm512_add_epi64(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    // Quarters 0 and 2 of each input against 1 and 3: the quarters' sums, `x`'s rows first.
+    let quarters = |x: __m512i, y: __m512i| {
+        _mm512_add_epi64(_mm512_shuffle_i64x2::<0b10_00_10_00>(x, y), _mm512_shuffle_i64x2::<0b11_01_11_01>(x, y))
+    };
+    let (p01, p23, p45, p67) = (pairs(a[0], a[1]), pairs(a[2], a[3]), pairs(a[4], a[5]), pairs(a[6], a[7]));
+    quarters(quarters(p01, p23), quarters(p45, p67))
+}
+
 #[cfg(dv_avx512)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vpopcntdq,avx2,popcnt")]
 unsafe fn hamming_scan_avx512(query: &[u64], codes: &[u64], keep: &[u64], out: &mut [u16]) {
     let words = query.len();
-    for (row, o) in out.iter_mut().enumerate() {
-        if !kept(keep, row) {
-            *o = u16::MAX;
+    let (blocks, rest) = (words / 8, words % 8);
+    let rest_mask = first_lanes(rest);
+    let (q, c) = (query.as_ptr(), codes.as_ptr());
+    // The query's blocks are loaded in the loop (from the first level of cache): a code of up to 16,000
+    // bits has up to 32 of them, more than the registers hold.
+    let load = |p: *const u64, b: usize| load_block(p, b, blocks, rest_mask);
+    let steps = blocks + usize::from(rest > 0);
+    let (skipped, cap) = (_mm512_set1_epi64(i64::from(u16::MAX)), _mm512_set1_epi64(i64::from(u16::MAX - 1)));
+    let groups = out.len() / 8;
+    for g in 0..groups {
+        let row = g * 8;
+        // Eight bits of one word: `row` is a multiple of 8, and `keep` covers every row of `out` (the caller
+        // cut `out` to `keep.len() * 64` rows); a missing word keeps nothing.
+        #[allow(clippy::cast_possible_truncation)] // eight bits, masked
+        let bits = keep.get(row / 64).map_or(0, |w| (w >> (row % 64) & 0xff) as u8);
+        let o = &mut out[row..row + 8];
+        if bits.count_ones() < 3 {
+            // Two rows or fewer: counted alone, they read a quarter of the group's bytes or less.
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = if bits >> i & 1 == 1 {
+                    // In bounds: row + i < out.len() and codes.len() == out.len() * words (the dispatch).
+                    saturate(hamming_avx512(q, c.add((row + i) * words), words))
+                } else {
+                    u16::MAX
+                };
+            }
             continue;
         }
-        // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
-        *o = saturate(hamming_avx512(query.as_ptr(), codes.as_ptr().add(row * words), words));
+        // The group's bytes start at `c + row * words` words; the lines `SCAN_PREFETCH_BYTES` further on are
+        // asked for when they are still within `codes` (a hint either way).
+        let ahead = (row * words * 8 + SCAN_PREFETCH_BYTES)..((row + 8) * words * 8 + SCAN_PREFETCH_BYTES);
+        let mut line = ahead.start;
+        while line < ahead.end.min(codes.len() * 8) {
+            _mm_prefetch::<_MM_HINT_T0>(c.cast::<u8>().add(line).cast());
+            line += 64;
+        }
+        let mut acc = [_mm512_setzero_si512(); 8];
+        for b in 0..steps {
+            // In bounds: the query's block `b` (whole, or its first `rest` words masked) and the same block
+            // of rows row..row + 8 < out.len(), each `words` words within `codes`.
+            let qb = load(q, b);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let x = _mm512_xor_si512(qb, load(c.add((row + i) * words), b));
+                *a = _mm512_add_epi64(*a, _mm512_popcnt_epi64(x));
+            }
+        }
+        // Saturated at `u16::MAX - 1` like every level, the rows not kept `u16::MAX`; every lane then fits
+        // 16 bits, so the narrowing keeps it whole.
+        let sums = _mm512_mask_mov_epi64(skipped, bits, _mm512_min_epu64(sum_lanes_of_eight(&acc), cap));
+        // In bounds: 8 `u16` at `o`, a slice of eight.
+        _mm_storeu_si128(o.as_mut_ptr().cast(), _mm512_cvtepi64_epi16(sums));
+    }
+    for (row, o) in out.iter_mut().enumerate().skip(groups * 8) {
+        *o = if kept(keep, row) {
+            // In bounds: row < out.len() and codes.len() == out.len() * words (checked by the dispatch).
+            saturate(hamming_avx512(q, c.add(row * words), words))
+        } else {
+            u16::MAX
+        };
     }
 }
 
@@ -680,13 +766,7 @@ unsafe fn plane_sums_avx512(planes: &[u64], code: &[u64]) -> (u32, u32) {
     let rest_mask = first_lanes(rest);
     let c = code.as_ptr();
     // Each 8-word step of the code, the rest masked: `blocks * 8 + rest == words`.
-    let load = |p: *const u64, b: usize| {
-        if b < blocks {
-            _mm512_loadu_si512(p.add(b * 8).cast())
-        } else {
-            _mm512_maskz_loadu_epi64(rest_mask, p.add(b * 8).cast())
-        }
-    };
+    let load = |p: *const u64, b: usize| load_block(p, b, blocks, rest_mask);
     let steps = blocks + usize::from(rest > 0);
     let mut ones = _mm512_setzero_si512();
     for b in 0..steps {
