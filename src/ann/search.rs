@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
+use std::sync::{Mutex, PoisonError};
 
 use super::index::{QuantizedIndex, CHUNK_ROWS};
 use super::params::{Bounds, Query};
@@ -139,6 +140,14 @@ pub struct SearchOptions {
     /// the calibrated distribution stands: a partition of rows far from the query, all at nearly the same
     /// distance, recalled 0.985 instead of 0.99 with it tuned.
     pub tail_tuning_floor: f64,
+    /// Threads the Hamming scan is divided between, this one among them, when at least 2^18 rows pass the
+    /// filter (default 1). Each thread scans a run of the chunks, started per search: the same distances
+    /// as one thread, so the same results. A scan that large reads its codes from memory (192 MB at 1M rows
+    /// of 1536 dimensions), and one core alone does not reach the machine's memory bandwidth: on a 2-core
+    /// Intel Xeon two threads scanned 1M codes in about half the time of one. Below 2^18 rows the codes are
+    /// mostly in cache and a thread started per search costs more than it saves. The SQLite index sets it
+    /// to its search's [`threads`](crate::search::IndexSearch::threads).
+    pub threads: usize,
 }
 
 impl Default for SearchOptions {
@@ -157,6 +166,7 @@ impl Default for SearchOptions {
             miss_budget: 0.05,
             exhaustive_below: 1000,
             tail_tuning_floor: 0.8,
+            threads: 1,
         }
     }
 }
@@ -194,6 +204,8 @@ pub struct SearchStats {
     pub expected_misses: f64,
     /// The SIMD level of the scan.
     pub level: Level,
+    /// Threads the Hamming scan was divided between (1: this one alone; see [`SearchOptions::threads`]).
+    pub scan_threads: usize,
     /// The `k` asked for.
     pub k: usize,
 }
@@ -308,6 +320,7 @@ impl QuantizedIndex {
             bounded: false,
             expected_misses: 0.0,
             level: self.simd.level(),
+            scan_threads: 1,
             k,
         };
         if k == 0 || self.is_empty() {
@@ -339,7 +352,8 @@ impl QuantizedIndex {
                 if whole { u16::MAX - 1 } else { self.prefix_threshold(&prepared, scratch, keep, stats.passed) };
             // The rows compared whole are listed when they are few (the rows kept, or an exhaustive search's).
             let listed = exhaustive || !whole;
-            let histogram = self.scan(&prepared, scratch, prefix_within, listed);
+            let (histogram, scan_threads) = self.scan(&prepared, scratch, prefix_within, listed, options.threads);
+            stats.scan_threads = scan_threads;
             // An exhaustive search rescores every passing row at once (all of them are whole).
             let threshold = if exhaustive { u16::MAX - 1 } else { histogram.threshold(wanted) };
             let candidates = if listed {
@@ -542,26 +556,103 @@ impl QuantizedIndex {
     /// code first and whole only when that is within `prefix_within` (the rows nearest by their prefix);
     /// the others are left [`PENDING`], their prefix's distance beside the flag. The rows compared whole are
     /// listed in `scratch.whole` when `listed`. Returns the histogram of the whole distances.
-    fn scan(&self, query: &Query, scratch: &mut Scratch, prefix_within: u16, listed: bool) -> Histogram {
+    ///
+    /// From [`DIVIDED_SCAN_MIN_ROWS`] rows passing, the chunks are divided between up to `threads` threads
+    /// (this one among them), each a run of them: the same distances, list and histogram as one thread. Also
+    /// returns the threads that scanned.
+    fn scan(
+        &self,
+        query: &Query,
+        scratch: &mut Scratch,
+        prefix_within: u16,
+        listed: bool,
+        threads: usize,
+    ) -> (Histogram, usize) {
         let Scratch { distances, passing, whole } = scratch;
         distances.clear();
         distances.resize(self.chunks.len() * CHUNK_ROWS, u16::MAX);
         whole.clear();
+        let passed = passing.iter().flatten().map(|w| w.count_ones() as usize).sum::<usize>();
+        let parts = if passed < DIVIDED_SCAN_MIN_ROWS { 1 } else { threads.clamp(1, self.chunks.len().max(1)) };
+        let per_part = self.chunks.len().div_ceil(parts).max(1);
+        // Each part: its chunks' slots of `distances` and their passing rows, handed to whichever thread
+        // takes them (the part's own, or this one when that thread could not be started).
+        let mut parts = distances.chunks_mut(per_part * CHUNK_ROWS).zip(passing.chunks(per_part)).map(Some);
+        let Some(Some((mine, my_passing))) = parts.next() else { return (Histogram::new(self.params.dims()), 1) };
+        let others: Vec<Mutex<Option<Part<'_>>>> = parts.map(Mutex::new).collect();
+        let run = |part: usize, (out, passing): Part<'_>, whole: &mut Vec<u32>| {
+            self.scan_run(query, part * per_part, out, passing, prefix_within, listed.then_some(whole))
+        };
+        fn take<'a>(part: &Mutex<Option<Part<'a>>>) -> Option<Part<'a>> {
+            part.lock().unwrap_or_else(PoisonError::into_inner).take()
+        }
+        std::thread::scope(|scope| {
+            let started: Vec<_> = (others.iter().enumerate())
+                .map(|(i, part)| {
+                    let work = move || {
+                        let mut listed = Vec::new();
+                        let histogram = take(part).map(|p| run(i + 1, p, &mut listed));
+                        (histogram, listed)
+                    };
+                    std::thread::Builder::new().spawn_scoped(scope, work).ok()
+                })
+                .collect();
+            let scanning = 1 + started.iter().filter(|s| s.is_some()).count();
+            let mut histogram = run(0, (mine, my_passing), whole);
+            // The other parts in their order (so the list is the one thread's): a part whose thread could not
+            // be started is scanned here.
+            for (i, (part, handle)) in others.iter().zip(started).enumerate() {
+                let (theirs, listed) = match handle {
+                    // The threads run the code this one runs, which does not panic; if one did, its panic
+                    // is this thread's, as if the part had been scanned here.
+                    Some(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    None => {
+                        let mut listed = Vec::new();
+                        (take(part).map(|p| run(i + 1, p, &mut listed)), listed)
+                    }
+                };
+                if let Some(theirs) = theirs {
+                    histogram.merge(&theirs);
+                }
+                whole.extend(listed);
+            }
+            (histogram, scanning)
+        })
+    }
+
+    /// [`scan`](Self::scan) of the chunks from `first` on, one for each of `passing`, into `out` (their
+    /// slots of the distances); the rows compared whole are appended to `whole` when it is given. Returns
+    /// the histogram of the whole distances.
+    fn scan_run(
+        &self,
+        query: &Query,
+        first: usize,
+        out: &mut [u16],
+        passing: &[[u64; CHUNK_ROWS / 64]],
+        prefix_within: u16,
+        mut whole: Option<&mut Vec<u32>>,
+    ) -> Histogram {
         let mut histogram = Histogram::new(self.params.dims());
-        for (n, (chunk, pass)) in self.chunks.iter().zip(passing.iter()).enumerate() {
+        for (i, (chunk, pass)) in self.chunks[first..].iter().zip(passing).enumerate() {
             if pass.iter().all(|w| *w == 0) {
                 continue;
             }
-            let out = &mut distances[n * CHUNK_ROWS..n * CHUNK_ROWS + chunk.len()];
-            let before = whole.len();
-            self.compare_chunk(query, n, pass, prefix_within, out, listed.then_some(&mut *whole));
-            whole[before..].iter().for_each(|slot| histogram.add(distances[*slot as usize]));
+            let n = first + i;
+            let out = &mut out[i * CHUNK_ROWS..i * CHUNK_ROWS + chunk.len()];
+            match whole.as_deref_mut() {
+                Some(whole) => {
+                    let before = whole.len();
+                    self.compare_chunk(query, n, pass, prefix_within, out, Some(&mut *whole));
+                    let base = slot_base(n);
+                    whole[before..].iter().for_each(|slot| histogram.add(out[(slot - base) as usize]));
+                }
+                None => {
+                    self.compare_chunk(query, n, pass, prefix_within, out, None);
+                    out.iter().for_each(|d| histogram.add(*d));
+                }
+            }
         }
-        if listed {
-            histogram
-        } else {
-            Histogram::of(distances.iter().copied(), self.params.dims())
-        }
+        histogram
     }
 
     /// Compares chunk `n`'s rows in `mask` with the query, its distances in `out` (`u16::MAX` for the
@@ -767,6 +858,17 @@ fn slot_base(n: usize) -> u32 {
 /// reason not yet found; at 100k it gained on both sets.
 const PREFIX_PASS_MAX_ROWS: usize = 1 << 18;
 
+/// Rows passing a search's filter from which its Hamming scan is divided between threads
+/// ([`SearchOptions::threads`]). Measured from memory (BENCHMARKS.md, "The Hamming scan from memory"): at 1M
+/// rows two threads took the default search from 10.7-10.9 ms to 6.5 ms on a 2-core AMD EPYC; at 100k, divided
+/// from 2^14 rows, 0.49-0.70 ms against 0.56-0.69 ms on one thread, no gain beyond the noise (the codes' prefixes,
+/// 6 MB, are scanned first and mostly from cache).
+/// (This crate's own tests divide from 1024 rows, so that they cover the division on small indexes.)
+const DIVIDED_SCAN_MIN_ROWS: usize = if cfg!(test) { 1024 } else { 1 << 18 };
+
+/// A part of a divided scan: its chunks' slots of the distances, and their passing rows.
+type Part<'a> = (&'a mut [u16], &'a [[u64; CHUNK_ROWS / 64]]);
+
 /// Marks a row whose distance so far is its prefix's only (in the low bits): the rows the first pass put
 /// beyond the nearest [`SearchOptions::first_pass_keep`] are completed only when a search widens. Whole
 /// distances are at most the dimensions (16,000), below it.
@@ -796,6 +898,11 @@ impl Histogram {
             let last = self.0.len() - 1;
             self.0[usize::from(d).min(last)] += 1;
         }
+    }
+
+    /// Adds `other`'s counts (a histogram of the same dimensions).
+    fn merge(&mut self, other: &Histogram) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a += b);
     }
 
     /// The largest distance it counts (`dims` + 1: a distance is at most `dims`).

@@ -937,3 +937,44 @@ fn recalibrating_on_a_larger_sample_keeps_the_codes_unless_the_centre_moved() {
     assert!(matches!(early.recalibrated([&data[0][..95]]), Err(AnnError::DimensionMismatch { .. })));
     assert!(matches!(early.recalibrated(std::iter::empty()), Err(AnnError::EmptySample)));
 }
+
+/// The Hamming scan divided between threads (from 2^18 rows passing; from 1024 in this crate's tests) gives
+/// what one thread gives: the same neighbours after the same work, on the prefix pass, on whole codes and
+/// under filters, with more threads than chunks too.
+#[test]
+fn a_scan_divided_between_threads_finds_what_one_thread_finds() {
+    let (dims, clusters) = (640, 40);
+    let data = clustered(71, 6000, dims, clusters);
+    let queries = clustered_noise(71, 72, 4, dims, clusters);
+    let index = index_of(Metric::Cosine, &data, |i| (i % 7) as u64);
+    let store = Store::new(&data);
+    let allowed: Vec<i64> = (0..data.len()).filter(|i| i % 3 != 0).map(id_of).collect();
+    // Every row; the odd partitions (3 in 7 rows); an allow list of 2 rows in 3; a partition of 1 in 7 rows,
+    // below the rows that divide.
+    let filters = [Filter::all(), Filter::partition_masked(1, 1), Filter::allow(&allowed), Filter::partition(2)];
+    let defaults = SearchOptions::default();
+    let whole = SearchOptions { first_pass_keep: usize::MAX, ..defaults };
+    let tight = SearchOptions { rescore_per_k: 20, ..defaults };
+    for options in [defaults, whole, tight] {
+        for q in &queries {
+            for filter in &filters {
+                let one = index.search(q, 10, filter, &options, store.fetch()).unwrap();
+                assert_eq!(one.stats.scan_threads, 1);
+                let chunks = data.len().div_ceil(CHUNK_ROWS);
+                for threads in [2, 3, 5, 64] {
+                    let divided = SearchOptions { threads, ..options };
+                    let mut outcome = index.search(q, 10, filter, &divided, store.fetch()).unwrap();
+                    let expected = if outcome.stats.passed < 1024 { 1 } else { threads.min(chunks) };
+                    // 64 threads for 24 chunks: a chunk each.
+                    assert_eq!(
+                        outcome.stats.scan_threads, expected,
+                        "{threads} threads, {} rows",
+                        outcome.stats.passed
+                    );
+                    outcome.stats.scan_threads = 1;
+                    assert_eq!(outcome, one, "{threads} threads");
+                }
+            }
+        }
+    }
+}

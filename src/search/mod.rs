@@ -532,7 +532,9 @@ impl<'a> IndexSearch<'a> {
     /// connections read the table at once, each a part of its rows, this connection one of them (default:
     /// the threads the machine runs at once, at most 4, for a table of more than 16,384 rows; at least 1).
     /// An index that keeps a copy of the vectors (`SqliteIndex::vectors`) has its copy read the same way,
-    /// by ranges of its groups of 16 rows.
+    /// by ranges of its groups of 16 rows. The default search's scan of the quantized codes is divided the
+    /// same way between threads of this process when 2^18 rows or more pass the filter
+    /// ([`SearchOptions::threads`](crate::ann::SearchOptions::threads)), with the same results.
     /// The extra connections are kept open for the next scan (`sqlite::close_scan_connections` closes
     /// them); they read the same snapshot as this one, checked before their results are taken. A search
     /// inside a transaction, or on a database in memory, reads on this connection only, and so does any part
@@ -743,6 +745,7 @@ pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter
         reranked = tracing::field::Empty,
         recall_estimate = tracing::field::Empty,
         simd = tracing::field::Empty,
+        scan_threads = tracing::field::Empty,
         catalog = tracing::field::Empty,
         connections = tracing::field::Empty,
         vectors_copy = tracing::field::Empty,
@@ -781,7 +784,7 @@ pub(crate) fn report(
 
 /// Records a codes search's counters on the current search span: rows compared in the scan, candidates
 /// reranked exactly, the estimated recall (`1 - expected misses / k`, 1 when the error bound proved the
-/// result) and the SIMD level.
+/// result), the SIMD level and the threads the scan was divided between.
 #[cfg(feature = "sqlite")]
 pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
     let span = tracing::Span::current();
@@ -789,6 +792,7 @@ pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
     span.record("reranked", stats.fetched);
     span.record("recall_estimate", stats.recall_estimate());
     span.record("simd", stats.level.name());
+    span.record("scan_threads", stats.scan_threads);
 }
 
 /// Candidates per result a binary-quantized index gives for the exact re-ranking, by default (200 for

@@ -112,7 +112,7 @@ impl Part {
 }
 
 /// The connections a scan would use by default on this machine.
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get().min(DEFAULT_MAX_THREADS))
 }
 

@@ -217,7 +217,9 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         return Ok(None);
     }
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
-    let options = crate::ann::SearchOptions::default();
+    // The scan of a large index's codes is divided between threads like a scan of the rows.
+    let threads = plan.threads.unwrap_or_else(super::parallel::default_threads);
+    let options = crate::ann::SearchOptions { threads, ..crate::ann::SearchOptions::default() };
     /// What one attempt in a snapshot came to.
     enum Step {
         Found(Found),
