@@ -67,6 +67,8 @@ pub struct Options {
     pub maintenance: bool,
     /// Queries to run on vec0 and the exact path (they take hundreds of milliseconds each).
     pub slow_queries: usize,
+    /// `IndexSearch::threads` of every search (`None`: the default).
+    pub threads: Option<usize>,
 }
 
 fn ms(seconds: f64) -> String {
@@ -325,7 +327,12 @@ fn search(input: &Input<'_>, options: &Options) {
         input.truth[q].iter().filter(|t| found.contains(t)).count() as f64 / input.truth[q].len().max(1) as f64
     };
     let run = |conn: &mut SqliteConnection, q: &Vector, strategy: Strategy| -> Vec<i64> {
-        Search::new("p", "m", q).k(10).strategy(strategy).run(conn).expect("search").into_iter().map(|h| h.id).collect()
+        let search = Search::new("p", "m", q).k(10).strategy(strategy);
+        let search = match options.threads {
+            Some(threads) => search.threads(threads),
+            None => search,
+        };
+        search.run(conn).expect("search").into_iter().map(|h| h.id).collect()
     };
 
     // A process's first search: the codes read from the file and checked.

@@ -65,6 +65,7 @@ pub struct Search<'a> {
     pub(crate) fragment_ids: Option<&'a [i64]>,
     pub(crate) strategy: Strategy,
     pub(crate) probes: Option<u32>,
+    pub(crate) threads: Option<usize>,
 }
 
 impl<'a> Search<'a> {
@@ -79,6 +80,7 @@ impl<'a> Search<'a> {
             fragment_ids: None,
             strategy: Strategy::Auto,
             probes: None,
+            threads: None,
         }
     }
 
@@ -118,6 +120,14 @@ impl<'a> Search<'a> {
         self
     }
 
+    /// SQLite: how many connections a scan of every row reads with, and how many threads divide a large
+    /// index's scan of its codes (see [`IndexSearch::threads`]; at least 1).
+    #[must_use]
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
     /// Runs the search on `conn`: a [`diesel::PgConnection`] or a [`diesel::SqliteConnection`] (set up by
     /// [`crate::sqlite::establish`]).
     ///
@@ -144,6 +154,9 @@ impl Search<'_> {
             .filter_eq("model", self.model);
         if let Some(p) = self.probes {
             generic = generic.probes(p);
+        }
+        if let Some(threads) = self.threads {
+            generic = generic.threads(threads);
         }
         generic
     }

@@ -5,7 +5,7 @@
 //! sqlite-vec's vec0 flat KNN on the same rows, code memory, training and encoding time. Markdown on stdout.
 //!
 //! ```text
-//! scripts/bench-ann.sh [--rows N] [--queries Q] [--quick] [--no-sqlite]
+//! scripts/bench-ann.sh [--rows N] [--queries Q] [--quick] [--no-sqlite] [--threads N]
 //! ```
 // Queries are numbered: `q` indexes the query set and its ground truth alike.
 #![allow(clippy::needless_range_loop)]
@@ -38,6 +38,9 @@ struct Args {
     first_pass_keep: Option<usize>,
     /// `SearchOptions::tail_tuning_floor` of the default search from memory (its default when `None`).
     tail_floor: Option<f64>,
+    /// Threads of the search's Hamming scan (`SearchOptions::threads`, `IndexSearch::threads`); `None`: the
+    /// SQLite search's default (the threads the machine runs at once, at most 4), from memory the same.
+    threads: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
         slow_queries: 10,
         first_pass_keep: None,
         tail_floor: None,
+        threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--queries" => args.queries = value("--queries")?.max(10),
             "--quick" => args.rows = 10_000,
             "--no-sqlite" => args.sqlite = false,
+            "--threads" => args.threads = Some(value("--threads")?.max(1)),
             "--no-maintenance" => args.maintenance = false,
             "--slow-queries" => args.slow_queries = value("--slow-queries")?.max(1),
             "--first-pass-keep" => args.first_pass_keep = Some(value("--first-pass-keep")?.max(1)),
@@ -71,7 +76,7 @@ fn parse_args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                 "unknown argument {other:?}; expected --rows N, --queries Q, --quick, --no-sqlite, --no-maintenance, \
-                     --slow-queries S, --first-pass-keep F, --tail-floor T"
+                     --slow-queries S, --first-pass-keep F, --tail-floor T, --threads N"
             ))
             }
         }
@@ -375,6 +380,7 @@ fn report(set: &DataSet, args: &Args) {
         miss_budget: 0.0,
         exhaustive_below: 0,
         tail_tuning_floor: 1.0,
+        threads: args.threads.unwrap_or(1),
     };
     println!("### Recall@10 against the candidates reranked exactly\n");
     println!("Hamming only: the `R` nearest codes by Hamming distance reranked. Rescored: the 2000 nearest by Hamming");
@@ -417,6 +423,7 @@ fn report(set: &DataSet, args: &Args) {
     let options = SearchOptions {
         first_pass_keep: args.first_pass_keep.unwrap_or(defaults.first_pass_keep),
         tail_tuning_floor: args.tail_floor.unwrap_or(defaults.tail_tuning_floor),
+        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4))),
         ..defaults
     };
     let mut lat = Vec::new();
@@ -491,7 +498,11 @@ fn report(set: &DataSet, args: &Args) {
         };
         sqlite_index::report(
             &input,
-            &sqlite_index::Options { maintenance: args.maintenance, slow_queries: args.slow_queries },
+            &sqlite_index::Options {
+                maintenance: args.maintenance,
+                slow_queries: args.slow_queries,
+                threads: args.threads,
+            },
         );
     }
 }
