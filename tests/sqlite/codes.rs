@@ -186,6 +186,8 @@ fn a_queue_drained_behind_the_codes_back_forces_a_rebuild() {
     for field in ["path=codes", "scanned=", "reranked=", "recall_estimate=", "simd=", "duration_ms="] {
         assert!(span.contains(field), "{field} in {span}");
     }
+    // A few hundred rows are scanned on this thread alone (the scan is divided from 2^18 rows).
+    assert!(span.contains("scan_threads=1"), "{span}");
     assert!(events.iter().any(|e| e.contains("quantized codes rebuilt")), "{events:#?}");
     assert!(index_status(&mut conn).unwrap().is_up_to_date());
 }
