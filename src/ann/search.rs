@@ -559,8 +559,8 @@ impl QuantizedIndex {
     /// listed in `scratch.whole` when `listed`. Returns the histogram of the whole distances.
     ///
     /// From [`DIVIDED_SCAN_MIN_ROWS`] rows passing, the chunks are divided between up to `threads` threads
-    /// (this one among them), each a run of them: the same distances, list and histogram as one thread. Also
-    /// returns the threads that scanned.
+    /// (this one among them; at most one for each half of that many passing rows), each a run of them: the
+    /// same distances, list and histogram as one thread. Also returns the threads that scanned.
     fn scan(
         &self,
         query: &Query,
@@ -574,7 +574,9 @@ impl QuantizedIndex {
         distances.resize(self.chunks.len() * CHUNK_ROWS, u16::MAX);
         whole.clear();
         let passed = passing.iter().flatten().map(|w| w.count_ones() as usize).sum::<usize>();
-        let parts = if passed < DIVIDED_SCAN_MIN_ROWS { 1 } else { threads.clamp(1, self.chunks.len().max(1)) };
+        // Each part at least half the threshold's rows: a large `threads` does not start a thread per chunk.
+        let most = (passed / (DIVIDED_SCAN_MIN_ROWS / 2)).clamp(1, self.chunks.len().max(1));
+        let parts = if passed < DIVIDED_SCAN_MIN_ROWS { 1 } else { threads.clamp(1, most) };
         let per_part = self.chunks.len().div_ceil(parts).max(1);
         // Each part: its chunks' slots of `distances` and their passing rows, handed to whichever thread
         // takes them (the part's own, or this one when that thread could not be started).
