@@ -141,9 +141,10 @@ pub struct SearchOptions {
     /// distance, recalled 0.985 instead of 0.99 with it tuned.
     pub tail_tuning_floor: f64,
     /// Threads the Hamming scan is divided between, this one among them, when at least 2^18 rows pass the
-    /// filter (default 1). Each thread scans a run of the chunks, started per search: the same distances
-    /// as one thread, so the same results. A scan that large reads its codes from memory (192 MB at 1M rows
-    /// of 1536 dimensions), and one core's scan takes longer than reading them: on a 2-core Intel Xeon two
+    /// filter (default 1; at most one for each 2^17 passing rows). Each thread scans a run of the chunks,
+    /// started per search: the same distances as one thread, so the same results. A scan that large reads
+    /// its codes from memory (192 MB at 1M rows of 1536 dimensions), and one core's scan takes longer than
+    /// reading them: on a 2-core Intel Xeon two
     /// threads scanned 1M codes in half the time of one, and on a 2-core AMD EPYC the default search of 1M
     /// rows went from 10.9 to 6.5 ms. Below 2^18 rows the codes are mostly in cache and a thread started per
     /// search gained nothing measurable. The SQLite index sets it to its search's
