@@ -144,11 +144,10 @@ pub struct SearchOptions {
     /// filter (default 1; at most one for each 2^17 passing rows). Each thread scans a run of the chunks,
     /// started per search: the same distances as one thread, so the same results. A scan that large reads
     /// its codes from memory (192 MB at 1M rows of 1536 dimensions), and one core's scan takes longer than
-    /// reading them: on a 2-core Intel Xeon two
-    /// threads scanned 1M codes in half the time of one, and on a 2-core AMD EPYC the default search of 1M
-    /// rows went from 10.9 to 6.5 ms. Below 2^18 rows the codes are mostly in cache and a thread started per
-    /// search gained nothing measurable. The SQLite index sets it to its search's
-    /// [`threads`](crate::search::IndexSearch::threads).
+    /// reading them: on a 2-core Intel Xeon two threads scanned 1M codes in half the time of one, and on a
+    /// 2-core AMD EPYC the default search of 1M rows went from 10.9 to 6.5 ms. Below 2^18 rows the codes
+    /// are mostly in cache and a thread started per search gained nothing measurable. The SQLite index sets
+    /// it to its search's [`threads`](crate::search::IndexSearch::threads).
     pub threads: usize,
 }
 
@@ -354,7 +353,8 @@ impl QuantizedIndex {
                 if whole { u16::MAX - 1 } else { self.prefix_threshold(&prepared, scratch, keep, stats.passed) };
             // The rows compared whole are listed when they are few (the rows kept, or an exhaustive search's).
             let listed = exhaustive || !whole;
-            let (histogram, scan_threads) = self.scan(&prepared, scratch, prefix_within, listed, options.threads);
+            let (histogram, scan_threads) =
+                self.scan(&prepared, scratch, prefix_within, listed, stats.passed, options.threads);
             stats.scan_threads = scan_threads;
             // An exhaustive search rescores every passing row at once (all of them are whole).
             let threshold = if exhaustive { u16::MAX - 1 } else { histogram.threshold(wanted) };
@@ -559,22 +559,23 @@ impl QuantizedIndex {
     /// the others are left [`PENDING`], their prefix's distance beside the flag. The rows compared whole are
     /// listed in `scratch.whole` when `listed`. Returns the histogram of the whole distances.
     ///
-    /// From [`DIVIDED_SCAN_MIN_ROWS`] rows passing, the chunks are divided between up to `threads` threads
-    /// (this one among them; at most one for each half of that many passing rows), each a run of them: the
-    /// same distances, list and histogram as one thread. Also returns the threads that scanned.
+    /// From [`DIVIDED_SCAN_MIN_ROWS`] rows `passed` (those of `scratch.passing`), the chunks are divided
+    /// between up to `threads` threads (this one among them; at most one for each half of that many passing
+    /// rows), each a run of them: the same distances, list and histogram as one thread. Also returns the
+    /// threads that scanned.
     fn scan(
         &self,
         query: &Query,
         scratch: &mut Scratch,
         prefix_within: u16,
         listed: bool,
+        passed: usize,
         threads: usize,
     ) -> (Histogram, usize) {
         let Scratch { distances, passing, whole } = scratch;
         distances.clear();
         distances.resize(self.chunks.len() * CHUNK_ROWS, u16::MAX);
         whole.clear();
-        let passed = passing.iter().flatten().map(|w| w.count_ones() as usize).sum::<usize>();
         // Each part at least half the threshold's rows: a large `threads` does not start a thread per chunk.
         let most = (passed / (DIVIDED_SCAN_MIN_ROWS / 2)).clamp(1, self.chunks.len().max(1));
         let parts = if passed < DIVIDED_SCAN_MIN_ROWS { 1 } else { threads.clamp(1, most) };
@@ -587,19 +588,16 @@ impl QuantizedIndex {
         let run = |part: usize, (out, passing): Part<'_>, whole: &mut Vec<u32>| {
             self.scan_run(query, part * per_part, out, passing, prefix_within, listed.then_some(whole))
         };
-        fn take<'a>(part: &Mutex<Option<Part<'a>>>) -> Option<Part<'a>> {
-            part.lock().unwrap_or_else(PoisonError::into_inner).take()
-        }
+        // Part `i + 1` of the others, on whichever thread takes it first: its histogram and the rows it
+        // listed (`None` and none when the part was taken already).
+        let scan_other = move |i: usize, part: &Mutex<Option<Part<'_>>>| {
+            let mut listed = Vec::new();
+            let taken = part.lock().unwrap_or_else(PoisonError::into_inner).take();
+            (taken.map(|p| run(i + 1, p, &mut listed)), listed)
+        };
         std::thread::scope(|scope| {
             let started: Vec<_> = (others.iter().enumerate())
-                .map(|(i, part)| {
-                    let work = move || {
-                        let mut listed = Vec::new();
-                        let histogram = take(part).map(|p| run(i + 1, p, &mut listed));
-                        (histogram, listed)
-                    };
-                    std::thread::Builder::new().spawn_scoped(scope, work).ok()
-                })
+                .map(|(i, part)| std::thread::Builder::new().spawn_scoped(scope, move || scan_other(i, part)).ok())
                 .collect();
             let scanning = 1 + started.iter().filter(|s| s.is_some()).count();
             let mut histogram = run(0, (mine, my_passing), whole);
@@ -610,10 +608,7 @@ impl QuantizedIndex {
                     // The threads run the code this one runs, which does not panic; if one did, its panic
                     // is this thread's, as if the part had been scanned here.
                     Some(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    None => {
-                        let mut listed = Vec::new();
-                        (take(part).map(|p| run(i + 1, p, &mut listed)), listed)
-                    }
+                    None => scan_other(i, part),
                 };
                 if let Some(theirs) = theirs {
                     histogram.merge(&theirs);
