@@ -71,7 +71,9 @@ impl<'a> Filter<'a> {
 /// most `miss_budget`; `max_rerank` candidates were reranked and the estimated recall is at least
 /// `min_recall_estimate`; `rerank_limit` candidates were reranked (or the rescored candidates ran out). A
 /// query the codes cannot tell apart (one unlike the data, whose rows are all at nearly the same distance)
-/// so reranks more, up to every rescored candidate, rather than answering with a poor recall.
+/// so reranks more, up to every rescored candidate, rather than answering with a poor recall; one that
+/// reaches `rerank_limit` or runs out of candidates before any rule holds says so
+/// ([`SearchStats::confident`]), and the SQLite index then answers with an exact scan.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchOptions {
     /// Rows kept by the Hamming scan for rescoring first: `rescore_share` of the rows that pass the filter,
@@ -199,9 +201,16 @@ pub struct SearchStats {
     pub fetch_calls: usize,
     /// Whether the error bound proved the top `k` complete (otherwise `max_rerank` or the candidates ran out).
     pub bounded: bool,
+    /// Whether a stop rule ended the search (the bound proved the top `k` complete, the expected misses fell
+    /// within the budget, or the estimated recall reached its target once `max_rerank` candidates were
+    /// reranked) or every row that passes the filter was reranked. Otherwise the search stopped at
+    /// `rerank_limit`, or ran out of rescored candidates while no rule held, and its result may miss more
+    /// of the top `k` than a search should (the codes cannot tell the rows apart, as for random vectors
+    /// without structure): the SQLite index then answers with an exact scan.
+    pub confident: bool,
     /// The expected number of true top-`k` rows left out, from the calibrated error distribution of the
-    /// candidates left unfetched when the search stopped (0 when `bounded`): `1 - expected_misses / k` is
-    /// the search's estimated recall, for telemetry.
+    /// candidates left unfetched at the search's last check of its stop rules (0 when `bounded`):
+    /// `1 - expected_misses / k` is the search's estimated recall, for telemetry.
     pub expected_misses: f64,
     /// The SIMD level of the scan.
     pub level: Level,
@@ -319,12 +328,15 @@ impl QuantizedIndex {
             returned: 0,
             fetch_calls: 0,
             bounded: false,
+            confident: false,
             expected_misses: 0.0,
             level: self.simd.level(),
             scan_threads: 1,
             k,
         };
         if k == 0 || self.is_empty() {
+            // Nothing to miss.
+            stats.confident = true;
             return Ok(SearchOutcome { neighbours: Vec::new(), stats });
         }
         let bounds = self.params.bounds(options.bound_scale);
@@ -394,15 +406,16 @@ impl QuantizedIndex {
                 let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
                 stop = if kth <= suffix_min[next] {
                     stats.bounded = true;
+                    stats.confident = true;
                     stats.expected_misses = 0.0;
                     true
                 } else {
                     // Summed only as far as a stop rule could still hold: past `decisive` neither can.
                     let remaining = &candidates[next..];
                     stats.expected_misses = expected_misses(&tuned, kth, remaining, decisive);
-                    let stop = stats.expected_misses <= options.miss_budget
-                        || stats.fetched >= limit
+                    stats.confident = stats.expected_misses <= options.miss_budget
                         || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate);
+                    let stop = stats.confident || stats.fetched >= limit;
                     if stop && stats.expected_misses > decisive {
                         // Stopped by the cap: the whole sum, for the search's telemetry.
                         stats.expected_misses = expected_misses(&tuned, kth, remaining, f64::INFINITY);
@@ -412,6 +425,8 @@ impl QuantizedIndex {
             }
             if stop {
                 if stats.rescored >= stats.passed {
+                    // Every passing row was rescored; run out, every one was also reranked.
+                    stats.confident |= exhausted;
                     break;
                 }
                 // Rows beyond `rescored_to` remain. With fewer than `k` results (rows deleted since they were
@@ -440,6 +455,7 @@ impl QuantizedIndex {
                     if !late.is_empty() {
                         stats.rescored += late.len();
                         stats.bounded = false;
+                        stats.confident = false;
                         suffix_min = join(&mut candidates, next, &mut late);
                         continue;
                     }
@@ -458,6 +474,7 @@ impl QuantizedIndex {
                 rescored_to = to;
                 stats.rescored += more.len();
                 stats.bounded = false;
+                stats.confident = false;
                 suffix_min = join(&mut candidates, next, &mut more);
                 continue;
             }

@@ -134,6 +134,10 @@ pub enum SearchPath {
     /// SQLite: candidates from the codes, which could not be brought up to date without waiting, plus the
     /// rows changed since (queued), computed exactly.
     CodesWithQueue,
+    /// SQLite: the codes' search reranked as many candidates as it may and still estimated its recall below
+    /// its target (vectors whose codes cannot tell the rows apart, such as random vectors without
+    /// structure), so the search ran again as an exact scan.
+    CodesThenExact,
     /// SQLite: every matching row's distance (the crate's scan of the values where SQLite holds them).
     ExactScan,
     /// PostgreSQL: pgvector's ivfflat index.
@@ -168,6 +172,7 @@ impl SearchPath {
             Self::Vec0ThenExact => "vec0_then_exact",
             Self::Codes => "codes",
             Self::CodesWithQueue => "codes_with_queue",
+            Self::CodesThenExact => "codes_then_exact",
             Self::ExactScan => "exact_scan",
             Self::Ivfflat => "ivfflat",
             Self::IvfflatThenExact => "ivfflat_then_exact",

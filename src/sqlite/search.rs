@@ -8,7 +8,8 @@
 //! 2. **Candidates** from the index's structure ([`candidates`]): the crate's quantized codes
 //!    ([`codes_candidates`]: partition filters filter the Hamming scan, other filters become its allow list,
 //!    candidates are reranked until the error bound proves the result or the estimated recall reaches its
-//!    target), else sqlite-vec's vec0 table. Either is brought up to date first without waiting for the
+//!    target; a search that reaches its rerank cap, or runs out of candidates, before any of its stop rules
+//!    holds is answered by the exact scan instead), else sqlite-vec's vec0 table. Either is brought up to date first without waiting for the
 //!    write lock. When another connection holds it (or the database is read-only), the structure answers
 //!    as it stands and the rows it does not hold as they are (queued, or appended above its last indexed
 //!    id) are added as candidates (vec0 is asked for as many more rows as that; any stale entry of such a
@@ -227,6 +228,8 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         Sync,
         /// The codes could not answer.
         Codes(Searched),
+        /// The codes answered short of the recall the search wants: the exact scan answers instead.
+        Short,
         NotMigrated,
     }
     // The search in one read transaction. The first time the index is behind the table, the search
@@ -259,6 +262,9 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
             other => return Ok(Step::Codes(other)),
         };
         crate::search::record_codes_stats(&outcome.stats);
+        if !outcome.stats.confident {
+            return Ok(Step::Short);
+        }
         let queued_set: HashSet<i64> = queued.iter().copied().collect();
         let mut hits: Vec<Hit> = outcome
             .neighbours
@@ -279,6 +285,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     loop {
         match super::transaction::deferred(conn, |conn| in_snapshot(conn, !synced))? {
             Step::Found(found) => return Ok(Some(found)),
+            Step::Short => return exact(conn, plan, filters, filter, SearchPath::CodesThenExact).map(Some),
             Step::Sync => {
                 synced = true;
                 fresh = sync_without_waiting(conn, spec)?;

@@ -90,3 +90,13 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
     let events = SINK.with(|sink| sink.borrow_mut().take().unwrap_or_default());
     (result, events)
 }
+
+/// The value of the field `name` in a captured line (`name=value`; the values asserted on have no spaces).
+pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(' ').find_map(|token| token.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The path of the (last) search span among `events`.
+pub fn search_path(events: &[String]) -> Option<&str> {
+    events.iter().rev().filter(|e| e.starts_with("SPAN diesel_vector::search search")).find_map(|e| field(e, "path"))
+}

@@ -61,7 +61,7 @@ fn search(conn: &mut SqliteConnection, model: &str, q: &Vector, k: usize) -> (Ve
 
 fn codes_search(conn: &mut SqliteConnection, model: &str, q: &Vector, k: usize) -> Vec<i64> {
     let (ids, events) = search(conn, model, q, k);
-    assert!(events.iter().any(|e| e.contains("path=codes")), "{events:#?}");
+    assert_eq!(telemetry::search_path(&events), Some("codes"), "{events:#?}");
     ids
 }
 
