@@ -111,7 +111,17 @@ pub(crate) fn pg_create_index(spec: &IndexSpec) -> Option<String> {
 /// `CREATE INDEX <name> ON <table> USING <method> (<column or cast> <opclass>)<with>;`, or `None` when the
 /// spec has no PostgreSQL index name or pgvector has no such index for its type and metric.
 pub(crate) fn pg_create_index_sql(spec: &IndexSpec, method: PgIndex, with: &str) -> Option<String> {
-    let name = spec.pg_index_name()?;
+    pg_create_index_named(spec, method, spec.pg_index_name()?, with, "")
+}
+
+/// The same under the index name `name`, with `tail` after the options (a partial index's ` WHERE ...`).
+pub(crate) fn pg_create_index_named(
+    spec: &IndexSpec,
+    method: PgIndex,
+    name: &str,
+    with: &str,
+    tail: &str,
+) -> Option<String> {
     let ivfflat_unsupported =
         matches!(spec.metric(), Metric::L1 | Metric::Jaccard) || spec.element() == Element::SparseVector;
     if method == PgIndex::None || (method == PgIndex::Ivfflat && ivfflat_unsupported) {
@@ -121,7 +131,7 @@ pub(crate) fn pg_create_index_sql(spec: &IndexSpec, method: PgIndex, with: &str)
     if method == PgIndex::BinaryQuantized {
         // Each vector's signs, one bit per dimension, compared by Hamming distance.
         return Some(format!(
-            "CREATE INDEX {} ON {} USING hnsw ((binary_quantize({column})::{}) bit_hamming_ops){with};",
+            "CREATE INDEX {} ON {} USING hnsw ((binary_quantize({column})::{}) bit_hamming_ops){with}{tail};",
             quote(name),
             quote(spec.table()),
             Element::Bit.pg_type(spec.dims()),
@@ -132,7 +142,7 @@ pub(crate) fn pg_create_index_sql(spec: &IndexSpec, method: PgIndex, with: &str)
         None => (column, spec.element()),
     };
     Some(format!(
-        "CREATE INDEX {} ON {} USING {} ({operand} {}_{}_ops){with};",
+        "CREATE INDEX {} ON {} USING {} ({operand} {}_{}_ops){with}{tail};",
         quote(name),
         quote(spec.table()),
         method.name(),

@@ -10,6 +10,7 @@ pub(crate) mod doctor;
 mod expression;
 mod index;
 pub(crate) mod migrations;
+mod partition;
 #[cfg(any(feature = "pg", feature = "async"))]
 mod search;
 #[cfg(feature = "pg")]
@@ -24,3 +25,8 @@ pub use index::{index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebui
 #[cfg(feature = "async")]
 pub use index::{rebuild_async, status_async};
 pub use index::{recommended_lists, recommended_probes, IvfflatStatus, PgIndexStatus, Rebuild, IVFFLAT_INDEX};
+pub use partition::partition_index_name;
+#[cfg(feature = "pg")]
+pub use partition::{create_partition_index, drop_partition_index};
+#[cfg(feature = "async")]
+pub use partition::{create_partition_index_async, drop_partition_index_async};

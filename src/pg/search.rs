@@ -12,11 +12,17 @@
 //!    table's row estimate and the filters' selectivity from PostgreSQL's statistics
 //!    (`pg_stats`), then sets, for this transaction only, what the path needs:
 //!    - HNSW: `hnsw.ef_search` from `k` and the selectivity ([`default_ef_search`], divided by the square
-//!      root of the selectivity), `hnsw.iterative_scan = relaxed_order` (the scan goes on until enough rows
+//!      root of the selectivity; a filter a partition index serves, `super::create_partition_index`,
+//!      counts as passing every row), `hnsw.iterative_scan = relaxed_order` (the scan goes on until enough rows
 //!      pass the filters; its slightly unordered rows are sorted here);
 //!    - ivfflat: `ivfflat.probes` (`sqrt(lists)`, at least 10) and `ivfflat.iterative_scan`;
 //!    - an index scan when the index serves the search (`enable_seqscan` off: the planner's estimate
 //!      sometimes prefers a sequential scan of the whole table, hundreds of times slower);
+//!    - an HNSW search a partition index serves (`super::create_partition_index`):
+//!      `plan_cache_mode = force_custom_plan`, so that its statement (prepared once per connection) is
+//!      planned with the filter's values and runs on that index (a generic plan, which PostgreSQL settles on
+//!      after a few executions, cannot prove the index's condition and used the table's index). Only then:
+//!      planning the statement each time cost 0.26 ms;
 //!    - `enable_indexscan` off for an exact search.
 //!
 //!    What the set-up reads is remembered per process (`learned`: the connection's own entry first, else
@@ -39,7 +45,8 @@
 //!    cut: a sequential scan in the same transaction.
 //!
 //! Settings made with `SET LOCAL` end with the transaction. When the search runs inside the caller's
-//! own transaction, the planner switches it changed are put back afterwards; the pgvector settings stay
+//! own transaction, the planner switches it changed (`enable_seqscan`, `enable_indexscan`,
+//! `plan_cache_mode`) are put back afterwards; the pgvector settings stay
 //! for the rest of that transaction, as a `SET LOCAL` of the caller's would.
 
 use diesel::pg::Pg;
@@ -52,7 +59,7 @@ use crate::index::{quote, Element, IndexSpec, PgIndex};
 use crate::search::query::{push_column, KnnDialect, QueryVector, SearchValue, VectorColumn};
 use crate::search::{
     resolve_filters, sort, trusted, ColumnKind, EqFilter, FilterValue, Found, Hit, Knn, KnnOrder, Plan, PlanVector,
-    SearchError, SearchFilter, SearchPath, Value,
+    SearchError, SearchFilter, SearchPath,
 };
 use crate::sql_types::Vector;
 use diesel::serialize::ToSql;
@@ -139,7 +146,13 @@ async fn knn<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
             .await;
     }
     if let Some(saved) = saved {
-        conn.execute(sql(RESTORE_PLANNER).bind::<Text, _>(saved.seqscan).bind::<Text, _>(saved.indexscan)).await?;
+        conn.execute(
+            sql(RESTORE_PLANNER)
+                .bind::<Text, _>(saved.seqscan)
+                .bind::<Text, _>(saved.indexscan)
+                .bind::<Text, _>(saved.plan_cache),
+        )
+        .await?;
     }
     if result.is_err() {
         // What was learned about the table may be what failed (a column renamed or dropped since).
@@ -168,7 +181,10 @@ async fn learned_hnsw<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     if plan.spec.pg_index() != PgIndex::Hnsw || !plan.index_serves() {
         return Ok(None);
     }
-    let Some(known) = known.filter(|k| k.mode == "hnsw" && k.identity.is_some()) else {
+    // A search a partition index serves is planned with its values each time: planning this statement, with
+    // its check of the table's identity, cost 0.3-0.4 ms more than the search's own query; the lighter set-up
+    // then that query (`filtered_setup`) cost less.
+    let Some(known) = known.filter(|k| k.mode == "hnsw" && k.identity.is_some() && !k.partition_index) else {
         return Ok(None);
     };
     let Ok(filters) = resolve_filters_if_any(plan, &known.columns) else {
@@ -186,6 +202,7 @@ async fn learned_hnsw<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     match indexed(conn, plan, &filters, filter, PgIndex::Hnsw, Some(&check)).await? {
         Some(found) => {
             tracing::Span::current().record("catalog", "learned");
+            tracing::Span::current().record("ef_search", ef_search);
             Ok(Some(found))
         }
         None => {
@@ -310,6 +327,8 @@ mod learned {
         pub(super) selectivity: Option<f64>,
         /// The path the set-up chose (`hnsw`, `ivfflat`, `scan`, ...).
         pub(super) mode: String,
+        /// Whether a partition index serves one of the filters (`super::super::partition`).
+        pub(super) partition_index: bool,
     }
 
     #[derive(Default)]
@@ -360,10 +379,10 @@ async fn missing_columns<E: Exec<Db = Pg>>(conn: &mut E, plan: &Plan<'_>) -> Opt
     resolve_filters(&unfiltered, &columns, true).err()
 }
 
-const READ_PLANNER: &str =
-    "SELECT current_setting('enable_seqscan') AS seqscan, current_setting('enable_indexscan') AS indexscan";
+const READ_PLANNER: &str = "SELECT current_setting('enable_seqscan') AS seqscan, \
+     current_setting('enable_indexscan') AS indexscan, current_setting('plan_cache_mode') AS plan_cache";
 const RESTORE_PLANNER: &str = "SELECT set_config('enable_seqscan', $1, true) AS seqscan, \
-     set_config('enable_indexscan', $2, true) AS indexscan";
+     set_config('enable_indexscan', $2, true) AS indexscan, set_config('plan_cache_mode', $3, true) AS plan_cache";
 
 #[derive(QueryableByName)]
 struct Planner {
@@ -371,6 +390,8 @@ struct Planner {
     seqscan: String,
     #[diesel(sql_type = Text)]
     indexscan: String,
+    #[diesel(sql_type = Text)]
+    plan_cache: String,
 }
 
 /// The first row of a query node.
@@ -392,6 +413,7 @@ fn learn(key: &learned::Key, setup: &SetupRow, columns: Vec<(String, ColumnKind,
             columns,
             selectivity: setup.selectivity,
             mode: setup.mode.clone(),
+            partition_index: setup.partition_index,
         };
         learned::remember(key.clone(), known);
     }
@@ -422,6 +444,12 @@ async fn knn_in_transaction<E: Exec<Db = Pg>, F: SearchFilter<Pg>>(
     } else {
         filtered_setup(conn, plan, key, known).await?
     };
+    if let Some(ef_search) = &setup.ef_search {
+        tracing::Span::current().record("ef_search", ef_search.as_str());
+        if setup.partition_index {
+            tracing::Span::current().record("partition_index", true);
+        }
+    }
     match setup.mode.as_str() {
         "hnsw" if spec.pg_index() == PgIndex::BinaryQuantized => binary(conn, plan, &filters, filter).await,
         "hnsw" => index_path(conn, plan, &filters, filter, PgIndex::Hnsw).await,
@@ -812,6 +840,9 @@ struct Setup<const FILTERED: bool> {
     filter_columns: Vec<String>,
     /// The filters' values as text, as PostgreSQL prints them (for `pg_stats`); NULL for NULL.
     filter_values: Vec<Option<String>>,
+    /// Per filter, the name of the partition index an HNSW index may have for it
+    /// ([`super::partition_index_name`]): a filter such an index serves does not widen `ef_search`.
+    partition_indexes: Vec<Option<String>>,
     ef_base: i32,
     ef_search: Option<i32>,
     probes: Option<i32>,
@@ -829,15 +860,11 @@ impl<const FILTERED: bool> Setup<FILTERED> {
             table: quote(spec.table()),
             index: spec.pg_index_name().map(quote),
             filter_columns: plan.filters.iter().map(|(c, _)| c.clone()).collect(),
-            filter_values: plan
+            filter_values: plan.filters.iter().map(|(_, v)| super::partition::value_text(v)).collect(),
+            partition_indexes: plan
                 .filters
                 .iter()
-                .map(|(_, v)| match v {
-                    Value::Null => None,
-                    Value::Bool(b) => Some(if *b { "t" } else { "f" }.to_owned()),
-                    Value::Integer(i) => Some(i.to_string()),
-                    Value::Text(t) => Some(t.clone()),
-                })
+                .map(|(c, v)| (spec.pg_index() == PgIndex::Hnsw).then(|| super::partition_index_name(spec, c, v))?)
                 .collect(),
             // A binary-quantized index gives `k` x the rerank factor candidates: the graph keeps that many
             // (more costs time without finding better candidates by the signs' coarse distance).
@@ -855,15 +882,17 @@ impl<const FILTERED: bool> Setup<FILTERED> {
     }
 }
 
-/// The start of the set-up's SQL, around its ten parameters (in this order: table, index, filter columns,
-/// filter values, base ef_search, explicit ef_search, explicit probes, whether the index may serve, exact,
-/// whether to read the identity); [`SETUP_IDENTITY`], then [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follow.
-const SETUP_PARAMETERS: [&str; 11] = [
+/// The start of the set-up's SQL, around its eleven parameters (in this order: table, index, filter columns,
+/// filter values, the filters' partition index names, base ef_search, explicit ef_search, explicit probes,
+/// whether the index may serve, exact, whether to read the identity); [`SETUP_IDENTITY`], then
+/// [`SETUP_FILTERED`] or [`SETUP_PLAIN`] follow.
+const SETUP_PARAMETERS: [&str; 12] = [
     "WITH p AS (SELECT to_regclass(",
     ") AS t, to_regclass(",
     ") AS i, ",
     "::text[] AS fcols, ",
     "::text[] AS fvals, ",
+    "::text[] AS pnames, ",
     "::int4 AS ef_base, ",
     "::int4 AS ef_fixed, ",
     "::int4 AS probes, ",
@@ -884,6 +913,8 @@ const SETUP_IDENTITY: &str = "\
                   WHERE a.attrelid = tc.oid AND a.attnum > 0), \
               (SELECT concat_ws('@', ic.oid, ic.xmin, ic.ctid, ix.xmin, ix.ctid) FROM pg_class ic \
                   JOIN pg_index ix ON ix.indexrelid = ic.oid WHERE ic.oid = p.i AND ix.indrelid = tc.oid), \
+              (SELECT string_agg(concat_ws('@', ox.indexrelid, ox.xmin, ox.ctid), ',' ORDER BY ox.indexrelid) \
+                  FROM pg_index ox WHERE ox.indrelid = tc.oid), \
               pg_postmaster_start_time(), current_database(), current_user) \
            FROM pg_class tc WHERE tc.oid = p.t) END AS identity FROM p), ";
 
@@ -906,17 +937,21 @@ const SETUP_FILTERED: &str = "\
      r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows, \
               tc.relname::text AS relname, ns.nspname::text AS nspname \
            FROM p JOIN pg_class tc ON tc.oid = p.t JOIN pg_namespace ns ON ns.oid = tc.relnamespace), \
-     s AS (SELECT exp(sum(ln(greatest(least(coalesce(f.freq, 0.1), 1.0), 1e-9)))) AS sel FROM ( \
-              SELECT (SELECT CASE \
+     s AS (SELECT exp(sum(ln(greatest(least(coalesce(f.freq, 0.1), 1.0), 1e-9)))) AS sel, \
+              coalesce(bool_or(f.covered), false) AS covered FROM ( \
+              SELECT v.covered, CASE WHEN v.covered THEN 1.0::float8 ELSE (SELECT CASE \
                   WHEN w.val IS NULL THEN st.null_frac::float8 \
                   WHEN array_position(st.most_common_vals::text::text[], w.val) IS NOT NULL \
                       THEN st.most_common_freqs[array_position(st.most_common_vals::text::text[], w.val)]::float8 \
                   ELSE greatest(1 - st.null_frac - coalesce((SELECT sum(m) FROM unnest(st.most_common_freqs) m), 0), 0)::float8 \
                       / greatest(CASE WHEN st.n_distinct < 0 THEN -st.n_distinct * r.n_rows ELSE st.n_distinct END \
                           - coalesce(cardinality(st.most_common_freqs), 0), 1) END \
-                  FROM pg_stats st WHERE st.schemaname = r.nspname AND st.tablename = r.relname AND st.attname = w.col) \
+                  FROM pg_stats st WHERE st.schemaname = r.nspname AND st.tablename = r.relname AND st.attname = w.col) END \
                   AS freq \
-              FROM p CROSS JOIN r CROSS JOIN unnest(p.fcols, p.fvals) AS w(col, val)) f), \
+              FROM p CROSS JOIN r CROSS JOIN unnest(p.fcols, p.fvals, p.pnames) AS w(col, val, pname) \
+              CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM pg_index pi \
+                  WHERE pi.indexrelid = to_regclass(quote_ident(w.pname)) AND pi.indrelid = p.t AND pi.indisvalid \
+                  AND pi.indisready AND pi.indpred IS NOT NULL) AS covered) v) f), \
      m AS (SELECT CASE \
               WHEN p.exact THEN 'exact' \
               WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
@@ -925,12 +960,14 @@ const SETUP_FILTERED: &str = "\
               ELSE x.method END AS mode \
            FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
      SELECT p.t IS NOT NULL AS table_exists, c.names, c.kinds, c.types, m.mode, x.lists, \
-         coalesce(r.n_rows, 0) AS n_rows, s.sel AS selectivity, id.identity, \
+         coalesce(r.n_rows, 0) AS n_rows, s.sel AS selectivity, s.covered AS partition_index, id.identity, \
          CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
          CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000.0, greatest(1.0, \
              coalesce(p.ef_fixed::float8, ceil(p.ef_base / sqrt(coalesce(s.sel, 1.0))))))::int::text, true) END AS ef_search, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
+         CASE WHEN m.mode = 'hnsw' AND s.covered THEN set_config('plan_cache_mode', 'force_custom_plan', true) END \
+             AS plan_cache, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
@@ -938,7 +975,9 @@ const SETUP_FILTERED: &str = "\
      FROM p CROSS JOIN id CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
 
 /// The set-up without filters: no columns (a missing one fails the query, and is then named from the
-/// catalog) and no statistics: about half the time of [`SETUP_FILTERED`].
+/// catalog) and no statistics: about half the time of [`SETUP_FILTERED`]. Filtered searches that learned
+/// the columns and selectivity send it too, and it sets `plan_cache_mode` when a partition index serves one
+/// of their filters.
 const SETUP_PLAIN: &str = "\
      x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
               CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
@@ -947,6 +986,9 @@ const SETUP_PLAIN: &str = "\
            JOIN pg_class ic ON ic.oid = p.i JOIN pg_am am ON am.oid = ic.relam), \
      r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows \
            FROM p JOIN pg_class tc ON tc.oid = p.t), \
+     pc AS (SELECT EXISTS (SELECT 1 FROM unnest(p.pnames) AS n(name) JOIN pg_index pi \
+              ON pi.indexrelid = to_regclass(quote_ident(n.name)) WHERE pi.indrelid = p.t AND pi.indisvalid \
+              AND pi.indisready AND pi.indpred IS NOT NULL) AS covered FROM p), \
      m AS (SELECT CASE \
               WHEN p.exact THEN 'exact' \
               WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
@@ -955,21 +997,23 @@ const SETUP_PLAIN: &str = "\
               ELSE x.method END AS mode \
            FROM p LEFT JOIN x ON true LEFT JOIN r ON true) \
      SELECT p.t IS NOT NULL AS table_exists, '{}'::text[] AS names, '{}'::text[] AS kinds, '{}'::text[] AS types, \
-         m.mode, x.lists, NULL::float8 AS selectivity, id.identity, \
+         m.mode, x.lists, NULL::float8 AS selectivity, pc.covered AS partition_index, id.identity, \
          CASE WHEN m.mode IN ('exact', 'scan') THEN set_config('enable_indexscan', 'off', true) END AS indexscan, \
          CASE WHEN m.mode IN ('hnsw', 'ivfflat') THEN set_config('enable_seqscan', 'off', true) END AS seqscan, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.ef_search', least(1000, greatest(1, \
              coalesce(p.ef_fixed, p.ef_base)))::text, true) END AS ef_search, \
          CASE WHEN m.mode = 'hnsw' THEN set_config('hnsw.iterative_scan', 'relaxed_order', true) END AS hnsw_scan, \
+         CASE WHEN m.mode = 'hnsw' AND pc.covered THEN set_config('plan_cache_mode', 'force_custom_plan', true) END \
+             AS plan_cache, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.probes', coalesce(p.probes, \
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN id CROSS JOIN m LEFT JOIN x ON true";
+     FROM p CROSS JOIN id CROSS JOIN m CROSS JOIN pc LEFT JOIN x ON true";
 
 impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10] = SETUP_PARAMETERS;
+        let [p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11] = SETUP_PARAMETERS;
         out.push_sql(p0);
         out.push_bind_param::<Text, String>(&self.table)?;
         out.push_sql(p1);
@@ -979,18 +1023,20 @@ impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
         out.push_sql(p3);
         out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<String>>>(&self.filter_values)?;
         out.push_sql(p4);
-        out.push_bind_param::<Integer, i32>(&self.ef_base)?;
+        out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<String>>>(&self.partition_indexes)?;
         out.push_sql(p5);
-        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.ef_search)?;
+        out.push_bind_param::<Integer, i32>(&self.ef_base)?;
         out.push_sql(p6);
-        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.probes)?;
+        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.ef_search)?;
         out.push_sql(p7);
-        out.push_bind_param::<Bool, bool>(&self.use_index)?;
+        out.push_bind_param::<Nullable<Integer>, Option<i32>>(&self.probes)?;
         out.push_sql(p8);
-        out.push_bind_param::<Bool, bool>(&self.exact)?;
+        out.push_bind_param::<Bool, bool>(&self.use_index)?;
         out.push_sql(p9);
-        out.push_bind_param::<Bool, bool>(&self.identify)?;
+        out.push_bind_param::<Bool, bool>(&self.exact)?;
         out.push_sql(p10);
+        out.push_bind_param::<Bool, bool>(&self.identify)?;
+        out.push_sql(p11);
         out.push_sql(SETUP_IDENTITY);
         out.push_sql(if FILTERED { SETUP_FILTERED } else { SETUP_PLAIN });
         Ok(())
@@ -1022,8 +1068,14 @@ struct SetupRow {
     lists: Option<i32>,
     #[diesel(sql_type = Nullable<Double>)]
     selectivity: Option<f64>,
+    /// Whether a partition index serves one of the filters.
+    #[diesel(sql_type = Bool)]
+    partition_index: bool,
     #[diesel(sql_type = Nullable<Text>)]
     identity: Option<String>,
+    /// The `hnsw.ef_search` set, on the HNSW path.
+    #[diesel(sql_type = Nullable<Text>)]
+    ef_search: Option<String>,
 }
 
 impl SetupRow {

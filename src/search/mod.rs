@@ -752,6 +752,8 @@ pub(crate) fn span(search: &IndexSearch<'_>, backend: &'static str, typed_filter
         simd = tracing::field::Empty,
         scan_threads = tracing::field::Empty,
         catalog = tracing::field::Empty,
+        ef_search = tracing::field::Empty,
+        partition_index = tracing::field::Empty,
         connections = tracing::field::Empty,
         vectors_copy = tracing::field::Empty,
     )

@@ -693,3 +693,27 @@ mod telemetry {
         assert_eq!(field(&events, "path"), [expected], "{events:?}");
     }
 }
+
+#[tokio::test]
+async fn a_partition_index_is_built_searched_and_dropped_on_an_async_connection() {
+    use diesel_vector::pg;
+    let db = FreshDb::create().await;
+    let pool = pool(&db.url, 1);
+    let mut conn = pool.get().await.unwrap();
+    conn.batch_execute(fixture::PG_TABLE).await.unwrap();
+    conn.batch_execute(&migration().pg_up).await.unwrap();
+    for doc in &fixture::docs(300, 5) {
+        insert!(&mut *conn, doc).unwrap();
+    }
+    let spec = spec();
+    let name = pg::create_partition_index_async(&mut conn, &spec, "lang", "fr").await.unwrap();
+    assert_eq!(Some(name), pg::partition_index_name(&spec, "lang", &"fr".into()));
+    let q = fixture::queries(5, 300, 1).remove(0);
+    let search = || spec.search(&q).k(5).filter_eq("lang", "fr");
+    let hits = search().run_async(&mut *conn).await.unwrap();
+    let exact = search().strategy(Strategy::Exact).run_async(&mut *conn).await.unwrap();
+    assert_eq!(search::ids(&hits), search::ids(&exact));
+    assert!(hits.iter().all(|h| h.id % 5 == 0));
+    assert!(pg::drop_partition_index_async(&mut conn, &spec, "lang", "fr").await.unwrap());
+    assert!(!pg::drop_partition_index_async(&mut conn, &spec, "lang", "fr").await.unwrap());
+}

@@ -238,11 +238,13 @@ fn a_search_inside_the_callers_transaction_leaves_the_planner_as_it_was() {
         indexscan: String,
         #[diesel(sql_type = Text)]
         ef: String,
+        #[diesel(sql_type = Text)]
+        plan_cache: String,
     }
     let read = |conn: &mut PgConnection| -> Planner {
         diesel::sql_query(
             "SELECT current_setting('enable_seqscan') AS seqscan, current_setting('enable_indexscan') AS indexscan, \
-             current_setting('hnsw.ef_search') AS ef",
+             current_setting('hnsw.ef_search') AS ef, current_setting('plan_cache_mode') AS plan_cache",
         )
         .get_result(conn)
         .unwrap()
@@ -252,9 +254,19 @@ fn a_search_inside_the_callers_transaction_leaves_the_planner_as_it_was() {
     populate(&mut conn, &spec, &fixture::docs(100, 37));
     let q = &fixture::queries(37, 100, 1)[0];
     for strategy in [Strategy::Auto, Strategy::Exact] {
-        spec.search(q).strategy(strategy).run(&mut conn).unwrap();
-        let after = read(&mut conn);
-        assert_eq!((after.seqscan.as_str(), after.indexscan.as_str()), ("on", "on"), "{strategy:?}");
+        for lang in [None, Some("fr")] {
+            let mut search = spec.search(q).strategy(strategy);
+            if let Some(lang) = lang {
+                search = search.filter_eq("lang", lang);
+            }
+            search.run(&mut conn).unwrap();
+            let after = read(&mut conn);
+            assert_eq!(
+                (after.seqscan.as_str(), after.indexscan.as_str(), after.plan_cache.as_str()),
+                ("on", "on", "auto"),
+                "{strategy:?} {lang:?}"
+            );
+        }
     }
     spec.search(q).k(10).run(&mut conn).unwrap();
     assert_eq!(read(&mut conn).ef, pg::default_ef_search(10).to_string(), "pgvector's settings stay, as SET LOCAL");
@@ -494,4 +506,191 @@ fn what_an_unfiltered_search_learned_follows_its_index() {
     assert_eq!(run(None), pair("hnsw", "learned"));
     assert_eq!(run(Some(format!("REINDEX INDEX \"{index}\""))), pair("hnsw", "read"));
     assert_eq!(run(None), pair("hnsw", "learned"));
+}
+
+/// `hnsw.ef_search` as the last search in the caller's transaction left it.
+fn ef_search(conn: &mut PgConnection) -> String {
+    diesel::select(diesel::dsl::sql::<Text>("current_setting('hnsw.ef_search')")).get_result(conn).unwrap()
+}
+
+/// The plan PostgreSQL makes for the search's query among rows of `documents` whose `column` equals
+/// `value`, bound as the search binds it (text, or `bigint` for an integer column), with the index scan forced
+/// as the search forces it.
+fn plan_of(conn: &mut PgConnection, q: &Vector, column: &str, value: search::Value) -> String {
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    conn.batch_execute("SET LOCAL enable_seqscan = off").unwrap();
+    let sql = format!(
+        "EXPLAIN SELECT CAST(\"documents\".\"id\" AS BIGINT) AS i, (\"documents\".\"embedding\" <=> $1) AS d \
+         FROM \"documents\" WHERE \"documents\".\"embedding\" IS NOT NULL AND \"documents\".\"{column}\" = $2 \
+         ORDER BY 2 LIMIT 11"
+    );
+    let query = diesel::sql_query(sql).bind::<diesel_vector::sql_types::Vector, _>(q);
+    let lines: Vec<Line> = match value {
+        search::Value::Integer(i) => query.bind::<diesel::sql_types::BigInt, _>(i).load(conn),
+        search::Value::Text(t) => query.bind::<Text, _>(t).load(conn),
+        other => panic!("{other} is not bound here"),
+    }
+    .unwrap();
+    conn.batch_execute("SET LOCAL enable_seqscan = on").unwrap();
+    lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn a_partition_index_serves_its_value_at_the_unfiltered_ef_search() {
+    let spec = IndexSpec::builder("documents", "embedding", DIMS as u64)
+        .partition_by(["lang", "year"])
+        .pg_index(PgIndex::Hnsw)
+        .build()
+        .unwrap();
+    let mut docs = fixture::docs(600, 71);
+    // A value that needs quoting every way: a quote, a backslash, and the literal's own dollar tag.
+    let hostile = "it's $dv$ \\ $dvx";
+    for d in docs.iter_mut().filter(|d| d.id % 7 == 0) {
+        d.lang = hostile;
+    }
+    let mut conn = crate::conn();
+    populate(&mut conn, &spec, &docs);
+    let q = fixture::queries(71, 600, 1).remove(0);
+    let search = |conn: &mut PgConnection, column: &str, value: search::Value| {
+        let hits = spec.search(&q).k(10).filter_eq(column, value.clone()).run(conn).unwrap();
+        let exact = spec.search(&q).k(10).filter_eq(column, value).strategy(Strategy::Exact).run(conn).unwrap();
+        assert_eq!(ids(&hits), ids(&exact));
+        hits
+    };
+    let unfiltered = pg::default_ef_search(10).to_string();
+
+    // Without a partition index the filter widens the graph's search.
+    search(&mut conn, "lang", "fr".into());
+    assert_ne!(ef_search(&mut conn), unfiltered);
+
+    let name = pg::create_partition_index(&mut conn, &spec, "lang", "fr").unwrap();
+    assert_eq!(Some(name.clone()), pg::partition_index_name(&spec, "lang", &"fr".into()));
+    assert!(name.starts_with(spec.pg_index_name().unwrap()) && name.len() <= 63);
+    // PostgreSQL plans the search's query (the value bound as text) on it; another value stays on the table's.
+    let plan = plan_of(&mut conn, &q, "lang", "fr".into());
+    assert!(plan.contains(&name), "{plan}");
+    assert!(!plan_of(&mut conn, &q, "lang", "en".into()).contains(&name));
+    // The search knows the index holds only French rows: the graph's search is not widened.
+    let hits = search(&mut conn, "lang", "fr".into());
+    assert!(hits.iter().all(|h| h.id % 5 == 0 && h.id % 7 != 0));
+    assert_eq!(ef_search(&mut conn), unfiltered);
+    search(&mut conn, "lang", "en".into());
+    assert_ne!(ef_search(&mut conn), unfiltered, "no index for en");
+    // Building it again is a no-op under the same name.
+    assert_eq!(pg::create_partition_index(&mut conn, &spec, "lang", "fr").unwrap(), name);
+
+    // The hostile value: its own index, matched by the search's bound value.
+    let hostile_index = pg::create_partition_index(&mut conn, &spec, "lang", hostile).unwrap();
+    let plan = plan_of(&mut conn, &q, "lang", search::Value::Text(hostile.to_owned()));
+    assert!(plan.contains(&hostile_index), "{plan}");
+    let hits = search(&mut conn, "lang", hostile.into());
+    assert!(!hits.is_empty() && hits.iter().all(|h| h.id % 7 == 0));
+    assert_eq!(ef_search(&mut conn), unfiltered);
+
+    // An integer column (`year` is `integer`; the search binds a `bigint`), and a value given as text.
+    let year = pg::create_partition_index(&mut conn, &spec, "year", "2021").unwrap();
+    assert_eq!(Some(year.clone()), pg::partition_index_name(&spec, "year", &2021.into()));
+    let plan = plan_of(&mut conn, &q, "year", 2021.into());
+    assert!(plan.contains(&year), "{plan}");
+    let hits = search(&mut conn, "year", 2021.into());
+    assert!(!hits.is_empty() && hits.iter().all(|h| 2018 + h.id % 8 == 2021));
+    assert_eq!(ef_search(&mut conn), unfiltered);
+
+    // Dropped: the filter widens the search again.
+    assert!(pg::drop_partition_index(&mut conn, &spec, "lang", "fr").unwrap());
+    assert!(!pg::drop_partition_index(&mut conn, &spec, "lang", "fr").unwrap());
+    search(&mut conn, "lang", "fr".into());
+    assert_ne!(ef_search(&mut conn), unfiltered);
+
+    // What cannot be built is refused with the reason.
+    let err = |r: diesel::QueryResult<String>| r.unwrap_err().to_string();
+    assert_eq!(
+        err(pg::create_partition_index(&mut conn, &spec, "body", "x")),
+        "body is not a partition column of the vector index __dv_documents_embedding (its partition columns: lang, year)"
+    );
+    assert_eq!(
+        err(pg::create_partition_index(&mut conn, &spec, "year", "soon")),
+        "\"soon\" does not fit documents.year; give an integer"
+    );
+    let ivfflat = IndexSpec::builder("documents", "embedding", DIMS as u64)
+        .partition_by(["lang"])
+        .pg_index(PgIndex::Ivfflat)
+        .build()
+        .unwrap();
+    assert!(err(pg::create_partition_index(&mut conn, &ivfflat, "lang", "fr")).contains("HNSW"));
+}
+
+/// The index scans PostgreSQL counted on `documents`' vector index and on its partition index for French rows.
+fn index_scans(conn: &mut PgConnection) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        table_index: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        partition_index: i64,
+    }
+    // The statistics this connection gathered, flushed first (they are otherwise sent about once a second).
+    conn.batch_execute("SELECT pg_stat_force_next_flush()").unwrap();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
+    let partition = pg::partition_index_name(&spec, "lang", &"fr".into()).unwrap();
+    let scans: Scans = diesel::sql_query(
+        "SELECT coalesce(sum(idx_scan) FILTER (WHERE indexrelname = $1), 0)::bigint AS table_index, \
+                coalesce(sum(idx_scan) FILTER (WHERE indexrelname = $2), 0)::bigint AS partition_index \
+         FROM pg_stat_user_indexes WHERE relname = 'documents'",
+    )
+    .bind::<Text, _>(spec.pg_index_name().unwrap())
+    .bind::<Text, _>(partition)
+    .get_result(conn)
+    .unwrap();
+    (scans.table_index, scans.partition_index)
+}
+
+#[test]
+fn a_partition_index_built_between_searches_is_seen_by_the_next_one() {
+    // Searches in their own transactions (what they learned is kept between them), as an application runs.
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
+    populate(&mut conn, &spec, &fixture::docs(400, 72));
+    let q = fixture::queries(72, 400, 1).remove(0);
+    let run = |conn: &mut PgConnection| {
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(5).filter_eq("lang", "fr").run(conn).unwrap());
+        let span = events.iter().rev().find(|e| e.starts_with("SPAN diesel_vector::search search")).unwrap().clone();
+        let field = |name: &str| span.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or("none").to_owned();
+        // The span says which searches a partition index served.
+        let served = if field("partition_index=") == "true" { "partition index" } else { "table's index" };
+        (ids(&hits), field("catalog="), format!("ef_search {} on the {served}", field("ef_search=")))
+    };
+    let unfiltered = format!("ef_search {} on the partition index", pg::default_ef_search(10));
+    let (before, catalog, widened) = run(&mut conn);
+    assert_eq!(catalog, "read");
+    assert!(
+        widened.ends_with("on the table's index")
+            && widened != format!("ef_search {} on the table's index", pg::default_ef_search(10)),
+        "{widened}"
+    );
+    // Enough searches for PostgreSQL to settle on a generic plan of the prepared statement, were it allowed.
+    for _ in 0..8 {
+        assert_eq!(run(&mut conn), (before.clone(), "learned".to_owned(), widened.clone()));
+    }
+    pg::create_partition_index(&mut conn, &spec, "lang", "fr").unwrap();
+    let scans = index_scans(&mut conn);
+    assert_eq!(run(&mut conn), (before.clone(), "read".to_owned(), unfiltered.clone()));
+    for _ in 0..8 {
+        assert_eq!(run(&mut conn), (before.clone(), "learned".to_owned(), unfiltered.clone()));
+    }
+    // Every one of them ran on the partition index.
+    let (table_index, partition_index) = index_scans(&mut conn);
+    // (The first one after the index was built ran its statement twice: as it had learned, on the table's
+    // index, where the check in the same statement found the table changed; then after the set-up.)
+    assert_eq!((table_index - scans.0, partition_index - scans.1), (1, 9));
+    // Another connection (as from a pool) takes what this one learned, checked against the table.
+    let mut other = db.conn();
+    assert_eq!(run(&mut other), (before.clone(), "learned".to_owned(), unfiltered));
+    pg::drop_partition_index(&mut other, &spec, "lang", "fr").unwrap();
+    assert_eq!(run(&mut conn), (before, "read".to_owned(), widened));
 }
