@@ -204,7 +204,11 @@ fn unregistered(conn: &mut PgConnection, specs: &[IndexSpec]) -> Result<Vec<Unre
         match registered_column(&c.table_name, &c.column_name) {
             // A registered column: only the pgvector indexes the registry does not name.
             Some(spec) => {
-                for i in on_column.filter(|i| Some(i.name.as_str()) != spec.pg_index_name()) {
+                let unknown = |i: &&VectorIndex| {
+                    Some(i.name.as_str()) != spec.pg_index_name()
+                        && !super::partition::is_partition_index_of(spec, &i.name)
+                };
+                for i in on_column.filter(unknown) {
                     let info = index_info(conn, i)?;
                     out.push(Unregistered::PgIndex {
                         table: c.table_name.clone(),
@@ -215,6 +219,18 @@ fn unregistered(conn: &mut PgConnection, specs: &[IndexSpec]) -> Result<Vec<Unre
                 }
             }
             None => {
+                // A partition index depends on its condition's column too (`lang` of `WHERE lang = 'fr'`): it is
+                // the registered index's, and such a column is no vector column.
+                let theirs = |i: &VectorIndex| {
+                    specs
+                        .iter()
+                        .any(|s| s.table() == i.table_name && super::partition::is_partition_index_of(s, &i.name))
+                };
+                let on_column: Vec<&VectorIndex> = on_column.filter(|i| !theirs(i)).collect();
+                let vector_type = ["vector", "halfvec", "sparsevec"].iter().any(|t| c.column_type.starts_with(t));
+                if on_column.is_empty() && !vector_type {
+                    continue;
+                }
                 let mut infos = Vec::new();
                 for i in on_column {
                     infos.push(index_info(conn, i)?);

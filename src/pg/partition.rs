@@ -66,11 +66,26 @@ pub(crate) fn name_of(index: &str, column: &str, text: Option<&str>) -> String {
             feed(t.as_bytes());
         }
     }
+    format!("{}_p{hash:016x}", name_prefix(index))
+}
+
+/// The start of the table's index name that its partition indexes' names begin with.
+fn name_prefix(index: &str) -> &str {
     let mut end = index.len().min(NAME_PREFIX_BYTES);
     while !index.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}_p{hash:016x}", &index[..end])
+    &index[..end]
+}
+
+/// Whether `name` is a partition index's name of `spec` (see [`partition_index_name`]), for `doctor`: such an
+/// index belongs to the registered index, whatever value it serves.
+#[cfg_attr(not(feature = "pg"), allow(dead_code))] // `doctor` needs libpq
+pub(crate) fn is_partition_index_of(spec: &IndexSpec, name: &str) -> bool {
+    let Some(index) = spec.pg_index_name() else { return false };
+    name.strip_prefix(name_prefix(index))
+        .and_then(|rest| rest.strip_prefix("_p"))
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Builds the partial index of `spec` for the rows whose partition column `column` equals `value` (see the
@@ -302,6 +317,18 @@ mod tests {
         assert!(name.starts_with(&"a".repeat(44)) && !name.contains('é'));
         // 7 and "7" are one value, as PostgreSQL prints it.
         assert_eq!(value_text(&Value::Integer(7)), value_text(&Value::Text("7".into())));
+    }
+
+    #[test]
+    fn partition_index_names_are_recognised_as_the_registered_index_s() {
+        let spec = IndexSpec::builder("documents", "embedding", 3).partition_by(["lang"]).build().unwrap();
+        let name = partition_index_name(&spec, "lang", &Value::Text("fr".into())).unwrap();
+        assert!(is_partition_index_of(&spec, &name));
+        assert!(!is_partition_index_of(&spec, spec.pg_index_name().unwrap()));
+        assert!(!is_partition_index_of(&spec, &format!("{name}x")));
+        assert!(!is_partition_index_of(&spec, "documents_embedding_other_idx"));
+        let other = IndexSpec::builder("documents", "body_embedding", 3).build().unwrap();
+        assert!(!is_partition_index_of(&other, &name));
     }
 
     #[test]

@@ -553,3 +553,80 @@ fn doctor_tells_which_index_keeps_codes_on_a_table_of_halfvec_and_bit_columns() 
     ]);
     assert!(out.contains(" 5\n") || out.trim_end().ends_with(" 5"), "row 5's hash is the query: {out}");
 }
+
+#[test]
+fn an_operator_builds_and_drops_a_partition_index_from_the_command_line() {
+    let docs: Vec<Doc> = fixture::docs(1000, 53);
+    let q = fixture::queries(53, 1000, 1).remove(0);
+    let work = tempfile::tempdir().unwrap();
+    let query = write_query(work.path(), &q);
+    let pg = FreshDb::create();
+    let expected = app_database!(&mut pg.conn(), &migrations(&work.path().join("pg"), "pg", "codes"), &docs, &q);
+    let url = pg.url.as_str();
+    let partition_index = |extra: &[&str]| {
+        ok(&[&["--database-url", url, "partition-index", "--table", "documents", "--where", "lang=fr"][..], extra]
+            .concat())
+    };
+    let out = partition_index(&[]);
+    assert!(out.starts_with("partition index documents_embedding_cosine_idx_p"), "{out}");
+    assert!(out.contains("of documents.embedding where lang = \"fr\": built"), "{out}");
+    let name = out.split_whitespace().nth(2).unwrap().to_owned();
+    let indexes: Vec<String> = diesel::sql_query("SELECT indexdef AS d FROM pg_indexes WHERE indexname = $1")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .load::<Def>(&mut pg.conn())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.d)
+        .collect();
+    assert_eq!(indexes.len(), 1);
+    assert!(indexes[0].contains("USING hnsw") && indexes[0].contains("WHERE (lang = 'fr'::text)"), "{indexes:?}");
+    // Searches filtered on French rows answer from it, as well as before.
+    let search = ok(&[
+        "--database-url",
+        url,
+        "search",
+        "--table",
+        "documents",
+        "--vector",
+        &query,
+        "--where",
+        "lang=fr",
+        "--json",
+    ]);
+    let found = json_ids(&search);
+    assert_eq!(found.len(), 10);
+    assert!(found.iter().all(|id| id % 5 == 0));
+    assert!(found.iter().filter(|id| expected.contains(id)).count() >= 9, "{found:?} against {expected:?}");
+    // `doctor` counts it as the registered index's, neither an unregistered index nor a vector column.
+    // (Its verdict may ask for a newer pgvector than this machine's: only the report is read.)
+    let doctor = String::from_utf8(run(&["--database-url", url, "doctor"]).stdout).unwrap();
+    assert!(doctor.contains("hnsw documents_embedding_cosine_idx: valid"), "{doctor}");
+    assert!(!doctor.contains("unregistered") && !doctor.contains(&name), "{doctor}");
+    // Built again: nothing changes.
+    assert_eq!(partition_index(&[]), out);
+    assert!(partition_index(&["--drop"]).starts_with("dropped the partition index of documents.embedding"));
+    assert!(partition_index(&["--drop"]).contains("has no partition index: nothing dropped"));
+
+    // What cannot be built is named.
+    let base = ["--database-url", url, "partition-index", "--table", "documents"];
+    let (_, stderr) = fails(&[&base[..], &["--where", "year=2020"]].concat());
+    assert!(stderr.contains("year is not a partition column of the vector index"), "{stderr}");
+    let (_, stderr) = fails(&[&base[..], &["--where", "lang"]].concat());
+    assert!(stderr.contains("--where \"lang\": expected COLUMN=VALUE"), "{stderr}");
+    let lite = sqlite_file(work.path(), "app.db");
+    let _ = app_database!(
+        &mut diesel_vector::sqlite::establish(&lite).unwrap(),
+        &migrations(&work.path().join("sqlite"), "sqlite", "codes"),
+        &docs,
+        &q
+    );
+    let (_, stderr) =
+        fails(&["--database-url", &lite, "partition-index", "--table", "documents", "--where", "lang=fr"]);
+    assert!(stderr.contains("partition indexes are PostgreSQL's"), "{stderr}");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Def {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    d: String,
+}

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use diesel_vector::copy::{self, CopyOptions};
 use diesel_vector::database::{AppMigrations, DatabaseConnection};
-use diesel_vector::index::registry;
+use diesel_vector::index::{registry, IndexSpec};
 use diesel_vector::search::{Metric, Search, Strategy};
 use diesel_vector::{doctor, jsonl, Vector};
 
@@ -141,6 +141,23 @@ enum Command {
         /// Print the results as JSON: an array of {"rank", "id", "distance"}.
         #[arg(long)]
         json: bool,
+    },
+    /// PostgreSQL: build the partition index of a table's vector index for one value of one of its
+    /// partition columns (an HNSW index over those rows only, which searches filtered on that value run on),
+    /// or drop it. Building blocks writes to the table until it is done.
+    PartitionIndex {
+        /// The table (one with a vector index registered by its migration).
+        #[arg(long)]
+        table: String,
+        /// The vector column, when the table has several indexed ones.
+        #[arg(long)]
+        column: Option<String>,
+        /// The partition column and its value.
+        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        filter: String,
+        /// Drop the partition index instead.
+        #[arg(long)]
+        drop: bool,
     },
 }
 
@@ -477,6 +494,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
+        Command::PartitionIndex { table, column, filter, drop } => {
+            let (partition, value) =
+                filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
+            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
+            let spec = registered(&mut conn, table, column.as_deref())?;
+            println!("{}", partition_index(&mut conn, &spec, partition, value, *drop)?);
+        }
         Command::Search { table, column, provider, model, vector, k, metric, filters, exact, json } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => files::read_query(path.as_ref())?,
@@ -499,29 +523,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     output::search_text(&hits, &fragments, io::stdout().is_terminal());
                 }
             } else if let Some(table) = table {
-                let specs = conn.indexes()?;
-                let spec = match registry::find(&specs, table, column.as_deref()) {
-                    Ok(spec) => spec,
-                    Err(e) if !conn.has_table(table)? => {
-                        return Err(format!("table {table} does not exist in this database ({e})").into())
-                    }
-                    Err(e) => {
-                        let indexed: Vec<&str> =
-                            specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
-                        if column.is_none() && indexed.len() > 1 {
-                            return Err(format!(
-                                "table {table} has a vector index on each of {}: choose one with --column",
-                                indexed.join(", ")
-                            )
-                            .into());
-                        }
-                        return Err(format!(
-                            "{e}; register the column's index with `diesel-vector generate vector-index --table \
-                             {table} --column COLUMN --dims N` and apply the migration"
-                        )
-                        .into());
-                    }
-                };
+                let spec = &registered(&mut conn, table, column.as_deref())?;
                 // The query in the text form of the column's type: `[1,2]` (vector, halfvec), `{1:0.5}/30000`
                 // (sparsevec), `0101...` (bit).
                 let parsed = QueryValue::parse(spec.element(), &text).map_err(|e| format!("--vector: {e}"))?;
@@ -576,6 +578,59 @@ impl QueryValue {
             Self::Bit(v) => v.into(),
         }
     }
+}
+
+/// The vector index registered for `table` (and `column`, when it has several), or an error that says what to
+/// do.
+fn registered(conn: &mut DatabaseConnection, table: &str, column: Option<&str>) -> Result<IndexSpec> {
+    let specs = conn.indexes()?;
+    match registry::find(&specs, table, column) {
+        Ok(spec) => Ok(spec.clone()),
+        Err(e) if !conn.has_table(table)? => Err(format!("table {table} does not exist in this database ({e})").into()),
+        Err(e) => {
+            let indexed: Vec<&str> = specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
+            if column.is_none() && indexed.len() > 1 {
+                return Err(format!(
+                    "table {table} has a vector index on each of {}: choose one with --column",
+                    indexed.join(", ")
+                )
+                .into());
+            }
+            Err(format!(
+                "{e}; register the column's index with `diesel-vector generate vector-index --table {table} \
+                 --column COLUMN --dims N` and apply the migration"
+            )
+            .into())
+        }
+    }
+}
+
+/// Builds (or drops) `spec`'s partition index for `partition` = `value`; what was done, for the terminal.
+fn partition_index(
+    conn: &mut DatabaseConnection,
+    spec: &IndexSpec,
+    partition: &str,
+    value: &str,
+    drop: bool,
+) -> Result<String> {
+    let what = format!("{}.{} where {partition} = {value:?}", spec.table(), spec.column());
+    #[cfg(feature = "pg")]
+    if let DatabaseConnection::Pg(pg) = conn {
+        return Ok(if drop {
+            match diesel_vector::pg::drop_partition_index(pg, spec, partition, value)? {
+                true => format!("dropped the partition index of {what}"),
+                false => format!("{what} has no partition index: nothing dropped"),
+            }
+        } else {
+            let name = diesel_vector::pg::create_partition_index(pg, spec, partition, value)?;
+            format!("partition index {name} of {what}: built (searches filtered on that value run on it)")
+        });
+    }
+    let _ = (conn, drop);
+    Err(format!(
+        "partition indexes are PostgreSQL's ({what}): on SQLite the quantized codes filter a partition in their scan"
+    )
+    .into())
 }
 
 fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
