@@ -286,6 +286,8 @@ pub enum IndexState {
         definition: Option<String>,
         /// Whether its operator class is the registered metric's (`None` when there is no index).
         operator_class_matches: Option<bool>,
+        /// Its partition indexes (`pg::create_partition_index`), by name.
+        partition_indexes: Vec<PgIndexInfo>,
     },
     /// SQLite: the index's queue and state are missing (its migration did not create them).
     NotSetUp,
@@ -784,7 +786,7 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
             sqlite_index_findings(spec, status, invalid, &on, out);
         }
         #[cfg(feature = "pg")]
-        Some(IndexState::Pg { status, definition, operator_class_matches }) => {
+        Some(IndexState::Pg { status, definition, operator_class_matches, partition_indexes }) => {
             let expected = spec.element().pg_type(spec.dims());
             if *column_type != expected {
                 out.push(Finding::new(
@@ -799,6 +801,16 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
                 ));
             }
             pg_index_findings(spec, status, definition.as_deref(), *operator_class_matches, &on, out);
+            for p in partition_indexes.iter().filter(|p| !p.valid) {
+                out.push(Finding::new(
+                    Level::Action,
+                    format!(
+                        "the partition index {} of {on} is not valid (its build failed or was interrupted): \
+                         searches do not use it and writes still maintain it; drop it and build it again",
+                        p.name
+                    ),
+                ));
+            }
         }
         Some(IndexState::NotSetUp) => out.push(Finding::new(
             Level::Action,

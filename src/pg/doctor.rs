@@ -108,11 +108,40 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
         }
         _ => (None, None),
     };
+    let partition_indexes = partition_indexes(conn, spec)?;
     Ok(IndexReport {
         spec: spec.clone(),
         column_type: Some(column_type),
-        state: Some(IndexState::Pg { status, definition, operator_class_matches }),
+        state: Some(IndexState::Pg { status, definition, operator_class_matches, partition_indexes }),
     })
+}
+
+/// The partition indexes of `spec` (partial indexes of its table named as `pg::partition_index_name` names
+/// them).
+fn partition_indexes(conn: &mut PgConnection, spec: &IndexSpec) -> Result<Vec<PgIndexInfo>, DoctorError> {
+    let partial: Vec<VectorIndex> = diesel::sql_query(
+        "SELECT ns.nspname::text AS schema_name, tc.relname::text AS table_name, $2::text AS column_name, \
+                ic.relname::text AS name, am.amname::text AS method, ix.indisvalid AS valid, NULL::int4 AS lists, \
+                pg_get_indexdef(ic.oid) AS definition \
+         FROM pg_index ix JOIN pg_class ic ON ic.oid = ix.indexrelid JOIN pg_am am ON am.oid = ic.relam \
+         JOIN pg_class tc ON tc.oid = ix.indrelid JOIN pg_namespace ns ON ns.oid = tc.relnamespace \
+         WHERE ix.indrelid = to_regclass($1) AND ix.indpred IS NOT NULL ORDER BY 4",
+    )
+    .bind::<Text, _>(quote(spec.table()))
+    .bind::<Text, _>(spec.column())
+    .load(conn)?;
+    Ok(partial
+        .into_iter()
+        .filter(|p| super::partition::is_partition_index_of(spec, &p.name))
+        .map(|p| PgIndexInfo {
+            name: p.name,
+            method: p.method,
+            valid: p.valid,
+            lists: None,
+            definition: p.definition,
+            rows: None,
+        })
+        .collect())
 }
 
 fn index_definition(conn: &mut PgConnection, name: &str) -> QueryResult<String> {

@@ -597,11 +597,30 @@ fn an_operator_builds_and_drops_a_partition_index_from_the_command_line() {
     assert_eq!(found.len(), 10);
     assert!(found.iter().all(|id| id % 5 == 0));
     assert!(found.iter().filter(|id| expected.contains(id)).count() >= 9, "{found:?} against {expected:?}");
-    // `doctor` counts it as the registered index's, neither an unregistered index nor a vector column.
+    // `doctor` shows it under the registered index: neither an unregistered index nor a vector column.
     // (Its verdict may ask for a newer pgvector than this machine's: only the report is read.)
     let doctor = String::from_utf8(run(&["--database-url", url, "doctor"]).stdout).unwrap();
     assert!(doctor.contains("hnsw documents_embedding_cosine_idx: valid"), "{doctor}");
-    assert!(!doctor.contains("unregistered") && !doctor.contains(&name), "{doctor}");
+    assert!(doctor.contains(&format!("partition index hnsw {name}: (lang = 'fr'::text), valid")), "{doctor}");
+    assert!(!doctor.contains("unregistered"), "{doctor}");
+    let report: Value = serde_json::from_slice(&run(&["--database-url", url, "doctor", "--json"]).stdout).unwrap();
+    assert_eq!(report["indexes"][0]["postgresql"]["partition_indexes"][0]["name"], name.as_str(), "{report}");
+    // One that is not valid (as a failed concurrent build leaves it) is an action.
+    let invalidate = |valid: bool| {
+        diesel::sql_query("UPDATE pg_index SET indisvalid = $1 WHERE indexrelid = to_regclass($2)")
+            .bind::<diesel::sql_types::Bool, _>(valid)
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .execute(&mut pg.conn())
+            .unwrap()
+    };
+    invalidate(false);
+    let doctor = String::from_utf8(run(&["--database-url", url, "doctor"]).stdout).unwrap();
+    assert!(doctor.contains(&format!("{name}: (lang = 'fr'::text), NOT VALID")), "{doctor}");
+    assert!(
+        doctor.contains(&format!("ACTION:  the partition index {name} of documents.embedding is not valid")),
+        "{doctor}"
+    );
+    invalidate(true);
     // Built again: nothing changes.
     assert_eq!(partition_index(&[]), out);
     assert!(partition_index(&["--drop"]).starts_with("dropped the partition index of documents.embedding"));

@@ -491,6 +491,16 @@ pub(crate) fn doctor_text(r: &Report) {
         let spec = spec_text(&index.spec, index.column_type.as_deref());
         println!("{:<13}{}", if i == 0 { "indexes" } else { "" }, escape(&spec));
         println!("{:<13}  {}", "", escape(&state_text(index)));
+        #[cfg(feature = "pg")]
+        if let Some(IndexState::Pg { partition_indexes, .. }) = &index.state {
+            for p in partition_indexes {
+                // The condition, as PostgreSQL prints the index.
+                let condition = p.definition.rsplit_once(" WHERE ").map_or("?", |(_, c)| c);
+                let valid = if p.valid { "valid" } else { "NOT VALID" };
+                let line = format!("partition index {} {}: {condition}, {valid}", p.method, p.name);
+                println!("{:<13}  {}", "", escape(&line));
+            }
+        }
     }
     for (i, u) in r.unregistered.iter().enumerate() {
         println!("{:<13}{}", if i == 0 { "unregistered" } else { "" }, escape(&unregistered_text(u)));
@@ -542,12 +552,16 @@ fn index_json(index: &IndexReport) -> Value {
     });
     match &index.state {
         #[cfg(feature = "pg")]
-        Some(IndexState::Pg { status, definition, operator_class_matches }) => {
+        Some(IndexState::Pg { status, definition, operator_class_matches, partition_indexes }) => {
+            let partitions: Vec<Value> = partition_indexes
+                .iter()
+                .map(|p| json!({ "name": p.name, "method": p.method, "valid": p.valid, "definition": p.definition }))
+                .collect();
             value["postgresql"] = json!({
                 "name": status.name, "registered_method": spec.pg_index().name(), "method": status.method,
                 "valid": status.valid, "lists": status.lists, "recommended_lists": status.recommended_lists(),
                 "needs_rebuild": status.rows > 0 && status.needs_rebuild(), "definition": definition,
-                "operator_class_matches": operator_class_matches,
+                "operator_class_matches": operator_class_matches, "partition_indexes": partitions,
             });
         }
         Some(IndexState::Sqlite { status, invalid }) => {
