@@ -5,7 +5,7 @@
 //! much of its graph before enough rows pass (pgvector's iterative scan), and the search widens
 //! `hnsw.ef_search` for it. An index of the partition's own rows answers that filter like an unfiltered
 //! search of a small table: on 100k x 1536 embeddings whose French fifth lies away from most queries, the
-//! search took 0.93-1.08 ms with recall 1.000 against 1.1-1.5 ms and 0.98-0.995 through the table's index
+//! search took 0.93-1.37 ms with recall 1.000 against 1.1-2.0 ms and 0.98-0.995 through the table's index
 //! (BENCHMARKS.md, "PostgreSQL's filtered search"). PostgreSQL picks the partial index itself for a query
 //! planned with that filter's value; the search finds it by its name ([`partition_index_name`]), keeps the
 //! unfiltered `ef_search` and has its query planned with its values (`plan_cache_mode`).

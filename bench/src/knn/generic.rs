@@ -214,10 +214,10 @@ pub const PG_EXACT_SQL: &str =
     "SELECT CAST(\"documents\".\"id\" AS BIGINT) AS i, (\"documents\".\"embedding\" <=> $1) \
      AS d FROM \"documents\" WHERE \"documents\".\"embedding\" IS NOT NULL ORDER BY 2, 1 LIMIT $2";
 
-/// What the search sets for an HNSW scan, as a user would write it (with a filter, the query is planned with
-/// its values: a partition index serves only such a plan).
-fn pg_hnsw_settings(ef_search: u32, filtered: bool) -> String {
-    let custom = if filtered { "; SET LOCAL plan_cache_mode = force_custom_plan" } else { "" };
+/// What the search sets for an HNSW scan, as a user would write it (`partition_index`: a partition index
+/// serves the filter, and the query is planned with its values, as only such a plan runs on it).
+fn pg_hnsw_settings(ef_search: u32, partition_index: bool) -> String {
+    let custom = if partition_index { "; SET LOCAL plan_cache_mode = force_custom_plan" } else { "" };
     format!(
         "SET LOCAL hnsw.ef_search = {ef_search}; SET LOCAL hnsw.iterative_scan = relaxed_order; \
          SET LOCAL enable_seqscan = off{custom}"
@@ -383,7 +383,7 @@ pub fn run_pg(server: &str, data: &DataSet, reps: usize, exact_group: bool) -> R
 
     // Filtered: the search divides ef_search by the square root of the selectivity pg_stats gives (0.2 here).
     let filtered_ef = ((f64::from(ef) / 0.2f64.sqrt()).ceil() as u32).min(1000);
-    let settings = pg_hnsw_settings(filtered_ef, true);
+    let settings = pg_hnsw_settings(filtered_ef, false);
     let mut contenders = vec![
         QueryContender::new(names::DSL, |c: &mut PgConnection, q: &Vector| pg_dsl(c, &settings, q, Some("fr"))),
         QueryContender::new(names::HAND_SEARCH, |c: &mut PgConnection, q: &Vector| {
