@@ -218,22 +218,20 @@ async fn create_with<E: Exec<Db = Pg>>(
         // The column's kind as the search's set-up reads it, which decides how a filter's value compares.
         let kind: Kind = exec::first(
             conn,
-            sql("SELECT (SELECT CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
-                     WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END \
-                 FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid \
-                 JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END \
-                 WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) \
-                 AS kind")
+            sql(concat!(
+                "SELECT (SELECT ",
+                column_kind_sql!(),
+                " FROM pg_attribute a ",
+                column_base_type_sql!(),
+                " WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) \
+                 AS kind"
+            ))
             .bind::<Text, _>(quote(spec.table()))
             .bind::<Text, _>(column),
         )
         .await?;
-        let kind = match kind.kind.as_deref() {
-            None => return Err(refused(format!("{} has no column {column}", spec.table()))),
-            Some("text") => ColumnKind::Text,
-            Some("integer") => ColumnKind::Integer,
-            Some("bool") => ColumnKind::Bool,
-            Some(_) => ColumnKind::Other,
+        let Some(kind) = kind.kind.as_deref().map(super::column_kind) else {
+            return Err(refused(format!("{} has no column {column}", spec.table())));
         };
         let filter = coerce(value, kind)
             .map_err(|hint| refused(format!("{value} does not fit {}.{column}{hint}", spec.table())))?;

@@ -920,15 +920,16 @@ const SETUP_IDENTITY: &str = "\
 
 /// The set-up with filters: the columns (their types type the filters' values) and the filters'
 /// selectivity from `pg_stats`.
-const SETUP_FILTERED: &str = "\
+const SETUP_FILTERED: &str = concat!(
+    "\
      c AS (SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}') AS names, \
-              coalesce(array_agg(CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
-                  WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END ORDER BY a.attnum), '{}') \
-                  AS kinds, \
+              coalesce(array_agg(",
+    column_kind_sql!(),
+    " ORDER BY a.attnum), '{}') AS kinds, \
               coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum), '{}') AS types \
-           FROM p JOIN pg_attribute a ON a.attrelid = p.t JOIN pg_type ty ON ty.oid = a.atttypid \
-           JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END \
-           WHERE a.attnum > 0 AND NOT a.attisdropped), \
+           FROM p JOIN pg_attribute a ON a.attrelid = p.t ",
+    column_base_type_sql!(),
+    " WHERE a.attnum > 0 AND NOT a.attisdropped), \
      x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
               CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
                   FROM pg_options_to_table(ic.reloptions) o WHERE o.option_name = 'lists'), 100) END AS lists \
@@ -949,9 +950,9 @@ const SETUP_FILTERED: &str = "\
                   FROM pg_stats st WHERE st.schemaname = r.nspname AND st.tablename = r.relname AND st.attname = w.col) END \
                   AS freq \
               FROM p CROSS JOIN r CROSS JOIN unnest(p.fcols, p.fvals, p.pnames) AS w(col, val, pname) \
-              CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM pg_index pi \
-                  WHERE pi.indexrelid = to_regclass(quote_ident(w.pname)) AND pi.indrelid = p.t AND pi.indisvalid \
-                  AND pi.indisready AND pi.indpred IS NOT NULL) AS covered) v) f), \
+              CROSS JOIN LATERAL (SELECT ",
+    partition_index_ready_sql!("w.pname"),
+    " AS covered) v) f), \
      m AS (SELECT CASE \
               WHEN p.exact THEN 'exact' \
               WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
@@ -972,13 +973,15 @@ const SETUP_FILTERED: &str = "\
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN id CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true";
+     FROM p CROSS JOIN id CROSS JOIN c CROSS JOIN m CROSS JOIN s LEFT JOIN x ON true LEFT JOIN r ON true"
+);
 
 /// The set-up without filters: no columns (a missing one fails the query, and is then named from the
 /// catalog) and no statistics: about half the time of [`SETUP_FILTERED`]. Filtered searches that learned
 /// the columns and selectivity send it too, and it sets `plan_cache_mode` when a partition index serves one
 /// of their filters.
-const SETUP_PLAIN: &str = "\
+const SETUP_PLAIN: &str = concat!(
+    "\
      x AS (SELECT am.amname::text AS method, ix.indisvalid AS valid, \
               CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
                   FROM pg_options_to_table(ic.reloptions) o WHERE o.option_name = 'lists'), 100) END AS lists \
@@ -986,9 +989,9 @@ const SETUP_PLAIN: &str = "\
            JOIN pg_class ic ON ic.oid = p.i JOIN pg_am am ON am.oid = ic.relam), \
      r AS (SELECT greatest(tc.reltuples::float8, pg_stat_get_live_tuples(p.t)::float8, 0) AS n_rows \
            FROM p JOIN pg_class tc ON tc.oid = p.t), \
-     pc AS (SELECT EXISTS (SELECT 1 FROM unnest(p.pnames) AS n(name) JOIN pg_index pi \
-              ON pi.indexrelid = to_regclass(quote_ident(n.name)) WHERE pi.indrelid = p.t AND pi.indisvalid \
-              AND pi.indisready AND pi.indpred IS NOT NULL) AS covered FROM p), \
+     pc AS (SELECT EXISTS (SELECT 1 FROM unnest(p.pnames) AS n(name) WHERE ",
+    partition_index_ready_sql!("n.name"),
+    ") AS covered FROM p), \
      m AS (SELECT CASE \
               WHEN p.exact THEN 'exact' \
               WHEN NOT p.use_index OR x.method IS NULL OR NOT x.valid OR x.method NOT IN ('hnsw', 'ivfflat') THEN 'scan' \
@@ -1009,7 +1012,8 @@ const SETUP_PLAIN: &str = "\
              greatest(ceil(sqrt(x.lists))::int, least(x.lists, 10)))::text, true) END AS probes, \
          CASE WHEN m.mode = 'ivfflat' THEN set_config('ivfflat.iterative_scan', 'relaxed_order', true) END \
              AS ivfflat_scan \
-     FROM p CROSS JOIN id CROSS JOIN m CROSS JOIN pc LEFT JOIN x ON true";
+     FROM p CROSS JOIN id CROSS JOIN m CROSS JOIN pc LEFT JOIN x ON true"
+);
 
 impl<const FILTERED: bool> QueryFragment<Pg> for Setup<FILTERED> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -1085,13 +1089,9 @@ impl SetupRow {
         if !self.table_exists {
             return Vec::new();
         }
-        let kind = |kind: &str| match kind {
-            "text" => ColumnKind::Text,
-            "integer" => ColumnKind::Integer,
-            "bool" => ColumnKind::Bool,
-            _ => ColumnKind::Other,
-        };
-        self.names.iter().zip(&self.kinds).zip(&self.types).map(|((n, k), t)| (n.clone(), kind(k), t.clone())).collect()
+        (self.names.iter().zip(&self.kinds).zip(&self.types))
+            .map(|((n, k), t)| (n.clone(), super::column_kind(k), t.clone()))
+            .collect()
     }
 }
 
