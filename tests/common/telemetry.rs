@@ -96,7 +96,12 @@ pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split(' ').find_map(|token| token.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// The path of the (last) search span among `events`.
+/// The last search span among `events`.
+pub fn search_span(events: &[String]) -> Option<&str> {
+    events.iter().rev().find(|e| e.starts_with("SPAN diesel_vector::search search")).map(String::as_str)
+}
+
+/// The path of the last search span among `events`.
 pub fn search_path(events: &[String]) -> Option<&str> {
-    events.iter().rev().filter(|e| e.starts_with("SPAN diesel_vector::search search")).find_map(|e| field(e, "path"))
+    field(search_span(events)?, "path")
 }

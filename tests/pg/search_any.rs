@@ -659,11 +659,11 @@ fn a_partition_index_built_between_searches_is_seen_by_the_next_one() {
     let q = fixture::queries(72, 400, 1).remove(0);
     let run = |conn: &mut PgConnection| {
         let (hits, events) = telemetry::capture(|| spec.search(&q).k(5).filter_eq("lang", "fr").run(conn).unwrap());
-        let span = events.iter().rev().find(|e| e.starts_with("SPAN diesel_vector::search search")).unwrap().clone();
-        let field = |name: &str| span.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or("none").to_owned();
+        let span = telemetry::search_span(&events).unwrap();
+        let field = |name: &str| telemetry::field(span, name).unwrap_or("none").to_owned();
         // The span says which searches a partition index served.
-        let served = if field("partition_index=") == "true" { "partition index" } else { "table's index" };
-        (ids(&hits), field("catalog="), format!("ef_search {} on the {served}", field("ef_search=")))
+        let served = if field("partition_index") == "true" { "partition index" } else { "table's index" };
+        (ids(&hits), field("catalog"), format!("ef_search {} on the {served}", field("ef_search")))
     };
     let unfiltered = format!("ef_search {} on the partition index", pg::default_ef_search(10));
     let (before, catalog, widened) = run(&mut conn);

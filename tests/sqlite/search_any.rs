@@ -712,7 +712,7 @@ fn random_vectors_whose_codes_cannot_tell_the_rows_apart_are_searched_exactly() 
         let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
         assert_eq!(hits, exact);
         assert_eq!(telemetry::search_path(&events), Some("codes_then_exact"), "{events:#?}");
-        let span = events.iter().rev().find(|e| e.starts_with("SPAN diesel_vector::search search")).unwrap();
+        let span = telemetry::search_span(&events).unwrap();
         let estimate: f64 = telemetry::field(span, "recall_estimate").unwrap().parse().unwrap();
         assert!(estimate < 0.95, "{span}");
         // Under a filter the same: the codes' answer is kept only when it is estimated good enough.
@@ -722,7 +722,7 @@ fn random_vectors_whose_codes_cannot_tell_the_rows_apart_are_searched_exactly() 
         match telemetry::search_path(&events) {
             Some("codes_then_exact") => assert_eq!(hits, exact),
             Some("codes") => {
-                let span = events.iter().rev().find(|e| e.starts_with("SPAN diesel_vector::search search")).unwrap();
+                let span = telemetry::search_span(&events).unwrap();
                 let estimate: f64 = telemetry::field(span, "recall_estimate").unwrap().parse().unwrap();
                 assert!(estimate >= 0.95, "{span}");
             }
