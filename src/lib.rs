@@ -101,6 +101,7 @@ mod error;
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 mod exec;
 mod halfvec;
+#[macro_use]
 pub mod index;
 mod kind;
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]

@@ -66,6 +66,9 @@ pub struct Migration {
     pub sqlite_down: String,
 }
 
+#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+pub use super::partition::render_partition_index;
+
 /// Renders the migration that creates `spec`'s index (and, with [`Options::add_column`], its column).
 pub fn render(spec: &IndexSpec, options: &Options) -> Migration {
     Migration {
@@ -208,7 +211,7 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
 }
 
 /// A dollar-quote tag that does not occur in `body`.
-fn dollar_tag(body: &str) -> String {
+pub(crate) fn dollar_tag(body: &str) -> String {
     let mut n = 0;
     loop {
         let tag = if n == 0 { "$dv$".to_owned() } else { format!("$dv{n}$") };

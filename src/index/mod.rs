@@ -25,9 +25,31 @@
 //! # Ok::<(), diesel_vector::index::SpecError>(())
 //! ```
 
+/// SQL: the kind a column's values compare as (`text`, `bool`, `integer` or `other`, read by
+/// `pg::column_kind`), from `bt`, its type or a domain's base type ([`column_base_type_sql`]). The search's
+/// set-up and a partition index's condition read it alike, so that both compare a filter's value the same way.
+#[allow(unused_macros)] // the PostgreSQL modules and partition indexes' migrations use them
+macro_rules! column_kind_sql {
+    () => {
+        "CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
+         WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END"
+    };
+}
+
+/// SQL: `ty`, the type of the `pg_attribute` row `a`, and `bt`, a domain's base type or that type.
+#[allow(unused_macros)]
+macro_rules! column_base_type_sql {
+    () => {
+        "JOIN pg_type ty ON ty.oid = a.atttypid \
+         JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END"
+    };
+}
+
 mod declare;
 pub mod generate;
 mod ident;
+#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+pub(crate) mod partition;
 pub mod registry;
 mod spec;
 
@@ -37,6 +59,8 @@ pub use declare::{IntegerSqlType, VectorIndex};
 #[allow(unused_imports)] // each backend uses them
 pub(crate) use ident::{literal, quote};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
+#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+pub use partition::{partition_index_name, PartitionIndexError};
 pub use registry::{RegistryError, REGISTRY_TABLE};
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
 

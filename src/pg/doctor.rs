@@ -132,7 +132,7 @@ fn partition_indexes(conn: &mut PgConnection, spec: &IndexSpec) -> Result<Vec<Pg
     .load(conn)?;
     Ok(partial
         .into_iter()
-        .filter(|p| super::partition::is_partition_index_of(spec, &p.name))
+        .filter(|p| crate::index::partition::is_partition_index_of(spec, &p.name))
         .map(|p| PgIndexInfo {
             name: p.name,
             method: p.method,
@@ -235,7 +235,7 @@ fn unregistered(conn: &mut PgConnection, specs: &[IndexSpec]) -> Result<Vec<Unre
             Some(spec) => {
                 let unknown = |i: &&VectorIndex| {
                     Some(i.name.as_str()) != spec.pg_index_name()
-                        && !super::partition::is_partition_index_of(spec, &i.name)
+                        && !crate::index::partition::is_partition_index_of(spec, &i.name)
                 };
                 for i in on_column.filter(unknown) {
                     let info = index_info(conn, i)?;
@@ -251,9 +251,9 @@ fn unregistered(conn: &mut PgConnection, specs: &[IndexSpec]) -> Result<Vec<Unre
                 // A partition index depends on its condition's column too (`lang` of `WHERE lang = 'fr'`): it is
                 // the registered index's, and such a column is no vector column.
                 let theirs = |i: &VectorIndex| {
-                    specs
-                        .iter()
-                        .any(|s| s.table() == i.table_name && super::partition::is_partition_index_of(s, &i.name))
+                    specs.iter().any(|s| {
+                        s.table() == i.table_name && crate::index::partition::is_partition_index_of(s, &i.name)
+                    })
                 };
                 let on_column: Vec<&VectorIndex> = on_column.filter(|i| !theirs(i)).collect();
                 let vector_type = ["vector", "halfvec", "sparsevec"].iter().any(|t| c.column_type.starts_with(t));

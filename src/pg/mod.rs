@@ -5,24 +5,6 @@
 //! types, the DSL's rendering, and the runner's, search's and index's queries, which the `_async` twins
 //! run on diesel-async's `AsyncPgConnection`. Feature `pg` adds the sync entry points (libpq).
 
-/// SQL: the kind a column's values compare as (`text`, `bool`, `integer` or `other`, read by
-/// [`column_kind`]), from `bt`, its type or a domain's base type ([`column_base_type_sql`]). The search's
-/// set-up and a partition index's condition read it alike, so that both compare a filter's value the same way.
-macro_rules! column_kind_sql {
-    () => {
-        "CASE WHEN bt.typcategory = 'S' THEN 'text' WHEN bt.typcategory = 'B' THEN 'bool' \
-         WHEN bt.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'other' END"
-    };
-}
-
-/// SQL: `ty`, the type of the `pg_attribute` row `a`, and `bt`, a domain's base type or that type.
-macro_rules! column_base_type_sql {
-    () => {
-        "JOIN pg_type ty ON ty.oid = a.atttypid \
-         JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END"
-    };
-}
-
 /// SQL: whether the name `$name` (an SQL expression) is a valid, ready partial index of the table `p.t`: a
 /// partition index a filter's search may count on (`partition::partition_index_name`).
 macro_rules! partition_index_ready_sql {
@@ -50,12 +32,12 @@ mod types;
 #[cfg(any(feature = "pg", feature = "async"))]
 pub use search::default_ef_search;
 
+pub use crate::index::partition_index_name;
 #[cfg(feature = "pg")]
 pub use index::{index_method, ivfflat_status, rebuild, rebuild_hnsw_index, rebuild_ivfflat_index, status};
 #[cfg(feature = "async")]
 pub use index::{rebuild_async, status_async};
 pub use index::{recommended_lists, recommended_probes, IvfflatStatus, PgIndexStatus, Rebuild, IVFFLAT_INDEX};
-pub use partition::partition_index_name;
 
 /// The kind [`column_kind_sql`] names.
 pub(crate) fn column_kind(kind: &str) -> crate::search::ColumnKind {

@@ -860,7 +860,7 @@ impl<const FILTERED: bool> Setup<FILTERED> {
             table: quote(spec.table()),
             index: spec.pg_index_name().map(quote),
             filter_columns: plan.filters.iter().map(|(c, _)| c.clone()).collect(),
-            filter_values: plan.filters.iter().map(|(_, v)| super::partition::value_text(v)).collect(),
+            filter_values: plan.filters.iter().map(|(_, v)| crate::index::partition::value_text(v)).collect(),
             partition_indexes: plan
                 .filters
                 .iter()

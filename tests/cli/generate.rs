@@ -212,3 +212,158 @@ fn a_binary_quantized_index_is_generated_registered_checked_and_rebuilt() {
     let reindexed = crate::ok(&["--database-url", &db.url, "reindex"]);
     assert!(reindexed.contains("documents_embedding_bq_idx"), "{reindexed}");
 }
+
+#[derive(diesel::QueryableByName)]
+struct IndexDef {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    indexdef: String,
+}
+
+/// The definitions of the indexes named `name`.
+fn index_defs(conn: &mut PgConnection, name: &str) -> Vec<String> {
+    diesel::sql_query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .load::<IndexDef>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.indexdef)
+        .collect()
+}
+
+/// The application's `documents` with an integer `year` too, indexed by `embedding` (768, L2, filtered by
+/// `lang` and `year`), and a partition index's migration generated for `args` (version `version`).
+fn app_with_partition_index(dir: &Path, version: &str, args: &[&str]) -> String {
+    app(dir);
+    for (backend, ty) in [("pg", "integer"), ("sqlite", "INTEGER")] {
+        let folder = dir.join(format!("migrations_{backend}")).join("2026-01-01-000001_add_year");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("up.sql"), format!("ALTER TABLE documents ADD COLUMN year {ty};")).unwrap();
+        std::fs::write(folder.join("down.sql"), "ALTER TABLE documents DROP COLUMN year;").unwrap();
+    }
+    generate(dir, &["--partition-by", "year"]);
+    partition_index_migration(dir, version, args)
+}
+
+fn partition_index_migration(dir: &Path, version: &str, args: &[&str]) -> String {
+    let (pg, sqlite) = (dir.join("migrations_pg"), dir.join("migrations_sqlite"));
+    let declaration = [
+        "--table",
+        "documents",
+        "--column",
+        "embedding",
+        "--dims",
+        "768",
+        "--partition-by",
+        "lang",
+        "--partition-by",
+        "year",
+    ];
+    let output = [
+        "--migrations-pg",
+        pg.to_str().unwrap(),
+        "--migrations-sqlite",
+        sqlite.to_str().unwrap(),
+        "--migration-version",
+        version,
+    ];
+    ok(&[&["generate", "partition-index"][..], &declaration, args, &output].concat())
+}
+
+#[test]
+fn a_partition_index_migration_builds_what_the_command_builds_and_both_backends_run_and_revert_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = app_with_partition_index(dir.path(), "20260103000000", &["--metric", "l2", "--where", "lang=fr"]);
+    assert!(out.contains("2026-01-03-000000_create_partition_index_documents_embedding_lang_fr"), "{out}");
+    partition_index_migration(dir.path(), "20260104000000", &["--metric", "l2", "--where", "year=2024"]);
+    let db = FreshDb::create();
+    let sqlite = sqlite_file(dir.path(), "app.db");
+    for (url, folder) in [(db.url.as_str(), "migrations_pg"), (sqlite.as_str(), "migrations_sqlite")] {
+        let folder = dir.path().join(folder);
+        let migration = |command: &str| {
+            ok(&["--database-url", url, "migration", command, "--migration-dir", folder.to_str().unwrap()])
+        };
+        let run = migration("run");
+        assert!(run.contains("create_partition_index_documents_embedding_year_2024"), "{url}: {run}");
+        migration("redo");
+    }
+
+    // The migrations built the indexes `create_partition_index` builds, under the names it finds them by.
+    let mut conn = db.conn();
+    let spec = registry::load(&mut conn).unwrap().remove(0);
+    for (column, value, condition) in
+        [("lang", "fr", "WHERE (lang = 'fr'::text)"), ("year", "2024", "WHERE (year = '2024'::bigint)")]
+    {
+        let name = diesel_vector::pg::partition_index_name(&spec, column, &value.into()).unwrap();
+        let migrated = index_defs(&mut conn, &name);
+        assert_eq!(migrated.len(), 1, "{name}");
+        assert!(
+            migrated[0].contains("USING hnsw (embedding vector_l2_ops)") && migrated[0].ends_with(condition),
+            "{migrated:?}"
+        );
+        assert!(diesel_vector::pg::drop_partition_index(&mut conn, &spec, column, value).unwrap());
+        assert_eq!(diesel_vector::pg::create_partition_index(&mut conn, &spec, column, value).unwrap(), name);
+        assert_eq!(index_defs(&mut conn, &name), migrated);
+    }
+    // doctor lists them under the index, valid (pgvector 0.8.0 with an HNSW index is itself a finding, so it may
+    // exit 1).
+    let doctor = crate::run(&["--database-url", &db.url, "doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.matches("partition index hnsw ").count(), 2, "{doctor}");
+    assert_eq!(doctor.matches("), valid").count(), 2, "{doctor}");
+
+    // Reverted, they are gone; SQLite's did nothing either way.
+    let pg_folder = dir.path().join("migrations_pg");
+    for _ in 0..2 {
+        ok(&["--database-url", &db.url, "migration", "revert", "--migration-dir", pg_folder.to_str().unwrap()]);
+    }
+    for (column, value) in [("lang", "fr"), ("year", "2024")] {
+        let name = diesel_vector::pg::partition_index_name(&spec, column, &value.into()).unwrap();
+        assert!(index_defs(&mut conn, &name).is_empty(), "{name}");
+    }
+    assert_eq!(registry::load(&mut conn).unwrap(), vec![spec], "the vector index stays");
+}
+
+#[test]
+fn a_partition_index_migration_that_does_not_fit_the_database_stops_and_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Generated from a declaration that differs from the registered index's (cosine, the default).
+    app_with_partition_index(dir.path(), "20260103000000", &["--where", "lang=fr"]);
+    let db = FreshDb::create();
+    let folder = dir.path().join("migrations_pg");
+    let run = || fails(&["--database-url", &db.url, "migration", "run", "--migration-dir", folder.to_str().unwrap()]).1;
+    let err = run();
+    assert!(
+        err.contains("is not registered as this migration expects: apply the vector index's migration first"),
+        "{err}"
+    );
+    let pending = ok(&["--database-url", &db.url, "migration", "list", "--migration-dir", folder.to_str().unwrap()]);
+    assert!(pending.contains("create_partition_index_documents_embedding_lang_fr"), "{pending}");
+
+    // A value the column's type cannot hold.
+    let dir = tempfile::tempdir().unwrap();
+    app_with_partition_index(dir.path(), "20260103000000", &["--metric", "l2", "--where", "year=recent"]);
+    let db = FreshDb::create();
+    let folder = dir.path().join("migrations_pg");
+    let err = fails(&["--database-url", &db.url, "migration", "run", "--migration-dir", folder.to_str().unwrap()]).1;
+    assert!(err.contains("\"recent\" does not fit documents.year; give an integer"), "{err}");
+    let mut conn = db.conn();
+    let spec = registry::load(&mut conn).unwrap().remove(0);
+    let name = diesel_vector::pg::partition_index_name(&spec, "year", &"recent".into()).unwrap();
+    assert!(index_defs(&mut conn, &name).is_empty());
+
+    // What has no partition index is refused when generating, and nothing is written.
+    let refused = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let (pg, sqlite) = (dir.path().join("migrations_pg"), dir.path().join("migrations_sqlite"));
+        let base = ["generate", "partition-index", "--table", "documents", "--column", "embedding", "--dims", "8"];
+        let out = [pg.to_str().unwrap(), sqlite.to_str().unwrap()];
+        let (_, stderr) =
+            fails(&[&base[..], args, &["--migrations-pg", out[0], "--migrations-sqlite", out[1]]].concat());
+        assert!(!pg.exists() && !sqlite.exists(), "{args:?}: nothing written");
+        stderr
+    };
+    assert!(refused(&["--partition-by", "lang", "--where", "body=x"]).contains("body is not a partition column"));
+    assert!(refused(&["--partition-by", "lang", "--index", "ivfflat", "--where", "lang=x"])
+        .contains("partition indexes are HNSW indexes"));
+    assert!(refused(&["--partition-by", "lang", "--where", "lang"]).contains("expected COLUMN=VALUE"));
+}

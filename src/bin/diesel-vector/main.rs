@@ -179,10 +179,38 @@ enum GenerateCommand {
     /// folders (same version and name in each); `diesel migration run` and `diesel-vector migration run`
     /// apply it. Nothing needs sqlite-vec.
     VectorIndex(VectorIndexArgs),
+    /// Write a migration that builds a partition index (PostgreSQL's HNSW index of one value of a partition
+    /// column, as the `partition-index` command builds it) into both backends' migration folders; give the
+    /// vector index's declaration as its own migration was generated from. SQLite's migration only says that
+    /// SQLite keeps none.
+    PartitionIndex(PartitionIndexArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct VectorIndexArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Also add the vector column (nullable) to the existing table.
+    #[arg(long)]
+    add_column: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct PartitionIndexArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// The partition column and its value.
+    #[arg(long = "where", value_name = "COLUMN=VALUE")]
+    filter: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// A vector index's declaration, as its migration was generated from.
+#[derive(Debug, clap::Args)]
+struct SpecArgs {
     /// The table.
     #[arg(long)]
     table: String,
@@ -213,9 +241,11 @@ struct VectorIndexArgs {
     /// The index's name [default: __dv_<table>_<column>]; SQLite names its tables after it.
     #[arg(long)]
     name: Option<String>,
-    /// Also add the vector column (nullable) to the existing table.
-    #[arg(long)]
-    add_column: bool,
+}
+
+/// Where a generated migration goes.
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
     /// PostgreSQL's migration folder.
     #[arg(long, default_value = "migrations_pg")]
     migrations_pg: PathBuf,
@@ -494,6 +524,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output::jsonl_report("imported", &report.map_err(jsonl_error)?);
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
+        Command::Generate(GenerateCommand::PartitionIndex(args)) => generate_partition_index(args)?,
         Command::PartitionIndex { table, column, filter, drop } => {
             let (partition, value) =
                 filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
@@ -640,8 +671,9 @@ fn jsonl_error(e: jsonl::JsonlError) -> Box<dyn std::error::Error> {
     }
 }
 
-fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
-    use diesel_vector::index::{generate, Element, IndexSpec, PgIndex, SqliteIndex};
+/// The index `args` declare.
+fn declared(args: &SpecArgs) -> Result<IndexSpec> {
+    use diesel_vector::index::{Element, PgIndex, SqliteIndex};
     let element = match args.element {
         ElementArg::Vector => Element::Vector,
         ElementArg::Halfvec => Element::HalfVector,
@@ -672,20 +704,37 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
     if let Some(name) = &args.name {
         builder = builder.name(name);
     }
-    let spec = builder.build()?;
-    let migration = generate::render(&spec, &generate::Options::default().add_column(args.add_column));
-    let version = args.migration_version.clone().unwrap_or_else(generate::version_now);
-    let (pg, sqlite) = generate::write(&migration, &version, &args.migrations_pg, &args.migrations_sqlite)?;
+    Ok(builder.build()?)
+}
+
+/// Writes `migration` where `output` says, and says how to apply it.
+fn write_migration(migration: &diesel_vector::index::generate::Migration, output: &OutputArgs) -> Result<()> {
+    use diesel_vector::index::generate;
+    let version = output.migration_version.clone().unwrap_or_else(generate::version_now);
+    let (pg, sqlite) = generate::write(migration, &version, &output.migrations_pg, &output.migrations_sqlite)?;
     println!("Created {}", pg.display());
     println!("Created {}", sqlite.display());
     // `migration run` alone applies diesel-vector's own migrations: say how to apply these.
     println!(
         "Apply them with `diesel-vector migration run --migration-dir {}` (or {}), or `diesel migration run` with \
          the same folder",
-        args.migrations_sqlite.display(),
-        args.migrations_pg.display()
+        output.migrations_sqlite.display(),
+        output.migrations_pg.display()
     );
     Ok(())
+}
+
+fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
+    use diesel_vector::index::generate;
+    let spec = declared(&args.spec)?;
+    write_migration(&generate::render(&spec, &generate::Options::default().add_column(args.add_column)), &args.output)
+}
+
+fn generate_partition_index(args: &PartitionIndexArgs) -> Result<()> {
+    let spec = declared(&args.spec)?;
+    let (column, value) =
+        args.filter.split_once('=').ok_or_else(|| format!("--where {:?}: expected COLUMN=VALUE", args.filter))?;
+    write_migration(&diesel_vector::index::generate::render_partition_index(&spec, column, value)?, &args.output)
 }
 
 /// One `migration` subcommand, on the application's migrations (`app`) or diesel-vector's own.
