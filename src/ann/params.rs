@@ -24,8 +24,20 @@ const BOUND_QUANTILE: f64 = 0.999;
 /// that does not shrink as a row turns towards the query.
 pub(super) const SPREAD_FLOOR: f64 = 0.02;
 
+/// Queries of the calibration sample whose true nearest rows are ranked by their codes at training, and how
+/// many nearest rows each.
+const TRIAL_QUERIES: usize = 32;
+const TRIAL_K: usize = 10;
+/// The share of the calibration sample's rows ranked by Hamming distance ahead of a query's farthest true top
+/// [`TRIAL_K`] row (the median over the trial's queries) from which the codes are taken not to rank the data's
+/// nearest rows ([`Params::ranks_neighbours`]). Measured on 2000-row samples (BENCHMARKS.md, "Vectors the
+/// codes cannot rank"): 0.16 to 0.50 for independent Gaussian elements of 24 to 1536 dimensions under L2 and
+/// cosine; 0.008 to 0.09 for the structured generators from 64 dimensions up, 0.08 to 0.12 at 24.
+const UNRANKED_SHARE: f32 = 0.14;
+
 const MAGIC: &[u8; 4] = b"DVQP";
-const VERSION: u16 = 2;
+/// Version 3 adds the trial's share (`neighbour_share`); version 2, without it, still loads (unmeasured).
+const VERSION: u16 = 3;
 
 /// Points of the error distribution's tail kept: the quantiles at `1 - 10^-1` to `1 - 10^-3`.
 pub(super) const TAIL_POINTS: usize = 3;
@@ -60,6 +72,10 @@ pub struct Params {
     /// calibration pairs (L1 is estimated and bounded from the L2 estimate through them); 1 otherwise.
     l1_low: f32,
     l1_mid: f32,
+    /// The trial's median share of the sample ranked ahead of a query's farthest true top-10 row by Hamming
+    /// distance (see [`UNRANKED_SHARE`]); `None` when not measured (a sample below [`CALIBRATION_ROWS`] rows,
+    /// or parameters stored by version 2). Stored as -1 then.
+    neighbour_share: Option<f32>,
     /// `checksum_v1` of the stored form without its trailing sum, computed once: chunks carry it so that
     /// codes are never read with other parameters than they were made with (the first format's sum, so that
     /// codes of every build since agree on it).
@@ -327,6 +343,7 @@ impl Params {
             tail: [f32::INFINITY; TAIL_POINTS],
             l1_low: if metric == Metric::L1 { 0.0 } else { 1.0 },
             l1_mid: 1.0,
+            neighbour_share: None,
             fingerprint: 0,
         };
         params.calibrate(simd, &gathered.kept);
@@ -349,6 +366,7 @@ impl Params {
                 (code, f)
             })
             .collect();
+        self.neighbour_share = self.trial_share(simd, sample, &codes);
         let centred: Vec<Vec<f32>> =
             sample.iter().map(|v| v.iter().zip(&self.centre).map(|(x, c)| x - c).collect()).collect();
         let stride = sample.len() / queries;
@@ -443,6 +461,62 @@ impl Params {
         }
     }
 
+    /// The trial behind [`Params::ranks_neighbours`]: for [`TRIAL_QUERIES`] rows of a full calibration sample,
+    /// the share of the other rows whose code lies nearer by Hamming distance (the order the scan keeps rows
+    /// in) than the farthest of the query's true [`TRIAL_K`] nearest; the median of those shares. `None` for a
+    /// smaller sample, where the share says less (a near row has fewer rows to be ranked behind).
+    fn trial_share(&self, simd: Simd, sample: &[Vec<f32>], codes: &[(Vec<u64>, Factors)]) -> Option<f32> {
+        if sample.len() < CALIBRATION_ROWS {
+            return None;
+        }
+        let stride = sample.len() / TRIAL_QUERIES;
+        let mut shares: Vec<f64> = Vec::with_capacity(TRIAL_QUERIES);
+        let mut exact: Vec<(f64, usize)> = Vec::with_capacity(sample.len());
+        let mut hamming = vec![0u32; sample.len()];
+        for qi in (0..TRIAL_QUERIES).map(|i| i * stride + stride / 2) {
+            let query = &sample[qi];
+            let norm_sq = simd.norm_squared(query);
+            exact.clear();
+            exact.extend(
+                sample
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != qi)
+                    .map(|(i, row)| (super::exact_distance(simd, self.metric, query, norm_sq, row), i)),
+            );
+            // NaN (a zero row under cosine) orders last.
+            exact.select_nth_unstable_by(TRIAL_K - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let own = &codes[qi].0;
+            for (h, (code, _)) in hamming.iter_mut().zip(codes) {
+                *h = code.iter().zip(own).map(|(a, b)| (a ^ b).count_ones()).sum();
+            }
+            let farthest = exact[..TRIAL_K].iter().map(|(_, i)| hamming[*i]).max().unwrap_or(0);
+            let ahead = hamming.iter().enumerate().filter(|(i, h)| *i != qi && **h < farthest).count();
+            shares.push(ahead as f64 / (sample.len() - 1) as f64);
+        }
+        shares.sort_by(f64::total_cmp);
+        Some(to_f32(shares[shares.len() / 2]))
+    }
+
+    /// Whether the codes rank the data's nearest rows ahead of most others, as measured at training: the
+    /// codes take the vectors' directions from the centre, one bit per dimension, and vectors without
+    /// structure (independent random elements, whose distances differ little and under L2 mostly by their
+    /// norms) leave a query's true nearest rows scattered among the rest in Hamming order. A search of such
+    /// codes reranks thousands of rows and may still miss neighbours; the SQLite index scans every row
+    /// instead ([`SearchOptions::defer_unranked`](super::SearchOptions::defer_unranked)). True when not
+    /// measured (trained on fewer than 2000 rows, or by an earlier build).
+    pub fn ranks_neighbours(&self) -> bool {
+        self.neighbour_share.is_none_or(|share| share < UNRANKED_SHARE)
+    }
+
+    /// The share behind [`ranks_neighbours`](Self::ranks_neighbours): the median, over trial queries of the
+    /// training sample, of the share of the sample ranked by Hamming distance ahead of the query's farthest
+    /// true top-10 row (at least 0.14 means the codes do not rank the data's nearest rows). `None` when not
+    /// measured.
+    pub fn neighbour_share(&self) -> Option<f32> {
+        self.neighbour_share
+    }
+
     /// The metric.
     pub fn metric(&self) -> Metric {
         self.metric
@@ -510,7 +584,7 @@ impl Params {
     }
 
     /// The stored form: magic `DVQP`, format version, metric, query bits, dimensions, sample rows, the
-    /// bounds and L1 ratios, the centre, checksum.
+    /// bounds and L1 ratios, the error tail, the trial's neighbour share, the centre, checksum.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer(self.body());
         w.u64(checksum_v1(&w.0));
@@ -531,6 +605,7 @@ impl Params {
         for x in self.tail {
             w.f32(x);
         }
+        w.f32(self.neighbour_share.unwrap_or(-1.0));
         for c in &self.centre {
             w.f32(*c);
         }
@@ -543,7 +618,7 @@ impl Params {
         let what = "index parameters";
         let mut r = Reader::open(blob, what, MAGIC)?;
         let version = r.u16()?;
-        if version != VERSION {
+        if version != VERSION && version != 2 {
             return Err(AnnError::corrupt(format!("{what}: format version {version}, this build reads {VERSION}")));
         }
         let metric = metric_from_code(r.u8()?).ok_or_else(|| AnnError::corrupt(format!("{what}: unknown metric")))?;
@@ -571,6 +646,12 @@ impl Params {
         if tail.iter().any(|t| t.is_nan()) || tail.windows(2).any(|w| w[0] > w[1]) {
             return Err(AnnError::corrupt(format!("{what}: error tail {tail:?}")));
         }
+        // -1 is written for "not measured".
+        let neighbour_share = match if version == 2 { -1.0 } else { r.f32()? } {
+            -1.0 => None,
+            x if (0.0..=1.0).contains(&x) => Some(x),
+            x => return Err(AnnError::corrupt(format!("{what}: neighbour share {x}"))),
+        };
         let centre = r.finite_f32s(dims)?;
         r.end()?;
         let body_len = blob.len() - 8;
@@ -584,6 +665,7 @@ impl Params {
             tail,
             l1_low,
             l1_mid,
+            neighbour_share,
             fingerprint: checksum_v1(&blob[..body_len]),
         })
     }

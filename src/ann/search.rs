@@ -151,6 +151,11 @@ pub struct SearchOptions {
     /// are mostly in cache and a thread started per search gained nothing measurable. The SQLite index sets
     /// it to its search's [`threads`](crate::search::IndexSearch::threads).
     pub threads: usize,
+    /// When the codes do not rank the data's nearest rows ([`Params::ranks_neighbours`](super::Params::ranks_neighbours)) and more than
+    /// `exhaustive_below` rows pass the filter, return at once: no neighbours, nothing fetched,
+    /// [`SearchStats::deferred`] set (and `confident` not), for a caller with an exact scan of its own to run
+    /// instead (the SQLite index). Off by default: the search then reranks as far as its rules take it.
+    pub defer_unranked: bool,
 }
 
 impl Default for SearchOptions {
@@ -170,6 +175,7 @@ impl Default for SearchOptions {
             exhaustive_below: 1000,
             tail_tuning_floor: 0.8,
             threads: 1,
+            defer_unranked: false,
         }
     }
 }
@@ -212,6 +218,9 @@ pub struct SearchStats {
     /// candidates left unfetched at the search's last check of its stop rules (0 when `bounded`):
     /// `1 - expected_misses / k` is the search's estimated recall, for telemetry.
     pub expected_misses: f64,
+    /// Whether the search returned at once, its codes not ranking the data's nearest rows
+    /// ([`SearchOptions::defer_unranked`]).
+    pub deferred: bool,
     /// The SIMD level of the scan.
     pub level: Level,
     /// Threads the Hamming scan was divided between (1: this one alone; see [`SearchOptions::threads`]).
@@ -329,6 +338,7 @@ impl QuantizedIndex {
             fetch_calls: 0,
             bounded: false,
             confident: false,
+            deferred: false,
             expected_misses: 0.0,
             level: self.simd.level(),
             scan_threads: 1,
@@ -344,10 +354,14 @@ impl QuantizedIndex {
         // Rows within Hamming distance `rescored_to` of the query are rescored: the nearest `wanted`, or every
         // row that passes the filter when so few do that all are reranked. The distances' histogram is kept
         // for the rounds that rescore more.
-        let (mut candidates, mut rescored_to, exhaustive, mut histogram, mut whole) = SCRATCH.with(|cell| {
+        let defer = options.defer_unranked && !self.params.ranks_neighbours();
+        let scanned = SCRATCH.with(|cell| {
             let scratch = &mut *cell.borrow_mut();
             stats.passed = self.passing(filter, scratch);
             let exhaustive = stats.passed <= options.exhaustive_below;
+            if defer && !exhaustive {
+                return None;
+            }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // `as` saturates (NaN gives 0)
             let share = (stats.passed as f64 * options.rescore_share) as usize;
             let wanted = share.min(options.rescore_first).max(options.rescore_per_k.saturating_mul(k));
@@ -375,8 +389,12 @@ impl QuantizedIndex {
             } else {
                 self.rescore_all(&prepared, &scratch.distances, &bounds, 0..=threshold)
             };
-            (candidates, threshold, exhaustive, histogram, whole)
+            Some((candidates, threshold, exhaustive, histogram, whole))
         });
+        let Some((mut candidates, mut rescored_to, exhaustive, mut histogram, mut whole)) = scanned else {
+            stats.deferred = true;
+            return Ok(SearchOutcome { neighbours: Vec::new(), stats });
+        };
         stats.rescored = candidates.len();
         // Every row passes: the filter, if any, leaves no row out (see `frontier_open`).
         let unfiltered = stats.passed >= self.len();

@@ -1023,3 +1023,90 @@ fn a_search_the_codes_cannot_answer_says_so_and_a_confident_one_is_right() {
     let outcome = index.search(&queries[0], 0, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
     assert!(outcome.stats.confident);
 }
+
+/// `n` vectors of `dims` independent Gaussian elements: no structure for the codes to follow.
+fn gaussian(seed: u64, n: usize, dims: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let mut one = move || {
+        let u = (f64::from(rng.unit()).abs()).max(1e-9);
+        let v = f64::from(rng.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::PI * v).cos()) as f32
+    };
+    (0..n).map(|_| (0..dims).map(|_| one()).collect()).collect()
+}
+
+#[test]
+fn training_measures_whether_the_codes_rank_the_nearest_rows() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let train = |data: &[Vec<f32>]| Params::train(metric, data[0].len(), data.iter().map(Vec::as_slice)).unwrap();
+        for dims in [24, 256] {
+            let params = train(&gaussian(dims as u64, 4000, dims));
+            let share = params.neighbour_share().unwrap();
+            assert!(!params.ranks_neighbours() && share >= 0.14, "gaussian {dims} {metric:?}: {share}");
+        }
+        for (name, data) in [("clustered", clustered(5, 4000, 256, 250)), ("spectrum", spectrum(7, 1, 4000, 256, 100))]
+        {
+            let params = train(&data);
+            let share = params.neighbour_share().unwrap();
+            assert!(params.ranks_neighbours() && share < 0.1, "{name} {metric:?}: {share}");
+        }
+        // A sample smaller than the calibration's says too little: not measured, taken to rank.
+        let small = train(&gaussian(3, 1500, 64));
+        assert_eq!(small.neighbour_share(), None);
+        assert!(small.ranks_neighbours());
+    }
+}
+
+#[test]
+fn the_trial_s_share_is_stored_and_parameters_of_the_format_before_still_load() {
+    let params = Params::train(Metric::L2, 64, gaussian(9, 2500, 64).iter().map(Vec::as_slice)).unwrap();
+    let stored = params.to_bytes();
+    let loaded = Params::from_bytes(&stored).unwrap();
+    assert_eq!(loaded, params);
+    assert!(!loaded.ranks_neighbours());
+    // Version 2 had no share: the same bytes without it, under version 2 and its own sum.
+    let body = &stored[..stored.len() - 8];
+    let share_at = 4 + 2 + 1 + 1 + 4 + 8 + 4 * 4 + 4 * super::params::TAIL_POINTS;
+    let mut v2 = [&body[..share_at], &body[share_at + 4..]].concat();
+    v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+    let sum = super::bytes::checksum_v1(&v2);
+    v2.extend_from_slice(&sum.to_le_bytes());
+    let old = Params::from_bytes(&v2).unwrap();
+    assert_eq!((old.neighbour_share(), old.ranks_neighbours()), (None, true));
+    assert_eq!(old.centre(), params.centre());
+    assert_eq!(old.fingerprint(), sum, "chunks stored with it keep matching");
+    // A share outside 0..=1 is damage.
+    let mut bad = body.to_vec();
+    bad[share_at..share_at + 4].copy_from_slice(&2.5f32.to_le_bytes());
+    let sum = super::bytes::checksum_v1(&bad);
+    bad.extend_from_slice(&sum.to_le_bytes());
+    assert!(matches!(Params::from_bytes(&bad), Err(AnnError::Corrupt { .. })));
+}
+
+#[test]
+fn a_search_of_codes_that_do_not_rank_defers_when_asked_unless_it_reranks_every_row() {
+    let data = gaussian(11, 6000, 128);
+    let index = index_of(Metric::L2, &data, |i| u64::from(i % 10 == 0));
+    assert!(!index.params().ranks_neighbours());
+    let store = Store::new(&data);
+    let query = &gaussian(12, 1, 128)[0];
+    let defer = SearchOptions { defer_unranked: true, ..SearchOptions::default() };
+    let outcome = index.search(query, 10, &Filter::all(), &defer, store.fetch()).unwrap();
+    assert!(outcome.stats.deferred && !outcome.stats.confident, "{:?}", outcome.stats);
+    assert!(outcome.neighbours.is_empty() && outcome.stats.fetched == 0);
+    // A partition of 600 rows is reranked in full: exact, so not deferred.
+    let outcome = index.search(query, 10, &Filter::partition(1), &defer, store.fetch()).unwrap();
+    assert!(!outcome.stats.deferred && outcome.stats.confident && outcome.stats.fetched == 600);
+    let rows: Vec<(i64, &Vec<f32>)> =
+        data.iter().enumerate().filter(|(i, _)| i % 10 == 0).map(|(i, v)| (id_of(i), v)).collect();
+    assert_eq!(outcome.neighbours, exact(Metric::L2, &rows, query, 10));
+    // Not asked to defer, it searches as before.
+    let outcome = index.search(query, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+    assert!(!outcome.stats.deferred && outcome.neighbours.len() == 10);
+    // Codes that rank their data never defer.
+    let data = clustered(13, 6000, 128, 60);
+    let index = index_of(Metric::L2, &data, |_| 0);
+    assert!(index.params().ranks_neighbours());
+    let outcome = index.search(&data[7], 10, &Filter::all(), &defer, Store::new(&data).fetch()).unwrap();
+    assert!(!outcome.stats.deferred && outcome.stats.confident);
+}

@@ -893,6 +893,17 @@ fn sqlite_index_findings(
         );
         return;
     }
+    if codes && status.codes_rank_neighbours == Some(false) && !spec.sqlite_index().vectors {
+        out.push(Finding::new(
+            Level::Info,
+            format!(
+                "the quantized codes of the vector index {} do not rank {on}'s nearest rows (its vectors have no \
+                 structure the codes follow, as random ones): searches scan every row exactly; keeping the \
+                 contiguous copy of the vectors (SQLite structures codes,vectors) makes that scan faster",
+                spec.name()
+            ),
+        ));
+    }
     if !spec.sqlite_index().vec0 || status.sqlite_vec.is_none() {
         return;
     }

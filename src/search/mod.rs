@@ -138,6 +138,12 @@ pub enum SearchPath {
     /// its target (vectors whose codes cannot tell the rows apart, such as random vectors without
     /// structure), so the search ran again as an exact scan.
     CodesThenExact,
+    /// SQLite: the codes were trained on vectors they do not rank (a query's nearest rows lie scattered among
+    /// the rest by Hamming distance, as for vectors of independent random elements: see
+    /// [`Params::ranks_neighbours`](crate::ann::Params::ranks_neighbours)), so the search scanned every
+    /// matching row exactly without them. A filter that leaves at most 1000 rows still reads them through the
+    /// codes (every one is reranked, so the result is exact).
+    CodesUnfitExact,
     /// SQLite: every matching row's distance (the crate's scan of the values where SQLite holds them).
     ExactScan,
     /// PostgreSQL: pgvector's ivfflat index.
@@ -173,6 +179,7 @@ impl SearchPath {
             Self::Codes => "codes",
             Self::CodesWithQueue => "codes_with_queue",
             Self::CodesThenExact => "codes_then_exact",
+            Self::CodesUnfitExact => "codes_unfit_exact",
             Self::ExactScan => "exact_scan",
             Self::Ivfflat => "ivfflat",
             Self::IvfflatThenExact => "ivfflat_then_exact",
@@ -795,6 +802,10 @@ pub(crate) fn report(
 #[cfg(feature = "sqlite")]
 pub(crate) fn record_codes_stats(stats: &crate::ann::SearchStats) {
     let span = tracing::Span::current();
+    if stats.deferred {
+        // Nothing was searched: the exact scan that answers records its own.
+        return;
+    }
     span.record("scanned", stats.passed);
     span.record("reranked", stats.fetched);
     span.record("recall_estimate", stats.recall_estimate());

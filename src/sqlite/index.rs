@@ -156,6 +156,11 @@ pub struct IndexStatus {
     /// `halfvec` columns are coded); false when they are not built yet or something drained the queue
     /// without updating them (the next sync rebuilds them).
     pub codes_current: bool,
+    /// Whether the codes rank the data's nearest rows, as their training measured it
+    /// ([`Params::ranks_neighbours`](crate::ann::Params::ranks_neighbours)): when not, searches scan every row
+    /// exactly (path `codes_unfit_exact`). `None` when no codes are stored or their training did not measure
+    /// it (fewer than 2000 rows).
+    pub codes_rank_neighbours: Option<bool>,
     /// Rows of the table that have a vector (not NULL).
     pub embedded_rows: i64,
     /// The state's generation: changes with every update of the index.
@@ -629,6 +634,9 @@ pub fn status(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexStat
         vec0_rows,
         codes_rows: super::codes::stored_rows(conn, spec)?,
         codes_current: !codes || super::codes::is_current(conn, spec)?,
+        codes_rank_neighbours: super::codes::stored_params(conn, spec)?
+            .filter(|p| p.neighbour_share().is_some())
+            .map(|p| p.ranks_neighbours()),
         embedded_rows,
         generation: state.generation,
     })

@@ -220,7 +220,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     let Some((query, _)) = f32_query(plan) else { return Ok(None) };
     // The scan of a large index's codes is divided between threads like a scan of the rows.
     let threads = plan.threads.unwrap_or_else(super::parallel::default_threads);
-    let options = crate::ann::SearchOptions { threads, ..crate::ann::SearchOptions::default() };
+    let options = crate::ann::SearchOptions { threads, defer_unranked: true, ..crate::ann::SearchOptions::default() };
     /// What one attempt in a snapshot came to.
     enum Step {
         Found(Found),
@@ -228,8 +228,9 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
         Sync,
         /// The codes could not answer.
         Codes(Searched),
-        /// The codes answered short of the recall the search wants: the exact scan answers instead.
-        Short,
+        /// The codes answered short of the recall the search wants (or, trained on vectors they do not rank,
+        /// did not search): the exact scan answers instead, on this path.
+        Short(SearchPath),
         NotMigrated,
     }
     // The search in one read transaction. The first time the index is behind the table, the search
@@ -262,8 +263,11 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
             other => return Ok(Step::Codes(other)),
         };
         crate::search::record_codes_stats(&outcome.stats);
+        if outcome.stats.deferred {
+            return Ok(Step::Short(SearchPath::CodesUnfitExact));
+        }
         if !outcome.stats.confident {
-            return Ok(Step::Short);
+            return Ok(Step::Short(SearchPath::CodesThenExact));
         }
         let queued_set: HashSet<i64> = queued.iter().copied().collect();
         let mut hits: Vec<Hit> = outcome
@@ -285,7 +289,7 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     loop {
         match super::transaction::deferred(conn, |conn| in_snapshot(conn, !synced))? {
             Step::Found(found) => return Ok(Some(found)),
-            Step::Short => return exact(conn, plan, filters, filter, SearchPath::CodesThenExact).map(Some),
+            Step::Short(path) => return exact(conn, plan, filters, filter, path).map(Some),
             Step::Sync => {
                 synced = true;
                 fresh = sync_without_waiting(conn, spec)?;

@@ -649,3 +649,50 @@ struct Def {
     #[diesel(sql_type = diesel::sql_types::Text)]
     d: String,
 }
+
+#[test]
+fn random_vectors_are_searched_exactly_and_doctor_says_why() {
+    // A table of random vectors (32 independent Gaussian elements, L2), written by the application: the
+    // codes' training finds they do not rank them, every search scans exactly, and doctor says so.
+    let work = tempfile::tempdir().unwrap();
+    let path = sqlite_file(work.path(), "noise.db");
+    let spec = diesel_vector::index::IndexSpec::builder("samples", "value", 32)
+        .metric(diesel_vector::index::Metric::L2)
+        .build()
+        .unwrap();
+    let mut rng = crate::common::Rng::new(5);
+    let mut gaussian = move || {
+        let u = f64::from(rng.unit()).abs().max(1e-9);
+        let v = f64::from(rng.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::PI * v).cos()) as f32
+    };
+    let mut vector = move || diesel_vector::Vector::new((0..32).map(|_| gaussian()).collect()).unwrap();
+    {
+        let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
+        conn.batch_execute("CREATE TABLE samples (id INTEGER PRIMARY KEY)").unwrap();
+        let options = diesel_vector::index::generate::Options::default().add_column(true);
+        conn.batch_execute(&diesel_vector::index::generate::render(&spec, &options).sqlite_up).unwrap();
+        for id in 1..=3000i64 {
+            diesel::sql_query("INSERT INTO samples (id, value) VALUES (?, ?)")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&vector())
+                .execute(&mut conn)
+                .unwrap();
+        }
+    }
+    let query = write_query(work.path(), &vector());
+    let search = |extra: &[&str]| {
+        json_ids(&ok(&[
+            &["--database-url", &path, "search", "--table", "samples", "--vector", &query, "--json"][..],
+            extra,
+        ]
+        .concat()))
+    };
+    assert_eq!(search(&[]), search(&["--exact"]));
+    let doctor = run(&["--database-url", &path, "doctor"]);
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("(the codes do not rank these vectors: searches scan every row)"), "{text}");
+    assert!(text.contains("info:    the quantized codes of the vector index __dv_samples_value do not rank"), "{text}");
+    let json: Value = serde_json::from_slice(&run(&["--database-url", &path, "doctor", "--json"]).stdout).unwrap();
+    assert_eq!(json["indexes"][0]["sqlite"]["codes_rank_neighbours"], false, "{json}");
+}

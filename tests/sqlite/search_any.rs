@@ -681,52 +681,95 @@ fn random_vectors_whose_codes_cannot_tell_the_rows_apart_are_searched_exactly() 
     // A table of the application's own holding vectors without structure: 24 independent Gaussian
     // elements per row. Their 24-bit codes cannot part the near rows from the far ones: reranking the most
     // candidates it may, the codes' search found about 0.97 of the true ten (0.8 at 200k rows) and
-    // estimated its recall far below its target. The search then answers exactly, and says so.
+    // estimated its recall far below its target. Their training measures as much (a query's true ten lie
+    // behind a sixth or more of the sample by Hamming distance), and the search answers exactly, and says so.
     const ROWS: i64 = 20_000;
-    let mut rng = crate::common::Rng::new(61);
-    let mut gaussian = move || {
-        let u = f64::from(rng.unit()).abs().max(1e-9);
-        let v = f64::from(rng.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::PI * v).cos()) as f32
-    };
-    let mut vector = move || Vector::new((0..24).map(|_| gaussian()).collect()).unwrap();
+    let mut vector = gaussian_vectors(61, 24);
     let spec =
         IndexSpec::builder("readings", "signal", 24).metric(Metric::L2).partition_by(["sensor"]).build().unwrap();
     let mut conn = crate::conn();
     conn.batch_execute("CREATE TABLE readings (id INTEGER PRIMARY KEY, sensor TEXT NOT NULL)").unwrap();
     conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let sensor = |id: i64| match id {
+        _ if id % 40 == 0 => "rare",
+        _ if id % 2 == 0 => "even",
+        _ => "odd",
+    };
     conn.transaction(|conn| {
         for id in 1..=ROWS {
             diesel::sql_query("INSERT INTO readings (id, sensor, signal) VALUES (?, ?, ?)")
                 .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel::sql_types::Text, _>(if id % 2 == 0 { "even" } else { "odd" })
+                .bind::<diesel::sql_types::Text, _>(sensor(id))
                 .bind::<diesel_vector::sql_types::Vector, _>(&vector())
                 .execute(conn)?;
         }
         QueryResult::Ok(())
     })
     .unwrap();
+    diesel_vector::sqlite::sync(&mut conn, &spec).unwrap();
+    let status = diesel_vector::sqlite::status(&mut conn, &spec).unwrap();
+    assert_eq!(status.codes_rank_neighbours, Some(false), "{status:?}");
     for _ in 0..5 {
+        let q = vector();
+        for (sensor, path) in [(None, "codes_unfit_exact"), (Some("odd"), "codes_unfit_exact"), (Some("rare"), "codes")]
+        {
+            let search = |strategy| {
+                let search = spec.search(&q).k(10).strategy(strategy);
+                match sensor {
+                    Some(s) => search.filter_eq("sensor", s),
+                    None => search,
+                }
+            };
+            let exact = search(Strategy::Exact).run(&mut conn).unwrap();
+            let (hits, events) = telemetry::capture(|| search(Strategy::Auto).run(&mut conn).unwrap());
+            // 500 rare rows are all reranked through the codes: exact too.
+            assert_eq!(hits, exact, "{sensor:?}");
+            assert_eq!(telemetry::search_path(&events), Some(path), "{sensor:?}: {events:#?}");
+        }
+    }
+    // doctor says why, and what would make the scan faster.
+    let mut db = diesel_vector::database::DatabaseConnection::Sqlite(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    let finding = report.findings.iter().find(|f| f.message.contains("do not rank readings.signal's nearest rows"));
+    assert!(finding.is_some_and(|f| f.message.contains("codes,vectors")), "{report}");
+}
+
+#[test]
+fn random_vectors_of_many_dimensions_are_searched_exactly_under_l2() {
+    // 256 independent Gaussian elements per row: under L2 their distances differ mostly by the rows' norms,
+    // which the codes' directions do not see. The codes' search stopped confident with a third of the true
+    // ten missing at 50k rows; its training now finds that the codes do not rank these vectors.
+    let mut vector = gaussian_vectors(62, 256);
+    let spec = IndexSpec::builder("noise", "sample", 256).metric(Metric::L2).build().unwrap();
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE noise (id INTEGER PRIMARY KEY)").unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    conn.transaction(|conn| {
+        for id in 1..=5000i64 {
+            diesel::sql_query("INSERT INTO noise (id, sample) VALUES (?, ?)")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&vector())
+                .execute(conn)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+    for _ in 0..3 {
         let q = vector();
         let exact = spec.search(&q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap();
         let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
         assert_eq!(hits, exact);
-        assert_eq!(telemetry::search_path(&events), Some("codes_then_exact"), "{events:#?}");
-        let span = telemetry::search_span(&events).unwrap();
-        let estimate: f64 = telemetry::field(span, "recall_estimate").unwrap().parse().unwrap();
-        assert!(estimate < 0.95, "{span}");
-        // Under a filter the same: the codes' answer is kept only when it is estimated good enough.
-        let filtered = |strategy| spec.search(&q).k(10).filter_eq("sensor", "odd").strategy(strategy);
-        let (hits, events) = telemetry::capture(|| filtered(Strategy::Auto).run(&mut conn).unwrap());
-        let exact = filtered(Strategy::Exact).run(&mut conn).unwrap();
-        match telemetry::search_path(&events) {
-            Some("codes_then_exact") => assert_eq!(hits, exact),
-            Some("codes") => {
-                let span = telemetry::search_span(&events).unwrap();
-                let estimate: f64 = telemetry::field(span, "recall_estimate").unwrap().parse().unwrap();
-                assert!(estimate >= 0.95, "{span}");
-            }
-            other => panic!("path {other:?}: {events:#?}"),
-        }
+        assert_eq!(telemetry::search_path(&events), Some("codes_unfit_exact"), "{events:#?}");
     }
+}
+
+/// Vectors of `dims` independent Gaussian elements.
+fn gaussian_vectors(seed: u64, dims: usize) -> impl FnMut() -> Vector {
+    let mut rng = crate::common::Rng::new(seed);
+    let mut gaussian = move || {
+        let u = f64::from(rng.unit()).abs().max(1e-9);
+        let v = f64::from(rng.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::PI * v).cos()) as f32
+    };
+    move || Vector::new((0..dims).map(|_| gaussian()).collect()).unwrap()
 }

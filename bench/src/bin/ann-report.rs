@@ -381,6 +381,7 @@ fn report(set: &DataSet, args: &Args) {
         exhaustive_below: 0,
         tail_tuning_floor: 1.0,
         threads: args.threads.unwrap_or(1),
+        defer_unranked: false,
     };
     println!("### Recall@10 against the candidates reranked exactly\n");
     println!("Hamming only: the `R` nearest codes by Hamming distance reranked. Rescored: the 2000 nearest by Hamming");

@@ -421,7 +421,12 @@ fn state_text(index: &IndexReport) -> String {
                 (_, _, Some(n)) => format!(", {n} indexed"),
                 _ => String::new(),
             };
-            format!("{structure}: {state}{indexed}, {rows} rows{invalid}")
+            let unranked = if codes && status.codes_rank_neighbours == Some(false) {
+                " (the codes do not rank these vectors: searches scan every row)"
+            } else {
+                ""
+            };
+            format!("{structure}: {state}{indexed}, {rows} rows{invalid}{unranked}")
         }
         #[cfg(feature = "pg")]
         Some(IndexState::Pg { status, .. }) => match status.method.as_deref() {
@@ -571,6 +576,7 @@ fn index_json(index: &IndexReport) -> Value {
                 "vec0_exists": status.vec0_table_exists, "up_to_date": status.is_up_to_date(),
                 "needs_rebuild": status.needs_rebuild, "pending_changes": status.pending_changes,
                 "indexed_rows": status.vec0_rows, "codes_rows": status.codes_rows, "codes_current": status.codes_current,
+                "codes_rank_neighbours": status.codes_rank_neighbours,
                 "embedded_rows": status.embedded_rows,
                 "generation": status.generation,
                 "invalid_rows": { "count": invalid.count, "ids": invalid.ids },

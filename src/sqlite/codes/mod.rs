@@ -775,6 +775,18 @@ fn stored_record(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<O
     Ok(rows.first().and_then(|r| Record::from_bytes(&r.data).ok()))
 }
 
+/// The stored training parameters, if the codes exist and their parameters load.
+pub(crate) fn stored_params(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Option<Params>> {
+    if !conn.exists(&spec.codes_table())? {
+        return Ok(None);
+    }
+    let rows: Vec<StoredRow> =
+        CachedSql::sql(format!("SELECT chunk, data FROM {} WHERE chunk = {PARAMS_ROW}", quote(&spec.codes_table())))
+            .rows()
+            .load(conn)?;
+    Ok(rows.first().and_then(|r| Params::from_bytes(&r.data).ok()))
+}
+
 /// Whether the stored record says vec0 missed changes (false when there are no codes).
 pub(crate) fn vec0_stale(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<bool> {
     Ok(stored_record(conn, spec)?.is_some_and(|r| r.vec0_stale))
