@@ -329,6 +329,9 @@ impl QuantizedIndex {
     {
         self.params.check(query)?;
         let prepared = self.params.prepare_query(self.simd, query)?;
+        // No search returns more rows than the index holds: a larger `k` (up to `usize::MAX`, "every row")
+        // means every row, and allocations are sized by the rows, never by `k`.
+        let k = k.min(self.len());
         let mut stats = SearchStats {
             rows: self.len(),
             passed: 0,

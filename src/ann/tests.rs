@@ -208,6 +208,21 @@ fn a_partition_filter_gives_k_results_when_k_rows_match_however_few() {
 }
 
 #[test]
+fn a_k_beyond_the_rows_returns_every_passing_row_and_allocates_for_the_rows_only() {
+    let data = clustered(8, 3000, 64, 30);
+    let store = Store::new(&data);
+    let index = index_of(Metric::L2, &data, |i| if i % 250 == 3 { 7 } else { 1 });
+    let q = &clustered_noise(8, 9, 1, 64, 30)[0];
+    let all: Vec<(i64, &Vec<f32>)> = (0..3000).map(|i| (id_of(i), &data[i])).collect();
+    for k in [3001, 1 << 40, usize::MAX] {
+        let outcome = index.search(q, k, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        assert_eq!(outcome.neighbours, exact(Metric::L2, &all, q, 3000), "k={k}");
+        let outcome = index.search(q, k, &Filter::partition(7), &SearchOptions::default(), store.fetch()).unwrap();
+        assert_eq!(outcome.neighbours.len(), 12, "k={k}");
+    }
+}
+
+#[test]
 fn an_allow_list_restricts_the_search_and_combines_with_the_partition() {
     let data = clustered(9, 2000, 64, 20);
     let store = Store::new(&data);

@@ -608,7 +608,7 @@ where
 
 /// The `k` nearest of the parts' results, ordered as one scan orders them.
 fn merge(parts: Vec<Exact>, k: usize) -> Exact {
-    let mut neighbours: Vec<Neighbour> = Vec::with_capacity(parts.len() * k);
+    let mut neighbours: Vec<Neighbour> = Vec::with_capacity(parts.iter().map(|p| p.neighbours.len()).sum());
     let (mut rows, mut skipped) = (0, 0);
     for part in parts {
         rows += part.rows;

@@ -696,3 +696,62 @@ fn random_vectors_are_searched_exactly_and_doctor_says_why() {
     let json: Value = serde_json::from_slice(&run(&["--database-url", &path, "doctor", "--json"]).stdout).unwrap();
     assert_eq!(json["indexes"][0]["sqlite"]["codes_rank_neighbours"], false, "{json}");
 }
+
+#[test]
+fn a_k_beyond_the_table_gives_every_row_and_a_reader_that_leaves_early_ends_the_command_cleanly() {
+    // A table of the user's own (`notes`, 16 dims, cosine), 300 rows with vectors.
+    let work = tempfile::tempdir().unwrap();
+    let path = sqlite_file(work.path(), "notes.db");
+    let spec = diesel_vector::index::IndexSpec::builder("notes", "embedding", 16).build().unwrap();
+    {
+        let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
+        conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)").unwrap();
+        let options = diesel_vector::index::generate::Options::default().add_column(true);
+        conn.batch_execute(&diesel_vector::index::generate::render(&spec, &options).sqlite_up).unwrap();
+        for id in 1..=300i64 {
+            let v: Vec<f32> = (0..16).map(|d| ((id * 7 + d * 13) % 29) as f32 - 14.0).collect();
+            diesel::sql_query("INSERT INTO notes (id, embedding) VALUES (?, ?)")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&diesel_vector::Vector::new(v).unwrap())
+                .execute(&mut conn)
+                .unwrap();
+        }
+    }
+    let query = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]";
+    let search = ["--database-url", path.as_str(), "search", "--table", "notes", "--vector", query];
+    let every = json_ids(&ok(&[&search[..], &["-k", "300", "--json"]].concat()));
+    assert_eq!(every.len(), 300);
+    for k in ["1000000000", "18446744073709551615"] {
+        for exact in [&[][..], &["--exact"][..]] {
+            let got = json_ids(&ok(&[&search[..], &["-k", k, "--json"], exact].concat()));
+            assert_eq!(got, every, "-k {k} {exact:?}");
+        }
+    }
+    // `| head`: the reader closes its end before the command writes; the command stops with an error
+    // (exit status 1), never a panic.
+    for extra in [&["-k", "300"][..], &["-k", "300", "--json"][..]] {
+        let mut child = crate::bin()
+            .args([&search[..], extra].concat())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.starts_with("error: ") && !stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.to_lowercase().contains("broken pipe"), "{stderr}");
+    }
+    let mut child = crate::bin()
+        .args(["--database-url", path.as_str(), "doctor"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "doctor: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

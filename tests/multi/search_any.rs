@@ -102,3 +102,29 @@ fn ties_are_broken_by_id_on_both_backends_and_every_path() {
         }
     }
 }
+
+#[test]
+fn any_k_however_large_gives_every_row_on_both_backends_and_every_index() {
+    let docs = fixture::docs(200, 43);
+    // Rows with a direction: the zero vectors are nobody's cosine neighbour.
+    let with_vectors =
+        docs.iter().filter(|d| d.embedding.as_ref().is_some_and(|v| v.as_slice().iter().any(|x| *x != 0.0))).count();
+    let q = &fixture::queries(43, 200, 1)[0];
+    let db = crate::common::pg::FreshDb::create();
+    let mut pg = db.conn();
+    for pg_index in [PgIndex::Hnsw, PgIndex::Ivfflat, PgIndex::None, PgIndex::BinaryQuantized] {
+        let spec = fixture::spec(Metric::Cosine, pg_index, SqliteIndex::CODES);
+        pg.batch_execute("DROP TABLE IF EXISTS documents; DROP TABLE IF EXISTS __diesel_vector_indexes").unwrap();
+        pg.batch_execute(PG_TABLE).unwrap();
+        pg.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).pg_up).unwrap();
+        insert_docs!(&mut pg, &docs);
+        let expected = spec.search(q).k(with_vectors).strategy(Strategy::Exact).run(&mut pg).unwrap();
+        assert_eq!(expected.len(), with_vectors);
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            for k in [1_000_000_000, usize::MAX] {
+                let got = spec.search(q).k(k).strategy(strategy).run(&mut pg).unwrap();
+                assert_eq!(search::ids(&got), search::ids(&expected), "{pg_index:?} {strategy:?} k={k}");
+            }
+        }
+    }
+}

@@ -20,6 +20,12 @@ fn open(path: &str) -> SqliteConnection {
     sqlite::establish(path).unwrap()
 }
 
+/// The rows a search under `metric` can return: those with a vector, and under cosine a direction too.
+fn searchable(docs: &[Doc], metric: Metric) -> usize {
+    let has_direction = |v: &diesel_vector::Vector| v.as_slice().iter().any(|x| *x != 0.0);
+    docs.iter().filter(|d| d.embedding.as_ref().is_some_and(|v| metric != Metric::Cosine || has_direction(v))).count()
+}
+
 /// A database file with `docs` in `documents`, its index declared `codes`.
 fn database(docs: &[Doc], metric: Metric) -> (tempfile::TempDir, String, IndexSpec) {
     database_keeping(docs, metric, SqliteIndex::CODES)
@@ -76,8 +82,15 @@ fn a_divided_scan_finds_the_rows_one_connection_finds_in_the_same_order() {
                 }
             }
         }
-        // The row far from the others is found by the part that holds it.
+        // A `k` beyond the rows (up to `usize::MAX`) gives every row, divided or not.
         let q = docs[10].embedding.clone().unwrap();
+        let searchable = searchable(&docs, metric);
+        for k in [1_000_000_000, usize::MAX] {
+            let all = exact(&spec, &q, k, 3).run(&mut conn).unwrap();
+            assert_eq!(all.len(), searchable, "k={k}");
+            assert_eq!(pairs(&all), pairs(&exact(&spec, &q, k, 1).run(&mut conn).unwrap()), "k={k}");
+        }
+        // The row far from the others is found by the part that holds it.
         let hits = exact(&spec, &q, 2, 4).run(&mut conn).unwrap();
         assert_eq!(
             search::ids(&hits).iter().copied().collect::<std::collections::BTreeSet<_>>(),
@@ -104,6 +117,10 @@ fn an_index_keeping_a_copy_of_the_vectors_divides_its_exact_scan_too() {
             assert_eq!(pairs(&fr), pairs(&exact(&spec, &q, 10, 1).filter_eq("lang", "fr").run(&mut conn).unwrap()));
         }
     }
+    let q = fixture::queries(34, 1500, 1).remove(0);
+    let every = exact(&spec, &q, usize::MAX, 3).run(&mut conn).unwrap();
+    assert_eq!(pairs(&every), pairs(&exact(&spec, &q, usize::MAX, 1).run(&mut conn).unwrap()));
+    assert_eq!(every.len(), searchable(&docs, Metric::Cosine));
     // Another connection writes and syncs: the next divided scan reads the new rows, not the old copy.
     let q = fixture::queries(34, 1500, 1).remove(0);
     let mut writer = open(&path);

@@ -126,6 +126,28 @@ fn k_matching_rows_always_give_k_results_and_fewer_give_all_of_them() {
 }
 
 #[test]
+fn any_k_however_large_gives_every_matching_row_on_every_path() {
+    let docs = fixture::docs(300, 15);
+    let with_vectors = docs.iter().filter(|d| d.embedding.is_some()).count();
+    let french = docs.iter().filter(|d| d.lang == "fr" && d.embedding.is_some()).count();
+    let q = &fixture::queries(15, 300, 1)[0];
+    for structure in structures(Metric::Cosine) {
+        let spec = fixture::spec(Metric::Cosine, PgIndex::Hnsw, structure);
+        let mut conn = crate::conn();
+        populate(&mut conn, &spec, &docs);
+        let everything = dsl_nearest!(&mut conn, q, Metric::Cosine, None, with_vectors);
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            for k in [with_vectors + 1, 1_000_000_000, usize::MAX] {
+                let all = spec.search(q).k(k).strategy(strategy).run(&mut conn).unwrap();
+                assert_eq!(ids(&all), everything, "{structure} {strategy:?} k={k}");
+                let fr = spec.search(q).k(k).strategy(strategy).filter_eq("lang", "fr").run(&mut conn).unwrap();
+                assert_eq!(fr.len(), french, "{structure} {strategy:?} k={k}");
+            }
+        }
+    }
+}
+
+#[test]
 fn null_and_zero_vectors_are_never_cosine_neighbours() {
     let docs = fixture::docs(200, 14);
     for structure in [SqliteIndex::VEC0, SqliteIndex::NONE] {

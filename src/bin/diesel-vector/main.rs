@@ -3,6 +3,15 @@
 //! `diesel_vector` (`database`, `doctor`, `copy`, `jsonl`, `search`); this file parses arguments and
 //! `output.rs` prints.
 
+/// `println!` that returns the error instead of panicking: a reader that goes away (`| head`) or a full
+/// disk ends the command with an error, as any other failure does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod files;
 mod output;
 
@@ -437,9 +446,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let report = doctor::diagnose_with(&mut conn, &options)?;
             if *json {
-                println!("{}", output::doctor_json(&report));
+                say!("{}", output::doctor_json(&report))?;
             } else {
-                output::doctor_text(&report);
+                output::doctor_text(&report)?;
             }
             if report.needs_action() {
                 return Ok(ExitCode::FAILURE);
@@ -452,7 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 options = options.table(table);
             }
             for rebuilt in doctor::reindex(&mut conn, &options)? {
-                println!("{}", output::reindexed(&rebuilt));
+                say!("{}", output::reindexed(&rebuilt))?;
             }
         }
         Command::Copy { from, to, migrations, tables, batch } => {
@@ -461,9 +470,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let result = copy::copy(from, to, &options, &mut |event| progress.copy_event(&event));
             progress.finish();
             match result {
-                Ok(report) => output::copy_report(&report),
+                Ok(report) => output::copy_report(&report)?,
                 Err(copy::CopyError::Verification(report)) => {
-                    output::copy_report(&report);
+                    output::copy_report(&report)?;
                     return Err(Box::new(copy::CopyError::Verification(report)));
                 }
                 Err(e) => return Err(with_hint(e)),
@@ -493,7 +502,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     report
                 }
             };
-            output::jsonl_report("exported", &report);
+            output::jsonl_report("exported", &report)?;
         }
         Command::Import { input, migrations, tables, batch } => {
             // The input first: a file that cannot be read must not leave anything behind.
@@ -521,7 +530,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let options = options(batch, tables, Some(migrations));
             let report = jsonl::import(&mut conn, &mut reader, &options, &mut |n| progress.count("lines", n));
             progress.finish();
-            output::jsonl_report("imported", &report.map_err(jsonl_error)?);
+            output::jsonl_report("imported", &report.map_err(jsonl_error)?)?;
         }
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
         Command::Generate(GenerateCommand::PartitionIndex(args)) => generate_partition_index(args)?,
@@ -530,7 +539,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             let spec = registered(&mut conn, table, column.as_deref())?;
-            println!("{}", partition_index(&mut conn, &spec, partition, value, *drop)?);
+            say!("{}", partition_index(&mut conn, &spec, partition, value, *drop)?)?;
         }
         Command::Search { table, column, provider, model, vector, k, metric, filters, exact, json } => {
             let text = match vector.strip_prefix('@') {
@@ -549,9 +558,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let ids: Vec<i64> = hits.iter().map(|h| h.fragment_id).collect();
                 let fragments = conn.fragments(&ids)?;
                 if *json {
-                    println!("{}", output::search_json(&hits, &fragments));
+                    say!("{}", output::search_json(&hits, &fragments))?;
                 } else {
-                    output::search_text(&hits, &fragments, io::stdout().is_terminal());
+                    output::search_text(&hits, &fragments, io::stdout().is_terminal())?;
                 }
             } else if let Some(table) = table {
                 let spec = &registered(&mut conn, table, column.as_deref())?;
@@ -569,9 +578,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 let hits = conn.search_index(&search)?;
                 if *json {
-                    println!("{}", output::hits_json(&hits));
+                    say!("{}", output::hits_json(&hits))?;
                 } else {
-                    output::hits_text(spec, &hits);
+                    output::hits_text(spec, &hits)?;
                 }
             }
         }
@@ -712,15 +721,15 @@ fn write_migration(migration: &diesel_vector::index::generate::Migration, output
     use diesel_vector::index::generate;
     let version = output.migration_version.clone().unwrap_or_else(generate::version_now);
     let (pg, sqlite) = generate::write(migration, &version, &output.migrations_pg, &output.migrations_sqlite)?;
-    println!("Created {}", pg.display());
-    println!("Created {}", sqlite.display());
+    say!("Created {}", pg.display())?;
+    say!("Created {}", sqlite.display())?;
     // `migration run` alone applies diesel-vector's own migrations: say how to apply these.
-    println!(
+    say!(
         "Apply them with `diesel-vector migration run --migration-dir {}` (or {}), or `diesel migration run` with \
          the same folder",
         output.migrations_sqlite.display(),
         output.migrations_pg.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -746,10 +755,10 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Opt
                 None => conn.run_pending_migrations()?,
             };
             if applied.is_empty() {
-                println!("No pending migrations");
+                say!("No pending migrations")?;
             }
             for m in applied {
-                println!("{} migration {}", output::outcome(m.outcome), m.name);
+                say!("{} migration {}", output::outcome(m.outcome), m.name)?;
             }
         }
         MigrationCommand::Revert => {
@@ -758,8 +767,8 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Opt
                 None => conn.revert_last_migration()?,
             };
             match reverted {
-                Some(name) => println!("Rolled back migration {name}"),
-                None => println!("No migration to revert"),
+                Some(name) => say!("Rolled back migration {name}")?,
+                None => say!("No migration to revert")?,
             }
         }
         MigrationCommand::Redo => {
@@ -768,8 +777,8 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Opt
                 None => conn.redo_last_migration()?,
             };
             match redone {
-                Some(name) => println!("Rolled back and ran again migration {name}"),
-                None => println!("No migration to redo"),
+                Some(name) => say!("Rolled back and ran again migration {name}")?,
+                None => say!("No migration to redo")?,
             }
         }
         MigrationCommand::Status => {
@@ -777,9 +786,9 @@ fn migration(conn: &mut DatabaseConnection, command: &MigrationCommand, app: Opt
                 Some(app) => conn.migration_status_from(app)?,
                 None => conn.migration_status()?,
             };
-            println!("Migrations:");
+            say!("Migrations:")?;
             for m in status {
-                println!("  [{}] {}", if m.applied { "X" } else { " " }, m.name);
+                say!("  [{}] {}", if m.applied { "X" } else { " " }, m.name)?;
             }
         }
     }

@@ -211,12 +211,12 @@ pub(crate) fn outcome(outcome: Outcome) -> &'static str {
     }
 }
 
-pub(crate) fn copy_report(report: &CopyReport) {
+pub(crate) fn copy_report(report: &CopyReport) -> io::Result<()> {
     let width = report.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(0).max(20);
     for t in &report.tables {
         let resumed =
             t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
-        println!(
+        say!(
             "{:<width$} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
             t.table,
             t.source.rows,
@@ -225,33 +225,35 @@ pub(crate) fn copy_report(report: &CopyReport) {
             t.target.checksum,
             if t.is_verified() { "verified" } else { "DIFFERENT" },
             t.inserted,
-        );
+        )?;
         if !t.is_verified() {
             let keys: Vec<String> = t.differing_keys.iter().map(ToString::to_string).collect();
-            println!("{:<width$} {} {}(s) differ, first: [{}]", "", t.differing, t.key_column, keys.join(", "));
+            say!("{:<width$} {} {}(s) differ, first: [{}]", "", t.differing, t.key_column, keys.join(", "))?;
         }
     }
-    skipped(report.skipped_count, &report.skipped);
-    indexes(&report.indexes, &mut |line| println!("{line}"));
+    skipped(report.skipped_count, &report.skipped)?;
+    indexes(&report.indexes, &mut |line| say!("{line}"))
 }
 
-fn indexes(indexes: &[CopyIndexReport], print: &mut dyn FnMut(String)) {
+fn indexes(indexes: &[CopyIndexReport], print: &mut dyn FnMut(String) -> io::Result<()>) -> io::Result<()> {
     for i in indexes {
-        print(format!("index {} on {}.{}: {}", i.name, i.table, i.column, target_index(&i.state)));
+        print(format!("index {} on {}.{}: {}", i.name, i.table, i.column, target_index(&i.state)))?;
     }
+    Ok(())
 }
 
-fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) {
+fn skipped(count: u64, rows: &[diesel_vector::copy::InvalidRow]) -> io::Result<()> {
     if count == 0 {
-        return;
+        return Ok(());
     }
-    println!("skipped {count} invalid row(s):");
+    say!("skipped {count} invalid row(s):")?;
     for row in rows {
-        println!("  {}", escape(&row.to_string()));
+        say!("  {}", escape(&row.to_string()))?;
     }
     if count > rows.len() as u64 {
-        println!("  ... and {} more", count - rows.len() as u64);
+        say!("  ... and {} more", count - rows.len() as u64)?;
     }
+    Ok(())
 }
 
 fn target_index(index: &TargetIndex) -> String {
@@ -272,7 +274,7 @@ fn target_index(index: &TargetIndex) -> String {
     }
 }
 
-pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
+pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) -> io::Result<()> {
     for t in &report.tables {
         let inserted = if verb == "imported" { format!(", {} new", t.inserted) } else { String::new() };
         eprintln!("{verb} {}: {} rows (checksum {}){inserted}", t.table, t.rows.rows, t.rows.checksum);
@@ -283,7 +285,10 @@ pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) {
             eprintln!("  {}", escape(&row.to_string()));
         }
     }
-    indexes(&report.indexes, &mut |line| eprintln!("{line}"));
+    indexes(&report.indexes, &mut |line| {
+        eprintln!("{line}");
+        Ok(())
+    })
 }
 
 pub(crate) fn reindexed(r: &Reindexed) -> String {
@@ -469,14 +474,14 @@ fn unregistered_text(u: &Unregistered) -> String {
     }
 }
 
-pub(crate) fn doctor_text(r: &Report) {
+pub(crate) fn doctor_text(r: &Report) -> io::Result<()> {
     let backend = match r.backend {
         diesel_vector::database::BackendKind::Postgres => "postgresql",
         _ => "sqlite",
     };
-    println!("{:<13}{backend}: {}", "backend", escape(&r.server_version));
+    say!("{:<13}{backend}: {}", "backend", escape(&r.server_version))?;
     let (name, text) = extension_text(&r.extension);
-    println!("{name:<13}{}", escape(&text));
+    say!("{name:<13}{}", escape(&text))?;
     let m = &r.migrations;
     let migrations = match (&m.pending, &m.directory) {
         _ if !m.recorded => "none has run (no Diesel bookkeeping)".to_owned(),
@@ -485,17 +490,17 @@ pub(crate) fn doctor_text(r: &Report) {
         }
         _ => format!("{} applied (give --migration-dir to see pending ones)", m.applied.len()),
     };
-    println!("{:<13}{migrations}", "migrations");
+    say!("{:<13}{migrations}", "migrations")?;
     for name in m.pending.iter().flatten() {
-        println!("{:<13}[ ] {}", "", escape(name));
+        say!("{:<13}[ ] {}", "", escape(name))?;
     }
     if r.indexes.is_empty() {
-        println!("{:<13}none registered", "indexes");
+        say!("{:<13}none registered", "indexes")?;
     }
     for (i, index) in r.indexes.iter().enumerate() {
         let spec = spec_text(&index.spec, index.column_type.as_deref());
-        println!("{:<13}{}", if i == 0 { "indexes" } else { "" }, escape(&spec));
-        println!("{:<13}  {}", "", escape(&state_text(index)));
+        say!("{:<13}{}", if i == 0 { "indexes" } else { "" }, escape(&spec))?;
+        say!("{:<13}  {}", "", escape(&state_text(index)))?;
         #[cfg(feature = "pg")]
         if let Some(IndexState::Pg { partition_indexes, .. }) = &index.state {
             for p in partition_indexes {
@@ -503,39 +508,39 @@ pub(crate) fn doctor_text(r: &Report) {
                 let condition = p.definition.rsplit_once(" WHERE ").map_or("?", |(_, c)| c);
                 let valid = if p.valid { "valid" } else { "NOT VALID" };
                 let line = format!("partition index {} {}: {condition}, {valid}", p.method, p.name);
-                println!("{:<13}  {}", "", escape(&line));
+                say!("{:<13}  {}", "", escape(&line))?;
             }
         }
     }
     for (i, u) in r.unregistered.iter().enumerate() {
-        println!("{:<13}{}", if i == 0 { "unregistered" } else { "" }, escape(&unregistered_text(u)));
+        say!("{:<13}{}", if i == 0 { "unregistered" } else { "" }, escape(&unregistered_text(u)))?;
     }
     if let Some(f) = &r.fragments {
         let applied = f.migrations.iter().filter(|m| m.applied).count();
-        println!(
-            "{:<13}diesel-vector's schema: {applied} applied, {} pending",
-            "fragments",
-            f.migrations.len() - applied
-        );
+        say!("{:<13}diesel-vector's schema: {applied} applied, {} pending", "fragments", f.migrations.len() - applied)?;
         for m in &f.migrations {
-            println!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, escape(&m.name));
+            say!("{:<13}[{}] {}", "", if m.applied { "X" } else { " " }, escape(&m.name))?;
         }
         if let Some(fk) = f.foreign_keys {
-            println!(
+            say!(
                 "{:<13}{}, {}",
                 "foreign key",
                 if fk.declared { "declared" } else { "NOT declared" },
                 if fk.enforced { "enforced" } else { "NOT enforced" }
-            );
+            )?;
         }
         if let Some(rows) = f.rows {
-            println!(
+            say!(
                 "{:<13}{} fragments, {} embeddings ({} with a vector, {} orphans)",
-                "rows", rows.fragments, rows.embeddings, rows.with_vector, rows.orphans
-            );
+                "rows",
+                rows.fragments,
+                rows.embeddings,
+                rows.with_vector,
+                rows.orphans
+            )?;
         }
     }
-    println!("{:<13}{}", "verdict", r.verdict());
+    say!("{:<13}{}", "verdict", r.verdict())?;
     for f in &r.findings {
         let label = match f.level {
             Level::Action => "ACTION: ",
@@ -543,8 +548,9 @@ pub(crate) fn doctor_text(r: &Report) {
             _ => "info:   ",
         };
         let todo = f.remedy.as_ref().and_then(remedy_text).map(|t| format!("; {t}")).unwrap_or_default();
-        println!("  {label} {}{}", escape(&f.message), escape(&todo));
+        say!("  {label} {}{}", escape(&f.message), escape(&todo))?;
     }
+    Ok(())
 }
 
 fn index_json(index: &IndexReport) -> Value {
@@ -647,11 +653,12 @@ pub(crate) fn doctor_json(r: &Report) -> String {
     json_safe(value.to_string())
 }
 
-pub(crate) fn hits_text(spec: &IndexSpec, hits: &[Hit]) {
-    println!("{:>4}  {:>12}  {}", "rank", "distance", spec.id_column());
+pub(crate) fn hits_text(spec: &IndexSpec, hits: &[Hit]) -> io::Result<()> {
+    say!("{:>4}  {:>12}  {}", "rank", "distance", spec.id_column())?;
     for (rank, h) in hits.iter().enumerate() {
-        println!("{:>4}  {:>12.6}  {}", rank + 1, h.distance, h.id);
+        say!("{:>4}  {:>12.6}  {}", rank + 1, h.distance, h.id)?;
     }
+    Ok(())
 }
 
 pub(crate) fn hits_json(hits: &[Hit]) -> String {
@@ -668,8 +675,8 @@ fn content(fragments: &[Fragment], id: i64) -> &str {
     fragments.iter().find(|f| f.id == id).map_or("", |f| f.content.as_str())
 }
 
-pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) {
-    println!("{:>4}  {:>10}  {:>10}  {:>10}  content", "rank", "distance", "id", "fragment");
+pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) -> io::Result<()> {
+    say!("{:>4}  {:>10}  {:>10}  {:>10}  content", "rank", "distance", "id", "fragment")?;
     for (rank, h) in hits.iter().enumerate() {
         let text = escape(content(fragments, h.fragment_id)).into_owned();
         // On a terminal, one line per hit; piped, the whole text.
@@ -678,8 +685,9 @@ pub(crate) fn search_text(hits: &[Neighbor], fragments: &[Fragment], tty: bool) 
         } else {
             text
         };
-        println!("{:>4}  {:>10.6}  {:>10}  {:>10}  {text}", rank + 1, h.distance, h.id, h.fragment_id);
+        say!("{:>4}  {:>10.6}  {:>10}  {:>10}  {text}", rank + 1, h.distance, h.id, h.fragment_id)?;
     }
+    Ok(())
 }
 
 pub(crate) fn search_json(hits: &[Neighbor], fragments: &[Fragment]) -> String {

@@ -444,7 +444,11 @@ where
             if behind(conn, spec)? {
                 return Ok(Some(None));
             }
-            let mut all = Scanned { neighbours: Vec::with_capacity(parts.len() * k), groups: 0, mismatch: false };
+            let mut all = Scanned {
+                neighbours: Vec::with_capacity(parts.iter().map(|p| p.neighbours.len()).sum()),
+                groups: 0,
+                mismatch: false,
+            };
             for part in parts {
                 all.neighbours.extend(part.neighbours);
                 all.groups += part.groups;
