@@ -226,6 +226,13 @@ fn pg_down(spec: &IndexSpec, options: &Options) -> String {
     let mut sql = header(spec, "PostgreSQL");
     sql.push_str("-- Never drops the vector extension (DROP EXTENSION vector CASCADE drops every vector column) nor the\n-- registry table, which other indexes share.\n");
     let _ = writeln!(sql, "{}", registry::delete_sql(spec));
+    if let Some(drop) = drop_partition_indexes_sql(spec) {
+        sql.push_str(
+            "-- The partition indexes built for this index (by diesel-vector at run time, or by migrations it\n\
+             -- generated), named after it: none outlives it.\n",
+        );
+        let _ = writeln!(sql, "{drop}");
+    }
     if let Some(name) = spec.pg_index_name() {
         let _ = writeln!(sql, "DROP INDEX IF EXISTS {};", quote(name));
     }
@@ -233,6 +240,42 @@ fn pg_down(spec: &IndexSpec, options: &Options) -> String {
         let _ = writeln!(sql, "ALTER TABLE {} DROP COLUMN {};", quote(spec.table()), quote(spec.column()));
     }
     sql
+}
+
+/// The most bytes of the table's index name kept at the start of a partition index's name (PostgreSQL's
+/// names hold 63 bytes; the rest is `_p` and 16 hex digits).
+const NAME_PREFIX_BYTES: usize = 45;
+
+/// The start of the table's index name that its partition indexes' names begin with.
+pub(crate) fn partition_name_prefix(index: &str) -> &str {
+    let mut end = index.len().min(NAME_PREFIX_BYTES);
+    while !index.is_char_boundary(end) {
+        end -= 1;
+    }
+    &index[..end]
+}
+
+/// PostgreSQL: a statement that drops every partition index of `spec` on its table (the names
+/// `partition::is_partition_index_of` accepts), for the vector index's revert; `None` when it can have none.
+pub(crate) fn drop_partition_indexes_sql(spec: &IndexSpec) -> Option<String> {
+    if spec.pg_index() != PgIndex::Hnsw || spec.partition_by().next().is_none() {
+        return None;
+    }
+    let prefix = partition_name_prefix(spec.pg_index_name()?);
+    let chars = prefix.chars().count();
+    let body = format!(
+        "\nDECLARE\n    i record;\nBEGIN\n    FOR i IN\n        \
+         SELECT n.nspname, c.relname FROM pg_index x\n        \
+         JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace\n        \
+         WHERE x.indrelid = to_regclass({table}) AND left(c.relname, {chars}) = {prefix}\n          \
+         AND substr(c.relname, {next}) ~ '^_p[0-9a-f]{{16}}$'\n    \
+         LOOP\n        EXECUTE format('DROP INDEX IF EXISTS %I.%I', i.nspname, i.relname);\n    END LOOP;\nEND\n",
+        table = literal(&quote(spec.table())),
+        prefix = literal(prefix),
+        next = chars + 1,
+    );
+    let tag = dollar_tag(&body);
+    Some(format!("DO {tag}{body}{tag};"))
 }
 
 /// The SQLite condition a stored value must meet (`value` is the SQL for it, such as `"embedding"` or
@@ -362,13 +405,18 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     let mut watched = vec![column.clone(), id.clone()];
     watched.extend(spec.partition_by().map(quote));
     let [insert, update, delete] = spec.queue_triggers().map(|t| quote(&t));
-    let _ = write!(
-        sql,
-        "\n{registry_create}\n{registry_insert}\n\n\
-         -- The index is kept by diesel-vector from these: triggers record the id of every row whose vector (or\n\
+    let queue_comment = if spec.sqlite_keeps_a_structure() {
+        "-- The index is kept by diesel-vector from these: triggers record the id of every row whose vector (or\n\
          -- filter columns) changed, so any writer (the diesel CLI, the sqlite3 shell, an application without\n\
          -- diesel-vector) leaves it repairable. No OR IGNORE here: an outer statement's conflict policy would\n\
-         -- override it.\n\
+         -- override it.\n"
+    } else {
+        "-- The index keeps no structure on SQLite (searches scan the table), so no trigger fills its queue; the\n\
+         -- queue and the state are there for diesel-vector's tools, as for every index.\n"
+    };
+    let _ = write!(
+        sql,
+        "\n{registry_create}\n{registry_insert}\n\n{queue_comment}\
          CREATE TABLE {queue} (id INTEGER PRIMARY KEY);\n\n\
          -- One row: needs_rebuild = 1 makes diesel-vector build the index from the table first (an index\n\
          -- structure left by an earlier installation is never trusted); generation changes with every update;\n\
@@ -381,19 +429,25 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
              indexed_through INTEGER NOT NULL\n\
          );\n\
          INSERT INTO {state} (id, needs_rebuild, generation, indexed_through)\n    \
-             VALUES (1, 1, random() & 9223372036854775807, -9223372036854775807 - 1);\n\n\
-         CREATE TRIGGER {insert} AFTER INSERT ON {table}\n    \
-             WHEN NEW.{id} <= (SELECT s.indexed_through FROM {state} s) BEGIN\n{}END;\n\
-         CREATE TRIGGER {update} AFTER UPDATE OF {} ON {table} BEGIN\n{}{}END;\n\
-         CREATE TRIGGER {delete} AFTER DELETE ON {table} BEGIN\n{}END;\n",
-        enqueue("NEW"),
-        watched.join(", "),
-        enqueue("OLD"),
-        enqueue("NEW"),
-        enqueue("OLD"),
+             VALUES (1, {needs_rebuild}, random() & 9223372036854775807, -9223372036854775807 - 1);\n",
+        needs_rebuild = u8::from(spec.sqlite_keeps_a_structure()),
         registry_create = registry::create_table_sql(),
         registry_insert = registry::insert_sql(spec),
     );
+    if spec.sqlite_keeps_a_structure() {
+        let _ = write!(
+            sql,
+            "\nCREATE TRIGGER {insert} AFTER INSERT ON {table}\n    \
+                 WHEN NEW.{id} <= (SELECT s.indexed_through FROM {state} s) BEGIN\n{}END;\n\
+             CREATE TRIGGER {update} AFTER UPDATE OF {} ON {table} BEGIN\n{}{}END;\n\
+             CREATE TRIGGER {delete} AFTER DELETE ON {table} BEGIN\n{}END;\n",
+            enqueue("NEW"),
+            watched.join(", "),
+            enqueue("OLD"),
+            enqueue("NEW"),
+            enqueue("OLD"),
+        );
+    }
     sql
 }
 
@@ -404,8 +458,10 @@ fn sqlite_down(spec: &IndexSpec, options: &Options) -> String {
          -- one, cannot be dropped without the extension: diesel-vector drops it after a revert it runs, and\n\
          -- never trusts one left behind.\n",
     );
-    for trigger in spec.queue_triggers().iter().rev() {
-        let _ = writeln!(sql, "DROP TRIGGER {};", quote(trigger));
+    if spec.sqlite_keeps_a_structure() {
+        for trigger in spec.queue_triggers().iter().rev() {
+            let _ = writeln!(sql, "DROP TRIGGER {};", quote(trigger));
+        }
     }
     if !options.add_column {
         for t in ["check_update", "check_insert"] {

@@ -12,10 +12,6 @@ use super::spec::{IndexSpec, PgIndex};
 use crate::search::query::FilterValue;
 use crate::search::{coerce, ColumnKind, Value};
 
-/// The most bytes of the table's index name kept at the start of a partition index's name (PostgreSQL's
-/// names hold 63 bytes; the rest is `_p` and 16 hex digits).
-const NAME_PREFIX_BYTES: usize = 45;
-
 /// Why a partition index cannot be declared for a vector index.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -77,16 +73,7 @@ pub(crate) fn name_of(index: &str, column: &str, text: Option<&str>) -> String {
             bytes.extend_from_slice(t.as_bytes());
         }
     }
-    format!("{}_p{:016x}", name_prefix(index), super::fnv1a(&bytes))
-}
-
-/// The start of the table's index name that its partition indexes' names begin with.
-fn name_prefix(index: &str) -> &str {
-    let mut end = index.len().min(NAME_PREFIX_BYTES);
-    while !index.is_char_boundary(end) {
-        end -= 1;
-    }
-    &index[..end]
+    format!("{}_p{:016x}", super::generate::partition_name_prefix(index), super::fnv1a(&bytes))
 }
 
 /// Whether `name` is a partition index's name of `spec` (see [`partition_index_name`]), for `doctor`: such an
@@ -94,7 +81,7 @@ fn name_prefix(index: &str) -> &str {
 #[cfg_attr(not(feature = "pg"), allow(dead_code))] // `doctor` needs libpq
 pub(crate) fn is_partition_index_of(spec: &IndexSpec, name: &str) -> bool {
     let Some(index) = spec.pg_index_name() else { return false };
-    name.strip_prefix(name_prefix(index))
+    name.strip_prefix(super::generate::partition_name_prefix(index))
         .and_then(|rest| rest.strip_prefix("_p"))
         .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }

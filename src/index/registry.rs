@@ -23,7 +23,7 @@
 use std::fmt;
 
 use super::ident::{literal, quote};
-use super::spec::{IndexSpec, SpecError};
+use super::spec::{Element, IndexSpec, Metric, SpecError, SqliteIndex};
 
 /// The registry table's name.
 pub const REGISTRY_TABLE: &str = "__diesel_vector_indexes";
@@ -146,14 +146,23 @@ impl RegistryRow {
             invalid(format!("partition_by {:?} is not a JSON array of names: {reason}", self.partition_by))
         })?;
         let dims = u64::try_from(self.dims).unwrap_or(0);
+        let element: Element = self.element.parse().map_err(spec_err)?;
+        let metric: Metric = self.metric.parse().map_err(spec_err)?;
+        let mut sqlite_index: SqliteIndex = self.sqlite_index.parse().map_err(spec_err)?;
+        if sqlite_index.codes && !super::spec::codes_fit(element, metric) {
+            // Written by an earlier diesel-vector, which accepted `codes` on columns they cannot index (the
+            // default for every type then) and kept none for them: the row means what that build kept.
+            sqlite_index.codes = false;
+            sqlite_index.vectors = false;
+        }
         let mut builder = IndexSpec::builder(&self.table_name, &self.vector_column, dims)
             .name(&self.name)
             .id_column(&self.id_column)
-            .element(self.element.parse().map_err(spec_err)?)
-            .metric(self.metric.parse().map_err(spec_err)?)
+            .element(element)
+            .metric(metric)
             .partition_by(partition_by)
             .pg_index(self.pg_index.parse().map_err(spec_err)?)
-            .sqlite_index(self.sqlite_index.parse().map_err(spec_err)?);
+            .sqlite_index(sqlite_index);
         if let Some(name) = &self.pg_index_name {
             builder = builder.pg_index_name(name);
         }
@@ -405,6 +414,13 @@ mod tests {
         assert_eq!(row(&spec).to_spec().unwrap(), spec);
         let bits = IndexSpec::builder("t", "b", 1024).element(Element::Bit).pg_index(PgIndex::None).build().unwrap();
         assert_eq!(row(&bits).to_spec().unwrap(), bits);
+        // An earlier build registered `codes` for bit columns (and kept none): the row still loads, as
+        // what that build kept.
+        let mut earlier = row(&bits);
+        earlier.sqlite_index = "codes".into();
+        assert_eq!(earlier.to_spec().unwrap().sqlite_index(), SqliteIndex::NONE);
+        earlier.sqlite_index = "codes,vec0".into();
+        assert_eq!(earlier.to_spec().unwrap().sqlite_index(), SqliteIndex::VEC0);
     }
 
     #[test]

@@ -343,6 +343,17 @@ pub enum SpecError {
         /// What would work instead.
         hint: &'static str,
     },
+    /// The crate's quantized codes index `vector` and `halfvec` columns only.
+    #[error(
+        "the SQLite structure `codes` indexes `vector` and `halfvec` columns, not a `{element}` column: {hint} \
+         (searches then scan every row exactly)"
+    )]
+    CodesUnsupported {
+        /// The column's type.
+        element: Element,
+        /// What to keep instead.
+        hint: &'static str,
+    },
     /// The contiguous copy of the vectors is laid out in the codes' order, so it needs them.
     #[error("the SQLite structure `vectors` is kept in the order of the quantized codes: keep `codes,vectors`")]
     VectorsWithoutCodes,
@@ -534,11 +545,19 @@ impl IndexSpecBuilder {
             partition_by.push(p);
         }
         let pg_cast = check_pg_index(self.pg_index, element, metric, dims)?;
-        let sqlite_index = self.sqlite_index.unwrap_or(if element == Element::SparseVector {
-            SqliteIndex::NONE
-        } else {
+        let sqlite_index = self.sqlite_index.unwrap_or(if codes_fit(element, metric) {
             SqliteIndex::CODES
+        } else {
+            SqliteIndex::NONE
         });
+        if sqlite_index.codes && !codes_fit(element, metric) {
+            let hint = if element == Element::Bit {
+                "keep `vec0` (sqlite-vec's bit vectors) or `none`"
+            } else {
+                "keep `none`"
+            };
+            return Err(SpecError::CodesUnsupported { element, hint });
+        }
         if sqlite_index.vec0 {
             check_vec0(element, metric, dims)?;
         }
@@ -570,6 +589,11 @@ impl IndexSpecBuilder {
             sqlite_index,
         })
     }
+}
+
+/// Whether the crate's quantized codes can index a column of `element` under `metric`.
+pub(crate) fn codes_fit(element: Element, metric: Metric) -> bool {
+    matches!(element, Element::Vector | Element::HalfVector) && crate::ann::supports(metric)
 }
 
 /// Checks that pgvector can build `index` for the column; returns the type to cast to in an expression
@@ -728,9 +752,13 @@ impl IndexSpec {
     /// codes can index its column (`vector` and `halfvec` columns under cosine, L2, L1 or the inner
     /// product). Other indexes are searched through vec0 where they keep one, or exactly.
     pub fn sqlite_keeps_codes(&self) -> bool {
-        self.sqlite_index.codes
-            && matches!(self.element, Element::Vector | Element::HalfVector)
-            && crate::ann::supports(self.metric)
+        self.sqlite_index.codes && codes_fit(self.element, self.metric)
+    }
+
+    /// Whether SQLite keeps any structure for this index (codes or vec0). An index that keeps none is
+    /// searched by scanning the table, and its migration queues no changes.
+    pub fn sqlite_keeps_a_structure(&self) -> bool {
+        self.sqlite_keeps_codes() || self.sqlite_index.vec0
     }
 
     /// SQLite: the change queue the triggers fill (`<name>_queue`).
@@ -794,8 +822,21 @@ mod tests {
         let bits = IndexSpec::builder("d", "b", 64).element(Element::Bit).build().unwrap();
         assert_eq!(bits.metric(), Metric::Hamming);
         assert_eq!(bits.pg_index_name(), Some("d_b_hamming_idx"));
+        assert_eq!(bits.sqlite_index(), SqliteIndex::NONE, "codes index vector and halfvec columns only");
         let sparse = IndexSpec::builder("d", "s", 30_000).element(Element::SparseVector).build().unwrap();
         assert_eq!(sparse.sqlite_index(), SqliteIndex::NONE);
+        assert!(!bits.sqlite_keeps_a_structure() && !sparse.sqlite_keeps_a_structure());
+        let bits_codes = IndexSpec::builder("d", "b", 64).element(Element::Bit).sqlite_index(SqliteIndex::CODES);
+        assert_eq!(
+            build(bits_codes).unwrap_err(),
+            "the SQLite structure `codes` indexes `vector` and `halfvec` columns, not a `bit` column: keep `vec0` \
+             (sqlite-vec's bit vectors) or `none` (searches then scan every row exactly)"
+        );
+        let sparse_codes =
+            IndexSpec::builder("d", "s", 9).element(Element::SparseVector).sqlite_index(SqliteIndex::CODES_AND_VECTORS);
+        assert!(build(sparse_codes).unwrap_err().contains("not a `sparsevec` column: keep `none`"));
+        let bits_vec0 = IndexSpec::builder("d", "b", 64).element(Element::Bit).sqlite_index(SqliteIndex::VEC0);
+        assert!(bits_vec0.build().unwrap().sqlite_keeps_a_structure());
     }
 
     #[test]

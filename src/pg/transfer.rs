@@ -592,7 +592,7 @@ impl Store for PgConnection {
         let mut reports = Vec::new();
         for spec in indexes.iter().filter(|s| plans.iter().any(|p| p.name == s.table())) {
             let state = match spec.pg_index() {
-                PgIndex::None => TargetIndex::Missing,
+                PgIndex::None => TargetIndex::Scan,
                 _ => index_state(self, spec)?,
             };
             reports.push(IndexReport {

@@ -353,6 +353,10 @@ fn after_load_index(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<Tar
         return Ok(TargetIndex::Vec0Pending);
     }
     let report = super::sync(conn, spec).map_err(IndexUpdateError::Index)?;
+    if !spec.sqlite_keeps_a_structure() {
+        // The sync dropped what the triggers of an earlier migration may have queued.
+        return Ok(TargetIndex::Scan);
+    }
     Ok(if spec.sqlite_index().vec0 {
         TargetIndex::Vec0Synced { rebuilt: report.rebuilt, applied: report.applied }
     } else {

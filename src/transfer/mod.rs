@@ -98,8 +98,12 @@ pub enum TargetIndex {
         /// The index's access method.
         method: String,
     },
-    /// PostgreSQL: no vector index; searches scan every row.
+    /// PostgreSQL: the declared vector index does not exist; searches scan every row until it is built
+    /// again.
     Missing,
+    /// The index keeps no structure on the target's backend (declared `none` there, or SQLite for a column
+    /// type only scanned): searches scan every row, and there is nothing to bring up to date.
+    Scan,
 }
 
 /// One registered vector index of the target, after the load.

@@ -320,7 +320,28 @@ fn a_partition_index_migration_builds_what_the_command_builds_and_both_backends_
         let name = diesel_vector::pg::partition_index_name(&spec, column, &value.into()).unwrap();
         assert!(index_defs(&mut conn, &name).is_empty(), "{name}");
     }
-    assert_eq!(registry::load(&mut conn).unwrap(), vec![spec], "the vector index stays");
+    assert_eq!(registry::load(&mut conn).unwrap(), vec![spec.clone()], "the vector index stays");
+
+    // Partition indexes built at run time go with the vector index's own revert; the application's other
+    // indexes stay, even one whose name starts like theirs.
+    let built: Vec<String> = [("lang", "de"), ("year", "2023")]
+        .iter()
+        .map(|&(column, value)| diesel_vector::pg::create_partition_index(&mut conn, &spec, column, value).unwrap())
+        .collect();
+    let own = format!("{}_pinned", spec.pg_index_name().unwrap());
+    conn.batch_execute(&format!(
+        "CREATE INDEX documents_lang_idx ON documents (lang); CREATE INDEX \"{own}\" ON documents (year)"
+    ))
+    .unwrap();
+    ok(&["--database-url", &db.url, "migration", "revert", "--migration-dir", pg_folder.to_str().unwrap()]);
+    assert!(registry::load(&mut conn).unwrap().is_empty());
+    for name in &built {
+        assert!(index_defs(&mut conn, name).is_empty(), "{name} outlived its vector index");
+    }
+    assert_eq!(index_defs(&mut conn, "documents_lang_idx").len(), 1);
+    assert_eq!(index_defs(&mut conn, &own).len(), 1);
+    let doctor = String::from_utf8_lossy(&crate::run(&["--database-url", &db.url, "doctor"]).stdout).into_owned();
+    assert!(!doctor.contains("unregistered"), "{doctor}");
 }
 
 #[test]

@@ -533,7 +533,7 @@ fn doctor_tells_which_index_keeps_codes_on_a_table_of_halfvec_and_bit_columns() 
         (index["sqlite"]["structures"].clone(), index["sqlite"]["keeps_codes"].clone())
     };
     assert_eq!(keeps("clip"), (Value::from("codes"), Value::from(true)), "{json}");
-    assert_eq!(keeps("phash"), (Value::from("codes"), Value::from(false)), "{json}");
+    assert_eq!(keeps("phash"), (Value::from("none"), Value::from(false)), "{json}");
 
     // Two indexes on the table: `search` asks which one.
     let (_, err) = fails(&["--database-url", &db, "search", "--table", "photos", "--vector", "[1,2,3,4,5,6,7,8]"]);

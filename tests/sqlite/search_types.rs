@@ -382,3 +382,42 @@ fn a_halfvec_index_with_the_contiguous_copy_answers_exact_searches_from_it() {
         }
     }
 }
+
+#[test]
+fn indexes_that_keep_no_structure_queue_nothing_and_have_nothing_pending() {
+    // The perceptual hashes and the tags keep no structure on SQLite by default (the quantized codes index
+    // `vector` and `halfvec` columns): their searches scan the table, and writes queue nothing for them.
+    let mut conn = crate::conn();
+    library(&mut conn, &[&PHASH, &CLIP, &TAGS], 300, 80);
+    conn.batch_execute(
+        "UPDATE images SET phash = NULL, tags = NULL, clip = NULL WHERE id % 3 = 0; \
+         DELETE FROM images WHERE id % 5 = 0; UPDATE images SET album = 'elsewhere' WHERE id % 7 = 0",
+    )
+    .unwrap();
+    let (bits, _, sparse) = &fixture::queries(80, 300, 1)[0];
+    for spec in [&*PHASH, &*TAGS] {
+        assert_eq!(spec.sqlite_index(), diesel_vector::index::SqliteIndex::NONE, "{}", spec.name());
+        let status = diesel_vector::sqlite::status(&mut conn, spec).unwrap();
+        assert!(!status.needs_rebuild && status.pending_changes == 0, "{}: {status:?}", spec.name());
+        let queued: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "(SELECT count(*) FROM \"{}\")",
+            spec.queue_table()
+        )))
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(queued, 0, "{}", spec.name());
+    }
+    // The halfvec column's codes follow the same writes through the queue.
+    let clip = diesel_vector::sqlite::status(&mut conn, &CLIP).unwrap();
+    assert!(clip.needs_rebuild && clip.pending_changes > 0, "{clip:?}");
+    diesel_vector::sqlite::sync(&mut conn, &CLIP).unwrap();
+    // The searches read the table as it is now.
+    let hits = PHASH.search(bits).k(300).run(&mut conn).unwrap();
+    assert!(hits.iter().all(|h| h.id % 3 != 0 && h.id % 5 != 0), "{hits:?}");
+    let hits = TAGS.search(sparse).k(5).partition(images::album, "elsewhere").run(&mut conn).unwrap();
+    assert!(!hits.is_empty() && hits.iter().all(|h| h.id % 7 == 0 && h.id % 3 != 0 && h.id % 5 != 0), "{hits:?}");
+    // Doctor finds nothing to do.
+    let report =
+        diesel_vector::doctor::diagnose(&mut diesel_vector::database::DatabaseConnection::Sqlite(conn)).unwrap();
+    assert!(!report.needs_action(), "{:?}", report.findings);
+}

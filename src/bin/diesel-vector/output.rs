@@ -269,7 +269,8 @@ fn target_index(index: &TargetIndex) -> String {
         ),
         TargetIndex::Ivfflat { lists, rows, .. } => format!("ivfflat with {lists} lists for {rows} rows"),
         TargetIndex::Other { method } => escape(method).into_owned(),
-        TargetIndex::Missing => "none (searches scan every row; `diesel-vector reindex` creates one)".into(),
+        TargetIndex::Missing => "missing (searches scan every row; `diesel-vector reindex` builds it)".into(),
+        TargetIndex::Scan => "no structure kept (searches scan every row)".into(),
         _ => "unknown".into(),
     }
 }
