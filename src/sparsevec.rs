@@ -312,6 +312,12 @@ impl FromStr for SparseVector {
                 if !value.is_finite() {
                     return Err(VectorError::NotFinite { index: n, value });
                 }
+                if index < 1 || index > dims {
+                    return Err(parse_error(format!(
+                        "the index of element {n} ({index}) is out of range: the text form's indices are 1-based, \
+                         from 1 to the dimensions, {dims}"
+                    )));
+                }
                 if value != 0.0 {
                     // 1-based in text, 0-based in memory.
                     pairs.push((index - 1, value));
@@ -450,8 +456,11 @@ mod tests {
         assert!(matches!(parse("{1:2}/x"), VectorError::Parse { .. }));
         assert!(matches!(parse("{1}/3"), VectorError::Parse { .. }));
         assert_eq!(parse("{1:a}/3").to_string(), "invalid vector text: the value of element 0 (\"a\") is not a number");
-        assert_eq!(parse("{4:1}/3"), VectorError::SparseIndexOutOfRange { position: 0, index: 3, dims: 3 });
-        assert_eq!(parse("{0:1}/3"), VectorError::SparseIndexOutOfRange { position: 0, index: -1, dims: 3 });
+        for text in ["{4:1}/3", "{0:1}/3", "{2:1,-7:0}/3"] {
+            let message = parse(text).to_string();
+            assert!(message.contains("the text form's indices are 1-based, from 1 to the dimensions, 3"), "{message}");
+        }
+        assert!(parse("{1:1,0:2}/3").to_string().contains("element 1 (0) is out of range"));
         assert_eq!(parse("{1:1,1:2}/3"), VectorError::SparseIndicesNotAscending { position: 1, index: 0, previous: 0 });
         assert_eq!(parse("{}/0"), VectorError::Empty);
         assert!(matches!(parse("{1:NaN}/3"), VectorError::NotFinite { index: 0, .. }));

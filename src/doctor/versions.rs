@@ -153,7 +153,7 @@ pub(crate) fn findings(facts: &VersionFacts<'_>) -> Vec<Finding> {
                 format!(
                     "pgvector {v} can corrupt HNSW indexes when VACUUM runs during concurrent inserts (fixed in \
                      0.8.3; 0.8.2 also fixed a buffer overflow in parallel HNSW builds, CVE-2026-3172): upgrade \
-                     pgvector to 0.8.3 or later (Debian trixie's package is 0.8.0), run `ALTER EXTENSION vector \
+                     pgvector to 0.8.3 or later, run `ALTER EXTENSION vector \
                      UPDATE`, then rebuild the HNSW index"
                 ),
             );

@@ -21,7 +21,9 @@
 //! # Guarantees, on every table and both backends
 //!
 //! - When at least `k` rows match the filters, `k` hits come back; the same ids in the same order on
-//!   PostgreSQL and SQLite for the same data (ties broken by id), whatever the path taken.
+//!   PostgreSQL and SQLite for the same data (ties broken by id), whatever the path taken, except between
+//!   rows whose distances differ by less than the two databases' rounding (pgvector sums in `f32`, in its
+//!   own order), such as near-ties among vectors of huge magnitude.
 //! - NULL vectors are never returned; under cosine neither are zero vectors (no direction), nor any row
 //!   whose distance to the query is not a finite number (NaN, or an overflow of the databases' `f32`
 //!   arithmetic). On SQLite, a stored value that is not a vector of the index's dimensions (another BLOB

@@ -67,6 +67,11 @@ static POOL: LazyLock<Mutex<HashMap<String, Vec<Helper>>>> = LazyLock::new(|| Mu
 /// ([`IndexSearch::threads`](crate::search::IndexSearch::threads)): for a long-running process that is
 /// done with a database, or one about to leave WAL mode, which SQLite allows only to the database's last
 /// connection. The next divided scan opens them again.
+///
+/// Call it before the process exits, after closing its own connections: the connections kept here are
+/// process-wide and never dropped otherwise, and a process that exits with a connection open leaves the
+/// database's `-wal` and `-shm` files beside it (nothing is lost, the next connection replays them, but the
+/// database is then the three files together).
 pub fn close_scan_connections() {
     POOL.lock().unwrap_or_else(PoisonError::into_inner).clear();
 }

@@ -569,7 +569,9 @@ fn an_operator_builds_and_drops_a_partition_index_from_the_command_line() {
     };
     let out = partition_index(&[]);
     assert!(out.starts_with("partition index documents_embedding_cosine_idx_p"), "{out}");
-    assert!(out.contains("of documents.embedding where lang = \"fr\": built"), "{out}");
+    assert!(out.contains("of documents.embedding where lang = \"fr\" is in place"), "{out}");
+    // Again: the same index, still in place.
+    assert_eq!(partition_index(&[]), out);
     let name = out.split_whitespace().nth(2).unwrap().to_owned();
     let indexes: Vec<String> = diesel::sql_query("SELECT indexdef AS d FROM pg_indexes WHERE indexname = $1")
         .bind::<diesel::sql_types::Text, _>(&name)

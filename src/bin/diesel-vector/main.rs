@@ -663,7 +663,7 @@ fn partition_index(
             }
         } else {
             let name = diesel_vector::pg::create_partition_index(pg, spec, partition, value)?;
-            format!("partition index {name} of {what}: built (searches filtered on that value run on it)")
+            format!("partition index {name} of {what} is in place (searches filtered on that value run on it)")
         });
     }
     let _ = (conn, drop);
