@@ -208,6 +208,36 @@ fn a_partition_filter_gives_k_results_when_k_rows_match_however_few() {
 }
 
 #[test]
+fn queries_unlike_the_data_are_not_answered_with_confidence_from_codes_that_cannot_rank_them() {
+    // 20k clustered rows; queries of independent uniform elements, at nearly the same distance from every
+    // row. An answer the search calls confident must hold (nearly) the true top 10; the others are for the
+    // caller's exact scan. Queries like the data stay confident and exact.
+    let data = clustered(21, 20_000, 128, 100);
+    let store = Store::new(&data);
+    let index = index_of(Metric::Cosine, &data, |_| 0);
+    let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+    let mut rng = Rng(77);
+    let (mut confident, mut poor) = (0, Vec::new());
+    for _ in 0..30 {
+        let q: Vec<f32> = (0..128).map(|_| rng.unit()).collect();
+        let outcome = index.search(&q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        if outcome.stats.confident {
+            confident += 1;
+            let found = found_of(&exact(Metric::Cosine, &all, &q, 10), &outcome.neighbours);
+            if found < 9 {
+                poor.push((found, outcome.stats.fetched, outcome.stats.rescored));
+            }
+        }
+    }
+    assert!(poor.is_empty(), "confident answers missing 2 or more of the top 10: {poor:?} ({confident} confident)");
+    for q in clustered_noise(21, 22, 10, 128, 100) {
+        let outcome = index.search(&q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+        assert!(outcome.stats.confident, "{:?}", outcome.stats);
+        assert_eq!(outcome.neighbours, exact(Metric::Cosine, &all, &q, 10));
+    }
+}
+
+#[test]
 fn a_k_beyond_the_rows_returns_every_passing_row_and_allocates_for_the_rows_only() {
     let data = clustered(8, 3000, 64, 30);
     let store = Store::new(&data);

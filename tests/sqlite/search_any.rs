@@ -785,6 +785,45 @@ fn random_vectors_of_many_dimensions_are_searched_exactly_under_l2() {
     }
 }
 
+#[test]
+fn queries_unlike_every_row_are_answered_exactly_when_the_codes_cannot_rank_them() {
+    // A catalogue of 20k product embeddings (clustered, 128 dims) searched with vectors unlike any of them
+    // (independent uniform elements): every row is at nearly the same distance, the codes rank them poorly,
+    // and the search hands such queries to the exact scan rather than answer them with a poor recall.
+    let spec = IndexSpec::builder("products", "embedding", 128).build().unwrap();
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE products (id INTEGER PRIMARY KEY)").unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let rows = crate::common::clustered(23, 20_000, 128, 100);
+    conn.transaction(|conn| {
+        for (id, v) in (1i64..).zip(&rows) {
+            diesel::sql_query("INSERT INTO products (id, embedding) VALUES (?, ?)")
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(v)
+                .execute(conn)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+    let mut rng = crate::common::Rng::new(78);
+    let (mut found, mut exact_paths) = (0, 0);
+    for _ in 0..20 {
+        let q = Vector::new((0..128).map(|_| rng.unit()).collect()).unwrap();
+        let exact = ids(&spec.search(&q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap());
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
+        found += ids(&hits).iter().filter(|id| exact.contains(id)).count();
+        exact_paths += usize::from(telemetry::search_path(&events) == Some("codes_then_exact"));
+    }
+    assert!(found >= 198, "{found} of the true 200 found");
+    assert!(exact_paths > 0, "no query went to the exact scan");
+    // Queries like the rows stay on the codes.
+    for q in crate::common::clustered(23, 20_003, 128, 100).split_off(20_000) {
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
+        assert_eq!(telemetry::search_path(&events), Some("codes"), "{events:#?}");
+        assert_eq!(hits, spec.search(&q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap());
+    }
+}
+
 /// Vectors of `dims` independent Gaussian elements.
 fn gaussian_vectors(seed: u64, dims: usize) -> impl FnMut() -> Vector {
     let mut rng = crate::common::Rng::new(seed);
