@@ -86,6 +86,12 @@
     clippy::cast_possible_truncation
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// `pg-backend` alone (no `pg`, `async` or `sqlite`) builds the queries that the runner, the search and the
+// index maintenance send, for `pg` and `async` to run: nothing in that build runs them.
+#![cfg_attr(
+    all(feature = "pg-backend", not(any(feature = "pg", feature = "async", feature = "sqlite"))),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 pub mod ann;
 mod bit;
@@ -112,7 +118,7 @@ mod multi;
 pub mod multi_connection;
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod schema;
-#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub mod search;
 pub mod simd;
 mod sparsevec;

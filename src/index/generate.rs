@@ -66,7 +66,7 @@ pub struct Migration {
     pub sqlite_down: String,
 }
 
-#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub use super::partition::render_partition_index;
 
 /// Renders the migration that creates `spec`'s index (and, with [`Options::add_column`], its column).

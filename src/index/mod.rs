@@ -48,7 +48,7 @@ macro_rules! column_base_type_sql {
 mod declare;
 pub mod generate;
 mod ident;
-#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub(crate) mod partition;
 pub mod registry;
 mod spec;
@@ -59,7 +59,7 @@ pub use declare::{IntegerSqlType, VectorIndex};
 #[allow(unused_imports)] // each backend uses them
 pub(crate) use ident::{literal, quote};
 pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
-#[cfg(any(feature = "pg", feature = "sqlite", feature = "async"))]
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub use partition::{partition_index_name, PartitionIndexError};
 pub use registry::{RegistryError, REGISTRY_TABLE};
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
