@@ -237,6 +237,8 @@ impl SqliteIndex {
     }
 }
 
+/// The codes alone, the default for the columns they index (`vector`, `halfvec`; see
+/// [`IndexSpecBuilder::sqlite_index`]).
 impl Default for SqliteIndex {
     fn default() -> Self {
         Self::CODES
@@ -487,7 +489,9 @@ impl IndexSpecBuilder {
         self
     }
 
-    /// The structures SQLite keeps (default [`SqliteIndex::CODES`]; for `sparsevec`, none).
+    /// The structures SQLite keeps (default [`SqliteIndex::CODES`] for `vector` and `halfvec` columns,
+    /// [`SqliteIndex::NONE`] for `bit` and `sparsevec`, which the codes do not index: declaring `codes` on
+    /// them is [`SpecError::CodesUnsupported`]).
     pub fn sqlite_index(mut self, index: SqliteIndex) -> Self {
         self.sqlite_index = Some(index);
         self

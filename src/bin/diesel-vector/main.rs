@@ -244,7 +244,7 @@ struct SpecArgs {
     /// PostgreSQL's index.
     #[arg(long, value_enum, default_value_t = PgIndexArg::Hnsw)]
     index: PgIndexArg,
-    /// What SQLite keeps for searches [default: codes; none for sparsevec].
+    /// What SQLite keeps for searches [default: codes; none for bit and sparsevec, which codes do not index].
     #[arg(long, value_enum)]
     sqlite_index: Option<SqliteIndexArg>,
     /// The index's name [default: __dv_<table>_<column>]; SQLite names its tables after it.
