@@ -190,8 +190,18 @@ struct VectorIndex {
     definition: String,
 }
 
+/// Whether the column `a` of the index `ix` is one it indexes: a key column, or one its key expressions read
+/// (as `varattno` in the expressions' node tree). A partial index's condition depends on its columns too
+/// (`pg_depend` lists them alike), but they are not indexed.
+macro_rules! indexed_column_sql {
+    () => {
+        "(a.attnum = ANY(ix.indkey::int2[]) OR coalesce(ix.indexprs::text ~ (':varattno ' || a.attnum || ' '), false))"
+    };
+}
+
 /// Columns of pgvector's types, and columns with an HNSW or ivfflat index, outside the system schemas.
-const VECTOR_COLUMNS: &str = "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
+const VECTOR_COLUMNS: &str = concat!(
+    "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, \
          a.attname::text AS column_name, format_type(a.atttypid, a.atttypmod) AS column_type, \
          greatest(c.reltuples, 0)::int8 AS rows_estimate \
      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -200,13 +210,17 @@ const VECTOR_COLUMNS: &str = "SELECT n.nspname::text AS schema_name, c.relname::
        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
        AND (t.typname IN ('vector', 'halfvec', 'sparsevec') OR EXISTS ( \
             SELECT 1 FROM pg_depend d JOIN pg_class ic ON ic.oid = d.objid JOIN pg_am am ON am.oid = ic.relam \
+            JOIN pg_index ix ON ix.indexrelid = ic.oid \
             WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.refobjsubid = a.attnum \
-              AND am.amname IN ('hnsw', 'ivfflat'))) \
-     ORDER BY 1, 2, 3";
+              AND am.amname IN ('hnsw', 'ivfflat') AND ",
+    indexed_column_sql!(),
+    ")) ORDER BY 1, 2, 3"
+);
 
 /// pgvector's indexes with the columns they index (through `pg_depend`, which also covers expression
-/// indexes such as the halfvec cast).
-const VECTOR_INDEXES: &str = "SELECT n.nspname::text AS schema_name, tc.relname::text AS table_name, \
+/// indexes such as the halfvec cast; a partial index's condition columns left out).
+const VECTOR_INDEXES: &str = concat!(
+    "SELECT n.nspname::text AS schema_name, tc.relname::text AS table_name, \
          a.attname::text AS column_name, ic.relname::text AS name, am.amname::text AS method, \
          ix.indisvalid AS valid, \
          CASE WHEN am.amname = 'ivfflat' THEN coalesce((SELECT o.option_value::int \
@@ -217,8 +231,10 @@ const VECTOR_INDEXES: &str = "SELECT n.nspname::text AS schema_name, tc.relname:
      JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = ic.oid AND d.refobjid = tc.oid \
          AND d.refobjsubid > 0 \
      JOIN pg_attribute a ON a.attrelid = tc.oid AND a.attnum = d.refobjsubid \
-     WHERE am.amname IN ('hnsw', 'ivfflat') \
-     ORDER BY 1, 2, 3, 4";
+     WHERE am.amname IN ('hnsw', 'ivfflat') AND ",
+    indexed_column_sql!(),
+    " ORDER BY 1, 2, 3, 4"
+);
 
 fn unregistered(conn: &mut PgConnection, specs: &[IndexSpec]) -> Result<Vec<Unregistered>, DoctorError> {
     let columns: Vec<VectorColumn> = diesel::sql_query(VECTOR_COLUMNS).load(conn)?;

@@ -290,9 +290,10 @@ fn doctor_names_what_the_registry_does_not_know_and_what_changed_by_hand() {
     insert_docs!(&mut conn, &fixture::docs(2500, 55));
     // The user's own table and index, made without diesel-vector (issue 11's first attempt).
     conn.batch_execute(
-        "CREATE TABLE notes (id serial PRIMARY KEY, embedding vector(3)); \
+        "CREATE TABLE notes (id serial PRIMARY KEY, embedding vector(3), topic text); \
          INSERT INTO notes (embedding) SELECT ARRAY[i, 1, 1]::real[]::vector FROM generate_series(1, 3000) i; \
-         CREATE INDEX notes_embedding_idx ON notes USING ivfflat (embedding vector_l2_ops) WITH (lists = 100);",
+         CREATE INDEX notes_embedding_idx ON notes USING ivfflat (embedding vector_l2_ops) WITH (lists = 100); \
+         CREATE INDEX notes_recipes_idx ON notes USING hnsw (embedding vector_l2_ops) WHERE topic = 'recipes';",
     )
     .unwrap();
     let (stdout, _) = fails(&["--database-url", &db.url, "doctor"]);
@@ -308,6 +309,9 @@ fn doctor_names_what_the_registry_does_not_know_and_what_changed_by_hand() {
         "{stdout}"
     );
     assert!(stdout.contains("info:    notes.embedding (vector(3)) is not in diesel-vector's registry"), "{stdout}");
+    // A partial index's condition names a column it does not index: that column is no vector column.
+    assert!(stdout.contains("hnsw notes_recipes_idx"), "{stdout}");
+    assert!(!stdout.contains("notes.topic"), "{stdout}");
     assert!(!stdout.contains("migration run"), "never told to create the fragments schema: {stdout}");
 
     let out = ok(&["--database-url", &db.url, "reindex"]);
@@ -319,7 +323,8 @@ fn doctor_names_what_the_registry_does_not_know_and_what_changed_by_hand() {
     );
     // A dimension changed by hand is named.
     conn.batch_execute(
-        "DROP INDEX notes_embedding_idx; ALTER TABLE documents ALTER COLUMN embedding TYPE vector(768) USING embedding",
+        "DROP INDEX notes_embedding_idx; DROP INDEX notes_recipes_idx; \
+         ALTER TABLE documents ALTER COLUMN embedding TYPE vector(768) USING embedding",
     )
     .unwrap();
     let report = ok(&["--database-url", &db.url, "doctor"]);
