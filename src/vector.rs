@@ -229,8 +229,20 @@ pub(crate) fn parse_elements(s: &str, kind: VectorKind) -> Result<Vec<f32>, Vect
         .enumerate()
         .map(|(index, item)| {
             let item = item.trim();
-            item.parse::<f32>().map_err(|_| VectorError::Parse {
-                reason: format!("{label}element {index} ({item:?}) is not a number"),
+            item.parse::<f32>().map_err(|_| {
+                // A JSON string (`"NaN"`, from JSON lines) is shown as written, not escaped again.
+                let shown = if item.len() >= 2 && item.starts_with('"') && item.ends_with('"') {
+                    format!("the string {item}")
+                } else {
+                    format!("{item:?}")
+                };
+                let bare = item.trim_matches('"').trim_start_matches(['+', '-']).to_ascii_lowercase();
+                let finite = if ["nan", "inf", "infinity"].contains(&bare.as_str()) {
+                    ": a vector holds finite numbers only"
+                } else {
+                    ""
+                };
+                VectorError::Parse { reason: format!("{label}element {index} ({shown}) is not a number{finite}") }
             })
         })
         .collect()
@@ -304,6 +316,15 @@ mod tests {
             "invalid vector text: element 1 (\"x\") is not a number"
         );
         assert!(matches!("[1,,2]".parse::<Vector>(), Err(VectorError::Parse { .. })));
+        // JSON strings (from JSON lines) are shown as written.
+        assert_eq!(
+            r#"[1,"NaN"]"#.parse::<Vector>().unwrap_err().to_string(),
+            r#"invalid vector text: element 1 (the string "NaN") is not a number: a vector holds finite numbers only"#
+        );
+        assert_eq!(
+            r#"["2"]"#.parse::<Vector>().unwrap_err().to_string(),
+            r#"invalid vector text: element 0 (the string "2") is not a number"#
+        );
         assert!(matches!("[NaN]".parse::<Vector>(), Err(VectorError::NotFinite { index: 0, .. })));
         assert!(matches!("[1,inf]".parse::<Vector>(), Err(VectorError::NotFinite { index: 1, .. })));
     }

@@ -62,6 +62,8 @@ pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub use partition::{partition_index_name, PartitionIndexError};
 pub use registry::{RegistryError, REGISTRY_TABLE};
+#[cfg(feature = "sqlite")]
+pub(crate) use spec::differences;
 pub use spec::{Element, IndexSpec, IndexSpecBuilder, Metric, PgIndex, SpecError, SqliteIndex};
 
 /// SplitMix64's finaliser: a bijection of `u64` whose every output bit depends on every input bit, which

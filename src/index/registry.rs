@@ -126,6 +126,12 @@ pub(crate) const SELECT_ROWS: &str = "SELECT name, table_name, id_column, vector
      CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
      CAST(format AS BIGINT) AS format FROM __diesel_vector_indexes ORDER BY name";
 
+#[cfg(feature = "sqlite")]
+/// [`SELECT_ROWS`]'s columns for the row of one name, bound after it.
+pub(crate) const SELECT_ROW_NAMED: &str = "SELECT name, table_name, id_column, vector_column, element, \
+     CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
+     CAST(format AS BIGINT) AS format FROM __diesel_vector_indexes WHERE name = ";
+
 impl RegistryRow {
     /// Checks the row and makes the spec it records.
     ///

@@ -595,6 +595,29 @@ impl IndexSpecBuilder {
     }
 }
 
+/// How the declaration `given` differs from `registered` (the same index's row in the registry) in what
+/// SQLite's structures depend on, field by field, as `metric l2 (registered: cosine)`; empty when it does
+/// not (PostgreSQL's index is its own: a search there reads it only when its SQL matches).
+#[cfg(feature = "sqlite")]
+pub(crate) fn differences(given: &IndexSpec, registered: &IndexSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = |name: &str, given: String, registered: String| {
+        if given != registered {
+            out.push(format!("{name} {given} (registered: {registered})"));
+        }
+    };
+    field("table", given.table().to_owned(), registered.table().to_owned());
+    field("column", given.column().to_owned(), registered.column().to_owned());
+    field("id column", given.id_column().to_owned(), registered.id_column().to_owned());
+    field("type", given.element().name().to_owned(), registered.element().name().to_owned());
+    field("dimensions", given.dims().to_string(), registered.dims().to_string());
+    field("metric", given.metric().to_string(), registered.metric().to_string());
+    let partitions = |s: &IndexSpec| format!("[{}]", s.partition_by().collect::<Vec<_>>().join(", "));
+    field("partition_by", partitions(given), partitions(registered));
+    field("SQLite structures", given.sqlite_index().name().to_owned(), registered.sqlite_index().name().to_owned());
+    out
+}
+
 /// Whether the crate's quantized codes can index a column of `element` under `metric`.
 pub(crate) fn codes_fit(element: Element, metric: Metric) -> bool {
     matches!(element, Element::Vector | Element::HalfVector) && crate::ann::supports(metric)

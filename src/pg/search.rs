@@ -376,7 +376,9 @@ async fn missing_columns<E: Exec<Db = Pg>>(conn: &mut E, plan: &Plan<'_>) -> Opt
     let columns: Vec<(String, ColumnKind, String)> =
         columns.into_iter().map(|c| (c.name, ColumnKind::Other, c.ty)).collect();
     let unfiltered = Plan { filters: &[], query: plan.query.reborrow(), ..*plan };
-    resolve_filters(&unfiltered, &columns, true).err()
+    resolve_filters(&unfiltered, &columns, true)
+        .err()
+        .or_else(|| crate::search::vector_column_type(plan.spec, &columns))
 }
 
 const READ_PLANNER: &str = "SELECT current_setting('enable_seqscan') AS seqscan, \

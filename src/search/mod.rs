@@ -387,6 +387,23 @@ pub enum SearchError {
         /// The table's columns.
         available: Vec<String>,
     },
+    /// PostgreSQL: the vector column is not of the type and dimensions the index declares.
+    #[error(
+        "{table}.{column} is {column_type}, not the {declared} the vector index {index} declares: declare the \
+         index as the column is, or migrate the column"
+    )]
+    ColumnType {
+        /// The table.
+        table: String,
+        /// The vector column.
+        column: String,
+        /// Its type, as PostgreSQL prints it.
+        column_type: String,
+        /// The type the index declares (`vector(384)`).
+        declared: String,
+        /// The index.
+        index: String,
+    },
     /// A filter value that cannot be compared with its column.
     #[error("{table}.{column} is {column_type}: {value} cannot be compared with it{hint}")]
     FilterValue {
@@ -930,6 +947,28 @@ pub(crate) fn coerce(value: &Value, kind: ColumnKind) -> Result<FilterValue, &'s
         (Value::Integer(i), ColumnKind::Text | ColumnKind::Other) => FilterValue::Text(i.to_string()),
         (Value::Bool(_), ColumnKind::Text) => return Err("; give text"),
         (Value::Bool(b), ColumnKind::Other) => FilterValue::Text(b.to_string()),
+    })
+}
+
+/// PostgreSQL, after a search's SQL failed: the vector column's type (`columns`: `(name, kind, type)`) when it
+/// is not the type and dimensions `spec` declares (pgvector then has no operator for the two, or refuses
+/// their dimensions). A type PostgreSQL converts on its own (a `halfvec` declaration of a `vector` column) does
+/// not fail, and is not one.
+#[cfg(feature = "pg-backend")]
+pub(crate) fn vector_column_type(spec: &IndexSpec, columns: &[(String, ColumnKind, String)]) -> Option<SearchError> {
+    let ty = columns.iter().find(|(n, _, _)| n == spec.column()).map(|(_, _, t)| t.as_str())?;
+    let (base, dims) = match ty.split_once('(') {
+        Some((base, rest)) => (base.trim(), rest.trim_end_matches(')').trim().parse::<u32>().ok()),
+        None => (ty.trim(), None),
+    };
+    // Qualified by its schema when the extension's schema is not on the search path.
+    let base = base.rsplit('.').next().unwrap_or(base);
+    (base != spec.element().name() || dims.is_some_and(|d| d != spec.dims())).then(|| SearchError::ColumnType {
+        table: spec.table().to_owned(),
+        column: spec.column().to_owned(),
+        column_type: ty.to_owned(),
+        declared: spec.element().pg_type(spec.dims()),
+        index: spec.name().to_owned(),
     })
 }
 

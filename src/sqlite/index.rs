@@ -80,6 +80,14 @@ pub enum IndexError {
         /// The table it indexes.
         table: String,
     },
+    /// The declaration given is not the one the registry records for this index's name: the index's
+    /// structures were built for the registered one, and another would read or write them wrongly.
+    Declaration {
+        /// The index.
+        index: String,
+        /// How the declaration given differs, field by field.
+        differences: Vec<String>,
+    },
     /// The quantized codes could not be built (a bug: every vector is checked before it is coded).
     Codes(crate::ann::AnnError),
     /// A query failed.
@@ -97,6 +105,13 @@ impl fmt::Display for IndexError {
                 f,
                 "the vector index {index} on {table} is not set up in this database (its change queue and state \
                  are missing): apply the migration that creates it"
+            ),
+            Self::Declaration { index, differences } => write!(
+                f,
+                "the vector index {index} is declared here otherwise than the registry records it ({}): its \
+                 structures were built for the registered declaration; declare it as registered, or generate and \
+                 apply a migration for the new declaration",
+                differences.join(", ")
             ),
             Self::Codes(e) => write!(f, "building the vector index's quantized codes failed: {e}"),
             Self::Query(e) => write!(f, "updating the vector index failed: {e}"),
@@ -528,7 +543,34 @@ fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<b
     .map(|n| n > 0)
 }
 
+/// How `spec` differs from the registry's row of its name (empty when it does not, when the registry has no
+/// such row, or no registry: an index made before the registry existed). A row that does not parse differs
+/// in full.
+pub(crate) fn declared_otherwise(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Vec<String>> {
+    let read = super::cached::CachedSql::sql(crate::index::registry::SELECT_ROW_NAMED)
+        .bind_text(spec.name(), "")
+        .rows()
+        .load::<crate::index::registry::RegistryRow>(conn);
+    let rows = match read {
+        Ok(rows) => rows,
+        Err(e) if !conn.exists(crate::index::registry::REGISTRY_TABLE)? => {
+            drop(e);
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match rows.first().map(crate::index::registry::RegistryRow::to_spec) {
+        None => Vec::new(),
+        Some(Ok(registered)) => crate::index::differences(spec, &registered),
+        Some(Err(e)) => vec![e.to_string()],
+    })
+}
+
 fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
+    let differences = declared_otherwise(conn, spec)?;
+    if !differences.is_empty() {
+        return Err(IndexError::Declaration { index: spec.name().to_owned(), differences });
+    }
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
     if forced == Rebuild::Nothing && !before.behind() && !plan.leftover_vec0 {

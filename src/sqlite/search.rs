@@ -124,6 +124,19 @@ fn candidates<F: SearchFilter<Sqlite>>(
     if !plan.index_serves() {
         return Ok(None);
     }
+    // The structures were built for the registry's declaration of this index: another one (a metric or
+    // partition columns changed in the code and not migrated) would read them wrongly. The exact scan
+    // answers it, as PostgreSQL answers such a search by its SQL.
+    let differences = super::index::declared_otherwise(conn, spec)?;
+    if !differences.is_empty() {
+        tracing::warn!(
+            target: "diesel_vector::search",
+            index = spec.name(),
+            differences = differences.join(", "),
+            "the index is declared otherwise than registered: searching exactly"
+        );
+        return Ok(None);
+    }
     if spec.sqlite_keeps_codes() {
         if let Some(found) = codes_candidates(conn, plan, filters, filter)? {
             return Ok(Some(found));

@@ -338,6 +338,18 @@ fn bad_input_is_named() {
     let wrong_column = IndexSpec::builder("documents", "embeddings", 768).build().unwrap();
     let err = wrong_column.search(&q).run(&mut conn).unwrap_err();
     assert!(err.to_string().starts_with("documents has no column embeddings (the vector column)"), "{err}");
+    // A declaration that does not fit the column: named, not pgvector's operator error.
+    let on_text = IndexSpec::builder("documents", "body", 768).build().unwrap();
+    assert_eq!(
+        on_text.search(&q).run(&mut conn).unwrap_err().to_string(),
+        "documents.body is text, not the vector(768) the vector index __dv_documents_body declares: declare the \
+         index as the column is, or migrate the column"
+    );
+    let wider = IndexSpec::builder("documents", "embedding", 1024).build().unwrap();
+    let err = wider.search(&Vector::new(vec![1.0; 1024]).unwrap()).run(&mut conn).unwrap_err();
+    assert!(matches!(&err, SearchError::ColumnType { column_type, .. } if column_type == "vector(768)"), "{err}");
+    let filtered = on_text.search(&q).filter_eq("lang", "fr").run(&mut conn).unwrap_err();
+    assert!(matches!(&filtered, SearchError::ColumnType { column_type, .. } if column_type == "text"), "{filtered}");
     // The connection is still usable: every failure rolled its own savepoint back.
     assert_eq!(spec.search(&q).k(3).run(&mut conn).unwrap().len(), 3);
 }

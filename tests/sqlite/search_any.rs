@@ -824,6 +824,49 @@ fn queries_unlike_every_row_are_answered_exactly_when_the_codes_cannot_rank_them
     }
 }
 
+#[test]
+fn a_declaration_other_than_the_registered_one_is_searched_exactly_and_never_touches_the_index() {
+    // The application changed its declaration (another metric, another partition column) without a migration:
+    // the index's codes were built for the registered one. Searches with the new one answer exactly (as
+    // PostgreSQL's SQL would), whatever this process searched before; maintenance with it is refused.
+    let docs = fixture::docs(1500, 16);
+    let registered = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
+    let mut conn = crate::conn();
+    populate(&mut conn, &registered, &docs);
+    let q = &fixture::queries(16, 1500, 1)[0];
+    let (first, events) =
+        telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
+    assert_eq!(telemetry::search_path(&events), Some("codes"));
+    let builder = || IndexSpec::builder("documents", "embedding", DIMS as u64).partition_by(["lang"]);
+    let l2 = builder().metric(Metric::L2).build().unwrap();
+    let by_year = IndexSpec::builder("documents", "embedding", DIMS as u64).partition_by(["year"]).build().unwrap();
+    for (spec, column, value) in [(&l2, "lang", search::Value::from("fr")), (&by_year, "year", 2020.into())] {
+        let exact = spec.search(q).k(5).filter_eq(column, value.clone()).strategy(Strategy::Exact).run(&mut conn);
+        let (hits, events) =
+            telemetry::capture(|| spec.search(q).k(5).filter_eq(column, value.clone()).run(&mut conn).unwrap());
+        assert_eq!(hits, exact.unwrap(), "{column}");
+        assert_eq!(telemetry::search_path(&events), Some("exact_scan"), "{events:#?}");
+        assert!(events.iter().any(|e| e.contains("declared otherwise than registered")), "{events:#?}");
+    }
+    let err = sqlite::sync(&mut conn, &l2).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "the vector index __dv_documents_embedding is declared here otherwise than the registry records it \
+             (metric l2 (registered: cosine))"
+        ),
+        "{err}"
+    );
+    assert!(sqlite::rebuild(&mut conn, &by_year)
+        .unwrap_err()
+        .to_string()
+        .contains("partition_by [year] (registered: [lang])"));
+    // The registered declaration still reads its own codes, unchanged.
+    let (again, events) =
+        telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
+    assert_eq!(telemetry::search_path(&events), Some("codes"));
+    assert_eq!(again, first);
+}
+
 /// Vectors of `dims` independent Gaussian elements.
 fn gaussian_vectors(seed: u64, dims: usize) -> impl FnMut() -> Vector {
     let mut rng = crate::common::Rng::new(seed);

@@ -289,6 +289,9 @@ enum SqliteIndexArg {
     Vec0,
     #[value(name = "codes,vec0")]
     CodesAndVec0,
+    /// The codes and a contiguous copy of the vectors, which exact searches scan at memory speed.
+    #[value(name = "codes,vectors")]
+    CodesAndVectors,
     None,
 }
 
@@ -707,6 +710,7 @@ fn declared(args: &SpecArgs) -> Result<IndexSpec> {
             SqliteIndexArg::Codes => SqliteIndex::CODES,
             SqliteIndexArg::Vec0 => SqliteIndex::VEC0,
             SqliteIndexArg::CodesAndVec0 => SqliteIndex::CODES_AND_VEC0,
+            SqliteIndexArg::CodesAndVectors => SqliteIndex::CODES_AND_VECTORS,
             SqliteIndexArg::None => SqliteIndex::NONE,
         });
     }
