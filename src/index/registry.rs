@@ -120,17 +120,23 @@ pub struct RegistryRow {
     pub format: i64,
 }
 
+/// The registry's rows as [`RegistryRow`] reads them, with the integers as `BIGINT` on both backends.
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
-/// The `SELECT` that [`load`] runs: every row, by name, with the integers as `BIGINT` on both backends.
-pub(crate) const SELECT_ROWS: &str = "SELECT name, table_name, id_column, vector_column, element, \
-     CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
-     CAST(format AS BIGINT) AS format FROM __diesel_vector_indexes ORDER BY name";
+macro_rules! select_rows_sql {
+    () => {
+        "SELECT name, table_name, id_column, vector_column, element, CAST(dims AS BIGINT) AS dims, metric, \
+         partition_by, pg_index, pg_index_name, sqlite_index, CAST(format AS BIGINT) AS format \
+         FROM __diesel_vector_indexes"
+    };
+}
+
+#[cfg(any(feature = "pg-backend", feature = "sqlite"))]
+/// The `SELECT` that [`load`] runs: every row, by name.
+pub(crate) const SELECT_ROWS: &str = concat!(select_rows_sql!(), " ORDER BY name");
 
 #[cfg(feature = "sqlite")]
-/// [`SELECT_ROWS`]'s columns for the row of one name, bound after it.
-pub(crate) const SELECT_ROW_NAMED: &str = "SELECT name, table_name, id_column, vector_column, element, \
-     CAST(dims AS BIGINT) AS dims, metric, partition_by, pg_index, pg_index_name, sqlite_index, \
-     CAST(format AS BIGINT) AS format FROM __diesel_vector_indexes WHERE name = ";
+/// The row of one name, bound after this.
+pub(crate) const SELECT_ROW_NAMED: &str = concat!(select_rows_sql!(), " WHERE name = ");
 
 impl RegistryRow {
     /// Checks the row and makes the spec it records.
