@@ -256,14 +256,14 @@ fn report(set: &DataSet, args: &Args) {
     println!();
 
     // Ground truth: the exact f32 path; and its agreement with an f64 reference.
+    let ids: Vec<i64> = (1..=rows as i64).collect();
+    let exact_top10 = |q: &[f32]| {
+        let mut scan = ExactScan::new(Metric::Cosine, q, 10).expect("valid");
+        scan.push(&ids, &set.data).expect("shape");
+        scan.finish()
+    };
     let t = Instant::now();
-    let truth: Vec<Vec<Neighbour>> = (0..nq)
-        .map(|q| {
-            let mut scan = ExactScan::new(Metric::Cosine, set.query(q), 10).expect("valid");
-            scan.push(&(1..=rows as i64).collect::<Vec<_>>(), &set.data).expect("shape");
-            scan.finish()
-        })
-        .collect();
+    let truth: Vec<Vec<Neighbour>> = (0..nq).map(|q| exact_top10(set.query(q))).collect();
     eprintln!("ann-report: truth in {:.1} s", t.elapsed().as_secs_f64());
     let checked = nq.min(20);
     let identical = (0..checked)
@@ -271,7 +271,6 @@ fn report(set: &DataSet, args: &Args) {
         .count();
 
     // Scans per level.
-    let ids: Vec<i64> = (1..=rows as i64).collect();
     let codes: Vec<u64> = (0..rows).flat_map(|i| params.encode(set.row(i)).expect("valid")).collect();
     let qcode = params.encode(set.query(0)).expect("valid");
     let keep = vec![u64::MAX; rows.div_ceil(64)];
@@ -483,15 +482,11 @@ fn report(set: &DataSet, args: &Args) {
     // poorly (its distances to them are all alike); an answer the search is not confident in is replaced by
     // the exact scan on SQLite, so the recall that reaches the application counts those as exact.
     let mut rng = diesel_vector_bench::data::Rng::new(SEED ^ 11);
+    let sqlite_options = SearchOptions { defer_unranked: true, ..options };
     let (mut frec, mut fserved, mut flat, mut ffetched, mut fconfident) = (0.0, 0.0, Vec::new(), 0usize, 0usize);
     for _ in 0..nq {
         let q: Vec<f32> = (0..DIMS).map(|_| rng.unit()).collect();
-        let mut scan = ExactScan::new(Metric::Cosine, &q, 10).expect("valid");
-        for i in 0..rows {
-            scan.push(&[i as i64 + 1], set.row(i)).expect("shape");
-        }
-        let want = scan.finish();
-        let sqlite_options = SearchOptions { defer_unranked: true, ..options };
+        let want = exact_top10(&q);
         let t = Instant::now();
         let o = index.search(&q, 10, &Filter::all(), &sqlite_options, in_memory).expect("search");
         flat.push(t.elapsed().as_secs_f64());
