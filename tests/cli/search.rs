@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use diesel::connection::SimpleConnection;
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
+use diesel_vector::Vector;
 use serde_json::Value;
 
 use crate::common::documents::{self as fixture, Doc, PG_TABLE, SQLITE_TABLE};
@@ -54,6 +55,26 @@ fn write_query(dir: &Path, q: &diesel_vector::Vector) -> String {
 fn json_ids(out: &str) -> Vec<i64> {
     let hits: Value = serde_json::from_str(out).unwrap();
     hits.as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect()
+}
+
+/// An SQLite file at `path` holding a table of the user's own: `spec`'s table with an id column alone, the vector
+/// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
+fn vector_table(path: &str, spec: &diesel_vector::index::IndexSpec, vectors: impl IntoIterator<Item = Vector>) {
+    let mut conn = diesel_vector::sqlite::establish(path).unwrap();
+    conn.batch_execute(&format!("CREATE TABLE {} (id INTEGER PRIMARY KEY)", spec.table())).unwrap();
+    let options = diesel_vector::index::generate::Options::default().add_column(true);
+    conn.batch_execute(&diesel_vector::index::generate::render(spec, &options).sqlite_up).unwrap();
+    let insert = format!("INSERT INTO {} (id, {}) VALUES (?, ?)", spec.table(), spec.column());
+    conn.transaction(|conn| {
+        for (id, v) in (1i64..).zip(vectors) {
+            diesel::sql_query(&insert)
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&v)
+                .execute(conn)?;
+        }
+        diesel::QueryResult::Ok(())
+    })
+    .unwrap();
 }
 
 /// Migrates with Diesel's own harness (as the application would) and loads `docs`; returns the exact
@@ -674,19 +695,7 @@ fn random_vectors_are_searched_exactly_and_doctor_says_why() {
         ((-2.0 * u.ln()).sqrt() * (std::f64::consts::PI * v).cos()) as f32
     };
     let mut vector = move || diesel_vector::Vector::new((0..32).map(|_| gaussian()).collect()).unwrap();
-    {
-        let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
-        conn.batch_execute("CREATE TABLE samples (id INTEGER PRIMARY KEY)").unwrap();
-        let options = diesel_vector::index::generate::Options::default().add_column(true);
-        conn.batch_execute(&diesel_vector::index::generate::render(&spec, &options).sqlite_up).unwrap();
-        for id in 1..=3000i64 {
-            diesel::sql_query("INSERT INTO samples (id, value) VALUES (?, ?)")
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(&vector())
-                .execute(&mut conn)
-                .unwrap();
-        }
-    }
+    vector_table(&path, &spec, std::iter::repeat_with(&mut vector).take(3000));
     let query = write_query(work.path(), &vector());
     let search = |extra: &[&str]| {
         json_ids(&ok(&[
@@ -710,20 +719,8 @@ fn a_k_beyond_the_table_gives_every_row_and_a_reader_that_leaves_early_ends_the_
     let work = tempfile::tempdir().unwrap();
     let path = sqlite_file(work.path(), "notes.db");
     let spec = diesel_vector::index::IndexSpec::builder("notes", "embedding", 16).build().unwrap();
-    {
-        let mut conn = diesel_vector::sqlite::establish(&path).unwrap();
-        conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)").unwrap();
-        let options = diesel_vector::index::generate::Options::default().add_column(true);
-        conn.batch_execute(&diesel_vector::index::generate::render(&spec, &options).sqlite_up).unwrap();
-        for id in 1..=300i64 {
-            let v: Vec<f32> = (0..16).map(|d| ((id * 7 + d * 13) % 29) as f32 - 14.0).collect();
-            diesel::sql_query("INSERT INTO notes (id, embedding) VALUES (?, ?)")
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(&diesel_vector::Vector::new(v).unwrap())
-                .execute(&mut conn)
-                .unwrap();
-        }
-    }
+    let rows = (1..=300i64).map(|id| Vector::new((0..16).map(|d| ((id * 7 + d * 13) % 29) as f32 - 14.0).collect()));
+    vector_table(&path, &spec, rows.map(Result::unwrap));
     let query = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]";
     let search = ["--database-url", path.as_str(), "search", "--table", "notes", "--vector", query];
     let every = json_ids(&ok(&[&search[..], &["-k", "300", "--json"]].concat()));
@@ -736,29 +733,24 @@ fn a_k_beyond_the_table_gives_every_row_and_a_reader_that_leaves_early_ends_the_
     }
     // `| head`: the reader closes its end before the command writes; the command stops with an error
     // (exit status 1), never a panic.
-    for extra in [&["-k", "300"][..], &["-k", "300", "--json"][..]] {
+    let with_stdout_closed = |args: &[&str]| {
         let mut child = crate::bin()
-            .args([&search[..], extra].concat())
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{extra:?}: {stderr}");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for extra in [&["-k", "300"][..], &["-k", "300", "--json"][..]] {
+        let (code, stderr) = with_stdout_closed(&[&search[..], extra].concat());
+        assert_eq!(code, Some(1), "{extra:?}: {stderr}");
         assert!(stderr.starts_with("error: ") && !stderr.contains("panicked"), "{stderr}");
         assert!(stderr.to_lowercase().contains("broken pipe"), "{stderr}");
     }
-    let mut child = crate::bin()
-        .args(["--database-url", path.as_str(), "doctor"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "doctor: {stderr}");
+    let (code, stderr) = with_stdout_closed(&["--database-url", path.as_str(), "doctor"]);
+    assert_eq!(code, Some(1), "doctor: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
