@@ -475,7 +475,14 @@ fn has_extension(conn: &mut SqliteConnection) -> Result<bool, IndexError> {
 /// kept). Inside a transaction, which the sync's own would have to nest in, `IndexError::Query` with
 /// Diesel's `AlreadyInTransaction` (or SQLite's refusal, for one opened by hand): sync once it has
 /// committed. A search inside it needs no sync: it computes the rows changed since exactly.
+/// [`IndexError::Declaration`] when `spec` is not the registry's declaration of the index.
 pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    check_declaration(conn, spec)?;
+    run(conn, spec, Rebuild::Nothing)
+}
+
+/// [`sync`] for a caller that checked `spec` against the registry already (the search, once per search).
+pub(crate) fn sync_declared(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
     run(conn, spec, Rebuild::Nothing)
 }
 
@@ -486,11 +493,12 @@ pub fn sync(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport,
 ///
 /// As [`sync`].
 pub fn rebuild(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
+    check_declaration(conn, spec)?;
     run(conn, spec, Rebuild::All)
 }
 
 /// Syncs `spec`'s index and rebuilds its codes whatever they look like: for a search that found the stored
-/// codes damaged.
+/// codes damaged (and checked `spec` against the registry).
 pub(crate) fn rebuild_codes(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<SyncReport, IndexError> {
     run(conn, spec, Rebuild::Codes)
 }
@@ -553,10 +561,7 @@ pub(crate) fn declared_otherwise(conn: &mut SqliteConnection, spec: &IndexSpec) 
         .load::<crate::index::registry::RegistryRow>(conn);
     let rows = match read {
         Ok(rows) => rows,
-        Err(e) if !conn.exists(crate::index::registry::REGISTRY_TABLE)? => {
-            drop(e);
-            return Ok(Vec::new());
-        }
+        Err(_) if !conn.exists(crate::index::registry::REGISTRY_TABLE)? => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     Ok(match rows.first().map(crate::index::registry::RegistryRow::to_spec) {
@@ -566,11 +571,17 @@ pub(crate) fn declared_otherwise(conn: &mut SqliteConnection, spec: &IndexSpec) 
     })
 }
 
-fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
+/// [`IndexError::Declaration`] when `spec` is not the registry's declaration of its index.
+fn check_declaration(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<(), IndexError> {
     let differences = declared_otherwise(conn, spec)?;
-    if !differences.is_empty() {
-        return Err(IndexError::Declaration { index: spec.name().to_owned(), differences });
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(IndexError::Declaration { index: spec.name().to_owned(), differences })
     }
+}
+
+fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
     if forced == Rebuild::Nothing && !before.behind() && !plan.leftover_vec0 {

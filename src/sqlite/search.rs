@@ -65,10 +65,13 @@ impl SearchTarget for SqliteConnection {
             })
             .collect();
         let filters = resolve_filters(plan, &columns, false)?;
-        if let Some(found) = candidates(self, plan, &filters, filter)? {
-            return Ok(found);
+        let structures = structures_usable(self, plan.spec)?;
+        if structures {
+            if let Some(found) = candidates(self, plan, &filters, filter)? {
+                return Ok(found);
+            }
         }
-        exact(self, plan, &filters, filter, SearchPath::ExactScan)
+        exact(self, plan, &filters, filter, SearchPath::ExactScan, structures)
     }
 
     fn search_fragments(&mut self, search: &Search<'_>) -> Result<Vec<Neighbor>, SearchError> {
@@ -113,6 +116,26 @@ fn blob_shape(spec: &IndexSpec) -> Option<SqliteBlobShape> {
     spec.element().sqlite_blob_shape(spec.dims() as usize).ok()
 }
 
+/// Whether the search may read the index's structures (codes, vec0, the copy of the vectors): they were
+/// built for the registry's declaration of the index, and another one (a metric or partition columns changed
+/// in the code and not migrated) would read them wrongly, or sync them so. Such a search scans the table,
+/// as PostgreSQL answers it by its SQL. Checked once per search, before any structure is read or synced.
+fn structures_usable(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, SearchError> {
+    if !spec.sqlite_keeps_a_structure() {
+        return Ok(false);
+    }
+    let differences = super::index::declared_otherwise(conn, spec)?;
+    if !differences.is_empty() {
+        tracing::warn!(
+            target: "diesel_vector::search",
+            index = spec.name(),
+            differences = differences.join(", "),
+            "the index is declared otherwise than registered: searching exactly"
+        );
+    }
+    Ok(differences.is_empty())
+}
+
 /// Step 2 and 3 through the index's structure, or `None` when it cannot serve this search.
 fn candidates<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
@@ -122,19 +145,6 @@ fn candidates<F: SearchFilter<Sqlite>>(
 ) -> Result<Option<Found>, SearchError> {
     let spec = plan.spec;
     if !plan.index_serves() {
-        return Ok(None);
-    }
-    // The structures were built for the registry's declaration of this index: another one (a metric or
-    // partition columns changed in the code and not migrated) would read them wrongly. The exact scan
-    // answers it, as PostgreSQL answers such a search by its SQL.
-    let differences = super::index::declared_otherwise(conn, spec)?;
-    if !differences.is_empty() {
-        tracing::warn!(
-            target: "diesel_vector::search",
-            index = spec.name(),
-            differences = differences.join(", "),
-            "the index is declared otherwise than registered: searching exactly"
-        );
         return Ok(None);
     }
     if spec.sqlite_keeps_codes() {
@@ -190,7 +200,7 @@ fn candidates<F: SearchFilter<Sqlite>>(
     };
     match super::transaction::deferred(conn, in_snapshot)? {
         Some(Ok(found)) => Ok(Some(found)),
-        Some(Err(())) => exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact).map(Some),
+        Some(Err(())) => exact(conn, plan, filters, filter, SearchPath::Vec0ThenExact, true).map(Some),
         None => Ok(None),
     }
 }
@@ -302,14 +312,14 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
     loop {
         match super::transaction::deferred(conn, |conn| in_snapshot(conn, !synced))? {
             Step::Found(found) => return Ok(Some(found)),
-            Step::Short(path) => return exact(conn, plan, filters, filter, path).map(Some),
+            Step::Short(path) => return exact(conn, plan, filters, filter, path, true).map(Some),
             Step::Sync => {
                 synced = true;
                 fresh = sync_without_waiting(conn, spec)?;
             }
             Step::Codes(Searched::NotCurrent) if fresh && !repaired => {
                 repaired = true;
-                super::sync(conn, spec).map_err(SearchError::Index)?;
+                super::index::sync_declared(conn, spec).map_err(SearchError::Index)?;
             }
             Step::Codes(Searched::Damaged) if fresh && !repaired => {
                 repaired = true;
@@ -423,7 +433,7 @@ fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result
     }
     let previous: Timeout = diesel::sql_query("PRAGMA busy_timeout").get_result(conn)?;
     conn.batch_execute("PRAGMA busy_timeout = 0")?;
-    let result = super::sync(conn, spec);
+    let result = super::index::sync_declared(conn, spec);
     conn.batch_execute(&format!("PRAGMA busy_timeout = {}", previous.timeout.max(0)))?;
     match result {
         Ok(_) => Ok(true),
@@ -544,16 +554,18 @@ fn finite_hits(neighbours: Vec<crate::ann::Neighbour>) -> Vec<Hit> {
     neighbours.into_iter().filter(|n| n.distance.is_finite()).map(|n| Hit { id: n.id, distance: n.distance }).collect()
 }
 
-/// The exact scan: every matching row's distance, `plan.limit` nearest first (ties by id).
+/// The exact scan: every matching row's distance, `plan.limit` nearest first (ties by id); from the index's
+/// copy of the vectors when it keeps one and `structures` says the search may read it.
 fn exact<F: SearchFilter<Sqlite>>(
     conn: &mut SqliteConnection,
     plan: &Plan<'_>,
     filters: &[EqFilter],
     filter: &F,
     path: SearchPath,
+    structures: bool,
 ) -> Result<Found, SearchError> {
     if let Some(query) = scan_query(plan) {
-        if plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
+        if structures && plan.spec.sqlite_index().vectors && plan.metric == plan.spec.metric() {
             if let Some(found) = exact_from_vectors(conn, plan, filters, filter, path)? {
                 return Ok(found);
             }

@@ -763,19 +763,7 @@ fn random_vectors_of_many_dimensions_are_searched_exactly_under_l2() {
     // ten missing at 50k rows; its training now finds that the codes do not rank these vectors.
     let mut vector = gaussian_vectors(62, 256);
     let spec = IndexSpec::builder("noise", "sample", 256).metric(Metric::L2).build().unwrap();
-    let mut conn = crate::conn();
-    conn.batch_execute("CREATE TABLE noise (id INTEGER PRIMARY KEY)").unwrap();
-    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
-    conn.transaction(|conn| {
-        for id in 1..=5000i64 {
-            diesel::sql_query("INSERT INTO noise (id, sample) VALUES (?, ?)")
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(&vector())
-                .execute(conn)?;
-        }
-        QueryResult::Ok(())
-    })
-    .unwrap();
+    let mut conn = vector_table(&spec, std::iter::repeat_with(&mut vector).take(5000));
     for _ in 0..3 {
         let q = vector();
         let exact = spec.search(&q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap();
@@ -791,20 +779,7 @@ fn queries_unlike_every_row_are_answered_exactly_when_the_codes_cannot_rank_them
     // (independent uniform elements): every row is at nearly the same distance, the codes rank them poorly,
     // and the search hands such queries to the exact scan rather than answer them with a poor recall.
     let spec = IndexSpec::builder("products", "embedding", 128).build().unwrap();
-    let mut conn = crate::conn();
-    conn.batch_execute("CREATE TABLE products (id INTEGER PRIMARY KEY)").unwrap();
-    conn.batch_execute(&generate::render(&spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
-    let rows = crate::common::clustered(23, 20_000, 128, 100);
-    conn.transaction(|conn| {
-        for (id, v) in (1i64..).zip(&rows) {
-            diesel::sql_query("INSERT INTO products (id, embedding) VALUES (?, ?)")
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(v)
-                .execute(conn)?;
-        }
-        QueryResult::Ok(())
-    })
-    .unwrap();
+    let mut conn = vector_table(&spec, crate::common::clustered(23, 20_000, 128, 100));
     let mut rng = crate::common::Rng::new(78);
     let (mut found, mut exact_paths) = (0, 0);
     for _ in 0..20 {
@@ -827,44 +802,80 @@ fn queries_unlike_every_row_are_answered_exactly_when_the_codes_cannot_rank_them
 #[test]
 fn a_declaration_other_than_the_registered_one_is_searched_exactly_and_never_touches_the_index() {
     // The application changed its declaration (another metric, another partition column) without a migration:
-    // the index's codes were built for the registered one. Searches with the new one answer exactly (as
-    // PostgreSQL's SQL would), whatever this process searched before; maintenance with it is refused.
+    // the index's codes (and its copy of the vectors) were built for the registered one. Searches with the new
+    // one answer exactly from the table (as PostgreSQL's SQL would), whatever this process searched before;
+    // maintenance with it is refused.
     let docs = fixture::docs(1500, 16);
-    let registered = fixture::spec(Metric::Cosine, PgIndex::Hnsw, SqliteIndex::CODES);
-    let mut conn = crate::conn();
-    populate(&mut conn, &registered, &docs);
     let q = &fixture::queries(16, 1500, 1)[0];
-    let (first, events) =
-        telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
-    assert_eq!(telemetry::search_path(&events), Some("codes"));
-    let builder = || IndexSpec::builder("documents", "embedding", DIMS as u64).partition_by(["lang"]);
-    let l2 = builder().metric(Metric::L2).build().unwrap();
-    let by_year = IndexSpec::builder("documents", "embedding", DIMS as u64).partition_by(["year"]).build().unwrap();
-    for (spec, column, value) in [(&l2, "lang", search::Value::from("fr")), (&by_year, "year", 2020.into())] {
-        let exact = spec.search(q).k(5).filter_eq(column, value.clone()).strategy(Strategy::Exact).run(&mut conn);
-        let (hits, events) =
-            telemetry::capture(|| spec.search(q).k(5).filter_eq(column, value.clone()).run(&mut conn).unwrap());
-        assert_eq!(hits, exact.unwrap(), "{column}");
-        assert_eq!(telemetry::search_path(&events), Some("exact_scan"), "{events:#?}");
-        assert!(events.iter().any(|e| e.contains("declared otherwise than registered")), "{events:#?}");
+    for kept in [SqliteIndex::CODES, SqliteIndex::CODES_AND_VECTORS] {
+        let registered = fixture::spec(Metric::Cosine, PgIndex::Hnsw, kept);
+        let mut conn = crate::conn();
+        populate(&mut conn, &registered, &docs);
+        let (first, events) =
+            telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
+        assert_eq!(telemetry::search_path(&events), Some("codes"));
+        let declared = |metric: Metric, partition: &str, structures: SqliteIndex| {
+            IndexSpec::builder("documents", "embedding", DIMS as u64)
+                .metric(metric)
+                .partition_by([partition])
+                .sqlite_index(structures)
+                .build()
+                .unwrap()
+        };
+        for (metric, column, value) in
+            [(Metric::L2, "lang", search::Value::from("fr")), (Metric::Cosine, "year", 2020.into())]
+        {
+            let spec = declared(metric, column, kept);
+            // The table alone, through a declaration that keeps no structure.
+            let table = declared(metric, column, SqliteIndex::NONE);
+            let expected = table.search(q).k(5).filter_eq(column, value.clone()).run(&mut conn).unwrap();
+            for strategy in [Strategy::Auto, Strategy::Exact] {
+                let search = spec.search(q).k(5).filter_eq(column, value.clone()).strategy(strategy);
+                let (hits, events) = telemetry::capture(|| search.run(&mut conn).unwrap());
+                assert_eq!(hits, expected, "{kept} {column} {strategy:?}");
+                assert_eq!(telemetry::search_path(&events), Some("exact_scan"), "{events:#?}");
+                assert!(events.iter().any(|e| e.contains("declared otherwise than registered")), "{events:#?}");
+                assert!(!events.iter().any(|e| e.contains("vectors_copy=true")), "{events:#?}");
+            }
+        }
+        let err = sqlite::sync(&mut conn, &declared(Metric::L2, "lang", kept)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "the vector index __dv_documents_embedding is declared here otherwise than the registry records \
+                 it (metric l2 (registered: cosine))"
+            ),
+            "{err}"
+        );
+        assert!(sqlite::rebuild(&mut conn, &declared(Metric::Cosine, "year", kept))
+            .unwrap_err()
+            .to_string()
+            .contains("partition_by [year] (registered: [lang])"));
+        // The registered declaration still reads its own codes, unchanged.
+        let (again, events) =
+            telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
+        assert_eq!(telemetry::search_path(&events), Some("codes"));
+        assert_eq!(again, first);
     }
-    let err = sqlite::sync(&mut conn, &l2).unwrap_err();
-    assert!(
-        err.to_string().starts_with(
-            "the vector index __dv_documents_embedding is declared here otherwise than the registry records it \
-             (metric l2 (registered: cosine))"
-        ),
-        "{err}"
-    );
-    assert!(sqlite::rebuild(&mut conn, &by_year)
-        .unwrap_err()
-        .to_string()
-        .contains("partition_by [year] (registered: [lang])"));
-    // The registered declaration still reads its own codes, unchanged.
-    let (again, events) =
-        telemetry::capture(|| registered.search(q).k(5).filter_eq("lang", "fr").run(&mut conn).unwrap());
-    assert_eq!(telemetry::search_path(&events), Some("codes"));
-    assert_eq!(again, first);
+}
+
+/// A database in memory holding a table of the user's own: `spec`'s table with an id column alone, the vector
+/// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
+fn vector_table(spec: &IndexSpec, vectors: impl IntoIterator<Item = Vector>) -> SqliteConnection {
+    let mut conn = crate::conn();
+    conn.batch_execute(&format!("CREATE TABLE {} (id INTEGER PRIMARY KEY)", spec.table())).unwrap();
+    conn.batch_execute(&generate::render(spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let insert = format!("INSERT INTO {} (id, {}) VALUES (?, ?)", spec.table(), spec.column());
+    conn.transaction(|conn| {
+        for (id, v) in (1i64..).zip(vectors) {
+            diesel::sql_query(&insert)
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&v)
+                .execute(conn)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+    conn
 }
 
 /// Vectors of `dims` independent Gaussian elements.
