@@ -387,7 +387,10 @@ pub enum SearchError {
         /// The table's columns.
         available: Vec<String>,
     },
-    /// PostgreSQL: the vector column is not of the type and dimensions the index declares.
+    /// The vector column is not of the type and dimensions the index declares: on PostgreSQL its type, on
+    /// SQLite the type its index was registered with (whose values the migration's checks let in). PostgreSQL
+    /// converts a `vector` column to a `halfvec` or `sparsevec` declaration on its own (pgvector's implicit
+    /// casts) and does not fail; SQLite converts nothing.
     #[error(
         "{table}.{column} is {column_type}, not the {declared} the vector index {index} declares: declare the \
          index as the column is, or migrate the column"
@@ -397,7 +400,7 @@ pub enum SearchError {
         table: String,
         /// The vector column.
         column: String,
-        /// Its type, as PostgreSQL prints it.
+        /// Its type, as PostgreSQL prints it (`vector(384)`).
         column_type: String,
         /// The type the index declares (`vector(384)`).
         declared: String,

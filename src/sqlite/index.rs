@@ -551,29 +551,37 @@ fn is_vec0_table(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<b
     .map(|n| n > 0)
 }
 
-/// How `spec` differs from the registry's row of its name (empty when it does not, when the registry has no
-/// such row, or no registry: an index made before the registry existed). A row that does not parse differs
-/// in full.
-pub(crate) fn declared_otherwise(conn: &mut SqliteConnection, spec: &IndexSpec) -> QueryResult<Vec<String>> {
+/// The registry's declaration of `spec`'s index: `None` when the registry has no row of its name, or there
+/// is no registry (an index made before it existed); `Some(Err(text))` for a row that does not parse.
+pub(crate) fn registered(
+    conn: &mut SqliteConnection,
+    spec: &IndexSpec,
+) -> QueryResult<Option<Result<IndexSpec, String>>> {
     let read = super::cached::CachedSql::sql(crate::index::registry::SELECT_ROW_NAMED)
         .bind_text(spec.name(), "")
         .rows()
         .load::<crate::index::registry::RegistryRow>(conn);
     let rows = match read {
         Ok(rows) => rows,
-        Err(_) if !conn.exists(crate::index::registry::REGISTRY_TABLE)? => return Ok(Vec::new()),
+        Err(_) if !conn.exists(crate::index::registry::REGISTRY_TABLE)? => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(match rows.first().map(crate::index::registry::RegistryRow::to_spec) {
+    Ok(rows.first().map(|row| row.to_spec().map_err(|e| e.to_string())))
+}
+
+/// How `spec` differs from its index's registered declaration ([`registered`]): empty when it does not or
+/// nothing is registered; a row that does not parse differs in full.
+pub(crate) fn differences(spec: &IndexSpec, registered: Option<&Result<IndexSpec, String>>) -> Vec<String> {
+    match registered {
         None => Vec::new(),
-        Some(Ok(registered)) => crate::index::differences(spec, &registered),
-        Some(Err(e)) => vec![e.to_string()],
-    })
+        Some(Ok(registered)) => crate::index::differences(spec, registered),
+        Some(Err(e)) => vec![e.clone()],
+    }
 }
 
 /// [`IndexError::Declaration`] when `spec` is not the registry's declaration of its index.
 fn check_declaration(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<(), IndexError> {
-    let differences = declared_otherwise(conn, spec)?;
+    let differences = differences(spec, registered(conn, spec)?.as_ref());
     if differences.is_empty() {
         Ok(())
     } else {

@@ -120,11 +120,28 @@ fn blob_shape(spec: &IndexSpec) -> Option<SqliteBlobShape> {
 /// built for the registry's declaration of the index, and another one (a metric or partition columns changed
 /// in the code and not migrated) would read them wrongly, or sync them so. Such a search scans the table,
 /// as PostgreSQL answers it by its SQL. Checked once per search, before any structure is read or synced.
+///
+/// A declaration of another type or other dimensions than the registered one is [`SearchError::ColumnType`]:
+/// the column's values are the registered type's (its migration's checks let no other in), and a scan by
+/// the declared one would skip every row.
 fn structures_usable(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<bool, SearchError> {
+    let registered = super::index::registered(conn, spec)?;
+    if let Some(Ok(r)) = &registered {
+        let same_column = r.table() == spec.table() && r.column() == spec.column();
+        if same_column && (r.element() != spec.element() || r.dims() != spec.dims()) {
+            return Err(SearchError::ColumnType {
+                table: spec.table().to_owned(),
+                column: spec.column().to_owned(),
+                column_type: r.element().pg_type(r.dims()),
+                declared: spec.element().pg_type(spec.dims()),
+                index: spec.name().to_owned(),
+            });
+        }
+    }
     if !spec.sqlite_keeps_a_structure() {
         return Ok(false);
     }
-    let differences = super::index::declared_otherwise(conn, spec)?;
+    let differences = super::index::differences(spec, registered.as_ref());
     if !differences.is_empty() {
         tracing::warn!(
             target: "diesel_vector::search",

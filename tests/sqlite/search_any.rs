@@ -858,6 +858,37 @@ fn a_declaration_other_than_the_registered_one_is_searched_exactly_and_never_tou
     }
 }
 
+#[test]
+fn a_declaration_of_another_type_or_dimensions_than_the_registered_one_is_refused_naming_both() {
+    // The column holds the registered type's values (its migration's checks let no other in): a scan by
+    // another type would skip every row and answer nothing. PostgreSQL converts a `vector` column to a
+    // `halfvec` declaration on its own; SQLite refuses it, naming both, whatever structures it keeps.
+    let spec = IndexSpec::builder("notes", "embedding", 8).build().unwrap();
+    let mut conn = vector_table(&spec, (1..=20).map(|i| Vector::new(vec![i as f32; 8]).unwrap()));
+    assert_eq!(spec.search(&Vector::new(vec![1.0; 8]).unwrap()).k(3).run(&mut conn).unwrap().len(), 3);
+    for structures in [SqliteIndex::CODES, SqliteIndex::NONE] {
+        let half = IndexSpec::builder("notes", "embedding", 8)
+            .element(diesel_vector::index::Element::HalfVector)
+            .sqlite_index(structures)
+            .build()
+            .unwrap();
+        let query = diesel_vector::HalfVector::from_f32_slice(&[1.0; 8]).unwrap();
+        let err = half.search(&query).k(3).run(&mut conn).unwrap_err();
+        assert!(matches!(err, SearchError::ColumnType { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "notes.embedding is vector(8), not the halfvec(8) the vector index __dv_notes_embedding declares: \
+             declare the index as the column is, or migrate the column"
+        );
+        let four = IndexSpec::builder("notes", "embedding", 4).sqlite_index(structures).build().unwrap();
+        for strategy in [Strategy::Auto, Strategy::Exact] {
+            let err =
+                four.search(&Vector::new(vec![1.0; 4]).unwrap()).k(3).strategy(strategy).run(&mut conn).unwrap_err();
+            assert!(err.to_string().starts_with("notes.embedding is vector(8), not the vector(4)"), "{err}");
+        }
+    }
+}
+
 /// A database in memory holding a table of the user's own: `spec`'s table with an id column alone, the vector
 /// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
 fn vector_table(spec: &IndexSpec, vectors: impl IntoIterator<Item = Vector>) -> SqliteConnection {
