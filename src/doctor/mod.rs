@@ -523,20 +523,25 @@ pub fn diagnose(conn: &mut DatabaseConnection) -> Result<Report, DoctorError> {
 ///
 /// A failing catalog query, or a migration folder that cannot be read.
 pub fn diagnose_with(conn: &mut DatabaseConnection, options: &DiagnoseOptions) -> Result<Report, DoctorError> {
+    use crate::migrations::shape::Catalog as _;
     let crate_migrations = conn.migration_status()?;
-    let (facts, recorded, applied) = match conn {
+    let (facts, recorded, applied, crate_tables) = match conn {
         #[cfg(feature = "pg")]
         DatabaseConnection::Pg(c) => {
             let (recorded, applied) = bookkeeping(c)?;
-            (crate::pg::doctor::facts(c)?, recorded, applied)
+            (crate::pg::doctor::facts(c)?, recorded, applied, c.has_crate_tables()?)
         }
         #[cfg(feature = "sqlite")]
         DatabaseConnection::Sqlite(c) => {
             let (recorded, applied) = bookkeeping(c)?;
-            (crate::sqlite::doctor::facts(c)?, recorded, applied)
+            (crate::sqlite::doctor::facts(c)?, recorded, applied, c.has_crate_tables()?)
         }
     };
-    let crate_versions: Vec<&str> = crate_migrations.iter().map(|m| m.version.as_str()).collect();
+    // The crate's schema is in use where its tables are; without them, versions it shares with the
+    // application's migrations are the application's (see `Catalog::has_crate_tables`).
+    let uses_fragments = crate_tables;
+    let crate_versions: Vec<&str> =
+        if uses_fragments { crate_migrations.iter().map(|m| m.version.as_str()).collect() } else { Vec::new() };
     let app_applied: Vec<String> = applied.into_iter().filter(|v| !crate_versions.contains(&v.as_str())).collect();
     let pending = match &options.migration_dir {
         Some(dir) => {
@@ -554,7 +559,6 @@ pub fn diagnose_with(conn: &mut DatabaseConnection, options: &DiagnoseOptions) -
     };
     let migrations =
         AppMigrations { recorded, applied: app_applied, directory: options.migration_dir.clone(), pending };
-    let uses_fragments = facts.fragments.is_some() || crate_migrations.iter().any(|m| m.applied);
     let fragments = uses_fragments.then(|| FragmentsSchema {
         migrations: crate_migrations,
         foreign_keys: facts.fragments.map(|(fk, _)| fk),

@@ -489,6 +489,12 @@ pub enum WriteError {
     /// The version is not 14 digits (`YYYYMMDDHHMMSS`).
     #[error("migration version `{0}` is not 14 digits (YYYYMMDDHHMMSS)")]
     Version(String),
+    /// The version is one of diesel-vector's own migrations ([`RESERVED_VERSIONS`]).
+    #[error(
+        "migration version `{0}` is one of diesel-vector's own migrations (its fragments schema): Diesel records \
+         a migration by its version alone, so the two would be taken for each other; choose another version"
+    )]
+    Reserved(String),
     /// Writing failed; nothing was left behind.
     #[error("writing {}: {source}", path.display())]
     Io {
@@ -498,6 +504,11 @@ pub enum WriteError {
         source: io::Error,
     },
 }
+
+/// The versions of diesel-vector's own migrations (its `fragments` schema: `migrations_pg/` and
+/// `migrations_sqlite/`). Diesel records a migration by its version alone, so an application's migration
+/// of one of these would be taken for the crate's, and the crate's for it: [`write`] refuses them.
+pub const RESERVED_VERSIONS: &[&str] = &["20250101000001", "20250101000002", "20250101000003", "20250101000004"];
 
 /// The version for a migration generated now (UTC, `YYYYMMDDHHMMSS`, Diesel's format).
 pub fn version_now() -> String {
@@ -509,8 +520,8 @@ pub fn version_now() -> String {
 ///
 /// # Errors
 ///
-/// [`WriteError::Exists`] when either folder already holds that migration, [`WriteError::Version`], or
-/// [`WriteError::Io`].
+/// [`WriteError::Exists`] when either folder already holds that migration, [`WriteError::Version`],
+/// [`WriteError::Reserved`], or [`WriteError::Io`].
 pub fn write(
     migration: &Migration,
     version: &str,
@@ -519,6 +530,9 @@ pub fn write(
 ) -> Result<(PathBuf, PathBuf), WriteError> {
     if version.len() != 14 || !version.bytes().all(|b| b.is_ascii_digit()) {
         return Err(WriteError::Version(version.to_owned()));
+    }
+    if RESERVED_VERSIONS.contains(&version) {
+        return Err(WriteError::Reserved(version.to_owned()));
     }
     let folder =
         format!("{}-{}-{}-{}_{}", &version[0..4], &version[4..6], &version[6..8], &version[8..14], migration.name);
@@ -626,6 +640,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(b.join("up.sql")).unwrap(), m.sqlite_up);
         assert!(matches!(write(&m, "20260101120000", &pg, &sqlite), Err(WriteError::Exists(_))));
         assert!(matches!(write(&m, "2026", &pg, &sqlite), Err(WriteError::Version(_))));
+        // The crate's own versions are refused: Diesel would take the two migrations for each other.
+        let err = write(&m, "20250101000001", &pg, &sqlite).unwrap_err();
+        assert!(matches!(err, WriteError::Reserved(_)), "{err}");
+        assert!(err.to_string().contains("one of diesel-vector's own migrations"), "{err}");
+        assert!(!pg.join("2025-01-01-000001_create_vector_index_docs_embedding").exists());
         // A folder that cannot be created leaves nothing of the other behind.
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "").unwrap();

@@ -29,6 +29,14 @@ pub trait Catalog {
     fn columns(&mut self, table: &str) -> QueryResult<Vec<FoundColumn>>;
     /// The column lists of the table's unique constraints and unique indexes.
     fn unique_keys(&mut self, table: &str) -> QueryResult<Vec<Vec<String>>>;
+
+    /// Whether a table of the crate's own `fragments` schema exists. Diesel records a migration by its
+    /// version alone, and an application's migration may carry one of the crate's versions (written before
+    /// `generate::write` refused them, or by hand): a recorded version says the crate's schema is in use only
+    /// where its tables are.
+    fn has_crate_tables(&mut self) -> QueryResult<bool> {
+        Ok(self.exists("fragments")? || self.exists("fragment_embeddings")?)
+    }
 }
 
 /// Tables the runner never compares: Diesel's bookkeeping and the vector index registry, whose rows

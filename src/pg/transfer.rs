@@ -491,7 +491,9 @@ impl Store for PgConnection {
         let crate_versions = <Self as Runner>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
         let has_crate_tables = crate::migrations::shape::Catalog::exists(self, "fragment_embeddings")?;
-        let uses_crate_schema = applied.iter().any(|v| crate_versions.contains(v))
+        // A recorded version of the crate's counts only where its tables are (`Catalog::has_crate_tables`).
+        let uses_crate_schema = (applied.iter().any(|v| crate_versions.contains(v))
+            && crate::migrations::shape::Catalog::has_crate_tables(self)?)
             || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");
         if uses_crate_schema && has_crate_tables && !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx") {
             indexes.extend(table::seed_index());

@@ -372,7 +372,9 @@ impl Store for SqliteConnection {
         let applied = crate::exec::block_on(<Self as Runner>::applied_versions(self))?;
         let crate_versions = <Self as Runner>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
-        let uses_crate_schema = applied.iter().any(|v| crate_versions.contains(v))
+        // A recorded version of the crate's counts only where its tables are (`Catalog::has_crate_tables`).
+        let uses_crate_schema = (applied.iter().any(|v| crate_versions.contains(v))
+            && crate::migrations::shape::Catalog::has_crate_tables(self)?)
             || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");
         if !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx")
             && crate::migrations::shape::Catalog::exists(self, "fragment_embeddings_idx_state")?

@@ -114,6 +114,10 @@ fn migrations_produce_exactly_the_original_schema() {
     );
     let registered = diesel_vector::index::registry::load(&mut conn).unwrap();
     assert_eq!(registered, [diesel_vector::schema::fragment_embeddings_index().clone()]);
+    // `generate::write` refuses these versions to an application's migrations.
+    for m in migrations::migration_status(&mut conn).unwrap() {
+        assert!(diesel_vector::index::generate::RESERVED_VERSIONS.contains(&m.version.as_str()), "{m:?}");
+    }
 
     let mut reference = original.conn();
     reference.batch_execute(ORIGINAL_SQL).unwrap();

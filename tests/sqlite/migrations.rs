@@ -84,6 +84,9 @@ fn a_fresh_database_gets_every_migration_once() {
     let status = migrations::migration_status(&mut conn).unwrap();
     assert!(status.iter().all(|s| s.applied), "{status:?}");
     assert_eq!(status.len(), 4);
+    // `generate::write` refuses these versions to an application's migrations.
+    let versions: Vec<&str> = status.iter().map(|s| s.version.as_str()).collect();
+    assert!(versions.iter().all(|v| diesel_vector::index::generate::RESERVED_VERSIONS.contains(v)), "{versions:?}");
     let registered = diesel_vector::index::registry::load(&mut conn).unwrap();
     assert_eq!(registered, [diesel_vector::schema::fragment_embeddings_index().clone()]);
 }
@@ -719,4 +722,35 @@ fn a_table_that_drifted_from_its_migrations_still_takes_a_new_migration() {
     conn.batch_execute("ALTER TABLE documents DROP COLUMN title").unwrap();
     let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
     assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
+}
+
+#[test]
+fn an_application_migration_sharing_a_version_with_the_crate_s_own_is_the_application_s() {
+    // Diesel records a migration by its version alone. An application whose first migration carries one of
+    // the crate's versions (written by hand; `generate::write` refuses them) and that has no `fragments`
+    // tables does not use the crate's schema: doctor reports its own migrations, all applied, and nothing
+    // of the crate's; an export says the same.
+    let dirs = app::write();
+    let reserved = dirs.sqlite.join("2025-01-01-000001_create_documents");
+    std::fs::rename(dirs.sqlite.join(app::CREATE_DOCUMENTS), &reserved).unwrap();
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
+    assert!(!exists(&mut conn, "fragments") && !exists(&mut conn, "fragment_embeddings"));
+    drop(conn);
+
+    let mut db = DatabaseConnection::establish(&path).unwrap();
+    let options = diesel_vector::doctor::DiagnoseOptions::default().migration_dir(&dirs.sqlite);
+    let report = diesel_vector::doctor::diagnose_with(&mut db, &options).unwrap();
+    assert!(report.fragments.is_none(), "{report:#?}");
+    assert_eq!(report.migrations.applied, ["20250101000001", "20260101000001"]);
+    assert_eq!(report.migrations.pending, Some(Vec::new()));
+    assert!(!report.needs_action(), "{report:#?}");
+
+    #[cfg(feature = "jsonl")]
+    {
+        let mut out = Vec::new();
+        diesel_vector::jsonl::export(&mut db, &mut out, &Default::default(), &mut |_, _| {}).unwrap();
+        assert!(!diesel_vector::jsonl::declares_crate_schema(&out), "{}", String::from_utf8_lossy(&out[..80]));
+    }
 }
