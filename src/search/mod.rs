@@ -198,9 +198,11 @@ impl SearchPath {
 /// A value an equality filter compares a column with.
 ///
 /// Both backends compare it with the column's own type: text given for an integer column is read as an
-/// integer (so the command line's `--where year=2024` works), `true`/`false` (or `t`/`f`, `1`/`0`) for a
-/// boolean one; a value that cannot be read so is a [`SearchError::FilterValue`]. [`Value::Null`] matches
-/// rows where the column is NULL (`IS NULL`).
+/// integer (so the command line's `--where year=2024` works), `true`/`false` (or `t`/`f`, `yes`/`no`,
+/// `1`/`0`, in any case) for a boolean one, and a boolean given for an integer column is 1 or 0 (SQLite
+/// stores booleans so). A value that cannot be read so, an integer beyond the range of a PostgreSQL
+/// `smallint` or `integer` column, or a filter on the vector column itself is a [`SearchError::FilterValue`].
+/// [`Value::Null`] matches rows where the column is NULL (`IS NULL`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Value {
@@ -975,6 +977,17 @@ pub(crate) fn vector_column_type(spec: &IndexSpec, columns: &[(String, ColumnKin
     })
 }
 
+/// PostgreSQL: the hint for an integer that a `smallint` or `integer` column (`ty`, as `format_type` prints
+/// it) cannot hold, whose comparison would fail in the server or match nothing.
+fn pg_integer_out_of_range(ty: &str, i: i64) -> Option<&'static str> {
+    let (fits, hint) = match ty {
+        "smallint" => (i16::try_from(i).is_ok(), "; give an integer from -32768 to 32767"),
+        "integer" => (i32::try_from(i).is_ok(), "; give an integer from -2147483648 to 2147483647"),
+        _ => (true, ""),
+    };
+    (!fits).then_some(hint)
+}
+
 /// The filters of `plan` checked against the table's columns (`(name, kind, type name)`), in order.
 pub(crate) fn resolve_filters(
     plan: &Plan<'_>,
@@ -1007,13 +1020,22 @@ pub(crate) fn resolve_filters(
                     available: available(),
                 });
             };
-            let value = coerce(value, *kind).map_err(|hint| SearchError::FilterValue {
+            let refused = |hint| SearchError::FilterValue {
                 table: spec.table().to_owned(),
                 column: column.clone(),
                 column_type: ty.clone(),
                 value: value.clone(),
                 hint,
-            })?;
+            };
+            if column == spec.column() {
+                return Err(refused("; the vector column is searched, not filtered: filter on another column"));
+            }
+            let value = coerce(value, *kind).map_err(refused)?;
+            if let (FilterValue::Integer(i), true) = (&value, postgres) {
+                if let Some(hint) = pg_integer_out_of_range(ty, *i) {
+                    return Err(refused(hint));
+                }
+            }
             let partition = spec.partition_by().position(|p| p == column);
             Ok(EqFilter { column: column.clone(), kind: *kind, value, partition })
         })

@@ -329,6 +329,19 @@ fn bad_input_is_named() {
     );
     let err = spec.search(&q).filter_eq("year", "recent").run(&mut conn).unwrap_err();
     assert_eq!(err.to_string(), "documents.year is integer: \"recent\" cannot be compared with it; give an integer");
+    // An integer the column cannot hold matches nothing: named rather than answered with no rows.
+    for value in [search::Value::from(5_000_000_000i64), search::Value::from("-2147483649")] {
+        let err = spec.search(&q).filter_eq("year", value).run(&mut conn).unwrap_err();
+        assert!(matches!(err, SearchError::FilterValue { .. }), "{err:?}");
+        assert!(err.to_string().ends_with("; give an integer from -2147483648 to 2147483647"), "{err}");
+    }
+    assert_eq!(spec.search(&q).filter_eq("year", 2147483647i64).run(&mut conn).unwrap(), []);
+    let err = spec.search(&q).filter_eq("embedding", "x").run(&mut conn).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "documents.embedding is vector(768): \"x\" cannot be compared with it; the vector column is searched, not \
+         filtered: filter on another column"
+    );
     let elsewhere = IndexSpec::builder("nowhere", "embedding", 768).build().unwrap();
     assert_eq!(
         elsewhere.search(&q).run(&mut conn).unwrap_err().to_string(),

@@ -507,6 +507,12 @@ fn bad_input_is_named() {
     );
     let err = spec.search(&q).filter_eq("year", "recent").run(&mut conn).unwrap_err();
     assert_eq!(err.to_string(), "documents.year is INTEGER: \"recent\" cannot be compared with it; give an integer");
+    let err = spec.search(&q).filter_eq("embedding", "x").run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::FilterValue { .. }), "{err:?}");
+    assert!(
+        err.to_string().ends_with("; the vector column is searched, not filtered: filter on another column"),
+        "{err}"
+    );
 
     let elsewhere = IndexSpec::builder("docs", "embedding", 768).build().unwrap();
     let err = elsewhere.search(&q).run(&mut conn).unwrap_err();
