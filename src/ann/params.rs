@@ -237,10 +237,15 @@ fn scale_of(simd: Simd, metric: Metric, v: &[f32]) -> f32 {
 }
 
 /// The `q`-quantile of sorted `values`, or infinity for none.
+///
+/// An error that is not a number (rows whose values overflow `f32` arithmetic, such as elements near
+/// `f32::MAX`: their products are infinite, and infinity minus infinity is NaN) sorts last and counts as
+/// infinite: a bound that cannot be measured proves nothing, and a NaN one would be refused on loading,
+/// so that every sync would rebuild the codes again.
 fn quantile(sorted: &[f64], q: f64) -> f32 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a position within `sorted`
     let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
-    sorted.get(at).map_or(f32::INFINITY, |e| to_f32(*e))
+    sorted.get(at).map_or(f32::INFINITY, |e| if e.is_nan() { f32::INFINITY } else { to_f32(*e) })
 }
 
 /// How far the centre of a larger sample may lie from the centre codes were made around, in squared
@@ -273,6 +278,11 @@ impl Gathered {
         let mut gathered = Gathered { sum: vec![0f64; dims], count: 0, kept: Vec::new() };
         for v in sample {
             check(v, dims)?;
+            if !simd.norm_squared(v).is_finite() {
+                // Elements beyond about 1e19: the row's arithmetic overflows, it gets no code
+                // (`QuantizedIndex::insert`), and its errors would be no numbers: it is not trained on.
+                continue;
+            }
             let s = scale_of(simd, metric, v);
             for (total, x) in gathered.sum.iter_mut().zip(v) {
                 *total += f64::from(x * s);
@@ -456,8 +466,11 @@ impl Params {
         }
         if !ratios.is_empty() {
             ratios.sort_by(f64::total_cmp);
-            self.l1_low = quantile(&ratios, 1.0 - BOUND_QUANTILE);
-            self.l1_mid = quantile(&ratios, 0.5);
+            let (low, mid) = (quantile(&ratios, 1.0 - BOUND_QUANTILE), quantile(&ratios, 0.5));
+            // Ratios of overflowing rows are not numbers: the defaults (no bound from L2) stand then.
+            if low.is_finite() && mid.is_finite() && low <= mid {
+                (self.l1_low, self.l1_mid) = (low, mid);
+            }
         }
     }
 

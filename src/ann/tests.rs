@@ -1155,3 +1155,21 @@ fn a_search_of_codes_that_do_not_rank_defers_when_asked_unless_it_reranks_every_
     let outcome = index.search(&data[7], 10, &Filter::all(), &defer, Store::new(&data).fetch()).unwrap();
     assert!(!outcome.stats.deferred && outcome.stats.confident);
 }
+
+#[test]
+fn rows_whose_arithmetic_overflows_train_parameters_that_load_again() {
+    // Elements near `f32::MAX` are valid values, but products of them overflow: the calibration's errors on
+    // such rows are not numbers. The bounds they give are infinite (nothing proven), never NaN, which the
+    // loader refuses: stored so, the codes were rebuilt by every sync and every search.
+    let mut data = clustered(41, 1200, 64, 4);
+    for row in data.iter_mut().step_by(3) {
+        row[0] = 3.0e38;
+        row[1] = -3.0e38;
+    }
+    for metric in [Metric::Cosine, Metric::L2, Metric::L1, Metric::InnerProduct] {
+        let params = Params::train(metric, 64, data.iter().map(Vec::as_slice)).unwrap();
+        let loaded = Params::from_bytes(&params.to_bytes());
+        assert!(loaded.is_ok(), "{metric}: {loaded:?}");
+        assert_eq!(loaded.unwrap().to_bytes(), params.to_bytes(), "{metric}");
+    }
+}

@@ -336,11 +336,15 @@ fn codes_candidates<F: SearchFilter<Sqlite>>(
             }
             Step::Codes(Searched::NotCurrent) if fresh && !repaired => {
                 repaired = true;
-                super::index::sync_declared(conn, spec).map_err(SearchError::Index)?;
+                if !written(spec, super::index::sync_declared(conn, spec))? {
+                    return Ok(None);
+                }
             }
             Step::Codes(Searched::Damaged) if fresh && !repaired => {
                 repaired = true;
-                super::index::rebuild_codes(conn, spec).map_err(SearchError::Index)?;
+                if !written(spec, super::index::rebuild_codes(conn, spec))? {
+                    return Ok(None);
+                }
             }
             Step::Codes(_) | Step::NotMigrated => return Ok(None),
         }
@@ -452,16 +456,23 @@ fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result
     conn.batch_execute("PRAGMA busy_timeout = 0")?;
     let result = super::index::sync_declared(conn, spec);
     conn.batch_execute(&format!("PRAGMA busy_timeout = {}", previous.timeout.max(0)))?;
+    written(spec, result)
+}
+
+/// Whether a write to the index (a sync, or a rebuild of codes that do not load) went through: false when
+/// this connection cannot write now (a read-only database or directory, a lock held elsewhere), and inside
+/// the application's transaction, where the index is not written (that would commit the transaction's own
+/// writes to it). The search then answers from what it can read: the index as it stands with the queued
+/// rows computed exactly, or the exact scan.
+fn written(spec: &IndexSpec, result: Result<super::index::SyncReport, IndexError>) -> Result<bool, SearchError> {
     match result {
         Ok(_) => Ok(true),
-        // Inside the application's transaction the index is not synced (that would commit the
-        // transaction's own writes to it); the search computes the changed rows exactly instead.
         Err(IndexError::Query(e)) if cannot_write(&e) || in_a_transaction(&e) => {
             tracing::debug!(
                 target: "diesel_vector::search",
                 index = spec.name(),
                 reason = %e,
-                "index not brought up to date without waiting; its queued rows are searched exactly"
+                "index not written without waiting; the search reads what is there"
             );
             Ok(false)
         }

@@ -306,6 +306,22 @@ fn a_wal_database_in_a_read_only_directory_can_be_read() {
     assert!(report.contains("verdict      healthy"), "{report}");
     let exported = ok(&["--database-url", &db, "export"]);
     assert_eq!(rows(&exported).len(), expected.0.len() + expected.1.len());
+    // A search too, as the index stands (it cannot be written here).
+    let found = ok(&[
+        "--database-url",
+        &db,
+        "search",
+        "--provider",
+        "provider",
+        "--model",
+        "model-0",
+        "--vector",
+        &smooth(3).to_string(),
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(found.matches("\"fragment_id\"").count(), 3, "{found}");
     let target = sqlite_file(dir.path(), "copy.db");
     ok(&["copy", "--from", &db, "--to", &target]);
     assert_eq!(dump(&target), expected);

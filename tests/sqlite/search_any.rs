@@ -895,6 +895,33 @@ fn a_declaration_of_another_type_or_dimensions_than_the_registered_one_is_refuse
     }
 }
 
+#[test]
+fn rows_whose_arithmetic_overflows_stay_out_of_the_codes_and_never_make_a_search_rebuild_them() {
+    // Elements near 1e20 are valid `f32` values, but their squares overflow: such a row has no code (and no
+    // finite cosine distance). It was stored with infinite factors that no load accepted, so that every
+    // search rebuilt the codes (and failed where the database could not be written).
+    let spec = IndexSpec::builder("readings", "embedding", 64).build().unwrap();
+    let vectors: Vec<Vector> = crate::common::clustered(43, 1500, 64, 5)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut x = v.as_slice().to_vec();
+            if i % 100 == 0 {
+                x[0] = 1.0e20;
+            }
+            Vector::new(x).unwrap()
+        })
+        .collect();
+    let mut conn = vector_table(&spec, vectors);
+    assert_eq!(sqlite::sync(&mut conn, &spec).unwrap().applied, 1485, "15 rows without a code");
+    for q in crate::common::clustered(43, 1503, 64, 5).split_off(1500) {
+        let (hits, events) = telemetry::capture(|| spec.search(&q).k(10).run(&mut conn).unwrap());
+        assert_eq!(telemetry::search_path(&events), Some("codes"), "{events:#?}");
+        assert!(!events.iter().any(|e| e.contains("quantized codes rebuilt")), "{events:#?}");
+        assert_eq!(hits, spec.search(&q).k(10).strategy(Strategy::Exact).run(&mut conn).unwrap());
+    }
+}
+
 /// A database in memory holding a table of the user's own: `spec`'s table with an id column alone, the vector
 /// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
 fn vector_table(spec: &IndexSpec, vectors: impl IntoIterator<Item = Vector>) -> SqliteConnection {

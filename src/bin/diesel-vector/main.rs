@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use diesel_vector::copy::{self, CopyOptions};
-use diesel_vector::database::{AppMigrations, DatabaseConnection};
+use diesel_vector::database::{AppMigrations, BackendKind, DatabaseConnection};
 use diesel_vector::index::{registry, IndexSpec};
 use diesel_vector::search::{Metric, Search, Strategy};
 use diesel_vector::{doctor, jsonl, Vector};
@@ -519,8 +519,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // given for the target's backend, or the file comes from a database on diesel-vector's own
             // schema. Otherwise a mistyped path is an error, never a new empty database.
             let url = database_url(&cli)?;
-            let migrates = match diesel_vector::database::BackendKind::from_url(url)? {
-                diesel_vector::database::BackendKind::Postgres => migrations.migrations_pg.is_some(),
+            let migrates = match BackendKind::from_url(url)? {
+                BackendKind::Postgres => migrations.migrations_pg.is_some(),
                 _ => migrations.migrations_sqlite.is_some(),
             };
             let mut conn = if migrates || jsonl::declares_crate_schema(reader.fill_buf()?) {
@@ -550,7 +550,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => vector.clone(),
             };
             let strategy = if *exact { Strategy::Exact } else { Strategy::Auto };
-            let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
+            let mut conn = open_for_search(database_url(&cli)?)?;
             if let (Some(provider), Some(model)) = (provider, model) {
                 let query: Vector = text.parse().map_err(|e| format!("--vector: {e}"))?;
                 let mut search = Search::new(provider, model, &query).k(*k).strategy(strategy);
@@ -620,6 +620,18 @@ impl QueryValue {
             Self::Sparse(v) => v.into(),
             Self::Bit(v) => v.into(),
         }
+    }
+}
+
+/// The database a search reads: for reading and writing (a search brings a stale index up to date), or, when
+/// that fails, for reading only (a WAL database in a read-only directory, whose shared-memory file cannot be
+/// created, is read as it stands, or refused naming its log); the read-only attempt's error is the one shown,
+/// since it says why.
+fn open_for_search(url: &str) -> Result<DatabaseConnection> {
+    match DatabaseConnection::establish_existing(url) {
+        Ok(conn) => Ok(conn),
+        Err(e) if !matches!(BackendKind::from_url(url), Ok(BackendKind::Sqlite)) => Err(e.into()),
+        Err(_) => Ok(DatabaseConnection::establish_read_only(url)?),
     }
 }
 

@@ -658,8 +658,8 @@ fn rebuild(
         loop {
             let last = each_table_row(conn, spec, after, |row, v| {
                 if let Some(v) = v {
-                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
-                    if copy.is_some() {
+                    // A vector without a code (its arithmetic overflows) takes no slot, nor a place in the copy.
+                    if index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)? && copy.is_some() {
                         pending.extend_from_slice(v);
                     }
                 }
@@ -922,7 +922,9 @@ fn apply_queue(
         |row, v| {
             applied += 1;
             match v {
-                Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
+                Some(v) => {
+                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
+                }
                 None => {
                     index.remove(row.id);
                 }
