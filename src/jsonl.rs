@@ -557,6 +557,16 @@ fn import_into<T: Store>(
     report.tables = plans.iter().map(|p| TableSums { table: p.name.clone(), ..TableSums::default() }).collect();
     store.begin_load().map_err(query("preparing the target".into()))?;
     let mut pending: Option<(usize, Vec<Vec<Value>>)> = None;
+    // Without `skip_invalid`: the invalid rows of the batch being read. The batch is read to its end so that
+    // every one of them is named (as `copy` names them), then nothing of it is written.
+    let mut invalid = Vec::new();
+    let refuse = |invalid: &mut Vec<_>| -> Result<(), JsonlError> {
+        if invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(CopyError::InvalidRows(std::mem::take(invalid)).into())
+        }
+    };
     let mut text = first_row;
     loop {
         let Some(line) = text.take() else {
@@ -583,24 +593,27 @@ fn import_into<T: Store>(
         let plan = &plans[at];
         let cells = row_cells(plan, &row).map_err(|reason| line_error(number, reason))?;
         let key = key_of(&cells, plan).map_err(|e| line_error(number, e.to_string()))?;
+        if pending.as_ref().is_some_and(|(t, _)| *t != at) {
+            refuse(&mut invalid)?;
+            flush(store, &plans, &mut pending, &mut report, options)?;
+            on_batch(number);
+        }
+        let rows = &mut pending.get_or_insert_with(|| (at, Vec::new())).1;
         match check(plan, &key, cells) {
             Ok(values) => {
                 report.tables[at].rows.add(hash_row(&values));
-                if pending.as_ref().is_some_and(|(t, _)| *t != at) {
-                    flush(store, &plans, &mut pending, &mut report, options)?;
-                    on_batch(number);
-                }
-                let rows = &mut pending.get_or_insert_with(|| (at, Vec::new())).1;
                 rows.push(values);
-                if rows.len() >= options.batch_size {
-                    flush(store, &plans, &mut pending, &mut report, options)?;
-                    on_batch(number);
-                }
             }
             Err(bad) if options.skip_invalid => report.skip(vec![bad]),
-            Err(bad) => return Err(CopyError::InvalidRows(vec![bad]).into()),
+            Err(bad) => invalid.push(bad),
+        }
+        if rows.len() + invalid.len() >= options.batch_size {
+            refuse(&mut invalid)?;
+            flush(store, &plans, &mut pending, &mut report, options)?;
+            on_batch(number);
         }
     }
+    refuse(&mut invalid)?;
     flush(store, &plans, &mut pending, &mut report, options)?;
     on_batch(number);
     report.indexes = store.after_load(&plans, &target.indexes).map_err(CopyError::from)?;
@@ -666,7 +679,7 @@ fn flush<T: Store>(
     report: &mut JsonlReport,
     options: &CopyOptions,
 ) -> Result<(), JsonlError> {
-    let Some((at, rows)) = pending.take() else { return Ok(()) };
+    let Some((at, rows)) = pending.take().filter(|(_, rows)| !rows.is_empty()) else { return Ok(()) };
     let plan = &plans[at];
     let keyed: Vec<(Key, u64)> = rows
         .iter()

@@ -185,20 +185,14 @@ impl QuantizedIndex {
     }
 
     /// Adds row `id` with partition key `partition` (use 0 when the table has none), or replaces it if the
-    /// index has it; returns whether it is in the index. The vector must have the index's dimensions and be
-    /// finite. A vector whose code's arithmetic overflows `f32` (elements beyond about 1e19 in magnitude:
-    /// its squared norm is infinite) has no code: it is left out (removed, if the index had the row), and
-    /// `false` says so. Such a row has no finite cosine or L2 distance; under L1 or the inner product only
-    /// an exact scan finds it.
-    pub fn insert(&mut self, id: i64, partition: u64, vector: &[f32]) -> Result<bool, AnnError> {
+    /// index has it. The vector must have the index's dimensions and be finite. (A vector whose arithmetic
+    /// overflows `f32`, with elements beyond about 1e19 in magnitude, is coded too, its factors held at the
+    /// largest finite values: the search reranks exactly whatever it returns.)
+    pub fn insert(&mut self, id: i64, partition: u64, vector: &[f32]) -> Result<(), AnnError> {
         self.params.check(vector)?;
         let (words, prefix) = (self.params.words(), self.params.prefix_words());
         let mut code = vec![0u64; words];
-        let factors = self.params.encode_into(self.simd, vector, &mut code);
-        if !factors.to_array().iter().all(|f| f.is_finite()) {
-            self.remove(id);
-            return Ok(false);
-        }
+        let factors = self.params.encode_into(self.simd, vector, &mut code).finite();
         let (chunk_no, slot) = match self.locations.get(&id) {
             Some(location) => unplace(*location),
             None => {
@@ -233,7 +227,7 @@ impl QuantizedIndex {
         chunk.rest[slot * r..(slot + 1) * r].copy_from_slice(&code[prefix..]);
         self.dirty.insert(u32::try_from(chunk_no).unwrap_or(u32::MAX));
         self.dirty_slots.insert(place(chunk_no, slot));
-        Ok(true)
+        Ok(())
     }
 
     /// Removes row `id`; returns whether it was there. The last row of its chunk takes its place.

@@ -94,6 +94,14 @@ pub(super) struct Factors {
 }
 
 impl Factors {
+    /// These factors with every one finite, as the stored codes must hold them (their loader refuses
+    /// others): infinity as the largest finite value of its sign, NaN as 0. Only a vector whose arithmetic
+    /// overflows `f32` has others.
+    pub(super) fn finite(self) -> Factors {
+        let f = |x: f32| if x.is_nan() { 0.0 } else { x.clamp(f32::MIN, f32::MAX) };
+        Factors { scale: f(self.scale), norm_sq: f(self.norm_sq), centre_dot: f(self.centre_dot) }
+    }
+
     pub(super) fn to_array(self) -> [f32; 3] {
         [self.scale, self.norm_sq, self.centre_dot]
     }
@@ -228,7 +236,11 @@ fn scale_of(simd: Simd, metric: Metric, v: &[f32]) -> f32 {
     if metric != Metric::Cosine {
         return 1.0;
     }
-    let norm = f64::from(simd.norm_squared(v)).sqrt();
+    let mut norm = f64::from(simd.norm_squared(v)).sqrt();
+    if norm.is_infinite() {
+        // Elements beyond about 1e19: their `f32` sum of squares overflows, an `f64` one does not.
+        norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    }
     if norm > 0.0 && norm.is_finite() {
         to_f32(1.0 / norm)
     } else {
@@ -278,18 +290,20 @@ impl Gathered {
         let mut gathered = Gathered { sum: vec![0f64; dims], count: 0, kept: Vec::new() };
         for v in sample {
             check(v, dims)?;
-            if !simd.norm_squared(v).is_finite() {
-                // Elements beyond about 1e19: the row's arithmetic overflows, it gets no code
-                // (`QuantizedIndex::insert`), and its errors would be no numbers: it is not trained on.
+            let s = scale_of(simd, metric, v);
+            let scaled: Vec<f32> = v.iter().map(|x| x * s).collect();
+            if !simd.norm_squared(&scaled).is_finite() {
+                // Elements beyond about 1e19, not normalised away (cosine normalises them): the row's
+                // arithmetic overflows `f32`, and the errors measured on it would be no numbers. Not trained
+                // on; still coded (`QuantizedIndex::insert`).
                 continue;
             }
-            let s = scale_of(simd, metric, v);
-            for (total, x) in gathered.sum.iter_mut().zip(v) {
-                *total += f64::from(x * s);
+            for (total, x) in gathered.sum.iter_mut().zip(&scaled) {
+                *total += f64::from(*x);
             }
             gathered.count += 1;
             if gathered.kept.len() < CALIBRATION_ROWS {
-                gathered.kept.push(v.iter().map(|x| x * s).collect());
+                gathered.kept.push(scaled);
             }
         }
         if gathered.count == 0 {

@@ -167,6 +167,20 @@ fn invalid_rows_stop_export_and_import_unless_skipped() {
         stderr.contains("fragment_embeddings id 5: embedding: the vector has 2 dimensions; the column holds 1536"),
         "{stderr}"
     );
+    // Every invalid row of the batch is named, as `copy` names them, and nothing of it is written.
+    let two_bad = format!(
+        "{WRONG_DIMS}{}\n",
+        WRONG_DIMS.lines().last().unwrap().replace("\"id\":5", "\"id\":6").replace("[1,2]", "[1,\"NaN\"]")
+    );
+    let out = import_stdin(&target, two_bad.as_bytes(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 invalid source row(s)"), "{stderr}");
+    assert!(
+        stderr.contains("fragment_embeddings id 5: embedding") && stderr.contains("fragment_embeddings id 6"),
+        "{stderr}"
+    );
+    // (The `fragments` row, a batch of its own, was written by the first strict import.)
+    assert_eq!((count(&target, "fragments"), count(&target, "fragment_embeddings")), (1, 0));
     let out = import_stdin(&target, WRONG_DIMS.as_bytes(), &["--skip-invalid"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!((count(&target, "fragments"), count(&target, "fragment_embeddings")), (1, 0));

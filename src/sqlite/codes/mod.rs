@@ -635,12 +635,12 @@ fn rebuild(
     vec0_stale: bool,
 ) -> Result<Cached, IndexError> {
     let sample = sample(conn, spec)?;
-    let mut index = if sample.is_empty() {
-        None
-    } else {
-        let params =
-            Params::train(spec.metric(), spec.dims() as usize, sample.iter().map(Vec::as_slice)).map_err(corrupt)?;
-        Some(QuantizedIndex::new(params))
+    let mut index = match Params::train(spec.metric(), spec.dims() as usize, sample.iter().map(Vec::as_slice)) {
+        Ok(params) => Some(QuantizedIndex::new(params)),
+        // No valid vector, or none whose arithmetic stays within `f32` to train on: nothing is coded, as for
+        // an empty table.
+        Err(AnnError::EmptySample) => None,
+        Err(e) => return Err(corrupt(e)),
     };
     drop(sample);
     let codes = quote(&spec.codes_table());
@@ -658,8 +658,8 @@ fn rebuild(
         loop {
             let last = each_table_row(conn, spec, after, |row, v| {
                 if let Some(v) = v {
-                    // A vector without a code (its arithmetic overflows) takes no slot, nor a place in the copy.
-                    if index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)? && copy.is_some() {
+                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
+                    if copy.is_some() {
                         pending.extend_from_slice(v);
                     }
                 }
@@ -922,9 +922,7 @@ fn apply_queue(
         |row, v| {
             applied += 1;
             match v {
-                Some(v) => {
-                    index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?;
-                }
+                Some(v) => index.insert(row.id, partition_key(&row.partitions), v).map_err(corrupt)?,
                 None => {
                     index.remove(row.id);
                 }
