@@ -323,9 +323,12 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     let (table, column) = (quote(spec.table()), quote(spec.column()));
     let name = spec.name();
     if options.add_column {
+        // Named by what it wants: SQLite's error is "CHECK constraint failed: <name>", as clear as the
+        // triggers' below.
         let _ = writeln!(
             sql,
-            "\nALTER TABLE {table} ADD COLUMN {column} BLOB CHECK ({});",
+            "\nALTER TABLE {table} ADD COLUMN {column} BLOB CONSTRAINT {} CHECK ({});",
+            quote(&sqlite_value_description(spec)),
             sqlite_value_check(spec.element(), spec.dims(), &column)
         );
     }
