@@ -510,7 +510,7 @@ pub enum WriteError {
 
 /// The versions of diesel-vector's own migrations (its `fragments` schema: `migrations_pg/` and
 /// `migrations_sqlite/`). Diesel records a migration by its version alone, so an application's migration
-/// of one of these would be taken for the crate's, and the crate's for it: [`write`] refuses them.
+/// of one of these would be taken for the crate's, and the crate's for it: [`write()`] refuses them.
 pub const RESERVED_VERSIONS: &[&str] = &["20250101000001", "20250101000002", "20250101000003", "20250101000004"];
 
 /// The version for a migration generated now (UTC, `YYYYMMDDHHMMSS`, Diesel's format).
