@@ -418,7 +418,9 @@ impl QuantizedIndex {
         let decisive = options.miss_budget.max((1.0 - options.min_recall_estimate) * k as f64);
         let mut top: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
         let mut next = 0;
-        let mut batch = options.first_fetch.max(k).max(1);
+        // An exhaustive search reranks every candidate whatever it finds: one call for all of them (the
+        // callback reads them in one pass, where rounds of a few rows each read the table again and again).
+        let mut batch = if exhaustive { candidates.len().max(1) } else { options.first_fetch.max(k).max(1) };
         let mut suffix_min = suffix_minima(&candidates);
         let mut ids = Vec::with_capacity(batch);
         // The fetched rows' own errors (in no particular order), and the bounds tuned to them (see
