@@ -525,7 +525,7 @@ pub fn diagnose(conn: &mut DatabaseConnection) -> Result<Report, DoctorError> {
 pub fn diagnose_with(conn: &mut DatabaseConnection, options: &DiagnoseOptions) -> Result<Report, DoctorError> {
     use crate::migrations::shape::Catalog as _;
     let crate_migrations = conn.migration_status()?;
-    let (facts, recorded, applied, crate_tables) = match conn {
+    let (facts, recorded, applied, uses_fragments) = match conn {
         #[cfg(feature = "pg")]
         DatabaseConnection::Pg(c) => {
             let (recorded, applied) = bookkeeping(c)?;
@@ -539,7 +539,6 @@ pub fn diagnose_with(conn: &mut DatabaseConnection, options: &DiagnoseOptions) -
     };
     // The crate's schema is in use where its tables are; without them, versions it shares with the
     // application's migrations are the application's (see `Catalog::has_crate_tables`).
-    let uses_fragments = crate_tables;
     let crate_versions: Vec<&str> =
         if uses_fragments { crate_migrations.iter().map(|m| m.version.as_str()).collect() } else { Vec::new() };
     let app_applied: Vec<String> = applied.into_iter().filter(|v| !crate_versions.contains(&v.as_str())).collect();

@@ -490,12 +490,12 @@ impl Store for PgConnection {
         let applied = crate::exec::block_on(<Self as Runner>::applied_versions(self))?;
         let crate_versions = <Self as Runner>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
-        let has_crate_tables = crate::migrations::shape::Catalog::exists(self, "fragment_embeddings")?;
+        let has_embeddings_table = crate::migrations::shape::Catalog::exists(self, "fragment_embeddings")?;
         // A recorded version of the crate's counts only where its tables are (`Catalog::has_crate_tables`).
         let uses_crate_schema = (applied.iter().any(|v| crate_versions.contains(v))
             && crate::migrations::shape::Catalog::has_crate_tables(self)?)
             || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");
-        if uses_crate_schema && has_crate_tables && !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx") {
+        if uses_crate_schema && has_embeddings_table && !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx") {
             indexes.extend(table::seed_index());
         }
         let tables = read_tables(self, &indexes)?;
