@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use diesel_migrations::{FileBasedMigrations, MigrationHarness};
 use diesel_vector::Vector;
 use serde_json::Value;
@@ -57,24 +57,9 @@ fn json_ids(out: &str) -> Vec<i64> {
     hits.as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect()
 }
 
-/// An SQLite file at `path` holding a table of the user's own: `spec`'s table with an id column alone, the vector
-/// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
+/// An SQLite file at `path` holding a table of the user's own ([`crate::common::vector_table`]).
 fn vector_table(path: &str, spec: &diesel_vector::index::IndexSpec, vectors: impl IntoIterator<Item = Vector>) {
-    let mut conn = diesel_vector::sqlite::establish(path).unwrap();
-    conn.batch_execute(&format!("CREATE TABLE {} (id INTEGER PRIMARY KEY)", spec.table())).unwrap();
-    let options = diesel_vector::index::generate::Options::default().add_column(true);
-    conn.batch_execute(&diesel_vector::index::generate::render(spec, &options).sqlite_up).unwrap();
-    let insert = format!("INSERT INTO {} (id, {}) VALUES (?, ?)", spec.table(), spec.column());
-    conn.transaction(|conn| {
-        for (id, v) in (1i64..).zip(vectors) {
-            diesel::sql_query(&insert)
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(&v)
-                .execute(conn)?;
-        }
-        diesel::QueryResult::Ok(())
-    })
-    .unwrap();
+    crate::common::vector_table(&mut diesel_vector::sqlite::establish(path).unwrap(), spec, vectors);
 }
 
 /// Migrates with Diesel's own harness (as the application would) and loads `docs`; returns the exact

@@ -169,3 +169,29 @@ pub fn clustered(seed: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vecto
         })
         .collect()
 }
+
+/// Fills `conn` with a table of the user's own: `spec`'s table with an id column alone, the vector column
+/// added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
+#[cfg(feature = "sqlite")]
+pub fn vector_table(
+    conn: &mut diesel::SqliteConnection,
+    spec: &diesel_vector::index::IndexSpec,
+    vectors: impl IntoIterator<Item = Vector>,
+) {
+    use diesel::connection::{Connection, SimpleConnection};
+    use diesel::RunQueryDsl;
+    use diesel_vector::index::generate;
+    conn.batch_execute(&format!("CREATE TABLE {} (id INTEGER PRIMARY KEY)", spec.table())).unwrap();
+    conn.batch_execute(&generate::render(spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
+    let insert = format!("INSERT INTO {} (id, {}) VALUES (?, ?)", spec.table(), spec.column());
+    conn.transaction(|conn| {
+        for (id, v) in (1i64..).zip(vectors) {
+            diesel::sql_query(&insert)
+                .bind::<diesel::sql_types::BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(&v)
+                .execute(conn)?;
+        }
+        diesel::QueryResult::Ok(())
+    })
+    .unwrap();
+}

@@ -922,23 +922,10 @@ fn rows_whose_arithmetic_overflows_never_make_a_search_rebuild_the_codes() {
     }
 }
 
-/// A database in memory holding a table of the user's own: `spec`'s table with an id column alone, the vector
-/// column added by the migration generated from `spec`, and `vectors` as the rows with ids 1, 2, ...
+/// A database in memory holding a table of the user's own ([`crate::common::vector_table`]).
 fn vector_table(spec: &IndexSpec, vectors: impl IntoIterator<Item = Vector>) -> SqliteConnection {
     let mut conn = crate::conn();
-    conn.batch_execute(&format!("CREATE TABLE {} (id INTEGER PRIMARY KEY)", spec.table())).unwrap();
-    conn.batch_execute(&generate::render(spec, &generate::Options::default().add_column(true)).sqlite_up).unwrap();
-    let insert = format!("INSERT INTO {} (id, {}) VALUES (?, ?)", spec.table(), spec.column());
-    conn.transaction(|conn| {
-        for (id, v) in (1i64..).zip(vectors) {
-            diesel::sql_query(&insert)
-                .bind::<diesel::sql_types::BigInt, _>(id)
-                .bind::<diesel_vector::sql_types::Vector, _>(&v)
-                .execute(conn)?;
-        }
-        QueryResult::Ok(())
-    })
-    .unwrap();
+    crate::common::vector_table(&mut conn, spec, vectors);
     conn
 }
 
