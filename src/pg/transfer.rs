@@ -491,10 +491,7 @@ impl Store for PgConnection {
         let crate_versions = <Self as Runner>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
         let has_embeddings_table = crate::migrations::shape::Catalog::exists(self, "fragment_embeddings")?;
-        // A recorded version of the crate's counts only where its tables are (`Catalog::has_crate_tables`).
-        let uses_crate_schema = (applied.iter().any(|v| crate_versions.contains(v))
-            && crate::migrations::shape::Catalog::has_crate_tables(self)?)
-            || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");
+        let uses_crate_schema = table::uses_crate_schema(self, &applied, crate_versions, &indexes)?;
         if uses_crate_schema && has_embeddings_table && !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx") {
             indexes.extend(table::seed_index());
         }

@@ -372,10 +372,7 @@ impl Store for SqliteConnection {
         let applied = crate::exec::block_on(<Self as Runner>::applied_versions(self))?;
         let crate_versions = <Self as Runner>::own_versions()?;
         let mut indexes = crate::index::registry::load(self)?;
-        // A recorded version of the crate's counts only where its tables are (`Catalog::has_crate_tables`).
-        let uses_crate_schema = (applied.iter().any(|v| crate_versions.contains(v))
-            && crate::migrations::shape::Catalog::has_crate_tables(self)?)
-            || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx");
+        let uses_crate_schema = table::uses_crate_schema(self, &applied, crate_versions, &indexes)?;
         if !indexes.iter().any(|s| s.name() == "fragment_embeddings_idx")
             && crate::migrations::shape::Catalog::exists(self, "fragment_embeddings_idx_state")?
         {

@@ -100,6 +100,19 @@ pub(crate) fn is_internal(name: &str, indexes: &[IndexSpec]) -> bool {
         || indexes.iter().any(|s| s.sqlite_internal_tables().iter().any(|t| t == name))
 }
 
+/// Whether a database uses the crate's own `fragments` schema: one of the crate's versions (`crate_versions`)
+/// is among those `applied` where one of its tables exists (an application's migration may share a version:
+/// see `Catalog::has_crate_tables`), or the registry (`indexes`) holds the crate's own index.
+pub(crate) fn uses_crate_schema<C: crate::migrations::shape::Catalog>(
+    conn: &mut C,
+    applied: &[String],
+    crate_versions: &[String],
+    indexes: &[IndexSpec],
+) -> diesel::QueryResult<bool> {
+    Ok((applied.iter().any(|v| crate_versions.contains(v)) && conn.has_crate_tables()?)
+        || indexes.iter().any(|s| s.name() == "fragment_embeddings_idx"))
+}
+
 /// The crate's own index on `fragment_embeddings`, as its third migration registers it. A source migrated
 /// before that migration (which a copy only reads, never migrates) has its structures but no registry row:
 /// it is taken to have the index all the same, so that its queue and state tables are not taken for data.
