@@ -288,10 +288,12 @@ impl Gathered {
         }
         let simd = Simd::detect();
         let mut gathered = Gathered { sum: vec![0f64; dims], count: 0, kept: Vec::new() };
+        let mut scaled: Vec<f32> = Vec::with_capacity(dims);
         for v in sample {
             check(v, dims)?;
             let s = scale_of(simd, metric, v);
-            let scaled: Vec<f32> = v.iter().map(|x| x * s).collect();
+            scaled.clear();
+            scaled.extend(v.iter().map(|x| x * s));
             if !simd.norm_squared(&scaled).is_finite() {
                 // Elements beyond about 1e19, not normalised away (cosine normalises them): the row's
                 // arithmetic overflows `f32`, and the errors measured on it would be no numbers. Not trained
@@ -303,7 +305,7 @@ impl Gathered {
             }
             gathered.count += 1;
             if gathered.kept.len() < CALIBRATION_ROWS {
-                gathered.kept.push(scaled);
+                gathered.kept.push(scaled.clone());
             }
         }
         if gathered.count == 0 {
