@@ -115,7 +115,8 @@ pub struct SearchOptions {
     /// to hold more than `miss_budget` of the top `k` (the bound is loose on embedding-like data).
     pub rescore_limit: usize,
     /// Candidates whose exact distance is computed (fetched) after which a search stops if its estimated
-    /// recall is at least `min_recall_estimate`.
+    /// recall is at least `min_recall_estimate` and at least 16 rows pass the filter for each candidate
+    /// reranked (with fewer, reading them all costs little more than going on).
     pub max_rerank: usize,
     /// Candidates reranked at most, whatever the estimate.
     pub rerank_limit: usize,
@@ -217,7 +218,9 @@ pub struct SearchStats {
     /// of the top `k` than a search should (the codes cannot tell the rows apart, as for random vectors
     /// without structure): the SQLite index then answers with an exact scan. Not set either when a search
     /// over the whole index reranked half of its rescored candidates (or `rerank_limit`) before a rule held
-    /// (see [`SearchOptions`]).
+    /// (see [`SearchOptions`]), nor when a search reached `rerank_limit` or `rescore_limit` while its top
+    /// rows lay among the rescored ones as if the Hamming distance did not order them (a query unlike the
+    /// data): rows never rescored may then hold some of them.
     pub confident: bool,
     /// The expected number of true top-`k` rows left out, from the calibrated error distribution of the
     /// candidates left unfetched at the search's last check of its stop rules (0 when `bounded`):
@@ -404,7 +407,7 @@ impl QuantizedIndex {
             return Ok(SearchOutcome { neighbours: Vec::new(), stats });
         };
         stats.rescored = candidates.len();
-        // Every row passes: the filter, if any, leaves no row out (see `frontier_open`).
+        // Every row passes: the filter, if any, leaves no row out (see `frontier`).
         let unfiltered = stats.passed >= self.len();
         sort_candidates(&mut candidates);
         let (max_rerank, limit) = if exhaustive {
@@ -442,7 +445,9 @@ impl QuantizedIndex {
                     let remaining = &candidates[next..];
                     stats.expected_misses = expected_misses(&tuned, kth, remaining, decisive);
                     stats.confident = stats.expected_misses <= options.miss_budget
-                        || (stats.fetched >= max_rerank && stats.recall_estimate() >= options.min_recall_estimate);
+                        || (stats.fetched >= max_rerank
+                            && stats.passed >= ESTIMATE_STOP_ROWS_PER_RERANK.saturating_mul(stats.fetched)
+                            && stats.recall_estimate() >= options.min_recall_estimate);
                     let stop = stats.confident || stats.fetched >= limit;
                     if stop && stats.expected_misses > decisive {
                         // Stopped by the cap: the whole sum, for the search's telemetry.
@@ -465,10 +470,17 @@ impl QuantizedIndex {
                 let everything = top.len() < k;
                 if !everything {
                     let kth = top.peek().map_or(f64::INFINITY, |r| r.0.distance);
-                    if stats.fetched >= limit
-                        || stats.rescored >= options.rescore_limit
-                        || !frontier_open(&candidates, next, &top, kth, dims, unfiltered, &tuned, options.miss_budget)
-                    {
+                    let frontier =
+                        frontier(&candidates, next, &top, kth, dims, unfiltered, &tuned, options.miss_budget);
+                    if frontier == Frontier::Closed {
+                        break;
+                    }
+                    if stats.fetched >= limit || stats.rescored >= options.rescore_limit {
+                        // Capped while the rows beyond may hold top rows. Where the Hamming distance is not
+                        // ordering the top rows at all, nothing this search proved speaks for those rows.
+                        if frontier == Frontier::Scattered {
+                            stats.confident = false;
+                        }
                         break;
                     }
                 }
@@ -1000,7 +1012,9 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate], until: f
 /// (before `next`) is in `top`, or the rows that may still be nearer than `kth` are at least half as dense
 /// in the band as among all of `candidates`. When the Hamming distance parts the near rows from the rest,
 /// the band holds few of them; when the rows within reach are all at nearly the same distance, as many as
-/// anywhere.
+/// anywhere. [`Frontier::Scattered`] when the rows of `top` lie on average [`SCATTERED_TOP`] of the way out
+/// or further by Hamming distance: a query unlike the data (a random vector against clustered rows), whose
+/// top rows the distance hardly orders, so that rows never rescored hold some of them as likely as not.
 ///
 /// Which rows "may be nearer" depends on `unfiltered`. Under a filter (the case this rule is for: a filter
 /// that leaves only rows far from the query) they are the rows whose hard lower bound is below `kth`, fetched
@@ -1012,7 +1026,7 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate], until: f
 /// Under a filter the hard bound stays: with the miss probabilities a 1 % partition at 1M rows recalled
 /// 0.976 instead of 0.992.
 #[allow(clippy::too_many_arguments)]
-fn frontier_open(
+fn frontier(
     candidates: &[Candidate],
     next: usize,
     top: &BinaryHeap<Ranked>,
@@ -1021,7 +1035,7 @@ fn frontier_open(
     unfiltered: bool,
     bounds: &Bounds,
     budget: f64,
-) -> bool {
+) -> Frontier {
     let histogram = Histogram::of(candidates.iter().map(|c| c.hamming), dims);
     let last = histogram.last();
     let band = candidates.len().div_ceil(8);
@@ -1032,7 +1046,19 @@ fn frontier_open(
     }
     let mut in_top: Vec<i64> = top.iter().map(|r| r.0.id).collect();
     in_top.sort_unstable();
+    // Rows nearer by Hamming distance than each distance (`below[h]`: rows at less than `h`).
+    let below: Vec<usize> = histogram.0[..=last]
+        .iter()
+        .scan(0, |sum, n| {
+            let at = *sum;
+            *sum += n;
+            Some(at)
+        })
+        .collect();
     let (mut band_rows, mut band_open, mut all_open, mut band_top) = (0usize, 0.0f64, 0.0f64, 0usize);
+    // The top rows' ranks by Hamming distance among the candidates, as shares of them (ties counted as
+    // nearer), summed.
+    let mut top_ranks = 0.0f64;
     for (i, c) in candidates.iter().enumerate() {
         let open = match (unfiltered, i < next) {
             (true, true) => 0.0,
@@ -1040,6 +1066,9 @@ fn frontier_open(
             (false, _) => f64::from(u8::from(c.lower < kth)),
         };
         all_open += open;
+        if i < next && in_top.binary_search(&c.id).is_ok() {
+            top_ranks += below[usize::from(c.hamming).min(last)] as f64;
+        }
         if usize::from(c.hamming).min(last) >= from {
             band_rows += 1;
             band_open += open;
@@ -1047,10 +1076,19 @@ fn frontier_open(
         }
     }
     let (rows, band_rows) = (candidates.len() as f64, band_rows as f64);
+    // The top rows placed among the candidates as if the Hamming distance hardly ordered them: on average a
+    // tenth of the way out or further (see `SCATTERED_TOP`).
+    let scattered = unfiltered && !in_top.is_empty() && top_ranks >= SCATTERED_TOP * rows * in_top.len() as f64;
     // Under no filter, enough of them expected to matter.
     let enough = !unfiltered || band_open * rows > budget * band_rows;
-    // At least half as dense in the band as among all the rescored rows.
-    band_top > 0 || (band_open > 0.0 && enough && 2.0 * band_open * rows >= all_open * band_rows)
+    if scattered {
+        Frontier::Scattered
+    } else if band_top > 0 || (band_open > 0.0 && enough && 2.0 * band_open * rows >= all_open * band_rows) {
+        // At least half as dense in the band as among all the rescored rows.
+        Frontier::Open
+    } else {
+        Frontier::Closed
+    }
 }
 
 /// Adds `more` rescored rows to `candidates`, the unfetched ones (from `next`) sorted again; returns the new
@@ -1077,6 +1115,32 @@ fn set_slots(mask: &[u64; CHUNK_ROWS / 64], len: usize) -> impl Iterator<Item = 
         })
         .take_while(move |i| (*i as usize) < len)
 }
+
+/// What [`frontier`] found beyond the rescored rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frontier {
+    /// The Hamming distance parts the near rows from the rest: the rows beyond hold none of the top `k`.
+    Closed,
+    /// The outermost rescored rows may hold top rows, so may the rows beyond.
+    Open,
+    /// The top rows lie among the rescored ones as if the Hamming distance did not order them.
+    Scattered,
+}
+
+/// The mean rank of the top rows by Hamming distance among the candidates (as a share of them) from which
+/// [`frontier`] takes the distance for not ordering them. Measured on tables of 3000 and 10000 rows (128 to
+/// 1536 dimensions, both of the benchmarks' generators): the top 10 of a query like the data lie at
+/// 0.005-0.073 on average, of one between two of the data's clusters up to 0.127 (those stop on other
+/// rules first), of a random one at 0.05-0.44 (BENCHMARKS.md, "Queries unlike the data on small tables").
+/// At 0.1, two more of 30 queries like the data widened on embedding-like data of 256 dimensions.
+const SCATTERED_TOP: f64 = 0.12;
+
+/// Rows passing the filter for each candidate reranked, at least, for a search to stop on its estimated
+/// recall ([`SearchOptions::min_recall_estimate`]). That rule stops on an estimate where the other rules
+/// prove their result; it pays where the exact scan it avoids reads many times the rows reranked. On a
+/// table of a few thousand rows a query unlike the data reached it after 200 to 700 candidates and recalled
+/// 0.97 there, and reading the table whole costs little more.
+const ESTIMATE_STOP_ROWS_PER_RERANK: usize = 16;
 
 /// By estimate, then id (deterministic).
 fn sort_candidates(candidates: &mut [Candidate]) {

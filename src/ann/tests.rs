@@ -238,6 +238,43 @@ fn queries_unlike_the_data_are_not_answered_with_confidence_from_codes_that_cann
 }
 
 #[test]
+fn on_a_small_table_queries_unlike_the_data_keep_their_recall_as_the_sqlite_index_answers_them() {
+    // 3000 rows in 30 clusters, random queries (independent uniform elements, and sums of six, nearer a
+    // Gaussian). Answers the search is not confident in count as exact, as the SQLite index scans those.
+    // Before the rules for small tables the L2 ones recalled 0.984 and 0.975 so counted (searches stopped
+    // on their estimated recall after 200-700 of the 3000 rows, or proved their top 10 among the rows
+    // rescored while true ones lay beyond those), the cosine ones 0.995.
+    for (metric, dims) in [(Metric::L2, 64), (Metric::L2, 384), (Metric::Cosine, 768)] {
+        let data = clustered(31, 3000, dims, 30);
+        let store = Store::new(&data);
+        let index = index_of(metric, &data, |_| 0);
+        let all: Vec<(i64, &Vec<f32>)> = data.iter().enumerate().map(|(i, v)| (id_of(i), v)).collect();
+        let mut rng = Rng(78);
+        let (mut found, mut queries) = (0, 0);
+        for sum in [1, 6] {
+            for _ in 0..40 {
+                let q: Vec<f32> = (0..dims).map(|_| (0..sum).map(|_| rng.unit()).sum()).collect();
+                let outcome = index.search(&q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+                queries += 1;
+                found += if outcome.stats.confident {
+                    found_of(&exact(metric, &all, &q, 10), &outcome.neighbours)
+                } else {
+                    10
+                };
+            }
+        }
+        let recall = found as f64 / (10 * queries) as f64;
+        assert!(recall >= 0.99, "{metric}, {dims} dimensions: recall {recall} as the SQLite index answers");
+        // Queries like the data are untouched: confident, exact, from the first rows reranked.
+        for q in clustered_noise(31, 32, 10, dims, 30) {
+            let outcome = index.search(&q, 10, &Filter::all(), &SearchOptions::default(), store.fetch()).unwrap();
+            assert!(outcome.stats.confident && outcome.stats.fetched <= 200, "{metric}: {:?}", outcome.stats);
+            assert_eq!(outcome.neighbours, exact(metric, &all, &q, 10), "{metric}");
+        }
+    }
+}
+
+#[test]
 fn a_k_beyond_the_rows_returns_every_passing_row_and_allocates_for_the_rows_only() {
     let data = clustered(8, 3000, 64, 30);
     let store = Store::new(&data);
