@@ -460,13 +460,24 @@ fn sync_without_waiting(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result
 }
 
 /// Whether a write to the index (a sync, or a rebuild of codes that do not load) went through: false when
-/// this connection cannot write now (a read-only database or directory, a lock held elsewhere), and inside
-/// the application's transaction, where the index is not written (that would commit the transaction's own
-/// writes to it). The search then answers from what it can read: the index as it stands with the queued
-/// rows computed exactly, or the exact scan.
+/// this connection cannot write now (a read-only database or directory, a lock held elsewhere, a full
+/// disk), and inside the application's transaction, where the index is not written (that would commit the
+/// transaction's own writes to it). The search then answers from what it can read: the index as it stands
+/// with the queued rows computed exactly, or the exact scan.
 fn written(spec: &IndexSpec, result: Result<super::index::SyncReport, IndexError>) -> Result<bool, SearchError> {
     match result {
         Ok(_) => Ok(true),
+        Err(IndexError::Query(e)) if disk_full(&e) => {
+            // Not this search's to fix, and every search until there is room would meet it: said once per
+            // search, at a level an operator sees.
+            tracing::warn!(
+                target: "diesel_vector::search",
+                index = spec.name(),
+                reason = %e,
+                "the vector index cannot be updated (the disk is full); the search reads what is there"
+            );
+            Ok(false)
+        }
         Err(IndexError::Query(e)) if cannot_write(&e) || in_a_transaction(&e) => {
             tracing::debug!(
                 target: "diesel_vector::search",
@@ -483,6 +494,11 @@ fn written(spec: &IndexSpec, result: Result<super::index::SyncReport, IndexError
 /// The sync's refusal to begin its transaction inside another one (Diesel's, or one opened by hand).
 fn in_a_transaction(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::AlreadyInTransaction) || super::transaction::opened_by_hand(e)
+}
+
+/// SQLite's error for a write that found no room (`SQLITE_FULL`: the disk, or `PRAGMA max_page_count`).
+fn disk_full(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(_, info) if info.message().contains("database or disk is full"))
 }
 
 /// SQLite's errors for a write that would have to wait, or may not happen at all.

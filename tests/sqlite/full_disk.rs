@@ -1,6 +1,6 @@
 //! A full disk, made deterministic with `PRAGMA max_page_count`: every write operation of the crate
 //! reports SQLite's own error ("database or disk is full"), keeps nothing of the failed transaction, and
-//! leaves the connection usable once there is room again.
+//! leaves the connection usable once there is room again. A search, which only reads, still answers.
 //!
 //! SQLite rolls a transaction back by itself on SQLITE_FULL; Diesel's rollback then failed and its error
 //! ("cannot rollback - no transaction is active", "Cannot perform this operation outside of a
@@ -222,4 +222,44 @@ fn an_import_into_a_full_database_reports_the_full_disk_and_keeps_earlier_batche
     make_room(c);
     let report = diesel_vector::jsonl::import(&mut conn, &mut lines.as_slice(), &options, &mut |_| {}).unwrap();
     assert_eq!(report.inserted(), (100 - fragments - embeddings) as u64, "the rest, fragments and embeddings");
+}
+
+#[test]
+fn a_search_on_a_full_disk_answers_from_what_it_can_read() {
+    use diesel_vector::index::IndexSpec;
+    use diesel_vector::search::Strategy;
+
+    // A table of notes whose index is built; then more notes, and no room left for the index to take them.
+    let (_dir, path) = file_db();
+    let mut conn = open(&path);
+    let notes = IndexSpec::builder("notes", "embedding", 64).build().unwrap();
+    let vectors = crate::common::clustered(5, 3000, 64, 30);
+    crate::common::vector_table(&mut conn, &notes, vectors[..2000].to_vec());
+    let q = vectors[2500].clone();
+    notes.search(&q).k(5).run(&mut conn).unwrap();
+    let insert = "INSERT INTO notes (id, embedding) VALUES (?, ?)";
+    conn.transaction(|conn| {
+        for (id, v) in (2001i64..).zip(&vectors[2000..]) {
+            diesel::sql_query(insert)
+                .bind::<BigInt, _>(id)
+                .bind::<diesel_vector::sql_types::Vector, _>(v)
+                .execute(conn)?;
+        }
+        QueryResult::Ok(())
+    })
+    .unwrap();
+    fill_disk(&mut conn, 0);
+    assert_disk_full(&diesel_vector::sqlite::sync(&mut conn, &notes).unwrap_err());
+
+    // The search reads: the codes as they stand and the 1000 rows they do not hold yet, computed exactly.
+    let exact = notes.search(&q).k(5).strategy(Strategy::Exact).run(&mut conn).unwrap();
+    assert_eq!(exact[0].id, 2501, "the query's own row, written after the index was built");
+    let hits = notes.search(&q).k(5).run(&mut conn).unwrap();
+    assert_eq!(hits, exact);
+
+    // Once there is room, the next search brings the index up to date.
+    make_room(&mut conn);
+    assert_eq!(notes.search(&q).k(5).run(&mut conn).unwrap(), exact);
+    let status = diesel_vector::sqlite::status(&mut conn, &notes).unwrap();
+    assert!(status.is_up_to_date(), "{status:?}");
 }
