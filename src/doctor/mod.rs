@@ -841,7 +841,7 @@ fn sqlite_index_findings(
         let contents = match spec.element() {
             crate::index::Element::Bit => "",
             crate::index::Element::SparseVector => {
-                ", indices out of order or beyond the dimensions, or a NaN or infinite value"
+                ", indices out of order or beyond the dimensions, or a NaN, infinite or zero value"
             }
             _ => ", or a NaN or infinite element",
         };

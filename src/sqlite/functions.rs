@@ -6,8 +6,8 @@
 //!   `diesel_vector_sparsevec_*` likewise (sqlite-vec has neither type);
 //! - `diesel_vector_bit_jaccard_distance(a, b)` (sqlite-vec has no Jaccard distance);
 //! - `diesel_vector_sparsevec_valid(x)`: 1 when `x` is a `sparsevec` BLOB the distances take and that has
-//!   a distance (its layout, its indices in order and within its dimensions, its values finite), 0 for
-//!   anything else; never an error (the index's checks count the rows it leaves out with it).
+//!   a distance (its layout, its indices in order and within its dimensions, its values finite and not
+//!   zero), 0 for anything else; never an error (the index's checks count the rows it leaves out with it).
 //!
 //! Only when sqlite-vec is not loaded, so that the distance DSL runs without the extension:
 //! `vec_distance_l2`, `vec_distance_cosine`, `vec_distance_l1` (for `Vector`), `vec_distance_hamming` and
@@ -168,8 +168,13 @@ impl BlobLayout for sql_types::SparseVector {
         usize::try_from(arg.dims).unwrap_or(usize::MAX)
     }
 
+    /// And none zero: pgvector's `sparsevec` stores only non-zero elements, and a stored zero is a value
+    /// the crate's decoder (as pgvector's binary input) refuses, which a search must not return.
     fn finite(arg: Self::Arg<'_>) -> bool {
-        arg.values.iter().all(|w| f32::from_le_bytes(*w).is_finite())
+        arg.values.iter().all(|w| {
+            let x = f32::from_le_bytes(*w);
+            x.is_finite() && x != 0.0
+        })
     }
 }
 

@@ -308,7 +308,7 @@ fn indexable(spec: &IndexSpec) -> String {
 pub struct InvalidRows {
     /// How many rows hold a value that is not a vector of the index's dimensions: a BLOB of another
     /// length, TEXT, a number, NaN or infinite elements, or for `sparsevec` indices out of order or
-    /// beyond the dimensions. Zero vectors are not counted: they are
+    /// beyond the dimensions, or a zero stored as a non-zero element. Zero vectors are not counted: they are
     /// valid data, only left out of a cosine index (they have no direction).
     pub count: i64,
     /// The ids of the first of them, in id order.
@@ -328,7 +328,7 @@ fn invalid(spec: &IndexSpec) -> String {
 /// (a distance of the value to itself is NULL for NaN and infinite ones) for `vector` and `halfvec`, of
 /// the right length for `bit`, and for `sparsevec` its dimensions prefix and whole items, then what the
 /// scans check ([`SPARSEVEC_VALID`](super::functions::SPARSEVEC_VALID): indices in order and within the
-/// dimensions, finite values). Only integers from the spec are written into it.
+/// dimensions, finite values, none zero). Only integers from the spec are written into it.
 fn valid_value(spec: &IndexSpec, v: &str) -> String {
     use crate::codec::SqliteBlobShape;
     use crate::index::Element;

@@ -164,7 +164,8 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
     // a shorter hash, a sparse vector of another vocabulary, a truncated sparse BLOB; and three no trigger
     // can refuse, sparse vectors of the right vocabulary and length whose indices are out of order or
     // beyond the vocabulary, or with a NaN value (the crate's SQL functions refuse or give no distance,
-    // and so must the scan).
+    // and so must the scan), or with a zero stored as a non-zero element (which pgvector's binary input and
+    // the crate's decoder refuse: a search must not return a row that cannot be loaded).
     conn.batch_execute(SQLITE_TABLE).unwrap();
     conn.batch_execute(
         "INSERT INTO images (id, album, taken, phash, clip, tags) VALUES \
@@ -173,7 +174,8 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
          (103, 'family', 2020, NULL, NULL, x'3075000001000000'), \
          (104, 'family', 2020, NULL, NULL, x'3075000005000000020000000000004000004040'), \
          (105, 'family', 2020, NULL, NULL, x'3075000002000000307500000000004000004040'), \
-         (106, 'family', 2020, NULL, NULL, x'3075000001000000020000000000803f0000c07f')",
+         (106, 'family', 2020, NULL, NULL, x'3075000001000000020000000000803f0000c07f'), \
+         (107, 'family', 2020, NULL, NULL, x'307500000200000000000000')",
     )
     .unwrap();
     for spec in [&PHASH, &CLIP, &TAGS] {
@@ -188,9 +190,15 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
         assert!(hits.iter().all(|h| h.id <= 40), "{}: {hits:?}", spec.name());
         assert!(hits.len() >= 30, "{}: {}", spec.name(), hits.len());
     }
+    // Under L2 the stored zero would be a vector like any other (under cosine it has no direction).
+    for strategy in [Strategy::Auto, Strategy::Exact] {
+        let hits = TAGS.search(sparse).metric(Metric::L2).k(50).strategy(strategy).run(&mut conn).unwrap();
+        assert!(hits.iter().all(|h| h.id <= 40), "{strategy:?}: {hits:?}");
+    }
 
     // doctor and reindex name them, per index, and nothing else.
-    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103, 104, 105, 106])] {
+    for (spec, ids) in [(&PHASH, &[101, 102][..]), (&CLIP, &[101, 102]), (&TAGS, &[101, 102, 103, 104, 105, 106, 107])]
+    {
         let invalid = diesel_vector::sqlite::invalid_rows(&mut conn, spec, 10).unwrap();
         assert_eq!(invalid.ids, ids, "{}", spec.name());
         assert_eq!(invalid.count, ids.len() as i64, "{}", spec.name());
@@ -205,9 +213,9 @@ fn stored_values_of_another_shape_are_skipped_and_bad_queries_are_typed_errors()
     };
     assert!(
         finding("tags").starts_with(
-            "6 row(s) of images hold a value in tags that is not a sparsevec of 30000 dimensions (another length or \
-             type, indices out of order or beyond the dimensions, or a NaN or infinite value; ids 101, 102, 103, \
-             104, 105, ...)"
+            "7 row(s) of images hold a value in tags that is not a sparsevec of 30000 dimensions (another length or \
+             type, indices out of order or beyond the dimensions, or a NaN, infinite or zero value; ids 101, 102, \
+             103, 104, 105, ...)"
         ),
         "{:?}",
         report.findings
