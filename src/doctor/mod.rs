@@ -250,6 +250,10 @@ pub struct IndexReport {
     pub column_type: Option<String>,
     /// How the index stands, when its table and column exist.
     pub state: Option<IndexState>,
+    /// Whether the id column identifies one row (the primary key alone, or the one column of a unique
+    /// index), when the table exists; the generated migrations refuse any other, but an index registered
+    /// by an older migration or by hand may have one.
+    pub id_unique: Option<bool>,
 }
 
 impl IndexReport {
@@ -777,6 +781,19 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
         ));
         return;
     };
+    if index.id_unique == Some(false) {
+        out.push(Finding::new(
+            Level::Action,
+            format!(
+                "{}.{}, the id column of the vector index {}, is not unique by itself: searches return ids that \
+                 stand for several rows, and may return a row twice or miss rows; make it the primary key or give \
+                 it a unique index of its own, or register the index on a column that is",
+                spec.table(),
+                spec.id_column(),
+                spec.name()
+            ),
+        ));
+    }
     match &index.state {
         #[cfg(feature = "sqlite")]
         Some(IndexState::Sqlite { status, invalid }) => {

@@ -178,6 +178,21 @@ fn pg_up(spec: &IndexSpec, options: &Options) -> String {
 fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
     let table_lit = literal(&quote(spec.table()));
     let mut body = String::from("DECLARE\n    found text;\nBEGIN\n");
+    // A name with a dot is one identifier ("app.docs"), not a schema and a table: say how to reach another
+    // schema's table rather than only that the name is missing.
+    let elsewhere = if spec.table().contains('.') {
+        " (the name is one identifier, dot included: for a table in another schema, name the table alone and put its \
+         schema on the connection's search_path)"
+    } else {
+        " (or its schema is not on the connection's search_path)"
+    };
+    let _ = write!(
+        body,
+        "    IF to_regclass({table_lit}) IS NULL THEN\n        \
+         RAISE EXCEPTION USING MESSAGE = {};\n    \
+         END IF;\n",
+        literal(&format!("diesel-vector: table {} does not exist{elsewhere}", spec.table())),
+    );
     let mut check = |column: &str, condition: &str, expected: &str| {
         let _ = write!(
             body,
@@ -203,10 +218,51 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
     for p in spec.partition_by() {
         check(p, "true", "any type");
     }
+    // The id must identify one row: the primary key alone, or the one key column of a unique index (not
+    // partial, not an expression). The first column of a composite key identifies none: a search returns
+    // ids, which would stand for several rows.
+    let _ = write!(
+        body,
+        "    IF NOT {} THEN\n        \
+         RAISE EXCEPTION USING MESSAGE = {};\n    \
+         END IF;\n",
+        pg_id_unique(spec),
+        literal(&format!(
+            "diesel-vector: {}.{} must be unique by itself (the primary key, or a unique index of that column alone): \
+             the index finds rows by it",
+            spec.table(),
+            spec.id_column()
+        )),
+    );
     body.push_str("END");
     let tag = dollar_tag(&body);
     format!(
         "-- The columns the index needs must exist, the vector column with its declared type.\nDO {tag}\n{body}\n{tag};"
+    )
+}
+
+/// The SQLite condition that `spec`'s id column identifies one row: the primary key alone (not the first
+/// column of a composite key), or the one column of a unique index that is not partial. The migration
+/// checks it, and `doctor` for an index registered before it did.
+pub(crate) fn sqlite_id_unique(spec: &IndexSpec) -> String {
+    let (table, id) = (literal(spec.table()), literal(spec.id_column()));
+    format!(
+        "(EXISTS (SELECT 1 FROM pragma_table_info({table}) WHERE name = {id} AND pk = 1) AND NOT EXISTS (SELECT 1 FROM \
+         pragma_table_info({table}) WHERE pk > 1) OR EXISTS (SELECT 1 FROM pragma_index_list({table}) l, \
+         pragma_index_info(l.name) i WHERE l.\"unique\" = 1 AND l.partial = 0 AND i.seqno = 0 AND i.name = {id} \
+         AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1))"
+    )
+}
+
+/// The PostgreSQL condition that `spec`'s id column identifies one row: the one key column of a unique
+/// index (the primary key's included) that is neither partial nor on an expression.
+pub(crate) fn pg_id_unique(spec: &IndexSpec) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass({}) AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL \
+         AND i.indexprs IS NULL AND a.attname = {})",
+        literal(&quote(spec.table())),
+        literal(spec.id_column())
     )
 }
 
@@ -341,21 +397,17 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
         format!("EXISTS (SELECT 1 FROM pragma_table_info({table_lit}) WHERE name = {}{extra})", literal(col))
     };
     // The index finds rows by id (the queue's, and those appended above the last indexed id, on every
-    // search): the id must lead the primary key or a unique index, or each lookup would scan the table.
-    let id_lit = literal(spec.id_column());
+    // search), and a search returns ids: the id must identify one row, so be the primary key alone or the
+    // one column of a unique index (the first column of a composite key identifies none, and a search would
+    // return rows twice or not at all), and be indexed, or each lookup would scan the table.
     checks.push((
         format!(
-            "{}.{} must exist, be an INTEGER and the primary key (or lead a unique index)",
+            "{}.{} must exist, be an INTEGER and unique by itself (the primary key, or a unique index of that \
+             column alone)",
             spec.table(),
             spec.id_column()
         ),
-        exists(
-            spec.id_column(),
-            &format!(
-                " AND upper(type) LIKE '%INT%' AND (pk = 1 OR EXISTS (SELECT 1 FROM pragma_index_list({table_lit}) l, \
-                 pragma_index_info(l.name) i WHERE l.\"unique\" = 1 AND i.seqno = 0 AND i.name = {id_lit}))"
-            ),
-        ),
+        exists(spec.id_column(), &format!(" AND upper(type) LIKE '%INT%' AND {}", sqlite_id_unique(spec))),
     ));
     checks.push((
         format!("{}.{} must exist and be declared BLOB", spec.table(), spec.column()),

@@ -269,30 +269,40 @@ where
     rows.iter().map(RegistryRow::to_spec).collect()
 }
 
-/// Finds one index among `specs`: by index name, by `table.column`, or by table alone when the table has
-/// exactly one index.
+/// Finds one index among `specs`: by `table.column`, by table alone when the table has exactly one index,
+/// or by index name (`table` naming an index, `column` `None`) when no table of that name has one.
 ///
 /// # Errors
 ///
-/// [`RegistryError::NotFound`] naming what is registered; a table with several indexes needs its column.
+/// [`RegistryError::NotFound`] naming what is registered; a table with several indexes needs its column,
+/// and a column with several indexes (say Hamming and Jaccard on one `bit` column) needs the index's name.
 pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Result<&'a IndexSpec, RegistryError> {
     let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
-    let found = match column {
-        Some(column) => on_table.iter().copied().find(|s| s.column() == column),
-        None if on_table.len() == 1 => Some(on_table[0]),
-        None => None,
+    let matching: Vec<&IndexSpec> = match column {
+        Some(column) => on_table.iter().copied().filter(|s| s.column() == column).collect(),
+        None => on_table.clone(),
     };
-    found.ok_or_else(|| {
-        let wanted = match column {
-            Some(column) => format!("{table}.{column}"),
-            None if on_table.len() > 1 => format!("table {table} alone (it has several: name the column)"),
-            None => format!("table {table}"),
-        };
-        RegistryError::NotFound(NotFound {
-            wanted,
-            registered: specs.iter().map(|s| format!("{}.{}", s.table(), s.column())).collect(),
-        })
-    })
+    if let [found] = matching[..] {
+        return Ok(found);
+    }
+    if matching.is_empty() && column.is_none() {
+        if let Some(found) = specs.iter().find(|s| s.name() == table) {
+            return Ok(found);
+        }
+    }
+    let names = |of: &[&IndexSpec]| of.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
+    let wanted = match column {
+        Some(column) if matching.len() > 1 => {
+            format!("{table}.{column} alone (it has several: {}; name the index)", names(&matching))
+        }
+        Some(column) => format!("{table}.{column}"),
+        None if on_table.len() > 1 => format!("table {table} alone (it has several: name the column)"),
+        None => format!("table {table}"),
+    };
+    Err(RegistryError::NotFound(NotFound {
+        wanted,
+        registered: specs.iter().map(|s| format!("{}.{}", s.table(), s.column())).collect(),
+    }))
 }
 
 /// `names` as a JSON array of strings.
@@ -472,5 +482,19 @@ mod tests {
             "no vector index is registered for table users; registered: docs.embedding, docs.title_embedding, images.clip"
         );
         assert!(find(&[], "users", None).unwrap_err().to_string().contains("this database has none"));
+
+        // By name; and two indexes on one column need it.
+        let jaccard = IndexSpec::builder("images", "clip", 3).name("images_clip_jaccard").build().unwrap();
+        let specs = [a.clone(), c.clone(), jaccard.clone()];
+        assert_eq!(find(&specs, "images_clip_jaccard", None).unwrap(), &jaccard);
+        assert_eq!(find(&specs, a.name(), None).unwrap(), &a);
+        let err = find(&specs, "images", Some("clip")).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "images.clip alone (it has several: {}, images_clip_jaccard; name the index)",
+                c.name()
+            )),
+            "{err}"
+        );
     }
 }

@@ -86,8 +86,16 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
     .bind::<Text, _>(spec.column())
     .get_result(conn)?;
     let Some(column_type) = column.column_type else {
-        return Ok(IndexReport { spec: spec.clone(), column_type: None, state: None });
+        return Ok(IndexReport { spec: spec.clone(), column_type: None, state: None, id_unique: None });
     };
+    #[derive(QueryableByName)]
+    struct Unique {
+        #[diesel(sql_type = Bool)]
+        unique_id: bool,
+    }
+    let id_unique = diesel::sql_query(format!("SELECT {} AS unique_id", crate::index::generate::pg_id_unique(spec)))
+        .get_result::<Unique>(conn)?
+        .unique_id;
     let status = super::status(conn, spec)?;
     let (definition, operator_class_matches) = match (&status.method, spec.pg_index_name()) {
         (Some(_), Some(name)) => {
@@ -113,6 +121,7 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
         spec: spec.clone(),
         column_type: Some(column_type),
         state: Some(IndexState::Pg { status, definition, operator_class_matches, partition_indexes }),
+        id_unique: Some(id_unique),
     })
 }
 

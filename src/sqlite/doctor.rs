@@ -50,8 +50,17 @@ pub(crate) fn facts(conn: &mut SqliteConnection) -> Result<Facts, DoctorError> {
 fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexReport, DoctorError> {
     let column_type = conn.columns(spec.table())?.into_iter().find(|c| c.name == spec.column()).map(|c| c.ty);
     if column_type.is_none() {
-        return Ok(IndexReport { spec: spec.clone(), column_type, state: None });
+        return Ok(IndexReport { spec: spec.clone(), column_type, state: None, id_unique: None });
     }
+    #[derive(QueryableByName)]
+    struct Unique {
+        #[diesel(sql_type = Bool)]
+        unique_id: bool,
+    }
+    let id_unique =
+        diesel::sql_query(format!("SELECT {} AS unique_id", crate::index::generate::sqlite_id_unique(spec)))
+            .get_result::<Unique>(conn)?
+            .unique_id;
     let state = match super::status(conn, spec) {
         Ok(status) => {
             let invalid = super::invalid_rows(conn, spec, NAMED_IDS).map_err(DoctorError::Index)?;
@@ -60,7 +69,7 @@ fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexRe
         Err(super::IndexError::NotMigrated { .. }) => IndexState::NotSetUp,
         Err(e) => return Err(DoctorError::Index(e)),
     };
-    Ok(IndexReport { spec: spec.clone(), column_type, state: Some(state) })
+    Ok(IndexReport { spec: spec.clone(), column_type, state: Some(state), id_unique: Some(id_unique) })
 }
 
 /// vec0 tables that no registered index owns.

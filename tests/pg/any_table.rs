@@ -123,6 +123,18 @@ fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_noth
             "CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE documents (id bigserial PRIMARY KEY, lang text, embedding vector(1536))",
             "documents.embedding is vector(1536), expected vector(768)",
         ),
+        // The first column of a composite key identifies no row: searches would return ids twice.
+        (
+            "CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE documents (id bigint, chunk int, lang text, \
+             embedding vector(768), PRIMARY KEY (id, chunk))",
+            "documents.id must be unique by itself (the primary key, or a unique index of that column alone)",
+        ),
+        (
+            "CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE documents (id bigint NOT NULL, lang text, \
+             embedding vector(768)); CREATE UNIQUE INDEX one ON documents (id) WHERE id > 0",
+            "documents.id must be unique by itself",
+        ),
+        ("CREATE TABLE elsewhere (id bigint PRIMARY KEY)", "table documents does not exist (or its schema is not on"),
     ];
     for (table, message) in cases {
         let db = FreshDb::create();
@@ -134,6 +146,21 @@ fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_noth
         assert!(err.contains(message), "{table}: {err}");
         assert_eq!(catalog(&mut conn), before, "{table}");
     }
+    // A schema-qualified name is one identifier; the error says how to reach another schema's table.
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    conn.batch_execute("CREATE EXTENSION IF NOT EXISTS vector; CREATE SCHEMA app; CREATE TABLE app.docs (id bigint PRIMARY KEY, embedding vector(4))")
+        .unwrap();
+    let qualified = IndexSpec::builder("app.docs", "embedding", 4).build().unwrap();
+    let m = generate::render(&qualified, &generate::Options::default());
+    let err = conn.transaction(|c| c.batch_execute(&m.pg_up)).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "table app.docs does not exist (the name is one identifier, dot included: for a table in another schema, \
+             name the table alone and put its schema on the connection's search_path)"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

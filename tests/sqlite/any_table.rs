@@ -182,18 +182,33 @@ fn blobs_of_the_wrong_shape_are_refused_by_the_column_or_its_triggers() {
 
 #[test]
 fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_nothing() {
+    const ID_UNIQUE: &str =
+        "documents.id must exist, be an INTEGER and unique by itself (the primary key, or a unique index of that column \
+         alone)";
     let cases = [
         ("CREATE TABLE documents (id INTEGER PRIMARY KEY, body TEXT)", true, "documents.lang must exist"),
         (
             "CREATE TABLE documents (id TEXT PRIMARY KEY, lang TEXT)",
             true,
-            "documents.id must exist, be an INTEGER and the primary key (or lead a unique index)",
+            ID_UNIQUE,
         ),
         (
             // Every lookup by id would scan the table.
             "CREATE TABLE documents (id INTEGER NOT NULL, lang TEXT)",
             true,
-            "documents.id must exist, be an INTEGER and the primary key (or lead a unique index)",
+            ID_UNIQUE,
+        ),
+        (
+            // The first column of a composite key identifies no row: searches would return ids twice.
+            "CREATE TABLE documents (id INTEGER NOT NULL, chunk INTEGER NOT NULL, lang TEXT, PRIMARY KEY (id, chunk))",
+            true,
+            ID_UNIQUE,
+        ),
+        ("CREATE TABLE documents (id INTEGER NOT NULL, chunk INTEGER, lang TEXT, UNIQUE (id, chunk))", true, ID_UNIQUE),
+        (
+            "CREATE TABLE documents (id INTEGER NOT NULL, lang TEXT); CREATE UNIQUE INDEX one ON documents (id) WHERE id > 0",
+            true,
+            ID_UNIQUE,
         ),
         (
             "CREATE TABLE documents (id INTEGER PRIMARY KEY, lang TEXT)",
@@ -505,4 +520,42 @@ fn an_index_trained_on_its_first_rows_is_measured_again_as_it_grows_and_rebuilt_
         let q = vector(&mut rng);
         assert_eq!(indexed_knn(&mut conn, &spec, &q, "en", 10).0, exact(&mut conn, &q, "en", 10));
     }
+}
+
+#[test]
+fn doctor_names_an_index_whose_id_column_is_not_unique_by_itself() {
+    // Registered before the migrations checked it (the registry row written by hand here): the first column
+    // of a composite key, which identifies no row.
+    let mut conn = crate::conn();
+    conn.batch_execute(
+        "CREATE TABLE pairs (doc_id INTEGER NOT NULL, chunk INTEGER NOT NULL, emb BLOB, PRIMARY KEY (doc_id, chunk))",
+    )
+    .unwrap();
+    let pairs = IndexSpec::builder("pairs", "emb", 3).id_column("doc_id").build().unwrap();
+    let m = generate::render(&pairs, &generate::Options::default());
+    let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
+    assert!(err.contains("pairs.doc_id must exist, be an INTEGER and unique by itself"), "{err}");
+    conn.batch_execute(&format!("{}\n{}", registry::create_table_sql(), registry::insert_sql(&pairs))).unwrap();
+
+    let mut db = diesel_vector::database::DatabaseConnection::Sqlite(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    let finding = report.findings.iter().find(|f| f.message.contains("is not unique by itself"));
+    assert_eq!(
+        finding.map(|f| f.message.as_str()),
+        Some(
+            "pairs.doc_id, the id column of the vector index __dv_pairs_emb, is not unique by itself: searches return \
+             ids that stand for several rows, and may return a row twice or miss rows; make it the primary key or \
+             give it a unique index of its own, or register the index on a column that is"
+        ),
+        "{:?}",
+        report.findings
+    );
+    assert!(report.needs_action());
+
+    // A unique index of that column alone satisfies it.
+    let diesel_vector::database::DatabaseConnection::Sqlite(mut conn) = db else { unreachable!() };
+    conn.batch_execute("CREATE UNIQUE INDEX pairs_doc ON pairs (doc_id)").unwrap();
+    let mut db = diesel_vector::database::DatabaseConnection::Sqlite(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    assert!(!report.findings.iter().any(|f| f.message.contains("is not unique by itself")), "{:?}", report.findings);
 }
