@@ -374,8 +374,8 @@ fn doctor_on_sqlite_names_rows_the_index_leaves_out() {
     let out = ok(&["--database-url", &lite, "reindex"]);
     assert_eq!(
         out,
-        "rebuilt __dv_documents_embedding (documents.embedding): vec0, 48 rows; left out 3 row(s) whose value is \
-         not a vector of the index's dimensions (ids 101, 102, 103)\n"
+        "rebuilt __dv_documents_embedding (documents.embedding): vec0, 48 rows; left out 3 row(s) whose value the \
+         index cannot hold (not a vector of its dimensions with finite elements; ids 101, 102, 103)\n"
     );
     let (stdout, _) = fails(&["--database-url", &lite, "doctor"]);
     assert!(

@@ -403,6 +403,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
+        // The reader of the output went away (`| head`): what it read is what it wanted, as for any tool
+        // killed by SIGPIPE, which Rust programs ignore.
+        Err(e) if broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", output::escape_keeping_lines(&output::error_text(&*e)));
             ExitCode::FAILURE
@@ -412,6 +415,18 @@ fn main() -> ExitCode {
     // connection ends its WAL as it would without them.
     diesel_vector::sqlite::close_scan_connections();
     code
+}
+
+/// Whether `e`, or an error it wraps, is a write to a pipe whose reader has gone.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 fn database_url(cli: &Cli) -> Result<&str> {

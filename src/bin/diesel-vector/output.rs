@@ -325,7 +325,8 @@ fn left_out_text(left_out: &InvalidRows, element: Element) -> String {
     let ids: Vec<String> = left_out.ids.iter().map(i64::to_string).collect();
     let more = if left_out.count > left_out.ids.len() as i64 { ", ..." } else { "" };
     format!(
-        "; left out {} row(s) whose value is not a {element} of the index's dimensions (ids {}{more})",
+        "; left out {} row(s) whose value the index cannot hold (not a {element} of its dimensions with finite \
+         elements; ids {}{more})",
         left_out.count,
         ids.join(", ")
     )
