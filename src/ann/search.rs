@@ -134,7 +134,7 @@ pub struct SearchOptions {
     /// The search also stops once the expected number of true top-`k` rows among the unfetched candidates
     /// (from the calibrated error distribution) is at most this; 0 leaves only the hard bound and the cap.
     pub miss_budget: f64,
-    /// How far a search over the whole index (no row filtered out) may narrow the calibrated error
+    /// How far a search over the whole index (no row filtered out, or at most a quarter of them) may narrow the calibrated error
     /// distribution to the errors it measures on its own fetched rows (from 40 of them on): the distribution
     /// is scaled by their 0.9 quantile over the calibrated one, at least this and at most 2 (1 keeps it from
     /// narrowing). The calibration, on pairs of a 2000-row sample, overstates the errors near a query several
@@ -409,8 +409,12 @@ impl QuantizedIndex {
             return Ok(SearchOutcome { neighbours: Vec::new(), stats });
         };
         stats.rescored = candidates.len();
-        // Every row passes: the filter, if any, leaves no row out (see `frontier`).
-        let unfiltered = stats.passed >= self.len();
+        // Every row passes, or nearly (three quarters of the rows or more): the filter, if any, leaves out too
+        // few rows to leave only rows far from the query, and an exact scan costs about the whole table's. Such
+        // a search is judged as one over the whole index (see `frontier`). A new-user trial's table of 2769 rows in
+        // eight Gaussian clusters, 256 dimensions, L2, under a filter passing 91 % of them: recall@10 0.989
+        // judged as filtered, 1.000 so.
+        let unfiltered = stats.passed.saturating_mul(4) >= self.len().saturating_mul(3);
         sort_candidates(&mut candidates);
         let (max_rerank, limit) = if exhaustive {
             (usize::MAX, usize::MAX)
@@ -1018,7 +1022,8 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate], until: f
 /// or further by Hamming distance: a query unlike the data (a random vector against clustered rows), whose
 /// top rows the distance hardly orders, so that rows never rescored hold some of them as likely as not.
 ///
-/// Which rows "may be nearer" depends on `unfiltered`. Under a filter (the case this rule is for: a filter
+/// Which rows "may be nearer" depends on `unfiltered` (no row filtered out, or at most a quarter of them).
+/// Under a filter (the case this rule is for: a filter
 /// that leaves only rows far from the query) they are the rows whose hard lower bound is below `kth`, fetched
 /// or not. Over the whole index they are weighed by the same calibrated miss probabilities that stop the
 /// search ([`expected_misses`], `bounds`), over the rows not fetched, and the band must also be expected to
