@@ -134,7 +134,7 @@ impl Bit {
         if self.len == expected {
             Ok(())
         } else {
-            Err(VectorError::DimensionMismatch { expected, found: self.len })
+            Err(VectorError::BitLengthMismatch { expected, found: self.len })
         }
     }
 
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(Bit::from(&bits[..]), v);
         assert_eq!(v.clone().into_bytes(), v.as_bytes());
         assert_eq!(v.check_len(9), Ok(()));
-        assert_eq!(v.check_len(16), Err(VectorError::DimensionMismatch { expected: 16, found: 9 }));
+        assert_eq!(v.check_len(16), Err(VectorError::BitLengthMismatch { expected: 16, found: 9 }));
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub enum VectorError {
         /// The dimensions the vector has.
         found: usize,
     },
+    /// The bit string does not have the number of bits its column or query needs.
+    BitLengthMismatch {
+        /// The bits the column or query needs.
+        expected: usize,
+        /// The bits the string has.
+        found: usize,
+    },
     /// A pgvector binary value is shorter than its 4-byte header.
     TruncatedHeader {
         /// The length of the value in bytes.
@@ -207,6 +214,11 @@ impl fmt::Display for VectorError {
                 f,
                 "vector has {found} dimensions but {expected} are expected: \
                  was it made by another model than the column or query is for?"
+            ),
+            Self::BitLengthMismatch { expected, found } => write!(
+                f,
+                "bit string has {found} bits but {expected} are expected: was it made by another hash or model than \
+                 the column or query is for?"
             ),
             Self::TruncatedHeader { len } => write!(
                 f,
