@@ -403,9 +403,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,
-        // The reader of the output went away (`| head`): what it read is what it wanted, as for any tool
-        // killed by SIGPIPE, which Rust programs ignore.
-        Err(e) if broken_pipe(&*e) => ExitCode::SUCCESS,
+        // The reader of the output went away (`| head`): nothing to tell it, and a message would only be
+        // noise on the terminal. The status still says the output was cut short (as SIGPIPE's would, which
+        // Rust programs ignore): `doctor`'s verdict, say, was not delivered.
+        Err(e) if broken_pipe(&*e) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {}", output::escape_keeping_lines(&output::error_text(&*e)));
             ExitCode::FAILURE
