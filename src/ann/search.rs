@@ -134,8 +134,9 @@ pub struct SearchOptions {
     /// The search also stops once the expected number of true top-`k` rows among the unfetched candidates
     /// (from the calibrated error distribution) is at most this; 0 leaves only the hard bound and the cap.
     pub miss_budget: f64,
-    /// How far a search over the whole index (no row filtered out, or at most a quarter of them) may narrow the calibrated error
-    /// distribution to the errors it measures on its own fetched rows (from 40 of them on): the distribution
+    /// How far a search over the whole index (no row filtered out, or at most a quarter of them) may narrow
+    /// the calibrated error distribution to the errors it measures on its own fetched rows (from 40 of them
+    /// on): the distribution
     /// is scaled by their 0.9 quantile over the calibrated one, at least this and at most 2 (1 keeps it from
     /// narrowing). The calibration, on pairs of a 2000-row sample, overstates the errors near a query several
     /// times on some data (BENCHMARKS.md, "How pessimistic the expected misses are"); the rows a search
@@ -410,10 +411,10 @@ impl QuantizedIndex {
         };
         stats.rescored = candidates.len();
         // Every row passes, or nearly (three quarters of the rows or more): the filter, if any, leaves out too
-        // few rows to leave only rows far from the query, and an exact scan costs about the whole table's. Such
-        // a search is judged as one over the whole index (see `frontier`). A new-user trial's table of 2769 rows in
-        // eight Gaussian clusters, 256 dimensions, L2, under a filter passing 91 % of them: recall@10 0.989
-        // judged as filtered, 1.000 so.
+        // few rows to leave only rows far from the query, and an exact scan costs about the whole table's.
+        // Such a search is judged as one over the whole index (see `frontier`). A new-user trial's table of
+        // 2769 rows in eight Gaussian clusters, 256 dimensions, L2, under a filter passing 91 % of them:
+        // recall@10 0.989 judged as filtered, 1.000 so.
         let unfiltered = stats.passed.saturating_mul(4) >= self.len().saturating_mul(3);
         sort_candidates(&mut candidates);
         let (max_rerank, limit) = if exhaustive {
@@ -1042,8 +1043,7 @@ fn expected_misses(bounds: &Bounds, kth: f64, candidates: &[Candidate], until: f
 /// top rows the distance hardly orders, so that rows never rescored hold some of them as likely as not.
 ///
 /// Which rows "may be nearer" depends on `unfiltered` (no row filtered out, or at most a quarter of them).
-/// Under a filter (the case this rule is for: a filter
-/// that leaves only rows far from the query) they are the rows whose hard lower bound is below `kth`, fetched
+/// Under a filter (the case this rule is for: a filter that leaves only rows far from the query) they are the rows whose hard lower bound is below `kth`, fetched
 /// or not. Over the whole index they are weighed by the same calibrated miss probabilities that stop the
 /// search ([`expected_misses`], `bounds`), over the rows not fetched, and the band must also be expected to
 /// hold more than `budget` of the top `k` once spread over all the rescored rows: the hard bound is loose on
@@ -1092,13 +1092,15 @@ fn frontier(
             (false, _) => f64::from(u8::from(c.lower < kth)),
         };
         all_open += open;
-        if i < next && in_top.binary_search(&c.id).is_ok() {
-            top_ranks += below[usize::from(c.hamming).min(last)] as f64;
+        let hamming = usize::from(c.hamming).min(last);
+        let is_top = i < next && in_top.binary_search(&c.id).is_ok();
+        if is_top {
+            top_ranks += below[hamming] as f64;
         }
-        if usize::from(c.hamming).min(last) >= from {
+        if hamming >= from {
             band_rows += 1;
             band_open += open;
-            band_top += usize::from(i < next && in_top.binary_search(&c.id).is_ok());
+            band_top += usize::from(is_top);
         }
     }
     let (rows, band_rows) = (candidates.len() as f64, band_rows as f64);

@@ -489,6 +489,23 @@ pub(crate) const ROW_COUNTS: &str = "SELECT (SELECT count(*) FROM fragments) AS 
      (SELECT count(*) FROM fragment_embeddings e \
       WHERE NOT EXISTS (SELECT 1 FROM fragments f WHERE f.id = e.fragment_id)) AS orphans";
 
+/// Whether an index's id column identifies one row, by the backend's condition: the one its generated
+/// migrations check (`generate::sqlite_id_unique`, `generate::pg_id_unique`).
+pub(crate) fn id_unique<C>(conn: &mut C, condition: &str) -> Result<bool, DoctorError>
+where
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, IdUniqueRow>,
+{
+    use diesel::RunQueryDsl;
+    let row: IdUniqueRow = diesel::sql_query(format!("SELECT {condition} AS unique_id")).get_result(conn)?;
+    Ok(row.unique_id)
+}
+
+#[derive(diesel::QueryableByName)]
+pub(crate) struct IdUniqueRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    unique_id: bool,
+}
+
 #[derive(diesel::QueryableByName)]
 pub(crate) struct RowCountsRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -277,11 +277,8 @@ where
 /// [`RegistryError::NotFound`] naming what is registered; a table with several indexes needs its column,
 /// and a column with several indexes (say Hamming and Jaccard on one `bit` column) needs the index's name.
 pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Result<&'a IndexSpec, RegistryError> {
-    let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
-    let matching: Vec<&IndexSpec> = match column {
-        Some(column) => on_table.iter().copied().filter(|s| s.column() == column).collect(),
-        None => on_table.clone(),
-    };
+    let matching: Vec<&IndexSpec> =
+        specs.iter().filter(|s| s.table() == table && column.is_none_or(|c| s.column() == c)).collect();
     if let [found] = matching[..] {
         return Ok(found);
     }
@@ -296,7 +293,7 @@ pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Re
             format!("{table}.{column} alone (it has several: {}; name the index)", names(&matching))
         }
         Some(column) => format!("{table}.{column}"),
-        None if on_table.len() > 1 => format!("table {table} alone (it has several: name the column)"),
+        None if matching.len() > 1 => format!("table {table} alone (it has several: name the column)"),
         None => format!("table {table}"),
     };
     Err(RegistryError::NotFound(NotFound {

@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::PgConnection;
 
 use crate::doctor::{
-    registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, PgIndexInfo, RowCountsRow,
-    Unregistered, ROW_COUNTS,
+    id_unique, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, PgIndexInfo,
+    RowCountsRow, Unregistered, ROW_COUNTS,
 };
 use crate::index::{quote, IndexSpec};
 use crate::migrations::shape::Catalog;
@@ -88,14 +88,7 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
     let Some(column_type) = column.column_type else {
         return Ok(IndexReport { spec: spec.clone(), column_type: None, state: None, id_unique: None });
     };
-    #[derive(QueryableByName)]
-    struct Unique {
-        #[diesel(sql_type = Bool)]
-        unique_id: bool,
-    }
-    let id_unique = diesel::sql_query(format!("SELECT {} AS unique_id", crate::index::generate::pg_id_unique(spec)))
-        .get_result::<Unique>(conn)?
-        .unique_id;
+    let id_unique = id_unique(conn, &crate::index::generate::pg_id_unique(spec))?;
     let status = super::status(conn, spec)?;
     let (definition, operator_class_matches) = match (&status.method, spec.pg_index_name()) {
         (Some(_), Some(name)) => {

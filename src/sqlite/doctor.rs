@@ -7,8 +7,8 @@ use diesel::sql_types::{Bool, Text};
 use diesel::SqliteConnection;
 
 use crate::doctor::{
-    registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, RowCountsRow, Unregistered,
-    NAMED_IDS, ROW_COUNTS,
+    id_unique, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, RowCountsRow,
+    Unregistered, NAMED_IDS, ROW_COUNTS,
 };
 use crate::index::IndexSpec;
 use crate::migrations::shape::Catalog;
@@ -52,15 +52,7 @@ fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexRe
     if column_type.is_none() {
         return Ok(IndexReport { spec: spec.clone(), column_type, state: None, id_unique: None });
     }
-    #[derive(QueryableByName)]
-    struct Unique {
-        #[diesel(sql_type = Bool)]
-        unique_id: bool,
-    }
-    let id_unique =
-        diesel::sql_query(format!("SELECT {} AS unique_id", crate::index::generate::sqlite_id_unique(spec)))
-            .get_result::<Unique>(conn)?
-            .unique_id;
+    let id_unique = id_unique(conn, &crate::index::generate::sqlite_id_unique(spec))?;
     let state = match super::status(conn, spec) {
         Ok(status) => {
             let invalid = super::invalid_rows(conn, spec, NAMED_IDS).map_err(DoctorError::Index)?;

@@ -420,14 +420,8 @@ fn main() -> ExitCode {
 
 /// Whether `e`, or an error it wraps, is a write to a pipe whose reader has gone.
 fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 fn database_url(cli: &Cli) -> Result<&str> {
