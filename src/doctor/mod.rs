@@ -254,9 +254,17 @@ pub struct IndexReport {
     /// index), when the table exists; the generated migrations refuse any other, but an index registered
     /// by an older migration or by hand may have one.
     pub id_unique: Option<bool>,
+    /// The id and partition columns the table lacks (renamed or dropped since the index's migration ran),
+    /// when the table and the vector column exist: searches and syncs of the index fail on them.
+    pub missing_columns: Vec<String>,
 }
 
 impl IndexReport {
+    /// The report of an index whose table or vector column does not exist.
+    pub(crate) fn missing(spec: &IndexSpec) -> IndexReport {
+        IndexReport { spec: spec.clone(), column_type: None, state: None, id_unique: None, missing_columns: Vec::new() }
+    }
+
     /// Rows with a vector (not NULL), when known.
     pub fn rows(&self) -> Option<i64> {
         match self.state.as_ref()? {
@@ -488,6 +496,15 @@ pub(crate) const ROW_COUNTS: &str = "SELECT (SELECT count(*) FROM fragments) AS 
      (SELECT count(*) FROM fragment_embeddings WHERE embedding IS NOT NULL) AS with_vector, \
      (SELECT count(*) FROM fragment_embeddings e \
       WHERE NOT EXISTS (SELECT 1 FROM fragments f WHERE f.id = e.fragment_id)) AS orphans";
+
+/// The id and partition columns of `spec` that are not among `found` (the table's columns).
+pub(crate) fn missing_columns(spec: &IndexSpec, found: &[crate::migrations::shape::FoundColumn]) -> Vec<String> {
+    std::iter::once(spec.id_column())
+        .chain(spec.partition_by())
+        .filter(|c| !found.iter().any(|f| f.name == *c))
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Whether an index's id column identifies one row, by the backend's condition: the one its generated
 /// migrations check (`generate::sqlite_id_unique`, `generate::pg_id_unique`).
@@ -798,6 +815,20 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
         ));
         return;
     };
+    if !index.missing_columns.is_empty() {
+        out.push(Finding::new(
+            Level::Action,
+            format!(
+                "the vector index {} reads {} of table {}, which it does not have (renamed or dropped): its searches \
+                 and updates fail; restore the column, or revert the migration that registered the index and \
+                 generate one for the table as it is now",
+                spec.name(),
+                index.missing_columns.join(", "),
+                spec.table()
+            ),
+        ));
+        return;
+    }
     if index.id_unique == Some(false) {
         out.push(Finding::new(
             Level::Action,

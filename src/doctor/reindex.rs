@@ -11,6 +11,8 @@ use crate::index::{IndexSpec, RegistryError};
 pub struct ReindexOptions {
     /// Only the indexes of this table (default: every registered index).
     pub table: Option<String>,
+    /// Only the index of this name (with [`table`](Self::table), it must be on that table).
+    pub index: Option<String>,
     /// PostgreSQL: build HNSW whatever the registry records (default: the registered kind).
     pub hnsw: bool,
 }
@@ -20,6 +22,13 @@ impl ReindexOptions {
     #[must_use]
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.table = Some(table.into());
+        self
+    }
+
+    /// Sets [`ReindexOptions::index`].
+    #[must_use]
+    pub fn index(mut self, name: impl Into<String>) -> Self {
+        self.index = Some(name.into());
         self
     }
 
@@ -96,19 +105,32 @@ pub enum Built {
 /// for HNSW on SQLite, [`DoctorError::Index`] for a vec0 index without sqlite-vec, or a failing query.
 pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Result<Vec<Reindexed>, DoctorError> {
     let specs = conn.indexes()?;
-    let chosen: Vec<&IndexSpec> = match &options.table {
-        Some(table) => {
+    let chosen: Vec<&IndexSpec> = match (&options.table, &options.index) {
+        (table, Some(index)) => {
+            let named: Vec<&IndexSpec> =
+                specs.iter().filter(|s| s.name() == index && table.as_ref().is_none_or(|t| s.table() == t)).collect();
+            if named.is_empty() {
+                let registered = crate::index::registry::registered_names(&specs);
+                let wanted = match table {
+                    Some(table) => format!("index {index} on table {table}"),
+                    None => format!("index {index}"),
+                };
+                return Err(RegistryError::NotFound(NotFound { wanted, registered }).into());
+            }
+            named
+        }
+        (Some(table), None) => {
             let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
             if on_table.is_empty() {
-                let registered = specs.iter().map(|s| format!("{}.{}", s.table(), s.column())).collect();
+                let registered = crate::index::registry::registered_names(&specs);
                 return Err(RegistryError::NotFound(NotFound { wanted: format!("table {table}"), registered }).into());
             }
             on_table
         }
-        None if specs.is_empty() => {
+        (None, None) if specs.is_empty() => {
             return Err(RegistryError::NotFound(NotFound { wanted: "any table".into(), registered: Vec::new() }).into())
         }
-        None => specs.iter().collect(),
+        (None, None) => specs.iter().collect(),
     };
     let mut out = Vec::with_capacity(chosen.len());
     for spec in chosen {

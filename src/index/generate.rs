@@ -193,6 +193,20 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
          END IF;\n",
         literal(&format!("diesel-vector: table {} does not exist{elsewhere}", spec.table())),
     );
+    // Two indexes of one name would share the registry's row, and the second migration would fail on it
+    // after creating its index: say so first. (The inner IF is planned only once the registry exists.)
+    let _ = write!(
+        body,
+        "    IF to_regclass({}) IS NOT NULL THEN\n        \
+         IF EXISTS (SELECT 1 FROM {} WHERE name = {}) THEN\n            \
+         RAISE EXCEPTION USING MESSAGE = {};\n        \
+         END IF;\n    \
+         END IF;\n",
+        literal(&quote(registry::REGISTRY_TABLE)),
+        quote(registry::REGISTRY_TABLE),
+        literal(spec.name()),
+        literal(&format!("diesel-vector: {}", already_registered(spec))),
+    );
     let mut check = |column: &str, condition: &str, expected: &str| {
         let _ = write!(
             body,
@@ -355,6 +369,16 @@ pub(crate) fn sqlite_value_check(element: Element, dims: u32, value: &str) -> St
     }
 }
 
+/// The error of a migration whose index's name is registered already.
+fn already_registered(spec: &IndexSpec) -> String {
+    format!(
+        "an index named {} is registered already: give this index of {}.{} a name of its own",
+        spec.name(),
+        spec.table(),
+        spec.column()
+    )
+}
+
 fn sqlite_value_description(spec: &IndexSpec) -> String {
     let (table, column, dims) = (spec.table(), spec.column(), spec.dims());
     match spec.element() {
@@ -393,6 +417,15 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     // CHECK constraint's name is the one way plain SQLite SQL can fail with a message of our choosing.
     let mut checks: Vec<(String, String)> = Vec::new();
     let table_lit = literal(spec.table());
+    // The first failing check names the error: the table first, then whether the name is free.
+    checks.push((
+        format!("table {} must exist", spec.table()),
+        format!("EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {table_lit})"),
+    ));
+    checks.push((
+        already_registered(spec),
+        format!("NOT EXISTS (SELECT 1 FROM {} WHERE name = {})", quote(registry::REGISTRY_TABLE), literal(spec.name())),
+    ));
     let exists = |col: &str, extra: &str| {
         format!("EXISTS (SELECT 1 FROM pragma_table_info({table_lit}) WHERE name = {}{extra})", literal(col))
     };
@@ -425,10 +458,13 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     let values: Vec<&str> = checks.iter().map(|(_, condition)| condition.as_str()).collect();
     let _ = write!(
         sql,
-        "\n-- The columns the index needs must exist (SQLite would otherwise read a missing one as a string).\n\
+        "\n-- The columns the index needs must exist (SQLite would otherwise read a missing one as a string), and\n\
+         -- the index's name must be free in the registry (created first, so that the check can read it).\n\
+         {}\n\
          CREATE TEMP TABLE {check_table} ({});\n\
          INSERT INTO temp.{check_table} SELECT {};\n\
          DROP TABLE temp.{check_table};\n",
+        registry::create_table_sql(),
         columns.join(", "),
         values.join(", "),
     );
@@ -471,7 +507,7 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     };
     let _ = write!(
         sql,
-        "\n{registry_create}\n{registry_insert}\n\n{queue_comment}\
+        "\n{registry_insert}\n\n{queue_comment}\
          CREATE TABLE {queue} (id INTEGER PRIMARY KEY);\n\n\
          -- One row: needs_rebuild = 1 makes diesel-vector build the index from the table first (an index\n\
          -- structure left by an earlier installation is never trusted); generation changes with every update;\n\
@@ -486,7 +522,6 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
          INSERT INTO {state} (id, needs_rebuild, generation, indexed_through)\n    \
              VALUES (1, {needs_rebuild}, random() & 9223372036854775807, -9223372036854775807 - 1);\n",
         needs_rebuild = u8::from(spec.sqlite_keeps_a_structure()),
-        registry_create = registry::create_table_sql(),
         registry_insert = registry::insert_sql(spec),
     );
     if spec.sqlite_keeps_a_structure() {
@@ -544,6 +579,19 @@ pub enum WriteError {
     /// The version is not 14 digits (`YYYYMMDDHHMMSS`).
     #[error("migration version `{0}` is not 14 digits (YYYYMMDDHHMMSS)")]
     Version(String),
+    /// Another migration in one of the folders has that version: Diesel records a migration by its version
+    /// alone, so it would run only one of the two and show both as applied.
+    #[error(
+        "migration version `{version}` is already used by {}: Diesel records a migration by its version alone, \
+         so only one of the two would ever run; choose another version",
+        existing.display()
+    )]
+    VersionTaken {
+        /// The version asked for.
+        version: String,
+        /// The migration that has it.
+        existing: PathBuf,
+    },
     /// The version is one of diesel-vector's own migrations ([`RESERVED_VERSIONS`]).
     #[error(
         "migration version `{0}` is one of diesel-vector's own migrations (its fragments schema): Diesel records \
@@ -570,13 +618,59 @@ pub fn version_now() -> String {
     chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
 }
 
+/// The version for a migration generated now into `pg_dir` and `sqlite_dir`: [`version_now`], or the first
+/// second after it that neither folder uses yet (two migrations generated within one second would otherwise
+/// share a version, and Diesel, which records a migration by its version alone, would run only one of them
+/// and show both as applied). Folders that do not exist use no version.
+pub fn free_version(pg_dir: &Path, sqlite_dir: &Path) -> String {
+    let mut used = used_versions(pg_dir);
+    used.extend(used_versions(sqlite_dir));
+    let mut at = chrono::Utc::now().naive_utc();
+    loop {
+        let version = at.format("%Y%m%d%H%M%S").to_string();
+        if !used.contains(&version) && !RESERVED_VERSIONS.contains(&version.as_str()) {
+            return version;
+        }
+        at += chrono::TimeDelta::seconds(1);
+    }
+}
+
+/// The versions of the migrations in `dir`, as Diesel reads them: each folder's name up to its first `_`,
+/// without dashes.
+fn used_versions(dir: &Path) -> std::collections::BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let version = name.split('_').next()?.replace('-', "");
+            Some(version)
+        })
+        .collect()
+}
+
+/// The migration in `dir` whose version is `version`, if any.
+fn with_version(dir: &Path, version: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.filter_map(Result::ok).map(|e| e.path()).find(|path| {
+        path.is_dir()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('_').next())
+                .is_some_and(|v| v.replace('-', "") == version)
+    })
+}
+
 /// Writes `migration` as `<version as YYYY-MM-DD-HHMMSS>_<name>/{up,down}.sql` into both folders
 /// (created when missing), and returns the two folders written. Either both are written or neither.
 ///
 /// # Errors
 ///
-/// [`WriteError::Exists`] when either folder already holds that migration, [`WriteError::Version`],
-/// [`WriteError::Reserved`], or [`WriteError::Io`].
+/// [`WriteError::Exists`] when either folder already holds that migration, [`WriteError::VersionTaken`] when
+/// either holds another migration of that version ([`free_version`] gives one that is free),
+/// [`WriteError::Version`], [`WriteError::Reserved`], or [`WriteError::Io`].
 pub fn write(
     migration: &Migration,
     version: &str,
@@ -598,6 +692,11 @@ pub fn write(
     for (dir, _, _) in &targets {
         if dir.exists() {
             return Err(WriteError::Exists(dir.clone()));
+        }
+    }
+    for dir in [pg_dir, sqlite_dir] {
+        if let Some(existing) = with_version(dir, version) {
+            return Err(WriteError::VersionTaken { version: version.to_owned(), existing });
         }
     }
     let mut written: Vec<PathBuf> = Vec::new();
@@ -705,5 +804,30 @@ mod tests {
         std::fs::write(&blocker, "").unwrap();
         assert!(write(&m, "20260101120001", &pg, &blocker.join("sqlite")).is_err());
         assert!(!pg.join("2026-01-01-120001_create_vector_index_docs_embedding").exists());
+    }
+
+    #[test]
+    fn two_migrations_never_share_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pg, sqlite) = (dir.path().join("pg"), dir.path().join("sqlite"));
+        let m = |table: &str| render(&IndexSpec::builder(table, "embedding", 8).build().unwrap(), &Options::default());
+        // Generated within one second, as a script does: each gets a version of its own.
+        let first = free_version(&pg, &sqlite);
+        write(&m("a"), &first, &pg, &sqlite).unwrap();
+        let second = free_version(&pg, &sqlite);
+        assert_ne!(first, second);
+        assert!(second > first, "{second} after {first}");
+        write(&m("b"), &second, &pg, &sqlite).unwrap();
+        // A version another migration of either folder has is refused, naming that migration.
+        std::fs::create_dir_all(sqlite.join("2030-01-01-000000_by_hand")).unwrap();
+        let err = write(&m("c"), "20300101000000", &pg, &sqlite).unwrap_err();
+        assert!(matches!(err, WriteError::VersionTaken { .. }), "{err}");
+        assert!(err.to_string().contains("2030-01-01-000000_by_hand"), "{err}");
+        assert!(!pg.join("2030-01-01-000000_create_vector_index_c_embedding").exists());
+        let err = write(&m("c"), &first, &pg, &sqlite).unwrap_err();
+        assert!(err.to_string().contains("create_vector_index_a_embedding"), "{err}");
+        // Diesel's own unpunctuated folder names count too.
+        std::fs::create_dir_all(pg.join("20300101000001_plain")).unwrap();
+        assert!(matches!(write(&m("c"), "20300101000001", &pg, &sqlite), Err(WriteError::VersionTaken { .. })));
     }
 }

@@ -207,7 +207,8 @@ pub enum RegistryError {
 pub struct NotFound {
     /// What was asked for (`table documents`, `documents.embedding`, `index x`).
     pub wanted: String,
-    /// The names of the indexes that are registered, as `table.column`.
+    /// The indexes that are registered, as `table.column` (followed by the index's name where a column has
+    /// several).
     pub registered: Vec<String>,
 }
 
@@ -293,13 +294,31 @@ pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Re
             format!("{table}.{column} alone (it has several: {}; name the index)", names(&matching))
         }
         Some(column) => format!("{table}.{column}"),
+        None if matching.len() > 1 && matching.iter().all(|s| s.column() == matching[0].column()) => format!(
+            "table {table} alone (it has several, all of column {}: {}; name the index)",
+            matching[0].column(),
+            names(&matching)
+        ),
         None if matching.len() > 1 => format!("table {table} alone (it has several: name the column)"),
         None => format!("table {table}"),
     };
-    Err(RegistryError::NotFound(NotFound {
-        wanted,
-        registered: specs.iter().map(|s| format!("{}.{}", s.table(), s.column())).collect(),
-    }))
+    Err(RegistryError::NotFound(NotFound { wanted, registered: registered_names(specs) }))
+}
+
+/// How [`NotFound::registered`] names `specs`: `table.column`, with the index's name after it where the
+/// column has several.
+pub(crate) fn registered_names(specs: &[IndexSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .map(|s| {
+            let shared = specs.iter().filter(|o| o.table() == s.table() && o.column() == s.column()).count() > 1;
+            if shared {
+                format!("{}.{} (index {})", s.table(), s.column(), s.name())
+            } else {
+                format!("{}.{}", s.table(), s.column())
+            }
+        })
+        .collect()
 }
 
 /// `names` as a JSON array of strings.

@@ -86,8 +86,13 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
     .bind::<Text, _>(spec.column())
     .get_result(conn)?;
     let Some(column_type) = column.column_type else {
-        return Ok(IndexReport { spec: spec.clone(), column_type: None, state: None, id_unique: None });
+        return Ok(IndexReport::missing(spec));
     };
+    let columns = crate::migrations::shape::Catalog::columns(conn, &quote(spec.table()))?;
+    let missing_columns = crate::doctor::missing_columns(spec, &columns);
+    if !missing_columns.is_empty() {
+        return Ok(IndexReport { column_type: Some(column_type), missing_columns, ..IndexReport::missing(spec) });
+    }
     let id_unique = id_unique(conn, &crate::index::generate::pg_id_unique(spec))?;
     let status = super::status(conn, spec)?;
     let (definition, operator_class_matches) = match (&status.method, spec.pg_index_name()) {
@@ -115,6 +120,7 @@ fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport
         column_type: Some(column_type),
         state: Some(IndexState::Pg { status, definition, operator_class_matches, partition_indexes }),
         id_unique: Some(id_unique),
+        missing_columns,
     })
 }
 

@@ -7,8 +7,8 @@ use diesel::sql_types::{Bool, Text};
 use diesel::SqliteConnection;
 
 use crate::doctor::{
-    id_unique, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, RowCountsRow,
-    Unregistered, NAMED_IDS, ROW_COUNTS,
+    id_unique, missing_columns, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState,
+    RowCountsRow, Unregistered, NAMED_IDS, ROW_COUNTS,
 };
 use crate::index::IndexSpec;
 use crate::migrations::shape::Catalog;
@@ -48,9 +48,13 @@ pub(crate) fn facts(conn: &mut SqliteConnection) -> Result<Facts, DoctorError> {
 }
 
 fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexReport, DoctorError> {
-    let column_type = conn.columns(spec.table())?.into_iter().find(|c| c.name == spec.column()).map(|c| c.ty);
-    if column_type.is_none() {
-        return Ok(IndexReport { spec: spec.clone(), column_type, state: None, id_unique: None });
+    let columns = conn.columns(spec.table())?;
+    let Some(column_type) = columns.iter().find(|c| c.name == spec.column()).map(|c| c.ty.clone()) else {
+        return Ok(IndexReport::missing(spec));
+    };
+    let missing_columns = missing_columns(spec, &columns);
+    if !missing_columns.is_empty() {
+        return Ok(IndexReport { column_type: Some(column_type), missing_columns, ..IndexReport::missing(spec) });
     }
     let id_unique = id_unique(conn, &crate::index::generate::sqlite_id_unique(spec))?;
     let state = match super::status(conn, spec) {
@@ -61,7 +65,13 @@ fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexRe
         Err(super::IndexError::NotMigrated { .. }) => IndexState::NotSetUp,
         Err(e) => return Err(DoctorError::Index(e)),
     };
-    Ok(IndexReport { spec: spec.clone(), column_type, state: Some(state), id_unique: Some(id_unique) })
+    Ok(IndexReport {
+        spec: spec.clone(),
+        column_type: Some(column_type),
+        state: Some(state),
+        id_unique: Some(id_unique),
+        missing_columns,
+    })
 }
 
 /// vec0 tables that no registered index owns.

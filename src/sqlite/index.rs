@@ -88,6 +88,15 @@ pub enum IndexError {
         /// How the declaration given differs, field by field.
         differences: Vec<String>,
     },
+    /// Columns the index reads are not in its table (renamed or dropped since its migration ran).
+    ColumnsMissing {
+        /// The index.
+        index: String,
+        /// Its table.
+        table: String,
+        /// The registered columns the table lacks.
+        columns: Vec<String>,
+    },
     /// The quantized codes could not be built (a bug: every vector is checked before it is coded).
     Codes(crate::ann::AnnError),
     /// A query failed.
@@ -112,6 +121,13 @@ impl fmt::Display for IndexError {
                  structures were built for the registered declaration; declare it as registered, or generate and \
                  apply a migration for the new declaration",
                 differences.join(", ")
+            ),
+            Self::ColumnsMissing { index, table, columns } => write!(
+                f,
+                "the vector index {index} reads {} of table {table}, which it does not have (renamed or dropped \
+                 since the index's migration ran): restore the column, or revert that migration and generate one \
+                 for the table as it is now",
+                columns.join(", ")
             ),
             Self::Codes(e) => write!(f, "building the vector index's quantized codes failed: {e}"),
             Self::Query(e) => write!(f, "updating the vector index failed: {e}"),
@@ -590,6 +606,30 @@ fn check_declaration(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<()
 }
 
 fn run(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
+    run_checked(conn, spec, forced).map_err(|e| explained(conn, spec, e))
+}
+
+/// `e`, or [`IndexError::ColumnsMissing`] when it is SQLite's "no such column" and the table lacks columns
+/// the index reads (looked up only then: a sync that succeeds pays nothing for it).
+fn explained(conn: &mut SqliteConnection, spec: &IndexSpec, e: IndexError) -> IndexError {
+    let IndexError::Query(diesel::result::Error::DatabaseError(_, info)) = &e else { return e };
+    if !info.message().starts_with("no such column") {
+        return e;
+    }
+    let Ok(found) = crate::migrations::shape::Catalog::columns(conn, spec.table()) else { return e };
+    let columns: Vec<String> = std::iter::once(spec.id_column())
+        .chain(std::iter::once(spec.column()))
+        .chain(spec.partition_by())
+        .filter(|c| !found.iter().any(|f| f.name == *c))
+        .map(str::to_owned)
+        .collect();
+    if columns.is_empty() {
+        return e;
+    }
+    IndexError::ColumnsMissing { index: spec.name().to_owned(), table: spec.table().to_owned(), columns }
+}
+
+fn run_checked(conn: &mut SqliteConnection, spec: &IndexSpec, forced: Rebuild) -> Result<SyncReport, IndexError> {
     let plan = plan(conn, spec)?;
     let before = state(conn, spec)?;
     if forced == Rebuild::Nothing && !before.behind() && !plan.leftover_vec0 {

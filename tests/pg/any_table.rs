@@ -164,6 +164,37 @@ fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_noth
 }
 
 #[test]
+fn a_second_index_of_one_name_is_refused_and_a_renamed_partition_column_is_named_by_doctor() {
+    let db = FreshDb::create();
+    let mut conn = db.conn();
+    conn.batch_execute(DOCUMENTS).unwrap();
+    let l2 = IndexSpec::builder("documents", "embedding", 4).metric(Metric::L2).partition_by(["lang"]).build().unwrap();
+    let m = generate::render(&l2, &generate::Options::default().add_column(true));
+    conn.batch_execute(&m.pg_up).unwrap();
+    let before = catalog(&mut conn);
+    let cosine = IndexSpec::builder("documents", "embedding", 4).build().unwrap();
+    let m = generate::render(&cosine, &generate::Options::default());
+    let err = conn.transaction(|c| c.batch_execute(&m.pg_up)).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "an index named __dv_documents_embedding is registered already: give this index of documents.embedding a \
+             name of its own"
+        ),
+        "{err}"
+    );
+    assert_eq!(catalog(&mut conn), before, "nothing created");
+
+    conn.batch_execute("ALTER TABLE documents RENAME COLUMN lang TO language").unwrap();
+    let mut db = diesel_vector::database::DatabaseConnection::Pg(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    let index = report.indexes.iter().find(|i| i.spec.name() == "__dv_documents_embedding").unwrap();
+    assert_eq!(index.missing_columns, ["lang"]);
+    let finding = report.findings.iter().find(|f| f.message.contains("which it does not have"));
+    assert!(finding.is_some_and(|f| f.message.contains("reads lang of table documents")), "{:?}", report.findings);
+    assert!(report.needs_action());
+}
+
+#[test]
 fn names_that_need_quoting_work_everywhere() {
     let db = FreshDb::create();
     let mut conn = db.conn();

@@ -559,3 +559,57 @@ fn doctor_names_an_index_whose_id_column_is_not_unique_by_itself() {
     let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
     assert!(!report.findings.iter().any(|f| f.message.contains("is not unique by itself")), "{:?}", report.findings);
 }
+
+#[test]
+fn a_renamed_partition_column_is_named_by_doctor_and_by_the_sync() {
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, grp INTEGER, emb BLOB)").unwrap();
+    let notes = IndexSpec::builder("notes", "emb", 3).partition_by(["grp"]).build().unwrap();
+    conn.batch_execute(&generate::render(&notes, &generate::Options::default()).sqlite_up).unwrap();
+    conn.batch_execute("INSERT INTO notes VALUES (1, 1, X'0000803F0000000000000000')").unwrap();
+    diesel_vector::sqlite::sync(&mut conn, &notes).unwrap();
+    conn.batch_execute("ALTER TABLE notes RENAME COLUMN grp TO grp2; UPDATE notes SET grp2 = 3 WHERE id = 1").unwrap();
+
+    let err = diesel_vector::sqlite::sync(&mut conn, &notes).unwrap_err();
+    assert!(matches!(&err, diesel_vector::sqlite::IndexError::ColumnsMissing { columns, .. } if columns == &["grp"]));
+    assert_eq!(
+        err.to_string(),
+        "the vector index __dv_notes_emb reads grp of table notes, which it does not have (renamed or dropped since \
+         the index's migration ran): restore the column, or revert that migration and generate one for the table as \
+         it is now"
+    );
+    let mut db = diesel_vector::database::DatabaseConnection::Sqlite(conn);
+    let report = diesel_vector::doctor::diagnose(&mut db).unwrap();
+    let finding = report.findings.iter().find(|f| f.message.contains("which it does not have"));
+    assert!(finding.is_some_and(|f| f.message.contains("reads grp of table notes")), "{:?}", report.findings);
+    assert!(report.needs_action());
+    let index = report.indexes.iter().find(|i| i.spec.name() == "__dv_notes_emb").unwrap();
+    assert_eq!(index.missing_columns, ["grp"]);
+}
+
+#[test]
+fn a_second_index_of_one_name_is_refused_before_anything_is_created() {
+    let mut conn = crate::conn();
+    conn.batch_execute("CREATE TABLE items (id INTEGER PRIMARY KEY, emb BLOB)").unwrap();
+    let l2 = IndexSpec::builder("items", "emb", 3).metric(Metric::L2).build().unwrap();
+    conn.batch_execute(&generate::render(&l2, &generate::Options::default()).sqlite_up).unwrap();
+    let cosine = IndexSpec::builder("items", "emb", 3).build().unwrap();
+    let m = generate::render(&cosine, &generate::Options::default());
+    let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "an index named __dv_items_emb is registered already: give this index of items.emb a name of its own"
+        ),
+        "{err}"
+    );
+    // With a name of its own it is created beside the first.
+    let named = IndexSpec::builder("items", "emb", 3).name("items_cos").build().unwrap();
+    conn.batch_execute(&generate::render(&named, &generate::Options::default()).sqlite_up).unwrap();
+    let specs = registry::load(&mut conn).unwrap();
+    assert_eq!(specs.len(), 2);
+    // A missing table is named as such.
+    let ghost = IndexSpec::builder("ghost", "emb", 3).build().unwrap();
+    let m = generate::render(&ghost, &generate::Options::default());
+    let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
+    assert!(err.contains("table ghost must exist"), "{err}");
+}
