@@ -82,6 +82,39 @@ fn it_writes_one_migration_per_backend_with_the_same_version_and_name() {
 }
 
 #[test]
+fn migrations_generated_in_the_same_second_get_versions_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = |column: &str, extra: &[&str]| {
+        let args = ["generate", "vector-index", "--table", "documents", "--column", column, "--dims", "8"];
+        crate::bin().current_dir(dir.path()).args([&args[..], extra].concat()).output().unwrap()
+    };
+    for column in ["title_embedding", "body_embedding"] {
+        let out = generate(column, &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for folder in ["migrations_pg", "migrations_sqlite"] {
+        let mut versions: Vec<String> = std::fs::read_dir(dir.path().join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .map(|name| name.split('_').next().unwrap().to_owned())
+            .collect();
+        versions.sort();
+        versions.dedup();
+        assert_eq!(versions.len(), 2, "{folder}: {versions:?}");
+    }
+    // A version another migration already has is refused, naming it, and nothing is written.
+    std::fs::create_dir_all(dir.path().join("migrations_sqlite/2030-01-01-000000_by_hand")).unwrap();
+    let out = generate("summary_embedding", &["--migration-version", "20300101000000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is already used by") && stderr.contains("2030-01-01-000000_by_hand"), "{stderr}");
+    assert!(!dir
+        .path()
+        .join("migrations_pg/2030-01-01-000000_create_vector_index_documents_summary_embedding")
+        .exists());
+}
+
+#[test]
 fn bad_declarations_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let pg = dir.path().join("pg");

@@ -738,3 +738,58 @@ fn a_k_beyond_the_table_gives_every_row_and_a_reader_that_leaves_early_ends_the_
     assert_eq!(code, Some(1), "doctor: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
+    use diesel_vector::index::{generate, IndexSpec, Metric};
+    let work = tempfile::tempdir().unwrap();
+    let url = sqlite_file(work.path(), "two.db");
+    let mut conn = diesel_vector::sqlite::establish(&url).unwrap();
+    // A partition column whose name holds `=`.
+    conn.batch_execute(
+        r#"CREATE TABLE items (id INTEGER PRIMARY KEY, "k=v" TEXT, emb BLOB); CREATE TABLE "My T" (id INTEGER PRIMARY KEY, emb BLOB)"#,
+    )
+    .unwrap();
+    let l2 = IndexSpec::builder("items", "emb", 3).metric(Metric::L2).partition_by(["k=v"]).build().unwrap();
+    let cosine = IndexSpec::builder("items", "emb", 3).partition_by(["k=v"]).name("items_cos").build().unwrap();
+    for spec in [&l2, &cosine] {
+        conn.batch_execute(&generate::render(spec, &generate::Options::default()).sqlite_up).unwrap();
+    }
+    // Nearest to [1, 0, 0] among the rows of `a`: by L2, row 2 (itself) then 4 (at 1.41, row 1 at 9); by
+    // cosine, 1 and 2 tie (the same direction) and the id breaks it.
+    conn.batch_execute(
+        "INSERT INTO items VALUES
+             (1, 'a', X'000020410000000000000000'), (2, 'a', X'0000803F0000000000000000'),
+             (3, 'b', X'0000803F0000000000000000'), (4, 'a', X'000000000000803F00000000')",
+    )
+    .unwrap();
+    drop(conn);
+    let (_, stderr) = fails(&["--database-url", &url, "search", "--table", "items", "--vector", "[1,0,0]"]);
+    assert!(stderr.contains("choose one with --index NAME"), "{stderr}");
+    assert!(stderr.contains("__dv_items_emb, items_cos"), "{stderr}");
+    let search = |index: &str| {
+        json_ids(&ok(&[
+            "--database-url",
+            &url,
+            "search",
+            "--index",
+            index,
+            "--vector",
+            "[1,0,0]",
+            "--where",
+            "k=v=a",
+            "-k",
+            "2",
+            "--json",
+        ]))
+    };
+    assert_eq!(search("__dv_items_emb"), [2, 4]);
+    assert_eq!(search("items_cos"), [1, 2]);
+    let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "nope", "--vector", "[1,0,0]"]);
+    assert!(stderr.contains("no vector index is registered under the name \"nope\""), "{stderr}");
+    let out = ok(&["--database-url", &url, "reindex", "--index", "items_cos"]);
+    assert!(out.contains("items_cos") && !out.contains("__dv_items_emb"), "{out}");
+    // A table without an index: the hint is a command the shell runs as shown.
+    let (_, stderr) = fails(&["--database-url", &url, "search", "--table", "My T", "--vector", "[1,0,0]"]);
+    assert!(stderr.contains("generate vector-index --table 'My T' --column"), "{stderr}");
+}

@@ -68,6 +68,9 @@ enum Command {
         /// Only the indexes of this table.
         #[arg(long)]
         table: Option<String>,
+        /// Only the index of this name (as `doctor` lists it).
+        #[arg(long)]
+        index: Option<String>,
         /// PostgreSQL: build HNSW indexes whatever the registry records.
         #[arg(long)]
         hnsw: bool,
@@ -116,7 +119,7 @@ enum Command {
     Generate(GenerateCommand),
     /// Print the rows nearest to a vector, from a table with a registered vector index (or the
     /// fragments of a provider and model).
-    #[command(group(clap::ArgGroup::new("target").required(true).args(["table", "provider"])))]
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["table", "index", "provider"])))]
     Search {
         /// The table to search (one with a vector index registered by its migration).
         #[arg(long)]
@@ -124,8 +127,12 @@ enum Command {
         /// The vector column, when the table has several indexed ones.
         #[arg(long, requires = "table")]
         column: Option<String>,
+        /// The index to search, by the name `doctor` lists, when a column has several (or instead of
+        /// --table).
+        #[arg(long, conflicts_with = "column")]
+        index: Option<String>,
         /// diesel-vector's fragments: the embeddings' provider (with --model).
-        #[arg(long, requires = "model", conflicts_with_all = ["table", "filters"])]
+        #[arg(long, requires = "model", conflicts_with_all = ["table", "index", "filters"])]
         provider: Option<String>,
         /// diesel-vector's fragments: the embeddings' model (with --provider).
         #[arg(long, requires = "provider")]
@@ -261,7 +268,7 @@ struct OutputArgs {
     /// SQLite's migration folder.
     #[arg(long, default_value = "migrations_sqlite")]
     migrations_sqlite: PathBuf,
-    /// The migration's version, YYYYMMDDHHMMSS [default: now, UTC].
+    /// The migration's version, YYYYMMDDHHMMSS [default: now, UTC, or the next second neither folder uses].
     #[arg(long)]
     migration_version: Option<String>,
 }
@@ -467,11 +474,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Reindex { table, hnsw } => {
+        Command::Reindex { table, index, hnsw } => {
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             let mut options = doctor::ReindexOptions::default().hnsw(*hnsw);
             if let Some(table) = table {
                 options = options.table(table);
+            }
+            if let Some(index) = index {
+                options = options.index(index);
             }
             for rebuilt in doctor::reindex(&mut conn, &options)? {
                 say!("{}", output::reindexed(&rebuilt))?;
@@ -548,13 +558,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(GenerateCommand::VectorIndex(args)) => generate_vector_index(args)?,
         Command::Generate(GenerateCommand::PartitionIndex(args)) => generate_partition_index(args)?,
         Command::PartitionIndex { table, column, filter, drop } => {
-            let (partition, value) =
-                filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
             let mut conn = DatabaseConnection::establish_existing(database_url(&cli)?)?;
             let spec = registered(&mut conn, table, column.as_deref())?;
+            let (partition, value) = column_and_value(&spec, filter)?;
             say!("{}", partition_index(&mut conn, &spec, partition, value, *drop)?)?;
         }
-        Command::Search { table, column, provider, model, vector, k, metric, filters, exact, json } => {
+        Command::Search { table, column, index, provider, model, vector, k, metric, filters, exact, json } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
@@ -575,8 +584,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     output::search_text(&hits, &fragments, io::stdout().is_terminal())?;
                 }
-            } else if let Some(table) = table {
-                let spec = &registered(&mut conn, table, column.as_deref())?;
+            } else {
+                let spec = &match index {
+                    Some(index) => registered_index(&mut conn, table.as_deref(), index)?,
+                    None => registered(&mut conn, table.as_deref().unwrap_or_default(), column.as_deref())?,
+                };
                 // The query in the text form of the column's type: `[1,2]` (vector, halfvec), `{1:0.5}/30000`
                 // (sparsevec), `0101...` (bit).
                 let parsed = QueryValue::parse(spec.element(), &text).map_err(|e| format!("--vector: {e}"))?;
@@ -585,8 +597,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     search = search.metric((*metric).into());
                 }
                 for filter in filters {
-                    let (column, value) =
-                        filter.split_once('=').ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE"))?;
+                    let (column, value) = column_and_value(spec, filter)?;
                     search = search.filter_eq(column, value);
                 }
                 let hits = conn.search_index(&search)?;
@@ -653,21 +664,59 @@ fn registered(conn: &mut DatabaseConnection, table: &str, column: Option<&str>) 
         Ok(spec) => Ok(spec.clone()),
         Err(e) if !conn.has_table(table)? => Err(format!("table {table} does not exist in this database ({e})").into()),
         Err(e) => {
-            let indexed: Vec<&str> = specs.iter().filter(|s| s.table() == table).map(|s| s.column()).collect();
-            if column.is_none() && indexed.len() > 1 {
+            let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
+            let mut columns: Vec<&str> = on_table.iter().map(|s| s.column()).collect();
+            columns.dedup();
+            if column.is_none() && columns.len() > 1 {
                 return Err(format!(
                     "table {table} has a vector index on each of {}: choose one with --column",
-                    indexed.join(", ")
+                    columns.join(", ")
                 )
                 .into());
             }
+            if on_table.iter().filter(|s| column.is_none_or(|c| s.column() == c)).count() > 1 {
+                return Err(format!("{e}; choose one with --index NAME").into());
+            }
             Err(format!(
-                "{e}; register the column's index with `diesel-vector generate vector-index --table {table} \
-                 --column COLUMN --dims N` and apply the migration"
+                "{e}; register the column's index with `diesel-vector generate vector-index --table {} \
+                 --column COLUMN --dims N` and apply the migration",
+                output::shell_word(table)
             )
             .into())
         }
     }
+}
+
+/// The vector index registered under `name` (on `table`, when given).
+fn registered_index(conn: &mut DatabaseConnection, table: Option<&str>, name: &str) -> Result<IndexSpec> {
+    let specs = conn.indexes()?;
+    match specs.iter().find(|s| s.name() == name) {
+        Some(spec) if table.is_none_or(|t| spec.table() == t) => Ok(spec.clone()),
+        Some(spec) => Err(format!(
+            "index {name:?} is registered on table {:?}, not {:?}",
+            spec.table(),
+            table.unwrap_or_default()
+        )
+        .into()),
+        None => {
+            let names: Vec<&str> = specs.iter().map(IndexSpec::name).collect();
+            Err(format!(
+                "no vector index is registered under the name {name:?} (registered: {})",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            )
+            .into())
+        }
+    }
+}
+
+/// `COLUMN=VALUE` split where `COLUMN` is one of `spec`'s table's partition columns when one of them
+/// matches (a column's name may hold `=`), else at the first `=`.
+fn column_and_value<'a>(spec: &IndexSpec, filter: &'a str) -> Result<(&'a str, &'a str)> {
+    let known = filter
+        .rmatch_indices('=')
+        .map(|(at, _)| (&filter[..at], &filter[at + 1..]))
+        .find(|(column, _)| spec.partition_by().any(|p| p == *column));
+    known.or_else(|| filter.split_once('=')).ok_or_else(|| format!("--where {filter:?}: expected COLUMN=VALUE").into())
 }
 
 /// Builds (or drops) `spec`'s partition index for `partition` = `value`; what was done, for the terminal.
@@ -745,7 +794,10 @@ fn declared(args: &SpecArgs) -> Result<IndexSpec> {
 /// Writes `migration` where `output` says, and says how to apply it.
 fn write_migration(migration: &diesel_vector::index::generate::Migration, output: &OutputArgs) -> Result<()> {
     use diesel_vector::index::generate;
-    let version = output.migration_version.clone().unwrap_or_else(generate::version_now);
+    let version = match &output.migration_version {
+        Some(version) => version.clone(),
+        None => generate::free_version(&output.migrations_pg, &output.migrations_sqlite),
+    };
     let (pg, sqlite) = generate::write(migration, &version, &output.migrations_pg, &output.migrations_sqlite)?;
     say!("Created {}", pg.display())?;
     say!("Created {}", sqlite.display())?;
@@ -767,8 +819,7 @@ fn generate_vector_index(args: &VectorIndexArgs) -> Result<()> {
 
 fn generate_partition_index(args: &PartitionIndexArgs) -> Result<()> {
     let spec = declared(&args.spec)?;
-    let (column, value) =
-        args.filter.split_once('=').ok_or_else(|| format!("--where {:?}: expected COLUMN=VALUE", args.filter))?;
+    let (column, value) = column_and_value(&spec, &args.filter)?;
     write_migration(&diesel_vector::index::generate::render_partition_index(&spec, column, value)?, &args.output)
 }
 

@@ -333,7 +333,7 @@ fn left_out_text(left_out: &InvalidRows, element: Element) -> String {
 }
 
 /// A name as one shell word: as it is when it needs no quoting, otherwise in single quotes.
-fn shell_word(word: &str) -> String {
+pub(crate) fn shell_word(word: &str) -> String {
     if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:".contains(c)) {
         word.to_owned()
     } else {
