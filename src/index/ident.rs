@@ -36,7 +36,7 @@ pub enum IdentError {
     },
     /// The name contains a character no database identifier can hold (NUL) or that would be invisible in
     /// every listing (another control character).
-    #[error("{what} {name:?} contains a control character, which no SQL identifier can hold")]
+    #[error("{what} {name} contains a control character, which no SQL identifier can hold")]
     ControlCharacter {
         /// What the name is for.
         what: &'static str,
@@ -161,6 +161,9 @@ mod tests {
         assert_eq!(Ident::new("", "table"), Err(IdentError::Empty { what: "table" }));
         assert!(matches!(Ident::new("a\0b", "column"), Err(IdentError::ControlCharacter { .. })));
         assert!(matches!(Ident::new("a\nb", "column"), Err(IdentError::ControlCharacter { .. })));
+        // The name as Rust's debug form, quoted once.
+        let err = Ident::new("a\tb", "vector column").unwrap_err().to_string();
+        assert_eq!(err, r#"vector column "a\tb" contains a control character, which no SQL identifier can hold"#);
         let long = "x".repeat(MAX_IDENT_BYTES + 1);
         let err = Ident::new(&long, "table").unwrap_err();
         assert!(err.to_string().contains("64 bytes long"), "{err}");

@@ -164,12 +164,32 @@ impl fmt::Display for MigrationError {
                 missing.join(", ")
             ),
             Self::Migration { migration, source } => {
-                write!(f, "migration {migration} failed and was rolled back: {source}")
+                write!(f, "migration {migration} failed and was rolled back: {source}")?;
+                match migration_hint(&source.to_string()) {
+                    Some(hint) => write!(f, "; {hint}"),
+                    None => Ok(()),
+                }
             }
             Self::Query(e) => write!(f, "migration bookkeeping failed: {e}"),
             Self::Harness(e) => write!(f, "migration harness failed: {e}"),
             Self::Registry(e) => write!(f, "{e}"),
         }
+    }
+}
+
+/// What a migration's error most likely means, for the errors a first migration commonly meets.
+fn migration_hint(error: &str) -> Option<&'static str> {
+    let pgvector_type =
+        ["vector", "halfvec", "sparsevec"].iter().any(|t| error.contains(&format!("type \"{t}\" does not exist")));
+    if pgvector_type {
+        Some(
+            "pgvector's types exist in a database once its extension is created there: put `CREATE EXTENSION IF NOT \
+             EXISTS vector;` before the migration's first use of them",
+        )
+    } else if error.contains("near \"DO\": syntax error") || error.contains("near \"EXTENSION\": syntax error") {
+        Some("this is PostgreSQL's SQL: is this the PostgreSQL migration folder, run on an SQLite database?")
+    } else {
+        None
     }
 }
 

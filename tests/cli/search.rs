@@ -792,4 +792,14 @@ fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
     // A table without an index: the hint is a command the shell runs as shown.
     let (_, stderr) = fails(&["--database-url", &url, "search", "--table", "My T", "--vector", "[1,0,0]"]);
     assert!(stderr.contains("generate vector-index --table 'My T' --column"), "{stderr}");
+    // The partition column renamed behind the indexes' back: doctor names it, and so does the next search.
+    let mut conn = diesel_vector::sqlite::establish(&url).unwrap();
+    conn.batch_execute(r#"ALTER TABLE items RENAME COLUMN "k=v" TO kv; INSERT INTO items VALUES (5, 'a', NULL)"#)
+        .unwrap();
+    drop(conn);
+    let (stdout, _) = fails(&["--database-url", &url, "doctor"]);
+    assert!(stdout.contains("the table lacks the index's column k=v"), "{stdout}");
+    assert!(stdout.contains("ACTION:  the vector index items_cos reads k=v of table items"), "{stdout}");
+    let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "items_cos", "--vector", "[1,0,0]"]);
+    assert!(stderr.contains("reads k=v of table items, which it does not have"), "{stderr}");
 }

@@ -769,3 +769,21 @@ fn a_table_that_drifted_from_its_migrations_still_takes_a_new_migration() {
     let applied = migrations::run_pending_migrations_from(&mut conn, &app_source(&dirs)).unwrap();
     assert_eq!(applied.iter().map(|m| m.outcome).collect::<Vec<_>>(), [Outcome::Applied]);
 }
+
+#[test]
+fn a_migration_using_pgvector_s_types_before_creating_the_extension_says_to_create_it() {
+    let db = FreshDb::create();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("2026-03-01-000000_create_notes");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("up.sql"), "CREATE TABLE notes (id bigint PRIMARY KEY, embedding vector(3));").unwrap();
+    std::fs::write(folder.join("down.sql"), "DROP TABLE notes;").unwrap();
+    let mut conn = db.conn();
+    let source = FileBasedMigrations::from_path(dir.path()).unwrap();
+    let err = migrations::run_pending_migrations_from(&mut conn, &source).unwrap_err().to_string();
+    assert!(err.contains(r#"type "vector" does not exist"#), "{err}");
+    assert!(
+        err.ends_with("put `CREATE EXTENSION IF NOT EXISTS vector;` before the migration's first use of them"),
+        "{err}"
+    );
+}

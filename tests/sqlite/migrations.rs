@@ -754,3 +754,21 @@ fn an_application_migration_sharing_a_version_with_the_crate_s_own_is_the_applic
         assert!(!diesel_vector::jsonl::declares_crate_schema(&out), "{}", String::from_utf8_lossy(&out[..80]));
     }
 }
+
+#[test]
+fn postgresql_sql_run_on_sqlite_is_named_as_such_and_nothing_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("2026-03-01-000000_enable_pgvector");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("up.sql"), "CREATE EXTENSION IF NOT EXISTS vector;").unwrap();
+    std::fs::write(folder.join("down.sql"), "").unwrap();
+    let mut conn = crate::conn();
+    let source = FileBasedMigrations::from_path(dir.path()).unwrap();
+    let err = migrations::run_pending_migrations_from(&mut conn, &source).unwrap_err().to_string();
+    assert!(
+        err.ends_with("this is PostgreSQL's SQL: is this the PostgreSQL migration folder, run on an SQLite database?"),
+        "{err}"
+    );
+    let status = migrations::migration_status_from(&mut conn, &source).unwrap();
+    assert!(status.iter().all(|m| !m.applied), "{status:?}");
+}

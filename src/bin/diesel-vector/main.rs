@@ -386,6 +386,7 @@ enum MetricArg {
     Cosine,
     L2,
     L1,
+    #[value(alias = "inner_product")]
     InnerProduct,
     Hamming,
     Jaccard,

@@ -397,6 +397,9 @@ fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
 
 fn state_text(index: &IndexReport) -> String {
     match &index.state {
+        None if !index.missing_columns.is_empty() => {
+            format!("the table lacks the index's column {}", index.missing_columns.join(", "))
+        }
         None => "the table or column does not exist".to_owned(),
         Some(IndexState::Sqlite { status, invalid }) => {
             let kept = index.spec.sqlite_index();
