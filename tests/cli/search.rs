@@ -785,6 +785,13 @@ fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
     };
     assert_eq!(search("__dv_items_emb"), [2, 4]);
     assert_eq!(search("items_cos"), [1, 2]);
+    // NULL, which `--where` cannot say (it compares with the text "NULL").
+    let mut conn = diesel_vector::sqlite::establish(&url).unwrap();
+    conn.batch_execute(r#"INSERT INTO items VALUES (6, NULL, X'0000803F0000000000000000')"#).unwrap();
+    drop(conn);
+    let null = ["--database-url", &url, "search", "--index", "items_cos", "--vector", "[1,0,0]", "--json"];
+    assert_eq!(json_ids(&ok(&[&null[..], &["--where-null", "k=v"]].concat())), [6]);
+    assert!(json_ids(&ok(&[&null[..], &["--where", "k=v=NULL"]].concat())).is_empty());
     let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "nope", "--vector", "[1,0,0]"]);
     assert!(stderr.contains("no vector index is registered under the name \"nope\""), "{stderr}");
     let out = ok(&["--database-url", &url, "reindex", "--index", "items_cos"]);

@@ -132,7 +132,7 @@ enum Command {
         #[arg(long, conflicts_with = "column")]
         index: Option<String>,
         /// diesel-vector's fragments: the embeddings' provider (with --model).
-        #[arg(long, requires = "model", conflicts_with_all = ["table", "index", "filters"])]
+        #[arg(long, requires = "model", conflicts_with_all = ["table", "index", "filters", "null_filters"])]
         provider: Option<String>,
         /// diesel-vector's fragments: the embeddings' model (with --provider).
         #[arg(long, requires = "provider")]
@@ -151,6 +151,10 @@ enum Command {
         /// columns.
         #[arg(long = "where", value_name = "COLUMN=VALUE", id = "filters")]
         filters: Vec<String>,
+        /// Only rows whose COLUMN is NULL (repeat for several; `--where COLUMN=NULL` compares with the text
+        /// "NULL").
+        #[arg(long = "where-null", value_name = "COLUMN")]
+        null_filters: Vec<String>,
         /// Compute every matching row's distance instead of using the index.
         #[arg(long)]
         exact: bool,
@@ -564,7 +568,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (partition, value) = column_and_value(&spec, filter)?;
             say!("{}", partition_index(&mut conn, &spec, partition, value, *drop)?)?;
         }
-        Command::Search { table, column, index, provider, model, vector, k, metric, filters, exact, json } => {
+        Command::Search {
+            table,
+            column,
+            index,
+            provider,
+            model,
+            vector,
+            k,
+            metric,
+            filters,
+            null_filters,
+            exact,
+            json,
+        } => {
             let text = match vector.strip_prefix('@') {
                 Some(path) => files::read_query(path.as_ref())?,
                 None => vector.clone(),
@@ -600,6 +617,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for filter in filters {
                     let (column, value) = column_and_value(spec, filter)?;
                     search = search.filter_eq(column, value);
+                }
+                for column in null_filters {
+                    search = search.filter_eq(column, diesel_vector::search::Value::Null);
                 }
                 let hits = conn.search_index(&search)?;
                 if *json {
