@@ -635,32 +635,23 @@ pub fn free_version(pg_dir: &Path, sqlite_dir: &Path) -> String {
     }
 }
 
-/// The versions of the migrations in `dir`, as Diesel reads them: each folder's name up to its first `_`,
-/// without dashes.
+/// The migrations in `dir` (its folders), each with its version as Diesel reads it: the folder's name up to
+/// its first `_`, without dashes.
+fn versioned(dir: &Path) -> impl Iterator<Item = (String, PathBuf)> {
+    std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok).map(|e| e.path()).filter_map(|path| {
+        let name = path.file_name()?.to_str()?;
+        let version = name.split('_').next()?.replace('-', "");
+        path.is_dir().then_some((version, path))
+    })
+}
+
 fn used_versions(dir: &Path) -> std::collections::BTreeSet<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let version = name.split('_').next()?.replace('-', "");
-            Some(version)
-        })
-        .collect()
+    versioned(dir).map(|(version, _)| version).collect()
 }
 
 /// The migration in `dir` whose version is `version`, if any.
 fn with_version(dir: &Path, version: &str) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    entries.filter_map(Result::ok).map(|e| e.path()).find(|path| {
-        path.is_dir()
-            && path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.split('_').next())
-                .is_some_and(|v| v.replace('-', "") == version)
-    })
+    versioned(dir).find(|(v, _)| v == version).map(|(_, path)| path)
 }
 
 /// Writes `migration` as `<version as YYYY-MM-DD-HHMMSS>_<name>/{up,down}.sql` into both folders

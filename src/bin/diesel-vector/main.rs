@@ -687,6 +687,7 @@ fn registered(conn: &mut DatabaseConnection, table: &str, column: Option<&str>) 
         Err(e) => {
             let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
             let mut columns: Vec<&str> = on_table.iter().map(|s| s.column()).collect();
+            columns.sort_unstable();
             columns.dedup();
             if column.is_none() && columns.len() > 1 {
                 return Err(format!(
