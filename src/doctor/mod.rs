@@ -52,7 +52,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::database::{BackendKind, DatabaseConnection};
-use crate::index::IndexSpec;
+use crate::index::{shown, shown_column, IndexSpec};
 use crate::migrations::{MigrationError, MigrationStatus};
 
 pub use reindex::{reindex, Built, ReindexOptions, Reindexed};
@@ -803,7 +803,7 @@ fn ids_text(ids: &[i64], count: i64) -> String {
 
 fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
     let spec = &index.spec;
-    let on = format!("{}.{}", spec.table(), spec.column());
+    let on = shown_column(spec.table(), spec.column());
     let Some(column_type) = &index.column_type else {
         out.push(Finding::new(
             Level::Action,
@@ -823,8 +823,8 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
                  and updates fail; restore the column, or revert the migration that registered the index and \
                  generate one for the table as it is now",
                 spec.name(),
-                index.missing_columns.join(", "),
-                spec.table()
+                index.missing_columns.iter().map(|c| shown(c)).collect::<Vec<_>>().join(", "),
+                shown(spec.table())
             ),
         ));
         return;
@@ -833,11 +833,10 @@ fn index_findings(index: &IndexReport, out: &mut Vec<Finding>) {
         out.push(Finding::new(
             Level::Action,
             format!(
-                "{}.{}, the id column of the vector index {}, is not unique by itself: searches return ids that \
+                "{}, the id column of the vector index {}, is not unique by itself: searches return ids that \
                  stand for several rows, and may return a row twice or miss rows; make it the primary key or give \
                  it a unique index of its own, or register the index on a column that is",
-                spec.table(),
-                spec.id_column(),
+                shown_column(spec.table(), spec.id_column()),
                 spec.name()
             ),
         ));
@@ -1110,11 +1109,12 @@ fn pg_index_findings(
 fn unregistered_findings(unregistered: &Unregistered, out: &mut Vec<Finding>) {
     match unregistered {
         Unregistered::PgColumn { table, column, column_type, indexes, .. } => {
+            let on = shown_column(table, column);
             out.push(
                 Finding::new(
                     Level::Info,
                     format!(
-                        "{table}.{column} ({column_type}) is not in diesel-vector's registry: its search and reindex \
+                        "{on} ({column_type}) is not in diesel-vector's registry: its search and reindex \
                          do not know it; register its index to use them"
                     ),
                 )
@@ -1125,10 +1125,11 @@ fn unregistered_findings(unregistered: &Unregistered, out: &mut Vec<Finding>) {
             }
         }
         Unregistered::PgIndex { table, column, registered_as, index } => {
+            let on = shown_column(table, column);
             out.push(Finding::new(
                 Level::Info,
                 format!(
-                    "the {} index {} on {table}.{column} is not the one the registry records for {registered_as}: \
+                    "the {} index {} on {on} is not the one the registry records for {registered_as}: \
                      PostgreSQL may use either for searches",
                     index.method, index.name
                 ),
@@ -1147,11 +1148,12 @@ fn unregistered_findings(unregistered: &Unregistered, out: &mut Vec<Finding>) {
 
 /// Validity and, for ivfflat, lists against the counted rows, of an index the registry does not know.
 fn pg_index_info_findings(table: &str, column: &str, index: &PgIndexInfo, out: &mut Vec<Finding>) {
+    let on = shown_column(table, column);
     if !index.valid {
         out.push(Finding::new(
             Level::Action,
             format!(
-                "the {} index {} on {table}.{column} is not valid: PostgreSQL does not use it; `REINDEX INDEX` it, \
+                "the {} index {} on {on} is not valid: PostgreSQL does not use it; `REINDEX INDEX` it, \
                  or drop and create it again",
                 index.method, index.name
             ),
@@ -1164,7 +1166,7 @@ fn pg_index_info_findings(table: &str, column: &str, index: &PgIndexInfo, out: &
             out.push(Finding::new(
                 Level::Action,
                 format!(
-                    "the ivfflat index {} on {table}.{column} has {lists} lists for {rows} rows (recommended \
+                    "the ivfflat index {} on {on} has {lists} lists for {rows} rows (recommended \
                      {recommended}): it was built with little data and recalls poorly; create it again WITH (lists \
                      = {recommended})",
                     index.name

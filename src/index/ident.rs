@@ -115,6 +115,31 @@ pub(crate) fn quote(name: &str) -> String {
     out
 }
 
+/// `name` as messages show it: as it is when it is a plain identifier (ASCII letters, digits and `_`, not
+/// starting with a digit), otherwise between double quotes (inner ones doubled), so that `table.column`
+/// reads one way whatever the names hold (`"My Notes".emb`, `items."k=v"`).
+///
+/// ```
+/// use diesel_vector::index::{shown, shown_column};
+///
+/// assert_eq!(shown("documents"), "documents");
+/// assert_eq!(shown_column("My Notes", "emb"), r#""My Notes".emb"#);
+/// ```
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(quote(name))
+    }
+}
+
+/// `table.column` as messages show it ([`shown`]).
+pub fn shown_column(table: &str, column: &str) -> String {
+    format!("{}.{}", shown(table), shown(column))
+}
+
 /// `text` as an SQL string literal (`'...'`, inner quotes doubled). Only for text the crate writes into
 /// migration files, where no bind parameter exists; the caller makes sure it holds no NUL.
 pub(crate) fn literal(text: &str) -> String {
@@ -161,6 +186,11 @@ mod tests {
         assert_eq!(Ident::new("", "table"), Err(IdentError::Empty { what: "table" }));
         assert!(matches!(Ident::new("a\0b", "column"), Err(IdentError::ControlCharacter { .. })));
         assert!(matches!(Ident::new("a\nb", "column"), Err(IdentError::ControlCharacter { .. })));
+        // Messages show plain names as they are and quote the others.
+        assert_eq!(shown_column("documents", "embedding"), "documents.embedding");
+        assert_eq!(shown_column("My Notes", "emb"), r#""My Notes".emb"#);
+        assert_eq!(shown_column("a.b", r#"c "d""#), r#""a.b"."c ""d""""#);
+        assert_eq!(shown("1st"), r#""1st""#);
         // The name as Rust's debug form, quoted once.
         let err = Ident::new("a\tb", "vector column").unwrap_err().to_string();
         assert_eq!(err, r#"vector column "a\tb" contains a control character, which no SQL identifier can hold"#);

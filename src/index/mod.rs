@@ -58,7 +58,7 @@ pub use declare::__check;
 pub use declare::{IntegerSqlType, VectorIndex};
 #[allow(unused_imports)] // each backend uses them
 pub(crate) use ident::{literal, quote};
-pub use ident::{Ident, IdentError, MAX_IDENT_BYTES};
+pub use ident::{shown, shown_column, Ident, IdentError, MAX_IDENT_BYTES};
 #[cfg(any(feature = "pg-backend", feature = "sqlite"))]
 pub use partition::{partition_index_name, PartitionIndexError};
 pub use registry::{RegistryError, REGISTRY_TABLE};

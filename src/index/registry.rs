@@ -289,18 +289,23 @@ pub fn find<'a>(specs: &'a [IndexSpec], table: &str, column: Option<&str>) -> Re
         }
     }
     let names = |of: &[&IndexSpec]| of.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
+    let shown_table = super::shown(table);
     let wanted = match column {
         Some(column) if matching.len() > 1 => {
-            format!("{table}.{column} alone (it has several: {}; name the index)", names(&matching))
+            format!(
+                "{} alone (it has several: {}; name the index)",
+                super::shown_column(table, column),
+                names(&matching)
+            )
         }
-        Some(column) => format!("{table}.{column}"),
+        Some(column) => super::shown_column(table, column),
         None if matching.len() > 1 && matching.iter().all(|s| s.column() == matching[0].column()) => format!(
-            "table {table} alone (it has several, all of column {}: {}; name the index)",
-            matching[0].column(),
+            "table {shown_table} alone (it has several, all of column {}: {}; name the index)",
+            super::shown(matching[0].column()),
             names(&matching)
         ),
-        None if matching.len() > 1 => format!("table {table} alone (it has several: name the column)"),
-        None => format!("table {table}"),
+        None if matching.len() > 1 => format!("table {shown_table} alone (it has several: name the column)"),
+        None => format!("table {shown_table}"),
     };
     Err(RegistryError::NotFound(NotFound { wanted, registered: registered_names(specs) }))
 }
@@ -312,10 +317,11 @@ pub(crate) fn registered_names(specs: &[IndexSpec]) -> Vec<String> {
         .iter()
         .map(|s| {
             let shared = specs.iter().filter(|o| o.table() == s.table() && o.column() == s.column()).count() > 1;
+            let on = super::shown_column(s.table(), s.column());
             if shared {
-                format!("{}.{} (index {})", s.table(), s.column(), s.name())
+                format!("{on} (index {})", super::shown(s.name()))
             } else {
-                format!("{}.{}", s.table(), s.column())
+                on
             }
         })
         .collect()

@@ -124,10 +124,11 @@ impl fmt::Display for IndexError {
             ),
             Self::ColumnsMissing { index, table, columns } => write!(
                 f,
-                "the vector index {index} reads {} of table {table}, which it does not have (renamed or dropped \
+                "the vector index {index} reads {} of table {}, which it does not have (renamed or dropped \
                  since the index's migration ran): restore the column, or revert that migration and generate one \
                  for the table as it is now",
-                columns.join(", ")
+                columns.iter().map(|c| crate::index::shown(c)).collect::<Vec<_>>().join(", "),
+                crate::index::shown(table)
             ),
             Self::Codes(e) => write!(f, "building the vector index's quantized codes failed: {e}"),
             Self::Query(e) => write!(f, "updating the vector index failed: {e}"),

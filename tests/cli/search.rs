@@ -805,8 +805,12 @@ fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
         .unwrap();
     drop(conn);
     let (stdout, _) = fails(&["--database-url", &url, "doctor"]);
-    assert!(stdout.contains("the table lacks the index's column k=v"), "{stdout}");
-    assert!(stdout.contains("ACTION:  the vector index items_cos reads k=v of table items"), "{stdout}");
+    // Names that need quoting are shown quoted, so that `table.column` reads one way.
+    assert!(stdout.contains(r#"items.emb: items_cos, BLOB, cosine, partitioned by "k=v""#), "{stdout}");
+    assert!(stdout.contains(r#"the table lacks the index's column "k=v""#), "{stdout}");
+    assert!(stdout.contains(r#"ACTION:  the vector index items_cos reads "k=v" of table items"#), "{stdout}");
     let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "items_cos", "--vector", "[1,0,0]"]);
-    assert!(stderr.contains("reads k=v of table items, which it does not have"), "{stderr}");
+    assert!(stderr.contains(r#"reads "k=v" of table items, which it does not have"#), "{stderr}");
+    let (_, stderr) = fails(&["--database-url", &url, "search", "--table", "My T", "--column", "e", "--vector", "[1]"]);
+    assert!(stderr.contains(r#"no vector index is registered for "My T".e; registered: items.emb (index"#), "{stderr}");
 }

@@ -14,7 +14,7 @@ use diesel_vector::copy::{CopyEvent, CopyReport, IndexReport as CopyIndexReport,
 use diesel_vector::doctor::{
     Built, Extension, IndexReport, IndexState, Level, PgIndexInfo, Reindexed, Remedy, Report, Unregistered,
 };
-use diesel_vector::index::{Element, IndexSpec};
+use diesel_vector::index::{shown, shown_column, Element, IndexSpec};
 use diesel_vector::jsonl::JsonlReport;
 use diesel_vector::migrations::{MigrationError, Outcome};
 use diesel_vector::models::Fragment;
@@ -212,13 +212,13 @@ pub(crate) fn outcome(outcome: Outcome) -> &'static str {
 }
 
 pub(crate) fn copy_report(report: &CopyReport) -> io::Result<()> {
-    let width = report.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(0).max(20);
+    let width = report.tables.iter().map(|t| shown(&t.table).chars().count()).max().unwrap_or(0).max(20);
     for t in &report.tables {
         let resumed =
             t.resumed_after.as_ref().map(|k| format!(", resumed after {} {k}", t.key_column)).unwrap_or_default();
         say!(
             "{:<width$} source {:>9} rows  checksum {}  target {:>9} rows  checksum {}  {}  (inserted {}{resumed})",
-            t.table,
+            shown(&t.table),
             t.source.rows,
             t.source.checksum,
             t.target.rows,
@@ -237,7 +237,12 @@ pub(crate) fn copy_report(report: &CopyReport) -> io::Result<()> {
 
 fn indexes(indexes: &[CopyIndexReport], print: &mut dyn FnMut(String) -> io::Result<()>) -> io::Result<()> {
     for i in indexes {
-        print(format!("index {} on {}.{}: {}", i.name, i.table, i.column, target_index(&i.state)))?;
+        print(format!(
+            "index {} on {}: {}",
+            shown(&i.name),
+            shown_column(&i.table, &i.column),
+            target_index(&i.state)
+        ))?;
     }
     Ok(())
 }
@@ -293,7 +298,7 @@ pub(crate) fn jsonl_report(verb: &str, report: &JsonlReport) -> io::Result<()> {
 }
 
 pub(crate) fn reindexed(r: &Reindexed) -> String {
-    let what = format!("{} ({}.{})", r.index, r.table, r.column);
+    let what = format!("{} ({})", shown(&r.index), shown_column(&r.table, &r.column));
     match &r.built {
         Built::Vec0 { rows, left_out } => {
             format!("rebuilt {what}: vec0, {rows} rows{}", left_out_text(left_out, r.element))
@@ -382,14 +387,13 @@ fn extension_text(e: &Extension) -> (&'static str, String) {
 }
 
 fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
-    let partitions: Vec<&str> = spec.partition_by().collect();
+    let partitions: Vec<_> = spec.partition_by().map(shown).collect::<Vec<_>>();
     let partitioned =
         if partitions.is_empty() { String::new() } else { format!(", partitioned by {}", partitions.join(", ")) };
     format!(
-        "{}.{}: {}, {}, {}{partitioned}",
-        spec.table(),
-        spec.column(),
-        spec.name(),
+        "{}: {}, {}, {}{partitioned}",
+        shown_column(spec.table(), spec.column()),
+        shown(spec.name()),
         column_type.unwrap_or("MISSING"),
         spec.metric()
     )
@@ -398,7 +402,8 @@ fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
 fn state_text(index: &IndexReport) -> String {
     match &index.state {
         None if !index.missing_columns.is_empty() => {
-            format!("the table lacks the index's column {}", index.missing_columns.join(", "))
+            let missing: Vec<_> = index.missing_columns.iter().map(|c| shown(c)).collect();
+            format!("the table lacks the index's column {}", missing.join(", "))
         }
         None => "the table or column does not exist".to_owned(),
         Some(IndexState::Sqlite { status, invalid }) => {
@@ -469,11 +474,15 @@ fn unregistered_text(u: &Unregistered) -> String {
         Unregistered::PgColumn { schema, table, column, column_type, rows_estimate, indexes } => {
             let indexes: Vec<String> = indexes.iter().map(index).collect();
             format!(
-                "{schema}.{table}.{column} {column_type}, about {rows_estimate} rows; {}",
+                "{}.{} {column_type}, about {rows_estimate} rows; {}",
+                shown(schema),
+                shown_column(table, column),
                 if indexes.is_empty() { "no index".to_owned() } else { indexes.join(", ") }
             )
         }
-        Unregistered::PgIndex { table, column, index: i, .. } => format!("{table}.{column}: {}", index(i)),
+        Unregistered::PgIndex { table, column, index: i, .. } => {
+            format!("{}: {}", shown_column(table, column), index(i))
+        }
         Unregistered::Vec0Table { name } => format!("vec0 table {name}"),
         _ => "unknown".to_owned(),
     }
