@@ -497,15 +497,6 @@ pub(crate) const ROW_COUNTS: &str = "SELECT (SELECT count(*) FROM fragments) AS 
      (SELECT count(*) FROM fragment_embeddings e \
       WHERE NOT EXISTS (SELECT 1 FROM fragments f WHERE f.id = e.fragment_id)) AS orphans";
 
-/// The id and partition columns of `spec` that are not among `found` (the table's columns).
-pub(crate) fn missing_columns(spec: &IndexSpec, found: &[crate::migrations::shape::FoundColumn]) -> Vec<String> {
-    std::iter::once(spec.id_column())
-        .chain(spec.partition_by())
-        .filter(|c| !found.iter().any(|f| f.name == *c))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Whether an index's id column identifies one row, by the backend's condition: the one its generated
 /// migrations check (`generate::sqlite_id_unique`, `generate::pg_id_unique`).
 pub(crate) fn id_unique<C>(conn: &mut C, condition: &str) -> Result<bool, DoctorError>

@@ -824,6 +824,18 @@ impl IndexSpec {
     pub fn sqlite_internal_tables(&self) -> [String; 5] {
         [self.queue_table(), self.state_table(), self.codes_table(), self.vectors_table(), self.vec0_table().to_owned()]
     }
+
+    /// The columns the index reads (the id, the vector and the partition columns) that `exists` says the
+    /// table lacks: renamed or dropped since the index's migration ran.
+    #[cfg(any(feature = "pg", feature = "sqlite"))]
+    pub(crate) fn columns_missing(&self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        [self.id_column(), self.column()]
+            .into_iter()
+            .chain(self.partition_by())
+            .filter(|c| !exists(c))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 #[cfg(test)]

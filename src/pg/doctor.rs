@@ -70,26 +70,12 @@ pub(crate) fn facts(conn: &mut PgConnection) -> Result<Facts, DoctorError> {
     Ok(Facts { server_version: server.version, extension, indexes, invalid_registry_rows, unregistered, fragments })
 }
 
-#[derive(QueryableByName)]
-struct Column {
-    #[diesel(sql_type = Nullable<Text>)]
-    column_type: Option<String>,
-}
-
 fn index_report(conn: &mut PgConnection, spec: &IndexSpec) -> Result<IndexReport, DoctorError> {
-    let column: Column = diesel::sql_query(
-        "SELECT (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                 WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) \
-                AS column_type",
-    )
-    .bind::<Text, _>(quote(spec.table()))
-    .bind::<Text, _>(spec.column())
-    .get_result(conn)?;
-    let Some(column_type) = column.column_type else {
+    let columns = conn.columns(&quote(spec.table()))?;
+    let Some(column_type) = columns.iter().find(|c| c.name == spec.column()).map(|c| c.ty.clone()) else {
         return Ok(IndexReport::missing(spec));
     };
-    let columns = crate::migrations::shape::Catalog::columns(conn, &quote(spec.table()))?;
-    let missing_columns = crate::doctor::missing_columns(spec, &columns);
+    let missing_columns = spec.columns_missing(|c| columns.iter().any(|f| f.name == c));
     if !missing_columns.is_empty() {
         return Ok(IndexReport { column_type: Some(column_type), missing_columns, ..IndexReport::missing(spec) });
     }

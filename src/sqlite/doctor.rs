@@ -7,8 +7,8 @@ use diesel::sql_types::{Bool, Text};
 use diesel::SqliteConnection;
 
 use crate::doctor::{
-    id_unique, missing_columns, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState,
-    RowCountsRow, Unregistered, NAMED_IDS, ROW_COUNTS,
+    id_unique, registry_rows, DoctorError, Extension, Facts, ForeignKeys, IndexReport, IndexState, RowCountsRow,
+    Unregistered, NAMED_IDS, ROW_COUNTS,
 };
 use crate::index::IndexSpec;
 use crate::migrations::shape::Catalog;
@@ -52,7 +52,7 @@ fn index_report(conn: &mut SqliteConnection, spec: &IndexSpec) -> Result<IndexRe
     let Some(column_type) = columns.iter().find(|c| c.name == spec.column()).map(|c| c.ty.clone()) else {
         return Ok(IndexReport::missing(spec));
     };
-    let missing_columns = missing_columns(spec, &columns);
+    let missing_columns = spec.columns_missing(|c| columns.iter().any(|f| f.name == c));
     if !missing_columns.is_empty() {
         return Ok(IndexReport { column_type: Some(column_type), missing_columns, ..IndexReport::missing(spec) });
     }

@@ -618,12 +618,7 @@ fn explained(conn: &mut SqliteConnection, spec: &IndexSpec, e: IndexError) -> In
         return e;
     }
     let Ok(found) = crate::migrations::shape::Catalog::columns(conn, spec.table()) else { return e };
-    let columns: Vec<String> = std::iter::once(spec.id_column())
-        .chain(std::iter::once(spec.column()))
-        .chain(spec.partition_by())
-        .filter(|c| !found.iter().any(|f| f.name == *c))
-        .map(str::to_owned)
-        .collect();
+    let columns = spec.columns_missing(|c| found.iter().any(|f| f.name == c));
     if columns.is_empty() {
         return e;
     }

@@ -387,7 +387,7 @@ fn extension_text(e: &Extension) -> (&'static str, String) {
 }
 
 fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
-    let partitions: Vec<_> = spec.partition_by().map(shown).collect::<Vec<_>>();
+    let partitions: Vec<_> = spec.partition_by().map(shown).collect();
     let partitioned =
         if partitions.is_empty() { String::new() } else { format!(", partitioned by {}", partitions.join(", ")) };
     format!(
