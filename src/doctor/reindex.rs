@@ -106,24 +106,16 @@ pub enum Built {
 pub fn reindex(conn: &mut DatabaseConnection, options: &ReindexOptions) -> Result<Vec<Reindexed>, DoctorError> {
     let specs = conn.indexes()?;
     let chosen: Vec<&IndexSpec> = match (&options.table, &options.index) {
-        (table, Some(index)) => {
-            let named: Vec<&IndexSpec> =
-                specs.iter().filter(|s| s.name() == index && table.as_ref().is_none_or(|t| s.table() == t)).collect();
-            if named.is_empty() {
-                let registered = crate::index::registry::registered_names(&specs);
-                let wanted = match table {
-                    Some(table) => format!("index {index} on table {table}"),
-                    None => format!("index {index}"),
-                };
-                return Err(RegistryError::NotFound(NotFound { wanted, registered }).into());
-            }
-            named
-        }
+        (table, Some(index)) => vec![crate::index::registry::named(&specs, index, table.as_deref())?],
         (Some(table), None) => {
             let on_table: Vec<&IndexSpec> = specs.iter().filter(|s| s.table() == table).collect();
             if on_table.is_empty() {
                 let registered = crate::index::registry::registered_names(&specs);
-                return Err(RegistryError::NotFound(NotFound { wanted: format!("table {table}"), registered }).into());
+                return Err(RegistryError::NotFound(NotFound {
+                    wanted: format!("table {}", crate::index::shown(table)),
+                    registered,
+                })
+                .into());
             }
             on_table
         }

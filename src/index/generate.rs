@@ -30,7 +30,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::ident::{literal, quote};
+use super::ident::{literal, quote, shown, shown_column};
 use super::registry;
 use super::spec::{Element, IndexSpec, Metric, PgIndex};
 
@@ -191,7 +191,7 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
         "    IF to_regclass({table_lit}) IS NULL THEN\n        \
          RAISE EXCEPTION USING MESSAGE = {};\n    \
          END IF;\n",
-        literal(&format!("diesel-vector: table {} does not exist{elsewhere}", spec.table())),
+        literal(&format!("diesel-vector: table {} does not exist{elsewhere}", shown(spec.table()))),
     );
     // Two indexes of one name would share the registry's row, and the second migration would fail on it
     // after creating its index: say so first. (The inner IF is planned only once the registry exists.)
@@ -207,30 +207,36 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
         literal(spec.name()),
         literal(&format!("diesel-vector: {}", already_registered(spec))),
     );
-    let mut check = |column: &str, condition: &str, expected: &str| {
+    // `wanted` is the condition on the column's type and what to say when it fails; `None` takes any type.
+    let mut check = |column: &str, wanted: Option<(&str, &str)>| {
+        let shown = shown_column(spec.table(), column);
         let _ = write!(
             body,
             "    SELECT format_type(a.atttypid, a.atttypmod) INTO found FROM pg_attribute a\n     \
              WHERE a.attrelid = to_regclass({table_lit}) AND a.attname = {} AND a.attnum > 0 AND NOT a.attisdropped;\n    \
              IF found IS NULL THEN\n        \
-             RAISE EXCEPTION USING MESSAGE = {};\n    \
-             ELSIF NOT ({condition}) THEN\n        \
-             RAISE EXCEPTION USING MESSAGE = {} || found || {};\n    \
-             END IF;\n",
+             RAISE EXCEPTION USING MESSAGE = {};\n    ",
             literal(column),
-            literal(&format!("diesel-vector: {}.{column} does not exist", spec.table())),
-            literal(&format!("diesel-vector: {}.{column} is ", spec.table())),
-            literal(&format!(", expected {expected}")),
+            literal(&format!("diesel-vector: {shown} does not exist")),
         );
+        if let Some((condition, expected)) = wanted {
+            let _ = write!(
+                body,
+                "ELSIF NOT ({condition}) THEN\n        \
+                 RAISE EXCEPTION USING MESSAGE = {} || found || {};\n    ",
+                literal(&format!("diesel-vector: {shown} is ")),
+                literal(&format!(", expected {expected}")),
+            );
+        }
+        body.push_str("END IF;\n");
     };
     check(
         spec.id_column(),
-        "found IN ('smallint', 'integer', 'bigint')",
-        "an integer type (smallint, integer, bigint)",
+        Some(("found IN ('smallint', 'integer', 'bigint')", "an integer type (smallint, integer, bigint)")),
     );
-    check(spec.column(), &format!("found = {}", literal(ty)), ty);
+    check(spec.column(), Some((&format!("found = {}", literal(ty)), ty)));
     for p in spec.partition_by() {
-        check(p, "true", "any type");
+        check(p, None);
     }
     // The id must identify one row: the primary key alone, or the one key column of a unique index (not
     // partial, not an expression). The first column of a composite key identifies none: a search returns
@@ -242,10 +248,9 @@ fn pg_check_columns(spec: &IndexSpec, ty: &str) -> String {
          END IF;\n",
         pg_id_unique(spec),
         literal(&format!(
-            "diesel-vector: {}.{} must be unique by itself (the primary key, or a unique index of that column alone): \
+            "diesel-vector: {} must be unique by itself (the primary key, or a unique index of that column alone): \
              the index finds rows by it",
-            spec.table(),
-            spec.id_column()
+            shown_column(spec.table(), spec.id_column())
         )),
     );
     body.push_str("END");
@@ -372,27 +377,24 @@ pub(crate) fn sqlite_value_check(element: Element, dims: u32, value: &str) -> St
 /// The error of a migration whose index's name is registered already.
 fn already_registered(spec: &IndexSpec) -> String {
     format!(
-        "an index named {} is registered already: give this index of {}.{} a name of its own",
-        spec.name(),
-        spec.table(),
-        spec.column()
+        "an index named {} is registered already: give this index of {} a name of its own",
+        shown(spec.name()),
+        shown_column(spec.table(), spec.column())
     )
 }
 
 fn sqlite_value_description(spec: &IndexSpec) -> String {
-    let (table, column, dims) = (spec.table(), spec.column(), spec.dims());
+    let (shown, dims) = (shown_column(spec.table(), spec.column()), spec.dims());
     match spec.element() {
-        Element::Vector => format!(
-            "{table}.{column} must be NULL or a BLOB of {dims} little-endian f32 ({} bytes)",
-            4 * u64::from(dims)
-        ),
-        Element::HalfVector => format!(
-            "{table}.{column} must be NULL or a BLOB of {dims} little-endian f16 ({} bytes)",
-            2 * u64::from(dims)
-        ),
-        Element::Bit => format!("{table}.{column} must be NULL or a BLOB of {dims} bits ({} bytes)", dims / 8),
+        Element::Vector => {
+            format!("{shown} must be NULL or a BLOB of {dims} little-endian f32 ({} bytes)", 4 * u64::from(dims))
+        }
+        Element::HalfVector => {
+            format!("{shown} must be NULL or a BLOB of {dims} little-endian f16 ({} bytes)", 2 * u64::from(dims))
+        }
+        Element::Bit => format!("{shown} must be NULL or a BLOB of {dims} bits ({} bytes)", dims / 8),
         Element::SparseVector => format!(
-            "{table}.{column} must be NULL or a sparsevec BLOB of {dims} dimensions (u32 dims, then u32 indices and f32 \
+            "{shown} must be NULL or a sparsevec BLOB of {dims} dimensions (u32 dims, then u32 indices and f32 \
              values)"
         ),
     }
@@ -419,7 +421,7 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     let table_lit = literal(spec.table());
     // The first failing check names the error: the table first, then whether the name is free.
     checks.push((
-        format!("table {} must exist", spec.table()),
+        format!("table {} must exist", shown(spec.table())),
         format!("EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {table_lit})"),
     ));
     checks.push((
@@ -435,19 +437,18 @@ fn sqlite_up(spec: &IndexSpec, options: &Options) -> String {
     // return rows twice or not at all), and be indexed, or each lookup would scan the table.
     checks.push((
         format!(
-            "{}.{} must exist, be an INTEGER and unique by itself (the primary key, or a unique index of that \
+            "{} must exist, be an INTEGER and unique by itself (the primary key, or a unique index of that \
              column alone)",
-            spec.table(),
-            spec.id_column()
+            shown_column(spec.table(), spec.id_column())
         ),
         exists(spec.id_column(), &format!(" AND upper(type) LIKE '%INT%' AND {}", sqlite_id_unique(spec))),
     ));
     checks.push((
-        format!("{}.{} must exist and be declared BLOB", spec.table(), spec.column()),
+        format!("{} must exist and be declared BLOB", shown_column(spec.table(), spec.column())),
         exists(spec.column(), " AND upper(type) IN ('BLOB', '')"),
     ));
     for p in spec.partition_by() {
-        checks.push((format!("{}.{p} must exist", spec.table()), exists(p, "")));
+        checks.push((format!("{} must exist", shown_column(spec.table(), p)), exists(p, "")));
     }
     let check_table = quote(&format!("{name}_check"));
     let columns: Vec<String> = checks

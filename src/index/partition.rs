@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::generate::Migration;
-use super::ident::{literal, quote};
+use super::ident::{literal, quote, shown, shown_column};
 use super::registry;
 use super::spec::{IndexSpec, PgIndex};
 use crate::search::query::FilterValue;
@@ -225,16 +225,15 @@ fn pg_build(spec: &IndexSpec, column: &str, value: &Value, name: &str) -> String
     let table_lit = literal(&quote(spec.table()));
     let registry_table = quote(super::REGISTRY_TABLE);
     let declared = format!(
-        "the vector index {} on {}.{} ({}, {}, HNSW index {}, partition columns {}) is not registered as this \
+        "the vector index {} on {} ({}, {}, HNSW index {}, partition columns {}) is not registered as this \
          migration expects: apply the vector index's migration first, or generate this one from the vector index's \
          own declaration",
-        spec.name(),
-        spec.table(),
-        spec.column(),
+        shown(spec.name()),
+        shown_column(spec.table(), spec.column()),
         spec.element().pg_type(spec.dims()),
         spec.metric().name(),
-        spec.pg_index_name().unwrap_or_default(),
-        spec.partition_by().collect::<Vec<_>>().join(", "),
+        shown(spec.pg_index_name().unwrap_or_default()),
+        spec.partition_by().map(shown).collect::<Vec<_>>().join(", "),
     );
     let mut body = String::from("DECLARE\n    kind text;\n    cond text;\nBEGIN\n");
     let _ = write!(
@@ -268,7 +267,7 @@ fn pg_build(spec: &IndexSpec, column: &str, value: &Value, name: &str) -> String
         column_kind_sql!(),
         column_base_type_sql!(),
         literal(column),
-        fail(&format!("{}.{column} does not exist", spec.table())),
+        fail(&format!("{} does not exist", shown_column(spec.table(), column))),
     );
     for (kind, label) in [
         (ColumnKind::Text, "text"),
@@ -278,7 +277,7 @@ fn pg_build(spec: &IndexSpec, column: &str, value: &Value, name: &str) -> String
     ] {
         let arm = match coerce(value, kind) {
             Ok(filter) => format!("cond := {};", literal(&condition(column, kind, &filter))),
-            Err(hint) => fail(&format!("{value} does not fit {}.{column}{hint}", spec.table())),
+            Err(hint) => fail(&format!("{value} does not fit {}{hint}", shown_column(spec.table(), column))),
         };
         let _ = writeln!(body, "        WHEN {} THEN {arm}", literal(label));
     }

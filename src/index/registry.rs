@@ -270,6 +270,39 @@ where
     rows.iter().map(RegistryRow::to_spec).collect()
 }
 
+/// The index named `name` among `specs`, which must be on `table` when one is given.
+///
+/// ```
+/// use diesel_vector::index::{registry, IndexSpec};
+///
+/// let specs = [IndexSpec::builder("documents", "embedding", 3).name("docs_cos").build()?];
+/// assert_eq!(registry::named(&specs, "docs_cos", Some("documents"))?.column(), "embedding");
+/// let err = registry::named(&specs, "docs_cos", Some("notes")).unwrap_err();
+/// assert!(err.to_string().contains("index docs_cos on table notes (it is on table documents)"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`RegistryError::NotFound`] naming what is registered.
+pub fn named<'a>(specs: &'a [IndexSpec], name: &str, table: Option<&str>) -> Result<&'a IndexSpec, RegistryError> {
+    let found = specs.iter().find(|s| s.name() == name);
+    if let Some(spec) = found.filter(|s| table.is_none_or(|t| s.table() == t)) {
+        return Ok(spec);
+    }
+    let wanted = match (table, found) {
+        (Some(table), Some(spec)) => format!(
+            "index {} on table {} (it is on table {})",
+            super::shown(name),
+            super::shown(table),
+            super::shown(spec.table())
+        ),
+        (Some(table), None) => format!("index {} on table {}", super::shown(name), super::shown(table)),
+        (None, _) => format!("index {}", super::shown(name)),
+    };
+    Err(RegistryError::NotFound(NotFound { wanted, registered: registered_names(specs) }))
+}
+
 /// Finds one index among `specs`: by `table.column`, by table alone when the table has exactly one index,
 /// or by index name (`table` naming an index, `column` `None`) when no table of that name has one.
 ///

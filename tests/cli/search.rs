@@ -793,7 +793,7 @@ fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
     assert_eq!(json_ids(&ok(&[&null[..], &["--where-null", "k=v"]].concat())), [6]);
     assert!(json_ids(&ok(&[&null[..], &["--where", "k=v=NULL"]].concat())).is_empty());
     let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "nope", "--vector", "[1,0,0]"]);
-    assert!(stderr.contains("no vector index is registered under the name \"nope\""), "{stderr}");
+    assert!(stderr.contains("no vector index is registered for index nope;"), "{stderr}");
     let out = ok(&["--database-url", &url, "reindex", "--index", "items_cos"]);
     assert!(out.contains("items_cos") && !out.contains("__dv_items_emb"), "{out}");
     // A table without an index: the hint is a command the shell runs as shown.

@@ -156,7 +156,7 @@ fn a_migration_for_columns_that_are_not_there_fails_naming_them_and_changes_noth
     let err = conn.transaction(|c| c.batch_execute(&m.pg_up)).unwrap_err().to_string();
     assert!(
         err.contains(
-            "table app.docs does not exist (the name is one identifier, dot included: for a table in another schema, \
+            "table \"app.docs\" does not exist (the name is one identifier, dot included: for a table in another schema, \
              name the table alone and put its schema on the connection's search_path)"
         ),
         "{err}"

@@ -613,3 +613,20 @@ fn a_second_index_of_one_name_is_refused_before_anything_is_created() {
     let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
     assert!(err.contains("table ghost must exist"), "{err}");
 }
+
+#[test]
+fn the_generated_migration_quotes_odd_names_in_its_messages() {
+    let mut conn = crate::conn();
+    conn.batch_execute(r#"CREATE TABLE "Dé ""Docs""" (id INTEGER PRIMARY KEY, "Emb ""V"" ß" BLOB)"#).unwrap();
+    // A partition column the table lacks: the check names it, quoted, and the table with it.
+    let missing = IndexSpec::builder(r#"Dé "Docs""#, r#"Emb "V" ß"#, 3).partition_by(["k=v"]).build().unwrap();
+    let m = generate::render(&missing, &generate::Options::default());
+    let err = conn.transaction(|conn| conn.batch_execute(&m.sqlite_up)).unwrap_err().to_string();
+    assert!(err.contains(r#""Dé ""Docs"""."k=v" must exist"#), "{err}");
+
+    // A value of the wrong shape: the trigger's message names the column as one quoted name.
+    let spec = IndexSpec::builder(r#"Dé "Docs""#, r#"Emb "V" ß"#, 3).build().unwrap();
+    conn.batch_execute(&generate::render(&spec, &generate::Options::default()).sqlite_up).unwrap();
+    let err = conn.batch_execute(r#"INSERT INTO "Dé ""Docs""" VALUES (1, X'00')"#).unwrap_err().to_string();
+    assert_eq!(err, r#""Dé ""Docs"""."Emb ""V"" ß" must be NULL or a BLOB of 3 little-endian f32 (12 bytes)"#);
+}

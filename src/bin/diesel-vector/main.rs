@@ -711,24 +711,7 @@ fn registered(conn: &mut DatabaseConnection, table: &str, column: Option<&str>) 
 
 /// The vector index registered under `name` (on `table`, when given).
 fn registered_index(conn: &mut DatabaseConnection, table: Option<&str>, name: &str) -> Result<IndexSpec> {
-    let specs = conn.indexes()?;
-    match specs.iter().find(|s| s.name() == name) {
-        Some(spec) if table.is_none_or(|t| spec.table() == t) => Ok(spec.clone()),
-        Some(spec) => Err(format!(
-            "index {name:?} is registered on table {:?}, not {:?}",
-            spec.table(),
-            table.unwrap_or_default()
-        )
-        .into()),
-        None => {
-            let names: Vec<&str> = specs.iter().map(IndexSpec::name).collect();
-            Err(format!(
-                "no vector index is registered under the name {name:?} (registered: {})",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-            )
-            .into())
-        }
-    }
+    Ok(diesel_vector::index::registry::named(&conn.indexes()?, name, table)?.clone())
 }
 
 /// `COLUMN=VALUE` split where `COLUMN` is one of `spec`'s table's partition columns when one of them
