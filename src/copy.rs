@@ -503,6 +503,9 @@ struct Table {
     /// The resume check, when it covered the whole source range (then it is the verification too, if
     /// this run writes nothing).
     checked_all: Option<Comparison>,
+    /// The keys of this table's rows the target refused ([`CopyOptions::skip_invalid`]): not expected on
+    /// the target. A table's own, since another table's row of the same key is a different row.
+    refused: HashSet<Key>,
 }
 
 fn run<S: Store, T: Store>(
@@ -516,7 +519,6 @@ fn run<S: Store, T: Store>(
     on_event(CopyEvent::Migrated { applied });
     let target_catalog = target.catalog().map_err(|e| catalog_error("target", e))?;
     let plans = table::plan(source_catalog, Some(&target_catalog), &options.tables).map_err(CopyError::Schema)?;
-    let refused_none = HashSet::new();
     // Every table is checked before any is written.
     let mut tables = Vec::with_capacity(plans.len());
     for plan in plans {
@@ -532,7 +534,7 @@ fn run<S: Store, T: Store>(
                     upto: Some(&last),
                     batch: options.limit(),
                     skip_invalid: options.skip_invalid,
-                    refused: &refused_none,
+                    refused: &HashSet::new(),
                 };
                 let c = verify::compare(source, target, &scope)?;
                 if let Some(key) = c.first_foreign.clone() {
@@ -549,14 +551,13 @@ fn run<S: Store, T: Store>(
                 }
             }
         }
-        tables.push(Table { plan, upto, report, checked_all });
+        tables.push(Table { plan, upto, report, checked_all, refused: HashSet::new() });
     }
     // Before anything is written: the application's inserts into the target get ids above the source's
     // from now on, so they can neither collide with rows still to come nor be taken for copied rows when
     // a later run looks for where to resume.
     reserve(target, &tables)?;
     target.begin_load().map_err(|source| CopyError::Query { context: "preparing the target".into(), source })?;
-    let mut refused = HashSet::new();
     let (mut skipped, mut skipped_count) = (Vec::new(), 0u64);
     for t in &mut tables {
         let Some(upto) = &t.upto else { continue };
@@ -567,7 +568,7 @@ fn run<S: Store, T: Store>(
             upto,
             &mut t.report,
             options,
-            &mut refused,
+            &mut t.refused,
             &mut skipped,
             &mut skipped_count,
             on_event,
@@ -585,7 +586,7 @@ fn run<S: Store, T: Store>(
                     upto: Some(upto),
                     batch: options.limit(),
                     skip_invalid: options.skip_invalid,
-                    refused: &refused,
+                    refused: &t.refused,
                 };
                 verify::compare(source, target, &scope)?
             }
