@@ -63,7 +63,8 @@ const VERSION: u32 = 1;
 pub struct TableSums {
     /// The table.
     pub table: String,
-    /// Rows written (export) or read (import), counted and checksummed.
+    /// Rows written (export) or imported (import: read, and not refused by the target), counted and
+    /// checksummed.
     pub rows: Sums,
     /// Import: rows inserted (the rest were already there, identical).
     pub inserted: u64,
@@ -600,10 +601,8 @@ fn import_into<T: Store>(
         }
         let rows = &mut pending.get_or_insert_with(|| (at, Vec::new())).1;
         match check(plan, &key, cells) {
-            Ok(values) => {
-                report.tables[at].rows.add(hash_row(&values));
-                rows.push(values);
-            }
+            // Counted and checksummed once written: a row the target refuses is not imported.
+            Ok(values) => rows.push(values),
             Err(bad) if options.skip_invalid => report.skip(vec![bad]),
             Err(bad) => invalid.push(bad),
         }
@@ -708,6 +707,9 @@ fn flush<T: Store>(
         .collect();
     if !differing.is_empty() {
         return Err(JsonlError::Verification { table: plan.name.clone(), keys: differing });
+    }
+    for (_, hash) in keyed.iter().filter(|(k, _)| !refused_keys.contains(k)) {
+        report.tables[at].rows.add(*hash);
     }
     if let Some(max) = keyed.iter().filter_map(|(k, _)| k.as_int()).max() {
         store.reserve_ids(plan, max).map_err(query(format!("reserving ids of {}", plan.name)))?;

@@ -216,3 +216,38 @@ fn an_endless_line_is_refused_at_the_line_limit_with_bounded_memory() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error: line 1: longer than 67108864 bytes, the most a line may hold"), "{stderr}");
 }
+
+#[test]
+fn a_row_the_target_refuses_is_neither_counted_nor_checksummed_as_imported() {
+    // Trial 6: `import --skip-invalid` reported a row the target refused (NOT NULL) among those imported.
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_file(dir.path(), "source.db");
+    let mut conn = diesel::SqliteConnection::establish(&source).unwrap();
+    conn.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, NULL)")
+        .unwrap();
+    let exported = ok(&["--database-url", &source, "export"]);
+    let only_first: String = exported.lines().filter(|l| !l.contains(r#""id":2"#)).map(|l| format!("{l}\n")).collect();
+    let target = sqlite_file(dir.path(), "target.db");
+    diesel::SqliteConnection::establish(&target)
+        .unwrap()
+        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .unwrap();
+    let out = import_stdin(&target, exported.as_bytes(), &["--skip-invalid"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("skipped 1 invalid row(s)"), "{report}");
+    assert!(report.contains("t id 2: the target refused it"), "{report}");
+    assert_eq!(count(&target, "t"), 1);
+    // The count and checksum are those of the row imported: the same as importing it alone.
+    let line = |report: &str| report.lines().find(|l| l.starts_with("imported t:")).map(str::to_owned);
+    let alone = sqlite_file(dir.path(), "alone.db");
+    diesel::SqliteConnection::establish(&alone)
+        .unwrap()
+        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .unwrap();
+    let out_alone = import_stdin(&alone, only_first.as_bytes(), &[]);
+    let report_alone =
+        String::from_utf8_lossy(&out_alone.stdout).into_owned() + &String::from_utf8_lossy(&out_alone.stderr);
+    assert!(line(&report).is_some_and(|l| l.contains(": 1 rows")), "{report}");
+    assert_eq!(line(&report), line(&report_alone), "{report}\n{report_alone}");
+}
