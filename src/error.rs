@@ -267,14 +267,15 @@ impl fmt::Display for VectorError {
             ),
             Self::SparseIndicesNotAscending { position, index, previous } if index == previous => write!(
                 f,
-                "sparsevec index {index} appears twice (non-zero elements {} and {position}): each index may appear \
-                 once",
+                "sparsevec index {index} (0-based; {} in pgvector's 1-based text) appears twice (non-zero elements \
+                 {} and {position}): each index may appear once",
+                index.saturating_add(1),
                 position.saturating_sub(1)
             ),
             Self::SparseIndicesNotAscending { position, index, previous } => write!(
                 f,
-                "sparsevec index {index} (non-zero element {position}) comes after index {previous}: indices must \
-                 be in ascending order (`SparseVector::from_map` sorts them)"
+                "sparsevec index {index} (0-based; non-zero element {position}) comes after index {previous}: indices \
+                 must be in ascending order (`SparseVector::from_map` sorts them)"
             ),
             Self::SparseLengthsDiffer { indices, values } => write!(
                 f,
@@ -282,8 +283,8 @@ impl fmt::Display for VectorError {
             ),
             Self::SparseZeroValue { position } => write!(
                 f,
-                "binary sparsevec stores a zero as non-zero element {position}: the bytes are not pgvector's binary \
-                 `sparsevec` format"
+                "stored sparsevec holds a zero as non-zero element {position}: a sparsevec's bytes (pgvector's binary \
+                 format, or its SQLite BLOB) leave zeros out, so these are not a valid `sparsevec`"
             ),
             Self::BitLengthNotWholeBytes { bits } => write!(
                 f,

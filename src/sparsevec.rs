@@ -419,7 +419,8 @@ mod tests {
         );
         assert_eq!(
             err(5, &[1, 1], &[1.0, 2.0]).to_string(),
-            "sparsevec index 1 appears twice (non-zero elements 0 and 1): each index may appear once"
+            "sparsevec index 1 (0-based; 2 in pgvector's 1-based text) appears twice (non-zero elements 0 and 1): each index \
+             may appear once"
         );
         assert!(matches!(err(5, &[0, 1], &[1.0, f32::NAN]), VectorError::NotFinite { index: 1, .. }));
         let repeated = [(1, 1.0), (1, 2.0)];

@@ -65,6 +65,8 @@ pub(crate) fn from_pg(element: Element, bytes: &[u8], dims: Option<u32>) -> Resu
         }
         Element::Bit => {
             let b = codec::bit::decode_pg(bytes).map_err(text)?;
+            // A length that is not the column's is named as such before SQLite's whole bytes are.
+            check_dims(element, b.len(), dims)?;
             (codec::bit::encode_sqlite(&b).map_err(text)?.to_vec(), b.len())
         }
     };
@@ -121,6 +123,7 @@ pub(crate) fn parse_json(element: Element, json: &str, dims: Option<u32>) -> Res
         }
         Element::Bit => {
             let b: crate::Bit = string()?.parse().map_err(|e| format!("not a bit string: {e}"))?;
+            check_dims(element, b.len(), dims)?;
             (codec::bit::encode_sqlite(&b).map_err(text)?.to_vec(), b.len())
         }
     };
@@ -194,5 +197,10 @@ mod tests {
         write_json(Element::SparseVector, &samples()[2].1, &mut json).unwrap();
         assert_eq!(json, br#""{1:1.5,4:-2}/6""#);
         assert!(parse_json(Element::Bit, r#""0101""#, None).unwrap_err().contains("whole"));
+        // Against a declared length, the length is what is wrong (trial 6).
+        assert_eq!(
+            parse_json(Element::Bit, r#""0101""#, Some(256)).unwrap_err(),
+            "the bit has 4 bits; the column holds 256"
+        );
     }
 }

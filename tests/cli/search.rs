@@ -523,12 +523,14 @@ fn doctor_tells_which_index_keeps_codes_on_a_table_of_halfvec_and_bit_columns() 
     // Rows written without the crate: the codes are due, the bit index has nothing to build.
     let (report, _) = fails(&["--database-url", &db, "doctor"]);
     assert!(
-        report.contains("photos.clip: __dv_photos_clip, BLOB, cosine\n               codes: marked for rebuild"),
+        report.contains(
+            "photos.clip: __dv_photos_clip, halfvec(8) as BLOB, cosine\n               codes: marked for rebuild"
+        ),
         "{report}"
     );
     assert!(
         report.contains(
-            "photos.phash: __dv_photos_phash, BLOB, hamming\n               no structure (exact scans), 40 rows"
+            "photos.phash: __dv_photos_phash, bit(16) as BLOB, hamming\n               no structure (exact scans), 40 rows"
         ),
         "{report}"
     );
@@ -806,7 +808,7 @@ fn two_indexes_of_one_column_are_searched_and_rebuilt_by_name() {
     drop(conn);
     let (stdout, _) = fails(&["--database-url", &url, "doctor"]);
     // Names that need quoting are shown quoted, so that `table.column` reads one way.
-    assert!(stdout.contains(r#"items.emb: items_cos, BLOB, cosine, partitioned by "k=v""#), "{stdout}");
+    assert!(stdout.contains(r#"items.emb: items_cos, vector(3) as BLOB, cosine, partitioned by "k=v""#), "{stdout}");
     assert!(stdout.contains(r#"the table lacks the index's column "k=v""#), "{stdout}");
     assert!(stdout.contains(r#"ACTION:  the vector index items_cos reads "k=v" of table items"#), "{stdout}");
     let (_, stderr) = fails(&["--database-url", &url, "search", "--index", "items_cos", "--vector", "[1,0,0]"]);

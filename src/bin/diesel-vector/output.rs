@@ -390,11 +390,16 @@ fn spec_text(spec: &IndexSpec, column_type: Option<&str>) -> String {
     let partitions: Vec<_> = spec.partition_by().map(shown).collect();
     let partitioned =
         if partitions.is_empty() { String::new() } else { format!(", partitioned by {}", partitions.join(", ")) };
+    // SQLite declares every vector column BLOB: say which type the index reads in it.
+    let column_type = match column_type {
+        Some(ty) if ty.eq_ignore_ascii_case("BLOB") => format!("{} as {ty}", spec.element().pg_type(spec.dims())),
+        Some(ty) => ty.to_owned(),
+        None => "MISSING".to_owned(),
+    };
     format!(
-        "{}: {}, {}, {}{partitioned}",
+        "{}: {}, {column_type}, {}{partitioned}",
         shown_column(spec.table(), spec.column()),
         shown(spec.name()),
-        column_type.unwrap_or("MISSING"),
         spec.metric()
     )
 }
