@@ -593,6 +593,20 @@ pub enum WriteError {
         /// The migration that has it.
         existing: PathBuf,
     },
+    /// A migration in one of the folders already registers a vector index of the name this one registers:
+    /// the second would fail when it runs (the generated migrations check that the name is free).
+    #[error(
+        "{} already creates a vector index named {}: give this index a name of its own, or remove that \
+         migration first",
+        existing.display(),
+        super::shown(name)
+    )]
+    IndexNameTaken {
+        /// The index's name.
+        name: String,
+        /// The migration that registers it.
+        existing: PathBuf,
+    },
     /// The version is one of diesel-vector's own migrations ([`RESERVED_VERSIONS`]).
     #[error(
         "migration version `{0}` is one of diesel-vector's own migrations (its fragments schema): Diesel records \
@@ -655,6 +669,46 @@ fn with_version(dir: &Path, version: &str) -> Option<PathBuf> {
     versioned(dir).find(|(v, _)| v == version).map(|(_, path)| path)
 }
 
+/// The index names `sql` registers (`statement` is [`registry::insert_prefix`]) or forgets
+/// ([`registry::delete_prefix`]), unescaped from the literals they are written as.
+fn registry_names(sql: &str, statement: &str) -> Vec<String> {
+    sql.match_indices(statement)
+        .filter_map(|(at, _)| {
+            let rest = sql[at + statement.len()..].strip_prefix('\'')?;
+            let mut name = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '\'' {
+                    if chars.peek() != Some(&'\'') {
+                        return Some(name);
+                    }
+                    chars.next();
+                }
+                name.push(c);
+            }
+            None
+        })
+        .collect()
+}
+
+/// The index names the migrations of `dir` register, each with the migration that does: read in
+/// version order, a migration forgetting a name (a hand-written one dropping an index) frees it.
+fn registered_in(dir: &Path) -> std::collections::HashMap<String, PathBuf> {
+    let mut migrations: Vec<(String, PathBuf)> = versioned(dir).collect();
+    migrations.sort();
+    let mut registered = std::collections::HashMap::new();
+    for (_, path) in migrations {
+        let Ok(up) = std::fs::read_to_string(path.join("up.sql")) else { continue };
+        for name in registry_names(&up, &registry::delete_prefix()) {
+            registered.remove(&name);
+        }
+        for name in registry_names(&up, &registry::insert_prefix()) {
+            registered.insert(name, path.clone());
+        }
+    }
+    registered
+}
+
 /// Writes `migration` as `<version as YYYY-MM-DD-HHMMSS>_<name>/{up,down}.sql` into both folders
 /// (created when missing), and returns the two folders written. Either both are written or neither.
 ///
@@ -662,7 +716,8 @@ fn with_version(dir: &Path, version: &str) -> Option<PathBuf> {
 ///
 /// [`WriteError::Exists`] when either folder already holds that migration, [`WriteError::VersionTaken`] when
 /// either holds another migration of that version ([`free_version`] gives one that is free),
-/// [`WriteError::Version`], [`WriteError::Reserved`], or [`WriteError::Io`].
+/// [`WriteError::IndexNameTaken`] when either holds a migration that registers an index of the name this one
+/// registers, [`WriteError::Version`], [`WriteError::Reserved`], or [`WriteError::Io`].
 pub fn write(
     migration: &Migration,
     version: &str,
@@ -689,6 +744,14 @@ pub fn write(
     for dir in [pg_dir, sqlite_dir] {
         if let Some(existing) = with_version(dir, version) {
             return Err(WriteError::VersionTaken { version: version.to_owned(), existing });
+        }
+    }
+    for (dir, up) in [(pg_dir, &migration.pg_up), (sqlite_dir, &migration.sqlite_up)] {
+        let registered = registered_in(dir);
+        for name in registry_names(up, &registry::insert_prefix()) {
+            if let Some(existing) = registered.get(&name) {
+                return Err(WriteError::IndexNameTaken { name, existing: existing.clone() });
+            }
         }
     }
     let mut written: Vec<PathBuf> = Vec::new();
@@ -821,5 +884,47 @@ mod tests {
         // Diesel's own unpunctuated folder names count too.
         std::fs::create_dir_all(pg.join("20300101000001_plain")).unwrap();
         assert!(matches!(write(&m("c"), "20300101000001", &pg, &sqlite), Err(WriteError::VersionTaken { .. })));
+    }
+
+    #[test]
+    fn a_second_migration_of_an_index_name_is_refused_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pg, sqlite) = (dir.path().join("pg"), dir.path().join("sqlite"));
+        let odd = r#"Dé "Docs" 'q'"#;
+        let spec = |name: Option<&str>| {
+            let b = IndexSpec::builder(odd, "embedding", 8);
+            match name {
+                Some(n) => b.name(n),
+                None => b,
+            }
+            .build()
+            .unwrap()
+        };
+        let m = render(&spec(None), &Options::default());
+        assert_eq!(registry_names(&m.sqlite_up, &registry::insert_prefix()), [spec(None).name()]);
+        assert_eq!(registry_names(&m.pg_up, &registry::insert_prefix()), [spec(None).name()]);
+        assert_eq!(registry_names(&m.pg_down, &registry::delete_prefix()), [spec(None).name()]);
+        let (first, _) = write(&m, "20260101120000", &pg, &sqlite).unwrap();
+        // The same declaration generated again (say, a command run twice) would fail when it runs.
+        let err = write(&m, "20260101120001", &pg, &sqlite).unwrap_err();
+        assert!(
+            matches!(&err, WriteError::IndexNameTaken { name, existing } if name == spec(None).name() && *existing == first),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("already creates a vector index named \"__dv_Dé \"\"Docs\"\" 'q'_embedding\""),
+            "{err}"
+        );
+        assert!(!pg.join("2026-01-01-120001_create_vector_index_d__docs___q__embedding").exists());
+        // Under a name of its own it is written.
+        write(&render(&spec(Some("docs_l2")), &Options::default()), "20260101120002", &pg, &sqlite).unwrap();
+        assert!(write(&render(&spec(Some("docs_l2")), &Options::default()), "20260101120003", &pg, &sqlite).is_err());
+        // A later migration that forgets the name (an index dropped by hand) frees it.
+        for dir in [&pg, &sqlite] {
+            let forget = dir.join("2026-01-01-130000_drop_docs_index");
+            std::fs::create_dir_all(&forget).unwrap();
+            std::fs::write(forget.join("up.sql"), registry::delete_sql(&spec(None))).unwrap();
+        }
+        write(&m, "20260101140000", &pg, &sqlite).unwrap();
     }
 }

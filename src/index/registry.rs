@@ -57,9 +57,8 @@ pub fn create_table_sql() -> String {
 pub fn insert_sql(spec: &IndexSpec) -> String {
     let pg_index_name = spec.pg_index_name().map_or_else(|| "NULL".to_owned(), literal);
     format!(
-        "INSERT INTO {} (name, table_name, id_column, vector_column, element, dims, metric, partition_by, pg_index, \
-         pg_index_name, sqlite_index, format)\n    VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {REGISTRY_FORMAT});",
-        quote(REGISTRY_TABLE),
+        "{}{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {REGISTRY_FORMAT});",
+        insert_prefix(),
         literal(spec.name()),
         literal(spec.table()),
         literal(spec.id_column()),
@@ -74,9 +73,23 @@ pub fn insert_sql(spec: &IndexSpec) -> String {
     )
 }
 
+/// [`insert_sql`] up to the index name's literal.
+pub(crate) fn insert_prefix() -> String {
+    format!(
+        "INSERT INTO {} (name, table_name, id_column, vector_column, element, dims, metric, partition_by, pg_index, \
+         pg_index_name, sqlite_index, format)\n    VALUES (",
+        quote(REGISTRY_TABLE)
+    )
+}
+
 /// The `DELETE` that forgets `spec` (its down migration).
 pub fn delete_sql(spec: &IndexSpec) -> String {
-    format!("DELETE FROM {} WHERE name = {};", quote(REGISTRY_TABLE), literal(spec.name()))
+    format!("{}{};", delete_prefix(), literal(spec.name()))
+}
+
+/// [`delete_sql`] up to the index name's literal.
+pub(crate) fn delete_prefix() -> String {
+    format!("DELETE FROM {} WHERE name = ", quote(REGISTRY_TABLE))
 }
 
 /// A registry row as stored, before it is checked.

@@ -107,6 +107,42 @@ fn objects_made_by_hand_are_adopted_and_a_mistyped_folder_writes_nothing() {
 }
 
 #[test]
+fn a_run_that_creates_an_sqlite_file_and_applies_nothing_does_not_keep_it() {
+    // Trial 6: PostgreSQL's folder run on a new SQLite path failed clearly but left a database holding only
+    // Diesel's bookkeeping, which later commands took for the application's.
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("migrations_pg");
+    for (version, sql) in [
+        ("2026-01-01-000000_tables", "CREATE TABLE notes (id BIGINT PRIMARY KEY);"),
+        ("2026-01-02-000000_vector", "CREATE EXTENSION IF NOT EXISTS vector;"),
+    ] {
+        std::fs::create_dir_all(pg.join(version)).unwrap();
+        std::fs::write(pg.join(version).join("up.sql"), sql).unwrap();
+        std::fs::write(pg.join(version).join("down.sql"), "SELECT 1;").unwrap();
+    }
+    let path = sqlite_file(dir.path(), "new.db");
+    let (_, stderr) = fails(&["--database-url", &path, "migration", "run", "--migration-dir", pg.to_str().unwrap()]);
+    assert!(stderr.contains("is this the PostgreSQL migration folder"), "{stderr}");
+    // The first migration is plain SQL SQLite runs: applied, so the database is kept.
+    assert!(std::path::Path::new(&path).exists());
+    assert_eq!(count(&path, "notes"), 0);
+    std::fs::remove_dir_all(pg.join("2026-01-01-000000_tables")).unwrap();
+    let fresh = sqlite_file(dir.path(), "fresh.db");
+    let (_, stderr) = fails(&["--database-url", &fresh, "migration", "run", "--migration-dir", pg.to_str().unwrap()]);
+    assert!(stderr.contains("is this the PostgreSQL migration folder"), "{stderr}");
+    assert!(stderr.contains("was not kept: this run created it and applied nothing"), "{stderr}");
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        assert!(!std::path::Path::new(&format!("{fresh}{suffix}")).exists(), "{suffix}");
+    }
+    // Nothing to revert or redo in a database that does not exist: no file either.
+    for command in ["revert", "redo"] {
+        let (_, stderr) = fails(&["--database-url", &fresh, "migration", command]);
+        assert!(!stderr.is_empty());
+        assert!(!std::path::Path::new(&fresh).exists(), "{command}");
+    }
+}
+
+#[test]
 fn eight_cli_processes_running_the_application_s_folder_at_once_all_succeed() {
     let dirs = app::write();
     for (backend, url, _keep) in databases() {

@@ -108,6 +108,14 @@ fn migrations_generated_in_the_same_second_get_versions_of_their_own() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is already used by") && stderr.contains("2030-01-01-000000_by_hand"), "{stderr}");
+    // The same index generated again would fail when it runs (its name is taken): refused now, saying how
+    // to name another.
+    let out = generate("title_embedding", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("already creates a vector index named __dv_documents_title_embedding"), "{stderr}");
+    assert!(stderr.contains("(--name NAME)"), "{stderr}");
+    assert!(generate("title_embedding", &["--name", "documents_title_l2"]).status.success());
     assert!(!dir
         .path()
         .join("migrations_pg/2030-01-01-000000_create_vector_index_documents_summary_embedding")

@@ -52,6 +52,49 @@ pub(crate) fn refuse_database_as_output(url: &str, output: &Path) -> Result<(), 
     Ok(())
 }
 
+/// Removes the SQLite database of `url`, at `path` (and its `-wal`, `-shm` and `-journal` files) when it holds
+/// nothing but Diesel's and diesel-vector's bookkeeping, empty: a database a failed `migration run` created.
+/// Returns whether it did.
+pub(crate) fn remove_if_unused(url: &str, path: &Path) -> bool {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let unused = (|| -> diesel::QueryResult<bool> {
+        let mut conn = diesel::SqliteConnection::establish(&diesel_vector::database::sqlite_read_only_uri(url))
+            .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+        let names: Vec<Name> =
+            diesel::sql_query("SELECT name FROM sqlite_master WHERE type = 'table'").load(&mut conn)?;
+        for Name { name } in names {
+            if !name.starts_with("__diesel") {
+                return Ok(false);
+            }
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let rows: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {quoted}")).get_result(&mut conn)?;
+            if rows.n > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })();
+    if !unused.unwrap_or(false) {
+        return false;
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = fs::remove_file(&name);
+    }
+    fs::remove_file(path).is_ok()
+}
+
 /// Whether two paths name the same existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::metadata(a), fs::metadata(b)) {

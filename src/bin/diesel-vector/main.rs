@@ -455,13 +455,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(dir) = args.migration_dir.as_ref().filter(|d| !d.is_dir()) {
                 return Err(format!("--migration-dir {}: no such directory", dir.display()).into());
             }
-            // Listing reads only: it must not create an SQLite file.
+            // Only `run` creates an SQLite file; listing reads only, and there is nothing to revert in a new one.
+            let created = diesel_vector::database::sqlite_file(url).filter(|path| !path.exists());
             let mut conn = match args.command {
                 MigrationCommand::Status => DatabaseConnection::establish_read_only(url)?,
-                _ => DatabaseConnection::establish(url)?,
+                MigrationCommand::Run => DatabaseConnection::establish(url)?,
+                MigrationCommand::Revert | MigrationCommand::Redo => DatabaseConnection::establish_existing(url)?,
             };
             let app = args.migration_dir.as_ref().map(AppMigrations::dir);
-            migration(&mut conn, &args.command, app.as_ref())?;
+            let result = migration(&mut conn, &args.command, app.as_ref());
+            drop(conn);
+            if let (Err(e), Some(path)) = (&result, created) {
+                // A run that created the file and applied nothing (the wrong folder, a first migration that
+                // fails) leaves no database behind that later commands would take for the application's.
+                if files::remove_if_unused(url, &path) {
+                    return Err(format!(
+                        "{e}\n{} was not kept: this run created it and applied nothing",
+                        path.display()
+                    )
+                    .into());
+                }
+            }
+            result?;
         }
         Command::Doctor { migration_dir, json } => {
             let mut conn = DatabaseConnection::establish_read_only(database_url(&cli)?)?;
@@ -803,7 +818,10 @@ fn write_migration(migration: &diesel_vector::index::generate::Migration, output
         Some(version) => version.clone(),
         None => generate::free_version(&output.migrations_pg, &output.migrations_sqlite),
     };
-    let (pg, sqlite) = generate::write(migration, &version, &output.migrations_pg, &output.migrations_sqlite)?;
+    let (pg, sqlite) = match generate::write(migration, &version, &output.migrations_pg, &output.migrations_sqlite) {
+        Err(e @ generate::WriteError::IndexNameTaken { .. }) => return Err(format!("{e} (--name NAME)").into()),
+        written => written?,
+    };
     say!("Created {}", pg.display())?;
     say!("Created {}", sqlite.display())?;
     // `migration run` alone applies diesel-vector's own migrations: say how to apply these.
