@@ -195,6 +195,7 @@ async fn rebuild_with<E: Exec<Db = Pg>>(conn: &mut E, spec: &IndexSpec, how: Reb
         Rebuild::Hnsw => (PgIndex::Hnsw, None),
     };
     transaction(conn, async |conn: &mut E| {
+        conn.batch_execute(super::END_WITH_CLIENT).await?;
         let lists = match lists {
             Some(Some(lists)) => Some(lists.max(1)),
             Some(None) => Some(recommended_lists(count_rows(conn, spec).await?)),

@@ -314,6 +314,7 @@ async fn rehearse<E: Exec<Db = Pg>>(
     pending: &[&E::Migration],
 ) -> Result<Rehearsal, MigrationError> {
     conn.begin().await?;
+    conn.batch_execute(super::END_WITH_CLIENT).await?;
     let outcome = rehearse_in_scratch(conn, applied, pending).await;
     conn.rollback().await?;
     outcome
@@ -373,6 +374,10 @@ async fn run_one<E: Exec<Db = Pg>>(conn: &mut E, migration: &E::Migration, up: b
     conn.batch_execute(CREATE_MIGRATIONS_TABLE).await?;
     let version = migration.name().version().to_string();
     let body = async |conn: &mut E| -> diesel::migration::Result<()> {
+        if migration.metadata().run_in_transaction() {
+            // A migration building an index: a killed runner stops it rather than leaving it to finish.
+            conn.batch_execute(super::END_WITH_CLIENT).await?;
+        }
         conn.run_migration(migration, up).await?;
         let bookkeeping = if up {
             sql("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")

@@ -17,6 +17,13 @@ macro_rules! partition_index_ready_sql {
     };
 }
 
+/// Makes the server end this transaction's statements soon after its client is gone (a killed process, a
+/// dropped network): PostgreSQL 14's `client_connection_check_interval`, one second, for the transaction
+/// only. Without it a `CREATE INDEX` whose client was killed builds on to the end, holding the lock that
+/// blocks the table's writes all the while. Older servers have no such setting: nothing is set there.
+pub(crate) const END_WITH_CLIENT: &str = "SELECT set_config('client_connection_check_interval', '1000', true) \
+     WHERE current_setting('server_version_num')::int >= 140000";
+
 #[cfg(feature = "pg")]
 pub(crate) mod doctor;
 mod expression;

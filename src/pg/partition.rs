@@ -137,6 +137,7 @@ async fn create_with<E: Exec<Db = Pg>>(
 ) -> QueryResult<String> {
     let name = checked_name(spec, column, value).map_err(|e| refused(e.to_string()))?;
     transaction(conn, async |conn: &mut E| {
+        conn.batch_execute(super::END_WITH_CLIENT).await?;
         // The column's kind as the search's set-up reads it, which decides how a filter's value compares.
         let kind: Kind = exec::first(
             conn,

@@ -431,3 +431,68 @@ fn commands_that_need_a_database_never_create_one() {
     assert!(stderr.contains("no vector index is registered for any table"), "{stderr}");
     assert!(!stderr.contains("diesel_vector::"), "{stderr}");
 }
+
+#[test]
+fn a_killed_reindex_stops_building_on_the_server_and_leaves_the_old_index() {
+    // Trial 6: after `kill -9` of a PostgreSQL `reindex`, the server built on to the end, holding the lock
+    // that blocks the table's writes. It now notices within about a second that its client is gone.
+    use diesel::prelude::*;
+    use diesel::sql_types::BigInt;
+    use std::process::Stdio;
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let pg = FreshDb::create();
+    let mut conn = pg.conn();
+    conn.batch_execute(
+        "CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE docs (id bigint PRIMARY KEY, emb vector(256))",
+    )
+    .unwrap();
+    let spec = diesel_vector::index::IndexSpec::builder("docs", "emb", 256).build().unwrap();
+    conn.batch_execute(&diesel_vector::index::generate::render(&spec, &Default::default()).pg_up).unwrap();
+    // 10k random rows (written without the index, then indexed), and a rebuild made slow on purpose (its
+    // graph spilling from 1 MB: about 20 s).
+    let index = diesel_vector::index::Ident::new(spec.pg_index_name().unwrap(), "index").unwrap().quoted();
+    conn.batch_execute(&format!(
+        "DROP INDEX {index};
+         INSERT INTO docs SELECT i, (SELECT array_agg(random())::real[] FROM generate_series(1, 256) WHERE i > 0)::vector
+           FROM generate_series(1, 10000) i;"
+    ))
+    .unwrap();
+    diesel_vector::pg::rebuild(&mut conn, &spec, diesel_vector::pg::Rebuild::Hnsw).unwrap();
+    conn.batch_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET maintenance_work_mem = ''1MB''', current_database());
+                     EXECUTE format('ALTER DATABASE %I SET max_parallel_maintenance_workers = 0', current_database()); END $$;",
+    )
+    .unwrap();
+    let building = |conn: &mut diesel::PgConnection| {
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE 'CREATE INDEX%'",
+        )
+        .get_result::<N>(conn)
+        .unwrap()
+        .n
+    };
+    let mut child =
+        bin().args(["--database-url", &pg.url, "reindex", "--table", "docs"]).stdout(Stdio::null()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while building(&mut conn) == 0 {
+        assert!(start.elapsed().as_secs() < 60, "the rebuild never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while building(&mut conn) > 0 {
+        assert!(killed.elapsed().as_secs() < 8, "the server went on building for its killed client");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The rebuild's transaction rolled back: the old index stands, and the table takes writes.
+    let index = diesel_vector::pg::status(&mut conn, &spec).unwrap();
+    assert_eq!(index.method.as_deref(), Some("hnsw"));
+    assert!(index.valid);
+    conn.batch_execute("INSERT INTO docs VALUES (10001, NULL)").unwrap();
+}
