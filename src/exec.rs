@@ -246,7 +246,6 @@ mod async_pg {
     use std::pin::pin;
     use std::task::{Context, Waker};
 
-    use diesel::connection::{TransactionManagerStatus, ValidTransactionManagerStatus};
     use diesel::pg::Pg;
     use diesel::query_builder::{QueryFragment, QueryId};
     use diesel::{QueryResult, QueryableByName};
@@ -270,16 +269,35 @@ mod async_pg {
     ///
     /// When the caller had a transaction open already, its state cannot be restored: the lock is released
     /// and the transaction manager marked broken, so that a pool discards the connection.
+    ///
+    /// A future dropped while the transaction manager's own `BEGIN`, `COMMIT` or `ROLLBACK` was in flight
+    /// leaves diesel-async's manager marked as cancelled (and, for `BEGIN`, counting no transaction while
+    /// the server will have one): its next transaction statement would then panic in a debug build. So the
+    /// guard notes when one is in flight, and at the top level puts a fresh manager in place after queuing
+    /// its `ROLLBACK` (a `ROLLBACK` with no transaction open is only a warning).
     pub(crate) struct AsyncPg<'c> {
         conn: &'c mut AsyncPgConnection,
         depth_at_start: Option<NonZeroU32>,
         release: Option<&'static str>,
+        /// A `BEGIN`, `COMMIT` or `ROLLBACK` of the transaction manager is being awaited.
+        in_flight: bool,
     }
 
     impl<'c> AsyncPg<'c> {
         pub(crate) fn new(conn: &'c mut AsyncPgConnection) -> Self {
             let depth_at_start = depth(conn).ok().flatten();
-            Self { conn, depth_at_start, release: None }
+            Self { conn, depth_at_start, release: None, in_flight: false }
+        }
+
+        /// Awaits one of the transaction manager's statements, noting that it is in flight meanwhile.
+        async fn manage(
+            &mut self,
+            statement: impl AsyncFnOnce(&mut AsyncPgConnection) -> QueryResult<()>,
+        ) -> QueryResult<()> {
+            self.in_flight = true;
+            let result = statement(self.conn).await;
+            self.in_flight = false;
+            result
         }
     }
 
@@ -298,21 +316,22 @@ mod async_pg {
     impl Drop for AsyncPg<'_> {
         fn drop(&mut self) {
             let depth = depth(self.conn);
-            let own_transaction = match depth {
-                Ok(depth) => depth != self.depth_at_start,
-                Err(_) => false,
-            };
+            let own_transaction = self.in_flight
+                || match depth {
+                    Ok(depth) => depth != self.depth_at_start,
+                    Err(_) => false,
+                };
             if !own_transaction && self.release.is_none() {
                 return;
             }
             let mut sql = String::new();
             if own_transaction {
-                let status = AnsiTransactionManager::transaction_manager_status_mut(self.conn);
                 if self.depth_at_start.is_none() {
                     sql.push_str("ROLLBACK;");
-                    *status = TransactionManagerStatus::Valid(ValidTransactionManagerStatus::default());
+                    // A fresh manager: no transaction, and not marked as cancelled mid-statement.
+                    *diesel_async::AsyncConnection::transaction_state(self.conn) = AnsiTransactionManager::default();
                 } else {
-                    status.set_in_error();
+                    AnsiTransactionManager::transaction_manager_status_mut(self.conn).set_in_error();
                 }
             }
             if let Some(release) = self.release {
@@ -362,15 +381,15 @@ mod async_pg {
         }
 
         async fn begin(&mut self) -> QueryResult<()> {
-            AnsiTransactionManager::begin_transaction(self.conn).await
+            self.manage(async |conn| AnsiTransactionManager::begin_transaction(conn).await).await
         }
 
         async fn commit(&mut self) -> QueryResult<()> {
-            AnsiTransactionManager::commit_transaction(self.conn).await
+            self.manage(async |conn| AnsiTransactionManager::commit_transaction(conn).await).await
         }
 
         async fn rollback(&mut self) -> QueryResult<()> {
-            AnsiTransactionManager::rollback_transaction(self.conn).await
+            self.manage(async |conn| AnsiTransactionManager::rollback_transaction(conn).await).await
         }
 
         async fn run_migration(

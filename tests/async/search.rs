@@ -293,6 +293,33 @@ async fn a_search_dropped_at_any_point_leaves_the_pooled_connection_usable() {
     release.await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_dropped_at_any_point_leaves_a_plain_connection_usable() {
+    // Trial 7: dropped while diesel-async's own `BEGIN` was in flight, a search left its transaction manager
+    // marked as cancelled, and the next search on the same (unpooled) connection panicked in a debug build.
+    let db = FreshDb::create().await;
+    let docs = fixture::docs(200, 3);
+    let mut conn = db.conn().await;
+    conn.batch_execute(fixture::PG_TABLE).await.unwrap();
+    conn.batch_execute(&migration().pg_up).await.unwrap();
+    for doc in &docs {
+        insert!(&mut conn, doc).unwrap();
+    }
+    let q = fixture::queries(3, 200, 1).remove(0);
+    let spec = spec();
+    let search = spec.search(&q).k(5).filter_eq("lang", "en");
+    let expected = search.run_async(&mut conn).await.unwrap();
+    let mut dropped = 0;
+    for micros in (0..150).map(|i| i * 10) {
+        if tokio::time::timeout(Duration::from_micros(micros), search.run_async(&mut conn)).await.is_err() {
+            dropped += 1;
+        }
+        assert_clean(&session(&mut conn).await, &format!("dropped after {micros} µs"));
+        assert_eq!(search.run_async(&mut conn).await.unwrap(), expected, "dropped after {micros} µs");
+    }
+    assert!(dropped > 0, "at least one search was dropped half way");
+}
+
 /// The bad searches, in order: wrong dimensions, a zero query under cosine, `k = 0`, a table that does
 /// not exist, a filter on a column that does not exist, a filter value of the wrong type, a typed
 /// partition on a column that is not one.
