@@ -50,7 +50,8 @@ use crate::search::{coerce, Value};
 ///
 /// # Errors
 ///
-/// [`diesel::result::Error::QueryBuilderError`] when `spec` has no HNSW index on PostgreSQL, `column` is
+/// [`diesel::result::Error::QueryBuilderError`] when `spec` has no HNSW index on PostgreSQL, an index of
+/// its name is registered with another declaration (metric, type, columns or PostgreSQL index), `column` is
 /// not one of its partition columns, the table or the column does not exist, or `value` does not fit the
 /// column's type; a failing `CREATE INDEX`.
 #[cfg(feature = "pg")]
@@ -108,6 +109,28 @@ pub async fn drop_partition_index_async(
     drop_with(&mut exec::AsyncPg::new(conn), spec, column, &value.into()).await
 }
 
+/// Whether two declarations of an index are the same on PostgreSQL (what its registry row and its
+/// partition indexes' migrations compare).
+fn same_on_postgres(a: &IndexSpec, b: &IndexSpec) -> bool {
+    (a.table(), a.column(), a.id_column(), a.element(), a.dims(), a.metric(), a.pg_index(), a.pg_index_name())
+        == (b.table(), b.column(), b.id_column(), b.element(), b.dims(), b.metric(), b.pg_index(), b.pg_index_name())
+        && a.partition_by().eq(b.partition_by())
+}
+
+/// `spec` as PostgreSQL builds it, for messages.
+fn described(spec: &IndexSpec) -> String {
+    let partitions: Vec<_> = spec.partition_by().map(crate::index::shown).collect();
+    format!(
+        "{} {} of {}, {} index {}, partition columns {}",
+        spec.element().pg_type(spec.dims()),
+        spec.metric().name(),
+        crate::index::shown_column(spec.table(), spec.column()),
+        spec.pg_index().name(),
+        crate::index::shown(spec.pg_index_name().unwrap_or_default()),
+        partitions.join(", ")
+    )
+}
+
 fn refused(message: String) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(message.into())
 }
@@ -138,6 +161,20 @@ async fn create_with<E: Exec<Db = Pg>>(
     let name = checked_name(spec, column, value).map_err(|e| refused(e.to_string()))?;
     transaction(conn, async |conn: &mut E| {
         conn.batch_execute(super::END_WITH_CLIENT).await?;
+        // The index is built as `spec` says (its operator class from the metric): one registered under the
+        // same name otherwise would leave it to no search, while it slows every write.
+        if super::migrations::exists(conn, &quote(crate::index::REGISTRY_TABLE)).await? {
+            let registered = crate::index::registry::load_rows(conn).await.map_err(|e| refused(e.to_string()))?;
+            if let Some(other) = registered.iter().find(|r| r.name() == spec.name() && !same_on_postgres(r, spec)) {
+                return Err(refused(format!(
+                    "the vector index {} is registered as {}, not as declared here ({}): build its partition index \
+                     from the registered declaration",
+                    crate::index::shown(spec.name()),
+                    described(other),
+                    described(spec)
+                )));
+            }
+        }
         // The column's kind as the search's set-up reads it, which decides how a filter's value compares.
         let kind: Kind = exec::first(
             conn,

@@ -647,6 +647,34 @@ fn a_partition_index_serves_its_value_at_the_unfiltered_ef_search() {
         .build()
         .unwrap();
     assert!(err(pg::create_partition_index(&mut conn, &ivfflat, "lang", "fr")).contains("HNSW"));
+    // A declaration of another metric under the registered index's name (trial 7: it built an index of the
+    // other operator class, which no search would use) is refused, saying what is registered.
+    let l2 = IndexSpec::builder("documents", "embedding", DIMS as u64)
+        .partition_by(["lang", "year"])
+        .pg_index(PgIndex::Hnsw)
+        .metric(Metric::L2)
+        .build()
+        .unwrap();
+    let refused = err(pg::create_partition_index(&mut conn, &l2, "lang", "de"));
+    assert!(
+        refused.starts_with(&format!(
+            "the vector index __dv_documents_embedding is registered as vector({DIMS}) cosine of documents.embedding, \
+             hnsw index documents_embedding_cosine_idx, partition columns lang, year, not as declared here \
+             (vector({DIMS}) l2 of documents.embedding, hnsw index documents_embedding_l2_idx"
+        )),
+        "{refused}"
+    );
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let name = pg::partition_index_name(&l2, "lang", &"de".into()).unwrap();
+    let built: Exists = diesel::sql_query("SELECT to_regclass(quote_ident($1)) IS NOT NULL AS exists")
+        .bind::<Text, _>(&name)
+        .get_result(&mut conn)
+        .unwrap();
+    assert!(!built.exists, "{name} was not built");
 }
 
 /// The index scans PostgreSQL counted on `documents`' vector index and on its partition index for French rows.
