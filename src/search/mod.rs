@@ -277,9 +277,25 @@ pub struct Hit {
     pub distance: f64,
 }
 
-/// The ids of `hits`, in rank order: for `table.filter(id.eq_any(ids(&hits)))`.
+/// The ids of `hits`, in rank order: for `table.filter(id.eq_any(ids(&hits)))` on a `BigInt` key
+/// ([`ids_as`] for the others).
 pub fn ids(hits: &[Hit]) -> Vec<i64> {
     hits.iter().map(|h| h.id).collect()
+}
+
+/// The ids of `hits` as the id column's Rust type, in rank order: `ids_as::<i32>` for an `Integer` key
+/// (`i16` for `SmallInt`), as `table.filter(id.eq_any(ids_as::<i32>(&hits)))` needs. A search's ids are
+/// read from that column, so they fit; one that does not names no row of it, and is left out.
+///
+/// ```
+/// use diesel_vector::search::{ids_as, Hit};
+///
+/// let hits = [Hit { id: 7, distance: 0.1 }, Hit { id: 3, distance: 0.2 }];
+/// assert_eq!(ids_as::<i32>(&hits), [7, 3]);
+/// assert_eq!(ids_as::<i16>(&[Hit { id: 1 << 20, distance: 0.0 }]), Vec::<i16>::new());
+/// ```
+pub fn ids_as<T: TryFrom<i64>>(hits: &[Hit]) -> Vec<T> {
+    hits.iter().filter_map(|h| T::try_from(h.id).ok()).collect()
 }
 
 /// Puts rows loaded for `hits` in rank order, each with its distance: `id` reads a row's primary key.

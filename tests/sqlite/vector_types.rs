@@ -477,3 +477,27 @@ mod dsl {
         assert!(err.contains("vec_bit(): argument 1: vector is empty"), "{err}");
     }
 }
+
+#[test]
+fn rows_of_an_integer_key_are_loaded_by_the_ids_a_search_returns() {
+    // Trial 7: `items::id.eq_any(search::ids(&hits))` does not compile for an `Integer` key.
+    use diesel_vector::index::{Element, IndexSpec, Metric};
+    use diesel_vector::search;
+    let mut conn = conn_with_items();
+    for (id, values) in [(1, [0.0, 1.0]), (2, [1.0, 0.0]), (3, [0.9, 0.1])] {
+        diesel::insert_into(items::table)
+            .values((items::id.eq(id), items::embedding.eq(Some(h(&values)))))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let spec =
+        IndexSpec::builder("items", "embedding", 2).element(Element::HalfVector).metric(Metric::L2).build().unwrap();
+    let hits = spec.search(&h(&[1.0, 0.0])).k(2).run(&mut conn).unwrap();
+    let rows: Vec<(i32, Option<HalfVector>)> = items::table
+        .filter(items::id.eq_any(search::ids_as::<i32>(&hits)))
+        .select((items::id, items::embedding))
+        .load(&mut conn)
+        .unwrap();
+    let ranked: Vec<i32> = search::rank(rows, |r| r.0, &hits).into_iter().map(|(r, _)| r.0).collect();
+    assert_eq!(ranked, [2, 3]);
+}
