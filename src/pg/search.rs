@@ -862,7 +862,13 @@ impl<const FILTERED: bool> Setup<FILTERED> {
             table: quote(spec.table()),
             index: spec.pg_index_name().map(quote),
             filter_columns: plan.filters.iter().map(|(c, _)| c.clone()).collect(),
-            filter_values: plan.filters.iter().map(|(_, v)| crate::index::partition::value_text(v)).collect(),
+            // Text holding a NUL cannot be sent (the search refuses it once the columns are read): its
+            // selectivity is read as NULL's.
+            filter_values: plan
+                .filters
+                .iter()
+                .map(|(_, v)| crate::index::partition::value_text(v).filter(|t| !t.contains('\0')))
+                .collect(),
             partition_indexes: plan
                 .filters
                 .iter()

@@ -98,7 +98,7 @@ pub use crate::index::Metric;
 pub use element::PlanVector;
 pub use element::SearchVector;
 pub use seed::{Neighbor, Search, EMBEDDING_DIMS};
-pub use typed::{Filtered, NoFilter, SearchFilter, TypedSearch};
+pub use typed::{Filtered, NoFilter, PartitionValue, SearchFilter, TypedSearch};
 
 #[cfg(feature = "async")]
 pub(crate) use asynchronous::execute_async;
@@ -964,6 +964,11 @@ pub(crate) fn coerce(value: &Value, kind: ColumnKind) -> Result<FilterValue, &'s
         }),
         (Value::Integer(i @ (0 | 1)), ColumnKind::Bool) => FilterValue::Bool(*i == 1),
         (Value::Integer(_), ColumnKind::Bool) => return Err("; give true or false"),
+        // PostgreSQL's text holds no NUL (its driver would fail the query), and no row SQLite holds one in
+        // is reachable from PostgreSQL's side: refused on both, the same way.
+        (Value::Text(t), ColumnKind::Text | ColumnKind::Other) if t.contains('\0') => {
+            return Err("; text holds no NUL character")
+        }
         (Value::Text(t), ColumnKind::Text | ColumnKind::Other) => FilterValue::Text(t.clone()),
         (Value::Integer(i), ColumnKind::Text | ColumnKind::Other) => FilterValue::Text(i.to_string()),
         (Value::Bool(_), ColumnKind::Text) => return Err("; give text"),
@@ -1111,6 +1116,7 @@ mod tests {
         assert_eq!(coerce(&7.into(), ColumnKind::Text), Ok(FilterValue::Text("7".into())));
         assert_eq!(coerce(&"T".into(), ColumnKind::Bool), Ok(FilterValue::Bool(true)));
         assert!(coerce(&"maybe".into(), ColumnKind::Bool).is_err());
+        assert_eq!(coerce(&"th\0ai".into(), ColumnKind::Text), Err("; text holds no NUL character"));
         assert_eq!(coerce(&Value::Null, ColumnKind::Bool), Ok(FilterValue::Null));
         assert_eq!(coerce(&true.into(), ColumnKind::Integer), Ok(FilterValue::Integer(1)));
         assert_eq!(Value::from(None::<i32>), Value::Null);

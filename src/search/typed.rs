@@ -170,6 +170,79 @@ impl<T> VectorIndex<T> {
     }
 }
 
+/// A value [`TypedSearch::partition`] may compare with a column of SQL type `ST`, checked when the search is
+/// written: text for any column (read as the column's type, as SQL reads a literal: `"2021"` for an integer
+/// column), an integer (`i8` to `i64`, `u8` to `u32`) for `SmallInt`, `Integer` and `BigInt`, a `bool` for
+/// `Bool`, each for the `Nullable` column too, an `Option` of one for a `Nullable` column (`None` is NULL),
+/// and a run-time [`Value`] for any column (checked when the search runs).
+///
+/// ```
+/// # diesel::table! { recipes (id) { id -> BigInt, cuisine -> Text, rating -> Nullable<Integer>, embedding -> diesel_vector::sql_types::Vector, } }
+/// # diesel_vector::vector_index! { static RECIPES: recipes { column: embedding, dims: 3, partition_by: [cuisine, rating] } }
+/// # let q = diesel_vector::Vector::new(vec![1.0, 0.0, 0.0]).unwrap();
+/// let french = RECIPES.search(&q).partition(recipes::cuisine, "french");
+/// let five_stars = RECIPES.search(&q).partition(recipes::rating, 5);
+/// let unrated = RECIPES.search(&q).partition(recipes::rating, None::<i32>);
+/// ```
+///
+/// ```compile_fail
+/// # diesel::table! { recipes (id) { id -> BigInt, cuisine -> Text, rating -> Nullable<Integer>, embedding -> diesel_vector::sql_types::Vector, } }
+/// # diesel_vector::vector_index! { static RECIPES: recipes { column: embedding, dims: 3, partition_by: [cuisine, rating] } }
+/// # let q = diesel_vector::Vector::new(vec![1.0, 0.0, 0.0]).unwrap();
+/// // An integer for a text column does not compile.
+/// let search = RECIPES.search(&q).partition(recipes::cuisine, 5);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be compared with a column of SQL type `{ST}`",
+    label = "a partition value must suit its column: text, an integer for an integer column, a bool for a `Bool` one"
+)]
+pub trait PartitionValue<ST> {
+    /// The value, for the search.
+    fn into_value(self) -> Value;
+}
+
+macro_rules! any_column {
+    ($($t:ty),*) => {$(
+        impl<ST> PartitionValue<ST> for $t {
+            fn into_value(self) -> Value {
+                self.into()
+            }
+        }
+    )*};
+}
+any_column!(&str, String, &String);
+
+impl<ST> PartitionValue<ST> for Value {
+    fn into_value(self) -> Value {
+        self
+    }
+}
+
+macro_rules! typed_column {
+    ($st:ty: $($t:ty),*) => {$(
+        impl PartitionValue<$st> for $t {
+            fn into_value(self) -> Value {
+                self.into()
+            }
+        }
+        impl PartitionValue<diesel::sql_types::Nullable<$st>> for $t {
+            fn into_value(self) -> Value {
+                self.into()
+            }
+        }
+    )*};
+}
+typed_column!(diesel::sql_types::SmallInt: i8, i16, i32, i64, u8, u16, u32);
+typed_column!(diesel::sql_types::Integer: i8, i16, i32, i64, u8, u16, u32);
+typed_column!(diesel::sql_types::BigInt: i8, i16, i32, i64, u8, u16, u32);
+typed_column!(diesel::sql_types::Bool: bool);
+
+impl<ST, V: PartitionValue<ST>> PartitionValue<diesel::sql_types::Nullable<ST>> for Option<V> {
+    fn into_value(self) -> Value {
+        self.map_or(Value::Null, PartitionValue::into_value)
+    }
+}
+
 impl<'a, T, F> TypedSearch<'a, T, F> {
     /// How many neighbours to return (default 10).
     #[must_use]
@@ -188,14 +261,20 @@ impl<'a, T, F> TypedSearch<'a, T, F> {
     /// Only rows whose `column`, one of the index's partition columns, equals `value`; pushed into the
     /// index. A column that is not a partition column is an error when the search runs
     /// ([`SearchError::NotAPartitionColumn`]): filter on it with [`TypedSearch::filter`].
+    ///
+    /// The value's type must suit the column's ([`PartitionValue`]): text for a text column, an integer for an
+    /// integer column, a bool for a `Bool` column (an `Option` of one where the column is nullable, `None`
+    /// for NULL); text suits any column (read as its type); a run-time [`Value`] is checked when the search
+    /// runs.
     #[must_use]
-    pub fn partition<C>(mut self, column: C, value: impl Into<Value>) -> Self
+    pub fn partition<C, V>(mut self, column: C, value: V) -> Self
     where
         C: diesel::Column<Table = T>,
+        V: PartitionValue<C::SqlType>,
     {
         let _ = column;
         self.partitions.push(C::NAME);
-        self.filters.push((C::NAME.to_owned(), value.into()));
+        self.filters.push((C::NAME.to_owned(), value.into_value()));
         self
     }
 

@@ -327,6 +327,11 @@ fn bad_input_is_named() {
         err.to_string(),
         "documents has no column language (the filter column); its columns: id, lang, year, body, embedding"
     );
+    // A NUL in text: refused the same way on both backends (PostgreSQL's text cannot hold one).
+    let err = spec.search(&q).filter_eq("lang", "f\0r").run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::FilterValue { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("documents.lang is text: "), "{err}");
+    assert!(err.to_string().ends_with("; text holds no NUL character"), "{err}");
     let err = spec.search(&q).filter_eq("year", "recent").run(&mut conn).unwrap_err();
     assert_eq!(err.to_string(), "documents.year is integer: \"recent\" cannot be compared with it; give an integer");
     // An integer the column cannot hold matches nothing: named rather than answered with no rows.

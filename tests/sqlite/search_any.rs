@@ -505,6 +505,11 @@ fn bad_input_is_named() {
         err.to_string(),
         "documents has no column language (the filter column); its columns: id, lang, year, body, embedding"
     );
+    // A NUL in text: refused the same way on both backends (PostgreSQL's text cannot hold one).
+    let err = spec.search(&q).filter_eq("lang", "f\0r").run(&mut conn).unwrap_err();
+    assert!(matches!(err, SearchError::FilterValue { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("documents.lang is TEXT: "), "{err}");
+    assert!(err.to_string().ends_with("; text holds no NUL character"), "{err}");
     let err = spec.search(&q).filter_eq("year", "recent").run(&mut conn).unwrap_err();
     assert_eq!(err.to_string(), "documents.year is INTEGER: \"recent\" cannot be compared with it; give an integer");
     let err = spec.search(&q).filter_eq("embedding", "x").run(&mut conn).unwrap_err();
