@@ -241,17 +241,21 @@ fn assert_clean(session: &Session, what: &str) {
     assert!(matches!(session.ef_search.as_deref(), None | Some("40")), "{what}: {session:?}");
 }
 
+/// `documents` with its vector index's migration and `n` documents of `seed`.
+async fn indexed_documents(conn: &mut AsyncPgConnection, n: usize, seed: u64) {
+    conn.batch_execute(fixture::PG_TABLE).await.unwrap();
+    conn.batch_execute(&migration().pg_up).await.unwrap();
+    for doc in &fixture::docs(n, seed) {
+        insert!(&mut *conn, doc).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_search_dropped_at_any_point_leaves_the_pooled_connection_usable() {
     let db = FreshDb::create().await;
-    let docs = fixture::docs(200, 3);
     {
         let mut conn = db.conn().await;
-        conn.batch_execute(fixture::PG_TABLE).await.unwrap();
-        conn.batch_execute(&migration().pg_up).await.unwrap();
-        for doc in &docs {
-            insert!(&mut conn, doc).unwrap();
-        }
+        indexed_documents(&mut conn, 200, 3).await;
         conn.batch_execute("ANALYZE documents").await.unwrap();
     }
     let pool = pool(&db.url, 1);
@@ -298,13 +302,8 @@ async fn a_search_dropped_at_any_point_leaves_a_plain_connection_usable() {
     // Trial 7: dropped while diesel-async's own `BEGIN` was in flight, a search left its transaction manager
     // marked as cancelled, and the next search on the same (unpooled) connection panicked in a debug build.
     let db = FreshDb::create().await;
-    let docs = fixture::docs(200, 3);
     let mut conn = db.conn().await;
-    conn.batch_execute(fixture::PG_TABLE).await.unwrap();
-    conn.batch_execute(&migration().pg_up).await.unwrap();
-    for doc in &docs {
-        insert!(&mut conn, doc).unwrap();
-    }
+    indexed_documents(&mut conn, 200, 3).await;
     let q = fixture::queries(3, 200, 1).remove(0);
     let spec = spec();
     let search = spec.search(&q).k(5).filter_eq("lang", "en");
@@ -346,11 +345,7 @@ macro_rules! bad_searches {
 async fn bad_input_is_an_error_of_the_async_search_as_on_the_sync_path() {
     let db = FreshDb::create().await;
     let mut conn = db.conn().await;
-    conn.batch_execute(fixture::PG_TABLE).await.unwrap();
-    conn.batch_execute(&migration().pg_up).await.unwrap();
-    for doc in &fixture::docs(20, 5) {
-        insert!(&mut conn, doc).unwrap();
-    }
+    indexed_documents(&mut conn, 20, 5).await;
     let errors = tokio::spawn(async move {
         let errors = bad_searches!(&mut conn);
         let q = fixture::queries(5, 20, 1).remove(0);
