@@ -37,7 +37,7 @@
 //! compares it. Id generators move past each batch's ids. Both report row counts and
 //! [`Checksum`](crate::copy::Checksum)s per table, computed as [`crate::copy`] does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
@@ -697,19 +697,19 @@ fn flush<T: Store>(
     }
     let (inserted, refused) = write_rows(store, plan, &rows, options.skip_invalid)?;
     report.tables[at].inserted += inserted as u64;
-    let refused_keys: Vec<Key> = refused.iter().map(|r| r.key.clone()).collect();
+    let refused_keys: HashSet<Key> = refused.iter().map(|r| r.key.clone()).collect();
     report.skip(refused);
     let back = held(store, plan, &keyed)?;
-    let differing: Vec<Key> = keyed
-        .iter()
-        .filter(|(k, h)| !refused_keys.contains(k) && back.get(k) != Some(h))
-        .map(|(k, _)| k.clone())
-        .collect();
+    // The rows written: each must read back as it was sent, and is counted as imported.
+    let mut differing = Vec::new();
+    for (key, hash) in keyed.iter().filter(|(k, _)| !refused_keys.contains(k)) {
+        if back.get(key) != Some(hash) {
+            differing.push(key.clone());
+        }
+        report.tables[at].rows.add(*hash);
+    }
     if !differing.is_empty() {
         return Err(JsonlError::Verification { table: plan.name.clone(), keys: differing });
-    }
-    for (_, hash) in keyed.iter().filter(|(k, _)| !refused_keys.contains(k)) {
-        report.tables[at].rows.add(*hash);
     }
     if let Some(max) = keyed.iter().filter_map(|(k, _)| k.as_int()).max() {
         store.reserve_ids(plan, max).map_err(query(format!("reserving ids of {}", plan.name)))?;

@@ -76,8 +76,9 @@ pub(crate) fn remove_if_unused(url: &str, path: &Path) -> bool {
             if !name.starts_with("__diesel") {
                 return Ok(false);
             }
-            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-            let rows: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {quoted}")).get_result(&mut conn)?;
+            let Ok(table) = diesel_vector::index::Ident::new(&name, "table") else { return Ok(false) };
+            let rows: Count =
+                diesel::sql_query(format!("SELECT count(*) AS n FROM {}", table.quoted())).get_result(&mut conn)?;
             if rows.n > 0 {
                 return Ok(false);
             }
